@@ -1,0 +1,3 @@
+from brainlife.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `bl` command line: thin commands over `brainlife.client`."""

@@ -1,0 +1,74 @@
+"""`create_app(settings)`: the FastAPI application with brainlife's three API prefixes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from brainlife.server.archive import Archive, open_archive
+from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
+from brainlife.server.settings import Settings
+from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE
+
+log = logging.getLogger("brainlife.server")
+
+
+def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
+    from brainlife.server.routes import amaretti, auth, warehouse
+
+    archive = archive or open_archive(settings or Settings())
+    app = FastAPI(
+        title="brainlife archive",
+        summary="brainlife.io's auth, warehouse and amaretti APIs on an embedded archive",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.archive = archive
+    app.include_router(auth.router, prefix=API_AUTH)
+    app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(amaretti.router, prefix=API_AMARETTI)
+    _install_error_handlers(app)
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers: dict[str, str] = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, RangeNotSatisfiable):
+            headers["Content-Range"] = f"bytes */{exc.size}"
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return _error(exc.status_code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return _error(400, "Bad request: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error(404, f"No such route: {request.method} {request.url.path}")
+        if exc.status_code == 405:
+            return _error(405, f"Method {request.method} is not allowed on {request.url.path}")
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "Internal server error; the server log has the details.")

@@ -1,0 +1,66 @@
+"""FastAPI dependencies: the archive, a database session, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from brainlife.server.archive import Archive
+from brainlife.server.errors import LOGIN_AGAIN, Unauthorized
+from brainlife.server.principal import Principal
+
+
+def get_archive(request: Request) -> Archive:
+    archive: Archive = request.app.state.archive
+    return archive
+
+
+def get_session(archive: Annotated[Archive, Depends(get_archive)]) -> Iterator[Session]:
+    with archive.session() as session:
+        yield session
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized(f"The Authorization header must be 'Bearer <token>'. {LOGIN_AGAIN}")
+        return value.strip()
+    return None
+
+
+def optional_principal(
+    request: Request, archive: Annotated[Archive, Depends(get_archive)]
+) -> Principal | None:
+    """The caller, if a token was sent. A bad token is an error even where none is needed."""
+    token = _bearer(request)
+    return archive.signer.principal(token) if token else None
+
+
+def required_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized(f"This needs a login: no token was sent. {LOGIN_AGAIN}")
+    return principal
+
+
+def download_principal(
+    request: Request, archive: Annotated[Archive, Depends(get_archive)]
+) -> Principal:
+    """Download routes also take the token from `?at=` (brainlife's download links)."""
+    token = _bearer(request) or request.query_params.get("at")
+    if not token:
+        raise Unauthorized(f"This download needs a login: no token was sent. {LOGIN_AGAIN}")
+    return archive.signer.principal(token)
+
+
+ArchiveDep = Annotated[Archive, Depends(get_archive)]
+SessionDep = Annotated[Session, Depends(get_session)]
+MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
+User = Annotated[Principal, Depends(required_principal)]
+DownloadUser = Annotated[Principal, Depends(download_principal)]

@@ -1,0 +1,303 @@
+"""The archive's tables (SQLAlchemy 2.0).
+
+Design: each brainlife collection is a table whose frequently filtered fields are real, indexed
+columns (project, datatype, status, removed, meta.subject …); arrays that are filtered on
+(tags, datatype_tags, publications, project roles) are association tables so that `$all`, `$in`
+and `$nin` become indexed EXISTS sub-queries; free-form documents (`meta`, `prov`, `config`) and
+the remaining fields (`extra`) are JSON columns. `brainlife.server.documents` turns rows back into
+brainlife's wire documents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from brainlife.server.db import Base
+
+OID = String(24)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    sub: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(256), unique=True)
+    fullname: Mapped[str] = mapped_column(String(256), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: brainlife scopes, e.g. {"warehouse": ["user", "admin"]}
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {public, private}
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(256), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Group(Base):
+    """An auth group; `projects.group_id` and `tasks._group_id` point here."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), primary_key=True)
+    sub: Mapped[int] = mapped_column(ForeignKey("users.sub"), primary_key=True)
+    #: "admin" or "member"
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    __table_args__ = (Index("ix_group_members_sub", "sub"),)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, unique=True)
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(512), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    #: "public" or "private"
+    access: Mapped[str] = mapped_column(String(16), default="private")
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: everything else of brainlife's project document (avatar, agreements, stats, …)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    roles: Mapped[list[ProjectRole]] = relationship(
+        order_by="ProjectRole.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ProjectRole(Base):
+    """One entry of a project's `admins`, `members` or `guests` list (subs as strings)."""
+
+    __tablename__ = "project_roles"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    #: "admins", "members" or "guests"
+    role: Mapped[str] = mapped_column(String(8), primary_key=True)
+    sub: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_project_roles_sub_project", "sub", "project_id"),)
+
+
+class Datatype(Base):
+    __tablename__ = "datatypes"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    desc: Mapped[str] = mapped_column(Text, default="")
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: files, datatype_tags, admins, validator, bids, …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Dataset(Base):
+    """A data object."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    datatype_id: Mapped[str] = mapped_column(ForeignKey("datatypes.id"))
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    storage: Mapped[str | None] = mapped_column(String(64))
+    #: storing | stored | failed | removed
+    status: Mapped[str] = mapped_column(String(16), default="storing")
+    status_msg: Mapped[str | None] = mapped_column(Text)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: bytes of the object's tar (what /dataset/download sends)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    # meta.subject / session / run, promoted for indexes (brainlife keeps them as strings)
+    subject: Mapped[str | None] = mapped_column(String(128))
+    session: Mapped[str | None] = mapped_column(String(128))
+    run: Mapped[str | None] = mapped_column(String(128))
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prov: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: storage_config, archive_task_id, download_count, product, …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    tags: Mapped[list[DatasetTag]] = relationship(
+        order_by="DatasetTag.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+    datatype_tags: Mapped[list[DatasetDatatypeTag]] = relationship(
+        order_by="DatasetDatatypeTag.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+    publications: Mapped[list[DatasetPublication]] = relationship(
+        order_by="DatasetPublication.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        Index("ix_datasets_project_removed_datatype", "project_id", "removed", "datatype_id"),
+        Index("ix_datasets_project_subject", "project_id", "subject", "session"),
+        Index("ix_datasets_datatype", "datatype_id"),
+        Index("ix_datasets_subject", "subject"),
+        Index("ix_datasets_status", "status"),
+        Index("ix_datasets_create_date", "create_date"),
+    )
+
+
+class DatasetTag(Base):
+    __tablename__ = "dataset_tags"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(256), primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_dataset_tags_tag", "tag", "dataset_id"),)
+
+
+class DatasetDatatypeTag(Base):
+    __tablename__ = "dataset_datatype_tags"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(256), primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_dataset_datatype_tags_tag", "tag", "dataset_id"),)
+
+
+class DatasetPublication(Base):
+    """`dataset.publications`: the release ids the object belongs to."""
+
+    __tablename__ = "dataset_publications"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    release_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_dataset_publications_release", "release_id", "dataset_id"),)
+
+
+class DatasetFile(Base):
+    """One file of a stored data object: the manifest. Bytes live in the content store."""
+
+    __tablename__ = "dataset_files"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+
+
+class Publication(Base):
+    __tablename__ = "publications"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(512), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    doi: Mapped[str | None] = mapped_column(String(256))
+    license: Mapped[str | None] = mapped_column(String(64))
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: authors, contributors, fundings, tags, readme, paper_doi, relatedPapers …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    releases: Mapped[list[Release]] = relationship(
+        order_by="Release.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class Release(Base):
+    __tablename__ = "releases"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    pub_id: Mapped[str] = mapped_column(ForeignKey("publications.id"), index=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: sets, apps, subjects, sessions, gaarchives
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    group_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(512), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str | None] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Task(Base):
+    """An amaretti task. Its working folder is `<data_dir>/tasks/<id>/`."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    #: brainlife's `_group_id` (= the project's group_id)
+    group_id: Mapped[int | None] = mapped_column(Integer)
+    instance_id: Mapped[str | None] = mapped_column(String(24), index=True)
+    service: Mapped[str] = mapped_column(String(256), default="")
+    service_branch: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(512), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default="requested")
+    status_msg: Mapped[str | None] = mapped_column(Text)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finish_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: gids, deps_config, resource_id, commit_id, remove_date, …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_tasks_group_service_status", "group_id", "service", "status"),
+        Index("ix_tasks_user", "user_id"),
+        Index("ix_tasks_create_date", "create_date"),
+    )

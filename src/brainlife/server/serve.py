@@ -1,0 +1,69 @@
+"""What `bl serve` runs: open (and migrate) the archive, optionally build the demo, start uvicorn."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from brainlife.server.settings import Settings
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    kwargs: dict[str, Any] = {"database_url": database_url}
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    return Settings(**kwargs)
+
+
+def app_factory() -> Any:
+    """Used by uvicorn when several workers run (settings travel in the environment)."""
+    from brainlife.server.app import create_app
+
+    return create_app(_settings(None, os.environ.get("BL_DATABASE_URL") or None))
+
+
+def run(*, data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
+        database_url: str | None, workers: int = 1) -> None:
+    import uvicorn
+
+    from brainlife.server.app import create_app
+    from brainlife.server.archive import open_archive
+
+    settings = _settings(data_dir, database_url)
+    archive = open_archive(settings)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"bl serve: data directory {settings.data_dir}")
+    if demo:
+        from brainlife.server.demo import DEMO_ACCOUNTS, build_demo
+
+        with archive.session() as session:
+            built = build_demo(session, archive)
+        say("bl serve: demo world " + ("built" if built else "already present, reused"))
+        say("WARNING: demo accounts, for the demo only (password = username): "
+            + ", ".join(DEMO_ACCOUNTS))
+    ssl: dict[str, Any] = {}
+    scheme = "http"
+    if tls:
+        from brainlife.server.tls import ensure_certificate
+
+        cert, key = ensure_certificate(settings.data_dir / "tls", host)
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        scheme = "https"
+        say(f"bl serve: TLS certificate {cert}")
+        say(f"  official CLI: export BLHOST={host}:{port} NODE_EXTRA_CA_CERTS={cert}")
+        say(f"  our bl:       export BLHOST=https://{host}:{port} BL_CA_BUNDLE={cert}")
+    else:
+        say(f"  our bl:       export BLHOST=http://{host}:{port}")
+    say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
+    common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
+              "timeout_keep_alive": 30, **ssl}
+    if workers > 1:
+        os.environ["BL_DATA_DIR"] = str(settings.data_dir)
+        if database_url:
+            os.environ["BL_DATABASE_URL"] = database_url
+        archive.engine.dispose()
+        uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings, archive=archive), **common)

@@ -1,0 +1,52 @@
+"""Server settings: one data directory holds the database, the content store, keys and certificates."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder (`BL_DATA_DIR` overrides it)."""
+    env = os.environ.get("BL_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("brainlife-archive", appauthor=False))
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: SQLAlchemy URL; default: SQLite file in the data directory.
+    database_url: str | None = None
+    #: `iss` claim of the tokens this server signs.
+    issuer: str = "bl-serve"
+    #: Seconds a failed login waits before answering (slows down password guessing).
+    failed_login_delay: float = 1.0
+    #: Failed logins per user within `lockout_window` seconds before logins are refused.
+    max_failed_logins: int = 5
+    lockout_window: float = 15 * 60
+    #: Bytes per chunk when streaming files.
+    chunk_size: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'archive.sqlite3'}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.data_dir / "tasks"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"

@@ -1,0 +1,93 @@
+"""RS256 tokens with brainlife's claims. The key pair is made on first start and kept in
+`<data_dir>/keys/` (private key 0600)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from brainlife.server.errors import LOGIN_AGAIN, Unauthorized
+from brainlife.server.principal import Principal
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: bytes
+    public_pem: bytes
+
+
+def load_or_create_keys(keys_dir: Path) -> KeyPair:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private_path = keys_dir / "auth.key"
+    public_path = keys_dir / "auth.pub"
+    if not private_path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(keys_dir, 0o700)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _write_private(private_path, private_pem)
+        public_path.write_bytes(public_pem)
+    return KeyPair(private_path.read_bytes(), public_path.read_bytes())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class TokenSigner:
+    def __init__(self, keys: KeyPair, issuer: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+
+    def sign(self, claims: dict[str, Any], ttl_ms: float) -> str:
+        now = time.time()
+        body = {"iss": self.issuer, **claims, "exp": (now * 1000 + ttl_ms) / 1000, "iat": int(now)}
+        return jwt.encode(body, self.keys.private_pem, algorithm="RS256")
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """Verify signature and expiry; raise Unauthorized with a message that says what to do."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.keys.public_pem,
+                algorithms=["RS256"],
+                options={"require": ["exp", "sub"], "verify_iss": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized(f"Your token has expired. {LOGIN_AGAIN}") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized(f"Your token is not valid for this server. {LOGIN_AGAIN}") from None
+        return claims
+
+    def principal(self, token: str) -> Principal:
+        claims = self.decode(token)
+        try:
+            sub = int(claims["sub"])
+        except (TypeError, ValueError):
+            raise Unauthorized(f"Your token has no valid user id. {LOGIN_AGAIN}") from None
+        gids = tuple(int(g) for g in claims.get("gids") or [] if isinstance(g, int | float))
+        profile = claims.get("profile") or {}
+        scopes = claims.get("scopes") if isinstance(claims.get("scopes"), dict) else {}
+        return Principal(
+            sub=sub, gids=gids, scopes=scopes or {}, username=profile.get("username")
+        )

@@ -1,0 +1,98 @@
+"""The wire contract shared by the server and the client.
+
+Only the standard library is imported here: the client imports this module on every `bl` call.
+The shapes follow brainlife.io (see docs/api.md); the routes marked *ours* are additions that the
+official service does not have.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Final, TypedDict
+
+API_AUTH: Final = "/api/auth"
+API_WAREHOUSE: Final = "/api/warehouse"
+API_AMARETTI: Final = "/api/amaretti"
+
+#: Default number of rows a brainlife list route returns when `limit` is not given.
+DEFAULT_LIMIT: Final = 100
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def is_object_id(value: object) -> bool:
+    """True for a 24-hex-digit (lower case) Mongo ObjectId string."""
+    return isinstance(value, str) and _OBJECT_ID.match(value) is not None
+
+
+def format_date(value: datetime | None) -> str | None:
+    """Render a datetime as brainlife does: ISO 8601 in UTC with milliseconds and a `Z`."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_date(value: str) -> datetime:
+    """Parse an ISO 8601 date as sent by clients (`Z` or an offset; date only is midnight UTC)."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+class ErrorBody(TypedDict):
+    """Every error response body, on every route."""
+
+    message: str
+
+
+class ManifestFile(TypedDict):
+    """One file of a data object (*ours*)."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class Manifest(TypedDict):
+    """`GET /api/warehouse/dataset/manifest/:id` (*ours*).
+
+    `tar_size` is the exact byte length of `GET /dataset/download/:id`; `files` lists the tar's
+    members in tar order.
+    """
+
+    _id: str
+    tar_size: int
+    files: list[ManifestFile]
+
+
+#: Our routes (relative to API_WAREHOUSE / API_AMARETTI).
+MANIFEST_ROUTE: Final = "/dataset/manifest/{id}"
+FILE_ROUTE: Final = "/dataset/file/{id}/{path}"
+TASK_MANIFEST_ROUTE: Final = "/task/manifest/{id}"
+
+Document = dict[str, Any]
+
+__all__ = [
+    "API_AMARETTI",
+    "API_AUTH",
+    "API_WAREHOUSE",
+    "DEFAULT_LIMIT",
+    "FILE_ROUTE",
+    "MANIFEST_ROUTE",
+    "TASK_MANIFEST_ROUTE",
+    "Document",
+    "ErrorBody",
+    "Manifest",
+    "ManifestFile",
+    "format_date",
+    "is_object_id",
+    "parse_date",
+]

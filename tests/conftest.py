@@ -1,0 +1,150 @@
+"""Shared fixtures.
+
+- `settings` / `archive` / `app` / `http`: a fresh, empty archive per test, served in-process
+  (Starlette's TestClient).
+- `demo_archive_dir`: the demo world built once per session into a folder (treat as read-only).
+- `live_server`: a real `bl serve` process on a real socket over a copy of the demo archive.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's real login or server settings."""
+    for name in list(os.environ):
+        if name.startswith("BL_") or name in ("BLHOST", "NODE_EXTRA_CA_CERTS"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from brainlife.server.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", failed_login_delay=0.0)
+
+
+@pytest.fixture
+def archive(settings):
+    from brainlife.server.archive import open_archive
+
+    arch = open_archive(settings)
+    yield arch
+    arch.engine.dispose()
+
+
+@pytest.fixture
+def app(archive):
+    from brainlife.server.app import create_app
+
+    return create_app(archive=archive)
+
+
+@pytest.fixture
+def http(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo world, built once per session (copy it before writing to it)."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.demo import build_demo
+    from brainlife.server.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    arch = open_archive(Settings(data_dir=data_dir))
+    with arch.session() as session:
+        build_demo(session, arch)
+    arch.engine.dispose()
+    return data_dir
+
+
+@dataclass
+class LiveServer:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    cert: Path | None = None
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_server(data_dir: Path, *, tls: bool = False, extra: list[str] | None = None) -> LiveServer:
+    port = free_port()
+    cmd = [sys.executable, "-m", "brainlife", "serve", "--data-dir", str(data_dir),
+           "--port", str(port), *(extra or [])]
+    if tls:
+        cmd.append("--tls")
+    log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bl serve exited: {(data_dir.parent / f'server-{port}.log').read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("bl serve did not start within 60 s")
+    cert = data_dir / "tls" / "cert.pem" if tls else None
+    return LiveServer(url=url, data_dir=data_dir, process=proc, port=port, cert=cert)
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real `bl serve` (plain http) over a private copy of the demo archive."""
+    data_dir = tmp_path_factory.mktemp("live") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    server = start_server(data_dir)
+    yield server
+    stop_server(server)
+
+
+def make_token(archive, username: str, ttl_ms: float = 3600_000) -> str:
+    """A token for an existing user, signed by the archive (as a login would give)."""
+    from brainlife.server.services.auth import issue_token_for
+
+    with archive.session() as session:
+        return issue_token_for(session, archive, username, ttl_ms=ttl_ms)
