@@ -18,7 +18,7 @@ log = logging.getLogger("brainlife.server")
 
 
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
-    from brainlife.server.routes import amaretti, auth, warehouse
+    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, warehouse
 
     archive = archive or open_archive(settings or Settings())
     app = FastAPI(
@@ -30,7 +30,10 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     )
     app.state.archive = archive
     app.include_router(auth.router, prefix=API_AUTH)
+    # Download routers first: their paths are more specific than the listing routers'.
+    app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     _install_error_handlers(app)
     return app

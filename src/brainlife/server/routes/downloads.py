@@ -1,0 +1,7 @@
+"""Download routes (downloads)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
