@@ -1,7 +1,80 @@
-"""Routes under the /api/auth prefix."""
+"""Routes under /api/auth: local login, refresh, profiles."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from brainlife.server.deps import ArchiveDep, SessionDep, User
+from brainlife.server.errors import BadRequest
+from brainlife.server.services import auth, profiles
 
 router = APIRouter()
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """JSON or form-encoded (the Colab recipe posts a form) request body."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    ctype = request.headers.get("content-type", "")
+    if "application/x-www-form-urlencoded" in ctype:
+        return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadRequest("The request body must be JSON or form-encoded.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+@router.post("/local/auth")
+async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
+    """Log in with a username (or email) and password; returns a signed token."""
+    body = await _body(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not username or not isinstance(password, str):
+        raise BadRequest("Send a username (or email) and a password.")
+    ttl = auth.parse_ttl(body.get("ttl"))
+    try:
+        result = await run_in_threadpool(auth.login, archive, username, password, ttl)
+    except auth.LoginFailed:
+        await asyncio.sleep(archive.settings.failed_login_delay)
+        raise
+    return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
+
+
+@router.post("/refresh")
+async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
+    """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
+    body = await _body(request)
+    token = await run_in_threadpool(auth.refresh, archive, user, body)
+    return {"jwt": token}
+
+
+@router.get("/me")
+def me(session: SessionDep, user: User) -> dict[str, Any]:
+    """The caller's own account."""
+    return auth.me(session, user)
+
+
+@router.get("/profile/list")
+def profile_list(
+    session: SessionDep,
+    find: str | None = None,
+    where: str | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+    skip: str | None = None,
+) -> dict[str, Any]:
+    """Public profiles (`find` or `where`, `limit`, `offset`)."""
+    return profiles.list_profiles(
+        session=session, find=find if find is not None else where, limit=limit,
+        offset=offset if offset is not None else skip,
+    )
