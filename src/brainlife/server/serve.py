@@ -24,8 +24,16 @@ def app_factory() -> Any:
     return create_app(_settings(None, os.environ.get("BL_DATABASE_URL") or None))
 
 
-def run(*, data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
-        database_url: str | None, workers: int = 1) -> None:
+def run(
+    *,
+    data_dir: Path | None,
+    host: str,
+    port: int,
+    tls: bool,
+    demo: bool,
+    database_url: str | None,
+    workers: int = 1,
+) -> None:
     import uvicorn
 
     from brainlife.server.app import create_app
@@ -41,8 +49,10 @@ def run(*, data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
         with archive.session() as session:
             built = build_demo(session, archive)
         say("bl serve: demo world " + ("built" if built else "already present, reused"))
-        say("WARNING: demo accounts, for the demo only (password = username): "
-            + ", ".join(DEMO_ACCOUNTS))
+        say(
+            "WARNING: demo accounts, for the demo only (password = username): "
+            + ", ".join(DEMO_ACCOUNTS)
+        )
     ssl: dict[str, Any] = {}
     scheme = "http"
     if tls:
@@ -57,8 +67,14 @@ def run(*, data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
     else:
         say(f"  our bl:       export BLHOST=http://{host}:{port}")
     say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
-    common = {"host": host, "port": port, "log_level": "warning", "access_log": False,
-              "timeout_keep_alive": 30, **ssl}
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_keep_alive": 30,
+        **ssl,
+    }
     if workers > 1:
         os.environ["BL_DATA_DIR"] = str(settings.data_dir)
         if database_url:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from brainlife.server.deps import ArchiveDep, SessionDep, User
 from brainlife.server.errors import BadRequest
-from brainlife.server.services import auth, profiles
+from brainlife.server.services import auth
 
 router = APIRouter()
 
@@ -74,7 +74,11 @@ def profile_list(
     skip: str | None = None,
 ) -> dict[str, Any]:
     """Public profiles (`find` or `where`, `limit`, `offset`)."""
+    from brainlife.server.services import profiles
+
     return profiles.list_profiles(
-        session=session, find=find if find is not None else where, limit=limit,
+        session=session,
+        find=find if find is not None else where,
+        limit=limit,
         offset=offset if offset is not None else skip,
     )

@@ -1,0 +1,151 @@
+"""The auth service: login (JSON and form), tokens, refresh, slow-down and lockout."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from brainlife.server.models import Group, GroupMember, User
+from brainlife.server.services.auth import create_user
+
+
+@pytest.fixture
+def alice(archive):
+    with archive.session() as session:
+        user = create_user(
+            session,
+            username="alice",
+            password="s3cret",
+            email="alice@example.org",
+            fullname="Alice A",
+        )
+        session.add(Group(id=851, name="g851"))
+        session.add(Group(id=12, name="g12"))
+        session.flush()
+        session.add(GroupMember(group_id=851, sub=user.sub, role="member"))
+        session.add(GroupMember(group_id=12, sub=user.sub, role="admin"))
+        session.commit()
+        return user.sub
+
+
+def login(http, **body):
+    return http.post("/api/auth/local/auth", json=body)
+
+
+def test_login_json_returns_brainlife_shape_and_claims(http, archive, alice):
+    res = login(http, username="alice", password="s3cret", ttl=3600_000)
+    assert res.status_code == 200
+    body = res.json()
+    assert body["message"] == "Login Success"
+    assert body["sub"] == alice
+    header = jwt.get_unverified_header(body["jwt"])
+    assert header["alg"] == "RS256"
+    claims = jwt.decode(
+        body["jwt"],
+        archive.signer.keys.public_pem,
+        algorithms=["RS256"],
+        options={"verify_sub": False},
+    )
+    assert claims["sub"] == alice and isinstance(claims["sub"], int)
+    assert isinstance(claims["exp"], float)
+    assert abs(claims["exp"] - (time.time() + 3600)) < 30
+    assert isinstance(claims["iat"], int)
+    assert claims["iss"] == archive.settings.issuer
+    assert claims["gids"] == [12, 0, 851]  # admin groups, 0, member groups
+    assert claims["scopes"] == {}
+    assert claims["profile"]["username"] == "alice"
+
+
+def test_login_form_encoded_and_by_email(http, alice):
+    res = http.post(
+        "/api/auth/local/auth", data={"username": "alice@example.org", "password": "s3cret"}
+    )
+    assert res.status_code == 200
+    assert res.json()["sub"] == alice
+
+
+def test_wrong_password_is_401_with_message(http, alice):
+    res = login(http, username="alice", password="nope")
+    assert res.status_code == 401
+    assert res.json() == {"message": "Incorrect user/password"}
+    res = login(http, username="nobody", password="nope")
+    assert res.status_code == 401
+
+
+def test_missing_fields_and_bad_ttl_are_400(http, alice):
+    assert login(http, username="alice").status_code == 400
+    res = login(http, username="alice", password="s3cret", ttl="soon")
+    assert res.status_code == 400
+    assert "ttl" in res.json()["message"]
+    res = http.post(
+        "/api/auth/local/auth", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert res.status_code == 400
+
+
+def test_repeated_failures_lock_the_account(http, archive, alice):
+    for _ in range(archive.settings.max_failed_logins):
+        assert login(http, username="alice", password="bad").status_code == 401
+    res = login(http, username="alice", password="s3cret")
+    assert res.status_code == 429
+    assert "Too many failed logins" in res.json()["message"]
+    assert int(res.headers["retry-after"]) > 0
+
+
+def test_password_is_hashed(archive, alice):
+    with archive.session() as session:
+        user = session.get(User, alice)
+        assert user is not None and user.password_hash is not None
+        assert "s3cret" not in user.password_hash
+        assert user.password_hash.startswith("$argon2id$")
+
+
+def test_refresh_gives_new_token_and_can_only_narrow(http, archive, alice):
+    token = login(http, username="alice", password="s3cret").json()["jwt"]
+    res = http.post(
+        "/api/auth/refresh",
+        json={"ttl": 60_000, "gids": [851, 999], "clearProfile": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert res.status_code == 200
+    claims = jwt.decode(
+        res.json()["jwt"],
+        archive.signer.keys.public_pem,
+        algorithms=["RS256"],
+        options={"verify_sub": False},
+    )
+    assert claims["gids"] == [851]
+    assert "profile" not in claims
+    assert claims["exp"] - time.time() < 120
+
+
+def test_expired_and_forged_tokens_are_401_saying_log_in_again(http, archive, alice):
+    expired = archive.signer.sign({"sub": alice, "gids": [], "scopes": {}}, ttl_ms=-1000)
+    res = http.post("/api/auth/refresh", headers={"Authorization": f"Bearer {expired}"})
+    assert res.status_code == 401
+    assert "expired" in res.json()["message"] and "bl login" in res.json()["message"]
+    forged = jwt.encode(
+        {"sub": alice, "exp": time.time() + 60},
+        "not-the-key-but-long-enough-for-hs256!!",
+        algorithm="HS256",
+    )
+    res = http.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
+    assert res.status_code == 401
+    assert "bl login" in res.json()["message"]
+    res = http.get("/api/auth/me")
+    assert res.status_code == 401
+
+
+def test_me_hides_the_password_hash(http, alice):
+    token = login(http, username="alice", password="s3cret").json()["jwt"]
+    me = http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert me["username"] == "alice"
+    assert me["password_hash"] is True
+
+
+def test_unknown_route_is_json_404(http):
+    res = http.get("/api/auth/nope")
+    assert res.status_code == 404
+    assert "message" in res.json()

@@ -1,0 +1,32 @@
+"""Schema changes go through Alembic: head matches the models, and reopening loses nothing."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+
+from brainlife.server.archive import open_archive
+from brainlife.server.db import Base
+from brainlife.server.models import User
+from brainlife.server.services.auth import create_user
+
+
+def test_head_matches_models(archive):
+    with archive.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_reopening_keeps_data_and_keys(settings):
+    first = open_archive(settings)
+    with first.session() as session:
+        create_user(session, username="kept", password="pw")
+        session.commit()
+    pub = first.signer.keys.public_pem
+    first.engine.dispose()
+    second = open_archive(settings)
+    with second.session() as session:
+        assert session.scalar(select(User.username).where(User.username == "kept")) == "kept"
+    assert second.signer.keys.public_pem == pub
+    second.engine.dispose()
