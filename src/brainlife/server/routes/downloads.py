@@ -1,7 +1,135 @@
-"""Download routes (downloads)."""
+"""Data-object downloads under /api/warehouse: the tar, our manifest, and single files.
+
+The database work runs in a session that closes before the response starts (`scope="function"`),
+so a long download holds no connection. Bodies stream in `settings.chunk_size` pieces (1 MiB).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable, Iterator
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from brainlife.server.deps import ArchiveDep, DownloadUser, get_session
+from brainlife.server.services import downloads
+from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, Manifest
 
 router = APIRouter()
+
+#: A session closed as soon as the route function returns (before the body streams).
+ShortSession = Annotated[Session, Depends(get_session, scope="function")]
+
+BodyFactory = Callable[[int, int, bool], Iterator[bytes]]
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment; filename=…` as brainlife sends it, quoted (RFC 6266) only when needed."""
+    if filename and all(c.isascii() and (c.isalnum() or c in "._-+") for c in filename):
+        return f"attachment; filename={filename}"
+    ascii_name = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def ranged_response(
+    request: Request,
+    *,
+    size: int,
+    etag: str | None,
+    media_type: str,
+    filename: str,
+    body: BodyFactory,
+) -> Response:
+    """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`; HEAD gets the
+    headers only. `body(start, end, full)` yields the bytes."""
+    span = downloads.parse_range(
+        request.headers.get("range"),
+        size,
+        if_range=request.headers.get("if-range"),
+        etag=etag,
+    )
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(filename),
+    }
+    if etag:
+        headers["ETag"] = etag
+    status = 200
+    start, end = 0, size
+    if span is not None:
+        start, end = span
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(
+        body(start, end, span is None), status_code=status, headers=headers, media_type=media_type
+    )
+
+
+@router.api_route("/dataset/download/{dataset_id}", methods=["GET", "HEAD"])
+def download_dataset(
+    dataset_id: str,
+    request: Request,
+    user: DownloadUser,
+    session: ShortSession,
+    archive: ArchiveDep,
+) -> Response:
+    """Download a data object as an uncompressed tar of its files (Range supported)."""
+    dl = downloads.open_dataset_download(session, user, dataset_id)
+    chunk = archive.settings.chunk_size
+
+    def body(start: int, end: int, full: bool) -> Iterator[bytes]:
+        done = (lambda: downloads.count_download(archive, dl.dataset_id)) if full else None
+        return downloads.stream_tar(
+            dl, archive.store, start, end, chunk_size=chunk, on_complete=done
+        )
+
+    return ranged_response(
+        request,
+        size=dl.size,
+        etag=dl.etag,
+        media_type="application/x-tar",
+        filename=dl.filename,
+        body=body,
+    )
+
+
+# response_model=None: wire TypedDicts are plain typing.TypedDict (no pydantic on 3.11)
+@router.get(MANIFEST_ROUTE.replace("{id}", "{dataset_id}"), response_model=None)
+def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession) -> Manifest:
+    """The files of a data object (path, size, sha256) in tar order, and the tar's size."""
+    return downloads.dataset_manifest(session, user, dataset_id)
+
+
+@router.api_route(
+    FILE_ROUTE.replace("{id}", "{dataset_id}").replace("{path}", "{path:path}"),
+    methods=["GET", "HEAD"],
+)
+def download_dataset_file(
+    dataset_id: str,
+    path: str,
+    request: Request,
+    user: DownloadUser,
+    session: ShortSession,
+    archive: ArchiveDep,
+) -> Response:
+    """Download one file of a data object (Range supported; the ETag is its sha256)."""
+    f = downloads.open_dataset_file(session, user, dataset_id, path)
+    chunk = archive.settings.chunk_size
+    return ranged_response(
+        request,
+        size=f.size,
+        etag=f.etag,
+        media_type=f.media_type,
+        filename=f.filename,
+        body=lambda start, end, _full: downloads.stream_blob(
+            archive.store, f.sha256, start, end, chunk_size=chunk
+        ),
+    )

@@ -1,0 +1,248 @@
+"""Data-object downloads: the tar (`GET /dataset/download/:id`), the manifest and single files.
+
+Each request does its database work first (`open_*` functions return plain objects holding
+everything the stream needs) so that no session is held while bytes flow.
+
+Access (brainlife-server.md §2.3), checked in this order:
+
+1. unknown id → 404 "couldn't find the dataset specified";
+2. not readable (project not readable and not published) → 403. Unknown and forbidden are told
+   apart, as brainlife does: ids are 64 random bits, so existence cannot be enumerated, and a
+   403 tells a user to ask for access rather than to check the id;
+3. status other than `stored` → 409 naming the status (brainlife answers 500 here).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from brainlife.server.access import readable_datasets
+from brainlife.server.archive import Archive
+from brainlife.server.errors import Conflict, Forbidden, NotFound, RangeNotSatisfiable
+from brainlife.server.models import Dataset, DatasetFile
+from brainlife.server.principal import Principal
+from brainlife.server.services.ingest import dataset_members
+from brainlife.server.tarstream import BlobSource, TarLayout, epoch_seconds
+from brainlife.wire import Manifest, ManifestFile
+
+log = logging.getLogger("brainlife.server.downloads")
+
+NOT_FOUND = "couldn't find the dataset specified"
+FORBIDDEN = "you don't have access to the project that the dataset belongs"
+
+
+# --- byte ranges -------------------------------------------------------------------------------
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def parse_range(
+    header: str | None, size: int, *, if_range: str | None = None, etag: str | None = None
+) -> tuple[int, int] | None:
+    """The byte range `[start, end)` a `Range` header asks for, or None for the whole body.
+
+    Supports one range: `bytes=a-b`, `bytes=a-` and `bytes=-n`. Malformed headers and
+    multiple ranges are ignored (RFC 9110 allows serving the whole body). An `If-Range` that
+    does not match `etag` (strong comparison) also means the whole body. A range that starts at
+    or past the end raises `RangeNotSatisfiable`.
+    """
+    if not header:
+        return None
+    if if_range is not None and (etag is None or if_range.strip() != etag):
+        return None
+    match = _RANGE.match(header)
+    if not match:
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "" and last == "":
+        return None
+    if first == "":  # suffix: the last n bytes
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable(f"Range {header!r}: a zero-length suffix is empty.", size)
+        return max(0, size - n), size
+    start = int(first)
+    if last != "" and int(last) < start:
+        return None  # syntactically invalid: ignore
+    if start >= size:
+        raise RangeNotSatisfiable(
+            f"Range {header!r} starts at or past the end of the {size}-byte body.", size
+        )
+    end = size if last == "" else min(int(last) + 1, size)
+    return start, end
+
+
+def quote_etag(value: str) -> str:
+    return f'"{value}"'
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+def _readable_dataset(session: Session, principal: Principal, dataset_id: str) -> Dataset:
+    row = session.execute(
+        select(Dataset, readable_datasets(principal).label("readable")).where(
+            Dataset.id == dataset_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(NOT_FOUND)
+    dataset, readable = row
+    if not readable:
+        raise Forbidden(FORBIDDEN)
+    if dataset.status != "stored":
+        raise Conflict(
+            f"status is not stored: {dataset.status} (a data object can only be downloaded "
+            "once the archive has stored it)"
+        )
+    return dataset
+
+
+# --- the tar -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TarDownload:
+    dataset_id: str
+    layout: TarLayout
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def etag(self) -> str:
+        return quote_etag(self.layout.etag)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.dataset_id}.tar"
+
+
+def open_dataset_download(session: Session, principal: Principal, dataset_id: str) -> TarDownload:
+    """Check access and lay out the data object's tar (no bytes are read yet)."""
+    dataset = _readable_dataset(session, principal, dataset_id)
+    layout = TarLayout(dataset_members(session, dataset.id), epoch_seconds(dataset.create_date))
+    if dataset.size is not None and dataset.size != layout.size:
+        log.warning(
+            "dataset %s: recorded size %s differs from its tar layout (%s bytes)",
+            dataset.id,
+            dataset.size,
+            layout.size,
+        )
+    return TarDownload(dataset.id, layout)
+
+
+def stream_tar(
+    download: TarDownload,
+    store: BlobSource,
+    start: int,
+    end: int,
+    *,
+    chunk_size: int,
+    on_complete: Callable[[], None] | None = None,
+) -> Iterator[bytes]:
+    """Bytes `[start, end)` of the tar; `on_complete` runs once the last byte was handed out."""
+    yield from download.layout.iter_bytes(store, start, end, chunk_size)
+    if on_complete is not None:
+        on_complete()
+
+
+def count_download(archive: Archive, dataset_id: str) -> None:
+    """Add one to the data object's `download_count` (never raises: bookkeeping only)."""
+    try:
+        with archive.session() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                # one atomic statement: concurrent downloads never lose an increment
+                session.execute(
+                    update(Dataset)
+                    .where(Dataset.id == dataset_id)
+                    .values(
+                        extra=func.json_set(
+                            func.coalesce(Dataset.extra, "{}"),
+                            "$.download_count",
+                            func.coalesce(func.json_extract(Dataset.extra, "$.download_count"), 0)
+                            + 1,
+                        )
+                    )
+                )
+            else:
+                dataset = session.get(Dataset, dataset_id, with_for_update=True)
+                if dataset is not None:
+                    extra = dict(dataset.extra or {})
+                    extra["download_count"] = int(extra.get("download_count") or 0) + 1
+                    dataset.extra = extra
+            session.commit()
+    except Exception:
+        log.warning("could not count a download of %s", dataset_id, exc_info=True)
+
+
+# --- manifest and single files -----------------------------------------------------------------
+
+
+def dataset_manifest(session: Session, principal: Principal, dataset_id: str) -> Manifest:
+    """`{_id, tar_size, files: [{path, size, sha256}]}` in tar order."""
+    dataset = _readable_dataset(session, principal, dataset_id)
+    members = dataset_members(session, dataset.id)
+    layout = TarLayout(members, epoch_seconds(dataset.create_date))
+    files = [ManifestFile(path=m.path, size=m.size, sha256=m.sha256) for m in members]
+    return Manifest(_id=dataset.id, tar_size=layout.size, files=files)
+
+
+@dataclass(frozen=True)
+class FileDownload:
+    """One stored file (of a data object)."""
+
+    sha256: str
+    size: int
+    filename: str
+    media_type: str
+
+    @property
+    def etag(self) -> str:
+        return quote_etag(self.sha256)
+
+
+def guess_media_type(name: str) -> str:
+    """A media type from the file name (`.gz` files are `application/gzip`, as node's `mime`
+    says), default `application/octet-stream`."""
+    media_type, encoding = mimetypes.guess_type(name, strict=False)
+    if encoding == "gzip":
+        return "application/gzip"
+    if encoding is not None:
+        return "application/octet-stream"
+    return media_type or "application/octet-stream"
+
+
+def open_dataset_file(
+    session: Session, principal: Principal, dataset_id: str, path: str
+) -> FileDownload:
+    dataset = _readable_dataset(session, principal, dataset_id)
+    row = session.get(DatasetFile, (dataset.id, path))
+    if row is None:
+        raise NotFound(f"The data object {dataset.id} has no file {path!r}.")
+    name = path.rsplit("/", 1)[-1]
+    return FileDownload(row.sha256, row.size, name, guess_media_type(name))
+
+
+def stream_blob(
+    store: BlobSource, sha256: str, start: int, end: int, *, chunk_size: int
+) -> Iterator[bytes]:
+    """Bytes `[start, end)` of a blob, `chunk_size` at a time."""
+    with store.open(sha256) as fh:
+        if start:
+            fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            data = fh.read(min(chunk_size, remaining))
+            if not data:
+                raise OSError(f"blob {sha256} is shorter than its manifest says")
+            remaining -= len(data)
+            yield data

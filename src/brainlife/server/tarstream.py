@@ -1,0 +1,193 @@
+"""A data object's tar, laid out in advance and streamed from the content store.
+
+brainlife serves a data object as an uncompressed POSIX tar of its files at the archive root
+(brainlife-server.md §2.3). We keep no tar on disk: the tar is a pure function of the object's
+manifest (path, size, mode, sha256 of each file, in `pos` order) and its create date, so it is
+computed on demand as a list of segments:
+
+- `header`: tar header bytes made by the standard library (`tarfile.TarInfo.tobuf`, PAX format,
+  so long or non-ASCII names and sizes over 8 GiB work);
+- `blob`: a byte range of a content-store blob (the file's data);
+- `zeros`: block padding, and the two zero blocks that end the archive.
+
+Knowing every segment's length up front gives the exact `Content-Length`, lets any byte range
+`[start, end)` be streamed by seeking into the right blobs (HTTP Range / resume), and makes the
+bytes identical on every request. Headers use a fixed mtime (the object's create date), the mode
+from the manifest, uid/gid 0 and empty user/group names.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO, Literal, Protocol
+
+BLOCK = tarfile.BLOCKSIZE  # 512
+DEFAULT_CHUNK = 1024 * 1024
+#: Bumped whenever the layout rules change, so that ETags of old layouts stop matching.
+LAYOUT_VERSION = b"brainlife-tar-1"
+
+
+class BlobSource(Protocol):
+    """What the streamer needs from a content store."""
+
+    def open(self, sha256: str) -> BinaryIO: ...
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """One regular file of the tar."""
+
+    path: str
+    size: int
+    sha256: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Segment:
+    offset: int
+    length: int
+    kind: Literal["header", "blob", "zeros"]
+    data: bytes = b""  # header bytes
+    sha256: str = ""  # blob
+
+
+def epoch_seconds(when: datetime | None) -> int:
+    """A datetime as whole seconds since the epoch; naive datetimes are UTC (SQLite)."""
+    if when is None:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0, int(when.timestamp()))
+
+
+def member_header(
+    path: str,
+    size: int,
+    *,
+    mode: int = 0o644,
+    mtime: int = 0,
+    type: bytes = tarfile.REGTYPE,
+) -> bytes:
+    """The header block(s) of one member, in PAX format (an extended header precedes the ustar
+    header when the name or size does not fit)."""
+    info = tarfile.TarInfo(path)
+    info.size = size if type == tarfile.REGTYPE else 0
+    info.mtime = int(mtime)
+    info.mode = mode & 0o7777
+    info.type = type
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def padding(size: int) -> int:
+    """Zero bytes after `size` bytes of data, up to the next block boundary."""
+    return -size % BLOCK
+
+
+END_OF_ARCHIVE = 2 * BLOCK
+
+
+class TarLayout:
+    """The exact byte layout of a tar of `members` (in order)."""
+
+    def __init__(self, members: Iterable[TarMember], mtime: int) -> None:
+        self.members = list(members)
+        self.mtime = mtime
+        segments: list[Segment] = []
+        etag = hashlib.sha256(LAYOUT_VERSION)
+        offset = 0
+        for member in self.members:
+            header = member_header(member.path, member.size, mode=member.mode, mtime=mtime)
+            segments.append(Segment(offset, len(header), "header", data=header))
+            offset += len(header)
+            etag.update(header)
+            etag.update(member.sha256.encode("ascii"))
+            if member.size:
+                segments.append(Segment(offset, member.size, "blob", sha256=member.sha256))
+                offset += member.size
+            pad = padding(member.size)
+            if pad:
+                segments.append(Segment(offset, pad, "zeros"))
+                offset += pad
+        segments.append(Segment(offset, END_OF_ARCHIVE, "zeros"))
+        offset += END_OF_ARCHIVE
+        self.segments = segments
+        self._starts = [s.offset for s in segments]
+        #: Exact length of the tar in bytes.
+        self.size = offset
+        #: A strong validator: the hash of every header byte and every blob digest, which
+        #: together determine every byte of the tar.
+        self.etag = etag.hexdigest()
+
+    def iter_bytes(
+        self,
+        store: BlobSource,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> Iterator[bytes]:
+        """Yield bytes `[start, end)` of the tar in pieces of about `chunk_size` bytes.
+
+        Small pieces (headers, padding, small files) are gathered into one chunk; large blobs
+        are read `chunk_size` at a time without extra copies. Raises `OSError` if a blob is
+        shorter than the manifest says (the response is then cut short, never padded).
+        """
+        end = self.size if end is None else min(end, self.size)
+        if start < 0 or start > end:
+            raise ValueError(f"bad range [{start}, {end}) of a {self.size}-byte tar")
+        if start == end:
+            return
+        first = bisect.bisect_right(self._starts, start) - 1
+        buf = bytearray()
+        pos = start
+        for segment in self.segments[first:]:
+            if pos >= end:
+                break
+            lo = pos - segment.offset
+            hi = min(segment.length, end - segment.offset)
+            if segment.kind == "blob":
+                for piece in _read_blob(store, segment.sha256, lo, hi, chunk_size, len(buf)):
+                    if not buf and len(piece) >= chunk_size:
+                        yield piece
+                        continue
+                    buf += piece
+                    if len(buf) >= chunk_size:
+                        yield bytes(buf)
+                        buf.clear()
+            else:
+                if segment.kind == "header":
+                    buf += segment.data[lo:hi]
+                else:
+                    buf += bytes(hi - lo)
+                if len(buf) >= chunk_size:
+                    yield bytes(buf)
+                    buf.clear()
+            pos = segment.offset + hi
+        if buf:
+            yield bytes(buf)
+
+
+def _read_blob(
+    store: BlobSource, sha256: str, lo: int, hi: int, chunk_size: int, pending: int
+) -> Iterator[bytes]:
+    """Bytes `[lo, hi)` of a blob; the first read tops up the `pending` bytes already buffered
+    so that chunks stay aligned to `chunk_size`."""
+    with store.open(sha256) as fh:
+        if lo:
+            fh.seek(lo)
+        remaining = hi - lo
+        want = chunk_size - pending if 0 < pending < chunk_size else chunk_size
+        while remaining > 0:
+            data = fh.read(min(want, remaining))
+            if not data:
+                raise OSError(f"blob {sha256} is shorter than the manifest says")
+            remaining -= len(data)
+            want = chunk_size
+            yield data
