@@ -72,8 +72,9 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo world, built once per session (copy it before writing to it)."""
-    from brainlife.server.archive import open_archive
     from brainlife.server.demo import build_demo
+
+    from brainlife.server.archive import open_archive
     from brainlife.server.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("demo") / "data"
@@ -97,10 +98,21 @@ class LiveServer:
         return f"127.0.0.1:{self.port}"
 
 
-def start_server(data_dir: Path, *, tls: bool = False, extra: list[str] | None = None) -> LiveServer:
+def start_server(
+    data_dir: Path, *, tls: bool = False, extra: list[str] | None = None
+) -> LiveServer:
     port = free_port()
-    cmd = [sys.executable, "-m", "brainlife", "serve", "--data-dir", str(data_dir),
-           "--port", str(port), *(extra or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "brainlife",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        *(extra or []),
+    ]
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
@@ -110,7 +122,9 @@ def start_server(data_dir: Path, *, tls: bool = False, extra: list[str] | None =
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"bl serve exited: {(data_dir.parent / f'server-{port}.log').read_text()}")
+            raise RuntimeError(
+                f"bl serve exited: {(data_dir.parent / f'server-{port}.log').read_text()}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
@@ -133,7 +147,9 @@ def stop_server(server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """A real `bl serve` (plain http) over a private copy of the demo archive."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
     shutil.copytree(demo_archive_dir, data_dir)

@@ -32,9 +32,18 @@ def official_bl() -> Path:
         assert npm, "npm is needed for the compatibility tests (scripts/test installs it)"
         NPM_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_DIR),
-             "brainlife@1.8.2"],
-            check=True, capture_output=True, timeout=900,
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(NPM_DIR),
+                "brainlife@1.8.2",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
         )
     return OFFICIAL_BL
 
@@ -60,8 +69,14 @@ def run(official_bl: Path, tls_server: LiveServer, tmp_path_factory: pytest.Temp
     }
 
     def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(official_bl), *args], env=env, cwd=work,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [str(official_bl), *args],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     _run.home = home  # type: ignore[attr-defined]
     _run.work = work  # type: ignore[attr-defined]
@@ -78,10 +93,19 @@ def test_login_writes_the_shared_token_file(run, tls_server: LiveServer):
 
 
 def test_wrong_password_shows_the_server_message(official_bl, tls_server, tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "BLHOST": tls_server.hostport,
-           "NODE_EXTRA_CA_CERTS": str(tls_server.cert)}
-    res = subprocess.run([str(official_bl), "login", "--username", "demo", "--password", "x"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "BLHOST": tls_server.hostport,
+        "NODE_EXTRA_CA_CERTS": str(tls_server.cert),
+    }
+    res = subprocess.run(
+        [str(official_bl), "login", "--username", "demo", "--password", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Incorrect user/password" in res.stdout + res.stderr
 
 
@@ -106,7 +130,7 @@ def test_data_query_plain(run):
     res = run("data", "query", "-p", O3D)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    block = out[out.index("Id: 5bb5713a12512a003f32e9b6"):]
+    block = out[out.index("Id: 5bb5713a12512a003f32e9b6") :]
     for line in [
         "Project: O3D",
         "Admins: hayashis, avesani, frakkopesto",
@@ -135,8 +159,8 @@ def test_data_download_extracts_the_object(run, tls_server):
     assert res.returncode == 0, res.stdout + res.stderr
     target = run.work / "5a050ad5d76a2a002737e572"
     assert sorted(p.name for p in target.iterdir()) == ["t1.nii.gz"]
-    import urllib.request
     import ssl
+    import urllib.request
 
     token = (run.home / ".config" / tls_server.hostport / ".jwt").read_text()
     ctx = ssl.create_default_context(cafile=str(tls_server.cert))
@@ -165,8 +189,17 @@ def test_pub_query(run):
 
 
 def test_data_query_by_release_and_subject(run):
-    res = run("data", "query", "--limit", "200", "--pub", "5bab993aa918ae0027024192",
-              "--subject", "0001", "--json")
+    res = run(
+        "data",
+        "query",
+        "--limit",
+        "200",
+        "--pub",
+        "5bab993aa918ae0027024192",
+        "--subject",
+        "0001",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert rows and all(r["meta"]["subject"] == "0001" for r in rows)

@@ -8,18 +8,35 @@ import click
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder holding the database, content store, keys and certificate "
-              "(default: a per-user data folder, or $BL_DATA_DIR).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding the database, content store, keys and certificate "
+    "(default: a per-user data folder, or $BL_DATA_DIR).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--tls", is_flag=True, help="Serve HTTPS with a self-signed certificate "
-              "(made on first start, kept in the data directory).")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve HTTPS with a self-signed certificate "
+    "(made on first start, kept in the data directory).",
+)
 @click.option("--demo", is_flag=True, help="Fill an empty archive with the demo world first.")
-@click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory).")
+@click.option(
+    "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory)."
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
-          database_url: str | None, workers: int) -> None:
+def serve(
+    data_dir: Path | None,
+    host: str,
+    port: int,
+    tls: bool,
+    demo: bool,
+    database_url: str | None,
+    workers: int,
+) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     try:
         from brainlife.server.serve import run
@@ -28,5 +45,12 @@ def serve(data_dir: Path | None, host: str, port: int, tls: bool, demo: bool,
             f"the server needs extra packages ({exc.name} is missing): "
             "pip install 'brainlife[server]'"
         ) from None
-    run(data_dir=data_dir, host=host, port=port, tls=tls, demo=demo,
-        database_url=database_url, workers=workers)
+    run(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        tls=tls,
+        demo=demo,
+        database_url=database_url,
+        workers=workers,
+    )

@@ -1,4 +1,5 @@
-"""Engine and sessions. SQLite gets WAL, foreign keys and a busy timeout; other URLs pass through."""
+"""Engine and sessions. SQLite gets WAL, foreign keys and a busy timeout; other URLs pass
+through."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What `bl serve` runs: open (and migrate) the archive, optionally build the demo, start uvicorn."""
+"""What `bl serve` runs: open (and migrate) the archive, maybe build the demo, start uvicorn."""
 
 from __future__ import annotations
 

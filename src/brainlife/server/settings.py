@@ -1,4 +1,4 @@
-"""Server settings: one data directory holds the database, the content store, keys and certificates."""
+"""Server settings: one data directory holds the database, content store, keys and certificate."""
 
 from __future__ import annotations
 
