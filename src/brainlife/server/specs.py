@@ -1,0 +1,155 @@
+"""Per-collection field maps for `brainlife.server.query`: wire field name → SQL.
+
+Wire names differ from column names in a few places: `_id` is `id`, a dataset's `project` and
+`datatype` are `project_id`/`datatype_id`, a task's `_group_id` is `group_id`. `meta.subject`,
+`meta.session` and `meta.run` of datasets are promoted, indexed columns; `prov.task_id` is read
+with `json_extract` (one expression, so an expression index can serve it).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, func
+
+from brainlife.server.models import (
+    Dataset,
+    DatasetDatatypeTag,
+    DatasetPublication,
+    DatasetTag,
+    Datatype,
+    Project,
+    ProjectRole,
+    Publication,
+    Release,
+    Task,
+)
+from brainlife.server.query import Assoc, Collection, Kind, ScalarTarget, SubDocs
+
+S = Kind.STR
+
+
+def _col(expr: object, kind: Kind) -> ScalarTarget:
+    return ScalarTarget(expr, kind)
+
+
+def _role(role: str) -> Assoc:
+    return Assoc(
+        ProjectRole.sub,
+        lambda: and_(ProjectRole.project_id == Project.id, ProjectRole.role == role),
+    )
+
+
+PROJECTS = Collection(
+    name="projects",
+    fields={
+        "_id": _col(Project.id, Kind.OID),
+        "group_id": _col(Project.group_id, Kind.INT),
+        "user_id": _col(Project.user_id, S),
+        "name": _col(Project.name, S),
+        "desc": _col(Project.desc, S),
+        "access": _col(Project.access, S),
+        "listed": _col(Project.listed, Kind.BOOL),
+        "removed": _col(Project.removed, Kind.BOOL),
+        "create_date": _col(Project.create_date, Kind.DATE),
+        "update_date": _col(Project.update_date, Kind.DATE),
+        "admins": _role("admins"),
+        "members": _role("members"),
+        "guests": _role("guests"),
+    },
+    extra=Project.extra,
+)
+
+DATASETS = Collection(
+    name="datasets",
+    fields={
+        "_id": _col(Dataset.id, Kind.OID),
+        "project": _col(Dataset.project_id, Kind.OID),
+        "datatype": _col(Dataset.datatype_id, Kind.OID),
+        "user_id": _col(Dataset.user_id, S),
+        "desc": _col(Dataset.desc, S),
+        "storage": _col(Dataset.storage, S),
+        "status": _col(Dataset.status, S),
+        "status_msg": _col(Dataset.status_msg, S),
+        "removed": _col(Dataset.removed, Kind.BOOL),
+        "size": _col(Dataset.size, Kind.INT),
+        "create_date": _col(Dataset.create_date, Kind.DATE),
+        "update_date": _col(Dataset.update_date, Kind.DATE),
+        "meta.subject": _col(Dataset.subject, S),
+        "meta.session": _col(Dataset.session, S),
+        "meta.run": _col(Dataset.run, S),
+        "meta": Dataset.meta,
+        "prov.task_id": _col(func.json_extract(Dataset.prov, "$.task_id"), S),
+        "prov": Dataset.prov,
+        "tags": Assoc(DatasetTag.tag, lambda: DatasetTag.dataset_id == Dataset.id),
+        "datatype_tags": Assoc(
+            DatasetDatatypeTag.tag, lambda: DatasetDatatypeTag.dataset_id == Dataset.id
+        ),
+        "publications": Assoc(
+            DatasetPublication.release_id,
+            lambda: DatasetPublication.dataset_id == Dataset.id,
+            Kind.OID,
+        ),
+    },
+    extra=Dataset.extra,
+)
+
+DATATYPES = Collection(
+    name="datatypes",
+    fields={
+        "_id": _col(Datatype.id, Kind.OID),
+        "name": _col(Datatype.name, S),
+        "desc": _col(Datatype.desc, S),
+        "create_date": _col(Datatype.create_date, Kind.DATE),
+    },
+    extra=Datatype.extra,
+)
+
+RELEASES = Collection(
+    name="releases",
+    fields={
+        "_id": _col(Release.id, Kind.OID),
+        "name": _col(Release.name, S),
+        "desc": _col(Release.desc, S),
+        "removed": _col(Release.removed, Kind.BOOL),
+        "create_date": _col(Release.create_date, Kind.DATE),
+    },
+    extra=Release.extra,
+)
+
+PUBLICATIONS = Collection(
+    name="publications",
+    fields={
+        "_id": _col(Publication.id, Kind.OID),
+        "project": _col(Publication.project_id, Kind.OID),
+        "user_id": _col(Publication.user_id, S),
+        "name": _col(Publication.name, S),
+        "desc": _col(Publication.desc, S),
+        "doi": _col(Publication.doi, S),
+        "license": _col(Publication.license, S),
+        "removed": _col(Publication.removed, Kind.BOOL),
+        "create_date": _col(Publication.create_date, Kind.DATE),
+        "releases": SubDocs(lambda: RELEASES, lambda: Release.pub_id == Publication.id),
+    },
+    extra=Publication.extra,
+)
+
+TASKS = Collection(
+    name="tasks",
+    fields={
+        "_id": _col(Task.id, Kind.OID),
+        "user_id": _col(Task.user_id, S),
+        "_group_id": _col(Task.group_id, Kind.INT),
+        "instance_id": _col(Task.instance_id, Kind.OID),
+        "service": _col(Task.service, S),
+        "service_branch": _col(Task.service_branch, S),
+        "name": _col(Task.name, S),
+        "desc": _col(Task.desc, S),
+        "status": _col(Task.status, S),
+        "status_msg": _col(Task.status_msg, S),
+        "create_date": _col(Task.create_date, Kind.DATE),
+        "start_date": _col(Task.start_date, Kind.DATE),
+        "finish_date": _col(Task.finish_date, Kind.DATE),
+        "update_date": _col(Task.update_date, Kind.DATE),
+        "config": Task.config,
+    },
+    extra=Task.extra,
+)
