@@ -195,7 +195,7 @@ CASES: list[tuple[str, str, set[str]]] = [
         "task",
         '{"_group_id": "851", "service": "brainlife/app-freesurfer", "status": "finished"}',
         {"tk1"},
-    ),  # fmt: skip
+    ),
     ("task", '{"_group_id": {"$in": ["851", 900]}}', {"tk1", "tk2", "tk3"}),
     ("task", '{"config._inputs.meta.subject": "s3"}', {"tk2"}),
     ("task", '{"config._inputs.0.meta.subject": "s3"}', set()),
