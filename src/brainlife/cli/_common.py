@@ -1,0 +1,57 @@
+"""Helpers shared by the commands: the client of this invocation, shared options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from brainlife.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_client(ctx: click.Context | None = None) -> Client:
+    """The one client of this invocation (built on first use, closed when the command ends)."""
+    from brainlife.client import Client
+
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    client = obj.get("client")
+    if client is None:
+        client = Client(ca_bundle=obj.get("ca_bundle"))
+        obj["client"] = client
+        root.obj = obj
+        root.call_on_close(client.close)
+    return client
+
+
+def json_option(f: F) -> F:
+    return click.option(
+        "-j", "--json", "as_json", is_flag=True, help="Print the server's array as JSON (for jq)."
+    )(f)
+
+
+def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        f = click.option(
+            "-l",
+            "--limit",
+            type=click.IntRange(min=0),
+            default=default_limit,
+            show_default=default_limit is not None,
+            help="Maximum number of results (0: no limit).",
+        )(f)
+        f = click.option(
+            "-s",
+            "--skip",
+            type=click.IntRange(min=0),
+            default=0 if default_limit is not None else None,
+            help="Number of results to skip.",
+        )(f)
+        return f
+
+    return decorate

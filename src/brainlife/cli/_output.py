@@ -1,0 +1,282 @@
+"""Everything `bl` prints: the official plain-text blocks, JSON, and the download progress bar
+(rich, imported only when a bar is actually drawn on a terminal)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+Doc = dict[str, Any]
+Block = list[tuple[str, str]]
+
+
+def out(text: str = "") -> None:
+    click.echo(text)
+
+
+def err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def print_json(value: Any) -> None:
+    """One line, like the official ``JSON.stringify``; jq reads it."""
+    click.echo(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def render_block(block: Block) -> str:
+    return "\n".join(f"{key}: {value}" for key, value in block)
+
+
+def print_blocks(blocks: Sequence[Block], footer: str | None = None) -> None:
+    """Blocks joined by a blank line, then a blank line and the footer."""
+    text = "\n\n".join(render_block(b) for b in blocks)
+    if text:
+        out(text)
+    if footer is not None:
+        out("")
+        out(footer)
+
+
+def returned(n: int) -> str:
+    return f"(Returned {plural(n, 'result')})"
+
+
+# -- dates --------------------------------------------------------------------------------------
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def locale_string(when: datetime) -> str:
+    """JavaScript's ``toLocaleString()`` in en-US, local time: ``10/3/2018, 9:47:38 PM``."""
+    local = when.astimezone()
+    hour = local.hour % 12 or 12
+    ampm = "AM" if local.hour < 12 else "PM"
+    return (
+        f"{local.month}/{local.day}/{local.year}, "
+        f"{hour}:{local.minute:02d}:{local.second:02d} {ampm}"
+    )
+
+
+def time_ago(when: datetime, now: datetime | None = None) -> str:
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for size, unit in (
+        (365.25 * 86400, "year"),
+        (30.44 * 86400, "month"),
+        (7 * 86400, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ):
+        if seconds >= size:
+            text = plural(int(seconds // size), unit)
+            return f"in {text}" if future else f"{text} ago"
+    return "just now"
+
+
+def create_date(value: Any) -> str:
+    when = _parse(value)
+    if when is None:
+        return str(value or "")
+    return f"{locale_string(when)} ({time_ago(when)})"
+
+
+def duration(seconds: float) -> str:
+    """``6 days, 23 hours, 59 minutes, 59 seconds`` (zero units and milliseconds left out)."""
+    total = int(max(seconds, 0))
+    parts = []
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(plural(count, unit))
+    return ", ".join(parts) or "0 seconds"
+
+
+# -- blocks -------------------------------------------------------------------------------------
+def usernames(
+    subs: Sequence[Any] | None, profiles: Mapping[str, Doc], unknown: str | None = None
+) -> str:
+    names = []
+    for sub in subs or []:
+        profile = profiles.get(str(sub))
+        names.append(str(profile.get("username")) if profile else (unknown or str(sub)))
+    return ", ".join(names)
+
+
+def project_block(project: Doc, profiles: Mapping[str, Doc]) -> Block:
+    access = f"Access: {project.get('access')}"
+    if project.get("listed"):
+        access += " (but listed for all users)"
+    return [
+        ("Id", str(project.get("_id", ""))),
+        ("Name", str(project.get("name", ""))),
+        ("Admins", usernames(project.get("admins"), profiles)),
+        ("Members", usernames(project.get("members"), profiles)),
+        ("Guests", usernames(project.get("guests"), profiles)),
+        ("Access", access),
+        ("Description", str(project.get("desc") or "")),
+    ]
+
+
+def dataset_block(
+    ds: Doc, project: Doc | None, datatype: Doc | None, profiles: Mapping[str, Doc]
+) -> Block:
+    meta = ds.get("meta") or {}
+    tags = ds.get("datatype_tags") or []
+    dt_name = str(datatype.get("name")) if datatype else str(ds.get("datatype") or "unknown")
+    if tags:
+        dt_name += "<" + ", ".join(map(str, tags)) + ">"
+    project = project or {}
+    return [
+        ("Id", str(ds.get("_id", ""))),
+        ("Project", str(project.get("name") or "Unknown")),
+        ("Admins", usernames(project.get("admins"), profiles)),
+        ("Members", usernames(project.get("members"), profiles)),
+        ("Guests", usernames(project.get("guests"), profiles)),
+        ("Subject", str(meta.get("subject") or "N/A")),
+        ("Session", str(meta.get("session") or "")),
+        ("Datatype", dt_name),
+        ("Description", str(ds.get("desc") or "")),
+        ("Create Date", create_date(ds.get("create_date"))),
+        ("Storage", str(ds.get("storage") or "N/A")),
+        ("Status", str(ds.get("status") or "unknown")),
+        ("Tags", ", ".join(map(str, ds.get("tags") or []))),
+    ]
+
+
+def dataset_footer(n: int, count: int | None, skip: int, limit: int, command: str) -> str:
+    """The official footer, in the document's words ("data objects", ``bl data query``), with the
+    user's own filters kept in the hint."""
+    if not count:
+        return f"Returned {n} result{'' if n == 1 else 's'}"
+    if skip == 0 and n == count:
+        return f"Showing all {n} of {count} data objects"
+    if skip + n >= count:
+        return f"Showing last {n} of {count} data objects"
+    if skip == 0:
+        following = min(limit or n, count - n)
+        return (
+            f"{count} total data objects, showing first {n}. To view the next {following}, "
+            f"run '{command} --skip {n}'"
+        )
+    return f"Showing data objects {skip} - {skip + n} of {count}"
+
+
+def pub_block(pub: Doc, profiles: Mapping[str, Doc]) -> Block:
+    releases = [r for r in pub.get("releases") or [] if not r.get("removed")]
+    return [
+        ("Id", str(pub.get("_id", ""))),
+        ("Name", str(pub.get("name", ""))),
+        ("DOI", str(pub.get("doi") or "")),
+        ("Description", str(pub.get("desc") or "")),
+        ("Authors", usernames(pub.get("authors"), profiles, unknown="unknown")),
+        ("Release IDs", ", ".join(f"{r.get('name')} ({r.get('_id')})" for r in releases)),
+    ]
+
+
+def datatype_block(datatype: Doc) -> Block:
+    files = []
+    for f in datatype.get("files") or []:
+        req = "(required) " if f.get("required") else ""
+        files.append(f"[{req}{f.get('id')}: {f.get('filename') or f.get('dirname') or ''}]")
+    return [
+        ("Id", str(datatype.get("_id", ""))),
+        ("Name", str(datatype.get("name", ""))),
+        ("Description", str(datatype.get("desc") or "")),
+        ("Files", "  ".join(files)),
+    ]
+
+
+def profile_block(profile: Doc) -> Block:
+    active = profile.get("active")
+    return [
+        ("sub", str(profile.get("sub", ""))),
+        ("Username", str(profile.get("username") or "")),
+        ("Full Name", str(profile.get("fullname") or "")),
+        ("Email", str(profile.get("email") or "")),
+        ("Active", "true" if active else "false" if active is not None else ""),
+    ]
+
+
+def task_subject(task: Doc) -> str | None:
+    inputs = (task.get("config") or {}).get("_inputs") or []
+    for entry in inputs:
+        subject = (entry.get("meta") or {}).get("subject") if isinstance(entry, dict) else None
+        if subject:
+            return str(subject)
+    return None
+
+
+def task_block(task: Doc) -> Block:
+    service = str(task.get("service") or "")
+    if task.get("service_branch"):
+        service += f"@{task['service_branch']}"
+    return [
+        ("Id", str(task.get("_id", ""))),
+        ("Name", str(task.get("name") or "")),
+        ("Service", service),
+        ("Status", str(task.get("status") or "unknown")),
+        ("Subject", task_subject(task) or "N/A"),
+        ("Create Date", create_date(task.get("create_date"))),
+    ]
+
+
+# -- progress -----------------------------------------------------------------------------------
+@contextmanager
+def progress_bar(
+    label: str, enabled: bool | None = None
+) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress callback: a rich bar (bytes, rate, ETA) on stderr when it is a terminal, else
+    nothing at all."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task_id = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task_id, completed=done, total=total)
+
+    with bar:
+        yield update

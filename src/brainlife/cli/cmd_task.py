@@ -1,0 +1,226 @@
+"""`bl task query` and `bl task download`: files of processes (amaretti tasks).
+
+``bl task download --group 851 --service brainlife/app-freesurfer --status finished \\
+--path freesurfer/output/stats --name-by subject`` is the document's Python script as a command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brainlife.cli import _output
+from brainlife.cli._common import get_client, json_option
+
+
+@click.group()
+def task() -> None:
+    """Query tasks (processes) and download their files."""
+
+
+def _task_find(
+    id_: str | None,
+    group: str | None,
+    service: str | None,
+    branch: str | None,
+    status: str | None,
+    find: str | None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if id_:
+        doc["_id"] = id_
+    if group:
+        doc["_group_id"] = int(group) if group.isdigit() else group
+    if service:
+        doc["service"] = service
+    if branch:
+        doc["service_branch"] = branch
+    if status:
+        doc["status"] = status
+    if find:
+        try:
+            extra = json.loads(find)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--find") from None
+        if not isinstance(extra, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--find")
+        doc.update(extra)
+    return doc
+
+
+def _filters(f: Any) -> Any:
+    f = click.option(
+        "--find", "find", metavar="JSON", help="Extra Mongo filter as a JSON object, merged in."
+    )(f)
+    f = click.option("--status", help="Task status (e.g. finished).")(f)
+    f = click.option("--branch", help="Service branch (service_branch).")(f)
+    f = click.option("--service", help="Service (App repository), e.g. brainlife/app-freesurfer.")(
+        f
+    )
+    f = click.option(
+        "--group", metavar="GROUP_ID", help="Project group id (_group_id; see the project page)."
+    )(f)
+    return f
+
+
+@task.command("query")
+@click.option("-i", "--id", "id_", help="Filter by task id.")
+@_filters
+@click.option("--select", help="Fields to return, space separated (e.g. 'config._inputs.meta').")
+@click.option("-s", "--skip", type=click.IntRange(min=0), default=0, help="Tasks to skip.")
+@click.option(
+    "-l",
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Maximum number of tasks (0: no limit).",
+)
+@json_option
+def task_query(
+    id_: str | None,
+    group: str | None,
+    service: str | None,
+    branch: str | None,
+    status: str | None,
+    find: str | None,
+    select: str | None,
+    skip: int,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Query tasks you can see (yours, and your projects')."""
+    rows = get_client().tasks(
+        _task_find(id_, group, service, branch, status, find), select=select, skip=skip, limit=limit
+    )
+    if as_json:
+        _output.print_json(rows)
+        return
+    _output.print_blocks([_output.task_block(t) for t in rows], _output.returned(len(rows)))
+
+
+@task.command("download")
+@click.argument("task_id", required=False)
+@click.argument("path", required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to save to (default: the server's file name, in DIRECTORY).",
+)
+@click.option(
+    "-d",
+    "--directory",
+    type=click.Path(file_okay=False),
+    help="Folder to save (or with --extract, extract) into.",
+)
+@click.option(
+    "-x", "--extract", is_flag=True, help="Extract a folder's .tar.gz instead of saving it."
+)
+@_filters
+@click.option(
+    "--path",
+    "bulk_path",
+    metavar="PATH",
+    help="Bulk mode: the path to download from every matching task.",
+)
+@click.option(
+    "--name-by",
+    type=click.Choice(["subject", "id"]),
+    default="id",
+    show_default=True,
+    help="Bulk mode: name each download <subject>.tar.gz or <taskid>.tar.gz.",
+)
+@click.option(
+    "-l",
+    "--limit",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Bulk mode: maximum number of tasks.",
+)
+@json_option
+def task_download(
+    task_id: str | None,
+    path: str | None,
+    output: str | None,
+    directory: str | None,
+    extract: bool,
+    group: str | None,
+    service: str | None,
+    branch: str | None,
+    status: str | None,
+    find: str | None,
+    bulk_path: str | None,
+    name_by: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Download PATH of task TASK_ID (a folder comes as .tar.gz), or, with --path and filters,
+    the same path of every matching task.
+
+    \b
+    bl task download 5c0e8f... freesurfer/output/stats -o stats.tar.gz
+    bl task download --group 851 --service brainlife/app-freesurfer --status finished \\
+        --path freesurfer/output/stats --name-by subject
+    """
+    client = get_client()
+    if task_id is None or bulk_path is not None:
+        if task_id is not None or path is not None:
+            raise click.UsageError("Give either TASK_ID PATH, or --path with filters, not both.")
+        if not bulk_path:
+            raise click.UsageError(
+                "Give TASK_ID PATH, or --path PATH with filters such as "
+                "--group/--service/--status for many tasks."
+            )
+        if output:
+            raise click.UsageError("-o/--output names one file: in bulk mode use -d/--directory.")
+        query = _task_find(None, group, service, branch, status, find)
+        if not query:
+            raise click.UsageError(
+                "Bulk mode needs at least one filter (--group, --service, "
+                "--status, --branch or --find)."
+            )
+        select = "config._inputs.meta" if name_by == "subject" else None
+        tasks = client.tasks(query, select=select, limit=limit)
+        folder = Path(directory or ".")
+        used: set[str] = set()
+        results = []
+        for t in tasks:
+            tid = str(t["_id"])
+            name = (_output.task_subject(t) if name_by == "subject" else None) or tid
+            if name in used:
+                name = f"{name}.{tid}"
+            used.add(name)
+            if not as_json:
+                _output.out(f"{tid} {name}")
+            with _output.progress_bar(name) as progress:
+                if extract:
+                    result = client.download_task_path(
+                        tid, bulk_path, directory=folder / name, extract=True, progress=progress
+                    )
+                else:
+                    result = client.download_task_path(
+                        tid, bulk_path, output=folder / f"{name}.tar.gz", progress=progress
+                    )
+            results.append(result.to_json())
+        if as_json:
+            _output.print_json(results)
+        elif not tasks:
+            _output.err("No task matches these filters.")
+        return
+    if path is None:
+        raise click.UsageError("Which file or folder of the task? bl task download TASK_ID PATH.")
+    if output and (directory or extract):
+        raise click.UsageError("-o/--output saves one file: it goes without -d and --extract.")
+    with _output.progress_bar(Path(path).name or task_id) as progress:
+        result = client.download_task_path(
+            task_id, path, output=output, directory=directory, extract=extract, progress=progress
+        )
+    if as_json:
+        _output.print_json(result.to_json())
+    else:
+        _output.out(f"Downloaded {path} of task {task_id} to {result.path}")

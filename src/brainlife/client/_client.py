@@ -1,0 +1,510 @@
+"""`Client`: typed methods over brainlife's routes (auth, warehouse, amaretti).
+
+```python
+from brainlife.client import Client
+
+with Client() as bl:                      # BLHOST and ~/.config/<host>/.jwt, like `bl`
+    for ds in bl.iter_datasets(project="O3D", datatype="neuro/anat/t1w"):
+        bl.download_dataset(ds["_id"], f"t1/{ds['meta']['subject']}")
+```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from brainlife import __version__
+from brainlife.client import _jwt
+from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
+from brainlife.client._download import Downloader, DownloadResult, Progress
+from brainlife.client._exceptions import (
+    ApiError,
+    AuthError,
+    BrainlifeError,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+)
+from brainlife.client._http import HttpClient
+from brainlife.client._queries import (
+    dataset_find,
+    datatype_find,
+    in_list,
+    profile_matches,
+    project_find,
+    pub_find,
+    sub_value,
+)
+from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, DEFAULT_LIMIT, is_object_id
+
+__all__ = ["Client", "DatasetPage", "LoginResult"]
+
+Doc = dict[str, Any]
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass
+class DatasetPage:
+    """One page of ``GET /dataset``: the rows and the server's total ``count``."""
+
+    datasets: list[Doc]
+    count: int | None
+    skip: int
+    limit: int
+
+
+@dataclass
+class LoginResult:
+    jwt: str
+    sub: Any
+    expires: datetime | None
+    token_path: Path | None
+
+
+def _envelope(doc: Any, key: str, route: str) -> list[Doc]:
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        raise ProtocolError(
+            f"The server's answer to {route} has no '{key}' list; is it a "
+            "brainlife server (check BLHOST)?"
+        )
+    return list(doc[key])
+
+
+class Client:
+    """A brainlife.io (or `bl serve`) client. Host, token and CA bundle come from the arguments,
+    else from BLHOST, BL_TOKEN / the token file, and BL_CA_BUNDLE / NODE_EXTRA_CA_CERTS."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        token: str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
+        self._explicit_token = token or os.environ.get("BL_TOKEN") or None
+        self.http = HttpClient(
+            self.config.base_url,
+            ca_files=self.config.ca_files,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            user_agent=f"brainlife-python/{__version__}",
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    # -- token ----------------------------------------------------------------------------
+    def stored_token(self) -> str | None:
+        """The explicit token (argument or BL_TOKEN), else the token file's, else None."""
+        return self._explicit_token or read_token_file(self.config.token_path)
+
+    def _checked(self, token: str) -> str:
+        claims = _jwt.decode_claims(token)
+        if claims is None:
+            raise AuthError(
+                "Your access token cannot be decoded. Please log in again: run 'bl login'."
+            )
+        if _jwt.is_expired(claims):
+            when = _jwt.expires_at(claims)
+            stamp = when.astimezone().strftime("%Y-%m-%d %H:%M") if when else "?"
+            raise AuthError(
+                f"Your access token expired on {stamp}. Please log in again: run 'bl login'."
+            )
+        return token
+
+    def token(self) -> str:
+        """A usable token, or AuthError saying how to get one."""
+        token = self.stored_token()
+        if not token:
+            raise AuthError(
+                f"You are not logged in (no token in {self.config.token_path}). "
+                "Run 'bl login' first."
+            )
+        return self._checked(token)
+
+    def _optional_token(self) -> str | None:
+        token = self.stored_token()
+        return self._checked(token) if token else None
+
+    def claims(self) -> dict[str, Any]:
+        return _jwt.decode_claims(self.token()) or {}
+
+    # -- auth -----------------------------------------------------------------------------
+    def login(
+        self, username: str, password: str, *, ttl_days: float = 7, save: bool = True
+    ) -> LoginResult:
+        """``POST /api/auth/local/auth``; saves the token where both CLIs read it."""
+        body = {"username": username, "password": password, "ttl": int(ttl_days * DAY_MS)}
+        try:
+            doc = self.http.request_json("POST", f"{API_AUTH}/local/auth", json_body=body)
+        except (AuthError, PermissionDenied, ApiError) as exc:
+            if exc.status not in (400, 401, 403, 429):
+                raise
+            reason = exc.server_message.strip().rstrip(".") or "incorrect username or password"
+            raise AuthError(f"Login failed: {reason}.") from None
+        jwt = doc.get("jwt") if isinstance(doc, dict) else None
+        if not isinstance(jwt, str) or not jwt:
+            raise ProtocolError("The server's login answer has no token.")
+        path = None
+        if save:
+            write_token_file(self.config.token_path, jwt)
+            path = self.config.token_path
+        self._explicit_token = None if save else self._explicit_token
+        claims = _jwt.decode_claims(jwt) or {}
+        return LoginResult(
+            jwt=jwt,
+            sub=doc.get("sub", claims.get("sub")),
+            expires=_jwt.expires_at(claims),
+            token_path=path,
+        )
+
+    def refresh(self, *, ttl_days: float = 1, save: bool = True) -> str:
+        """``POST /api/auth/refresh {ttl}``: a fresh token for a still-valid one."""
+        doc = self.http.request_json(
+            "POST",
+            f"{API_AUTH}/refresh",
+            json_body={"ttl": int(ttl_days * DAY_MS)},
+            token=self.token(),
+        )
+        jwt = doc.get("jwt") if isinstance(doc, dict) else None
+        if not isinstance(jwt, str) or not jwt:
+            raise ProtocolError("The server's refresh answer has no token.")
+        if save:
+            write_token_file(self.config.token_path, jwt)
+        return jwt
+
+    def logout(self) -> bool:
+        """Delete the token file; True when there was one."""
+        try:
+            self.config.token_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    # -- profiles -------------------------------------------------------------------------
+    def profile_list(self, find: Doc | None = None) -> list[Doc]:
+        """``GET /api/auth/profile/list`` (all rows, ``limit=0``)."""
+        route = f"{API_AUTH}/profile/list"
+        params = {
+            "limit": "0",
+            "offset": "0",
+            "find": find if find is not None else {"active": True},
+        }
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=self._optional_token()),
+            "profiles",
+            route,
+        )
+
+    def profiles(self, *, id: str | None = None, query: str | None = None) -> list[Doc]:
+        """Active profiles, filtered client-side like ``bl profile query``."""
+        rows = self.profile_list()
+        if id:
+            rows = [p for p in rows if str(p.get("sub")) == str(id)]
+        if query:
+            rows = [p for p in rows if profile_matches(p, query)]
+        return rows
+
+    def profiles_by_sub(self, subs: Sequence[Any]) -> dict[str, Doc]:
+        """Only the profiles named (one request): ``{str(sub): profile}``."""
+        wanted = sorted({str(s) for s in subs if s is not None and s != ""})
+        if not wanted:
+            return {}
+        rows = self.profile_list({"sub": in_list(sub_value(s) for s in wanted)})
+        return {str(p.get("sub")): p for p in rows}
+
+    def resolve_users(self, text: str) -> list[str]:
+        """Subs (as strings) of the active users whose name, email or username contains ``text``."""
+        subs = [str(p["sub"]) for p in self.profile_list() if profile_matches(p, text)]
+        if not subs:
+            raise NotFound(f"No active user matches '{text}'. Try 'bl profile query -q {text}'.")
+        return subs
+
+    # -- projects -------------------------------------------------------------------------
+    def projects(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        admin: str | None = None,
+        member: str | None = None,
+        guest: str | None = None,
+        skip: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Doc]:
+        find = project_find(
+            id=id,
+            query=query,
+            admins=self.resolve_users(admin) if admin else None,
+            members=self.resolve_users(member) if member else None,
+            guests=self.resolve_users(guest) if guest else None,
+        )
+        return self.find_projects(find, skip=skip, limit=limit)
+
+    def find_projects(self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT) -> list[Doc]:
+        route = f"{API_WAREHOUSE}/project"
+        params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=self._optional_token()),
+            "projects",
+            route,
+        )
+
+    def projects_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
+        wanted = sorted({i for i in ids if i})
+        if not wanted:
+            return {}
+        rows = self.find_projects({"_id": in_list(wanted)}, limit=0)
+        return {str(p["_id"]): p for p in rows}
+
+    def resolve_project(self, project: str) -> Doc:
+        """The one project with this id, or whose name/description matches this text."""
+        if is_object_id(project):
+            rows = self.projects(id=project)
+        else:
+            rows = self.projects(query=project)
+            exact = [p for p in rows if str(p.get("name", "")).lower() == project.lower()]
+            rows = exact if len(exact) == 1 else rows
+        if not rows:
+            raise NotFound(
+                f"No project matches '{project}' (or you cannot see it). Try 'bl project query'."
+            )
+        if len(rows) > 1:
+            names = ", ".join(f"{p.get('name')} ({p.get('_id')})" for p in rows[:5])
+            raise BrainlifeError(
+                f"'{project}' matches {len(rows)} projects: {names}. Pass the project id instead."
+            )
+        return rows[0]
+
+    # -- datatypes ------------------------------------------------------------------------
+    def datatypes(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[Doc]:
+        return self.find_datatypes(datatype_find(id=id, query=query), skip=skip, limit=limit)
+
+    def find_datatypes(
+        self,
+        find: Doc,
+        *,
+        skip: int | None = None,
+        limit: int | None = None,
+        sort: str | None = "name",
+    ) -> list[Doc]:
+        route = f"{API_WAREHOUSE}/datatype"
+        params: dict[str, Any] = {"find": find, "sort": sort}
+        if skip is not None:
+            params["skip"] = str(skip)
+        if limit is not None:
+            params["limit"] = str(limit)
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=self._optional_token()),
+            "datatypes",
+            route,
+        )
+
+    def datatypes_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
+        wanted = sorted({i for i in ids if i})
+        if not wanted:
+            return {}
+        rows = self.find_datatypes({"_id": in_list(wanted)}, limit=0, sort=None)
+        return {str(d["_id"]): d for d in rows}
+
+    def resolve_datatype(self, datatype: str) -> Doc:
+        """The datatype with this id or exact name."""
+        find = {"_id": datatype} if is_object_id(datatype) else {"name": datatype}
+        rows = self.find_datatypes(find, limit=1, sort=None)
+        if not rows:
+            raise NotFound(f"No datatypes found matching '{datatype}'. Try 'bl datatype query'.")
+        return rows[0]
+
+    # -- publications ---------------------------------------------------------------------
+    def pubs(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        author: str | None = None,
+        doi: str | None = None,
+        skip: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Doc]:
+        find = pub_find(
+            id=id, query=query, doi=doi, authors=self.resolve_users(author) if author else None
+        )
+        route = f"{API_WAREHOUSE}/pub"
+        params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=self._optional_token()),
+            "pubs",
+            route,
+        )
+
+    def releases(self, pub_id: str, *, include_removed: bool = False) -> list[Doc]:
+        """The releases of one publication."""
+        rows = self.pubs(id=pub_id)
+        if not rows:
+            raise NotFound(f"No publication with id {pub_id}.")
+        releases = rows[0].get("releases") or []
+        return [r for r in releases if include_removed or not r.get("removed")]
+
+    # -- data objects ---------------------------------------------------------------------
+    def dataset_find(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        datatype: str | None = None,
+        datatype_tags: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        project: str | None = None,
+        pub: str | None = None,
+        subject: str | None = None,
+        session: str | None = None,
+        run: str | None = None,
+        taskid: str | None = None,
+    ) -> Doc:
+        """The ``find`` of ``bl data query`` (resolving a datatype name and a project name)."""
+        return dataset_find(
+            id=id,
+            query=query,
+            datatype_tags=datatype_tags,
+            tags=tags,
+            pub=pub,
+            datatype_id=str(self.resolve_datatype(datatype)["_id"]) if datatype else None,
+            project_id=str(self.resolve_project(project)["_id"]) if project else None,
+            subject=subject,
+            session=session,
+            run=run,
+            taskid=taskid,
+        )
+
+    def find_datasets(
+        self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT, select: str | None = None
+    ) -> DatasetPage:
+        """One page of ``GET /api/warehouse/dataset`` (no sort, like the official CLI)."""
+        route = f"{API_WAREHOUSE}/dataset"
+        params = {"find": find, "skip": str(skip), "limit": str(limit), "select": select}
+        doc = self.http.request_json("GET", route, params=params, token=self.token())
+        rows = _envelope(doc, "datasets", route)
+        count = doc.get("count")
+        return DatasetPage(rows, count if isinstance(count, int) else None, skip, limit)
+
+    def query_datasets(
+        self, *, skip: int = 0, limit: int = DEFAULT_LIMIT, **filters: Any
+    ) -> DatasetPage:
+        """One page of data objects; filters as :meth:`dataset_find`."""
+        return self.find_datasets(self.dataset_find(**filters), skip=skip, limit=limit)
+
+    def iter_datasets(self, *, page_size: int = DEFAULT_LIMIT, **filters: Any) -> Iterator[Doc]:
+        """Every matching data object, fetched page by page as you iterate."""
+        find = self.dataset_find(**filters)
+        skip = 0
+        while True:
+            page = self.find_datasets(find, skip=skip, limit=page_size)
+            yield from page.datasets
+            skip += len(page.datasets)
+            if len(page.datasets) < page_size or (page.count is not None and skip >= page.count):
+                return
+
+    def dataset(self, dataset_id: str) -> Doc:
+        rows = self.find_datasets({"_id": dataset_id}).datasets
+        if len(rows) != 1:
+            raise NotFound(
+                f"Couldn't find the data object with id {dataset_id} (or you cannot read it)."
+            )
+        return rows[0]
+
+    def download_dataset(
+        self,
+        dataset_id: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        """Download one data object into ``dest`` (default: a folder named after its id)."""
+        token = self.token()
+        ds = self.dataset(dataset_id)
+        status = ds.get("status")
+        if status != "stored":
+            raise BrainlifeError(
+                f"Data object {dataset_id} cannot be downloaded: its status is "
+                f"'{status}', not 'stored'."
+            )
+        target = Path(dest) if dest is not None else Path(dataset_id)
+        return Downloader(self.http, token).dataset(dataset_id, target, progress=progress)
+
+    # -- tasks ----------------------------------------------------------------------------
+    def tasks(
+        self,
+        find: Doc | None = None,
+        *,
+        select: str | None = None,
+        sort: str | None = None,
+        skip: int | None = None,
+        limit: int | None = DEFAULT_LIMIT,
+    ) -> list[Doc]:
+        """``GET /api/amaretti/task`` (``{tasks}``, no count)."""
+        route = f"{API_AMARETTI}/task"
+        params: dict[str, Any] = {
+            "find": find or {},
+            "select": select,
+            "sort": sort,
+            "skip": None if skip is None else str(skip),
+            "limit": None if limit is None else str(limit),
+        }
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=self.token()), "tasks", route
+        )
+
+    def download_task_path(
+        self,
+        task_id: str,
+        path: str,
+        *,
+        output: str | os.PathLike[str] | None = None,
+        directory: str | os.PathLike[str] | None = None,
+        extract: bool = False,
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        """Download a file or folder of a task. A folder comes as a .tar.gz: saved as is into
+        ``output`` (or ``directory``/<server's file name>), or extracted into ``directory``."""
+        return Downloader(self.http, self.token()).task_path(
+            task_id,
+            path,
+            output=Path(output) if output is not None else None,
+            directory=Path(directory) if directory is not None else None,
+            extract=extract,
+            progress=progress,
+        )

@@ -1,0 +1,341 @@
+"""The download engine: a data object into a folder, a task path into a folder or a file.
+
+Everything is written into a temporary sibling (``<dest>.bl-partial``) and moved into place only
+when complete and verified, so a failed or interrupted download never leaves a folder that looks
+finished. With our server's manifest route every file is fetched on its own and checked against its
+size and sha256; against brainlife.io (no manifest route) the archive is streamed and extracted
+safely. Later bulk/parallel/resume work builds on :class:`Downloader`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainlife.client._exceptions import (
+    ChecksumMismatch,
+    ConfigError,
+    DiskFullError,
+    NotFound,
+    ProtocolError,
+    ServerUnavailable,
+)
+from brainlife.client._http import CHUNK_SIZE, HttpClient, Response, quote_path, read_chunks
+from brainlife.client._tar import (
+    ChunkReader,
+    _human,
+    check_archive_start,
+    extract_tar_stream,
+    safe_relpath,
+    write_chunks,
+)
+from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, MANIFEST_ROUTE
+
+__all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
+
+#: progress(bytes_done, bytes_total or None)
+Progress = Callable[[int, int | None], None]
+PARTIAL_SUFFIX = ".bl-partial"
+_TAR_NAMES = (".tar", ".tar.gz", ".tgz")
+
+
+@dataclass
+class DownloadResult:
+    """What one download wrote."""
+
+    id: str
+    path: Path
+    bytes: int
+    files: list[str] = field(default_factory=list)
+    #: "manifest" (verified per file), "tar" (archive extracted) or "file" (saved as is)
+    method: str = "tar"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "files": self.files,
+            "method": self.method,
+        }
+
+
+class _Counter:
+    def __init__(self, progress: Progress | None, total: int | None) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def wrap(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.add(len(chunk))
+            yield chunk
+
+
+def _partial_for(dest: Path) -> Path:
+    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+
+
+def _prepare(dest: Path, *, is_dir: bool) -> Path:
+    if is_dir and dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest} exists and is not a folder: choose another destination.")
+    if not is_dir and dest.is_dir():
+        raise ConfigError(f"{dest} is a folder: choose a file name for the download.")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"Cannot create the folder {dest.parent}: {exc.strerror}.") from exc
+    partial = _partial_for(dest)
+    _remove(partial)
+    return partial
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def _commit_dir(partial: Path, dest: Path) -> None:
+    """Move a finished partial folder into place; an existing folder gets the files merged in,
+    each one replaced atomically."""
+    if not dest.exists():
+        os.rename(partial, dest)
+        return
+    for dirpath, dirnames, filenames in os.walk(partial):
+        rel = Path(dirpath).relative_to(partial)
+        names = filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for name in names:
+            target = dest / rel / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(Path(dirpath) / name, target)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _check_space(folder: Path, needed: int | None) -> None:
+    if not needed:
+        return
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise DiskFullError(
+            f"Not enough disk space in {folder}: the download needs {_human(needed)} but only "
+            f"{_human(free)} is free. Free some space or download to another folder (-d).",
+            needed=needed,
+            free=free,
+        )
+
+
+def _content_length(resp: Response) -> int | None:
+    value = resp.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _reject_error_page(resp: Response, what: str) -> None:
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if ctype.startswith(("text/html", "application/json")):
+        body = resp.read(4096, decode_content=True).decode("utf-8", errors="replace")
+        kind = "an HTML page" if "html" in ctype else "a JSON document"
+        snippet = " ".join(body.split())[:160]
+        raise ProtocolError(f"The server sent {kind} instead of {what}: {snippet}")
+
+
+def _filename_from(resp: Response) -> str | None:
+    disposition = resp.headers.get("Content-Disposition", "")
+    match = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition, re.I)
+    if not match:
+        return None
+    name = os.path.basename(match.group(1).strip())
+    return name or None
+
+
+class Downloader:
+    """Fetches bytes for a client: ``http`` is its pooled connection, ``token`` its JWT."""
+
+    def __init__(self, http: HttpClient, token: str) -> None:
+        self.http = http
+        self.token = token
+
+    # -- data objects ---------------------------------------------------------------------
+    def manifest(self, dataset_id: str) -> dict[str, Any] | None:
+        """Our manifest of a data object, or None when the server has no manifest route."""
+        path = API_WAREHOUSE + MANIFEST_ROUTE.format(id=dataset_id)
+        try:
+            doc = self.http.request_json("GET", path, token=self.token)
+        except (NotFound, ProtocolError):
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            return None
+        return doc
+
+    def dataset(
+        self,
+        dataset_id: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        use_manifest: bool = True,
+    ) -> DownloadResult:
+        partial = _prepare(dest, is_dir=True)
+        try:
+            manifest = self.manifest(dataset_id) if use_manifest else None
+            if manifest is not None:
+                result = self._dataset_by_manifest(dataset_id, manifest, partial, progress)
+            else:
+                result = self._dataset_by_tar(dataset_id, partial, progress)
+            _commit_dir(partial, dest)
+        except BaseException:
+            _remove(partial)
+            raise
+        result.path = dest
+        return result
+
+    def _dataset_by_manifest(
+        self, dataset_id: str, manifest: dict[str, Any], partial: Path, progress: Progress | None
+    ) -> DownloadResult:
+        entries = [
+            (safe_relpath(str(f["path"])), int(f["size"]), str(f["sha256"]))
+            for f in manifest["files"]
+        ]
+        total = sum(size for _, size, _ in entries)
+        partial.mkdir(parents=True)
+        _check_space(partial, total)
+        counter = _Counter(progress, total)
+        counter.add(0)
+        files: list[str] = []
+        for rel, size, sha in entries:
+            if rel is None:
+                continue
+            target = partial / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for attempt in (1, 2):
+                before = counter.done
+                try:
+                    self._fetch_file(dataset_id, rel.as_posix(), target, size, sha, counter, total)
+                    break
+                except (ChecksumMismatch, ServerUnavailable):
+                    counter.done = before
+                    if attempt == 2:
+                        raise
+            files.append(rel.as_posix())
+        return DownloadResult(
+            id=dataset_id, path=partial, bytes=total, files=files, method="manifest"
+        )
+
+    def _fetch_file(
+        self,
+        dataset_id: str,
+        rel: str,
+        target: Path,
+        size: int,
+        sha: str,
+        counter: _Counter,
+        total: int,
+    ) -> None:
+        route = API_WAREHOUSE + FILE_ROUTE.format(id=dataset_id, path=quote_path(rel))
+        digest = hashlib.sha256()
+        with self.http.stream(route, token=self.token) as resp:
+
+            def hashed() -> Iterator[bytes]:
+                for chunk in read_chunks(resp, CHUNK_SIZE):
+                    digest.update(chunk)
+                    yield chunk
+
+            written = write_chunks(target, hashed(), needed=total, on_bytes=counter.add)
+        if written != size or digest.hexdigest() != sha.lower():
+            raise ChecksumMismatch(
+                f"The file {rel} of data object {dataset_id} arrived corrupt (expected {size} "
+                f"bytes with sha256 {sha[:12]}…, got {written} bytes with "
+                f"{digest.hexdigest()[:12]}…). Try the download again."
+            )
+
+    def _dataset_by_tar(
+        self, dataset_id: str, partial: Path, progress: Progress | None
+    ) -> DownloadResult:
+        route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
+        with self.http.stream(route, token=self.token) as resp:
+            _reject_error_page(resp, "the data object's tar archive")
+            total = _content_length(resp)
+            partial.mkdir(parents=True)
+            _check_space(partial, total)
+            counter = _Counter(progress, total)
+            counter.add(0)
+            chunks = counter.wrap(read_chunks(resp, CHUNK_SIZE))
+            head = next(chunks, b"")
+            check_archive_start(head, what="the data object's tar archive")
+            files = extract_tar_stream(ChunkReader(chunks, head), partial, needed=total)
+        return DownloadResult(
+            id=dataset_id, path=partial, bytes=counter.done, files=files, method="tar"
+        )
+
+    # -- task files -----------------------------------------------------------------------
+    def task_path(
+        self,
+        task_id: str,
+        path: str,
+        *,
+        output: Path | None = None,
+        directory: Path | None = None,
+        extract: bool = False,
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
+        with self.http.stream(route, token=self.token) as resp:
+            total = _content_length(resp)
+            counter = _Counter(progress, total)
+            counter.add(0)
+            chunks = counter.wrap(read_chunks(resp, CHUNK_SIZE))
+            if extract:
+                _reject_error_page(resp, "a tar archive of the task folder")
+                dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
+                partial = _prepare(dest, is_dir=True)
+                try:
+                    head = next(chunks, b"")
+                    check_archive_start(head, what="a tar archive of the task folder")
+                    files = extract_tar_stream(ChunkReader(chunks, head), partial, needed=total)
+                    _commit_dir(partial, dest)
+                except BaseException:
+                    _remove(partial)
+                    raise
+                return DownloadResult(
+                    id=task_id, path=dest, bytes=counter.done, files=files, method="tar"
+                )
+            name = _filename_from(resp) or (os.path.basename(path.rstrip("/")) or task_id)
+            dest = output if output is not None else (directory or Path(".")) / name
+            partial = _prepare(dest, is_dir=False)
+            try:
+                head = next(chunks, b"")
+                if dest.name.endswith(_TAR_NAMES):
+                    check_archive_start(head, what=f"an archive for {dest.name}")
+                if total:
+                    _check_space(dest.parent, total)
+
+                def everything() -> Iterator[bytes]:
+                    if head:
+                        yield head
+                    yield from chunks
+
+                write_chunks(partial, everything(), needed=total)
+                os.replace(partial, dest)
+            except BaseException:
+                _remove(partial)
+                raise
+        return DownloadResult(
+            id=task_id, path=dest, bytes=counter.done, files=[dest.name], method="file"
+        )

@@ -1,0 +1,158 @@
+"""The Mongo ``find`` documents the official CLI sends, flag by flag (reference §4), built as plain
+data so tests can pin them. One deliberate fix: ``-i`` and ``-q`` together are ANDed (the official
+CLI ORs them into one ``$or``); each alone produces exactly the official document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "dataset_find",
+    "datatype_find",
+    "escape_regex",
+    "id_search_clauses",
+    "in_list",
+    "profile_matches",
+    "project_find",
+    "pub_find",
+    "regex",
+    "sub_value",
+]
+
+_SPECIAL = re.compile(r"[.*+?^${}()|\[\]\\]")
+
+
+def escape_regex(text: str) -> str:
+    """Escape regex metacharacters like the official CLI's ``escapeRegExp``."""
+    return _SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def regex(text: str, *, escape: bool = True) -> dict[str, str]:
+    return {"$regex": escape_regex(text) if escape else text, "$options": "ig"}
+
+
+def id_search_clauses(
+    id: str | None,
+    query: str | None,
+    *,
+    fields: Sequence[str] = ("name", "desc"),
+    escape: bool = True,
+) -> list[dict[str, Any]]:
+    clauses: list[dict[str, Any]] = []
+    if id:
+        clauses.append({"$or": [{"_id": id}]})
+    if query:
+        clauses.append({"$or": [{f: regex(query, escape=escape)} for f in fields]})
+    return clauses
+
+
+def in_list(values: Iterable[Any]) -> dict[str, list[Any]]:
+    return {"$in": list(values)}
+
+
+def sub_value(sub: Any) -> Any:
+    """User ids are numbers in the auth service: send digit strings as numbers."""
+    if isinstance(sub, str) and sub.isdigit():
+        return int(sub)
+    return sub
+
+
+def profile_matches(profile: dict[str, Any], text: str) -> bool:
+    """The official client-side user match: a case-insensitive substring of fullname, email or
+    username."""
+    needle = re.compile(escape_regex(text), re.I)
+    return any(needle.search(str(profile.get(k) or "")) for k in ("fullname", "email", "username"))
+
+
+def _with_and(base: dict[str, Any], clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    if clauses:
+        base["$and"] = clauses
+    return base
+
+
+def project_find(
+    *,
+    id: str | None = None,
+    query: str | None = None,
+    admins: Sequence[str] | None = None,
+    members: Sequence[str] | None = None,
+    guests: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    if admins is not None:
+        clauses.append({"admins": in_list(admins)})
+    if members is not None:
+        clauses.append({"members": in_list(members)})
+    if guests is not None:
+        clauses.append({"guests": in_list(guests)})
+    clauses += id_search_clauses(id, query)
+    return _with_and({"removed": False}, clauses)
+
+
+def pub_find(
+    *,
+    id: str | None = None,
+    query: str | None = None,
+    authors: Sequence[str] | None = None,
+    doi: str | None = None,
+) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    if authors is not None:
+        clauses.append({"authors": in_list(authors)})
+    if doi:
+        clauses.append({"doi": regex(doi)})
+    clauses += id_search_clauses(id, query)
+    return _with_and({"removed": False}, clauses)
+
+
+def datatype_find(*, id: str | None = None, query: str | None = None) -> dict[str, Any]:
+    return _with_and({}, id_search_clauses(id, query))
+
+
+def _split_tags(tags: Iterable[str]) -> tuple[list[str], list[str]]:
+    wanted = [t for t in tags if not t.startswith("!")]
+    unwanted = [t[1:] for t in tags if t.startswith("!")]
+    return wanted, unwanted
+
+
+def dataset_find(
+    *,
+    id: str | None = None,
+    query: str | None = None,
+    datatype_id: str | None = None,
+    datatype_tags: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    project_id: str | None = None,
+    pub: str | None = None,
+    subject: str | None = None,
+    session: str | None = None,
+    run: str | None = None,
+    taskid: str | None = None,
+) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    if pub:
+        clauses.append({"publications": pub})
+    for field, values in (("tags", tags), ("datatype_tags", datatype_tags)):
+        wanted, unwanted = _split_tags(values)
+        if wanted:
+            clauses.append({field: {"$all": wanted}})
+        if unwanted:
+            clauses.append({field: {"$nin": unwanted}})
+    if project_id:
+        clauses.append({"project": project_id})
+    if datatype_id:
+        clauses.append({"datatype": datatype_id})
+    for field, value in (
+        ("meta.subject", subject),
+        ("meta.session", session),
+        ("meta.run", run),
+        ("prov.task_id", taskid),
+    ):
+        if value:
+            clauses.append({field: value})
+    clauses += id_search_clauses(id, query)
+    base: dict[str, Any] = {} if pub else {"removed": False}
+    return _with_and(base, clauses)
