@@ -108,14 +108,12 @@ def parse_list_params(
     default_sort: str | None = None,
 ) -> ListParams:
     """Parse the raw query-string values of a brainlife list route."""
-    lim = parse_int("limit", limit, DEFAULT_LIMIT)
-    if lim > MAX_LIMIT:
-        raise BadRequest(f"limit must be at most {MAX_LIMIT} (or 0 for everything), not {lim}")
+    lim, skp = parse_limit_skip(limit, skip)
     return ListParams(
         find=parse_find(find),
         sort=parse_sort(sort if sort not in (None, "") else default_sort),
         select=parse_select(select),
-        skip=parse_int("skip", skip, 0),
+        skip=skp,
         limit=lim or None,
     )
 
@@ -928,9 +926,30 @@ def _truthy(value: Any) -> bool:
     return value not in (False, 0, None, "false", "0", "")
 
 
-def compile_find(spec: Collection, find: dict[str, Any]) -> Clause:
-    """The SQL clause for a parsed `find` document."""
+def compile_find(spec: Collection, find: dict[str, Any] | str | None) -> Clause:
+    """The SQL clause for a `find` document (parsed, or the raw JSON text of the parameter)."""
+    if find is None or isinstance(find, str):
+        find = parse_find(find)
     return Compiler(spec).document(find)
+
+
+def parse_limit_skip(limit: str | None, skip: str | None) -> tuple[int, int]:
+    """`(limit, skip)` from raw parameters; limit defaults to 100 and 0 means everything."""
+    lim = parse_int("limit", limit, DEFAULT_LIMIT)
+    if lim > MAX_LIMIT:
+        raise BadRequest(f"limit must be at most {MAX_LIMIT} (or 0 for everything), not {lim}")
+    return lim, parse_int("skip", skip, 0)
+
+
+def __getattr__(name: str) -> Any:
+    """The collection specs (`PROJECTS`, `DATASETS`, … `PROFILES`) live in `specs`, which
+    imports this module; they are re-exported here lazily."""
+    if name.isupper():
+        from brainlife.server import specs
+
+        if hasattr(specs, name):
+            return getattr(specs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def order_by(

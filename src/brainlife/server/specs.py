@@ -21,6 +21,7 @@ from brainlife.server.models import (
     Publication,
     Release,
     Task,
+    User,
 )
 from brainlife.server.query import Assoc, Collection, Kind, ScalarTarget, SubDocs
 
@@ -152,4 +153,18 @@ TASKS = Collection(
         "config": Task.config,
     },
     extra=Task.extra,
+)
+
+#: auth users, for `GET /api/auth/profile/list` (public fields only: no password or private data)
+PROFILES = Collection(
+    name="profiles",
+    fields={
+        "sub": _col(User.sub, Kind.INT),
+        "username": _col(User.username, S),
+        "fullname": _col(User.fullname, S),
+        "email": _col(User.email, S),
+        "active": _col(User.active, Kind.BOOL),
+        "create_date": _col(User.create_date, Kind.DATE),
+    },
+    extra=None,
 )

@@ -1,7 +1,37 @@
-"""Routes under the /api/amaretti prefix."""
+"""Routes under the /api/amaretti prefix: task listing and reading.
+
+Task file routes (`/task/download`, `/task/manifest`) live in `taskfiles.py`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from brainlife.server import documents
+from brainlife.server.deps import SessionDep, User
+from brainlife.server.query import parse_list_params
+from brainlife.server.services import tasks
+from brainlife.wire import Document
 
 router = APIRouter()
+
+
+@router.get("/task")
+def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
+    q = request.query_params
+    params = parse_list_params(
+        find=q.get("find"),
+        sort=q.get("sort"),
+        select=q.get("select"),
+        skip=q.get("skip"),
+        limit=q.get("limit"),
+    )
+    page = tasks.list_tasks(session=session, principal=user, params=params)
+    return {"tasks": documents.render(page.rows, documents.task_doc, params.select)}
+
+
+@router.get("/task/{task_id}")
+def get_task(task_id: str, session: SessionDep, user: User) -> Document:
+    return documents.task_doc(tasks.get_task(session=session, principal=user, task_id=task_id))

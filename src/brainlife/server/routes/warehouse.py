@@ -1,7 +1,88 @@
-"""Routes under the /api/warehouse prefix."""
+"""Routes under the /api/warehouse prefix: the listing routes and /health.
+
+Thin: parse the brainlife list parameters, call a service, render the documents. The download
+routes (`/dataset/download`, `/dataset/manifest`, `/dataset/file`) live in `downloads.py`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from brainlife.server import documents
+from brainlife.server.deps import MaybeUser, SessionDep, User
+from brainlife.server.query import parse_list_params
+from brainlife.server.services import datasets, datatypes, projects, pubs
 
 router = APIRouter()
+
+
+def _params(request: Request, *, default_sort: str | None = None) -> Any:
+    q = request.query_params
+    return parse_list_params(
+        find=q.get("find"),
+        sort=q.get("sort"),
+        select=q.get("select"),
+        skip=q.get("skip"),
+        limit=q.get("limit"),
+        default_sort=default_sort,
+    )
+
+
+@router.get("/health")
+def health() -> dict[str, Any]:
+    return {"status": "ok", "messages": [], "reports": {}}
+
+
+@router.get("/project")
+def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
+    params = _params(request)
+    page = projects.list_projects(session=session, principal=user, params=params)
+    docs = documents.render(page.rows, documents.project_doc, params.select)
+    return {"projects": docs, "count": page.count}
+
+
+@router.get("/datatype")
+def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
+    params = _params(request)
+    page = datatypes.list_datatypes(session=session, params=params)
+    docs = documents.render(page.rows, documents.datatype_doc, params.select)
+    return {"datatypes": docs, "count": page.count}
+
+
+@router.get("/dataset", response_model=None)
+def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
+    q = request.query_params
+    params = _params(request)
+    single = (q.get("single") or "").lower() in ("1", "true", "yes")
+    tags = q.getlist("datatype_tags") + q.getlist("datatype_tags[]")
+    page = datasets.list_datasets(
+        session=session, principal=user, params=params, datatype_tags=tags
+    )
+    docs = documents.render(page.rows, documents.dataset_doc, params.select)
+    datasets.populate(session, docs, datasets.populate_fields(q.get("populate")))
+    if single:
+        if not docs:
+            return Response(status_code=200, media_type="application/json")
+        return docs[0]
+    return {"datasets": docs, "count": page.count, "size": page.size}
+
+
+@router.get("/pub")
+def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
+    params = _params(request)
+    page = pubs.list_pubs(session=session, params=params)
+    docs = documents.render(page.rows, documents.pub_doc, params.select)
+    return {"pubs": docs, "count": page.count}
+
+
+@router.get("/pub/datasets/{release_id}")
+def list_release_datasets(
+    release_id: str, request: Request, session: SessionDep, _user: MaybeUser
+) -> dict[str, Any]:
+    params = _params(request)
+    page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
+    docs = documents.render(page.rows, documents.dataset_doc, params.select)
+    datasets.populate(session, docs, datasets.populate_fields(request.query_params.get("populate")))
+    return {"datasets": docs, "count": page.count}

@@ -1,0 +1,110 @@
+"""Data objects: `GET /api/warehouse/dataset` (token required) and helpers for other services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from brainlife.server import documents
+from brainlife.server.access import readable_datasets
+from brainlife.server.errors import NotFound
+from brainlife.server.models import Dataset, Datatype, Project
+from brainlife.server.principal import Principal
+from brainlife.server.query import ListParams
+from brainlife.server.services.listing import Listing, run_listing
+from brainlife.server.specs import DATASETS
+from brainlife.wire import Document, is_object_id
+
+
+def list_datasets(
+    *,
+    session: Session,
+    principal: Principal,
+    params: ListParams,
+    datatype_tags: Sequence[str] = (),
+) -> Listing[Dataset]:
+    """Readable data objects matching `find`, with `count` and `size` over every readable match.
+
+    Readable: in a project the caller may read (public, admin/member/guest) or published in a
+    release. Unlike brainlife, unreadable rows are filtered in the query, so `count`/`size`
+    and page lengths only cover what the caller may read. `removed` is not filtered: clients
+    send `removed: false` themselves. `datatype_tags` is brainlife's deprecated parameter
+    (`!tag` excludes).
+    """
+    find = params.find
+    if datatype_tags:
+        want = [t for t in datatype_tags if not t.startswith("!")]
+        avoid = [t[1:] for t in datatype_tags if t.startswith("!")]
+        extra: dict[str, Any] = {}
+        if want:
+            extra["$all"] = want
+        if avoid:
+            extra["$nin"] = avoid
+        find = {"$and": [find, {"datatype_tags": extra}]}
+        params = ListParams(find, params.sort, params.select, params.skip, params.limit)
+    return run_listing(
+        session, Dataset, DATASETS, readable_datasets(principal), params, size_column=Dataset.size
+    )
+
+
+def get_readable_dataset(*, session: Session, principal: Principal, dataset_id: str) -> Dataset:
+    """One data object the caller may read, else NotFound."""
+    row = None
+    if is_object_id(dataset_id):
+        row = session.scalars(
+            select(Dataset).where(and_(Dataset.id == dataset_id, readable_datasets(principal)))
+        ).first()
+    if row is None:
+        raise NotFound("couldn't find the dataset specified")
+    return row
+
+
+def populate(session: Session, docs: Iterable[Document], fields: Iterable[str]) -> None:
+    """mongoose `populate` for data objects: `datatype` and/or `project` ids → documents.
+
+    Other paths are ignored. Only ids present (not removed by `select`) are replaced.
+    """
+    wanted = set(fields)
+    docs = list(docs)
+    targets: list[tuple[str, Any, Any]] = [
+        ("datatype", Datatype, documents.datatype_doc),
+        ("project", Project, documents.project_doc),
+    ]
+    for name, model, to_doc in targets:
+        if name not in wanted:
+            continue
+        ids = {d[name] for d in docs if isinstance(d.get(name), str)}
+        if not ids:
+            continue
+        rows = session.scalars(select(model).where(model.id.in_(ids))).all()
+        by_id: dict[str, Document] = {r.id: to_doc(r) for r in rows}
+        for d in docs:
+            if isinstance(d.get(name), str) and d[name] in by_id:
+                d[name] = by_id[d[name]]
+
+
+def populate_fields(text: str | None) -> list[str]:
+    """The paths of a `populate` parameter: `"datatype project"`, or JSON (`{"path": …}` or a
+    list of those/strings). Anything unreadable populates nothing."""
+    import json
+
+    if not text or not text.strip():
+        return []
+    text = text.strip()
+    if text[0] in "[{":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return []
+        items = value if isinstance(value, list) else [value]
+        out: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                out += item.split()
+            elif isinstance(item, dict) and isinstance(item.get("path"), str):
+                out += item["path"].split()
+        return out
+    return text.replace(",", " ").split()

@@ -1,0 +1,60 @@
+"""The one listing query every brainlife list route runs: filter, count, sort and page in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session
+
+from brainlife.server.query import Collection, ListParams, compile_find, order_by, page
+
+T = TypeVar("T")
+
+
+@dataclass
+class Listing(Generic[T]):
+    """One page of rows, and (when asked for) the number and total size of all matches."""
+
+    rows: list[T]
+    count: int | None = None
+    size: int | None = None
+
+
+def run_listing(
+    session: Session,
+    model: Any,
+    spec: Collection,
+    access: ColumnElement[bool],
+    params: ListParams,
+    *,
+    count: bool = True,
+    size_column: Any = None,
+) -> Listing[Any]:
+    """Rows of `model` the caller may see (`access`) that match `params.find`, sorted and paged.
+
+    `count` (and `size`, the sum of `size_column`) are computed over all matching rows, in the
+    database. When the page itself shows that it holds every match (the first page, not full),
+    the totals come from the page and the second query is skipped.
+    """
+    where = and_(access, compile_find(spec, params.find))
+    stmt = select(model).where(where).order_by(*order_by(spec, params.sort, model.id))
+    rows = list(session.scalars(page(stmt, params)))
+    listing: Listing[Any] = Listing(rows)
+    if not count:
+        return listing
+    complete = params.skip == 0 and (params.limit is None or len(rows) < params.limit)
+    if complete:
+        listing.count = len(rows)
+        if size_column is not None:
+            listing.size = sum(getattr(r, size_column.key) or 0 for r in rows)
+        return listing
+    columns: list[Any] = [func.count()]
+    if size_column is not None:
+        columns.append(func.coalesce(func.sum(size_column), 0))
+    totals = session.execute(select(*columns).select_from(model).where(where)).one()
+    listing.count = int(totals[0])
+    if size_column is not None:
+        listing.size = int(totals[1])
+    return listing
