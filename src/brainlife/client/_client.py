@@ -88,7 +88,7 @@ class Client:
         ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float = 60.0,
         retries: int = 3,
-        backoff: float = 0.5,
+        backoff: float = 0.3,
     ) -> None:
         self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
         self._explicit_token = token or os.environ.get("BL_TOKEN") or None

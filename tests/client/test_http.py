@@ -1,0 +1,182 @@
+"""Requests, error mapping and retries against a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from brainlife.client import (
+    ApiError,
+    AuthError,
+    Client,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    ServerUnavailable,
+)
+from tests.fake_server import FakeServer, Req, valid_jwt
+
+
+def client(fake: FakeServer, **kw: object) -> Client:
+    return Client(fake.url, token=valid_jwt(), backoff=0.01, **kw)  # type: ignore[arg-type]
+
+
+def test_query_params_are_json_and_bearer_sent(fake: FakeServer) -> None:
+    fake.json("GET", "/api/warehouse/pub", {"pubs": [{"_id": "p"}], "count": 1})
+    assert client(fake).pubs(query="o3d") == [{"_id": "p"}]
+    (req,) = fake.requests
+    assert req.json_param("find") == {
+        "removed": False,
+        "$and": [
+            {
+                "$or": [
+                    {"name": {"$regex": "o3d", "$options": "ig"}},
+                    {"desc": {"$regex": "o3d", "$options": "ig"}},
+                ]
+            }
+        ],
+    }
+    assert req.json_param("sort") == {"name": 1}
+    assert (req.query["skip"], req.query["limit"]) == ("0", "100")
+    assert req.token is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exc", "match"),
+    [
+        (401, {"message": "jwt expired"}, AuthError, "expired.*bl login"),
+        (500, {"message": "UnauthorizedError: jwt expired"}, AuthError, "bl login"),
+        (500, {"message": "UnauthorizedError: invalid signature"}, AuthError, "bl login"),
+        (403, {"err": "you don't have access"}, PermissionDenied, "you don't have access"),
+        (404, {"message": "no such project"}, NotFound, "no such project"),
+        (500, {"message": "boom"}, ApiError, "HTTP 500: boom"),
+        (400, {"message": "bad find"}, ApiError, "bad find"),
+    ],
+)
+def test_error_statuses_map_to_exceptions(
+    fake: FakeServer, status: int, body: dict[str, str], exc: type[Exception], match: str
+) -> None:
+    fake.json("GET", "/api/warehouse/project", body, status=status)
+    with pytest.raises(exc, match=match):
+        client(fake).projects()
+
+
+def test_html_instead_of_json_is_a_protocol_error(fake: FakeServer) -> None:
+    fake.route(
+        "GET",
+        "/api/warehouse/datatype",
+        lambda r: (200, {"Content-Type": "text/html"}, b"<html><body>hi</body></html>"),
+    )
+    with pytest.raises(ProtocolError, match="HTML page instead of JSON"):
+        client(fake).datatypes()
+
+
+def test_retries_honour_retry_after(fake: FakeServer) -> None:
+    answers = iter(
+        [
+            (503, {"Retry-After": "1", "Content-Type": "application/json"}, b'{"message":"busy"}'),
+            (200, {"Content-Type": "application/json"}, json.dumps({"datatypes": []}).encode()),
+        ]
+    )
+    fake.route("GET", "/api/warehouse/datatype", lambda r: next(answers))
+    start = time.monotonic()
+    assert client(fake).datatypes() == []
+    assert time.monotonic() - start >= 0.9
+    assert len(fake.requests) == 2
+
+
+def test_gives_up_on_persistent_503(fake: FakeServer) -> None:
+    fake.json("GET", "/api/warehouse/datatype", {"message": "down"}, status=503)
+    with pytest.raises(ServerUnavailable, match="unavailable"):
+        client(fake, retries=2).datatypes()
+    assert len(fake.requests) == 3
+
+
+def test_post_is_not_retried_on_status(fake: FakeServer) -> None:
+    fake.json("POST", "/api/auth/refresh", {"message": "busy"}, status=503)
+    with pytest.raises(ServerUnavailable):
+        client(fake).refresh()
+    assert len(fake.requests) == 1
+
+
+def test_server_down_is_server_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = Client(f"http://127.0.0.1:{port}", token=valid_jwt(), retries=1, backoff=0.01)
+    with pytest.raises(ServerUnavailable, match=r"Cannot connect.*BLHOST"):
+        c.datatypes()
+
+
+def test_expired_token_is_caught_before_sending(fake: FakeServer) -> None:
+    from tests.fake_server import make_jwt
+
+    c = Client(fake.url, token=make_jwt(exp=time.time() - 1))
+    with pytest.raises(AuthError, match="expired"):
+        c.find_datasets({})
+    assert fake.requests == []
+
+
+def test_login_writes_token_and_maps_failure(fake: FakeServer) -> None:
+    jwt = valid_jwt()
+
+    def login(req: Req) -> tuple[int, dict[str, str], bytes]:
+        body = json.loads(req.body)
+        if body["password"] != "pw":
+            return (
+                401,
+                {"Content-Type": "application/json"},
+                b'{"message":"Incorrect user/password"}',
+            )
+        assert body == {"username": "alice", "password": "pw", "ttl": 604800000}
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"message": "Login Success", "jwt": jwt, "sub": 1}).encode(),
+        )
+
+    fake.route("POST", "/api/auth/local/auth", login)
+    c = Client(fake.url)
+    result = c.login("alice", "pw")
+    assert result.token_path is not None and result.token_path.read_text() == jwt
+    assert c.token() == jwt
+    with pytest.raises(AuthError, match="Login failed: Incorrect user/password"):
+        c.login("alice", "wrong")
+    assert c.logout() is True
+    assert c.logout() is False
+
+
+def test_refresh_sends_ttl_in_ms(fake: FakeServer) -> None:
+    new = valid_jwt()
+    fake.json("POST", "/api/auth/refresh", {"jwt": new})
+    c = client(fake)
+    assert c.refresh(ttl_days=2) == new
+    assert json.loads(fake.requests[0].body) == {"ttl": 2 * 86400000}
+    assert c.config.token_path.read_text() == new
+
+
+def test_iter_datasets_is_lazy_and_pages(fake: FakeServer) -> None:
+    rows = [{"_id": f"{i:024x}"} for i in range(5)]
+
+    def page(req: Req) -> tuple[int, dict[str, str], bytes]:
+        skip, limit = int(req.query["skip"]), int(req.query["limit"])
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"datasets": rows[skip : skip + limit], "count": len(rows)}).encode(),
+        )
+
+    fake.route("GET", "/api/warehouse/dataset", page)
+    it = client(fake).iter_datasets(page_size=2, subject="0001")
+    assert fake.requests == []
+    assert next(it) == rows[0]
+    assert len(fake.requests) == 1
+    assert [r["_id"] for r in it] == [r["_id"] for r in rows[1:]]
+    assert [r.query["skip"] for r in fake.requests] == ["0", "2", "4"]
+    assert fake.requests[0].json_param("find") == {
+        "removed": False,
+        "$and": [{"meta.subject": "0001"}],
+    }

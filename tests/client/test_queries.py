@@ -1,0 +1,84 @@
+"""The find documents of reference §4, flag by flag."""
+
+from __future__ import annotations
+
+from brainlife.client._queries import dataset_find, escape_regex, project_find, pub_find
+
+
+def rx(text: str) -> dict[str, str]:
+    return {"$regex": text, "$options": "ig"}
+
+
+def test_escape_regex_like_the_official() -> None:
+    assert escape_regex("t1 (x)") == "t1 \\(x\\)"
+    assert escape_regex("a.b*c?[d]") == "a\\.b\\*c\\?\\[d\\]"
+
+
+def test_dataset_find_full_command_line() -> None:
+    # reference §4.3 [tested], with -i and -q in separate clauses (ANDed: our fix)
+    find = dataset_find(
+        id="5a050ad5d76a2a002737e572",
+        query="t1 (x)",
+        datatype_id="DT",
+        project_id="PID",
+        tags=["a", "!b"],
+        datatype_tags=["acpc", "!x"],
+        subject="0008",
+        session="1",
+        run="2",
+        taskid="TID",
+    )
+    assert find == {
+        "removed": False,
+        "$and": [
+            {"tags": {"$all": ["a"]}},
+            {"tags": {"$nin": ["b"]}},
+            {"datatype_tags": {"$all": ["acpc"]}},
+            {"datatype_tags": {"$nin": ["x"]}},
+            {"project": "PID"},
+            {"datatype": "DT"},
+            {"meta.subject": "0008"},
+            {"meta.session": "1"},
+            {"meta.run": "2"},
+            {"prov.task_id": "TID"},
+            {"$or": [{"_id": "5a050ad5d76a2a002737e572"}]},
+            {"$or": [{"name": rx("t1 \\(x\\)")}, {"desc": rx("t1 \\(x\\)")}]},
+        ],
+    }
+
+
+def test_dataset_find_each_flag_alone() -> None:
+    assert dataset_find() == {"removed": False}
+    assert dataset_find(id="X") == {"removed": False, "$and": [{"$or": [{"_id": "X"}]}]}
+    assert dataset_find(query="q") == {
+        "removed": False,
+        "$and": [{"$or": [{"name": rx("q")}, {"desc": rx("q")}]}],
+    }
+    assert dataset_find(project_id="P") == {"removed": False, "$and": [{"project": "P"}]}
+    assert dataset_find(tags=["!b"]) == {"removed": False, "$and": [{"tags": {"$nin": ["b"]}}]}
+
+
+def test_dataset_find_pub_drops_removed_and_goes_first() -> None:
+    assert dataset_find(pub="R", subject="0001") == {
+        "$and": [{"publications": "R"}, {"meta.subject": "0001"}]
+    }
+
+
+def test_project_find_users_and_search() -> None:
+    assert project_find() == {"removed": False}
+    assert project_find(admins=["1"], members=["2", "3"], guests=["4"], query="o3d") == {
+        "removed": False,
+        "$and": [
+            {"admins": {"$in": ["1"]}},
+            {"members": {"$in": ["2", "3"]}},
+            {"guests": {"$in": ["4"]}},
+            {"$or": [{"name": rx("o3d")}, {"desc": rx("o3d")}]},
+        ],
+    }
+
+
+def test_pub_find() -> None:
+    assert pub_find(authors=["1"], doi="10.25663/bl.p.3") == {
+        "removed": False,
+        "$and": [{"authors": {"$in": ["1"]}}, {"doi": rx("10\\.25663/bl\\.p\\.3")}],
+    }
