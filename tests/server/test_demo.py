@@ -308,3 +308,38 @@ def test_deterministic_across_archives(built: Archive, archive: Archive) -> None
 def test_task_files_have_fixed_mtimes(built: Archive) -> None:
     mtimes = {p.stat().st_mtime for p in Path(built.settings.tasks_dir).rglob("*")}
     assert all(m < time.time() - 365 * 24 * 3600 for m in mtimes)
+
+
+def test_document_queries_over_http(built: Archive) -> None:
+    """The document's requests, as the CLI and the Python script send them."""
+    import tarfile
+
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+    from brainlife.server.services.auth import issue_token_for
+
+    with built.session() as s:
+        jwt = issue_token_for(s, built, "demo", ttl_ms=3600_000)
+    headers = {"Authorization": f"Bearer {jwt}"}
+    with TestClient(create_app(archive=built)) as client:
+        find = {"removed": False, "$and": [{"project": demo.O3D_PROJECT}]}
+        res = client.get("/api/warehouse/dataset", headers=headers,
+                         params={"find": json.dumps(find), "skip": 0, "limit": 100})  # fmt: skip
+        body = res.json()
+        assert body["count"] == 2708 and body["datasets"][-1]["_id"] == demo.WMC_EXAMPLE
+
+        find = {"_group_id": "851", "service": "brainlife/app-freesurfer", "status": "finished"}
+        res = client.get("/api/amaretti/task", headers=headers,
+                         params={"limit": 500, "select": "config._inputs.meta",
+                                 "find": json.dumps(find)})  # fmt: skip
+        tasks = res.json()["tasks"]
+        assert [t["config"]["_inputs"][0]["meta"]["subject"] for t in tasks] == [
+            "0001", "0002", "0003", "0004", "0005", "0006"
+        ]  # fmt: skip
+        res = client.get(f"/api/amaretti/task/download/{tasks[0]['_id']}/freesurfer/output/stats",
+                         params={"at": jwt})  # fmt: skip
+        assert res.status_code == 200
+        with tarfile.open(fileobj=io.BytesIO(res.content)) as tar:
+            names = tar.getnames()
+        assert sorted(names) == ["aseg.stats", "lh.aparc.stats", "rh.aparc.stats", "wmparc.stats"]
