@@ -343,3 +343,17 @@ def test_document_queries_over_http(built: Archive) -> None:
         with tarfile.open(fileobj=io.BytesIO(res.content)) as tar:
             names = tar.getnames()
         assert sorted(names) == ["aseg.stats", "lh.aparc.stats", "rh.aparc.stats", "wmparc.stats"]
+
+
+def test_an_interrupted_demo_build_is_reported_not_served(archive, monkeypatch):
+    from brainlife.server import demo
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_publication", boom)
+    with archive.session() as session, pytest.raises(KeyboardInterrupt):
+        demo.build_demo(session, archive)
+    monkeypatch.undo()
+    with archive.session() as session, pytest.raises(demo.DemoIncomplete, match="interrupted"):
+        demo.build_demo(session, archive)

@@ -471,9 +471,19 @@ def _other_objects(rng: random.Random) -> list[Obj]:
 
 def build_demo(session: Session, archive: Archive) -> bool:
     """Fill an empty archive (no projects) with the demo world and commit. Return False and
-    change nothing when the archive already holds projects."""
+    change nothing when the archive already holds projects.
+
+    A marker file written after the final commit tells a complete demo from one whose build was
+    interrupted (objects are committed as they are stored): the latter raises DemoIncomplete
+    rather than serving half a world."""
+    marker = archive.settings.data_dir / DEMO_MARKER
     if session.scalar(select(func.count()).select_from(Project)):
-        return False
+        if marker.exists() or session.get(Project, O3D_PROJECT) is None:
+            return False
+        raise DemoIncomplete(
+            f"A previous demo build in {archive.settings.data_dir} was interrupted. Remove that "
+            "folder (it holds only the unfinished demo) and run `bl serve --demo` again."
+        )
     rng = random.Random(SEED)
     _accounts(session)
     for dtid, name, desc, files, tags, validator in DATATYPES:
@@ -509,7 +519,15 @@ def build_demo(session: Session, archive: Archive) -> bool:
         },
     )
     session.commit()
+    marker.write_text("the demo world was built completely\n")
     return True
+
+
+DEMO_MARKER = "demo-complete"
+
+
+class DemoIncomplete(RuntimeError):
+    """The data directory holds a demo whose build did not finish."""
 
 
 def _accounts(session: Session) -> None:

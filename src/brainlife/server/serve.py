@@ -44,10 +44,13 @@ def run(
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
     if demo:
-        from brainlife.server.demo import DEMO_ACCOUNTS, build_demo
+        from brainlife.server.demo import DEMO_ACCOUNTS, DemoIncomplete, build_demo
 
         with archive.session() as session:
-            built = build_demo(session, archive)
+            try:
+                built = build_demo(session, archive)
+            except DemoIncomplete as exc:
+                raise SystemExit(f"Error: {exc}") from None
         say("bl serve: demo world " + ("built" if built else "already present, reused"))
         say(
             "WARNING: demo accounts, for the demo only (password = username): "
