@@ -284,7 +284,7 @@ def median(values: list[float]) -> float:
 
 
 def machine_notes() -> str:
-    mem = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
+    mem = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip("\n")
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -300,7 +300,7 @@ def machine_notes() -> str:
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; commit `{commit}`"
         + (" (with uncommitted changes under src/)" if dirty else ""),
         f"- `nproc`: {os.cpu_count()}; CPU: {platform.processor() or platform.machine()}; "
-        f"Python {platform.python_version()}; {nginx_v}; {curl_v.split(chr(10))[0][:40]}",
+        f"Python {platform.python_version()}; {nginx_v}; {' '.join(curl_v.split()[:2])}",
         "- `free -h`:",
         "",
         "```",
