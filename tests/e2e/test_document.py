@@ -161,3 +161,22 @@ def test_python_task_script_with_only_the_host_changed(sh, live_server) -> None:
         "--path freesurfer/output/stats --name-by subject -d cmd"
     )
     assert sorted(p.name for p in (sh.work / "cmd").iterdir()) == [p.name for p in saved]
+
+
+def test_readme_library_snippet(sh, live_server) -> None:  # type: ignore[no-untyped-def]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Python library", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    (sh.work / "snippet.py").write_text(code.group(1))
+    env = {**os.environ, "BLHOST": live_server.url}
+    proc = subprocess.run(
+        [sys.executable, "snippet.py"],
+        cwd=sh.work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (sh.work / "0001.tar.gz").read_bytes()[:2] == b"\x1f\x8b"

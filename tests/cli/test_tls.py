@@ -1,0 +1,57 @@
+"""`bl` against `bl serve --tls`: trusted through --ca-bundle, BL_CA_BUNDLE or NODE_EXTRA_CA_CERTS;
+an untrusted certificate is a clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brainlife.cli.main import cli
+from tests.conftest import LiveServer, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("tls") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    server = start_server(data_dir, tls=True)
+    yield server
+    stop_server(server)
+
+
+def test_untrusted_certificate_says_what_to_do(tls_server: LiveServer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("BLHOST", tls_server.url)
+    r = CliRunner().invoke(cli, ["datatype", "query", "-j"])
+    assert r.exit_code == 1
+    assert "--ca-bundle" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("how", ["option", "BL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"])
+def test_trusted_certificate(tls_server: LiveServer, monkeypatch, how: str) -> None:  # type: ignore[no-untyped-def]
+    assert tls_server.cert is not None
+    monkeypatch.setenv("BLHOST", tls_server.url)
+    args = ["datatype", "query", "-j"]
+    if how == "option":
+        args = ["--ca-bundle", str(tls_server.cert), *args]
+    else:
+        monkeypatch.setenv(how, str(tls_server.cert))
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)
+
+
+def test_login_over_tls_shares_the_official_token_folder(
+    tls_server: LiveServer, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("BLHOST", tls_server.url)
+    monkeypatch.setenv("BL_CA_BUNDLE", str(tls_server.cert))
+    r = CliRunner().invoke(cli, ["login", "--username", "demo", "--password-stdin"], input="demo\n")
+    assert r.exit_code == 0, r.output
+    assert (Path.home() / ".config" / tls_server.hostport / ".jwt").is_file()
