@@ -291,3 +291,43 @@ def test_version() -> None:
 
     for args in (["version"], ["-V"], ["--version"]):
         assert CliRunner().invoke(cli, args).output == f"{__version__}\n"
+
+
+def test_disk_full_exit_8_and_nothing_left(fake, bl, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    tar = make_tar([("t1.nii.gz", b"x" * 10, None)])
+    fake.json("GET", "/api/warehouse/dataset", {"datasets": [{"_id": DSID, "status": "stored"}]})
+    fake.route("GET", f"/api/warehouse/dataset/download/{DSID}", lambda r: (200, {}, tar))
+
+    import os
+
+    class Full:
+        def __init__(self, fd: int) -> None:
+            os.close(fd)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *a: object) -> None:
+            pass
+
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("brainlife.client._tar.os.fdopen", lambda fd, *a, **k: Full(fd))
+    r = bl("data", "download", DSID, str(tmp_path / "out"))
+    assert r.exit_code == 8, r.output
+    assert "Error: The disk is full: no space left while writing" in r.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.bl-partial").exists()
+
+
+def test_progress_bar_only_when_asked(capsys) -> None:  # type: ignore[no-untyped-def]
+    from brainlife.cli._output import progress_bar
+
+    with progress_bar("x", enabled=False) as update:
+        update(1, 2)
+    assert capsys.readouterr() == ("", "")
+    with progress_bar("x", enabled=True) as update:
+        update(5, 10)
+        update(10, 10)
