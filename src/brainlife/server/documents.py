@@ -9,11 +9,19 @@ brainlife's document) is merged in without overriding the modelled fields.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task
 from brainlife.server.query import Projection
 from brainlife.wire import Document, format_date
+
+
+@dataclass
+class DatasetArrays:
+    tags: list[str] = field(default_factory=list)
+    datatype_tags: list[str] = field(default_factory=list)
+    publications: list[str] = field(default_factory=list)
 
 
 def _merge(doc: Document, extra: dict[str, Any] | None) -> Document:
@@ -47,7 +55,15 @@ def project_doc(row: Project) -> Document:
     return _merge(doc, row.extra)
 
 
-def dataset_doc(row: Dataset) -> Document:
+def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
+    """A data object's document. `arrays` (tags, datatype_tags, publications) may be given
+    when they were fetched in bulk; otherwise they are read from the row's relationships."""
+    if arrays is None:
+        arrays = DatasetArrays(
+            tags=[t.tag for t in sorted(row.tags, key=lambda t: t.pos)],
+            datatype_tags=[t.tag for t in sorted(row.datatype_tags, key=lambda t: t.pos)],
+            publications=[p.release_id for p in sorted(row.publications, key=lambda p: p.pos)],
+        )
     meta = dict(row.meta or {})
     for key in ("subject", "session", "run"):
         value = getattr(row, key)
@@ -58,15 +74,15 @@ def dataset_doc(row: Dataset) -> Document:
         "user_id": row.user_id,
         "project": row.project_id,
         "datatype": row.datatype_id,
-        "datatype_tags": [t.tag for t in sorted(row.datatype_tags, key=lambda t: t.pos)],
-        "tags": [t.tag for t in sorted(row.tags, key=lambda t: t.pos)],
+        "datatype_tags": arrays.datatype_tags,
+        "tags": arrays.tags,
         "meta": meta,
         "desc": row.desc,
         "storage": row.storage,
         "status": row.status,
         "removed": row.removed,
         "size": row.size,
-        "publications": [p.release_id for p in sorted(row.publications, key=lambda p: p.pos)],
+        "publications": arrays.publications,
         "create_date": format_date(row.create_date),
         "__v": 0,
     }

@@ -162,7 +162,19 @@ class Dataset(Base):
     )
 
     __table_args__ = (
-        Index("ix_datasets_project_removed_datatype", "project_id", "removed", "datatype_id"),
+        # listing indexes: `id` orders the page after the equalities; `size` makes the
+        # count/size of a listing index-only (brainlife.server.query)
+        Index(
+            "ix_datasets_project_removed_datatype",
+            "project_id",
+            "removed",
+            "datatype_id",
+            "id",
+            "size",
+        ),
+        Index("ix_datasets_project_removed_id", "project_id", "removed", "id", "size"),
+        # (SQLite also gets a partial expression index on json_extract(prov, '$.task_id'):
+        # see migration 0001)
         Index("ix_datasets_project_subject", "project_id", "subject", "session"),
         Index("ix_datasets_datatype", "datatype_id"),
         Index("ix_datasets_subject", "subject"),

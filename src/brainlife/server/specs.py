@@ -8,7 +8,7 @@ with `json_extract` (one expression, so an expression index can serve it).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, func, literal_column
 
 from brainlife.server.models import (
     Dataset,
@@ -78,7 +78,7 @@ DATASETS = Collection(
         "meta.session": _col(Dataset.session, S),
         "meta.run": _col(Dataset.run, S),
         "meta": Dataset.meta,
-        "prov.task_id": _col(func.json_extract(Dataset.prov, "$.task_id"), S),
+        "prov.task_id": _col(func.json_extract(Dataset.prov, literal_column("'$.task_id'")), S),
         "prov": Dataset.prov,
         "tags": Assoc(DatasetTag.tag, lambda: DatasetTag.dataset_id == Dataset.id),
         "datatype_tags": Assoc(

@@ -30,6 +30,10 @@ def _params(request: Request, *, default_sort: str | None = None) -> Any:
     )
 
 
+def _select(docs: list[Any], params: Any) -> list[Any]:
+    return [params.select.apply(d) for d in docs] if params.select else docs
+
+
 @router.get("/health")
 def health() -> dict[str, Any]:
     return {"status": "ok", "messages": [], "reports": {}}
@@ -60,7 +64,7 @@ def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     page = datasets.list_datasets(
         session=session, principal=user, params=params, datatype_tags=tags
     )
-    docs = documents.render(page.rows, documents.dataset_doc, params.select)
+    docs = _select(datasets.dataset_documents(session, page.rows), params)
     datasets.populate(session, docs, datasets.populate_fields(q.get("populate")))
     if single:
         if not docs:
@@ -83,6 +87,6 @@ def list_release_datasets(
 ) -> dict[str, Any]:
     params = _params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
-    docs = documents.render(page.rows, documents.dataset_doc, params.select)
+    docs = _select(datasets.dataset_documents(session, page.rows), params)
     datasets.populate(session, docs, datasets.populate_fields(request.query_params.get("populate")))
     return {"datasets": docs, "count": page.count}

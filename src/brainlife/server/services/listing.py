@@ -31,6 +31,7 @@ def run_listing(
     *,
     count: bool = True,
     size_column: Any = None,
+    options: tuple[Any, ...] = (),
 ) -> Listing[Any]:
     """Rows of `model` the caller may see (`access`) that match `params.find`, sorted and paged.
 
@@ -40,6 +41,8 @@ def run_listing(
     """
     where = and_(access, compile_find(spec, params.find))
     stmt = select(model).where(where).order_by(*order_by(spec, params.sort, model.id))
+    if options:
+        stmt = stmt.options(*options)
     rows = list(session.scalars(page(stmt, params)))
     listing: Listing[Any] = Listing(rows)
     if not count:

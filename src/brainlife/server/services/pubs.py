@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.models import Dataset, DatasetPublication, Publication
 from brainlife.server.query import ListParams
+from brainlife.server.services.datasets import NO_ARRAYS
 from brainlife.server.services.listing import Listing, run_listing
 from brainlife.server.specs import DATASETS, PUBLICATIONS
 from brainlife.wire import is_object_id
@@ -29,4 +30,6 @@ def list_release_datasets(
     in_release = exists().where(
         DatasetPublication.dataset_id == Dataset.id, DatasetPublication.release_id == release
     )
-    return run_listing(session, Dataset, DATASETS, in_release, params, size_column=Dataset.size)
+    return run_listing(
+        session, Dataset, DATASETS, in_release, params, size_column=Dataset.size, options=NO_ARRAYS
+    )

@@ -152,16 +152,28 @@ def upgrade() -> None:
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.create_index("ix_datasets_create_date", ["create_date"], unique=False)
         batch_op.create_index("ix_datasets_datatype", ["datatype_id"], unique=False)
+        # Listing indexes: `id` gives the page order after the equalities, `size` makes
+        # count/size of a listing an index-only scan.
         batch_op.create_index(
             "ix_datasets_project_removed_datatype",
-            ["project_id", "removed", "datatype_id"],
+            ["project_id", "removed", "datatype_id", "id", "size"],
             unique=False,
+        )
+        batch_op.create_index(
+            "ix_datasets_project_removed_id", ["project_id", "removed", "id", "size"], unique=False
         )
         batch_op.create_index(
             "ix_datasets_project_subject", ["project_id", "subject", "session"], unique=False
         )
         batch_op.create_index("ix_datasets_status", ["status"], unique=False)
         batch_op.create_index("ix_datasets_subject", ["subject"], unique=False)
+    if op.get_bind().dialect.name == "sqlite":
+        # `find: {"prov.task_id": …}` (upload polling) compiles to this exact expression
+        # (brainlife.server.specs); partial, so rows without a task id cost nothing.
+        op.execute(
+            "CREATE INDEX ix_datasets_prov_task_id ON datasets (json_extract(prov, '$.task_id'))"
+            " WHERE json_extract(prov, '$.task_id') IS NOT NULL"
+        )
 
     op.create_table(
         "group_members",
@@ -337,10 +349,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_group_members_sub")
 
     op.drop_table("group_members")
+    op.execute("DROP INDEX IF EXISTS ix_datasets_prov_task_id")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_index("ix_datasets_subject")
         batch_op.drop_index("ix_datasets_status")
         batch_op.drop_index("ix_datasets_project_subject")
+        batch_op.drop_index("ix_datasets_project_removed_id")
         batch_op.drop_index("ix_datasets_project_removed_datatype")
         batch_op.drop_index("ix_datasets_datatype")
         batch_op.drop_index("ix_datasets_create_date")
