@@ -744,10 +744,17 @@ class JsonTarget(Target):
 
 @dataclass(frozen=True)
 class Assoc:
-    """An array of strings kept in an association table."""
+    """An array of strings kept in an association table: `value` is the element column, `fk`
+    points at the parent's `parent` key, `where` narrows the table (e.g. one project role).
+
+    Tests compile to `parent IN (SELECT fk FROM table WHERE value …)`: the planner may then
+    drive the query from the association table's index (a release's 10,000 objects among a
+    million) or probe a set built once, which beats a correlated EXISTS per row."""
 
     value: SqlExpr
-    link: Callable[[], Clause]
+    fk: SqlExpr
+    parent: SqlExpr
+    where: Callable[[], Clause] | None = None
     kind: Kind = Kind.STR
 
 
@@ -794,11 +801,13 @@ class Collection:
         if isinstance(spec, Assoc):
             element = ScalarTarget(spec.value, spec.kind, key)
 
-            def wrap(clause: Clause, link: Callable[[], Clause] = spec.link) -> Clause:
-                return exists().where(link(), clause)
+            def wrap(clause: Clause, a: Assoc = spec) -> Clause:
+                narrow = [a.where()] if a.where else []
+                return a.parent.in_(select(a.fk).where(*narrow, clause))
 
-            def count(link: Callable[[], Clause] = spec.link) -> ColumnElement[Any]:
-                return select(func.count()).where(link()).scalar_subquery()
+            def count(a: Assoc = spec) -> ColumnElement[Any]:
+                narrow = [a.where()] if a.where else []
+                return select(func.count()).where(a.fk == a.parent, *narrow).scalar_subquery()
 
             if rest:
                 return JsonTarget(literal(None), rest, key), False

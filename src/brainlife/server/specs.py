@@ -8,7 +8,7 @@ with `json_extract` (one expression, so an expression index can serve it).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, literal_column
+from sqlalchemy import func, literal_column
 
 from brainlife.server.models import (
     Dataset,
@@ -34,8 +34,7 @@ def _col(expr: object, kind: Kind) -> ScalarTarget:
 
 def _role(role: str) -> Assoc:
     return Assoc(
-        ProjectRole.sub,
-        lambda: and_(ProjectRole.project_id == Project.id, ProjectRole.role == role),
+        ProjectRole.sub, ProjectRole.project_id, Project.id, lambda: ProjectRole.role == role
     )
 
 
@@ -80,14 +79,10 @@ DATASETS = Collection(
         "meta": Dataset.meta,
         "prov.task_id": _col(func.json_extract(Dataset.prov, literal_column("'$.task_id'")), S),
         "prov": Dataset.prov,
-        "tags": Assoc(DatasetTag.tag, lambda: DatasetTag.dataset_id == Dataset.id),
-        "datatype_tags": Assoc(
-            DatasetDatatypeTag.tag, lambda: DatasetDatatypeTag.dataset_id == Dataset.id
-        ),
+        "tags": Assoc(DatasetTag.tag, DatasetTag.dataset_id, Dataset.id),
+        "datatype_tags": Assoc(DatasetDatatypeTag.tag, DatasetDatatypeTag.dataset_id, Dataset.id),
         "publications": Assoc(
-            DatasetPublication.release_id,
-            lambda: DatasetPublication.dataset_id == Dataset.id,
-            Kind.OID,
+            DatasetPublication.release_id, DatasetPublication.dataset_id, Dataset.id, kind=Kind.OID
         ),
     },
     extra=Dataset.extra,
