@@ -7,7 +7,7 @@ the database; rows are never loaded into Python to be filtered. Each collection 
 - `Scalar`: a real column (or a promoted expression such as `meta.subject` → `datasets.subject`)
   with a type used to cast values the way mongoose does (`"851"` → 851 for `_group_id`);
 - `Assoc`: an array kept in an association table (tags, publications, project admins …):
-  every test is an indexed `EXISTS` sub-query;
+  every test is `parent IN (SELECT fk … WHERE value …)` on an indexed table;
 - `SubDocs`: an array of sub-documents kept in a child table (publication `releases`);
 - JSON columns (`meta`, `prov`, `config`, and `extra` for every field we do not model) are
   searched with Mongo's path semantics: a path may cross arrays, and any element matches.
