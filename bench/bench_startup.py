@@ -33,10 +33,12 @@ def median_seconds(cmd: list[str], runs: int) -> float:
 
 def heavy_modules(args: list[str]) -> list[str]:
     """Which heavy modules a command imports (it should be none for help)."""
-    code = ("import sys; sys.argv=['bl', *%r]\nfrom brainlife.cli.main import cli\n"
-            "try:\n    cli(standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(m for m in ('urllib3', 'rich', 'fastapi', 'sqlalchemy', "
-            "'brainlife.client', 'brainlife.server') if m in sys.modules), file=sys.stderr)") % args
+    code = (
+        f"import sys; sys.argv=['bl', *{args!r}]\nfrom brainlife.cli.main import cli\n"
+        "try:\n    cli(standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(m for m in ('urllib3', 'rich', 'fastapi', 'sqlalchemy', "
+        "'brainlife.client', 'brainlife.server') if m in sys.modules), file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return proc.stderr.split()
 
