@@ -225,7 +225,10 @@ def time_in_process(
                     page = datasets.list_datasets(
                         session=session, principal=principal, params=params
                     )
-                    documents.render(page.rows, documents.dataset_doc, params.select)
+                    if hasattr(datasets, "dataset_documents"):  # what the route does
+                        datasets.dataset_documents(session, page.rows)
+                    else:
+                        documents.render(page.rows, documents.dataset_doc, params.select)
                 if i >= 3:
                     times.append(time.perf_counter() - t0)
             medians.append(median(times))
