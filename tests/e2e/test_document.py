@@ -115,10 +115,8 @@ def test_login_then_pub_releases(sh) -> None:  # type: ignore[no-untyped-def]
     assert script.strip().splitlines()[-1] == "bl pub query -q o3d --json | jq .[0].releases"
     stdout = sh(script).stdout
     assert stdout.startswith("Successfully logged in for ")  # bl login, non-interactive here
-    got = json.loads(stdout[stdout.index("\n[") :])
-    want = json.loads("[" + shown)
-    keys = ["_id", "name", "removed", "create_date"]
-    assert [{k: r[k] for k in keys} for r in got] == [{k: r[k] for k in keys} for r in want]
+    # jq prints exactly the document's text: same values, same key order.
+    assert stdout[stdout.index("\n[") + 1 :].strip() == ("[" + shown).strip()
 
 
 def test_release_download_loop(sh) -> None:  # type: ignore[no-untyped-def]
@@ -135,7 +133,6 @@ def test_release_download_loop(sh) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_python_task_script_with_only_the_host_changed(sh, live_server) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("requests")
     script = fenced_blocks()[6][1]
     script = script.replace("https://brainlife.io", live_server.url)
     script = script.replace("brainlife.io", live_server.hostport)  # the token folder

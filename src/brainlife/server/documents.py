@@ -112,13 +112,16 @@ def datatype_doc(row: Datatype) -> Document:
 
 
 def release_doc(row: Release) -> Document:
+    # Key order as brainlife.io serves releases (the document's `jq .[0].releases` shows it);
+    # `desc` only when set, like mongoose leaves out unset fields.
     doc: Document = {
+        "removed": row.removed,
         "_id": row.id,
         "name": row.name,
-        "desc": row.desc,
         "create_date": format_date(row.create_date),
-        "removed": row.removed,
     }
+    if row.desc:
+        doc["desc"] = row.desc
     return _merge(doc, row.extra)
 
 
