@@ -175,8 +175,13 @@ class Dataset(Base):
         Index("ix_datasets_project_removed_id", "project_id", "removed", "id", "size"),
         # (SQLite also gets a partial expression index on json_extract(prov, '$.task_id'):
         # see migration 0001)
-        Index("ix_datasets_project_subject", "project_id", "subject", "session"),
-        Index("ix_datasets_datatype", "datatype_id"),
+        # project + subject (+ datatype): more equalities than the index above, so that the
+        # planner prefers it even without ANALYZE statistics; `id` orders the page
+        Index(
+            "ix_datasets_project_subject", "project_id", "subject", "removed", "datatype_id", "id"
+        ),
+        # `bl data query -d X` across projects: page order and count/size from the index
+        Index("ix_datasets_datatype", "datatype_id", "removed", "id", "project_id", "size"),
         Index("ix_datasets_subject", "subject"),
         Index("ix_datasets_status", "status"),
         Index("ix_datasets_create_date", "create_date"),

@@ -151,7 +151,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.create_index("ix_datasets_create_date", ["create_date"], unique=False)
-        batch_op.create_index("ix_datasets_datatype", ["datatype_id"], unique=False)
+        # `bl data query -d X` across projects: page order and count/size from the index
+        batch_op.create_index(
+            "ix_datasets_datatype",
+            ["datatype_id", "removed", "id", "project_id", "size"],
+            unique=False,
+        )
         # Listing indexes: `id` gives the page order after the equalities, `size` makes
         # count/size of a listing an index-only scan.
         batch_op.create_index(
@@ -162,8 +167,12 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_datasets_project_removed_id", ["project_id", "removed", "id", "size"], unique=False
         )
+        # project + subject (+ datatype): more equalities than the index above, so that the
+        # planner prefers it even without ANALYZE statistics; `id` orders the page
         batch_op.create_index(
-            "ix_datasets_project_subject", ["project_id", "subject", "session"], unique=False
+            "ix_datasets_project_subject",
+            ["project_id", "subject", "removed", "datatype_id", "id"],
+            unique=False,
         )
         batch_op.create_index("ix_datasets_status", ["status"], unique=False)
         batch_op.create_index("ix_datasets_subject", ["subject"], unique=False)
