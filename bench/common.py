@@ -94,6 +94,11 @@ def bl_serve(data_dir: Path, extra: list[str] | None = None) -> Iterator[Server]
     try:
         wait_port(port, proc, log)
         yield Server(f"http://127.0.0.1:{port}", port, proc.pid, data_dir, cmd)
+    except BaseException:
+        say(f"bl serve log kept: {log}")
+        raise
+    else:
+        log.unlink(missing_ok=True)
     finally:
         stop_process(proc)
 
