@@ -10,7 +10,8 @@ with Client() as bl:   # BLHOST, and the token of `bl login`
 ```
 """
 
-from brainlife.client._client import Client, DatasetPage, LoginResult
+from brainlife.client._bulk import BulkResult, Event, EventHandler
+from brainlife.client._client import Client, DatasetPage, LoginResult, verify_download
 from brainlife.client._config import DEFAULT_HOST, Config, resolve_config
 from brainlife.client._download import PARTIAL_SUFFIX, DownloadResult, Progress
 from brainlife.client._exceptions import (
@@ -25,13 +26,23 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
+from brainlife.client._layout import FIELDS as LAYOUT_FIELDS
+from brainlife.client._layout import PRESETS as LAYOUT_PRESETS
+from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
+from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
+from brainlife.client._plan import EXISTING, Plan, PlanFile, PlanObject
 
 __all__ = [
     "DEFAULT_HOST",
+    "EXISTING",
+    "LAYOUT_FIELDS",
+    "LAYOUT_PRESETS",
+    "LOCK_NAME",
     "PARTIAL_SUFFIX",
     "ApiError",
     "AuthError",
     "BrainlifeError",
+    "BulkResult",
     "ChecksumMismatch",
     "Client",
     "Config",
@@ -39,11 +50,23 @@ __all__ = [
     "DatasetPage",
     "DiskFullError",
     "DownloadResult",
+    "Event",
+    "EventHandler",
+    "Layout",
+    "LayoutProblem",
+    "Lockfile",
     "LoginResult",
     "NotFound",
     "PermissionDenied",
+    "Plan",
+    "PlanFile",
+    "PlanObject",
     "Progress",
     "ProtocolError",
     "ServerUnavailable",
+    "VerifyProblem",
+    "VerifyReport",
     "resolve_config",
+    "resolve_layout",
+    "verify_download",
 ]

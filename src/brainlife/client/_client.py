@@ -21,6 +21,7 @@ from typing import Any
 
 from brainlife import __version__
 from brainlife.client import _jwt
+from brainlife.client._bulk import BulkResult, EventHandler
 from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
 from brainlife.client._download import Downloader, DownloadResult, Progress
 from brainlife.client._exceptions import (
@@ -32,6 +33,9 @@ from brainlife.client._exceptions import (
     ProtocolError,
 )
 from brainlife.client._http import HttpClient
+from brainlife.client._layout import Layout
+from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
+from brainlife.client._plan import Plan
 from brainlife.client._queries import (
     dataset_find,
     datatype_find,
@@ -43,7 +47,7 @@ from brainlife.client._queries import (
 )
 from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, DEFAULT_LIMIT, is_object_id
 
-__all__ = ["Client", "DatasetPage", "LoginResult"]
+__all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
 
 Doc = dict[str, Any]
 DAY_MS = 24 * 60 * 60 * 1000
@@ -508,3 +512,97 @@ class Client:
             extract=extract,
             progress=progress,
         )
+
+    # -- bulk downloads -------------------------------------------------------------------
+    def plan_download(
+        self,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        layout: str | Layout | None = None,
+        ids: Sequence[str] = (),
+        lock: str | os.PathLike[str] | None = None,
+        existing: str = "skip",
+        jobs: int = 8,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> Plan:
+        """What a bulk download would do: the matching data objects (``filters`` of
+        :meth:`dataset_find`, and/or ``ids``; or exactly the set of a lockfile), their folders
+        under ``root`` by ``layout`` (``id``, ``seed``, ``bids`` or a template such as
+        ``{project}/{subject}/{id}``), their files, what is already on disk, and the problems
+        that stop the run. ``root`` defaults to ``.`` (with ``lock``: the lockfile's folder).
+        Nothing is written."""
+        from brainlife.client._sources import plan_datasets
+
+        return plan_datasets(
+            self,
+            root=Path(root) if root is not None else None,
+            layout=layout,
+            ids=ids,
+            lock=Path(lock) if lock is not None else None,
+            existing=existing,
+            jobs=jobs,
+            limit=limit,
+            **filters,
+        )
+
+    def plan_task_download(
+        self,
+        tasks: Sequence[tuple[str, str]],
+        path: str,
+        *,
+        root: str | os.PathLike[str] = ".",
+        existing: str = "skip",
+        jobs: int = 8,
+    ) -> Plan:
+        """The same ``path`` of several tasks (``(task_id, folder)`` pairs), file by file."""
+        from brainlife.client._sources import plan_tasks
+
+        return plan_tasks(self, tasks, path, root=Path(root), existing=existing, jobs=jobs)
+
+    def download(
+        self,
+        plan: Plan,
+        *,
+        jobs: int = 8,
+        on_event: EventHandler | None = None,
+        ignore_expiry: bool = False,
+        attempts: int = 6,
+        backoff: float = 1.0,
+    ) -> BulkResult:
+        """Run a plan: files in parallel over one connection pool, resumed and verified, identical
+        content fetched once and hard-linked; ``bl-lock.json`` kept at the root. One failed object
+        does not stop the others (see ``result.failed``)."""
+        from brainlife.client._sources import run_plan
+
+        return run_plan(
+            self,
+            plan,
+            jobs=jobs,
+            on_event=on_event,
+            ignore_expiry=ignore_expiry,
+            attempts=attempts,
+            backoff=backoff,
+        )
+
+    def download_many(
+        self,
+        root: str | os.PathLike[str] = ".",
+        *,
+        layout: str | Layout | None = None,
+        ids: Sequence[str] = (),
+        jobs: int = 8,
+        on_event: EventHandler | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """:meth:`plan_download` then :meth:`download`."""
+        plan = self.plan_download(root=root, layout=layout, ids=ids, jobs=jobs, **filters)
+        return self.download(plan, jobs=jobs, on_event=on_event)
+
+
+def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:
+    """Check a downloaded tree offline against its ``bl-lock.json`` (a folder, or the lockfile)."""
+    path = Path(root)
+    lock_path = path if path.is_file() else path / LOCK_NAME
+    lock = Lockfile.load(lock_path)
+    return verify_tree(lock.root, lock, fast=fast)

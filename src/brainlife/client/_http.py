@@ -166,6 +166,12 @@ class HttpClient:
     def close(self) -> None:
         self.pool.clear()
 
+    def ensure_pool_size(self, n: int) -> None:
+        """Keep at least ``n`` connections per host alive (parallel downloads)."""
+        if n > int(self.pool.connection_pool_kw.get("maxsize", 1)):
+            self.pool.connection_pool_kw["maxsize"] = n
+            self.pool.clear()
+
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         query = encode_query(params)
         return f"{self.base_url}{path}" + (f"?{query}" if query else "")

@@ -1,0 +1,456 @@
+"""The bulk download engine: runs a :class:`~brainlife.client._plan.Plan` with a pool of workers
+over the client's one connection pool, and reports what happens as a stream of events.
+
+Events (``event.to_json()`` gives one JSON object, ``{"event": <kind>, ...}``): ``plan``,
+``object-start``, ``progress`` (throttled), ``file-done``, ``object-done``, ``object-failed`` and
+``summary``. One failed object never stops the others; a full disk, a rejected token or Ctrl-C
+stop the run (partial files are kept for the next one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainlife.client._download import Downloader
+from brainlife.client._exceptions import (
+    AuthError,
+    BrainlifeError,
+    ChecksumMismatch,
+    DiskFullError,
+)
+from brainlife.client._http import HttpClient, quote_path
+from brainlife.client._lockfile import Lockfile
+from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
+from brainlife.client._transfer import Cancelled, fetch_file, hash_file, part_path
+
+__all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
+
+Doc = dict[str, Any]
+
+
+@dataclass
+class Event:
+    """One thing that happened: ``kind`` and its fields (``to_json`` adds ``"event": kind``)."""
+
+    kind: str
+    data: Doc = field(default_factory=dict)
+
+    def to_json(self) -> Doc:
+        return {"event": self.kind, **self.data}
+
+
+EventHandler = Callable[[Event], None]
+
+
+@dataclass
+class BulkResult:
+    """The summary of a run (also sent as the ``summary`` event)."""
+
+    root: Path
+    objects: int = 0
+    downloaded: int = 0
+    present: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_classes: dict[str, str] = field(default_factory=dict)
+    files_fetched: int = 0
+    files_linked: int = 0
+    files_present: int = 0
+    bytes_total: int = 0
+    bytes_transferred: int = 0
+    bytes_resumed: int = 0
+    seconds: float = 0.0
+    lockfile: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> Doc:
+        rate = self.bytes_transferred / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "root": str(self.root),
+            "objects": self.objects,
+            "downloaded": self.downloaded,
+            "present": self.present,
+            "failed": [{"id": k, "error": v} for k, v in self.failed.items()],
+            "files_fetched": self.files_fetched,
+            "files_linked": self.files_linked,
+            "files_present": self.files_present,
+            "bytes_total": self.bytes_total,
+            "bytes_transferred": self.bytes_transferred,
+            "bytes_resumed": self.bytes_resumed,
+            "seconds": round(self.seconds, 3),
+            "rate": round(rate),
+            "lockfile": str(self.lockfile) if self.lockfile else None,
+        }
+
+
+@dataclass
+class _Unit:
+    """One piece of work: fetch ``primary`` once (or link it from ``source``) and link ``copies``
+    to it; or, with ``tar``, download a whole object as a tar (no manifest)."""
+
+    primary: tuple[PlanObject, PlanFile] | None = None
+    copies: list[tuple[PlanObject, PlanFile]] = field(default_factory=list)
+    source: Path | None = None
+    tar: PlanObject | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        http: HttpClient,
+        token: str,
+        plan: Plan,
+        lock: Lockfile,
+        *,
+        jobs: int = 8,
+        on_event: EventHandler | None = None,
+        attempts: int = 6,
+        backoff: float = 1.0,
+        progress_interval: float = 0.5,
+    ) -> None:
+        self.http = http
+        self.token = token
+        self.plan = plan
+        self.lock = lock
+        self.jobs = max(1, jobs)
+        self.on_event = on_event
+        self.attempts = attempts
+        self.backoff = backoff
+        self.interval = progress_interval
+        self.cancel = threading.Event()
+        self.fatal: BaseException | None = None
+        self._mutex = threading.RLock()
+        self._pending: dict[str, int] = {}
+        self._started: set[str] = set()
+        self._last_progress = 0.0
+        self._last_save = 0.0
+        self._done_bytes = 0
+        self.result = BulkResult(root=plan.root, lockfile=lock.path)
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            with self._mutex:
+                self.on_event(Event(kind, data))
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.interval:
+            return
+        self._last_progress = now
+        r = self.result
+        self.emit(
+            "progress",
+            bytes_done=self._done_bytes,
+            bytes_total=r.bytes_total,
+            bytes_transferred=r.bytes_transferred,
+            objects_done=r.downloaded + r.present,
+            objects_failed=len(r.failed),
+            objects=r.objects,
+            seconds=round(time.monotonic() - self._t0, 3),
+        )
+
+    def _on_bytes(self, n: int) -> None:
+        with self._mutex:
+            self.result.bytes_transferred += n
+            self._done_bytes += n
+            self._progress()
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _record(self, obj: PlanObject, status: str, error: str | None = None) -> None:
+        files = []
+        for f in obj.files or []:
+            rec: Doc = {"path": f.rel, "size": f.size, "sha256": f.sha256}
+            if f.mtime_ns is not None:
+                rec["mtime_ns"] = f.mtime_ns
+            files.append(rec)
+        generated = []
+        for rel, content in obj.generated.items():
+            generated.append(
+                {
+                    "path": rel,
+                    "size": len(content),
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                }
+            )
+        entry: Doc = {
+            "id": obj.id,
+            "kind": obj.kind,
+            "folder": obj.folder,
+            "status": status,
+            "files": files,
+            "generated": generated,
+        }
+        if error:
+            entry["error"] = error
+        self.lock.objects[obj.id] = entry
+
+    def _save(self, force: bool = False) -> None:
+        with self._mutex:
+            now = time.monotonic()
+            if force or now - self._last_save >= 1.0:
+                self._last_save = now
+                self.lock.save()
+
+    def _start(self, obj: PlanObject) -> None:
+        with self._mutex:
+            if obj.id in self._started:
+                return
+            self._started.add(obj.id)
+        self.emit(
+            "object-start",
+            id=obj.id,
+            folder=obj.folder,
+            files=len(obj.files or []),
+            bytes=obj.size,
+        )
+
+    def _complete(self, obj: PlanObject, how: str) -> None:
+        for rel, content in obj.generated.items():
+            write_generated(self.plan.root / obj.folder / rel, content)
+        with self._mutex:
+            self._record(obj, "complete")
+            if how == "present":
+                self.result.present += 1
+            else:
+                self.result.downloaded += 1
+        self.emit("object-done", id=obj.id, folder=obj.folder, status=how, bytes=obj.size)
+        self._progress(force=True)
+        self._save()
+
+    def _fail(self, obj: PlanObject, exc: BaseException) -> None:
+        message = str(exc) or type(exc).__name__
+        with self._mutex:
+            if obj.id in self.result.failed:
+                return
+            self.result.failed[obj.id] = message
+            self.result.failed_classes[obj.id] = type(exc).__name__
+            if obj.files is not None:
+                self._record(obj, "failed", message)
+        self.emit(
+            "object-failed",
+            id=obj.id,
+            folder=obj.folder,
+            error=message,
+            error_class=type(exc).__name__,
+        )
+        self._save()
+
+    def _file_done(self, obj: PlanObject, f: PlanFile, how: str, target: Path) -> None:
+        f.mtime_ns = target.stat().st_mtime_ns
+        f.state = "present"
+        with self._mutex:
+            if how == "fetched":
+                self.result.files_fetched += 1
+            else:
+                self.result.files_linked += 1
+                self._done_bytes += f.size
+            self._pending[obj.id] -= 1
+            finished = self._pending[obj.id] == 0 and obj.id not in self.result.failed
+        self.emit("file-done", id=obj.id, path=f"{obj.folder}/{f.rel}", bytes=f.size, how=how)
+        if finished:
+            self._complete(obj, "downloaded")
+
+    # -- work -----------------------------------------------------------------------------
+    def _units(self) -> list[_Unit]:
+        units: dict[str, _Unit] = {}
+        out: list[_Unit] = []
+        root = self.plan.root
+        for obj in self.plan.ok_objects:
+            if obj.files is None:
+                out.append(_Unit(tar=obj))
+                continue
+            for f in obj.files:
+                if f.state == "present":
+                    continue
+                if f.state == "link" and f.link_from and f.sha256 not in units:
+                    # the source is a file already present (not one fetched in this run)
+                    units[f.sha256] = _Unit(source=root / f.link_from)
+                    out.append(units[f.sha256])
+                unit = units.get(f.sha256)
+                if unit is None:
+                    unit = units[f.sha256] = _Unit(primary=(obj, f))
+                    out.append(unit)
+                else:
+                    unit.copies.append((obj, f))
+        return out
+
+    def _fetch(self, obj: PlanObject, f: PlanFile) -> Path:
+        target = self.plan.root / obj.folder / f.rel
+        self._start(obj)
+        for attempt in (1, 2):
+            try:
+                res = fetch_file(
+                    self.http,
+                    self.token,
+                    obj.route_prefix + quote_path(f.rel),
+                    target,
+                    size=f.size,
+                    sha256=f.sha256,
+                    on_bytes=self._on_bytes,
+                    cancel=self.cancel,
+                    attempts=self.attempts,
+                    backoff=self.backoff,
+                )
+                break
+            except ChecksumMismatch:
+                if attempt == 2:
+                    raise
+        with self._mutex:
+            self.result.bytes_resumed += res.resumed
+            self._done_bytes += res.resumed
+        self._file_done(obj, f, "fetched", target)
+        return target
+
+    def _link(self, src: Path, obj: PlanObject, f: PlanFile) -> None:
+        self._start(obj)
+        target = self.plan.root / obj.folder / f.rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = part_path(target)
+        tmp.unlink(missing_ok=True)
+        how = "linked"
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            how = "copied"
+        os.replace(tmp, target)
+        self._file_done(obj, f, how, target)
+
+    def _run_unit(self, unit: _Unit) -> None:
+        if unit.tar is not None:
+            self._run_tar(unit.tar)
+            return
+        src = unit.source
+        if unit.primary is not None:
+            obj, f = unit.primary
+            try:
+                src = self._fetch(obj, f)
+            except (Cancelled, DiskFullError, AuthError):
+                raise
+            except (BrainlifeError, OSError) as exc:
+                self._fail(obj, exc)
+                src = None
+        for obj, f in unit.copies:
+            if self.cancel.is_set():
+                raise Cancelled("Interrupted.")
+            try:
+                if src is not None:
+                    self._link(src, obj, f)
+                else:  # the first copy failed: each fetches its own
+                    src = self._fetch(obj, f)
+            except (Cancelled, DiskFullError, AuthError):
+                raise
+            except (BrainlifeError, OSError) as exc:
+                self._fail(obj, exc)
+
+    def _run_tar(self, obj: PlanObject) -> None:
+        self._start(obj)
+        seen = [0]
+
+        def progress(done: int, _total: int | None) -> None:
+            self._on_bytes(done - seen[0])
+            seen[0] = done
+
+        try:
+            res = Downloader(self.http, self.token).dataset(
+                obj.id, self.plan.root / obj.folder, progress=progress, use_manifest=False
+            )
+        except (DiskFullError, AuthError):
+            raise
+        except (BrainlifeError, OSError) as exc:
+            self._fail(obj, exc)
+            return
+        base = self.plan.root / obj.folder
+        obj.files = []
+        for rel in res.files:
+            path = base / rel
+            if path.is_file():
+                st = path.stat()
+                sha = hash_file(path)[0].hexdigest()
+                obj.files.append(PlanFile(rel, st.st_size, sha, "present", 0, None, st.st_mtime_ns))
+        obj.size = sum(f.size for f in obj.files)
+        with self._mutex:
+            self.result.files_fetched += len(obj.files)
+        self._complete(obj, "downloaded")
+
+    def run(self) -> BulkResult:
+        self._t0 = time.monotonic()
+        plan = self.plan
+        r = self.result
+        r.objects = len(plan.objects)
+        r.bytes_total = plan.total_bytes
+        for rel, content in plan.generated.items():
+            write_generated(plan.root / rel, content)
+            self.lock.generated[rel] = {
+                "path": rel,
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        for obj in plan.objects:
+            if obj.error is not None:
+                self._fail(obj, _unavailable(obj))
+        units = self._units()
+        for obj in plan.ok_objects:
+            if obj.files is not None:
+                self._pending[obj.id] = sum(1 for f in obj.files if f.state != "present")
+                r.files_present += len(obj.files) - self._pending[obj.id]
+                self._done_bytes += sum(f.size for f in obj.files if f.state == "present")
+                self._record(obj, "incomplete")
+        self.lock.save()
+        for obj in plan.ok_objects:
+            if obj.files is not None and self._pending[obj.id] == 0:
+                self._complete(obj, "present")
+        self.http.ensure_pool_size(self.jobs)
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="bl-download")
+        futures: set[Future[None]] = set()
+        try:
+            futures = {pool.submit(self._run_unit, u) for u in units}
+            while futures:
+                done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    exc = fut.exception()
+                    if exc is not None and not isinstance(exc, Cancelled):
+                        self.fatal = self.fatal or exc
+                        self.cancel.set()
+        except BaseException:
+            self.cancel.set()
+            raise
+        finally:
+            for fut in futures:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            r.seconds = time.monotonic() - self._t0
+            for obj in plan.ok_objects:
+                if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
+                    self._record(obj, "incomplete")
+            self.lock.save()
+        if self.fatal is not None:
+            raise self.fatal
+        self._progress(force=True)
+        self.emit("summary", **r.to_json())
+        return r
+
+
+def _unavailable(obj: PlanObject) -> BrainlifeError:
+    from brainlife.client import _exceptions
+
+    cls = getattr(_exceptions, obj.error_class or "", None)
+    message = obj.error or "unavailable"
+    if isinstance(cls, type) and issubclass(cls, BrainlifeError):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return BrainlifeError(message)

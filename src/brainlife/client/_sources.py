@@ -1,0 +1,300 @@
+"""Plans from what the user asked for: a query (filters of ``bl data query``), a list of ids, a
+lockfile (``--lock``), or the same path of many tasks; and the run of a plan.
+
+The data object documents of the query are used as they are (status, meta, tags): no request per
+object besides the manifest, and none at all for objects the lockfile proves complete on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from brainlife.client._bulk import BulkResult, Engine, EventHandler
+from brainlife.client._download import Downloader
+from brainlife.client._exceptions import (
+    AuthError,
+    ConfigError,
+    DiskFullError,
+    NotFound,
+)
+from brainlife.client._http import quote_path
+from brainlife.client._layout import Layout, object_fields, resolve_layout
+from brainlife.client._lockfile import LOCK_NAME, Lockfile
+from brainlife.client._plan import (
+    EXISTING,
+    Plan,
+    PlanObject,
+    dataset_description,
+    finish_plan,
+    info_json,
+    resolve_files,
+)
+from brainlife.client._tar import _human
+from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, TASK_MANIFEST_ROUTE
+
+if TYPE_CHECKING:
+    from brainlife.client._client import Client
+
+__all__ = ["plan_datasets", "plan_tasks", "run_plan"]
+
+Doc = dict[str, Any]
+#: ids per `{"_id": {"$in": [...]}}` request (keeps the URL well under server limits)
+ID_BATCH = 200
+#: filters of `bl data query` accepted by `plan_datasets`
+FILTERS = (
+    "query",
+    "datatype",
+    "datatype_tags",
+    "tags",
+    "project",
+    "pub",
+    "subject",
+    "session",
+    "run",
+    "taskid",
+)
+
+
+def _check_existing(existing: str) -> None:
+    if existing not in EXISTING:
+        raise ConfigError(f"--existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
+
+
+def _docs(
+    client: Client, filters: Doc, ids: Sequence[str], limit: int | None
+) -> tuple[list[Doc], list[str]]:
+    """The matching documents, and the asked-for ids that matched nothing readable."""
+    active = {k: v for k, v in filters.items() if v not in (None, "", (), [])}
+    docs: list[Doc] = []
+    if ids:
+        find = client.dataset_find(**active) if active else {}
+        wanted = list(dict.fromkeys(ids))
+        for i in range(0, len(wanted), ID_BATCH):
+            batch = wanted[i : i + ID_BATCH]
+            page = client.find_datasets({**find, "_id": {"$in": batch}}, limit=0)
+            docs += page.datasets
+        found = {str(d.get("_id")) for d in docs}
+        order = {oid: n for n, oid in enumerate(wanted)}
+        docs.sort(key=lambda d: order.get(str(d.get("_id")), 0))
+        return docs, [oid for oid in wanted if oid not in found]
+    if not active:
+        raise ConfigError(
+            "Which data objects? Give filters (e.g. -p PROJECT --datatype neuro/anat/t1w), "
+            "ids, --ids-from FILE or --lock FILE."
+        )
+    for doc in client.iter_datasets(page_size=1000, **active):
+        docs.append(doc)
+        if limit and len(docs) >= limit:
+            break
+    return docs, []
+
+
+def plan_datasets(
+    client: Client,
+    *,
+    root: str | Path | None = None,
+    layout: str | Layout | None = None,
+    ids: Sequence[str] = (),
+    lock: str | Path | None = None,
+    existing: str = "skip",
+    jobs: int = 8,
+    limit: int | None = None,
+    **filters: Any,
+) -> Plan:
+    """Resolve what to download where (see :meth:`Client.plan_download`)."""
+    _check_existing(existing)
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise TypeError(f"unknown filter(s): {', '.join(unknown)}")
+    token = client.token()
+    pinned = Lockfile.load(Path(lock)) if lock is not None else None
+    if pinned is not None:
+        ids = list(pinned.objects)
+        if not ids:
+            raise ConfigError(f"The lockfile {lock} lists no data objects.")
+        root_path = Path(root) if root is not None else pinned.root
+        lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
+        query: Doc = pinned.query or {"ids": ids}
+    else:
+        root_path = Path(root or ".")
+        lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
+        query = {k: v for k, v in filters.items() if v not in (None, "", (), [])}
+        if ids:
+            query["ids"] = list(ids)
+    docs, missing = _docs(client, filters if pinned is None else {}, ids, limit)
+    datatypes = client.datatypes_by_id(sorted({str(d.get("datatype") or "") for d in docs}))
+    want_projects = lay.bids or "project_name" in lay.template
+    projects = (
+        client.projects_by_id(sorted({str(d.get("project") or "") for d in docs}))
+        if want_projects
+        else {}
+    )
+    objects: list[PlanObject] = []
+    generated: dict[str, bytes] = {}
+    for doc in docs:
+        oid = str(doc["_id"])
+        dt = datatypes.get(str(doc.get("datatype")))
+        pr = projects.get(str(doc.get("project")))
+        fields = object_fields(
+            doc,
+            datatype_name=str(dt["name"]) if dt else None,
+            project_name=str(pr["name"]) if pr else None,
+        )
+        folder = lay.folder(fields)
+        if pinned is not None:
+            folder = str(pinned.objects[oid].get("folder") or folder)
+        obj = PlanObject(
+            id=oid,
+            folder=folder,
+            doc=doc,
+            size=int(doc.get("size") or 0),
+            route_prefix=API_WAREHOUSE + FILE_ROUTE.format(id=oid, path="").rstrip("/") + "/",
+        )
+        status = doc.get("status")
+        if status != "stored":
+            obj.error = f"its status is '{status}', not 'stored'"
+            obj.error_class = "BrainlifeError"
+        if lay.bids:
+            obj.generated["_info.json"] = info_json(doc)
+            pid = fields["project"]
+            generated[f"proj-{pid}/dataset_description.json"] = dataset_description(
+                pid, fields["project_name"], client.base_url
+            )
+        objects.append(obj)
+    for oid in missing:
+        objects.append(
+            PlanObject(
+                id=oid,
+                folder=(pinned.objects[oid].get("folder") if pinned else None) or oid,
+                error=f"data object {oid} was not found (or you cannot read it)",
+                error_class="NotFound",
+            )
+        )
+    root_lock = Lockfile.open(root_path / LOCK_NAME)
+    downloader = Downloader(client.http, token)
+    resolve_files(
+        objects,
+        root_path,
+        manifest=lambda o: downloader.manifest(o.id),
+        existing=existing,
+        lock=root_lock,
+        pinned=pinned,
+        jobs=jobs,
+    )
+    plan = Plan(
+        root=root_path,
+        layout=lay,
+        objects=objects,
+        existing=existing,
+        server=client.base_url,
+        query=query,
+        generated=generated,
+    )
+    return finish_plan(plan, token)
+
+
+def plan_tasks(
+    client: Client,
+    tasks: Iterable[tuple[str, str]],
+    path: str,
+    *,
+    root: str | Path = ".",
+    existing: str = "skip",
+    jobs: int = 8,
+) -> Plan:
+    """The same ``path`` of several tasks, each ``(task_id, folder)``, file by file (resumable and
+    verified) from our task manifest."""
+    _check_existing(existing)
+    tasks = list(tasks)
+    token = client.token()
+    clean = path.strip("/")
+    objects = []
+    for tid, folder in tasks:
+        objects.append(
+            PlanObject(
+                id=tid,
+                folder=folder,
+                kind="task",
+                route_prefix=f"{API_AMARETTI}/task/download/{tid}/"
+                + (quote_path(clean) + "/" if clean else ""),
+            )
+        )
+
+    def manifest(obj: PlanObject) -> Doc | None:
+        route = API_AMARETTI + TASK_MANIFEST_ROUTE.format(id=obj.id)
+        doc = client.http.request_json("GET", route, params={"p": clean}, token=token)
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            raise NotFound(f"The server has no manifest for task {obj.id}.")
+        if len(doc["files"]) == 1 and doc["files"][0].get("path") == clean.rsplit("/", 1)[-1]:
+            # a single file: its route is the path itself
+            parent = clean.rsplit("/", 1)[0] if "/" in clean else ""
+            obj.route_prefix = f"{API_AMARETTI}/task/download/{obj.id}/" + (
+                quote_path(parent) + "/" if parent else ""
+            )
+        return doc
+
+    root_path = Path(root)
+    resolve_files(
+        objects,
+        root_path,
+        manifest=manifest,
+        existing=existing,
+        lock=Lockfile.open(root_path / LOCK_NAME),
+        jobs=jobs,
+    )
+    plan = Plan(
+        root=root_path,
+        layout=resolve_layout("{id}"),
+        objects=objects,
+        existing=existing,
+        server=client.base_url,
+        query={"tasks": [t for t, _ in tasks], "path": path},
+    )
+    return finish_plan(plan, token)
+
+
+def run_plan(
+    client: Client,
+    plan: Plan,
+    *,
+    jobs: int = 8,
+    on_event: EventHandler | None = None,
+    ignore_expiry: bool = False,
+    attempts: int = 6,
+    backoff: float = 1.0,
+) -> BulkResult:
+    """Run a plan: refuse it first if it has layout problems, lacks disk space, or will outlive the
+    token (unless ``ignore_expiry``)."""
+    if plan.blocking:
+        shown = "; ".join(f"{p.kind}: {p.message}" for p in plan.blocking[:5])
+        more = f" (and {len(plan.blocking) - 5} more)" if len(plan.blocking) > 5 else ""
+        raise ConfigError(
+            f"The layout {plan.layout.template!r} does not work for these data objects: "
+            f"{shown}{more}. Choose another --layout (e.g. add {{id}}); see --dry-run."
+        )
+    if plan.free is not None and plan.free < plan.fetch_bytes:
+        raise DiskFullError(
+            f"Not enough disk space in {plan.root}: the download needs "
+            f"{_human(plan.fetch_bytes)} but only {_human(plan.free)} is free.",
+            needed=plan.fetch_bytes,
+            free=plan.free,
+        )
+    warning = plan.token_warning()
+    if warning and not ignore_expiry:
+        raise AuthError(warning)
+    lock = Lockfile.open(plan.root / LOCK_NAME)
+    lock.server, lock.query = plan.server, plan.query
+    lock.layout = plan.layout.name if plan.layout.name != "template" else plan.layout.template
+    engine = Engine(
+        client.http,
+        client.token(),
+        plan,
+        lock,
+        jobs=jobs,
+        on_event=on_event,
+        attempts=attempts,
+        backoff=backoff,
+    )
+    return engine.run()

@@ -1,0 +1,299 @@
+"""One file, fetched so that it can always be resumed and is never trusted unverified.
+
+The bytes go to ``<file>.bl-part``; a sidecar ``<file>.bl-part.json`` records what they are a
+prefix of (expected size and sha256, the server's ETag). A later run that finds both continues with
+``Range: bytes=<n>-`` and ``If-Range: <etag>`` (so a changed file is sent whole, never appended to
+old bytes), hashing the prefix already on disk first. Only when the size and sha256 match is the
+part renamed to its final name. Dropped connections and restarts of the server are retried with
+backoff, each time from where the bytes stopped.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brainlife.client._exceptions import (
+    ApiError,
+    BrainlifeError,
+    ChecksumMismatch,
+    ServerUnavailable,
+)
+from brainlife.client._http import CHUNK_SIZE, HttpClient
+from brainlife.client._tar import _disk_full
+
+__all__ = [
+    "PART_SUFFIX",
+    "SIDECAR_SUFFIX",
+    "Cancelled",
+    "FetchResult",
+    "fetch_file",
+    "hash_file",
+    "part_path",
+    "sidecar_path",
+]
+
+PART_SUFFIX = ".bl-part"
+SIDECAR_SUFFIX = ".bl-part.json"
+
+
+class Cancelled(BrainlifeError):
+    """The run was stopped (Ctrl-C); partial files are kept for the next run."""
+
+
+@dataclass
+class FetchResult:
+    size: int
+    sha256: str
+    #: body bytes received from the server for this file (what the network carried)
+    transferred: int
+    #: bytes of a partial file from an earlier run that were kept, not fetched again
+    resumed: int
+
+
+def part_path(target: Path) -> Path:
+    return target.with_name(target.name + PART_SUFFIX)
+
+
+def sidecar_path(target: Path) -> Path:
+    return target.with_name(target.name + SIDECAR_SUFFIX)
+
+
+def hash_file(path: Path, *, limit: int | None = None) -> tuple[Any, int]:
+    """(sha256 object, bytes read) of a file's first ``limit`` bytes (all by default)."""
+    digest = hashlib.sha256()
+    done = 0
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while limit is None or done < limit:
+            want = CHUNK_SIZE if limit is None else min(CHUNK_SIZE, limit - done)
+            n = fh.readinto(view[:want])
+            if not n:
+                break
+            digest.update(view[:n])
+            done += n
+    return digest, done
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _write_sidecar(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _resume_point(part: Path, side: Path, size: int | None, sha256: str | None) -> tuple[int, str]:
+    """Bytes of a usable partial file and its ETag; (0, "") after discarding an unusable one."""
+    doc = _read_sidecar(side)
+    try:
+        have = part.stat().st_size
+    except OSError:
+        have = -1
+    usable = (
+        doc is not None
+        and have >= 0
+        and doc.get("size") == size
+        and doc.get("sha256") == sha256
+        and (size is None or have <= size)
+        and sha256 is not None
+    )
+    if not usable:
+        _discard(part, side)
+        return 0, ""
+    assert doc is not None
+    return have, str(doc.get("etag") or "")
+
+
+def _content_range_start(value: str) -> int | None:
+    # "bytes 100-199/200"
+    try:
+        unit, rest = value.split(" ", 1)
+        if unit.strip().lower() != "bytes":
+            return None
+        return int(rest.split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def fetch_file(
+    http: HttpClient,
+    token: str,
+    route: str,
+    target: Path,
+    *,
+    size: int | None,
+    sha256: str | None,
+    on_bytes: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+    attempts: int = 6,
+    backoff: float = 1.0,
+    max_backoff: float = 20.0,
+) -> FetchResult:
+    """Fetch ``route`` into ``target`` (resuming a partial file of the same content), verify its
+    size and sha256 when known, and rename it into place."""
+    part = part_path(target)
+    side = sidecar_path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    offset, etag = _resume_point(part, side, size, sha256)
+    resumed = offset
+    digest: Any = hashlib.sha256()
+    if offset:
+        digest, got = hash_file(part, limit=offset)
+        offset = got
+    transferred = 0
+    failures = 0
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Interrupted.")
+        if size is not None and offset == size and sha256 is not None:
+            break  # everything is already here; verified below
+        headers: dict[str, str] = {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if etag:
+                headers["If-Range"] = etag
+        try:
+            with http.stream(route, token=token, headers=headers) as resp:
+                start = 0
+                if resp.status == 206:
+                    start = _content_range_start(resp.headers.get("Content-Range", "")) or 0
+                if start != offset:  # a whole body (200), or not the range we asked for
+                    if start != 0:
+                        raise ServerUnavailable("The server sent an unexpected byte range.")
+                    offset, digest = 0, hashlib.sha256()
+                    resumed = 0
+                etag = resp.headers.get("ETag", "") or etag
+                if offset == 0:
+                    _write_sidecar(side, {"size": size, "sha256": sha256, "etag": etag})
+                got = _stream_into(resp, part, offset, digest, on_bytes, cancel, size)
+                offset += got
+                transferred += got
+        except ApiError as exc:
+            if exc.status == 416:  # our partial is longer than the file: start again
+                _discard(part, side)
+                offset, etag, digest, resumed = 0, "", hashlib.sha256(), 0
+                failures += 1
+                if failures < attempts:
+                    continue
+            raise
+        except _Partial as cut:
+            offset += cut.written
+            transferred += cut.written
+            failures += 1
+            if failures >= attempts:
+                raise cut.error from None
+            _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+            continue
+        except ServerUnavailable:
+            failures += 1
+            if failures >= attempts:
+                raise
+            _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+            continue
+        break
+    got_sha = digest.hexdigest()
+    if (size is not None and offset != size) or (sha256 is not None and got_sha != sha256.lower()):
+        _discard(part, side)
+        raise ChecksumMismatch(
+            f"{target.name} arrived corrupt (expected {size} bytes with sha256 "
+            f"{(sha256 or '?')[:12]}…, got {offset} bytes with {got_sha[:12]}…)."
+        )
+    os.replace(part, target)
+    side.unlink(missing_ok=True)
+    return FetchResult(size=offset, sha256=got_sha, transferred=transferred, resumed=resumed)
+
+
+class _Partial(Exception):
+    """A body cut off after ``written`` bytes were safely appended."""
+
+    def __init__(self, written: int, error: BrainlifeError) -> None:
+        super().__init__(str(error))
+        self.written = written
+        self.error = error
+
+
+def _sleep(seconds: float, cancel: threading.Event | None) -> None:
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise Cancelled("Interrupted.")
+
+
+def _stream_into(
+    resp: Any,
+    part: Path,
+    offset: int,
+    digest: Any,
+    on_bytes: Callable[[int], None] | None,
+    cancel: threading.Event | None,
+    size: int | None,
+) -> int:
+    """Append the body to ``part`` (truncated to ``offset`` first), hashing as it goes."""
+    from urllib3.exceptions import HTTPError
+
+    written = 0
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(part, size, exc) from exc
+        raise
+    try:
+        os.ftruncate(fd, offset)
+        os.lseek(fd, offset, os.SEEK_SET)
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Interrupted.")
+            try:
+                n = resp.readinto(view)
+            except HTTPError as exc:
+                raise _Partial(
+                    written, ServerUnavailable(f"The download was cut off ({exc}).")
+                ) from exc
+            except OSError as exc:
+                raise _Partial(
+                    written, ServerUnavailable(f"The download was cut off ({exc}).")
+                ) from exc
+            if not n:
+                break
+            chunk = view[:n]
+            digest.update(chunk)
+            pos = 0
+            while pos < n:
+                pos += os.write(fd, chunk[pos:])
+            written += n
+            if on_bytes is not None:
+                on_bytes(n)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(part, size, exc) from exc
+        raise
+    finally:
+        os.close(fd)
+    expected = resp.headers.get("Content-Length")
+    if expected and expected.isdigit() and written < int(expected):
+        raise _Partial(written, ServerUnavailable("The download was cut off."))
+    return written
