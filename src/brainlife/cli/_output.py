@@ -280,3 +280,84 @@ def progress_bar(
 
     with bar:
         yield update
+
+
+# -- bulk downloads -----------------------------------------------------------------------------
+def human(n: float | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def json_line(doc: Any) -> None:
+    """One JSON event per line, flushed (pipelines read them as they come)."""
+    click.echo(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+    sys.stdout.flush()
+
+
+def summary_lines(s: Mapping[str, Any]) -> list[str]:
+    rate = human(s.get("rate")) + "/s"
+    lines = [
+        f"{s['downloaded']} downloaded, {s['present']} already present, "
+        f"{len(s['failed'])} failed of {s['objects']} data objects; "
+        f"{human(s['bytes_transferred'])} transferred in {s['seconds']:.1f} s ({rate})"
+        + (f", {human(s['bytes_resumed'])} resumed" if s.get("bytes_resumed") else "")
+        + (f", {s['files_linked']} identical files linked" if s.get("files_linked") else "")
+    ]
+    if s.get("lockfile"):
+        lines.append(f"Lockfile: {s['lockfile']}")
+    return lines
+
+
+@contextmanager
+def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callable[[Any], None]]:
+    """An event handler for the download engine: JSON lines with ``--json``; on a terminal one
+    calm progress line (bytes, rate, ETA, objects done and failed) on stderr; else nothing (the
+    command prints the summary)."""
+    if as_json:
+        yield lambda event: json_line(event.to_json())
+        return
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda event: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task_id = bar.add_task("objects 0/?", total=None)
+
+    def handle(event: Any) -> None:
+        d = event.data
+        if event.kind == "progress":
+            failed = f", {d['objects_failed']} failed" if d["objects_failed"] else ""
+            bar.update(
+                task_id,
+                completed=d["bytes_done"],
+                total=d["bytes_total"] or None,
+                description=f"objects {d['objects_done']}/{d['objects']}{failed}",
+            )
+        elif event.kind == "object-failed":
+            bar.console.print(f"failed: {d['id']} ({d['folder']}): {d['error']}")
+
+    with bar:
+        yield handle

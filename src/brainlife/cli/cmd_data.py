@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
+from brainlife.cli._bulk import read_ids, run_bulk, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 
 
@@ -123,39 +124,158 @@ def data_query(
     _output.print_blocks(blocks, _output.dataset_footer(len(rows), page.count, skip, limit, hint))
 
 
+def _filter_options(f: Any) -> Any:
+    """The filters of `bl data query`, for downloads (`--datatype` has no short flag here: `-d`
+    is the folder)."""
+    f = click.option("--taskid", help="Objects produced by this task.")(f)
+    f = click.option("--run", help="Run (meta.run).")(f)
+    f = click.option("--session", help="Session (meta.session).")(f)
+    f = click.option("-b", "--subject", help="Subject (meta.subject).")(f)
+    f = click.option("-p", "--project", help="Project id or name.")(f)
+    f = click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes).")(f)
+    f = click.option(
+        "--datatype_tag",
+        "--datatype-tag",
+        "datatype_tag",
+        multiple=True,
+        help="Datatype tag (repeatable; '!tag' excludes).",
+    )(f)
+    f = click.option("--datatype", help="Datatype name (e.g. neuro/anat/t1w) or id.")(f)
+    f = click.option("-q", "--query", help="Text in the name or description.")(f)
+    return f
+
+
 @data.command("download")
 @click.argument("args", nargs=-1, metavar="[ID] [DIRECTORY]")
-@click.option("-i", "--id", "id_", help="Id of the data object to download.")
+@click.option(
+    "-i", "--id", "id_", multiple=True, help="Id of a data object (repeatable: bulk download)."
+)
 @click.option(
     "-d",
     "--directory",
-    help="Folder to download into (default: the id). Missing "
-    "parent folders are created; an existing folder gets the files merged in.",
+    help="Folder to download into. One object: default its id; missing parent folders are "
+    "created and an existing folder gets the files merged in. Bulk: the root (default '.').",
 )
-@json_option
+@_filter_options
+@click.option("-u", "--pub", help="Publication release id (bulk: every object of the release).")
+@click.option(
+    "--ids-from",
+    metavar="FILE|-",
+    help="Bulk: ids from a file or stdin: one or more per line, or the JSON of "
+    "'bl data query --json'.",
+)
+@click.option(
+    "--lock",
+    "lock",
+    type=click.Path(dir_okay=False),
+    help="Bulk: fetch exactly the set recorded in this bl-lock.json again (into its folder, "
+    "or -d).",
+)
+@click.option(
+    "-l", "--limit", type=click.IntRange(min=0), default=0, help="Bulk: at most this many objects."
+)
+@transfer_options
 def data_download(
-    args: tuple[str, ...], id_: str | None, directory: str | None, as_json: bool
+    args: tuple[str, ...],
+    id_: tuple[str, ...],
+    directory: str | None,
+    query: str | None,
+    datatype: str | None,
+    datatype_tag: tuple[str, ...],
+    tag: tuple[str, ...],
+    project: str | None,
+    subject: str | None,
+    session: str | None,
+    run: str | None,
+    taskid: str | None,
+    pub: str | None,
+    ids_from: str | None,
+    lock: str | None,
+    limit: int,
+    layout: str | None,
+    jobs: int,
+    existing: str,
+    dry_run: bool,
+    ignore_expiry: bool,
+    as_json: bool,
 ) -> None:
-    """Download a data object into a folder.
+    """Download one data object into a folder, or (with filters, several ids, --ids-from,
+    --pub or --lock) every matching object under -d DIR.
 
-    The files land in DIRECTORY.bl-partial first and are moved into place only once complete
-    (and verified, with our server), so an interrupted download never looks finished.
+    \b
+    bl data download 5a050ad5d76a2a002737e572 [DIR]
+    bl data download -p 5b0dad8041711001e958b519 --datatype neuro/tractprofile \\
+        --layout seed -d 2019_tractprofile
+    bl data query -p O3D --json | bl data download --ids-from - --dry-run
+    bl data download --lock 2019_tractprofile/bl-lock.json
+
+    One object lands in DIRECTORY.bl-partial first and is moved into place only once complete.
+    A bulk download resumes where it stopped, skips files that verify, fetches identical content
+    once (hard links) and writes DIR/bl-lock.json (see 'bl data verify').
     """
     from brainlife.wire import is_object_id
 
     positional = list(args)
-    if id_ is None:
-        if not positional:
-            raise click.UsageError("Which data object? Pass its id: bl data download <id>.")
-        id_ = positional.pop(0)
+    ids = list(id_)
+    if not ids and positional and is_object_id(positional[0]):
+        ids.append(positional.pop(0))
     if positional and directory is None:
         directory = positional.pop(0)
     if positional:
         raise click.UsageError(f"Unexpected extra argument(s): {' '.join(positional)}.")
-    if not is_object_id(id_):
-        raise click.BadParameter(
-            f"'{id_}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
-        )
+    for oid in ids:
+        if not is_object_id(oid):
+            raise click.BadParameter(
+                f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
+            )
+    filters = {
+        "query": query,
+        "datatype": datatype,
+        "datatype_tags": datatype_tag,
+        "tags": tag,
+        "project": project,
+        "pub": pub,
+        "subject": subject,
+        "session": session,
+        "run": run,
+        "taskid": taskid,
+    }
+    has_filters = any(v not in (None, "", ()) for v in filters.values())
+    bulk = has_filters or ids_from or lock or len(ids) > 1 or layout or dry_run
+    if not bulk:
+        if not ids:
+            raise click.UsageError(
+                "Which data object? Pass its id (bl data download <id>), or filters such as "
+                "-p PROJECT for a bulk download."
+            )
+        _single(ids[0], directory, as_json)
+        return
+    if ids_from:
+        ids += [i for i in read_ids(ids_from) if i not in ids]
+        if not ids and not has_filters:
+            raise click.UsageError(f"No data object ids found in {ids_from}.")
+    if lock and (ids or has_filters):
+        raise click.UsageError("--lock fetches the lockfile's set: it goes without filters or ids.")
+    client = get_client()
+    run_bulk(
+        lambda: client.plan_download(
+            root=directory,
+            layout=layout,
+            ids=ids,
+            lock=lock,
+            existing=existing,
+            jobs=jobs,
+            limit=limit or None,
+            **filters,
+        ),
+        jobs=jobs,
+        dry_run=dry_run,
+        ignore_expiry=ignore_expiry,
+        as_json=as_json,
+    )
+
+
+def _single(id_: str, directory: str | None, as_json: bool) -> None:
     target = Path(directory or id_)
     if not as_json:
         _output.out(f"Download dataset to {target}")
@@ -165,6 +285,35 @@ def data_download(
         _output.print_json(result.to_json())
     else:
         _output.out("100% done")
+
+
+@data.command("verify")
+@click.argument("directory", default=".", type=click.Path(exists=True))
+@click.option(
+    "--fast", is_flag=True, help="Trust files whose size and mtime match the lockfile (no hashing)."
+)
+@click.option("-j", "--json", "as_json", is_flag=True, help="The report as JSON.")
+def data_verify(directory: str, fast: bool, as_json: bool) -> None:
+    """Check a bulk download offline against its bl-lock.json: every file's size and sha256, and
+    files that do not belong. Exit 0 when all is well, 7 when anything is corrupt, missing,
+    extra or incomplete (rerun 'bl data download --lock DIR/bl-lock.json' to repair)."""
+    from brainlife.client import verify_download
+
+    report = verify_download(directory, fast=fast)
+    if as_json:
+        _output.print_json(report.to_json())
+    else:
+        for p in report.problems:
+            _output.out(f"{p.kind}: {p.message}")
+        j = report.to_json()
+        verdict = "OK" if report.ok else "FAILED"
+        _output.out(
+            f"{verdict}: {j['objects']} data objects, {j['files']} files, "
+            f"{_output.human(j['bytes'])} checked; {j['corrupt']} corrupt, {j['missing']} "
+            f"missing, {j['extra']} extra, {j['incomplete']} incomplete"
+        )
+    if not report.ok:
+        click.get_current_context().exit(7)
 
 
 dataset = click.Group(

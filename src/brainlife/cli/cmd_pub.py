@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
+from brainlife.cli._bulk import run_bulk, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 
 
@@ -38,4 +39,42 @@ def pub_query(
     profiles = client.profiles_by_sub([s for p in rows for s in p.get("authors") or []])
     _output.print_blocks(
         [_output.pub_block(p, profiles) for p in rows], _output.returned(len(rows))
+    )
+
+
+@pub.command("download")
+@click.argument("release")
+@click.option("-d", "--directory", help="Folder to download into (default '.').")
+@click.option("-b", "--subject", help="Only this subject (meta.subject).")
+@click.option("--datatype", help="Only this datatype (name or id).")
+@transfer_options
+def pub_download(
+    release: str,
+    directory: str | None,
+    subject: str | None,
+    datatype: str | None,
+    layout: str | None,
+    jobs: int,
+    existing: str,
+    dry_run: bool,
+    ignore_expiry: bool,
+    as_json: bool,
+) -> None:
+    """Download every data object of a publication release (ids from 'bl pub query'); the same
+    engine as 'bl data download --pub RELEASE'."""
+    client = get_client()
+    run_bulk(
+        lambda: client.plan_download(
+            root=directory,
+            layout=layout,
+            existing=existing,
+            jobs=jobs,
+            pub=release,
+            subject=subject,
+            datatype=datatype,
+        ),
+        jobs=jobs,
+        dry_run=dry_run,
+        ignore_expiry=ignore_expiry,
+        as_json=as_json,
     )

@@ -1,0 +1,147 @@
+"""The options and the run shared by the bulk downloads: `bl data download` with filters,
+`bl pub download`, `bl data download --lock`."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from brainlife.cli import _output
+from brainlife.cli._common import get_client
+
+if TYPE_CHECKING:
+    from brainlife.client import BulkResult, Plan
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ID = re.compile(r"\b[0-9a-f]{24}\b")
+
+
+def transfer_options(f: F) -> F:
+    """--layout, --jobs, --existing, --dry-run, --ignore-expiry, --json."""
+    f = click.option(
+        "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
+    )(f)
+    f = click.option(
+        "--ignore-expiry",
+        is_flag=True,
+        help="Start even if the token may expire before the download can finish.",
+    )(f)
+    f = click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the plan (objects, files, bytes, bytes present, free space, first folders, "
+        "problems) and stop.",
+    )(f)
+    f = click.option(
+        "--existing",
+        type=click.Choice(["skip", "verify", "refresh", "overwrite"]),
+        default="skip",
+        show_default=True,
+        help="Files already there: skip those that verify (lockfile size+mtime, else sha256); "
+        "verify: re-hash every one; refresh: also re-read the server's manifests; "
+        "overwrite: fetch everything again.",
+    )(f)
+    f = click.option(
+        "-J",
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Files downloaded in parallel.",
+    )(f)
+    f = click.option(
+        "--layout",
+        metavar="PRESET|TEMPLATE",
+        help="Folder of each object: id (default), seed ({subject}/{tags}), bids (brainlife's "
+        "downscript layout) or a template of {id} {project} {project_name} {subject} {session} "
+        "{run} {datatype} {datatype_id} {datatype_tags} {tags} {desc} {create_date}.",
+    )(f)
+    return f
+
+
+def read_ids(source: str) -> list[str]:
+    """Ids from a file or stdin ('-'): a JSON array (of ids, or of documents as printed by
+    `bl data query --json`), or text with one or more ids per line."""
+    try:
+        if source == "-":
+            text = sys.stdin.read()
+        else:
+            with open(source, encoding="utf-8") as fh:
+                text = fh.read()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {source}: {exc.strerror}", param_hint="--ids-from"
+        ) from None
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{source} is not valid JSON ({exc})", param_hint="--ids-from"
+            ) from None
+        rows = doc if isinstance(doc, list) else doc.get("datasets", [doc])
+        ids = [str(r.get("_id")) if isinstance(r, dict) else str(r) for r in rows]
+    else:
+        lines = [line.split("#", 1)[0] for line in text.splitlines()]
+        ids = [m for line in lines for m in _ID.findall(line)]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+def _exit_code(result: BulkResult) -> int:
+    from brainlife.cli.main import EXIT_CODES
+
+    codes = {EXIT_CODES.get(c, 1) for c in result.failed_classes.values()}
+    return codes.pop() if len(codes) == 1 else 1
+
+
+def run_bulk(
+    plan_factory: Callable[[], Plan],
+    *,
+    jobs: int,
+    dry_run: bool,
+    ignore_expiry: bool,
+    as_json: bool,
+) -> None:
+    """Plan, print the plan (dry run) or run it with a progress display, then the summary; exit
+    non-zero naming the failed objects."""
+    from brainlife.client._plan import describe
+
+    client = get_client()
+    plan = plan_factory()
+    if dry_run:
+        if as_json:
+            _output.json_line(plan.to_json())
+        else:
+            for line in describe(plan):
+                _output.out(line)
+        return
+    if as_json:
+        _output.json_line(plan.to_json())
+    elif sys.stderr.isatty():
+        for line in describe(plan)[:3]:
+            _output.err(line)
+    ctx = click.get_current_context()
+    try:
+        with _output.bulk_display(as_json) as handler:
+            result = client.download(plan, jobs=jobs, on_event=handler, ignore_expiry=ignore_expiry)
+    except KeyboardInterrupt:
+        _output.err("\nInterrupted: partial files are kept; run the same command again to resume.")
+        ctx.exit(130)
+    if not as_json:
+        for line in _output.summary_lines(result.to_json()):
+            _output.out(line)
+    if result.failed:
+        for oid, error in result.failed.items():
+            _output.err(f"failed: {oid}: {error}")
+        ids = " ".join(result.failed)
+        _output.err(
+            f"Error: {len(result.failed)} of {result.objects} data objects failed: {ids}. "
+            "Run the same command again to fetch only what is missing."
+        )
+        ctx.exit(_exit_code(result))
