@@ -333,7 +333,10 @@ def main() -> None:
     parser.add_argument("--skip-concurrent", action="store_true")
     args = parser.parse_args()
     fx = ensure_fixture()
-    result: dict[str, object] = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result: dict[str, object] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+    }
     if not args.skip_single:
         result["single"] = bench_single(fx, args.runs)
     if not args.skip_concurrent:

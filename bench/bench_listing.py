@@ -24,6 +24,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -302,6 +303,7 @@ def main() -> None:
             "me_median_s": median(me_times),
             "me_p90_s": percentile(me_times, 90),
             "shapes": rows_out,
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         },
     )
 

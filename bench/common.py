@@ -301,11 +301,14 @@ def machine_notes() -> str:
     ).stdout.strip()
     nginx_v = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
     curl_v = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     lines = [
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; commit `{commit}`"
         + (" (with uncommitted changes under src/)" if dirty else ""),
         f"- `nproc`: {os.cpu_count()}; CPU: {platform.processor() or platform.machine()}; "
         f"Python {platform.python_version()}; {nginx_v}; {' '.join(curl_v.split()[:2])}",
+        f"- load average when the report was written: {load} (other engineers' test suites "
+        "share the machine; absolute figures move with it, same-run ratios less)",
         "- `free -h`:",
         "",
         "```",

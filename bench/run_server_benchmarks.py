@@ -30,6 +30,8 @@ from common import (
 
 LISTING_CMD = ".venv/bin/python bench/bench_listing.py"
 DOWNLOAD_CMD = ".venv/bin/python bench/bench_download.py"
+#: Hand-written analysis (where the time goes, what would fix it), appended to the section.
+FINDINGS = BENCH / "server_findings.md"
 
 
 def run(script: str, extra: list[str]) -> bool:
@@ -55,7 +57,8 @@ def listing_section(data: dict[str, Any] | None) -> str:
         "### 1. Listing: `GET /api/warehouse/dataset?find=…&limit=100` over "
         f"{data['n_rows']:,} data objects",
         "",
-        f"Command: `{LISTING_CMD}` (run {data['started']}; {data['warmup']} warm-up + "
+        f"Command: `{LISTING_CMD}` (run {data['started']}, load average "
+        f"{' '.join(data.get('loadavg') or ['?'])} at the end; {data['warmup']} warm-up + "
         f"{data['repeat']} timed requests per shape, one keep-alive connection on loopback, "
         "member token from `POST /api/auth/local/auth`).",
         "",
@@ -105,7 +108,8 @@ def download_sections(data: dict[str, Any] | None) -> str:
         out += [
             "### 2. One 1 GiB data object to curl: ours vs nginx",
             "",
-            f"Command: `{DOWNLOAD_CMD}` (run {data['started']}; `curl -s -o /dev/null -w "
+            f"Command: `{DOWNLOAD_CMD}` (run {data['started']}, load average "
+            f"{' '.join(data.get('loadavg_before') or ['?'])} before; `curl -s -o /dev/null -w "
             "'%{speed_download}'`, "
             f"{single['runs']} runs each after one warm-up each, alternating ours/nginx; the tar "
             f"is {single['bytes']:,} bytes; nginx `sendfile on` serves the very bytes our "
@@ -162,6 +166,8 @@ def render() -> str:
         listing_section(load_json("listing.json")),
         download_sections(load_json("download.json")),
     ]
+    if FINDINGS.exists():
+        parts += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(parts)
 
 
