@@ -99,9 +99,9 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, *, tls: bool = False, extra: list[str] | None = None
+    data_dir: Path, *, tls: bool = False, extra: list[str] | None = None, port: int | None = None
 ) -> LiveServer:
-    port = free_port()
+    port = port or free_port()
     cmd = [
         sys.executable,
         "-m",

@@ -189,12 +189,17 @@ def task_download(
         folder = Path(directory or ".")
         used: set[str] = set()
         results = []
+        names: list[tuple[str, str]] = []
         for t in tasks:
             tid = str(t["_id"])
             name = (_output.task_subject(t) if name_by == "subject" else None) or tid
             if name in used:
                 name = f"{name}.{tid}"
             used.add(name)
+            names.append((tid, name))
+        if extract and names and _engine(names, bulk_path, folder, as_json):
+            return
+        for tid, name in names:
             if not as_json:
                 _output.out(f"{tid} {name}")
             with _output.progress_bar(name) as progress:
@@ -216,6 +221,10 @@ def task_download(
         raise click.UsageError("Which file or folder of the task? bl task download TASK_ID PATH.")
     if output and (directory or extract):
         raise click.UsageError("-o/--output saves one file: it goes without -d and --extract.")
+    if extract:
+        dest = Path(directory or (Path(path.rstrip("/")).name or task_id))
+        if _engine([(task_id, dest.name)], path, dest.parent, as_json):
+            return
     with _output.progress_bar(Path(path).name or task_id) as progress:
         result = client.download_task_path(
             task_id, path, output=output, directory=directory, extract=extract, progress=progress
@@ -224,3 +233,18 @@ def task_download(
         _output.print_json(result.to_json())
     else:
         _output.out(f"Downloaded {path} of task {task_id} to {result.path}")
+
+
+def _engine(pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool) -> bool:
+    """Extract with the bulk engine (file by file, resumable, verified; ``bl-lock.json`` in
+    ``root``) when the server has our task manifest; False to fall back to the .tar.gz stream."""
+    from brainlife.cli._bulk import run_bulk
+
+    client = get_client()
+    plan = client.plan_task_download(pairs, path, root=root)
+    if all(o.error_class in ("NotFound", "ProtocolError") for o in plan.objects) and not any(
+        o.error is None for o in plan.objects
+    ):
+        return False
+    run_bulk(lambda: plan, jobs=8, dry_run=False, ignore_expiry=False, as_json=as_json)
+    return True
