@@ -241,7 +241,12 @@ def data_download(
         "taskid": taskid,
     }
     has_filters = any(v not in (None, "", ()) for v in filters.values())
-    bulk = has_filters or ids_from or lock or len(ids) > 1 or layout or dry_run
+    ctx = click.get_current_context()
+    explicit = any(
+        ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+        for name in ("jobs", "existing", "ignore_expiry")
+    )
+    bulk = has_filters or ids_from or lock or len(ids) > 1 or layout or dry_run or explicit
     if not bulk:
         if not ids:
             raise click.UsageError(

@@ -1,0 +1,1 @@
+from tests.fake_server import fake  # noqa: F401
