@@ -24,7 +24,9 @@ MISSING = "0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
-def server(demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("bulk") / "data"
     shutil.copytree(demo_archive_dir, data_dir)
     srv = start_server(data_dir)
