@@ -43,7 +43,7 @@ from common import (
     tree_rss_kib,
 )
 
-VERSION = "download-v1"
+VERSION = "download-v1"  # bump when the fixture changes
 USERNAME = "bench"
 PASSWORD = "bench-password-123"
 BIG = 1024**3
@@ -71,8 +71,22 @@ def _random_chunks(size: int, digest: hashlib._Hash) -> Iterator[bytes]:
         yield chunk
 
 
+def _cache_key() -> str:
+    """Changes when the schema or the tar layout rules change (nginx's copy would be stale)."""
+    from brainlife.server import archive, tarstream
+
+    digest = hashlib.sha256(VERSION.encode() + tarstream.LAYOUT_VERSION)
+    for path in sorted((archive.MIGRATIONS / "versions").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ensure_fixture() -> Fixture:
-    root = OUT / f"{VERSION}"
+    key = _cache_key()
+    root = OUT / f"download-{key}"
+    for old in OUT.glob("download-*"):
+        if old.is_dir() and old != root:
+            shutil.rmtree(old, ignore_errors=True)
     meta_file = root / "fixture.json"
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())

@@ -262,9 +262,14 @@ def main() -> None:
             me_times, _ = time_http(client, "/api/auth/me", args.warmup, args.repeat)
             say(f"listing: GET /api/auth/me median {median(me_times) * 1000:.1f} ms")
             for shape in all_shapes:
-                times, body = time_http(
-                    client, path_for(shape, args.limit), args.warmup, args.repeat
-                )
+                try:
+                    times, body = time_http(
+                        client, path_for(shape, args.limit), args.warmup, args.repeat
+                    )
+                except RuntimeError as exc:  # e.g. an operator the server refuses: report it
+                    say(f"  {shape.name}: FAILED {exc}")
+                    rows_out.append({"shape": shape.name, "find": shape.find, "error": str(exc)})
+                    continue
                 want = expected_count(world, shape)
                 row = {
                     "shape": shape.name,
@@ -288,8 +293,13 @@ def main() -> None:
         finally:
             client.close()
     if not args.no_in_process:
-        medians = time_in_process(world, token, all_shapes, max(5, args.repeat // 3))
-        for row, m in zip(rows_out, medians, strict=True):
+        ok = [
+            (row, shape)
+            for row, shape in zip(rows_out, all_shapes, strict=True)
+            if "error" not in row
+        ]
+        medians = time_in_process(world, token, [s for _r, s in ok], max(5, args.repeat // 3))
+        for (row, _shape), m in zip(ok, medians, strict=True):
             row["in_process_median_s"] = m
     save_json(
         "listing.json",

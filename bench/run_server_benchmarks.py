@@ -51,7 +51,8 @@ def listing_section(data: dict[str, Any] | None) -> str:
     if not data:
         return "### 1. Listing\n\nNot run (no bench/out/listing.json).\n"
     target = data["target_s"]
-    shapes = data["shapes"]
+    failed = [s for s in data["shapes"] if "error" in s]
+    shapes = [s for s in data["shapes"] if "error" not in s]
     met = sum(1 for s in shapes if s["median_s"] < target)
     lines = [
         "### 1. Listing: `GET /api/warehouse/dataset?find=…&limit=100` over "
@@ -63,7 +64,9 @@ def listing_section(data: dict[str, Any] | None) -> str:
         "member token from `POST /api/auth/local/auth`).",
         "",
         f"Target: median under {target * 1000:.0f} ms per 100-row page with `count` and `size`. "
-        f"{verdict(met == len(shapes))}: {met} of {len(shapes)} shapes under the target.",
+        f"{verdict(met == len(shapes) and not failed)}: {met} of {len(shapes) + len(failed)} "
+        "shapes under the target."
+        + "".join(f" FAILED: {s['shape']}: {s['error'][:200]}" for s in failed),
         "",
         "Baseline in the same run: a minimal authenticated route, `GET /api/auth/me`, median "
         f"{fmt_ms(data['me_median_s'])} ms (p90 {fmt_ms(data['me_p90_s'])} ms): the fixed "
