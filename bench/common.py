@@ -295,7 +295,7 @@ def machine_notes() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+        ["git", "status", "--porcelain", "--untracked-files=all", "src"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -305,7 +305,15 @@ def machine_notes() -> str:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     lines = [
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; commit `{commit}`"
-        + (" (with uncommitted changes under src/)" if dirty else ""),
+        + (
+            " with uncommitted changes (the shared working tree) in "
+            + ", ".join(
+                f"`{line.split()[-1].removeprefix('src/brainlife/')}`"
+                for line in dirty.splitlines()
+            )
+            if dirty
+            else ""
+        ),
         f"- `nproc`: {os.cpu_count()}; CPU: {platform.processor() or platform.machine()}; "
         f"Python {platform.python_version()}; {nginx_v}; {' '.join(curl_v.split()[:2])}",
         f"- load average when the report was written: {load} (other engineers' test suites "
