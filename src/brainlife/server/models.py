@@ -226,6 +226,42 @@ class DatasetPublication(Base):
     __table_args__ = (Index("ix_dataset_publications_release", "release_id", "dataset_id"),)
 
 
+class DatasetCount(Base):
+    """How many data objects (and how many bytes) each (project, datatype, removed) holds, and
+    how many of them are published (have at least one `dataset_publications` row).
+
+    Maintained by database triggers (migration 0002: SQLite DDL; PostgreSQL would need its own
+    trigger functions), never by application code. `count`/`size` of a listing whose `find`
+    only pins project, datatype and removed are sums over these rows
+    (`brainlife.server.services.dataset_totals`). `size` sums `coalesce(datasets.size, 0)`.
+    """
+
+    __tablename__ = "dataset_counts"
+
+    project_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    datatype_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: the objects of `count` that are published (readable through a release)
+    pub_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    pub_size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DatasetReleaseCount(Base):
+    """Per release: how many of its data objects (and bytes) each (project, datatype,
+    removed) holds. Trigger-maintained like `DatasetCount`."""
+
+    __tablename__ = "dataset_release_counts"
+
+    release_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    datatype_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DatasetFile(Base):
     """One file of a stored data object: the manifest. Bytes live in the content store."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session, raiseload
+from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
 from brainlife.server.access import readable_datasets
@@ -20,7 +20,8 @@ from brainlife.server.models import (
     Project,
 )
 from brainlife.server.principal import Principal
-from brainlife.server.query import ListParams
+from brainlife.server.query import ListParams, compile_find
+from brainlife.server.services import dataset_totals
 from brainlife.server.services.listing import Listing, run_listing
 from brainlife.server.specs import DATASETS
 from brainlife.wire import Document, is_object_id
@@ -52,15 +53,58 @@ def list_datasets(
             extra["$nin"] = avoid
         find = {"$and": [find, {"datatype_tags": extra}]}
         params = ListParams(find, params.sort, params.select, params.skip, params.limit)
+    access = readable_datasets(principal)
+    terms = dataset_totals.conjunction(find)
+    correlate: frozenset[str] = frozenset()
+    page_stmt = None
+    if terms is not None:
+        keys = {key for key, value in terms if dataset_totals.is_pin(value)}
+        if keys & _NARROWING:
+            # the page walks an index of the narrowing columns in `_id` order and probes
+            # each row's tags by primary key, instead of first collecting every object
+            # having (or lacking) the tag
+            correlate = _ARRAYS
+        pinned = dataset_totals.release_pin(terms)
+        if pinned and pinned[0] and not params.sort and not keys & _SELECTIVE:
+            page_stmt = _release_page(pinned[0], pinned[1], access, correlate)
     return run_listing(
         session,
         Dataset,
         DATASETS,
-        readable_datasets(principal),
+        access,
         params,
         size_column=Dataset.size,
         options=NO_ARRAYS,
+        correlate=correlate,
+        page_stmt=page_stmt,
+        totals=lambda: dataset_totals.fast_totals(session, principal, find),
     )
+
+
+#: top-level keys whose index narrows a listing enough to test tags row by row
+_NARROWING = {"project", "datatype", "meta.subject"}
+_ARRAYS = frozenset({"tags", "datatype_tags"})
+#: pinned keys more selective than a release: their own index serves the page better
+_SELECTIVE = {"_id", "meta.subject"}
+
+
+def _release_page(
+    release_id: str,
+    rest: list[tuple[str, Any]],
+    access: ColumnElement[bool],
+    correlate: frozenset[str],
+) -> Select[Any]:
+    """The page of a find that pins one release: read in `_id` order from the release's index
+    (`dataset_publications (release_id, dataset_id)`), joined to each object by primary key,
+    so that the first 100 matches come without collecting the whole release."""
+    find = {"$and": [{key: value} for key, value in rest]} if rest else {}
+    where = and_(access, compile_find(DATASETS, find, correlate=correlate))
+    # an alias, so that the access rule's own EXISTS on dataset_publications stays correlated
+    # with the object only
+    pub = aliased(DatasetPublication)
+    link = and_(pub.dataset_id == Dataset.id, pub.release_id == release_id)
+    # ORDER BY the publication's dataset_id (equal to the object's id): the index order
+    return select(Dataset).join(pub, link).where(where).order_by(pub.dataset_id)
 
 
 #: Load options for listings: the arrays are fetched in bulk by `dataset_documents`.

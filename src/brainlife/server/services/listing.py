@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.query import Collection, ListParams, compile_find, order_by, page
@@ -32,15 +33,26 @@ def run_listing(
     count: bool = True,
     size_column: Any = None,
     options: tuple[Any, ...] = (),
+    correlate: frozenset[str] = frozenset(),
+    page_stmt: Select[Any] | None = None,
+    totals: Callable[[], tuple[int, int] | None] | None = None,
 ) -> Listing[Any]:
     """Rows of `model` the caller may see (`access`) that match `params.find`, sorted and paged.
 
     `count` (and `size`, the sum of `size_column`) are computed over all matching rows, in the
     database. When the page itself shows that it holds every match (the first page, not full),
     the totals come from the page and the second query is skipped.
+
+    Shortcuts a caller may give (each must select exactly what the general query selects):
+    `correlate` (array keys tested with correlated EXISTS, see `compile_find`); `page_stmt`,
+    the sorted statement of the page (unpaged) to run instead of the general one; `totals`,
+    which returns (count, size) or None to fall back to counting in SQL.
     """
-    where = and_(access, compile_find(spec, params.find))
-    stmt = select(model).where(where).order_by(*order_by(spec, params.sort, model.id))
+    where = and_(access, compile_find(spec, params.find, correlate=correlate))
+    if page_stmt is not None:
+        stmt = page_stmt
+    else:
+        stmt = select(model).where(where).order_by(*order_by(spec, params.sort, model.id))
     if options:
         stmt = stmt.options(*options)
     rows = list(session.scalars(page(stmt, params)))
@@ -53,11 +65,18 @@ def run_listing(
         if size_column is not None:
             listing.size = sum(getattr(r, size_column.key) or 0 for r in rows)
         return listing
+    if totals is not None:
+        fast = totals()
+        if fast is not None:
+            listing.count = fast[0]
+            if size_column is not None:
+                listing.size = fast[1]
+            return listing
     columns: list[Any] = [func.count()]
     if size_column is not None:
         columns.append(func.coalesce(func.sum(size_column), 0))
-    totals = session.execute(select(*columns).select_from(model).where(where)).one()
-    listing.count = int(totals[0])
+    sums = session.execute(select(*columns).select_from(model).where(where)).one()
+    listing.count = int(sums[0])
     if size_column is not None:
-        listing.size = int(totals[1])
+        listing.size = int(sums[1])
     return listing

@@ -1,0 +1,169 @@
+"""Fast paths for data-object listings, exact by construction.
+
+- `conjunction`: the top-level AND of a `find` as (key, value) terms, when it is one;
+- `fast_totals`: `count`/`size` of a listing from the trigger-kept aggregates
+  (`DatasetCount`, `DatasetReleaseCount`, migration 0002) when the find only pins `removed`,
+  `project`, `datatype` (equality or `$in`) and at most one release (`publications`);
+- `release_pin`: the release a find pins at its top level, so that the page can be read in
+  `_id` order straight from that release's index.
+
+Every function returns None when its shortcut does not apply; callers then use the general
+SQL (brainlife.server.query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from brainlife.server.access import readable_projects
+from brainlife.server.errors import BadRequest
+from brainlife.server.models import DatasetCount, DatasetReleaseCount, Project
+from brainlife.server.principal import Principal
+from brainlife.server.query import NOMATCH, Kind, cast
+
+Term = tuple[str, Any]
+
+#: fields answered by the aggregates, and the kind their values are cast to
+_KINDS = {"project": Kind.OID, "datatype": Kind.OID, "removed": Kind.BOOL}
+
+
+def conjunction(find: Any) -> list[Term] | None:
+    """The (key, value) terms whose AND is `find`: top-level fields and, recursively, the
+    members of `$and`. None if anything else ($or, $nor, unknown operators) is at the top."""
+    if not isinstance(find, dict):
+        return None
+    terms: list[Term] = []
+    for key, value in find.items():
+        if key == "$and":
+            if not isinstance(value, list) or not value:
+                return None
+            for sub in value:
+                inner = conjunction(sub)
+                if inner is None:
+                    return None
+                terms += inner
+        elif key == "$comment":
+            continue
+        elif key.startswith("$"):
+            return None
+        else:
+            terms.append((key, value))
+    return terms
+
+
+def _values(kind: Kind, value: Any) -> set[Any] | None:
+    """The set of values a term allows (equality, `$eq`, `$in`), cast as the compiler casts
+    them; None when the term is anything else."""
+    if isinstance(value, dict):
+        if not value or not all(k in ("$eq", "$in") for k in value):
+            return None
+        allowed: set[Any] | None = None
+        for op, arg in value.items():
+            if op == "$eq":
+                got = _values(kind, arg) if not isinstance(arg, dict) else None
+            else:
+                if not isinstance(arg, list):
+                    return None
+                got = set()
+                for item in arg:
+                    one = _values(kind, item) if not isinstance(item, dict) else None
+                    if one is None:
+                        return None
+                    got |= one
+            if got is None:
+                return None
+            allowed = got if allowed is None else allowed & got
+        return allowed
+    if value is None or isinstance(value, list):
+        return None
+    if kind is Kind.OID and not isinstance(value, str):
+        return None
+    try:
+        casted = cast(kind, value, "")
+    except BadRequest:
+        return None
+    return set() if casted is NOMATCH else {casted}
+
+
+def is_pin(value: Any) -> bool:
+    """Whether a term's value is an equality or `$eq`/`$in` (not a negation or a range)."""
+    if isinstance(value, dict):
+        return bool(value) and set(value) <= {"$eq", "$in"}
+    return value is not None and not isinstance(value, list)
+
+
+def release_pin(terms: Iterable[Term]) -> tuple[str | None, list[Term]] | None:
+    """(the one release id pinned by `publications`, the other terms), or None unless exactly
+    one term tests `publications` and it is an equality with one value. The id is None when
+    the value can match nothing (not an ObjectId)."""
+    pins = [(k, v) for k, v in terms if k == "publications"]
+    if len(pins) != 1:
+        return None
+    value = pins[0][1]
+    if isinstance(value, dict) and len(value) == 1:
+        op, arg = next(iter(value.items()))
+        if op == "$eq":
+            value = arg
+        elif op in ("$in", "$all") and isinstance(arg, list) and len(arg) == 1:
+            value = arg[0]
+        else:
+            return None
+    if not isinstance(value, str):
+        return None
+    casted = cast(Kind.OID, value, "publications")
+    rest = [(k, v) for k, v in terms if k != "publications"]
+    return (None if casted is NOMATCH else casted), rest
+
+
+def fast_totals(session: Session, principal: Principal | None, find: Any) -> tuple[int, int] | None:
+    """(count, size) of the readable data objects matching `find`, from the aggregates;
+    None when `find` has other tests (or the database keeps no aggregates)."""
+    if principal is None or session.get_bind().dialect.name != "sqlite":
+        return None
+    terms = conjunction(find)
+    if terms is None:
+        return None
+    release: str | None = None
+    pinned = release_pin(terms)
+    if pinned is not None:
+        if pinned[0] is None:
+            return 0, 0
+        release, terms = pinned
+    allowed: dict[str, set[Any]] = {}
+    for key, value in terms:
+        kind = _KINDS.get(key)
+        if kind is None:
+            return None
+        values = _values(kind, value)
+        if values is None:
+            return None
+        allowed[key] = values if key not in allowed else allowed[key] & values
+    if any(not values for values in allowed.values()):
+        return 0, 0
+
+    table: Any = DatasetReleaseCount if release is not None else DatasetCount
+    where: list[ColumnElement[bool]] = []
+    if release is not None:
+        where.append(DatasetReleaseCount.release_id == release)
+    for key, column in (
+        ("project", table.project_id),
+        ("datatype", table.datatype_id),
+        ("removed", table.removed),
+    ):
+        if key in allowed:
+            where.append(column.in_(sorted(allowed[key])))
+    if release is not None or principal.is_admin("warehouse"):
+        # a released object is published, hence readable by any token holder
+        count: Any = table.count
+        size: Any = table.size
+    else:
+        readable = table.project_id.in_(select(Project.id).where(readable_projects(principal)))
+        count = case((readable, table.count), else_=table.pub_count)
+        size = case((readable, table.size), else_=table.pub_size)
+    stmt = select(func.coalesce(func.sum(count), 0), func.coalesce(func.sum(size), 0)).where(*where)
+    total_count, total_size = session.execute(stmt).one()
+    return int(total_count), int(total_size)
