@@ -72,9 +72,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo world, built once per session (copy it before writing to it)."""
-    from brainlife.server.demo import build_demo
-
     from brainlife.server.archive import open_archive
+    from brainlife.server.demo import build_demo
     from brainlife.server.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("demo") / "data"
