@@ -246,3 +246,34 @@ def test_http_if_range(archive, http, stored):
     stale = http.get(url, headers={**h, "If-Range": '"something-else"'})
     assert stale.status_code == 200
     assert "content-range" not in stale.headers
+
+
+# --- non-blocking reads (page cache on the event loop, disk reads in threads) ----------------
+
+
+@pytest.mark.parametrize("nowait_supported", [True, False])
+def test_nonblocking_chunks_carry_the_same_bytes(archive, monkeypatch, nowait_supported):
+    from brainlife.server import tarstream
+
+    if not nowait_supported:
+        monkeypatch.setattr(tarstream, "_nowait_supported", False)
+    files = {"a": os.urandom(3_000_000), "b": b"small", "c": os.urandom(1_500_000)}
+    layout = _layout(archive, files)
+    whole = _tar_bytes(archive, layout)
+    for start, end in [(0, layout.size), (700, 2_500_000), (layout.size - 10, layout.size)]:
+        items = list(layout.iter_chunks(archive.store, start, end, 1024 * 1024, nonblocking=True))
+        data = [bytes(c) for c in items if c is not None]
+        assert b"".join(data) == whole[start:end]
+        if not nowait_supported and start == 0:
+            assert items.count(None) >= 5  # every blob read is handed to a thread
+
+
+def test_read_range_without_a_file_descriptor():
+    from brainlife.server.tarstream import read_range
+
+    data = os.urandom(10_000)
+    got = list(read_range(io.BytesIO(data), 100, 9_000, chunk_size=4096, nonblocking=True))
+    assert b"".join(bytes(c) for c in got if c is not None) == data[100:9_000]
+    assert got[0] is None  # no fd: the caller must read in a thread
+    with pytest.raises(OSError, match="shorter"):
+        list(read_range(io.BytesIO(data), 0, 20_000, chunk_size=4096))

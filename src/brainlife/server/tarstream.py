@@ -19,15 +19,20 @@ from the manifest, uid/gid 0 and empty user/group names.
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
+import io
+import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, TypeAlias
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 DEFAULT_CHUNK = 1024 * 1024
+#: What the streams yield: bytes, or a view of a freshly filled buffer (never reused).
+Chunk: TypeAlias = bytes | memoryview
 #: Bumped whenever the layout rules change, so that ETags of old layouts stop matching.
 LAYOUT_VERSION = b"brainlife-tar-1"
 
@@ -132,13 +137,28 @@ class TarLayout:
         start: int = 0,
         end: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[Chunk]:
         """Yield bytes `[start, end)` of the tar in pieces of about `chunk_size` bytes.
 
         Small pieces (headers, padding, small files) are gathered into one chunk; large blobs
         are read `chunk_size` at a time without extra copies. Raises `OSError` if a blob is
         shorter than the manifest says (the response is then cut short, never padded).
         """
+        for chunk in self.iter_chunks(store, start, end, chunk_size):
+            assert chunk is not None  # only with nonblocking=True
+            yield chunk
+
+    def iter_chunks(
+        self,
+        store: BlobSource,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        *,
+        nonblocking: bool = False,
+    ) -> Iterator[Chunk | None]:
+        """`iter_bytes`, and with `nonblocking`, `None` whenever the next read would wait for
+        the disk (see `read_range`)."""
         end = self.size if end is None else min(end, self.size)
         if start < 0 or start > end:
             raise ValueError(f"bad range [{start}, {end}) of a {self.size}-byte tar")
@@ -153,14 +173,27 @@ class TarLayout:
             lo = pos - segment.offset
             hi = min(segment.length, end - segment.offset)
             if segment.kind == "blob":
-                for piece in _read_blob(store, segment.sha256, lo, hi, chunk_size, len(buf)):
-                    if not buf and len(piece) >= chunk_size:
-                        yield piece
-                        continue
-                    buf += piece
-                    if len(buf) >= chunk_size:
-                        yield bytes(buf)
-                        buf.clear()
+                top_up = chunk_size - len(buf) if 0 < len(buf) < chunk_size else chunk_size
+                with store.open(segment.sha256) as fh:
+                    pieces = read_range(
+                        fh,
+                        lo,
+                        hi,
+                        chunk_size=chunk_size,
+                        first=top_up,
+                        nonblocking=nonblocking,
+                        name=segment.sha256,
+                    )
+                    for piece in pieces:
+                        if piece is None:
+                            yield None
+                        elif not buf and len(piece) >= chunk_size:
+                            yield piece
+                        else:
+                            buf += piece
+                            if len(buf) >= chunk_size:
+                                yield bytes(buf)
+                                buf.clear()
             else:
                 if segment.kind == "header":
                     buf += segment.data[lo:hi]
@@ -174,20 +207,69 @@ class TarLayout:
             yield bytes(buf)
 
 
-def _read_blob(
-    store: BlobSource, sha256: str, lo: int, hi: int, chunk_size: int, pending: int
-) -> Iterator[bytes]:
-    """Bytes `[lo, hi)` of a blob; the first read tops up the `pending` bytes already buffered
-    so that chunks stay aligned to `chunk_size`."""
-    with store.open(sha256) as fh:
-        if lo:
-            fh.seek(lo)
-        remaining = hi - lo
-        want = chunk_size - pending if 0 < pending < chunk_size else chunk_size
-        while remaining > 0:
-            data = fh.read(min(want, remaining))
+_nowait_supported = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
+
+
+def _read_nowait(fd: int, size: int, offset: int) -> memoryview | None:
+    """Read from the page cache only (Linux `preadv2(RWF_NOWAIT)`); None if that would wait."""
+    global _nowait_supported
+    if not _nowait_supported:
+        return None
+    buf = bytearray(size)
+    try:
+        got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            _nowait_supported = False  # e.g. a file system without RWF_NOWAIT: use threads
+            return None
+        raise
+    return memoryview(buf)[:got]
+
+
+def read_range(
+    fh: BinaryIO,
+    lo: int,
+    hi: int,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    first: int | None = None,
+    nonblocking: bool = False,
+    name: str = "",
+) -> Iterator[Chunk | None]:
+    """Bytes `[lo, hi)` of an open file, `chunk_size` at a time (`first` bytes the first time).
+
+    With `nonblocking`, data already in the page cache is read at once, and `None` is yielded
+    when a read would wait for the disk: the caller should then call `next()` again from a
+    worker thread, where that read happens. This lets an event loop serve cached data without
+    a thread hop per chunk while never blocking on a slow disk. Raises `OSError` if the file
+    ends early.
+    """
+    try:
+        fd: int | None = fh.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        fd = None
+    if fd is None and lo:
+        fh.seek(lo)
+    offset = lo
+    want = first or chunk_size
+    while offset < hi:
+        size = min(want, hi - offset)
+        data: Chunk | None = None
+        if fd is None:
+            if nonblocking:
+                yield None
+            data = fh.read(size)
+        else:
+            if nonblocking:
+                data = _read_nowait(fd, size, offset)
+                if data is None:
+                    yield None
             if not data:
-                raise OSError(f"blob {sha256} is shorter than the manifest says")
-            remaining -= len(data)
-            want = chunk_size
-            yield data
+                data = os.pread(fd, size, offset)
+        if not data:
+            raise OSError(f"{name or 'file'} is shorter than its manifest says")
+        offset += len(data)
+        want = chunk_size
+        yield data

@@ -6,16 +6,18 @@ so a long download holds no connection. Bodies stream in `settings.chunk_size` p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from brainlife.server.deps import ArchiveDep, DownloadUser, get_session
 from brainlife.server.services import downloads
+from brainlife.server.tarstream import Chunk
 from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, Manifest
 
 router = APIRouter()
@@ -23,7 +25,10 @@ router = APIRouter()
 #: A session closed as soon as the route function returns (before the body streams).
 ShortSession = Annotated[Session, Depends(get_session, scope="function")]
 
-BodyFactory = Callable[[int, int, bool], Iterator[bytes]]
+#: `body(start, end, nonblocking)`: the bytes `[start, end)`, `None` when a read would block.
+BodyFactory = Callable[[int, int, bool], Iterator[Chunk | None]]
+
+_END = object()
 
 
 def content_disposition(filename: str) -> str:
@@ -36,6 +41,38 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+async def paced(
+    chunks: Iterator[Chunk | None], on_complete: Callable[[], None] | None = None
+) -> AsyncIterator[Chunk]:
+    """Drive a chunk iterator for `StreamingResponse`, keeping memory flat under many clients.
+
+    - Reads that the page cache can serve run on the event loop (no thread hop per chunk;
+      with worker threads, each thread's malloc arena keeps its own 1 MiB chunks and RSS grew
+      by ~50 % with 50 clients). When a read would wait for the disk the iterator yields
+      `None` and the read runs in a worker thread, so a slow disk never stalls the loop.
+    - After each chunk an empty chunk is sent: the server then waits until its write buffer
+      has drained before the next chunk is read, so a slow client pins one chunk, not two.
+    - `on_complete` runs (in a thread) once the last byte has been handed to the server.
+    The iterator is closed (its file closed) however the response ends.
+    """
+    try:
+        while True:
+            chunk = next(chunks, _END)
+            while chunk is None:
+                chunk = await anyio.to_thread.run_sync(next, chunks, _END)
+            if chunk is _END:
+                break
+            assert isinstance(chunk, bytes | memoryview)
+            yield chunk
+            yield b""
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if on_complete is not None:
+        await anyio.to_thread.run_sync(on_complete)
+
+
 def ranged_response(
     request: Request,
     *,
@@ -44,9 +81,10 @@ def ranged_response(
     media_type: str,
     filename: str,
     body: BodyFactory,
+    on_complete: Callable[[], None] | None = None,
 ) -> Response:
     """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`; HEAD gets the
-    headers only. `body(start, end, full)` yields the bytes."""
+    headers only. `on_complete` runs after a complete full-length (200) body."""
     span = downloads.parse_range(
         request.headers.get("range"),
         size,
@@ -69,7 +107,10 @@ def ranged_response(
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(
-        body(start, end, span is None), status_code=status, headers=headers, media_type=media_type
+        paced(body(start, end, True), on_complete if span is None else None),
+        status_code=status,
+        headers=headers,
+        media_type=media_type,
     )
 
 
@@ -84,20 +125,16 @@ def download_dataset(
     """Download a data object as an uncompressed tar of its files (Range supported)."""
     dl = downloads.open_dataset_download(session, user, dataset_id)
     chunk = archive.settings.chunk_size
-
-    def body(start: int, end: int, full: bool) -> Iterator[bytes]:
-        done = (lambda: downloads.count_download(archive, dl.dataset_id)) if full else None
-        return downloads.stream_tar(
-            dl, archive.store, start, end, chunk_size=chunk, on_complete=done
-        )
-
     return ranged_response(
         request,
         size=dl.size,
         etag=dl.etag,
         media_type="application/x-tar",
         filename=dl.filename,
-        body=body,
+        body=lambda start, end, nonblocking: downloads.stream_tar(
+            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nonblocking
+        ),
+        on_complete=lambda: downloads.count_download(archive, dl.dataset_id),
     )
 
 
@@ -129,7 +166,7 @@ def download_dataset_file(
         etag=f.etag,
         media_type=f.media_type,
         filename=f.filename,
-        body=lambda start, end, _full: downloads.stream_blob(
-            archive.store, f.sha256, start, end, chunk_size=chunk
+        body=lambda start, end, nonblocking: downloads.stream_blob(
+            archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nonblocking
         ),
     )

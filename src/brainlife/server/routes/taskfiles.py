@@ -52,7 +52,9 @@ def download_task_path(
         etag=target.etag,
         media_type=target.media_type,
         filename=target.filename,
-        body=lambda start, end, _full: taskfiles.stream_file(target, start, end, chunk_size=chunk),
+        body=lambda start, end, nonblocking: taskfiles.stream_file(
+            target, start, end, chunk_size=chunk, nonblocking=nonblocking
+        ),
     )
 
 

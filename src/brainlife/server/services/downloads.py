@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -29,7 +29,7 @@ from brainlife.server.errors import Conflict, Forbidden, NotFound, RangeNotSatis
 from brainlife.server.models import Dataset, DatasetFile
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import dataset_members
-from brainlife.server.tarstream import BlobSource, TarLayout, epoch_seconds
+from brainlife.server.tarstream import BlobSource, Chunk, TarLayout, epoch_seconds, read_range
 from brainlife.wire import Manifest, ManifestFile
 
 log = logging.getLogger("brainlife.server.downloads")
@@ -147,12 +147,10 @@ def stream_tar(
     end: int,
     *,
     chunk_size: int,
-    on_complete: Callable[[], None] | None = None,
-) -> Iterator[bytes]:
-    """Bytes `[start, end)` of the tar; `on_complete` runs once the last byte was handed out."""
-    yield from download.layout.iter_bytes(store, start, end, chunk_size)
-    if on_complete is not None:
-        on_complete()
+    nonblocking: bool = False,
+) -> Iterator[Chunk | None]:
+    """Bytes `[start, end)` of the tar (`None` items: see `tarstream.read_range`)."""
+    return download.layout.iter_chunks(store, start, end, chunk_size, nonblocking=nonblocking)
 
 
 def count_download(archive: Archive, dataset_id: str) -> None:
@@ -233,16 +231,17 @@ def open_dataset_file(
 
 
 def stream_blob(
-    store: BlobSource, sha256: str, start: int, end: int, *, chunk_size: int
-) -> Iterator[bytes]:
-    """Bytes `[start, end)` of a blob, `chunk_size` at a time."""
+    store: BlobSource,
+    sha256: str,
+    start: int,
+    end: int,
+    *,
+    chunk_size: int,
+    nonblocking: bool = False,
+) -> Iterator[Chunk | None]:
+    """Bytes `[start, end)` of a blob, `chunk_size` at a time (`None` items: see
+    `tarstream.read_range`)."""
     with store.open(sha256) as fh:
-        if start:
-            fh.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            data = fh.read(min(chunk_size, remaining))
-            if not data:
-                raise OSError(f"blob {sha256} is shorter than its manifest says")
-            remaining -= len(data)
-            yield data
+        yield from read_range(
+            fh, start, end, chunk_size=chunk_size, nonblocking=nonblocking, name=f"blob {sha256}"
+        )

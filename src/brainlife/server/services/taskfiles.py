@@ -34,7 +34,13 @@ from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Task
 from brainlife.server.principal import Principal
 from brainlife.server.services.downloads import guess_media_type
-from brainlife.server.tarstream import END_OF_ARCHIVE, member_header, padding
+from brainlife.server.tarstream import (
+    END_OF_ARCHIVE,
+    Chunk,
+    member_header,
+    padding,
+    read_range,
+)
 from brainlife.wire import is_object_id
 
 log = logging.getLogger("brainlife.server.taskfiles")
@@ -232,18 +238,15 @@ def _file_bytes(real: str, size: int, chunk_size: int) -> Iterator[bytes]:
             yield bytes(n)
 
 
-def stream_file(target: TaskTarget, start: int, end: int, *, chunk_size: int) -> Iterator[bytes]:
-    """Bytes `[start, end)` of a task file (cut short, never padded, if the file shrank)."""
+def stream_file(
+    target: TaskTarget, start: int, end: int, *, chunk_size: int, nonblocking: bool = False
+) -> Iterator[Chunk | None]:
+    """Bytes `[start, end)` of a task file (cut short, never padded, if the file shrank;
+    `None` items: see `tarstream.read_range`)."""
     with open(target.real, "rb") as fh:
-        if start:
-            fh.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            data = fh.read(min(chunk_size, remaining))
-            if not data:
-                raise OSError(f"{target.real} shrank while being sent")
-            remaining -= len(data)
-            yield data
+        yield from read_range(
+            fh, start, end, chunk_size=chunk_size, nonblocking=nonblocking, name=target.rel
+        )
 
 
 def task_manifest(target: TaskTarget) -> dict[str, Any]:
