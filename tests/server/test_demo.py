@@ -347,11 +347,12 @@ def test_document_queries_over_http(built: Archive) -> None:
 
 def test_an_interrupted_demo_build_is_reported_not_served(archive, monkeypatch):
     from brainlife.server import demo
+    from brainlife.server.demo import build
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "_publication", boom)
+    monkeypatch.setattr(build, "add_publication", boom)
     with archive.session() as session, pytest.raises(KeyboardInterrupt):
         demo.build_demo(session, archive)
     monkeypatch.undo()

@@ -1,0 +1,148 @@
+"""`build_demo`: fill an empty archive with the demo world (accounts, datatypes, projects,
+data objects, the publication and the tasks), in a fixed order so that the seeded random
+numbers, and so every id and every byte, are the same on every run."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from brainlife.server.archive import Archive
+from brainlife.server.demo.objects import add_publication, o3d_objects, other_objects, store_objects
+from brainlife.server.demo.tasks import add_tasks
+from brainlife.server.demo.world import (
+    DATATYPES,
+    O3D_PROJECT,
+    PROJECTS,
+    SEED,
+    SUB,
+    USERS,
+    oid_time,
+    utc,
+)
+from brainlife.server.models import Datatype, Group, GroupMember, Project, ProjectRole, User
+
+DEMO_MARKER = "demo-complete"
+
+
+class DemoIncomplete(RuntimeError):
+    """The data directory holds a demo whose build did not finish."""
+
+
+def build_demo(session: Session, archive: Archive) -> bool:
+    """Fill an empty archive (no projects) with the demo world and commit. Return False and
+    change nothing when the archive already holds projects.
+
+    A marker file written after the final commit tells a complete demo from one whose build was
+    interrupted (objects are committed as they are stored): the latter raises DemoIncomplete
+    rather than serving half a world."""
+    marker = archive.settings.data_dir / DEMO_MARKER
+    if session.scalar(select(func.count()).select_from(Project)):
+        if marker.exists() or session.get(Project, O3D_PROJECT) is None:
+            return False
+        raise DemoIncomplete(
+            f"A previous demo build in {archive.settings.data_dir} was interrupted. Remove that "
+            "folder (it holds only the unfinished demo) and run `bl serve --demo` again."
+        )
+    rng = random.Random(SEED)
+    _accounts(session)
+    for dtid, name, desc, files, tags, validator in DATATYPES:
+        extra: dict[str, Any] = {
+            "files": files,
+            "datatype_tags": tags,
+            "admins": ["1"],
+            "validator": validator,
+            "validator_branch": None,
+            "uis": [],
+            "samples": [],
+            "groupAnalysis": False,
+            "readme": "",
+        }
+        session.add(
+            Datatype(id=dtid, name=name, desc=desc, create_date=oid_time(dtid), extra=extra)
+        )
+    _projects(session)
+    session.flush()
+    objects = o3d_objects(rng) + other_objects(rng)
+    if len({o.id for o in objects}) != len(objects):
+        raise AssertionError("demo object ids collide")
+    store_objects(session, archive, objects)
+    add_publication(session)
+    add_tasks(
+        session,
+        archive,
+        rng,
+        {
+            o.subject: o.id
+            for o in objects
+            if o.project == O3D_PROJECT and o.datatype == "neuro/anat/t1w"
+        },
+    )
+    session.commit()
+    marker.write_text("the demo world was built completely\n")
+    return True
+
+
+def _accounts(session: Session) -> None:
+    from brainlife.server.services.auth import create_user
+
+    for username, sub, fullname in USERS:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            free = session.get(User, sub) is None
+            user = create_user(
+                session,
+                username=username,
+                password=username,
+                email=f"{username}@demo.invalid",
+                fullname=fullname,
+                scopes={},
+                sub=sub if free else None,
+            )
+            user.create_date = utc(2017, 3, 1) + timedelta(days=sub)
+        SUB[username] = str(user.sub)
+    session.flush()
+
+
+def _projects(session: Session) -> None:
+    for pid, gid, name, desc, access, listed, admins, members, guests in PROJECTS:
+        when = oid_time(pid)
+        if session.get(Group, gid) is None:
+            session.add(Group(id=gid, name=name, desc=desc))
+        session.flush()
+        for role, users in (("admin", admins), ("member", members)):
+            for username in users:
+                session.add(GroupMember(group_id=gid, sub=int(SUB[username]), role=role))
+        roles = [
+            ProjectRole(role=role, sub=SUB[username], pos=pos)
+            for role, users in (("admins", admins), ("members", members), ("guests", guests))
+            for pos, username in enumerate(users)
+        ]
+        extra = {
+            "avatar": "",
+            "agreements": [],
+            "readme": "",
+            "limitResource": False,
+            "noPublicResource": False,
+            "publishParticipantsInfo": False,
+            "relatedPapers": [],
+        }
+        session.add(
+            Project(
+                id=pid,
+                group_id=gid,
+                user_id=SUB[admins[0]],
+                name=name,
+                desc=desc,
+                access=access,
+                listed=listed,
+                create_date=when,
+                update_date=when,
+                extra=extra,
+                roles=roles,
+            )
+        )
