@@ -1,6 +1,7 @@
-"""The trigger-kept count aggregates (migration 0002) and the listing fast paths that read
-them must be exact: every fast `count`/`size` equals the plain SQL count with the access rule,
-for many filters and callers, before and after every kind of change."""
+"""The trigger-kept count aggregates (migration 0002), the tag search index (migration 0003)
+and the listing fast paths that read them must be exact: every fast `count`/`size` equals the
+plain SQL count with the access rule, for many filters and callers, before and after every
+kind of change."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from brainlife.server.access import readable_datasets
 from brainlife.server.models import (
     Dataset,
     DatasetCount,
+    DatasetDatatypeTag,
     DatasetPublication,
     DatasetReleaseCount,
+    DatasetTag,
 )
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams, compile_find
@@ -57,6 +60,7 @@ class World:
                 removed=rng.random() < 0.2,
                 size=rng.choice((None, 0, 5, 1000, 123_456_789_012)),
                 tags=rng.sample(["a", "b", "c"], rng.randrange(3)),
+                datatype_tags=rng.sample(["x", "y"], rng.randrange(3)),
                 publications=rels,
             )
             self.ids.append(row.id)
@@ -95,7 +99,24 @@ class World:
             {"publications": "nope"},
             {"publications": r[-1]},  # a release nobody is in
             {"$and": [{"publications": r[0]}, {"publications": r[1]}]},  # general path
-            {"tags": "a", "project": p[0]},  # general path (tags)
+            {"tags": "a", "project": p[0]},  # tag index
+            {"tags": {"$all": ["a", "b"]}, "project": {"$in": [p[0], p[1]]}, "removed": False},
+            {
+                "removed": False,
+                "$and": [
+                    {"tags": {"$all": ["b"]}},
+                    {"tags": {"$nin": ["c"]}},
+                    {"project": p[1]},
+                    {"datatype": t[0]},
+                ],
+            },
+            {"datatype_tags": {"$all": ["x"], "$nin": ["y"]}, "datatype": t[2]},
+            {"datatype_tags": {"$in": ["y"]}, "project": p[3], "removed": True},
+            {"datatype_tags": {"$eq": "y"}, "project": p[2], "meta.subject": "1"},
+            {"tags": "a", "project": "junk"},
+            {"tags": "zz", "project": p[0]},
+            {"tags": "a"},  # no project/datatype: general path
+            {"tags": {"$in": ["a", "b"]}, "project": p[0]},  # no single tag: general path
             {"$or": [{"project": p[0]}, {"project": p[1]}]},  # general path
             {"$comment": "x", "project": p[2]},
         ]
@@ -128,6 +149,25 @@ def aggregates_from_scratch(session: Session) -> tuple[set[tuple], set[tuple]]:
     return {tuple(r) for r in counts}, {tuple(r) for r in releases}
 
 
+def tag_search_mismatch(session: Session) -> list[tuple]:
+    recount = (
+        "SELECT 't', x.tag, d.project_id, d.removed, d.datatype_id, d.id FROM dataset_tags x"
+        " JOIN datasets d ON d.id = x.dataset_id UNION ALL SELECT 'd', x.tag, d.project_id,"
+        " d.removed, d.datatype_id, d.id FROM dataset_datatype_tags x JOIN datasets d"
+        " ON d.id = x.dataset_id"
+    )
+    stored = (
+        "SELECT kind, tag, project_id, removed, datatype_id, dataset_id FROM dataset_tag_search"
+    )
+    missing = session.execute(text(f"SELECT * FROM ({recount}) EXCEPT {stored}")).all()
+    extra = session.execute(text(f"{stored} EXCEPT SELECT * FROM ({recount})")).all()
+    total = session.scalar(text("SELECT count(*) FROM dataset_tag_search"))
+    want = session.scalar(text(f"SELECT count(*) FROM ({recount})"))
+    return (
+        [tuple(r) for r in missing] + [tuple(r) for r in extra] + [(total, want)] * (total != want)
+    )
+
+
 def stored_aggregates(session: Session) -> tuple[set[tuple], set[tuple]]:
     c = DatasetCount
     counts = session.execute(
@@ -151,15 +191,27 @@ def stored_aggregates(session: Session) -> tuple[set[tuple], set[tuple]]:
 
 
 def check(session: Session, world: World) -> int:
-    """Stored aggregates equal a recount; every fast total equals the plain count."""
+    """Stored aggregates and tag index equal a recount; every fast total equals the plain
+    count."""
     session.expire_all()
     assert stored_aggregates(session) == aggregates_from_scratch(session)
+    assert tag_search_mismatch(session) == []
     fast_used = 0
+    arrays = frozenset({"tags", "datatype_tags"})
     for (_name, principal), find in itertools.product(PRINCIPALS.items(), world.finds()):
+        want = plain_totals(session, principal, find)
         fast = dataset_totals.fast_totals(session, principal, find)
         if fast is not None:
             fast_used += 1
-            assert fast == plain_totals(session, principal, find), (_name, find)
+            assert fast == want, (_name, find)
+        for correlate in (frozenset(), arrays):
+            where = and_(
+                readable_datasets(principal), compile_find(DATASETS, find, correlate=correlate)
+            )
+            tagged = dataset_totals.tag_totals(session, principal, find, where)
+            if tagged is not None:
+                fast_used += 1
+                assert tagged == want, (_name, find)
     return fast_used
 
 
@@ -260,6 +312,45 @@ def test_exact_after_changes(world) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    check(session, w)
+    # tags and datatype tags added, removed, renamed, moved (ORM and raw SQL)
+    for dataset_id in rng.sample(w.ids, 25):
+        row = session.get(Dataset, dataset_id)
+        assert row is not None
+        if row.tags and rng.random() < 0.5:
+            row.tags = row.tags[1:]
+        else:
+            have = {x.tag for x in row.tags}
+            new = [x for x in ("a", "b", "c", "d") if x not in have]
+            row.tags.append(DatasetTag(tag=rng.choice(new), pos=5))
+        if row.datatype_tags:
+            row.datatype_tags = []
+        else:
+            row.datatype_tags = [DatasetDatatypeTag(tag="x", pos=0)]
+    session.commit()
+    check(session, w)
+    one = session.execute(select(DatasetTag).limit(3)).scalars().all()
+    session.execute(
+        update(DatasetTag)
+        .where(DatasetTag.dataset_id == one[0].dataset_id, DatasetTag.tag == one[0].tag)
+        .values(tag="renamed")
+    )
+    elsewhere = next(
+        i
+        for i in w.ids
+        if i != one[1].dataset_id
+        and session.get(DatasetTag, {"dataset_id": i, "tag": one[1].tag}) is None
+        and session.get(Dataset, i) is not None
+    )
+    session.execute(
+        update(DatasetTag)
+        .where(DatasetTag.dataset_id == one[1].dataset_id, DatasetTag.tag == one[1].tag)
+        .values(dataset_id=elsewhere)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(DatasetDatatypeTag).where(DatasetDatatypeTag.tag == "y"))
+    session.commit()
+    session.expunge_all()
     check(session, w)
     # deletes: ORM (children first) and raw SQL (ON DELETE CASCADE after the parent)
     for dataset_id in w.ids[:10]:

@@ -262,6 +262,30 @@ class DatasetReleaseCount(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DatasetTagSearch(Base):
+    """Every tag (`kind` "t") and datatype tag (`kind` "d") of every data object, with the
+    object's project, removed flag and datatype, in one index: the objects of a project (and
+    datatype) having a tag are one index range, so a listing that pins project/datatype and
+    a tag counts its matches without visiting every object of the project.
+
+    Maintained by database triggers (migration 0003: SQLite DDL; PostgreSQL would need its own
+    trigger functions), never by application code: its rows are exactly the join of
+    `dataset_tags`/`dataset_datatype_tags` with `datasets`. Read by
+    `brainlife.server.services.dataset_totals.tag_totals`.
+    """
+
+    __tablename__ = "dataset_tag_search"
+
+    kind: Mapped[str] = mapped_column(String(1), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(256), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    datatype_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
 class DatasetFile(Base):
     """One file of a stored data object: the manifest. Bytes live in the content store."""
 

@@ -4,6 +4,9 @@
 - `fast_totals`: `count`/`size` of a listing from the trigger-kept aggregates
   (`DatasetCount`, `DatasetReleaseCount`, migration 0002) when the find only pins `removed`,
   `project`, `datatype` (equality or `$in`) and at most one release (`publications`);
+- `tag_totals`: `count`/`size` of a listing that pins project and/or datatype and a tag,
+  counted from the candidates in the trigger-kept tag index (`DatasetTagSearch`, migration
+  0003) instead of every object of the project;
 - `release_pin`: the release a find pins at its top level, so that the page can be read in
   `_id` order straight from that release's index.
 
@@ -21,7 +24,13 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_projects
 from brainlife.server.errors import BadRequest
-from brainlife.server.models import DatasetCount, DatasetReleaseCount, Project
+from brainlife.server.models import (
+    Dataset,
+    DatasetCount,
+    DatasetReleaseCount,
+    DatasetTagSearch,
+    Project,
+)
 from brainlife.server.principal import Principal
 from brainlife.server.query import NOMATCH, Kind, cast
 
@@ -167,3 +176,71 @@ def fast_totals(session: Session, principal: Principal | None, find: Any) -> tup
     stmt = select(func.coalesce(func.sum(count), 0), func.coalesce(func.sum(size), 0)).where(*where)
     total_count, total_size = session.execute(stmt).one()
     return int(total_count), int(total_size)
+
+
+#: array keys kept in `dataset_tag_search`, and their `kind`
+_TAG_KINDS = {"tags": "t", "datatype_tags": "d"}
+
+
+def positive_tag(terms: Iterable[Term]) -> tuple[str, str] | None:
+    """(kind, tag) of a tag every match must have (`tags: "x"`, `$eq`, `$all`, a one-value
+    `$in`), or None."""
+    for key, value in terms:
+        kind = _TAG_KINDS.get(key)
+        if kind is None:
+            continue
+        if isinstance(value, str):
+            return kind, value
+        if not isinstance(value, dict):
+            continue
+        for op, arg in value.items():
+            if op == "$eq" and isinstance(arg, str):
+                return kind, arg
+            if op in ("$all", "$in") and isinstance(arg, list) and arg:
+                if op == "$in" and len(arg) != 1:
+                    continue
+                first = next((item for item in arg if isinstance(item, str)), None)
+                if first is not None:
+                    return kind, first
+    return None
+
+
+def tag_totals(
+    session: Session, principal: Principal | None, find: Any, where: ColumnElement[bool]
+) -> tuple[int, int] | None:
+    """(count, size) of the rows matching `where` (the listing's whole clause: access and
+    `find`) when `find` pins project and/or datatype and a tag: only the objects in that
+    tag's range of `dataset_tag_search` are tested. None when the shortcut does not apply."""
+    if principal is None or session.get_bind().dialect.name != "sqlite":
+        return None
+    terms = conjunction(find)
+    if terms is None:
+        return None
+    tag = positive_tag(terms)
+    if tag is None:
+        return None
+    allowed: dict[str, set[Any]] = {}
+    for key, value in terms:
+        kind = _KINDS.get(key)
+        if kind is None or not is_pin(value):
+            continue
+        values = _values(kind, value)
+        if values is not None:
+            allowed[key] = values if key not in allowed else allowed[key] & values
+    if "project" not in allowed and "datatype" not in allowed:
+        return None
+    s = DatasetTagSearch
+    narrow: list[ColumnElement[bool]] = [s.kind == tag[0], s.tag == tag[1]]
+    for key, column in (
+        ("project", s.project_id),
+        ("removed", s.removed),
+        ("datatype", s.datatype_id),
+    ):
+        if key in allowed:
+            narrow.append(column.in_(sorted(allowed[key])))
+    candidates = select(s.dataset_id).where(*narrow)
+    stmt = select(func.count(), func.coalesce(func.sum(Dataset.size), 0)).where(
+        Dataset.id.in_(candidates), where
+    )
+    row = session.execute(stmt).one()
+    return int(row[0]), int(row[1] or 0)

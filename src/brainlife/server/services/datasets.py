@@ -77,7 +77,10 @@ def list_datasets(
         options=NO_ARRAYS,
         correlate=correlate,
         page_stmt=page_stmt,
-        totals=lambda: dataset_totals.fast_totals(session, principal, find),
+        totals=lambda where: (
+            dataset_totals.fast_totals(session, principal, find)
+            or dataset_totals.tag_totals(session, principal, find, where)
+        ),
     )
 
 

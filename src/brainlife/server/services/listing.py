@@ -35,7 +35,7 @@ def run_listing(
     options: tuple[Any, ...] = (),
     correlate: frozenset[str] = frozenset(),
     page_stmt: Select[Any] | None = None,
-    totals: Callable[[], tuple[int, int] | None] | None = None,
+    totals: Callable[[ColumnElement[bool]], tuple[int, int] | None] | None = None,
 ) -> Listing[Any]:
     """Rows of `model` the caller may see (`access`) that match `params.find`, sorted and paged.
 
@@ -46,7 +46,8 @@ def run_listing(
     Shortcuts a caller may give (each must select exactly what the general query selects):
     `correlate` (array keys tested with correlated EXISTS, see `compile_find`); `page_stmt`,
     the sorted statement of the page (unpaged) to run instead of the general one; `totals`,
-    which returns (count, size) or None to fall back to counting in SQL.
+    which, given the whole WHERE clause (access and find), returns (count, size) or None to
+    fall back to counting with that clause.
     """
     where = and_(access, compile_find(spec, params.find, correlate=correlate))
     if page_stmt is not None:
@@ -66,7 +67,7 @@ def run_listing(
             listing.size = sum(getattr(r, size_column.key) or 0 for r in rows)
         return listing
     if totals is not None:
-        fast = totals()
+        fast = totals(where)
         if fast is not None:
             listing.count = fast[0]
             if size_column is not None:
