@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -236,9 +237,12 @@ def real(tmp_path_factory):
     pid = make_project(arch)
     files = {**FILES, "big/dwi.nii.gz": BIG}
     did = make_dataset(arch, pid, list(files.items()))
+    # bigger than loopback socket buffers: a client that stops reading really stops the server
+    huge = make_dataset(arch, pid, [("huge.bin", os.urandom(1024 * 1024) * 32)])
     tok = token(arch)
     arch.engine.dispose()
     server = start_server(data_dir)
+    server.huge = huge  # type: ignore[attr-defined]
     yield server, did, tok, files
     stop_server(server)
 
@@ -320,3 +324,40 @@ def test_real_server_single_file_and_errors(real):
     assert b"".join(r.stream(1024 * 1024)) == files["big/dwi.nii.gz"]
     assert _get(server.url + dl(did), "bad").status == 401
     assert _get(server.url + dl("0123456789abcdef01234567"), tok).status == 404
+
+
+def _download_count(data_dir: Path, did: str) -> int:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "archive.sqlite3") as db:
+        (extra,) = db.execute("SELECT extra FROM datasets WHERE id = ?", (did,)).fetchone()
+    return int(json.loads(extra).get("download_count", 0))
+
+
+def test_real_server_counts_complete_downloads_only(real):
+    import time
+
+    server, _did, tok, _files = real
+    did = server.huge
+    url = server.url + dl(did)
+    before = _download_count(server.data_dir, did)
+    pool = urllib3.HTTPConnectionPool(
+        "127.0.0.1",
+        server.port,
+        socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)],
+        retries=False,
+    )
+    r = pool.request(
+        "GET", dl(did), headers={"Authorization": f"Bearer {tok}"}, preload_content=False
+    )
+    r.read(65536)
+    r.close()  # drop the connection half way
+    pool.close()
+    time.sleep(1.0)
+    assert _download_count(server.data_dir, did) == before
+    b"".join(_get(url, tok).stream(1024 * 1024))
+    deadline = time.monotonic() + 10
+    while _download_count(server.data_dir, did) != before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _download_count(server.data_dir, did) == before + 1
