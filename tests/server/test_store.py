@@ -378,3 +378,21 @@ def test_child_that_finishes_leaves_a_complete_object(archive, storing):
     _run_child_until(archive, storing, "done")
     assert status_and_rows(archive, storing) == ("stored", 4)
     assert_stored_objects_complete(archive)
+
+
+def test_stale_temporary_files_are_cleaned_but_live_ones_kept(tmp_path):
+    import os
+    import time
+
+    from brainlife.server.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    stale = store.tmp / "blob-stale"
+    live = store.tmp / "blob-live"
+    stale.write_bytes(b"half a blob")
+    live.write_bytes(b"being written")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    assert store.clean_tmp() == 1
+    assert not stale.exists()
+    assert live.exists()

@@ -54,10 +54,12 @@ def open_archive(settings: Settings) -> Archive:
     migrate(engine)
     keys = load_or_create_keys(settings.keys_dir)
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
+    store = LocalStore(settings.store_dir)
+    store.clean_tmp()
     return Archive(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
         signer=TokenSigner(keys, settings.issuer),
-        store=LocalStore(settings.store_dir),
+        store=store,
     )

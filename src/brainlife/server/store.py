@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -41,6 +42,22 @@ class LocalStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def clean_tmp(self, older_than: float = 3600.0) -> int:
+        """Remove temporary files left by writers that died (a crash or kill -9 mid-write).
+
+        Only files older than `older_than` seconds go, so a live writer in another worker
+        process keeps its file. Returns how many were removed."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in self.tmp.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def _path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
