@@ -108,6 +108,7 @@ def figure2(
     """One 1 GiB object: ours vs curl<-nginx vs curl<-bl serve, writing under `base`."""
     big = fx.big_ids[0]
     root = Path(tempfile.mkdtemp(prefix="bench-nginx-root-", dir=OUT))
+    root.chmod(0o755)  # nginx's worker (nobody) must read it; mkdtemp makes it 0700
     blob = blob_path(fx.data_dir, fx.big_sha256[big])
     try:
         try:
@@ -219,7 +220,7 @@ def figure3(fx: ClientFixture, env: dict[str, str], server_pid: int, base: Path)
             "server_extra_fraction": (server_wrote - (GIB - kept)) / GIB,
             "sha256_ok": sha_ok,
             "leftover_parts": leftovers,
-            "command": " ".join(["bl", *cmd[1:], "--json"]),
+            "command": f"bl data download -i {big} -d DIR --jobs 1 --json",
         }
     finally:
         _clear(target)
@@ -255,7 +256,7 @@ def figure4(fx: ClientFixture, env: dict[str, str], base: Path) -> dict:
             "peak_mib": max(samples) / 1024,
             "median_mib": median([s / 1024 for s in samples]),
             "peak_mb": max(samples) * 1024 / 1e6,
-            "command": " ".join(["bl", *cmd[1:]]),
+            "command": f"bl data download -p {fx.big_project} -d DIR --json",
         }
     finally:
         _clear(target)
