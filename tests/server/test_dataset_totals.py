@@ -118,6 +118,9 @@ class World:
             {"tags": "a"},  # no project/datatype: general path
             {"tags": {"$in": ["a", "b"]}, "project": p[0]},  # no single tag: general path
             {"$or": [{"project": p[0]}, {"project": p[1]}]},  # general path
+            {"$and": [{"project": p[0]}, {"$or": [{"datatype": t[0]}]}]},  # general path
+            {"tags": "b", "project": p[1], "$or": [{"datatype": t[1]}, {"removed": True}]},
+            {"$nor": [{"project": p[0]}], "datatype": t[0]},  # general path
             {"$comment": "x", "project": p[2]},
         ]
         return out

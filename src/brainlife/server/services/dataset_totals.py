@@ -1,6 +1,6 @@
 """Fast paths for data-object listings, exact by construction.
 
-- `conjunction`: the top-level AND of a `find` as (key, value) terms, when it is one;
+- `conjunction`: the top-level AND of a `find` as (key, value) terms;
 - `fast_totals`: `count`/`size` of a listing from the trigger-kept aggregates
   (`DatasetCount`, `DatasetReleaseCount`, migration 0002) when the find only pins `removed`,
   `project`, `datatype` (equality or `$in`) and at most one release (`publications`);
@@ -42,7 +42,8 @@ _KINDS = {"project": Kind.OID, "datatype": Kind.OID, "removed": Kind.BOOL}
 
 def conjunction(find: Any) -> list[Term] | None:
     """The (key, value) terms whose AND is `find`: top-level fields and, recursively, the
-    members of `$and`. None if anything else ($or, $nor, unknown operators) is at the top."""
+    members of `$and`. Other operators (`$or`, `$nor`) are kept as opaque terms under their
+    own name, which no shortcut accepts as a pin. None if `find` is not a document."""
     if not isinstance(find, dict):
         return None
     terms: list[Term] = []
@@ -57,8 +58,6 @@ def conjunction(find: Any) -> list[Term] | None:
                 terms += inner
         elif key == "$comment":
             continue
-        elif key.startswith("$"):
-            return None
         else:
             terms.append((key, value))
     return terms
