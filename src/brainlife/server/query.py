@@ -749,7 +749,9 @@ class Assoc:
 
     Tests compile to `parent IN (SELECT fk FROM table WHERE value …)`: the planner may then
     drive the query from the association table's index (a release's 10,000 objects among a
-    million) or probe a set built once, which beats a correlated EXISTS per row."""
+    million) or probe a set built once, which beats a correlated EXISTS per row over many
+    rows. A caller whose find already narrows the rows through an index asks for the
+    correlated EXISTS instead (`compile_find(correlate=…)`, `Collection.resolve`)."""
 
     value: SqlExpr
     fk: SqlExpr
