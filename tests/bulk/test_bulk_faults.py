@@ -57,8 +57,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tok = token(archive, ttl_ms=24 * 3600_000)
     archive.engine.dispose()
     srv = start_server(data_dir)
-    yield World(srv, tok, big, small, task, hashlib.sha256(blob).hexdigest())
-    stop_server(srv)
+    world = World(srv, tok, big, small, task, hashlib.sha256(blob).hexdigest())
+    yield world
+    stop_server(world.server)  # the restart test replaces the server: stop the current one
 
 
 def bl_cmd(*args: str) -> list[str]:
