@@ -288,13 +288,16 @@ def _profile_section(p: dict) -> list[str]:
         lines += [
             "",
             f"Reading: {read_d:.2f} s; the copies urllib3's `readinto` adds cost "
-            f"{read_u - read_d:.2f} s per GiB (removed, see below). sha256 alone is "
+            f"{read_u - read_d:.2f} s per GiB in this run (0.2 s in a loaded trial; removed by "
+            "af741f4). sha256 alone is "
             f"{sha:.2f} s per GiB of CPU, a cost curl does not pay; with the write the loop "
             f"takes {full:.2f} s, against {curl:.2f} s for curl reading the same route. The "
             "client is CPU-bound on a 2-core machine that it shares with the server process "
             "(and with other engineers' test suites): receive + hash + write run in one "
-            "thread, and moving the hash to a second thread did not help in a trial (no idle "
-            "core to run it on).",
+            "thread, and moving the hash to a second thread (3 rotating buffers) was slower in "
+            "a trial (1.55 s against 1.34 s to /dev/shm: no idle core to run it on). The "
+            "ratio moves with the load: in an earlier full run of the same benchmark (before "
+            "966a68f) it was 0.48 to disk and 0.71 to /dev/shm.",
         ]
     return lines
 
