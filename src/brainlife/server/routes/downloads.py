@@ -66,6 +66,11 @@ async def paced(
             assert isinstance(chunk, bytes | memoryview)
             yield chunk
             yield b""
+            # uvicorn's send returns at once, without suspending, once the client is gone; with
+            # page-cache reads on the loop nothing else would suspend either, so without this
+            # checkpoint the disconnect could never cancel us and the rest of the object would
+            # be read (and counted as downloaded) for nobody.
+            await anyio.lowlevel.checkpoint()
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
