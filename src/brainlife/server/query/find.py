@@ -969,17 +969,6 @@ def parse_limit_skip(limit: str | None, skip: str | None) -> tuple[int, int]:
     return lim, parse_int("skip", skip, 0)
 
 
-def __getattr__(name: str) -> Any:
-    """The collection specs (`PROJECTS`, `DATASETS`, … `PROFILES`) live in `specs`, which
-    imports this module; they are re-exported here lazily."""
-    if name.isupper():
-        from brainlife.server import specs
-
-        if hasattr(specs, name):
-            return getattr(specs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def order_by(
     spec: Collection, sort: tuple[tuple[str, int], ...], id_column: ColumnElement[Any]
 ) -> list[ColumnElement[Any]]:
