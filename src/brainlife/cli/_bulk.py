@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -21,23 +23,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ID = re.compile(r"\b[0-9a-f]{24}\b")
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """How a bulk download runs: the options of :func:`transfer_options`."""
+
+    layout: str | None = None
+    jobs: int = 8
+    existing: str = "skip"
+    dry_run: bool = False
+    ignore_expiry: bool = False
+    as_json: bool = False
+
+
 def transfer_options(f: F) -> F:
-    """--layout, --jobs, --existing, --dry-run, --ignore-expiry, --json."""
-    f = click.option(
+    """--layout, --jobs, --existing, --dry-run, --ignore-expiry, --json: given to the command as
+    one ``transfer`` argument (a :class:`Transfer`)."""
+    names = [field.name for field in fields(Transfer)]
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        transfer = Transfer(**{name: kwargs.pop(name) for name in names})
+        return f(*args, transfer=transfer, **kwargs)
+
+    decorated = cast(F, command)
+    decorated = click.option(
         "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
-    )(f)
-    f = click.option(
+    )(decorated)
+    decorated = click.option(
         "--ignore-expiry",
         is_flag=True,
         help="Start even if the token may expire before the download can finish.",
-    )(f)
-    f = click.option(
+    )(decorated)
+    decorated = click.option(
         "--dry-run",
         is_flag=True,
         help="Print the plan (objects, files, bytes, bytes present, free space, first folders, "
         "problems) and stop.",
-    )(f)
-    f = click.option(
+    )(decorated)
+    decorated = click.option(
         "--existing",
         type=click.Choice(["skip", "verify", "refresh", "overwrite"]),
         default="skip",
@@ -45,23 +68,23 @@ def transfer_options(f: F) -> F:
         help="Files already there: skip those that verify (lockfile size+mtime, else sha256); "
         "verify: re-hash every one; refresh: also re-read the server's manifests; "
         "overwrite: fetch everything again.",
-    )(f)
-    f = click.option(
+    )(decorated)
+    decorated = click.option(
         "-J",
         "--jobs",
         type=click.IntRange(1, 64),
         default=8,
         show_default=True,
         help="Files downloaded in parallel.",
-    )(f)
-    f = click.option(
+    )(decorated)
+    decorated = click.option(
         "--layout",
         metavar="PRESET|TEMPLATE",
         help="Folder of each object: id (default), seed ({subject}/{tags}), bids (brainlife's "
         "downscript layout) or a template of {id} {project} {project_name} {subject} {session} "
         "{run} {datatype} {datatype_id} {datatype_tags} {tags} {desc} {create_date}.",
-    )(f)
-    return f
+    )(decorated)
+    return decorated
 
 
 def read_ids(source: str) -> list[str]:
@@ -100,36 +123,30 @@ def _exit_code(result: BulkResult) -> int:
     return codes.pop() if len(codes) == 1 else 1
 
 
-def run_bulk(
-    plan_factory: Callable[[], Plan],
-    *,
-    jobs: int,
-    dry_run: bool,
-    ignore_expiry: bool,
-    as_json: bool,
-) -> None:
+def run_bulk(plan_factory: Callable[[], Plan], transfer: Transfer) -> None:
     """Plan, print the plan (dry run) or run it with a progress display, then the summary; exit
     non-zero naming the failed objects."""
-    from brainlife.client._plan import describe
+    from brainlife.client import describe_plan
 
+    as_json, dry_run = transfer.as_json, transfer.dry_run
     client = get_client()
     plan = plan_factory()
-    if dry_run:
-        if as_json:
-            _output.json_line(plan.to_json())
-        else:
-            for line in describe(plan):
-                _output.out(line)
-        return
     if as_json:
         _output.json_line(plan.to_json())
+    elif dry_run:
+        for line in describe_plan(plan):
+            _output.out(line)
     elif sys.stderr.isatty():
-        for line in describe(plan)[:3]:
+        for line in describe_plan(plan)[:3]:
             _output.err(line)
+    if dry_run:
+        return
     ctx = click.get_current_context()
     try:
         with _output.bulk_display(as_json) as handler:
-            result = client.download(plan, jobs=jobs, on_event=handler, ignore_expiry=ignore_expiry)
+            result = client.download(
+                plan, jobs=transfer.jobs, on_event=handler, ignore_expiry=transfer.ignore_expiry
+            )
     except KeyboardInterrupt:
         _output.err("\nInterrupted: partial files are kept; run the same command again to resume.")
         ctx.exit(130)
@@ -145,3 +162,19 @@ def run_bulk(
             "Run the same command again to fetch only what is missing."
         )
         ctx.exit(_exit_code(result))
+
+
+def download_bulk(transfer: Transfer, *, directory: str | None, **query: Any) -> None:
+    """:func:`run_bulk` of ``Client.plan_download`` into ``directory``; ``query`` is the rest of
+    its arguments (filters, ids, lock, limit)."""
+    client = get_client()
+    run_bulk(
+        lambda: client.plan_download(
+            root=directory,
+            layout=transfer.layout,
+            existing=transfer.existing,
+            jobs=transfer.jobs,
+            **query,
+        ),
+        transfer,
+    )

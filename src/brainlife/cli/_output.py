@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 Doc = dict[str, Any]
 Block = list[tuple[str, str]]
@@ -122,6 +125,13 @@ def usernames(
         profile = profiles.get(str(sub))
         names.append(str(profile.get("username")) if profile else (unknown or str(sub)))
     return ", ".join(names)
+
+
+def project_subs(projects: Iterable[Doc]) -> list[Any]:
+    """The users that project blocks name: the admins, members and guests of each project."""
+    return [
+        s for p in projects for key in ("admins", "members", "guests") for s in p.get(key) or []
+    ]
 
 
 def project_block(project: Doc, profiles: Mapping[str, Doc]) -> Block:
@@ -243,6 +253,29 @@ def task_block(task: Doc) -> Block:
 
 
 # -- progress -----------------------------------------------------------------------------------
+def _rich_bar() -> Progress:
+    """A transient rich progress bar on stderr: description, bar, bytes, rate, ETA."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
 @contextmanager
 def progress_bar(
     label: str, enabled: bool | None = None
@@ -254,25 +287,7 @@ def progress_bar(
     if not enabled:
         yield lambda done, total: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    bar = _rich_bar()
     task_id = bar.add_task(label, total=None)
 
     def update(done: int, total: int | None) -> None:
@@ -284,17 +299,15 @@ def progress_bar(
 
 # -- bulk downloads -----------------------------------------------------------------------------
 def human(n: float | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+    """Bytes for people (``1.5 MB``), in the client's words (its plans and errors use them too)."""
+    from brainlife.client import human_size
+
+    return human_size(n)
 
 
 def json_line(doc: Any) -> None:
     """One JSON event per line, flushed (pipelines read them as they come)."""
-    click.echo(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+    print_json(doc)
     sys.stdout.flush()
 
 
@@ -325,25 +338,7 @@ def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callabl
     if not enabled:
         yield lambda event: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    bar = _rich_bar()
     task_id = bar.add_task("objects 0/?", total=None)
 
     def handle(event: Any) -> None:

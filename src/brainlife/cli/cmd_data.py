@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._bulk import read_ids, run_bulk, transfer_options
+from brainlife.cli._bulk import Transfer, download_bulk, read_ids, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 
 
@@ -107,13 +107,7 @@ def data_query(
     # only what this page needs, not every project, datatype and profile of the archive
     projects = client.projects_by_id([str(d.get("project") or "") for d in rows])
     datatypes = client.datatypes_by_id([str(d.get("datatype") or "") for d in rows])
-    subs = [
-        s
-        for p in projects.values()
-        for k in ("admins", "members", "guests")
-        for s in p.get(k) or []
-    ]
-    profiles = client.profiles_by_sub(subs)
+    profiles = client.profiles_by_sub(_output.project_subs(projects.values()))
     blocks = [
         _output.dataset_block(
             d, projects.get(str(d.get("project"))), datatypes.get(str(d.get("datatype"))), profiles
@@ -192,12 +186,7 @@ def data_download(
     ids_from: str | None,
     lock: str | None,
     limit: int,
-    layout: str | None,
-    jobs: int,
-    existing: str,
-    dry_run: bool,
-    ignore_expiry: bool,
-    as_json: bool,
+    transfer: Transfer,
 ) -> None:
     """Download one data object into a folder, or (with filters, several ids, --ids-from,
     --pub or --lock) every matching object under -d DIR.
@@ -246,14 +235,22 @@ def data_download(
         ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
         for name in ("jobs", "existing", "ignore_expiry")
     )
-    bulk = has_filters or ids_from or lock or len(ids) > 1 or layout or dry_run or explicit
+    bulk = (
+        has_filters
+        or ids_from
+        or lock
+        or len(ids) > 1
+        or transfer.layout
+        or transfer.dry_run
+        or explicit
+    )
     if not bulk:
         if not ids:
             raise click.UsageError(
                 "Which data object? Pass its id (bl data download <id>), or filters such as "
                 "-p PROJECT for a bulk download."
             )
-        _single(ids[0], directory, as_json)
+        _single(ids[0], directory, transfer.as_json)
         return
     if ids_from:
         ids += [i for i in read_ids(ids_from) if i not in ids]
@@ -261,22 +258,13 @@ def data_download(
             raise click.UsageError(f"No data object ids found in {ids_from}.")
     if lock and (ids or has_filters):
         raise click.UsageError("--lock fetches the lockfile's set: it goes without filters or ids.")
-    client = get_client()
-    run_bulk(
-        lambda: client.plan_download(
-            root=directory,
-            layout=layout,
-            ids=ids,
-            lock=lock,
-            existing=existing,
-            jobs=jobs,
-            limit=limit or None,
-            **filters,
-        ),
-        jobs=jobs,
-        dry_run=dry_run,
-        ignore_expiry=ignore_expiry,
-        as_json=as_json,
+    download_bulk(
+        transfer,
+        directory=directory,
+        ids=ids,
+        lock=lock,
+        limit=limit or None,
+        **filters,
     )
 
 

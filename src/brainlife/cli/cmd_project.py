@@ -39,8 +39,7 @@ def project_query(
     if as_json:
         _output.print_json(rows)
         return
-    subs = [s for p in rows for key in ("admins", "members", "guests") for s in p.get(key) or []]
-    profiles = client.profiles_by_sub(subs)
+    profiles = client.profiles_by_sub(_output.project_subs(rows))
     _output.print_blocks(
         [_output.project_block(p, profiles) for p in rows], _output.returned(len(rows))
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._bulk import run_bulk, transfer_options
+from brainlife.cli._bulk import Transfer, download_bulk, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 
 
@@ -53,28 +53,14 @@ def pub_download(
     directory: str | None,
     subject: str | None,
     datatype: str | None,
-    layout: str | None,
-    jobs: int,
-    existing: str,
-    dry_run: bool,
-    ignore_expiry: bool,
-    as_json: bool,
+    transfer: Transfer,
 ) -> None:
     """Download every data object of a publication release (ids from 'bl pub query'); the same
     engine as 'bl data download --pub RELEASE'."""
-    client = get_client()
-    run_bulk(
-        lambda: client.plan_download(
-            root=directory,
-            layout=layout,
-            existing=existing,
-            jobs=jobs,
-            pub=release,
-            subject=subject,
-            datatype=datatype,
-        ),
-        jobs=jobs,
-        dry_run=dry_run,
-        ignore_expiry=ignore_expiry,
-        as_json=as_json,
+    download_bulk(
+        transfer,
+        directory=directory,
+        pub=release,
+        subject=subject,
+        datatype=datatype,
     )

@@ -238,7 +238,7 @@ def task_download(
 def _engine(pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool) -> bool:
     """Extract with the bulk engine (file by file, resumable, verified; ``bl-lock.json`` in
     ``root``) when the server has our task manifest; False to fall back to the .tar.gz stream."""
-    from brainlife.cli._bulk import run_bulk
+    from brainlife.cli._bulk import Transfer, run_bulk
 
     client = get_client()
     plan = client.plan_task_download(pairs, path, root=root)
@@ -246,5 +246,5 @@ def _engine(pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool) 
         o.error is None for o in plan.objects
     ):
         return False
-    run_bulk(lambda: plan, jobs=8, dry_run=False, ignore_expiry=False, as_json=as_json)
+    run_bulk(lambda: plan, Transfer(as_json=as_json))
     return True

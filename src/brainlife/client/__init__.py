@@ -30,7 +30,8 @@ from brainlife.client._layout import FIELDS as LAYOUT_FIELDS
 from brainlife.client._layout import PRESETS as LAYOUT_PRESETS
 from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
-from brainlife.client._plan import EXISTING, Plan, PlanFile, PlanObject
+from brainlife.client._plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
+from brainlife.client._tar import human_size
 
 __all__ = [
     "DEFAULT_HOST",
@@ -66,6 +67,8 @@ __all__ = [
     "ServerUnavailable",
     "VerifyProblem",
     "VerifyReport",
+    "describe_plan",
+    "human_size",
     "resolve_config",
     "resolve_layout",
     "verify_download",

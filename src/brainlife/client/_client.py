@@ -160,6 +160,16 @@ class Client:
     def claims(self) -> dict[str, Any]:
         return _jwt.decode_claims(self.token()) or {}
 
+    def _get_list(
+        self, route: str, key: str, params: Doc, *, token: str | None = None
+    ) -> list[Doc]:
+        """``GET route`` and its ``{key: [...]}`` list; anonymous unless a token is given or
+        stored."""
+        token = token or self._optional_token()
+        return _envelope(
+            self.http.request_json("GET", route, params=params, token=token), key, route
+        )
+
     # -- auth -----------------------------------------------------------------------------
     def login(
         self, username: str, password: str, *, ttl_days: float = 7, save: bool = True
@@ -221,11 +231,7 @@ class Client:
             "offset": "0",
             "find": find if find is not None else {"active": True},
         }
-        return _envelope(
-            self.http.request_json("GET", route, params=params, token=self._optional_token()),
-            "profiles",
-            route,
-        )
+        return self._get_list(route, "profiles", params)
 
     def profiles(self, *, id: str | None = None, query: str | None = None) -> list[Doc]:
         """Active profiles, filtered client-side like ``bl profile query``."""
@@ -273,13 +279,8 @@ class Client:
         return self.find_projects(find, skip=skip, limit=limit)
 
     def find_projects(self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT) -> list[Doc]:
-        route = f"{API_WAREHOUSE}/project"
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return _envelope(
-            self.http.request_json("GET", route, params=params, token=self._optional_token()),
-            "projects",
-            route,
-        )
+        return self._get_list(f"{API_WAREHOUSE}/project", "projects", params)
 
     def projects_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
         wanted = sorted({i for i in ids if i})
@@ -332,11 +333,7 @@ class Client:
             params["skip"] = str(skip)
         if limit is not None:
             params["limit"] = str(limit)
-        return _envelope(
-            self.http.request_json("GET", route, params=params, token=self._optional_token()),
-            "datatypes",
-            route,
-        )
+        return self._get_list(route, "datatypes", params)
 
     def datatypes_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
         wanted = sorted({i for i in ids if i})
@@ -367,13 +364,8 @@ class Client:
         find = pub_find(
             id=id, query=query, doi=doi, authors=self.resolve_users(author) if author else None
         )
-        route = f"{API_WAREHOUSE}/pub"
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return _envelope(
-            self.http.request_json("GET", route, params=params, token=self._optional_token()),
-            "pubs",
-            route,
-        )
+        return self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
 
     def releases(self, pub_id: str, *, include_removed: bool = False) -> list[Doc]:
         """The releases of one publication."""
@@ -488,9 +480,7 @@ class Client:
             "skip": None if skip is None else str(skip),
             "limit": None if limit is None else str(limit),
         }
-        return _envelope(
-            self.http.request_json("GET", route, params=params, token=self.token()), "tasks", route
-        )
+        return self._get_list(route, "tasks", params, token=self.token())
 
     def download_task_path(
         self,

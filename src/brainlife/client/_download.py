@@ -29,9 +29,9 @@ from brainlife.client._exceptions import (
 from brainlife.client._http import CHUNK_SIZE, HttpClient, Response, quote_path, read_chunks
 from brainlife.client._tar import (
     ChunkReader,
-    _human,
     check_archive_start,
     extract_tar_stream,
+    human_size,
     safe_relpath,
     write_chunks,
 )
@@ -135,8 +135,8 @@ def _check_space(folder: Path, needed: int | None) -> None:
         return
     if free < needed:
         raise DiskFullError(
-            f"Not enough disk space in {folder}: the download needs {_human(needed)} but only "
-            f"{_human(free)} is free. Free some space or download to another folder (-d).",
+            f"Not enough disk space in {folder}: the download needs {human_size(needed)} but only "
+            f"{human_size(free)} is free. Free some space or download to another folder (-d).",
             needed=needed,
             free=free,
         )

@@ -18,7 +18,7 @@ from brainlife.client import _jwt
 from brainlife.client._exceptions import BrainlifeError
 from brainlife.client._layout import Layout, LayoutProblem, check_paths
 from brainlife.client._lockfile import Lockfile
-from brainlife.client._tar import _human, safe_relpath
+from brainlife.client._tar import human_size, safe_relpath
 from brainlife.client._transfer import hash_file, part_path, sidecar_path
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Plan",
     "PlanFile",
     "PlanObject",
+    "describe_plan",
     "resolve_files",
 ]
 
@@ -191,17 +192,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def describe(plan: Plan) -> list[str]:
+def describe_plan(plan: Plan) -> list[str]:
     """The plan in a few lines for people."""
     j = plan.to_json()
     lines = [
-        f"Plan: {j['objects']} data objects, {j['files']} files, {_human(j['bytes'])} "
+        f"Plan: {j['objects']} data objects, {j['files']} files, {human_size(j['bytes'])} "
         f"into {plan.root} (layout {plan.layout.template})",
-        f"  already present: {j['objects_present']} objects, {_human(j['bytes_present'])}"
-        + (f"; resumable partial files: {_human(j['bytes_partial'])}" if j["bytes_partial"] else "")
-        + (f"; identical content linked: {_human(j['bytes_linked'])}" if j["bytes_linked"] else ""),
-        f"  to fetch: {_human(j['bytes_to_fetch'])}; free disk space: "
-        + (_human(j["free"]) if j["free"] is not None else "unknown"),
+        f"  already present: {j['objects_present']} objects, {human_size(j['bytes_present'])}"
+        + (
+            f"; resumable partial files: {human_size(j['bytes_partial'])}"
+            if j["bytes_partial"]
+            else ""
+        )
+        + (
+            f"; identical content linked: {human_size(j['bytes_linked'])}"
+            if j["bytes_linked"]
+            else ""
+        ),
+        f"  to fetch: {human_size(j['bytes_to_fetch'])}; free disk space: "
+        + (human_size(j["free"]) if j["free"] is not None else "unknown"),
     ]
     if j["first_paths"]:
         lines.append("  first folders:")

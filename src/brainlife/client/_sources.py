@@ -31,7 +31,7 @@ from brainlife.client._plan import (
     info_json,
     resolve_files,
 )
-from brainlife.client._tar import _human
+from brainlife.client._tar import human_size
 from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, TASK_MANIFEST_ROUTE
 
 if TYPE_CHECKING:
@@ -62,11 +62,16 @@ def _check_existing(existing: str) -> None:
         raise ConfigError(f"--existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
 
 
+def _active(filters: Doc) -> Doc:
+    """The filters actually given (not None or empty)."""
+    return {k: v for k, v in filters.items() if v not in (None, "", (), [])}
+
+
 def _docs(
-    client: Client, filters: Doc, ids: Sequence[str], limit: int | None
+    client: Client, active: Doc, ids: Sequence[str], limit: int | None
 ) -> tuple[list[Doc], list[str]]:
-    """The matching documents, and the asked-for ids that matched nothing readable."""
-    active = {k: v for k, v in filters.items() if v not in (None, "", (), [])}
+    """The documents matching the ``active`` filters and/or ``ids``, and the asked-for ids that
+    matched nothing readable."""
     docs: list[Doc] = []
     if ids:
         find = client.dataset_find(**active) if active else {}
@@ -110,6 +115,7 @@ def plan_datasets(
         raise TypeError(f"unknown filter(s): {', '.join(unknown)}")
     token = client.token()
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
+    active = _active(filters) if pinned is None else {}
     if pinned is not None:
         ids = list(pinned.objects)
         if not ids:
@@ -120,10 +126,10 @@ def plan_datasets(
     else:
         root_path = Path(root or ".")
         lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
-        query = {k: v for k, v in filters.items() if v not in (None, "", (), [])}
+        query = dict(active)
         if ids:
             query["ids"] = list(ids)
-    docs, missing = _docs(client, filters if pinned is None else {}, ids, limit)
+    docs, missing = _docs(client, active, ids, limit)
     datatypes = client.datatypes_by_id(sorted({str(d.get("datatype") or "") for d in docs}))
     want_projects = lay.bids or "project_name" in lay.template
     projects = (
@@ -277,7 +283,7 @@ def run_plan(
     if plan.free is not None and plan.free < plan.fetch_bytes:
         raise DiskFullError(
             f"Not enough disk space in {plan.root}: the download needs "
-            f"{_human(plan.fetch_bytes)} but only {_human(plan.free)} is free.",
+            f"{human_size(plan.fetch_bytes)} but only {human_size(plan.free)} is free.",
             needed=plan.fetch_bytes,
             free=plan.free,
         )

@@ -20,6 +20,7 @@ __all__ = [
     "ChunkReader",
     "check_archive_start",
     "extract_tar_stream",
+    "human_size",
     "safe_relpath",
     "write_chunks",
 ]
@@ -112,8 +113,8 @@ def _disk_full(path: Path, needed: int | None, exc: OSError) -> DiskFullError:
         free: int | None = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
     except OSError:
         free = None
-    need = f" It needs {_human(needed)}" if needed else ""
-    has = f"; {_human(free)} is free" if free is not None else ""
+    need = f" It needs {human_size(needed)}" if needed else ""
+    has = f"; {human_size(free)} is free" if free is not None else ""
     return DiskFullError(
         f"The disk is full: no space left while writing {path}.{need}{has}. Free some space or "
         "download to another folder (-d).",
@@ -122,10 +123,11 @@ def _disk_full(path: Path, needed: int | None, exc: OSError) -> DiskFullError:
     )
 
 
-def _human(n: int | None) -> str:
+def human_size(n: float | None) -> str:
+    """Bytes for people, in powers of 1000: ``512 B``, ``1.5 MB``, ``2.0 TB``."""
     value = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
