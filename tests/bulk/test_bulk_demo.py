@@ -212,3 +212,31 @@ def test_single_object_keeps_the_documents_output(bl, tmp_path: Path) -> None:  
     assert r.output == "Download dataset to one/t1\n100% done\n"
     assert (tmp_path / "one" / "t1" / "t1.nii.gz").is_file()
     assert not (tmp_path / "one" / "bl-lock.json").exists()
+
+
+def test_files_carry_the_objects_create_date_like_the_tar(bl, tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    """Our files get the mtime the tar gives them (the object's create_date), as `tar -x` of
+    the official CLI leaves them; a rerun still skips them by the lockfile."""
+    from brainlife.wire import parse_date
+
+    r = bl(*tract("-d", "out", "--layout", "seed"))
+    assert r.exit_code == 0, r.output
+    with Client(server.url) as c:
+        docs = {d["_id"]: d for d in c.iter_datasets(project=TRACT)}
+    lock = json.loads((tmp_path / "out" / "bl-lock.json").read_text())
+    checked = 0
+    for obj in lock["objects"]:
+        want = parse_date(docs[obj["id"]]["create_date"]).timestamp()
+        for f in obj["files"]:
+            path = tmp_path / "out" / obj["folder"] / f["path"]
+            if path.stat().st_nlink == 1:  # hard links share the first copy's inode
+                assert path.stat().st_mtime == want
+                checked += 1
+    assert checked > 0
+    again = summary(bl(*tract("-d", "out", "--layout", "seed", "--json")).output)
+    assert again["bytes_transferred"] == 0
+    r = bl("data", "download", T1, "single")
+    assert r.exit_code == 0, r.output
+    with Client(server.url) as c:
+        want = parse_date(c.dataset(T1)["create_date"]).timestamp()
+    assert (tmp_path / "single" / "t1.nii.gz").stat().st_mtime == want

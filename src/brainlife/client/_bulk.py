@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._download import Downloader
+from brainlife.client._download import Downloader, object_mtime
 from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
@@ -248,6 +248,9 @@ class Engine:
         self._save()
 
     def _file_done(self, obj: PlanObject, f: PlanFile, how: str, target: Path) -> None:
+        mtime = object_mtime(obj.doc)
+        if mtime is not None and how != "linked":  # a link shares its source's inode
+            os.utime(target, (mtime, mtime))
         f.mtime_ns = target.stat().st_mtime_ns
         f.state = "present"
         with self._mutex:

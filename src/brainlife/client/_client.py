@@ -23,7 +23,7 @@ from brainlife import __version__
 from brainlife.client import _jwt
 from brainlife.client._bulk import BulkResult, EventHandler
 from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
-from brainlife.client._download import Downloader, DownloadResult, Progress
+from brainlife.client._download import Downloader, DownloadResult, Progress, object_mtime
 from brainlife.client._exceptions import (
     ApiError,
     AuthError,
@@ -459,7 +459,9 @@ class Client:
                 f"'{status}', not 'stored'."
             )
         target = Path(dest) if dest is not None else Path(dataset_id)
-        return Downloader(self.http, token).dataset(dataset_id, target, progress=progress)
+        return Downloader(self.http, token).dataset(
+            dataset_id, target, progress=progress, mtime=object_mtime(ds)
+        )
 
     # -- tasks ----------------------------------------------------------------------------
     def tasks(

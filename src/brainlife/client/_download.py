@@ -35,7 +35,7 @@ from brainlife.client._tar import (
     safe_relpath,
     write_chunks,
 )
-from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, MANIFEST_ROUTE
+from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, MANIFEST_ROUTE, parse_date
 
 __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
 
@@ -81,6 +81,18 @@ class _Counter:
         for chunk in chunks:
             self.add(len(chunk))
             yield chunk
+
+
+def object_mtime(doc: dict[str, Any] | None) -> float | None:
+    """The modification time to give an object's files: its `create_date`, the mtime its tar
+    carries too (so our files match what `tar -x` of the official CLI leaves)."""
+    value = (doc or {}).get("create_date")
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_date(value).timestamp()
+    except ValueError:
+        return None
 
 
 def _partial_for(dest: Path) -> Path:
@@ -191,12 +203,16 @@ class Downloader:
         *,
         progress: Progress | None = None,
         use_manifest: bool = True,
+        mtime: float | None = None,
     ) -> DownloadResult:
         partial = _prepare(dest, is_dir=True)
         try:
             manifest = self.manifest(dataset_id) if use_manifest else None
             if manifest is not None:
                 result = self._dataset_by_manifest(dataset_id, manifest, partial, progress)
+                if mtime is not None:
+                    for rel in result.files:
+                        os.utime(partial / rel, (mtime, mtime))
             else:
                 result = self._dataset_by_tar(dataset_id, partial, progress)
             _commit_dir(partial, dest)
