@@ -30,7 +30,8 @@ class Assoc:
     drive the query from the association table's index (a release's 10,000 objects among a
     million) or probe a set built once, which beats a correlated EXISTS per row over many
     rows. A caller whose find already narrows the rows through an index asks for the
-    correlated EXISTS instead (`compile_find(correlate=…)`, `Collection.resolve`)."""
+    correlated EXISTS instead (`compile_find(correlate=…)`, `Collection.resolve`), for every
+    test or for the negated ones only (`correlate_negations`)."""
 
     value: SqlExpr
     fk: SqlExpr
@@ -61,14 +62,18 @@ class Collection:
     fields: Mapping[str, Any]
     extra: SqlExpr | None = None
 
-    def resolve(self, key: str, *, correlated: bool = False) -> tuple[Target, bool]:
+    def resolve(
+        self, key: str, *, correlated: bool = False, correlated_negations: bool = False
+    ) -> tuple[Target, bool]:
         """The target of a find/sort key, and whether the key is a known field.
 
         `correlated`: an `Assoc` key is tested with a correlated `EXISTS (… WHERE fk = parent
         AND …)` (a primary-key probe per row) instead of `parent IN (SELECT fk …)`. That is
         cheaper when other, indexed tests already narrow the rows (and the page can stop
         early in `_id` order), where the IN form would first build the set of every parent
-        having the value."""
+        having the value. `correlated_negations`: the same for the negated tests only (`NOT
+        EXISTS …` instead of `parent NOT IN (SELECT fk …)`, see `Target.for_negation`); the
+        two forms select the same rows (`fk` and `parent` are never NULL)."""
         if not key or any(not part for part in key.split(".")):
             raise BadRequest(f"find: invalid field name {key!r}")
         spec = self.fields.get(key)
@@ -88,11 +93,13 @@ class Collection:
         if isinstance(spec, Assoc):
             element = ScalarTarget(spec.value, spec.kind, key)
 
-            def wrap(clause: Clause, a: Assoc = spec) -> Clause:
+            def in_set(clause: Clause, a: Assoc = spec) -> Clause:
                 narrow = [a.where()] if a.where else []
-                if correlated:
-                    return exists(select(literal(1)).where(a.fk == a.parent, *narrow, clause))
                 return a.parent.in_(select(a.fk).where(*narrow, clause))
+
+            def probe(clause: Clause, a: Assoc = spec) -> Clause:
+                narrow = [a.where()] if a.where else []
+                return exists(select(literal(1)).where(a.fk == a.parent, *narrow, clause))
 
             def count(a: Assoc = spec) -> ColumnElement[Any]:
                 narrow = [a.where()] if a.where else []
@@ -100,7 +107,9 @@ class Collection:
 
             if rest:
                 return JsonTarget(literal(None), rest, key), False
-            return AnyOf(element, wrap, count, key), True
+            wrap = probe if correlated else in_set
+            negated = probe if correlated or correlated_negations else in_set
+            return AnyOf(element, wrap, count, key, negated_wrap=negated), True
         if isinstance(spec, SubDocs):
             child = spec.spec()
             link = spec.link()

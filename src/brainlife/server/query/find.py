@@ -19,10 +19,26 @@ _IGNORED_TOP = ("$comment",)
 
 
 class Compiler:
-    def __init__(self, spec: Collection, correlate: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        spec: Collection,
+        correlate: frozenset[str] = frozenset(),
+        correlate_negations: frozenset[str] = frozenset(),
+        *,
+        negated: bool = False,
+    ) -> None:
         self.spec = spec
         #: keys whose `Assoc` tests compile to correlated EXISTS (`Collection.resolve`)
         self.correlate = correlate
+        #: keys whose negated `Assoc` tests compile to correlated NOT EXISTS
+        self.correlate_negations = correlate_negations
+        #: whether the documents compiled are under a negation (`$nor`)
+        self.negated = negated
+
+    def _under_negation(self) -> Compiler:
+        if self.negated:
+            return self
+        return Compiler(self.spec, self.correlate, self.correlate_negations, negated=True)
 
     def nested(self, spec: Collection) -> Compiler:
         """A compiler for the documents of a child table (`$elemMatch` on `releases`)."""
@@ -40,7 +56,8 @@ class Compiler:
             if key in _LOGICAL:
                 if not isinstance(value, list) or not value:
                     raise BadRequest(f"find: {key} needs a non-empty list of objects")
-                subs = [self.document(v) for v in value]
+                compiler = self._under_negation() if key == "$nor" else self
+                subs = [compiler.document(v) for v in value]
                 if key == "$and":
                     clauses.append(and_(*subs))
                 elif key == "$or":
@@ -56,7 +73,13 @@ class Compiler:
         return and_(true(), *clauses)
 
     def field(self, key: str, value: Any) -> Clause:
-        target, _known = self.spec.resolve(key, correlated=key in self.correlate)
+        target, _known = self.spec.resolve(
+            key,
+            correlated=key in self.correlate,
+            correlated_negations=key in self.correlate_negations,
+        )
+        if self.negated:
+            target = target.for_negation()
         if isinstance(value, dict) and any(k.startswith("$") for k in value):
             if not all(k.startswith("$") for k in value):
                 raise BadRequest(f"find: {key} mixes operators and field names")
@@ -74,20 +97,23 @@ class Compiler:
             if op == "$eq":
                 clauses.append(target.eq(arg))
             elif op == "$ne":
-                clauses.append(not_(target.eq(arg)))
+                clauses.append(not_(target.for_negation().eq(arg)))
             elif op in ("$in", "$nin", "$all"):
                 if not isinstance(arg, list):
                     raise BadRequest(f"find: {name}: {op} needs a list, not {json.dumps(arg)}")
                 if op == "$in":
                     clauses.append(target.in_(arg))
                 elif op == "$nin":
-                    clauses.append(not_(target.in_(arg)))
+                    clauses.append(not_(target.for_negation().in_(arg)))
                 else:
                     clauses.append(
                         and_(*(self._all_item(target, v) for v in arg)) if arg else false()
                     )
             elif op == "$exists":
-                clauses.append(target.exists() if _truthy(arg) else not_(target.exists()))
+                if _truthy(arg):
+                    clauses.append(target.exists())
+                else:
+                    clauses.append(not_(target.for_negation().exists()))
             elif op in OPS:
                 clauses.append(target.compare(op, arg))
             elif op == "$regex":
@@ -96,9 +122,9 @@ class Compiler:
                 continue
             elif op == "$not":
                 if isinstance(arg, dict) and arg and all(k.startswith("$") for k in arg):
-                    clauses.append(not_(self.operators(target, arg)))
+                    clauses.append(not_(self.operators(target.for_negation(), arg)))
                 elif isinstance(arg, str):  # a regex given directly
-                    clauses.append(not_(target.regex(regex_pattern(arg, None))))
+                    clauses.append(not_(target.for_negation().regex(regex_pattern(arg, None))))
                 else:
                     raise BadRequest(f"find: {name}: $not needs an operator object or a regex")
             elif op == "$elemMatch":
@@ -128,13 +154,18 @@ def compile_find(
     find: dict[str, Any] | str | None,
     *,
     correlate: frozenset[str] = frozenset(),
+    correlate_negations: frozenset[str] = frozenset(),
 ) -> Clause:
     """The SQL clause for a `find` document (parsed, or the raw JSON text of the parameter).
 
-    `correlate`: array keys to test with correlated EXISTS (see `Collection.resolve`)."""
+    `correlate`: array keys to test with correlated EXISTS (see `Collection.resolve`);
+    `correlate_negations`: array keys whose negated tests (`$ne`, `$nin`, `$not`, `$nor`) use
+    correlated NOT EXISTS while their positive tests keep the `IN (SELECT …)` form. A negated
+    set cannot drive the query, so its only use is to be probed: the correlated probe costs
+    per row tested and stops with the page, the set costs every object having the value."""
     if find is None or isinstance(find, str):
         find = parse_find(find)
-    return Compiler(spec, correlate).document(find)
+    return Compiler(spec, correlate, correlate_negations).document(find)
 
 
 def order_by(

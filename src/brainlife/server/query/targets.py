@@ -4,7 +4,7 @@ a path in a JSON document), and how each positive operator tests it. The compile
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, or_, select, true
@@ -43,6 +43,11 @@ class Target:
 
     def size(self, n: int) -> Clause:
         return false()
+
+    def for_negation(self) -> Target:
+        """The target whose tests the compiler negates (`$ne`, `$nin`, `$not`, `$nor`): the
+        same rows, in the SQL form that is cheaper to negate when it differs."""
+        return self
 
 
 @dataclass
@@ -92,12 +97,19 @@ class ScalarTarget(Target):
 
 @dataclass
 class AnyOf(Target):
-    """An array field whose elements are tested by `element` inside `wrap` (an EXISTS)."""
+    """An array field whose elements are tested by `element` inside `wrap` (an EXISTS, or
+    `parent IN (SELECT …)`); `negated_wrap` is the form used under a negation."""
 
     element: ScalarTarget
     wrap: Callable[[Clause], Clause]
     count: Callable[[], ColumnElement[Any]]
     name: str = ""
+    negated_wrap: Callable[[Clause], Clause] | None = None
+
+    def for_negation(self) -> Target:
+        if self.negated_wrap is None or self.negated_wrap is self.wrap:
+            return self
+        return replace(self, wrap=self.negated_wrap)
 
     def eq(self, value: Any) -> Clause:
         if value is None:

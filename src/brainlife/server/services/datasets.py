@@ -56,6 +56,7 @@ def list_datasets(
     access = readable_datasets(principal)
     terms = dataset_totals.conjunction(find)
     correlate: frozenset[str] = frozenset()
+    correlate_negations: frozenset[str] = frozenset()
     page_stmt = None
     if terms is not None:
         keys = {key for key, value in terms if dataset_totals.is_pin(value)}
@@ -64,9 +65,13 @@ def list_datasets(
             # each row's tags by primary key, instead of first collecting every object
             # having (or lacking) the tag
             correlate = _ARRAYS
+        if keys & (_NARROWING | {"_id"}):
+            # a negated array test can only be probed: per narrowed row, not as the set of
+            # every object having the value (a release's publications included)
+            correlate_negations = _NEGATABLE
         pinned = dataset_totals.release_pin(terms)
         if pinned and pinned[0] and not params.sort and not keys & _SELECTIVE:
-            page_stmt = _release_page(pinned[0], pinned[1], access, correlate)
+            page_stmt = _release_page(pinned[0], pinned[1], access, correlate, correlate_negations)
     return run_listing(
         session,
         Dataset,
@@ -76,6 +81,7 @@ def list_datasets(
         size_column=Dataset.size,
         options=NO_ARRAYS,
         correlate=correlate,
+        correlate_negations=correlate_negations,
         page_stmt=page_stmt,
         totals=lambda where: (
             dataset_totals.fast_totals(session, principal, find)
@@ -87,6 +93,8 @@ def list_datasets(
 #: top-level keys whose index narrows a listing enough to test tags row by row
 _NARROWING = {"project", "datatype", "meta.subject"}
 _ARRAYS = frozenset({"tags", "datatype_tags"})
+#: arrays whose negated tests are probed row by row in a narrowed listing
+_NEGATABLE = _ARRAYS | {"publications"}
 #: pinned keys more selective than a release: their own index serves the page better
 _SELECTIVE = {"_id", "meta.subject"}
 
@@ -96,12 +104,16 @@ def _release_page(
     rest: list[tuple[str, Any]],
     access: ColumnElement[bool],
     correlate: frozenset[str],
+    correlate_negations: frozenset[str],
 ) -> Select[Any]:
     """The page of a find that pins one release: read in `_id` order from the release's index
     (`dataset_publications (release_id, dataset_id)`), joined to each object by primary key,
     so that the first 100 matches come without collecting the whole release."""
     find = {"$and": [{key: value} for key, value in rest]} if rest else {}
-    where = and_(access, compile_find(DATASETS, find, correlate=correlate))
+    where = and_(
+        access,
+        compile_find(DATASETS, find, correlate=correlate, correlate_negations=correlate_negations),
+    )
     # an alias, so that the access rule's own EXISTS on dataset_publications stays correlated
     # with the object only
     pub = aliased(DatasetPublication)

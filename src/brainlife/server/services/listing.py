@@ -34,6 +34,7 @@ def run_listing(
     size_column: Any = None,
     options: tuple[Any, ...] = (),
     correlate: frozenset[str] = frozenset(),
+    correlate_negations: frozenset[str] = frozenset(),
     page_stmt: Select[Any] | None = None,
     totals: Callable[[ColumnElement[bool]], tuple[int, int] | None] | None = None,
 ) -> Listing[Any]:
@@ -44,12 +45,18 @@ def run_listing(
     the totals come from the page and the second query is skipped.
 
     Shortcuts a caller may give (each must select exactly what the general query selects):
-    `correlate` (array keys tested with correlated EXISTS, see `compile_find`); `page_stmt`,
+    `correlate` and `correlate_negations` (array keys whose tests, or negated tests only, use
+    correlated EXISTS, see `compile_find`); `page_stmt`,
     the sorted statement of the page (unpaged) to run instead of the general one; `totals`,
     which, given the whole WHERE clause (access and find), returns (count, size) or None to
     fall back to counting with that clause.
     """
-    where = and_(access, compile_find(spec, params.find, correlate=correlate))
+    where = and_(
+        access,
+        compile_find(
+            spec, params.find, correlate=correlate, correlate_negations=correlate_negations
+        ),
+    )
     if page_stmt is not None:
         stmt = page_stmt
     else:
