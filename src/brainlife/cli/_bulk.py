@@ -123,14 +123,16 @@ def _exit_code(result: BulkResult) -> int:
     return codes.pop() if len(codes) == 1 else 1
 
 
-def run_bulk(plan_factory: Callable[[], Plan], transfer: Transfer) -> None:
-    """Plan, print the plan (dry run) or run it with a progress display, then the summary; exit
-    non-zero naming the failed objects."""
+def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Transfer) -> None:
+    """Plan (``plan_factory(on_event)``, showing its ``planning`` events), print the plan (dry
+    run) or run it with a progress display, then the summary; exit non-zero naming the failed
+    objects."""
     from brainlife.client import describe_plan
 
     as_json, dry_run = transfer.as_json, transfer.dry_run
     client = get_client()
-    plan = plan_factory()
+    with _output.planning_display(as_json) as on_event:
+        plan = plan_factory(on_event)
     if as_json:
         _output.json_line(plan.to_json())
     elif dry_run:
@@ -169,11 +171,12 @@ def download_bulk(transfer: Transfer, *, directory: str | None, **query: Any) ->
     its arguments (filters, ids, lock, limit)."""
     client = get_client()
     run_bulk(
-        lambda: client.plan_download(
+        lambda on_event: client.plan_download(
             root=directory,
             layout=transfer.layout,
             existing=transfer.existing,
             jobs=transfer.jobs,
+            on_event=on_event,
             **query,
         ),
         transfer,

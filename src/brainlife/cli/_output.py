@@ -326,6 +326,37 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
 
 
 @contextmanager
+def planning_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callable[[Any], None]]:
+    """An event handler for planning: JSON lines with ``--json``; on a terminal one status line
+    on stderr (``Planning: 1200/2708 data objects…``), rewritten in place and erased when the
+    block ends (the plan summary takes its place); else nothing."""
+    if as_json:
+        yield lambda event: json_line(event.to_json())
+        return
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda event: None
+        return
+    stream = sys.stderr
+
+    def show(text: str) -> None:
+        stream.write("\r\x1b[2K" + text)
+        stream.flush()
+
+    def handle(event: Any) -> None:
+        d = event.data
+        if event.kind == "planning":
+            show(f"Planning: {d['done']}/{d['total']} data objects…")
+
+    show("Planning…")
+    try:
+        yield handle
+    finally:
+        show("")
+
+
+@contextmanager
 def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callable[[Any], None]]:
     """An event handler for the download engine: JSON lines with ``--json``; on a terminal one
     calm progress line (bytes, rate, ETA, objects done and failed) on stderr; else nothing (the

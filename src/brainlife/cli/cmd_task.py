@@ -246,5 +246,5 @@ def _engine(pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool) 
         o.error is None for o in plan.objects
     ):
         return False
-    run_bulk(lambda: plan, Transfer(as_json=as_json))
+    run_bulk(lambda _on_event: plan, Transfer(as_json=as_json))
     return True

@@ -516,6 +516,7 @@ class Client:
         existing: str = "skip",
         jobs: int = 8,
         limit: int | None = None,
+        on_event: EventHandler | None = None,
         **filters: Any,
     ) -> Plan:
         """What a bulk download would do: the matching data objects (``filters`` of
@@ -523,7 +524,8 @@ class Client:
         under ``root`` by ``layout`` (``id``, ``seed``, ``bids`` or a template such as
         ``{project}/{subject}/{id}``), their files, what is already on disk, and the problems
         that stop the run. ``root`` defaults to ``.`` (with ``lock``: the lockfile's folder).
-        Nothing is written."""
+        ``on_event`` gets ``planning`` events (``done``, ``total``: objects resolved, at most
+        two a second). Nothing is written."""
         from brainlife.client._sources import plan_datasets
 
         return plan_datasets(
@@ -535,6 +537,7 @@ class Client:
             existing=existing,
             jobs=jobs,
             limit=limit,
+            on_event=on_event,
             **filters,
         )
 
@@ -546,11 +549,14 @@ class Client:
         root: str | os.PathLike[str] = ".",
         existing: str = "skip",
         jobs: int = 8,
+        on_event: EventHandler | None = None,
     ) -> Plan:
         """The same ``path`` of several tasks (``(task_id, folder)`` pairs), file by file."""
         from brainlife.client._sources import plan_tasks
 
-        return plan_tasks(self, tasks, path, root=Path(root), existing=existing, jobs=jobs)
+        return plan_tasks(
+            self, tasks, path, root=Path(root), existing=existing, jobs=jobs, on_event=on_event
+        )
 
     def download(
         self,

@@ -10,15 +10,18 @@ safely. Later bulk/parallel/resume work builds on :class:`Downloader`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainlife.client._exceptions import (
+    ApiError,
+    BrainlifeError,
     ChecksumMismatch,
     ConfigError,
     DiskFullError,
@@ -26,7 +29,14 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
-from brainlife.client._http import CHUNK_SIZE, HttpClient, Response, quote_path, read_chunks
+from brainlife.client._http import (
+    CHUNK_SIZE,
+    HttpClient,
+    Response,
+    error_for_status,
+    quote_path,
+    read_chunks,
+)
 from brainlife.client._tar import (
     ChunkReader,
     check_archive_start,
@@ -35,7 +45,14 @@ from brainlife.client._tar import (
     safe_relpath,
     write_chunks,
 )
-from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, MANIFEST_ROUTE, parse_date
+from brainlife.wire import (
+    API_AMARETTI,
+    API_WAREHOUSE,
+    FILE_ROUTE,
+    MANIFEST_ROUTE,
+    MANIFESTS_ROUTE,
+    parse_date,
+)
 
 __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
 
@@ -177,6 +194,10 @@ def _filename_from(resp: Response) -> str | None:
     return name or None
 
 
+#: the status the single manifest route answers for each reason of a batch's `missing`
+_MISSING_STATUS = {"not-found": 404, "forbidden": 403, "not-stored": 409}
+
+
 class Downloader:
     """Fetches bytes for a client: ``http`` is its pooled connection, ``token`` its JWT."""
 
@@ -195,6 +216,41 @@ class Downloader:
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
             return None
         return doc
+
+    def manifests(self, ids: Sequence[str]) -> dict[str, dict[str, Any] | BrainlifeError] | None:
+        """Our manifests of many data objects in one request (at most the server's limit, 1000):
+        each id's manifest, or the error its single manifest request would raise (not found,
+        access denied, not stored). None when the server has no batch route (brainlife.io: 404
+        or 405); other errors raise. An id the answer leaves out is left out here too."""
+        try:
+            doc = self.http.request_json(
+                "POST",
+                API_WAREHOUSE + MANIFESTS_ROUTE,
+                json_body={"ids": list(ids)},
+                token=self.token,
+            )
+        except (NotFound, ProtocolError):
+            return None
+        except ApiError as exc:
+            if exc.status in (405, 501):
+                return None
+            raise
+        if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+            return None
+        out: dict[str, dict[str, Any] | BrainlifeError] = {}
+        for m in doc["manifests"]:
+            if isinstance(m, dict) and isinstance(m.get("files"), list):
+                out[str(m.get("_id"))] = m
+        for miss in doc.get("missing") or []:
+            status = (
+                _MISSING_STATUS.get(str(miss.get("reason"))) if isinstance(miss, dict) else None
+            )
+            if status is not None:
+                body = json.dumps({"message": str(miss.get("message") or "")}).encode()
+                out[str(miss.get("_id"))] = error_for_status(
+                    status, body, "application/json", self.http.base_url
+                )
+        return out
 
     def dataset(
         self,

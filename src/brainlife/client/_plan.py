@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,11 @@ from brainlife.client._transfer import hash_file, part_path, sidecar_path
 __all__ = [
     "EXISTING",
     "RATE_ESTIMATE",
+    "BatchManifests",
     "Plan",
     "PlanFile",
     "PlanObject",
+    "PlanningProgress",
     "describe_plan",
     "resolve_files",
 ]
@@ -264,6 +267,50 @@ def _lock_files(lock: Lockfile | None, obj: PlanObject) -> list[PlanFile] | None
     return [PlanFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in rec["files"]]
 
 
+def _manifest_files(doc: Doc) -> list[PlanFile]:
+    files = []
+    for entry in doc.get("files") or []:
+        rel = safe_relpath(str(entry.get("path", "")))
+        if rel is None:
+            continue
+        files.append(PlanFile(rel.as_posix(), int(entry["size"]), str(entry["sha256"])))
+    return files
+
+
+#: objects per batch manifest request
+MANIFEST_BATCH = 500
+#: at most one planning-progress call per this many seconds (besides the first and the last)
+PLANNING_INTERVAL = 0.5
+
+#: ``manifests(objects)``: the answer for each object's id (its manifest, or the error the single
+#: manifest route would raise), or None when the server has no batch route.
+BatchManifests = Callable[[Sequence[PlanObject]], dict[str, Doc | BrainlifeError] | None]
+#: ``progress(done, total)``: objects whose files are resolved so far
+PlanningProgress = Callable[[int, int], None]
+
+
+class _Ticker:
+    """Counts resolved objects and calls ``progress`` at most every ``interval`` seconds: not
+    at all when resolving takes less than that (quick plans stay silent), else also at the end."""
+
+    def __init__(self, total: int, progress: PlanningProgress | None, interval: float) -> None:
+        self.total, self.progress, self.interval = total, progress, interval
+        self.done = 0
+        self.last = time.monotonic()
+        self.told = False
+        self.lock = threading.Lock()
+
+    def tick(self) -> None:
+        if self.progress is None:
+            return
+        with self.lock:
+            self.done += 1
+            now = time.monotonic()
+            if now - self.last >= self.interval or (self.done == self.total and self.told):
+                self.last, self.told = now, True
+                self.progress(self.done, self.total)
+
+
 def resolve_files(
     objects: Sequence[PlanObject],
     root: Path,
@@ -273,14 +320,21 @@ def resolve_files(
     lock: Lockfile | None,
     pinned: Lockfile | None = None,
     jobs: int = 8,
+    manifests: BatchManifests | None = None,
+    progress: PlanningProgress | None = None,
+    progress_interval: float | None = None,
 ) -> None:
     """Fill in each object's files (from ``pinned``, the lockfile of ``--lock``; from ``lock``
-    when it proves the object complete; else from the server's manifest) and their states."""
+    when it proves the object complete; else from the server's manifest) and their states.
 
-    def one(obj: PlanObject) -> None:
-        if obj.error is not None:
-            return
-        base = root / obj.folder
+    With ``manifests`` the manifests are asked for ``MANIFEST_BATCH`` objects at a time; once it
+    answers None (the server has no batch route) every remaining object asks ``manifest`` on its
+    own, in parallel. ``progress(done, total)`` follows the objects resolved (see `_Ticker`)."""
+    todo = [o for o in objects if o.error is None]
+    interval = PLANNING_INTERVAL if progress_interval is None else progress_interval
+    ticker = _Ticker(len(todo), progress, interval)
+
+    def known(obj: PlanObject) -> list[PlanFile] | None:
         files = None
         if existing != "refresh":
             files = _lock_files(pinned, obj)
@@ -288,29 +342,76 @@ def resolve_files(
             rec = lock.objects.get(obj.id)
             if rec and rec.get("status") == "complete" and rec.get("folder") == obj.folder:
                 files = _lock_files(lock, obj)
-        if files is None:
-            try:
-                doc = manifest(obj)
-            except BrainlifeError as exc:
-                obj.error, obj.error_class = str(exc), type(exc).__name__
-                return
-            if doc is None:
-                obj.files = None
-                return
-            files = []
-            for entry in doc.get("files") or []:
-                rel = safe_relpath(str(entry.get("path", "")))
-                if rel is None:
-                    continue
-                files.append(PlanFile(rel.as_posix(), int(entry["size"]), str(entry["sha256"])))
+        return files
+
+    def settle(obj: PlanObject, files: list[PlanFile]) -> None:
+        base = root / obj.folder
         for f in files:
             record = lock.file_record(obj.id, f.rel) if lock is not None else None
             _state_of(base / f.rel, f, existing, record)
         obj.files = files
         obj.size = sum(f.size for f in files)
 
+    def from_answer(obj: PlanObject, answer: Doc | BrainlifeError | None) -> None:
+        if isinstance(answer, BrainlifeError):
+            obj.error, obj.error_class = str(answer), type(answer).__name__
+        elif answer is None:
+            obj.files = None
+        else:
+            settle(obj, _manifest_files(answer))
+
+    def one(obj: PlanObject, files: list[PlanFile] | None = None) -> None:
+        try:
+            if files is None:
+                files = known(obj)
+            if files is not None:
+                settle(obj, files)
+                return
+            try:
+                answer: Doc | BrainlifeError | None = manifest(obj)
+            except BrainlifeError as exc:
+                answer = exc
+            from_answer(obj, answer)
+        finally:
+            ticker.tick()
+
+    def answered(obj: PlanObject, answer: Doc | BrainlifeError) -> None:
+        try:
+            from_answer(obj, answer)
+        finally:
+            ticker.tick()
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, objects))
+        if manifests is None:
+            futures = [pool.submit(one, o) for o in todo]
+        else:
+            futures, pending = [], []
+            for o in todo:
+                files = known(o)
+                if files is None:
+                    pending.append(o)
+                else:
+                    futures.append(pool.submit(one, o, files))
+            batch: BatchManifests | None = manifests
+            for i in range(0, len(pending), MANIFEST_BATCH):
+                chunk = pending[i : i + MANIFEST_BATCH]
+                answers: dict[str, Doc | BrainlifeError] | None = {}
+                if batch is not None:
+                    try:
+                        answers = batch(chunk)
+                    except BrainlifeError:
+                        answers = {}  # this chunk object by object: each gets its own error
+                if answers is None:
+                    batch = None  # not this server: one request per object from now on
+                    answers = {}
+                for o in chunk:
+                    answer = answers.get(o.id)
+                    if answer is None:
+                        futures.append(pool.submit(one, o))
+                    else:
+                        futures.append(pool.submit(answered, o, answer))
+        for future in futures:
+            future.result()
     _plan_links(objects)
 
 

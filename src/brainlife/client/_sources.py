@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brainlife.client._bulk import BulkResult, Engine, EventHandler
+from brainlife.client._bulk import BulkResult, Engine, Event, EventHandler
 from brainlife.client._download import Downloader
 from brainlife.client._exceptions import (
     AuthError,
@@ -25,6 +25,7 @@ from brainlife.client._lockfile import LOCK_NAME, Lockfile
 from brainlife.client._plan import (
     EXISTING,
     Plan,
+    PlanningProgress,
     PlanObject,
     dataset_description,
     finish_plan,
@@ -55,6 +56,13 @@ FILTERS = (
     "run",
     "taskid",
 )
+
+
+def _planning(on_event: EventHandler | None) -> PlanningProgress | None:
+    """The planning-progress callback that sends ``planning`` events (``done``, ``total``)."""
+    if on_event is None:
+        return None
+    return lambda done, total: on_event(Event("planning", {"done": done, "total": total}))
 
 
 def _check_existing(existing: str) -> None:
@@ -106,9 +114,11 @@ def plan_datasets(
     existing: str = "skip",
     jobs: int = 8,
     limit: int | None = None,
+    on_event: EventHandler | None = None,
     **filters: Any,
 ) -> Plan:
-    """Resolve what to download where (see :meth:`Client.plan_download`)."""
+    """Resolve what to download where (see :meth:`Client.plan_download`); ``on_event`` gets
+    ``planning`` events while the objects' files are resolved."""
     _check_existing(existing)
     unknown = sorted(set(filters) - set(FILTERS))
     if unknown:
@@ -184,10 +194,12 @@ def plan_datasets(
         objects,
         root_path,
         manifest=lambda o: downloader.manifest(o.id),
+        manifests=lambda objs: downloader.manifests([o.id for o in objs]),
         existing=existing,
         lock=root_lock,
         pinned=pinned,
         jobs=jobs,
+        progress=_planning(on_event),
     )
     plan = Plan(
         root=root_path,
@@ -209,6 +221,7 @@ def plan_tasks(
     root: str | Path = ".",
     existing: str = "skip",
     jobs: int = 8,
+    on_event: EventHandler | None = None,
 ) -> Plan:
     """The same ``path`` of several tasks, each ``(task_id, folder)``, file by file (resumable and
     verified) from our task manifest."""
@@ -249,6 +262,7 @@ def plan_tasks(
         existing=existing,
         lock=Lockfile.open(root_path / LOCK_NAME),
         jobs=jobs,
+        progress=_planning(on_event),
     )
     plan = Plan(
         root=root_path,

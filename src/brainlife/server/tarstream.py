@@ -91,6 +91,27 @@ def member_header(
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
+#: the largest number a ustar header field of 11 octal digits holds (size, mtime)
+_USTAR_MAX = 8**11 - 1
+
+
+def header_length(path: str, size: int, *, mode: int = 0o644, mtime: int = 0) -> int:
+    """`len(member_header(path, size, mode=mode, mtime=mtime))` of a regular file, without
+    building the header when it is one plain ustar block (an ASCII name of at most 100
+    characters, size and mtime within 11 octal digits)."""
+    if path.isascii() and len(path) <= 100 and 0 <= size <= _USTAR_MAX and 0 <= mtime <= _USTAR_MAX:
+        return BLOCK
+    return len(member_header(path, size, mode=mode, mtime=mtime))
+
+
+def tar_size(members: Iterable[TarMember], mtime: int) -> int:
+    """`TarLayout(members, mtime).size`, computed without laying the tar out."""
+    total = END_OF_ARCHIVE
+    for m in members:
+        total += header_length(m.path, m.size, mode=m.mode, mtime=mtime) + m.size + padding(m.size)
+    return total
+
+
 def padding(size: int) -> int:
     """Zero bytes after `size` bytes of data, up to the next block boundary."""
     return -size % BLOCK

@@ -73,8 +73,33 @@ class Manifest(TypedDict):
     files: list[ManifestFile]
 
 
+class ManifestMissing(TypedDict):
+    """An id of a batch manifest request that has no manifest (*ours*).
+
+    `reason`: `not-found` (unknown id, or not an id), `forbidden` (not readable by the caller)
+    or `not-stored` (status other than `stored`); `message` is what the single manifest route
+    would have answered.
+    """
+
+    _id: str
+    reason: str
+    message: str
+
+
+class Manifests(TypedDict):
+    """`POST /api/warehouse/dataset/manifests` `{"ids": [...]}` (*ours*): the manifests of the
+    ids that have one, in the order asked, and every other id in `missing`."""
+
+    manifests: list[Manifest]
+    missing: list[ManifestMissing]
+
+
 #: Our routes (relative to API_WAREHOUSE / API_AMARETTI).
 MANIFEST_ROUTE: Final = "/dataset/manifest/{id}"
+#: The manifests of many data objects in one request (POST, JSON body `{"ids": [...]}`).
+MANIFESTS_ROUTE: Final = "/dataset/manifests"
+#: The most ids one `MANIFESTS_ROUTE` request may ask for (more: 400).
+MANIFESTS_MAX_IDS: Final = 1000
 FILE_ROUTE: Final = "/dataset/file/{id}/{path}"
 TASK_MANIFEST_ROUTE: Final = "/task/manifest/{id}"
 
@@ -86,12 +111,16 @@ __all__ = [
     "API_WAREHOUSE",
     "DEFAULT_LIMIT",
     "FILE_ROUTE",
+    "MANIFESTS_MAX_IDS",
+    "MANIFESTS_ROUTE",
     "MANIFEST_ROUTE",
     "TASK_MANIFEST_ROUTE",
     "Document",
     "ErrorBody",
     "Manifest",
     "ManifestFile",
+    "ManifestMissing",
+    "Manifests",
     "format_date",
     "is_object_id",
     "parse_date",

@@ -8,18 +8,18 @@ so a long download holds no connection. Bodies stream in `settings.chunk_size` p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from brainlife.server.deps import ArchiveDep, DownloadUser, get_session
 from brainlife.server.services import downloads
 from brainlife.server.tarstream import Chunk
-from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, Manifest
+from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, MANIFESTS_ROUTE, Manifest, Manifests
 
 router = APIRouter()
 
@@ -149,6 +149,15 @@ def download_dataset(
 def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession) -> Manifest:
     """The files of a data object (path, size, sha256) in tar order, and the tar's size."""
     return downloads.dataset_manifest(session, user, dataset_id)
+
+
+@router.post(MANIFESTS_ROUTE, response_model=None)
+def dataset_manifests(
+    payload: Annotated[Any, Body()], user: DownloadUser, session: ShortSession
+) -> Manifests:
+    """The manifests of many data objects (`{"ids": [...]}`, at most `MANIFESTS_MAX_IDS`); ids
+    without one are listed in `missing` with the reason."""
+    return downloads.manifests_batch(session, user, downloads.manifest_ids(payload))
 
 
 @router.api_route(

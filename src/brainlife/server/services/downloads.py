@@ -10,6 +10,9 @@ Access (brainlife-server.md §2.3), checked in this order:
    apart, as brainlife does: ids are 64 random bits, so existence cannot be enumerated, and a
    403 tells a user to ask for access rather than to check the id;
 3. status other than `stored` → 409 naming the status (brainlife answers 500 here).
+
+The batch manifest (`manifests_batch`) applies the same rules per id and reports each failing id
+in `missing` with its reason, in two queries whatever the number of ids.
 """
 
 from __future__ import annotations
@@ -17,20 +20,43 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_datasets
 from brainlife.server.archive import Archive
-from brainlife.server.errors import Conflict, Forbidden, NotFound, RangeNotSatisfiable
+from brainlife.server.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RangeNotSatisfiable,
+)
 from brainlife.server.models import Dataset, DatasetFile
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import dataset_members
-from brainlife.server.tarstream import BlobSource, Chunk, TarLayout, epoch_seconds, read_range
-from brainlife.wire import Manifest, ManifestFile
+from brainlife.server.tarstream import (
+    BlobSource,
+    Chunk,
+    TarLayout,
+    TarMember,
+    epoch_seconds,
+    read_range,
+    tar_size,
+)
+from brainlife.wire import (
+    MANIFESTS_MAX_IDS,
+    Manifest,
+    ManifestFile,
+    ManifestMissing,
+    Manifests,
+    is_object_id,
+)
 
 log = logging.getLogger("brainlife.server.downloads")
 
@@ -86,6 +112,13 @@ def quote_etag(value: str) -> str:
 # --- access ------------------------------------------------------------------------------------
 
 
+def _not_stored(status: str | None) -> str:
+    return (
+        f"status is not stored: {status} (a data object can only be downloaded "
+        "once the archive has stored it)"
+    )
+
+
 def _readable_dataset(session: Session, principal: Principal, dataset_id: str) -> Dataset:
     row = session.execute(
         select(Dataset, readable_datasets(principal).label("readable")).where(
@@ -98,10 +131,7 @@ def _readable_dataset(session: Session, principal: Principal, dataset_id: str) -
     if not readable:
         raise Forbidden(FORBIDDEN)
     if dataset.status != "stored":
-        raise Conflict(
-            f"status is not stored: {dataset.status} (a data object can only be downloaded "
-            "once the archive has stored it)"
-        )
+        raise Conflict(_not_stored(dataset.status))
     return dataset
 
 
@@ -192,6 +222,79 @@ def dataset_manifest(session: Session, principal: Principal, dataset_id: str) ->
     layout = TarLayout(members, epoch_seconds(dataset.create_date))
     files = [ManifestFile(path=m.path, size=m.size, sha256=m.sha256) for m in members]
     return Manifest(_id=dataset.id, tar_size=layout.size, files=files)
+
+
+def manifest_ids(payload: Any) -> list[str]:
+    """The ids of a batch manifest request body `{"ids": [...]}`, once each in the order given;
+    a body of another shape, or more than `MANIFESTS_MAX_IDS` ids, is a `BadRequest`."""
+    if not isinstance(payload, dict) or "ids" not in payload:
+        raise BadRequest('The body must be a JSON object {"ids": ["<data object id>", ...]}.')
+    ids = payload["ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest('"ids" must be a list of data object ids (strings).')
+    unique = list(dict.fromkeys(ids))
+    if len(unique) > MANIFESTS_MAX_IDS:
+        raise BadRequest(
+            f"Too many ids: {len(unique)}; ask for at most {MANIFESTS_MAX_IDS} per request."
+        )
+    return unique
+
+
+def manifests_batch(session: Session, principal: Principal, ids: list[str]) -> Manifests:
+    """The manifests of `ids` (as `dataset_manifest` gives them), and every id that has none in
+    `missing` with the reason the single route would give. Two queries: the objects with their
+    readability (access decided in SQL), then the files of the readable stored ones."""
+    wanted = [i for i in ids if is_object_id(i)]
+    found: dict[str, tuple[str | None, Any, bool]] = {}
+    if wanted:
+        rows = session.execute(
+            select(
+                Dataset.id,
+                Dataset.status,
+                Dataset.create_date,
+                readable_datasets(principal).label("readable"),
+            ).where(Dataset.id.in_(wanted))
+        )
+        found = {r.id: (r.status, r.create_date, bool(r.readable)) for r in rows}
+    ok = [i for i in wanted if i in found and found[i][2] and found[i][0] == "stored"]
+    members: dict[str, list[TarMember]] = defaultdict(list)
+    if ok:
+        files = session.execute(
+            select(
+                DatasetFile.dataset_id,
+                DatasetFile.path,
+                DatasetFile.size,
+                DatasetFile.sha256,
+                DatasetFile.mode,
+            )
+            .where(DatasetFile.dataset_id.in_(ok))
+            .order_by(DatasetFile.dataset_id, DatasetFile.pos)
+        )
+        for f in files:
+            members[f.dataset_id].append(TarMember(f.path, f.size, f.sha256, f.mode))
+    manifests: list[Manifest] = []
+    missing: list[ManifestMissing] = []
+    for oid in ids:
+        if oid not in found:
+            missing.append(ManifestMissing(_id=oid, reason="not-found", message=NOT_FOUND))
+            continue
+        status, create_date, readable = found[oid]
+        if not readable:
+            missing.append(ManifestMissing(_id=oid, reason="forbidden", message=FORBIDDEN))
+        elif status != "stored":
+            missing.append(
+                ManifestMissing(_id=oid, reason="not-stored", message=_not_stored(status))
+            )
+        else:
+            got = members.get(oid, [])
+            manifests.append(
+                Manifest(
+                    _id=oid,
+                    tar_size=tar_size(got, epoch_seconds(create_date)),
+                    files=[ManifestFile(path=m.path, size=m.size, sha256=m.sha256) for m in got],
+                )
+            )
+    return Manifests(manifests=manifests, missing=missing)
 
 
 @dataclass(frozen=True)
