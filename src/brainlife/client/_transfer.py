@@ -10,10 +10,12 @@ backoff, each time from where the bytes stopped.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -264,6 +266,77 @@ def _body_readinto(resp: Any) -> Callable[[memoryview], int]:
     return resp.readinto
 
 
+#: buffers of one transfer: one being received and written while up to two more are hashed
+PIPELINE_BUFFERS = 3
+
+
+class _Hasher:
+    """sha256 of the body in a second thread, one buffer behind the receive and the write.
+
+    The transfer thread fills a buffer from the socket, writes it, and hands it over; the hash
+    (hashlib releases the GIL for large buffers) then overlaps the next receive and write: the
+    two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB. On the 2-core machine this
+    took ``bl data download`` of 1 GiB to /dev/shm from 1.30 s to 1.10 s (figure 2). At most
+    ``PIPELINE_BUFFERS`` preallocated buffers exist per transfer, so memory stays flat. A body
+    that fits in one buffer (or ``threaded=False``) is hashed inline: no thread, one buffer.
+    ``close`` waits until every byte handed over is hashed, so the digest always covers exactly
+    the bytes written, whatever stops the transfer.
+    """
+
+    def __init__(self, digest: Any, *, threaded: bool) -> None:
+        self._digest = digest
+        count = PIPELINE_BUFFERS if threaded else 1
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(memoryview(bytearray(CHUNK_SIZE)))
+        self._full: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="bl-sha256", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._full.get()) is not None:
+            if self._error is None:
+                try:
+                    self._digest.update(chunk)
+                except BaseException as exc:  # reported by the next buffer()/close()
+                    self._error = exc
+            self._free.put(_whole(chunk))
+
+    def buffer(self) -> memoryview:
+        """A whole buffer that is free to be filled (waits for the hash of an earlier one)."""
+        view = self._free.get()
+        self._raise()
+        return view
+
+    def submit(self, chunk: memoryview) -> None:
+        """Hash ``chunk`` (a slice of a buffer from ``buffer()``) after the earlier ones."""
+        if self._thread is None:
+            self._digest.update(chunk)
+            self._free.put(_whole(chunk))
+        else:
+            self._full.put(chunk)
+
+    def close(self) -> None:
+        """Wait until everything submitted is hashed; stop the thread; raise its error."""
+        if self._thread is not None:
+            self._full.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def _whole(chunk: memoryview) -> memoryview:
+    return memoryview(chunk.obj)
+
+
 def _stream_into(
     resp: Any,
     part: Path,
@@ -279,51 +352,61 @@ def _stream_into(
     from urllib3.exceptions import HTTPError
 
     written = 0
+    expected = resp.headers.get("Content-Length")
+    length = int(expected) if expected and expected.isdigit() else None
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(part, size, exc) from exc
         raise
+    hasher: _Hasher | None = None
     try:
         if os.fstat(fd).st_size != offset:
             # only when needed: ext4 (auto_da_alloc) flushes a file truncated to zero when it is
             # closed, which cost about 1 s per GiB written to a fresh part file
             os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
         readinto = _body_readinto(resp)
+        hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
         while True:
+            view = hasher.buffer()
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Interrupted.")
             try:
                 n = readinto(view)
             except (HTTPError, HTTPException) as exc:
+                hasher.close()
                 raise _Partial(
                     written, ServerUnavailable(f"The download was cut off ({exc}).")
                 ) from exc
             except OSError as exc:
+                hasher.close()
                 raise _Partial(
                     written, ServerUnavailable(f"The download was cut off ({exc}).")
                 ) from exc
             if not n:
                 break
             chunk = view[:n]
-            digest.update(chunk)
             pos = 0
             while pos < n:
                 pos += os.write(fd, chunk[pos:])
             written += n
+            hasher.submit(chunk)
             if on_bytes is not None:
                 on_bytes(n)
+        hasher.close()
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(part, size, exc) from exc
         raise
     finally:
-        os.close(fd)
-    expected = resp.headers.get("Content-Length")
-    if expected and expected.isdigit() and written < int(expected):
+        try:
+            if hasher is not None:
+                with contextlib.suppress(Exception):
+                    hasher.close()  # already closed, or another error is on its way out
+        finally:
+            os.close(fd)
+    if length is not None and written < length:
         raise _Partial(written, ServerUnavailable("The download was cut off."))
     return written
