@@ -30,9 +30,10 @@ class Settings:
     max_failed_logins: int = 5
     lockout_window: float = 15 * 60
     #: Bytes per chunk when streaming files. Downloads are paced to the write buffer, so a
-    #: stream pins about one chunk: with 1 MiB, 50 concurrent downloads peak at ~135-155 MiB
-    #: RSS and one stream runs faster than with 512 KiB (bench/bench_download.py).
-    chunk_size: int = 1024 * 1024
+    #: stream pins about one chunk. With 1 MiB, 50 concurrent downloads peaked anywhere from
+    #: ~135 to 198 MiB RSS from run to run (too close to the 200 MB budget); 512 KiB keeps a
+    #: margin and one stream still outruns nginx (bench/bench_download.py).
+    chunk_size: int = 512 * 1024
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
