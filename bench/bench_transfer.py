@@ -10,7 +10,8 @@ and a private HOME logged in with our `bl login`.
    from nginx (`sendfile on`; its root holds a hard link to the archive's blob). For context,
    curl also fetches the very route our client uses (`/api/warehouse/dataset/file/ID/data.bin`)
    from `bl serve`, which separates the server's share from the client's. One warm-up each,
-   then 3 alternating runs each, `sync` before every run, output deleted after it; medians.
+   then 3 alternating runs each, `sync` and a 3 s pause before every run, output deleted
+   after it; medians.
    Twice: writing to the repository's file system (bench/out) and to /dev/shm (tmpfs, when it
    exists: no disk in the path). Ratio ours/curl = curl's wall time / ours (throughput ratio).
 3. The same command; the process is SIGKILLed when `<id>/data.bin.bl-part` passes 50 % of the
@@ -50,6 +51,8 @@ from client_common import (
     sha256_file,
 )
 from common import OUT, RssSampler, _children, bl_serve, login, median, nginx, save_json, say
+
+SETTLE_SECONDS = 3.0
 
 
 def _sync() -> None:
@@ -128,6 +131,10 @@ def figure2(
                 for name, fn in shapes.items():
                     target = base / f"{name}-{k}"
                     _sync()
+                    # Let the previous run's deletion settle (the root filesystem is mounted
+                    # with `discard`: freeing 1 GiB issues discards that otherwise land on
+                    # whichever tool runs next; with the pause both tools see a quiet disk).
+                    time.sleep(SETTLE_SECONDS)
                     res = fn(target)
                     if k == 0 and name == "ours":  # check the bytes once
                         got = sha256_file(target / big / "data.bin")
