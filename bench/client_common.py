@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import OUT, RESULTS, ROOT, say
+from common import OUT, ROOT, say, write_section
 
 VERSION = "client-v1"  # bump when the fixture changes
 USERNAME = "bench"
@@ -314,14 +314,5 @@ def tree_manifest(root: Path, ignore: tuple[str, ...] = ()) -> tuple[dict[str, s
 
 
 def write_client_section(markdown: str) -> None:
-    """Replace the text between the client-benchmark markers of RESULTS.md; everything else
-    (the server section included) is kept byte for byte. The markers are appended when missing."""
-    block = f"{CSTART}\n{markdown.rstrip()}\n{CEND}\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if CSTART in text and CEND in text:
-        head, rest = text.split(CSTART, 1)
-        _old, tail = rest.split(CEND, 1)
-        text = head + block + tail.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
+    """Replace the client section of RESULTS.md; everything else is kept byte for byte."""
+    write_section(markdown, CSTART, CEND)

@@ -339,18 +339,22 @@ def load_json(name: str) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_results_section(markdown: str) -> None:
-    """Replace the text between the server-benchmark markers of RESULTS.md (other sections of
-    the file are kept; the markers are appended when missing)."""
-    block = f"{START}\n{markdown.rstrip()}\n{END}\n"
+def write_section(markdown: str, start: str = START, end: str = END) -> None:
+    """Replace the text between two markers of RESULTS.md (default: the server section); the
+    rest of the file is kept byte for byte. The markers are appended when missing."""
+    block = f"{start}\n{markdown.rstrip()}\n{end}\n"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _old, tail = rest.split(END, 1)
-        text = head + block + tail.lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _old, tail = rest.split(end, 1)
+        rest_text = tail.lstrip("\n")
+        text = head + block + ("\n" + rest_text if rest_text else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     RESULTS.write_text(text)
+
+
+write_results_section = write_section
 
 
 def fmt_ms(seconds: float) -> str:
