@@ -159,22 +159,10 @@ def test_disk_full_while_writing(
     serve_dataset(fake)
     import brainlife.client._tar as tarmod
 
-    real_fdopen = os.fdopen
+    def full(fd: int, data: memoryview) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    class Full:
-        def __init__(self, fd: int) -> None:
-            self.fh = real_fdopen(fd, "wb", buffering=0)
-
-        def __enter__(self) -> Full:
-            return self
-
-        def __exit__(self, *a: object) -> None:
-            self.fh.close()
-
-        def write(self, data: object) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(tarmod.os, "fdopen", lambda fd, *a, **k: Full(fd))
+    monkeypatch.setattr(tarmod, "write_all", full)
     with pytest.raises(DiskFullError, match=r"disk is full.*needs 6.0 KB") as info:
         client(fake).download_dataset(DSID, tmp_path / "out")
     assert info.value.needed == sum(len(b) for b in FILES.values())

@@ -22,10 +22,28 @@ __all__ = [
     "extract_tar_stream",
     "human_size",
     "safe_relpath",
+    "write_all",
     "write_chunks",
 ]
 
 WRITE_CHUNK = 1 << 20
+#: Bytes per write(2). Bodies are received in 1 MiB buffers, but handed to the kernel in 16 KiB
+#: slices: with large writes, Linux (6.x, ext4 large folios) backs the page cache with
+#: high-order pages, and on virtual machines whose free memory goes back to the host (balloon
+#: free-page reporting) every such page is cold and faults in the host on first touch. On this
+#: project's machines a 1 GiB file took 1.7-2.3 s to write in 1 MiB writes and 0.5-0.8 s in
+#: 16 KiB writes (curl writes 16 KiB at a time); on tmpfs the two were the same. See
+#: bench/RESULTS.md ("Why writes are sliced").
+WRITE_SIZE = 16 << 10
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` to ``fd`` in ``WRITE_SIZE`` slices (short writes are continued)."""
+    end = len(data)
+    pos = 0
+    write = os.write
+    while pos < end:
+        pos += write(fd, data[pos : pos + WRITE_SIZE])
 
 
 def _describe_error_body(head: bytes) -> str | None:
@@ -145,15 +163,14 @@ def write_chunks(
     written = 0
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb", buffering=0) as fh:
+        try:
             for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    n = fh.write(view)
-                    view = view[n or 0 :]
+                write_all(fd, memoryview(chunk))
                 written += len(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
+        finally:
+            os.close(fd)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(path, needed, exc) from exc

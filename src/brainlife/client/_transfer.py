@@ -30,7 +30,7 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient
-from brainlife.client._tar import _disk_full
+from brainlife.client._tar import _disk_full, write_all
 
 __all__ = [
     "PART_SUFFIX",
@@ -388,9 +388,7 @@ def _stream_into(
             if not n:
                 break
             chunk = view[:n]
-            pos = 0
-            while pos < n:
-                pos += os.write(fd, chunk[pos:])
+            write_all(fd, chunk)
             written += n
             hasher.submit(chunk)
             if on_bytes is not None:
