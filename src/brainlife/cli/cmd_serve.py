@@ -28,6 +28,12 @@ import click
     "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory)."
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--no-extensions",
+    is_flag=True,
+    help="Serve only the routes brainlife.io has (no manifests or per-file downloads), "
+    "to try clients against brainlife.io's surface.",
+)
 def serve(
     data_dir: Path | None,
     host: str,
@@ -36,6 +42,7 @@ def serve(
     demo: bool,
     database_url: str | None,
     workers: int,
+    no_extensions: bool,
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     try:
@@ -53,4 +60,5 @@ def serve(
         demo=demo,
         database_url=database_url,
         workers=workers,
+        extensions=not no_extensions,
     )

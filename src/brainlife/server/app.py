@@ -8,11 +8,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
 from brainlife.server.settings import Settings
-from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE
+from brainlife.wire import (
+    API_AMARETTI,
+    API_AUTH,
+    API_WAREHOUSE,
+    FILE_ROUTE,
+    MANIFEST_ROUTE,
+    MANIFESTS_ROUTE,
+    TASK_MANIFEST_ROUTE,
+)
 
 log = logging.getLogger("brainlife.server")
 
@@ -35,8 +44,30 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
+    if not archive.settings.extensions:
+        app.add_middleware(_BrainlifeRoutesOnly)
     _install_error_handlers(app)
     return app
+
+
+class _BrainlifeRoutesOnly:
+    """ASGI middleware of `bl serve --no-extensions`: the routes brainlife.io does not have
+    (manifests, per-file downloads) answer 404 like any unknown path, as on brainlife.io."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.prefixes = (
+            API_WAREHOUSE + MANIFEST_ROUTE.split("{")[0],
+            API_WAREHOUSE + MANIFESTS_ROUTE,
+            API_WAREHOUSE + FILE_ROUTE.split("{")[0],
+            API_AMARETTI + TASK_MANIFEST_ROUTE.split("{")[0],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefixes):
+            await JSONResponse({"message": "Not Found"}, status_code=404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

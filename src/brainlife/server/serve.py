@@ -10,8 +10,8 @@ from typing import Any
 from brainlife.server.settings import Settings
 
 
-def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
-    kwargs: dict[str, Any] = {"database_url": database_url}
+def _settings(data_dir: Path | None, database_url: str | None, extensions: bool = True) -> Settings:
+    kwargs: dict[str, Any] = {"database_url": database_url, "extensions": extensions}
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
     return Settings(**kwargs)
@@ -21,7 +21,13 @@ def app_factory() -> Any:
     """Used by uvicorn when several workers run (settings travel in the environment)."""
     from brainlife.server.app import create_app
 
-    return create_app(_settings(None, os.environ.get("BL_DATABASE_URL") or None))
+    return create_app(
+        _settings(
+            None,
+            os.environ.get("BL_DATABASE_URL") or None,
+            extensions=os.environ.get("BL_NO_EXTENSIONS") != "1",
+        )
+    )
 
 
 def run(
@@ -33,13 +39,14 @@ def run(
     demo: bool,
     database_url: str | None,
     workers: int = 1,
+    extensions: bool = True,
 ) -> None:
     import uvicorn
 
     from brainlife.server.app import create_app
     from brainlife.server.archive import open_archive
 
-    settings = _settings(data_dir, database_url)
+    settings = _settings(data_dir, database_url, extensions)
     archive = open_archive(settings)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
@@ -69,6 +76,8 @@ def run(
         say(f"  our bl:       export BLHOST=https://{host}:{port} BL_CA_BUNDLE={cert}")
     else:
         say(f"  our bl:       export BLHOST=http://{host}:{port}")
+    if not extensions:
+        say("bl serve: extension routes off (manifests, per-file downloads): brainlife.io's only")
     say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
     common = {
         "host": host,
@@ -82,6 +91,8 @@ def run(
         os.environ["BL_DATA_DIR"] = str(settings.data_dir)
         if database_url:
             os.environ["BL_DATABASE_URL"] = database_url
+        if not extensions:
+            os.environ["BL_NO_EXTENSIONS"] = "1"
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

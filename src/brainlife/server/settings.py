@@ -34,6 +34,10 @@ class Settings:
     #: ~135 to 198 MiB RSS from run to run (too close to the 200 MB budget); 512 KiB keeps a
     #: margin and one stream still outruns nginx (bench/bench_download.py).
     chunk_size: int = 512 * 1024
+    #: Serve our extension routes (per-object and batch manifests, per-file downloads, task
+    #: manifests). False (`bl serve --no-extensions`) leaves only the routes brainlife.io has, so
+    #: clients can be tried against brainlife.io's surface: ours then falls back to tars.
+    extensions: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
