@@ -251,7 +251,7 @@ def test_interrupt_exits_130_and_cleans_up(fake, bl, tmp_path: Path, monkeypatch
     def interrupted(*a: object, **k: object) -> list[str]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("brainlife.client._download.extract_tar_stream", interrupted)
+    monkeypatch.setattr("brainlife.client._tarfetch.extract_tar_stream", interrupted)
     assert tarmod is not None
     r = bl("data", "download", DSID, str(tmp_path / "out"))
     assert r.exit_code == 130
@@ -300,22 +300,10 @@ def test_disk_full_exit_8_and_nothing_left(fake, bl, tmp_path: Path, monkeypatch
     fake.json("GET", "/api/warehouse/dataset", {"datasets": [{"_id": DSID, "status": "stored"}]})
     fake.route("GET", f"/api/warehouse/dataset/download/{DSID}", lambda r: (200, {}, tar))
 
-    import os
+    def full(fd: int, data: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    class Full:
-        def __init__(self, fd: int) -> None:
-            os.close(fd)
-
-        def __enter__(self) -> Full:
-            return self
-
-        def __exit__(self, *a: object) -> None:
-            pass
-
-        def write(self, data: object) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("brainlife.client._tar.os.fdopen", lambda fd, *a, **k: Full(fd))
+    monkeypatch.setattr("brainlife.client._tar.write_all", full)
     r = bl("data", "download", DSID, str(tmp_path / "out"))
     assert r.exit_code == 8, r.output
     assert "Error: The disk is full: no space left while writing" in r.output

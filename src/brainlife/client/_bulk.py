@@ -360,7 +360,14 @@ class Engine:
 
     def _run_tar(self, obj: PlanObject) -> None:
         self._start(obj)
-        seen = [0]
+        seen = [0]  # archive bytes reported done so far
+        kept = [0]  # bytes of an interrupted run kept (see Downloader.dataset)
+
+        def resumed(have: int) -> None:
+            with self._mutex:
+                self._done_bytes += have - kept[0]
+                self.result.bytes_resumed += have - kept[0]
+            kept[0] = seen[0] = have
 
         def progress(done: int, _total: int | None) -> None:
             self._on_bytes(done - seen[0])
@@ -368,9 +375,14 @@ class Engine:
 
         try:
             res = Downloader(self.http, self.token).dataset(
-                obj.id, self.plan.root / obj.folder, progress=progress, use_manifest=False
+                obj.id,
+                self.plan.root / obj.folder,
+                progress=progress,
+                use_manifest=False,
+                cancel=self.cancel,
+                on_resumed=resumed,
             )
-        except (DiskFullError, AuthError):
+        except (Cancelled, DiskFullError, AuthError):
             raise
         except (BrainlifeError, OSError) as exc:
             self._fail(obj, exc)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +43,11 @@ from brainlife.client._tar import (
     check_archive_start,
     extract_tar_stream,
     human_size,
+    reject_error_page,
     safe_relpath,
     write_chunks,
 )
+from brainlife.client._tarfetch import fetch_tar, journal_path
 from brainlife.wire import (
     API_AMARETTI,
     API_WAREHOUSE,
@@ -72,6 +75,10 @@ class DownloadResult:
     files: list[str] = field(default_factory=list)
     #: "manifest" (verified per file), "tar" (archive extracted) or "file" (saved as is)
     method: str = "tar"
+    #: body bytes received in this run (None: not counted)
+    transferred: int | None = None
+    #: bytes kept from an interrupted run and not fetched again
+    resumed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,7 +123,7 @@ def _partial_for(dest: Path) -> Path:
     return dest.with_name(dest.name + PARTIAL_SUFFIX)
 
 
-def _prepare(dest: Path, *, is_dir: bool) -> Path:
+def _prepare(dest: Path, *, is_dir: bool, keep_partial: bool = False) -> Path:
     if is_dir and dest.exists() and not dest.is_dir():
         raise ConfigError(f"{dest} exists and is not a folder: choose another destination.")
     if not is_dir and dest.is_dir():
@@ -126,7 +133,8 @@ def _prepare(dest: Path, *, is_dir: bool) -> Path:
     except OSError as exc:
         raise ConfigError(f"Cannot create the folder {dest.parent}: {exc.strerror}.") from exc
     partial = _partial_for(dest)
-    _remove(partial)
+    if not keep_partial:
+        _remove(partial)
     return partial
 
 
@@ -174,15 +182,6 @@ def _check_space(folder: Path, needed: int | None) -> None:
 def _content_length(resp: Response) -> int | None:
     value = resp.headers.get("Content-Length")
     return int(value) if value and value.isdigit() else None
-
-
-def _reject_error_page(resp: Response, what: str) -> None:
-    ctype = resp.headers.get("Content-Type", "").lower()
-    if ctype.startswith(("text/html", "application/json")):
-        body = resp.read(4096, decode_content=True).decode("utf-8", errors="replace")
-        kind = "an HTML page" if "html" in ctype else "a JSON document"
-        snippet = " ".join(body.split())[:160]
-        raise ProtocolError(f"The server sent {kind} instead of {what}: {snippet}")
 
 
 def _filename_from(resp: Response) -> str | None:
@@ -260,17 +259,32 @@ class Downloader:
         progress: Progress | None = None,
         use_manifest: bool = True,
         mtime: float | None = None,
+        cancel: threading.Event | None = None,
+        on_resumed: Callable[[int], None] | None = None,
     ) -> DownloadResult:
-        partial = _prepare(dest, is_dir=True)
+        """Download a data object into ``dest``: file by file from our manifest, else (brainlife.io)
+        as a tar, continuing an interrupted tar download where the server allows (`_tarfetch`).
+
+        ``on_resumed(n)`` hears how many bytes of an interrupted run were kept (each time the
+        archive starts, 0 when it starts over) just before ``progress`` reports them as done."""
+        partial = _prepare(dest, is_dir=True, keep_partial=True)
+        manifest = self.manifest(dataset_id) if use_manifest else None
+        if manifest is None:
+            result = self._dataset_by_tar(dataset_id, partial, progress, cancel, on_resumed)
+            try:
+                _commit_dir(partial, dest)
+            except BaseException:
+                _remove(partial)
+                raise
+            result.path = dest
+            return result
+        _remove(partial)
+        journal_path(partial).unlink(missing_ok=True)
         try:
-            manifest = self.manifest(dataset_id) if use_manifest else None
-            if manifest is not None:
-                result = self._dataset_by_manifest(dataset_id, manifest, partial, progress)
-                if mtime is not None:
-                    for rel in result.files:
-                        os.utime(partial / rel, (mtime, mtime))
-            else:
-                result = self._dataset_by_tar(dataset_id, partial, progress)
+            result = self._dataset_by_manifest(dataset_id, manifest, partial, progress)
+            if mtime is not None:
+                for rel in result.files:
+                    os.utime(partial / rel, (mtime, mtime))
             _commit_dir(partial, dest)
         except BaseException:
             _remove(partial)
@@ -338,22 +352,39 @@ class Downloader:
             )
 
     def _dataset_by_tar(
-        self, dataset_id: str, partial: Path, progress: Progress | None
+        self,
+        dataset_id: str,
+        partial: Path,
+        progress: Progress | None,
+        cancel: threading.Event | None = None,
+        on_resumed: Callable[[int], None] | None = None,
     ) -> DownloadResult:
-        route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
-        with self.http.stream(route, token=self.token) as resp:
-            _reject_error_page(resp, "the data object's tar archive")
-            total = _content_length(resp)
-            partial.mkdir(parents=True)
-            _check_space(partial, total)
-            counter = _Counter(progress, total)
+        counter = _Counter(progress, None)
+
+        def on_start(have: int, total: int | None) -> None:
+            counter.total, counter.done = total, have
+            if on_resumed is not None:
+                on_resumed(have)
             counter.add(0)
-            chunks = counter.wrap(read_chunks(resp, CHUNK_SIZE))
-            head = next(chunks, b"")
-            check_archive_start(head, what="the data object's tar archive")
-            files = extract_tar_stream(ChunkReader(chunks, head), partial, needed=total)
+
+        fetched = fetch_tar(
+            self.http,
+            self.token,
+            f"{API_WAREHOUSE}/dataset/download/{dataset_id}",
+            partial,
+            on_start=on_start,
+            on_bytes=counter.add,
+            check_space=_check_space,
+            cancel=cancel,
+        )
         return DownloadResult(
-            id=dataset_id, path=partial, bytes=counter.done, files=files, method="tar"
+            id=dataset_id,
+            path=partial,
+            bytes=counter.done,
+            files=fetched.files,
+            method="tar",
+            transferred=fetched.transferred,
+            resumed=fetched.resumed,
         )
 
     # -- task files -----------------------------------------------------------------------
@@ -374,7 +405,7 @@ class Downloader:
             counter.add(0)
             chunks = counter.wrap(read_chunks(resp, CHUNK_SIZE))
             if extract:
-                _reject_error_page(resp, "a tar archive of the task folder")
+                reject_error_page(resp, "a tar archive of the task folder")
                 dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
                 partial = _prepare(dest, is_dir=True)
                 try:

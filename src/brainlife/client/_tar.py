@@ -13,20 +13,27 @@ import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 from brainlife.client._exceptions import DiskFullError, ProtocolError
 
 __all__ = [
+    "BLOCK",
     "ChunkReader",
+    "MemberLog",
     "check_archive_start",
     "extract_tar_stream",
     "human_size",
+    "padded",
+    "reject_error_page",
     "safe_relpath",
     "write_all",
     "write_chunks",
 ]
 
 WRITE_CHUNK = 1 << 20
+#: tar's record unit: headers are one block, member data is padded to a whole number of blocks
+BLOCK = 512
 #: Bytes per write(2). Bodies are received in 1 MiB buffers, but handed to the kernel in 16 KiB
 #: slices: with large writes, Linux (6.x, ext4 large folios) backs the page cache with
 #: high-order pages, and on virtual machines whose free memory goes back to the host (balloon
@@ -90,21 +97,44 @@ def check_archive_start(head: bytes, *, what: str) -> str:
     )
 
 
+def reject_error_page(resp: Any, what: str) -> None:
+    """Raise ProtocolError when a 2xx answer is an HTML or JSON page instead of an archive."""
+    ctype = resp.headers.get("Content-Type", "").lower()
+    if ctype.startswith(("text/html", "application/json")):
+        body = resp.read(4096, decode_content=True).decode("utf-8", errors="replace")
+        kind = "an HTML page" if "html" in ctype else "a JSON document"
+        snippet = " ".join(body.split())[:160]
+        raise ProtocolError(f"The server sent {kind} instead of {what}: {snippet}")
+
+
 class ChunkReader:
-    """A read()-able object over an iterator of byte chunks (with an already-read prefix)."""
+    """A read()-able object over an iterator of byte chunks (with an already-read prefix).
+
+    ``read(n)`` returns as soon as it has something, like a raw stream (fewer than ``n`` bytes
+    only at the end or when the chunk at hand is shorter): tarfile keeps reading until it has
+    what it needs, and when the body is cut off the bytes that did arrive have already been
+    handed over and written, not lost in a buffer waiting to fill up."""
 
     def __init__(self, chunks: Iterator[bytes], prefix: bytes = b"") -> None:
         self._chunks = chunks
         self._buf = bytearray(prefix)
         self._eof = False
 
-    def read(self, size: int = -1) -> bytes:
+    def _fill(self, size: int) -> None:
         while not self._eof and (size < 0 or len(self._buf) < size):
             chunk = next(self._chunks, None)
             if chunk is None:
                 self._eof = True
             else:
                 self._buf += chunk
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), left to be read."""
+        self._fill(size)
+        return bytes(self._buf[:size])
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size if size < 0 else min(size, 1))
         if size < 0 or size >= len(self._buf):
             out = bytes(self._buf)
             self._buf.clear()
@@ -178,24 +208,57 @@ def write_chunks(
     return written
 
 
+#: bytes per read of a member's data: what a cut-off body can leave unwritten is about this
+#: much (plus the chunk tarfile holds), so a resumed member is sent again from there
+MEMBER_READ = 64 << 10
+
+
 def _member_chunks(fileobj: tarfile.ExFileObject) -> Iterator[bytes]:
     while True:
-        chunk = fileobj.read(WRITE_CHUNK)
+        chunk = fileobj.read(MEMBER_READ)
         if not chunk:
             return
         yield chunk
 
 
-def extract_tar_stream(reader: ChunkReader, dest: Path, *, needed: int | None = None) -> list[str]:
+class MemberLog(Protocol):
+    """Told of each member as it is extracted, with archive offsets (for resuming)."""
+
+    def start(self, rel: str, size: int, data: int, mode: int, mtime: float) -> None:
+        """A regular file begins: its data starts at archive offset ``data``."""
+
+    def end(self, rel: str, next_header: int, *, is_file: bool) -> None:
+        """A member is complete on disk; the next header starts at ``next_header``."""
+
+
+def padded(size: int) -> int:
+    """A member's data size rounded up to whole tar blocks."""
+    return -(-size // BLOCK) * BLOCK
+
+
+def extract_tar_stream(
+    reader: ChunkReader,
+    dest: Path,
+    *,
+    needed: int | None = None,
+    log: MemberLog | None = None,
+    base: int = 0,
+    compression: str = "*",
+) -> list[str]:
     """Extract a (possibly compressed) tar read sequentially from ``reader`` into ``dest``.
-    Returns the relative paths of the regular files written."""
+    Returns the relative paths of the regular files written.
+
+    ``base`` is the archive offset where ``reader`` starts (a header, when a download resumes
+    mid-archive: then ``compression`` is ``""``, a plain tar); ``log`` hears of every member."""
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     files: list[str] = []
+    if base and not any(reader.peek(BLOCK)):
+        return files  # resumed right at the end-of-archive blocks: nothing is left
     try:
         archive = tarfile.open(  # noqa: SIM115 (closed in the finally below)
             fileobj=reader,
-            mode="r|*",
+            mode=f"r|{compression}",
             bufsize=WRITE_CHUNK,  # type: ignore[call-overload]
         )
     except tarfile.TarError as exc:
@@ -205,15 +268,18 @@ def extract_tar_stream(reader: ChunkReader, dest: Path, *, needed: int | None = 
             rel = safe_relpath(member.name)
             if rel is None:
                 continue
+            next_header = base + member.offset_data + padded(member.size if member.isreg() else 0)
             target = root / rel
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
+                if log is not None:
+                    log.end(rel.as_posix(), next_header, is_file=False)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if member.issym() or member.islnk():
                 link = PurePosixPath(member.linkname)
-                base = rel.parent if member.issym() else PurePosixPath()
-                if link.is_absolute() or safe_relpath(str(base / link)) is None:
+                base_dir = rel.parent if member.issym() else PurePosixPath()
+                if link.is_absolute() or safe_relpath(str(base_dir / link)) is None:
                     raise ProtocolError(
                         f"The archive is unsafe: link {member.name!r} points "
                         f"outside the folder ({member.linkname})."
@@ -226,18 +292,25 @@ def extract_tar_stream(reader: ChunkReader, dest: Path, *, needed: int | None = 
                     target.unlink(missing_ok=True)
                     os.link(source, target)
                     files.append(rel.as_posix())
+                if log is not None:
+                    log.end(rel.as_posix(), next_header, is_file=member.islnk())
                 continue
             if not member.isfile():
                 continue  # devices, FIFOs: never created
             extracted = archive.extractfile(member)
             if extracted is None:
                 continue
+            mode = (member.mode & 0o777) | 0o600
+            if log is not None:
+                log.start(
+                    rel.as_posix(), member.size, base + member.offset_data, mode, member.mtime
+                )
             target.unlink(missing_ok=True)
-            write_chunks(
-                target, _member_chunks(extracted), needed=needed, mode=(member.mode & 0o777) | 0o600
-            )
+            write_chunks(target, _member_chunks(extracted), needed=needed, mode=mode)
             os.utime(target, (member.mtime, member.mtime))
             files.append(rel.as_posix())
+            if log is not None:
+                log.end(rel.as_posix(), next_header, is_file=True)
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(dest / "x", needed, exc) from exc

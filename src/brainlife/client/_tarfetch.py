@@ -1,0 +1,391 @@
+"""A data object fetched as one tar archive, resumable where the server allows it.
+
+Servers without our manifest route (brainlife.io) send a data object only as a tar. It is
+extracted while it streams into ``<dest>.bl-partial/``, and a journal ``<dest>.bl-partial.json``
+(JSON lines, appended as the archive goes by) records the answer (its ETag, length and
+compression) and every member: where its data starts in the archive when it begins, where the
+next header starts when it is complete on disk.
+
+A later run that finds both asks for the rest with ``Range: bytes=<n>-`` and ``If-Range:
+<ETag>``, ``n`` being the first byte not on disk: inside the member that was being written (its
+file is continued) or at the header after the last complete member. Nothing already on disk is
+fetched again, and a changed archive (the ETag no longer matches: a 200 answer) is fetched whole
+into a clean folder, never mixed with the old bytes. Cut-off transfers are retried the same way
+within a run. This needs a strong ETag, honoured ranges and an uncompressed tar: our server's
+`/dataset/download` has all three (and so do object stores that brainlife's storages may point
+to); brainlife.io's own route has no Range and no ETag, so there an interrupted object is fetched
+again from the start (the journal is then not kept).
+
+The journal never claims more than is on disk: a member is recorded complete only after its file
+is closed, and the member in progress is continued from its file's actual length.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainlife.client._exceptions import ApiError, ProtocolError, ServerUnavailable
+from brainlife.client._http import CHUNK_SIZE, HttpClient
+from brainlife.client._tar import (
+    BLOCK,
+    ChunkReader,
+    _disk_full,
+    check_archive_start,
+    extract_tar_stream,
+    padded,
+    reject_error_page,
+    write_all,
+)
+from brainlife.client._transfer import Cancelled
+
+__all__ = ["TarFetch", "fetch_tar", "journal_path"]
+
+JOURNAL_VERSION = 1
+
+
+def journal_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+@dataclass
+class TarFetch:
+    """What :func:`fetch_tar` did."""
+
+    #: regular files (and hard links) in the folder, relative paths
+    files: list[str]
+    #: body bytes received in this run
+    transferred: int
+    #: archive bytes already on disk from an interrupted run, not fetched again
+    resumed: int
+    #: the archive's length when the server said it
+    total: int | None
+
+
+@dataclass
+class _Journal:
+    path: Path
+    etag: str = ""
+    length: int | None = None
+    compression: str = ""
+    #: complete regular files and hard links, in archive order (a dict: fast membership)
+    files: dict[str, None] = field(default_factory=dict)
+    #: archive offset of the header after the last complete member
+    next: int = 0
+    #: the regular file being written: {"rel", "size", "data", "mode", "mtime"}
+    current: dict[str, Any] | None = None
+    _fd: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return bool(self.etag) and not self.etag.startswith("W/") and self.compression == "tar"
+
+    @classmethod
+    def load(cls, path: Path) -> _Journal | None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return None
+        records = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break  # a line cut by a kill: everything before it stands
+            if isinstance(rec, dict):
+                records.append(rec)
+        if not records or records[0].get("v") != JOURNAL_VERSION:
+            return None
+        head = records[0]
+        journal = cls(
+            path,
+            etag=str(head.get("etag") or ""),
+            length=head.get("length") if isinstance(head.get("length"), int) else None,
+            compression=str(head.get("compression") or ""),
+        )
+        try:
+            for rec in records[1:]:
+                if "start" in rec:
+                    journal.current = {
+                        "rel": str(rec["start"]),
+                        "size": int(rec["size"]),
+                        "data": int(rec["data"]),
+                        "mode": int(rec["mode"]),
+                        "mtime": float(rec["mtime"]),
+                    }
+                elif "end" in rec:
+                    journal.next = int(rec["next"])
+                    journal.current = None
+                    if rec.get("file"):
+                        journal.files[str(rec["end"])] = None
+        except (KeyError, TypeError, ValueError):
+            return None
+        return journal
+
+    # -- writing ----------------------------------------------------------------------------
+    def _append(self, rec: dict[str, Any]) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode())
+
+    def begin(self, etag: str, length: int | None, compression: str) -> None:
+        """A whole archive starts: the journal starts over."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.etag, self.length, self.compression = etag, length, compression
+        self.files, self.next, self.current = {}, 0, None
+        self._append(
+            {"v": JOURNAL_VERSION, "etag": etag, "length": length, "compression": compression}
+        )
+
+    def start(self, rel: str, size: int, data: int, mode: int, mtime: float) -> None:
+        self.current = {"rel": rel, "size": size, "data": data, "mode": mode, "mtime": mtime}
+        self._append({"start": rel, "size": size, "data": data, "mode": mode, "mtime": mtime})
+
+    def end(self, rel: str, next_header: int, *, is_file: bool) -> None:
+        self.next, self.current = next_header, None
+        if is_file:
+            self.files[rel] = None
+        self._append({"end": rel, "next": next_header, "file": is_file})
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- resuming ---------------------------------------------------------------------------
+    def resume_point(self, folder: Path) -> int:
+        """The first archive byte not on disk: inside the member being written (its file is
+        cut back to what the journal allows) or the header after the last complete member."""
+        cur = self.current
+        if cur is None:
+            return self.next
+        target = folder / cur["rel"]
+        try:
+            have = min(target.stat().st_size, cur["size"])
+        except OSError:
+            have = 0
+        if have == 0:
+            target.unlink(missing_ok=True)
+        return int(cur["data"]) + have
+
+
+def _wipe(partial: Path) -> None:
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        partial.unlink(missing_ok=True)
+    journal_path(partial).unlink(missing_ok=True)
+
+
+def _content_range_start(value: str) -> int | None:
+    unit, _, rest = value.partition(" ")
+    if unit.strip().lower() != "bytes":
+        return None
+    try:
+        return int(rest.split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: int) -> str:
+    """Append the rest of the member in progress (the body starts right after its ``have``
+    bytes on disk), skip its padding, close it like the extraction would."""
+    cur = journal.current
+    assert cur is not None
+    rel, size = str(cur["rel"]), int(cur["size"])
+    target = folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    left = size - have
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT, int(cur["mode"]))
+        try:
+            if os.fstat(fd).st_size != have:
+                os.ftruncate(fd, have)
+            os.lseek(fd, have, os.SEEK_SET)
+            while left:
+                chunk = reader.read(min(CHUNK_SIZE, left))
+                if not chunk:
+                    raise ServerUnavailable("The download was cut off.")
+                write_all(fd, memoryview(chunk))
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(target, left, exc) from exc
+        raise
+    pad = padded(size) - size
+    while pad:
+        got = len(reader.read(pad))
+        if not got:
+            raise ServerUnavailable("The download was cut off.")
+        pad -= got
+    os.utime(target, (cur["mtime"], cur["mtime"]))
+    journal.end(rel, int(cur["data"]) + padded(size), is_file=True)
+    return rel
+
+
+def _chunks(
+    resp: Any, on_bytes: Callable[[int], None], cancel: threading.Event | None
+) -> Iterator[bytes]:
+    """The body as it arrives: ``read1`` hands over whatever came, so a body cut off keeps every
+    byte received before the cut (``read(n)`` would drop a partly filled chunk)."""
+    from urllib3.exceptions import HTTPError
+
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Interrupted.")
+            chunk = resp.read1(CHUNK_SIZE, decode_content=True)
+            if not chunk:
+                return
+            on_bytes(len(chunk))
+            yield chunk
+    except HTTPError as exc:
+        raise ServerUnavailable(f"The download was cut off ({exc}).") from exc
+
+
+def fetch_tar(
+    http: HttpClient,
+    token: str,
+    route: str,
+    partial: Path,
+    *,
+    what: str = "the data object's tar archive",
+    on_start: Callable[[int, int | None], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    check_space: Callable[[Path, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
+    attempts: int = 6,
+    backoff: float = 1.0,
+    max_backoff: float = 20.0,
+) -> TarFetch:
+    """Extract the tar at ``route`` into the folder ``partial``, continuing an interrupted run's
+    folder when its journal allows.
+
+    ``on_start(resumed, total)`` is called when an answer starts the archive (again): the bytes
+    already on disk and the archive's length; ``on_bytes(n)`` for every body chunk received.
+    On success the journal is removed and the folder left for the caller to move into place. On
+    failure the folder and journal stay when the next run can continue them (a resumable answer
+    cut off, Ctrl-C, a full disk, an expired token), else both are removed."""
+    jpath = journal_path(partial)
+    journal = _Journal.load(jpath) if partial.is_dir() else None
+    if journal is None or not journal.resumable:
+        _wipe(partial)
+        journal = _Journal(jpath)
+    partial.mkdir(parents=True, exist_ok=True)
+    transferred = 0
+    resumed = 0
+    failures = 0
+
+    def count(n: int) -> None:
+        nonlocal transferred
+        transferred += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    def started(have: int, total: int | None) -> None:
+        nonlocal resumed
+        resumed = have
+        if on_start is not None:
+            on_start(have, total)
+
+    ok = False
+    try:
+        while True:
+            offset = journal.resume_point(partial) if journal.resumable else 0
+            headers = {"Range": f"bytes={offset}-", "If-Range": journal.etag} if offset else {}
+            try:
+                with http.stream(route, token=token, headers=headers) as resp:
+                    reject_error_page(resp, what)
+                    start = 0
+                    if resp.status == 206:
+                        start = _content_range_start(resp.headers.get("Content-Range", "")) or 0
+                    reader = ChunkReader(_chunks(resp, count, cancel))
+                    if offset and start == offset:
+                        if resumed != offset:
+                            started(offset, journal.length)
+                        if journal.current is not None:
+                            _finish_member(
+                                reader, partial, journal, offset - journal.current["data"]
+                            )
+                        extract_tar_stream(
+                            reader, partial, log=journal, base=journal.next, compression=""
+                        )
+                    else:  # the whole archive: a first run, a changed archive, or no Range
+                        _extract_whole(resp, reader, partial, journal, what, started, check_space)
+                break
+            except ApiError as exc:
+                if exc.status != 416 or not offset or failures + 1 >= attempts:
+                    raise
+                failures += 1  # our bytes run past the archive (it changed): start over
+                _wipe(partial)
+                partial.mkdir(parents=True)
+                journal = _Journal(jpath)
+            except ServerUnavailable:
+                failures += 1
+                if failures >= attempts:
+                    raise
+                if not journal.resumable:  # the next attempt starts over
+                    _wipe(partial)
+                    partial.mkdir(parents=True)
+                    journal = _Journal(jpath)
+                _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+        ok = True
+    except ProtocolError:
+        journal.etag = ""  # not an archive, or a corrupt one: nothing worth continuing
+        raise
+    finally:
+        journal.close()
+        if ok:
+            jpath.unlink(missing_ok=True)
+        elif not journal.resumable:
+            _wipe(partial)
+    return TarFetch(
+        files=list(journal.files), transferred=transferred, resumed=resumed, total=journal.length
+    )
+
+
+def _extract_whole(
+    resp: Any,
+    reader: ChunkReader,
+    partial: Path,
+    journal: _Journal,
+    what: str,
+    started: Callable[[int, int | None], None],
+    check_space: Callable[[Path, int | None], None] | None,
+) -> None:
+    length = resp.headers.get("Content-Length")
+    size = int(length) if length and length.isdigit() else None
+    if any(partial.iterdir()):
+        _wipe(partial)
+        partial.mkdir(parents=True)
+    started(0, size)
+    compression = check_archive_start(reader.peek(BLOCK), what=what)
+    journal.begin(resp.headers.get("ETag", ""), size, compression)
+    if check_space is not None:
+        check_space(partial, size)
+    files = extract_tar_stream(
+        reader,
+        partial,
+        needed=size,
+        log=journal if journal.resumable else None,
+        compression="" if compression == "tar" else "*",
+    )
+    journal.files = dict.fromkeys(files)
+
+
+def _sleep(seconds: float, cancel: threading.Event | None) -> None:
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise Cancelled("Interrupted.")
