@@ -3,6 +3,7 @@ out of the task folder."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -17,6 +18,7 @@ from tests.conftest import start_server, stop_server
 from tests.server._bytes_factories import MEMBER_GID, auth, make_task, token
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-TASK"
+NOISE = os.urandom(3_000_000)  # does not compress: its .tar.gz is a 3 MB stream
 
 TASK_FILES = {
     "freesurfer/output/stats/aseg.stats": b"# aseg\n" * 50,
@@ -368,6 +370,9 @@ def real_task(tmp_path_factory):
         files={
             "freesurfer/output/stats/aseg.stats": b"A" * 3_000_000,
             "freesurfer/output/stats/wm.stats": b"W" * 10,
+            "random/noise.bin": NOISE,
+            "random/more/text.txt": b"some text\n" * 1000,
+            "random/.hidden": b"no",
         },
     )
     (base / "secret.txt").write_bytes(SECRET)
@@ -413,3 +418,318 @@ def test_real_server_raw_traversal(real_task, path):
     status, body = _raw_get(server, f"/api/amaretti/task/download/{tid}/{path}?at={tok}")
     assert status in (400, 404)
     assert SECRET not in body and b"PRIVATE KEY" not in body
+
+
+# --- folders: byte-stable, tagged and resumable ----------------------------------------------
+
+BIG = "freesurfer/output/mri/T1.mgz"  # 100 kB of random bytes: a .tar.gz of about that size
+
+
+def _folder(http, archive, tid, path="freesurfer", **headers):
+    return http.get(url(tid, path), headers={**auth(archive), **headers})
+
+
+def test_folder_download_is_byte_stable_and_tagged(archive, http, task):
+    tid, _folder_path = task
+    a = _folder(http, archive, tid)
+    b = _folder(http, archive, tid)
+    assert (a.status_code, b.status_code) == (200, 200)
+    assert a.content == b.content
+    etag = a.headers["etag"]
+    assert etag == b.headers["etag"]
+    assert etag.startswith('"tgz-') and etag.endswith('"') and len(etag) == 38
+    assert a.headers["accept-ranges"] == "bytes"
+    assert "content-length" not in a.headers  # unknown until compressed: chunked
+    assert a.headers["content-type"] == "application/x-tgz"
+    head = http.head(url(tid, "freesurfer"), headers=auth(archive))
+    assert head.status_code == 200
+    assert head.headers["etag"] == etag
+    assert head.headers["accept-ranges"] == "bytes"
+    assert "content-length" not in head.headers
+    # another folder, another tag
+    assert _folder(http, archive, tid, "freesurfer/output").headers["etag"] != etag
+
+
+def test_folder_gzip_header_is_fixed(archive, http, task):
+    tid, _folder_path = task
+    body = _folder(http, archive, tid).content
+    # magic, deflate, no flags (so no file name), mtime 0, XFL 0, OS 3
+    assert body[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", "")
+
+
+def test_folder_tag_changes_with_the_files(archive, http, task):
+    tid, folder = task
+    stats = folder / "freesurfer" / "output" / "stats" / "aseg.stats"
+    first = _folder(http, archive, tid)
+    st = stats.stat()
+    os.utime(stats, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched only
+    touched = _folder(http, archive, tid)
+    assert touched.headers["etag"] != first.headers["etag"]
+    assert touched.content != first.content  # the header's mtime moved
+    stats.write_bytes(b"# ASEG\n" * 50)  # same size, new bytes
+    rewritten = _folder(http, archive, tid)
+    assert rewritten.headers["etag"] not in (first.headers["etag"], touched.headers["etag"])
+    assert members(rewritten.content)["output/stats/aseg.stats"] == b"# ASEG\n" * 50
+    (folder / "freesurfer" / ".new-hidden").write_bytes(b"x")
+    assert ".new-hidden" not in members(_folder(http, archive, tid).content)
+
+
+def test_folder_range_resumes_exactly(archive, http, task, tmp_path):
+    from brainlife.server.services.taskfiles import known_length
+
+    tid, _folder_path = task
+    etag = http.head(url(tid, "freesurfer"), headers=auth(archive)).headers["etag"]
+    assert known_length(etag) is None  # the first range is measured
+    first = _folder(http, archive, tid, Range="bytes=1000-", **{"If-Range": etag})
+    assert first.status_code == 206
+    assert known_length(etag) is not None  # … and the length remembered
+    full = _folder(http, archive, tid)
+    body = full.content
+    total = len(body)
+    assert first.content == body[1000:]
+    assert first.headers["content-range"] == f"bytes 1000-{total - 1}/{total}"
+    assert total > 50_000
+    for start in (1, total // 3, total // 2, total - 1):
+        part = _folder(http, archive, tid, Range=f"bytes={start}-", **{"If-Range": etag})
+        assert part.status_code == 206, start
+        assert part.content == body[start:]
+        assert part.headers["content-range"] == f"bytes {start}-{total - 1}/{total}"
+        assert part.headers["content-length"] == str(total - start)
+        assert part.headers["etag"] == etag
+        assert part.headers["content-type"] == "application/x-tgz"
+        assert part.headers["content-disposition"] == full.headers["content-disposition"]
+    # the resumed file is the download: it extracts to the folder's files, hidden ones left out
+    half = total // 2
+    rest = _folder(http, archive, tid, Range=f"bytes={half}-", **{"If-Range": etag}).content
+    resumed = body[:half] + rest
+    assert resumed == body
+    out = tmp_path / "x"
+    with tarfile.open(fileobj=io.BytesIO(resumed), mode="r:gz") as tar:
+        tar.extractall(out, filter="data")
+    expected = {
+        rel[len("freesurfer/") :]: data
+        for rel, data in TASK_FILES.items()
+        if rel.startswith("freesurfer/") and "/." not in rel
+    }
+    got = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == expected
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))
+
+
+def test_folder_range_forms(archive, http, task):
+    tid, _folder_path = task
+    full = _folder(http, archive, tid)
+    body, total = full.content, len(full.content)
+    no_if_range = _folder(http, archive, tid, Range="bytes=100-")
+    assert no_if_range.status_code == 206
+    assert no_if_range.content == body[100:]
+    bounded = _folder(http, archive, tid, Range="bytes=10-19")
+    assert bounded.status_code == 206
+    assert bounded.content == body[10:20]
+    assert bounded.headers["content-range"] == f"bytes 10-19/{total}"
+    assert bounded.headers["content-length"] == "10"
+    suffix = _folder(http, archive, tid, Range="bytes=-16")
+    assert suffix.content == body[-16:]
+    assert suffix.headers["content-range"] == f"bytes {total - 16}-{total - 1}/{total}"
+    for malformed in ("bytes=abc", "lines=1-", "bytes=5-2", "bytes=1-2,5-6"):
+        r = _folder(http, archive, tid, Range=malformed)
+        assert r.status_code == 200, malformed
+        assert r.content == body
+        assert "content-range" not in r.headers
+
+
+def test_folder_range_past_the_end(archive, http, task):
+    tid, _folder_path = task
+    full = _folder(http, archive, tid)
+    total = len(full.content)
+    for start in (total, total + 1, 10**12):
+        r = _folder(
+            http, archive, tid, Range=f"bytes={start}-", **{"If-Range": full.headers["etag"]}
+        )
+        assert r.status_code == 416, start
+        assert r.headers["content-range"] == f"bytes */{total}"
+        assert "message" in r.json()
+    zero_suffix = _folder(http, archive, tid, Range="bytes=-0")
+    assert zero_suffix.status_code == 416
+    assert zero_suffix.headers["content-range"] == f"bytes */{total}"
+
+
+def test_folder_stale_if_range_gets_the_whole_new_body(archive, http, task):
+    tid, folder = task
+    old = _folder(http, archive, tid)
+    (folder / "freesurfer" / "output" / "stats" / "lh.aparc.stats").write_bytes(b"# new\n")
+    new = _folder(http, archive, tid, Range="bytes=1000-", **{"If-Range": old.headers["etag"]})
+    assert new.status_code == 200
+    assert "content-range" not in new.headers
+    assert new.headers["etag"] != old.headers["etag"]
+    assert new.content == _folder(http, archive, tid).content
+    assert members(new.content)["output/stats/lh.aparc.stats"] == b"# new\n"
+    # an If-Range date (never a match for a strong tag) and a weak tag: the whole body too
+    for validator in ("Sat, 01 Jan 2000 00:00:00 GMT", "W/" + new.headers["etag"]):
+        r = _folder(http, archive, tid, Range="bytes=1000-", **{"If-Range": validator})
+        assert r.status_code == 200
+        assert r.content == new.content
+
+
+def test_folder_range_respects_access(archive, http, task):
+    tid, _folder_path = task
+    r = http.get(url(tid, "freesurfer"), headers={"Range": "bytes=10-"})
+    assert r.status_code == 401
+    r = http.get(
+        url(tid, "freesurfer"), headers={**auth(archive, sub=6, gids=[]), "Range": "bytes=10-"}
+    )
+    assert r.status_code == 403
+    assert "message" in r.json()
+
+
+# --- the stream itself (services.taskfiles) ---------------------------------------------------
+
+
+def _target(folder: Path):
+    from brainlife.server.services.taskfiles import TaskTarget
+
+    real = os.path.realpath(folder)
+    return TaskTarget("t" * 24, None, real, real, "", True, 0, '"x"')
+
+
+@pytest.fixture
+def loose(tmp_path: Path) -> Path:
+    """A folder of files that compress to a stream much longer than the read size used."""
+    folder = tmp_path / "loose"
+    for i in range(5):
+        (folder / f"d{i}").mkdir(parents=True)
+        (folder / f"d{i}" / "noise.bin").write_bytes(os.urandom(20_000 + i))
+        (folder / f"d{i}" / "text.txt").write_bytes(b"".join(b"line %d\n" % n for n in range(3000)))
+    (folder / ".hidden").write_bytes(b"no")
+    return folder
+
+
+def test_stream_does_not_depend_on_the_read_size(loose):
+    from brainlife.server.services.taskfiles import snapshot_folder, stream_tgz
+
+    snap = snapshot_folder(_target(loose))
+    bodies = {
+        size: b"".join(stream_tgz(snap, chunk_size=size)) for size in (1, 1000, 4096, 1 << 20)
+    }
+    assert len(set(bodies.values())) == 1
+    body = bodies[4096]
+    raw = gzip.decompress(body)  # the trailer's CRC and length are checked here
+    assert len(raw) % 512 == 0
+    assert snapshot_folder(_target(loose)).etag == snap.etag
+
+
+def test_stream_length_is_remembered_only_when_intact(loose):
+    from brainlife.server.services.taskfiles import known_length, snapshot_folder, stream_tgz
+
+    snap = snapshot_folder(_target(loose))
+    assert known_length(snap.etag) is None
+    body = b"".join(stream_tgz(snap, chunk_size=8192))
+    assert known_length(snap.etag) == len(body)
+
+    (loose / "d4" / "new.txt").write_bytes(b"new")
+    changed = snapshot_folder(_target(loose))
+    assert changed.etag != snap.etag
+    text = loose / "d1" / "text.txt"
+    size = text.stat().st_size
+    text.write_bytes(b"changed")  # shrank after the walk
+    lenient = b"".join(stream_tgz(changed, chunk_size=8192))
+    assert known_length(changed.etag) is None  # those bytes are not what the tag names
+    # the whole body stays lenient (brainlife's behaviour): padded to the announced size
+    assert members(lenient)["d1/text.txt"] == b"changed" + bytes(size - 7)
+    assert snapshot_folder(_target(loose)).etag != changed.etag
+
+
+def test_strict_stream_refuses_a_changed_file(loose):
+    from brainlife.server.services.taskfiles import (
+        FolderChanged,
+        snapshot_folder,
+        stream_tgz,
+        tgz_slice,
+    )
+
+    noise = loose / "d3" / "noise.bin"
+    os.utime(noise, (1_000_000_000, 1_000_000_000))  # so that a rewrite surely moves the mtime
+    snap = snapshot_folder(_target(loose))
+    full = b"".join(stream_tgz(snap, chunk_size=4096, strict=True))
+    assert b"".join(tgz_slice(snap, 5000, len(full), chunk_size=4096)) == full[5000:]
+    assert b"".join(tgz_slice(snap, 100, 200, chunk_size=64)) == full[100:200]
+    noise.write_bytes(os.urandom(noise.stat().st_size))  # same size, new bytes
+    with pytest.raises(FolderChanged):
+        b"".join(tgz_slice(snap, 5000, len(full), chunk_size=4096))
+    with pytest.raises(FolderChanged):
+        b"".join(stream_tgz(snap, chunk_size=4096, strict=True))
+
+
+def test_a_swapped_file_is_never_read(loose, outside):
+    """A file replaced by a link after the walk: its bytes are zeros, never the link target's."""
+    from brainlife.server.services.taskfiles import snapshot_folder, stream_tgz
+
+    target = loose / "d2" / "text.txt"
+    size = target.stat().st_size
+    snap = snapshot_folder(_target(loose))
+    target.unlink()
+    target.symlink_to(outside / "secret.txt")
+    body = b"".join(stream_tgz(snap, chunk_size=4096))
+    assert SECRET not in gzip.decompress(body)
+    assert members(body)["d2/text.txt"] == bytes(size)
+
+
+@contextlib.contextmanager
+def _request(server, method: str, target: str, headers: dict[str, str] | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, target, headers=headers or {})
+        yield conn, conn.getresponse()
+    finally:
+        conn.close()
+
+
+def test_real_server_folder_download_resumes_after_a_cut(real_task):
+    """A real client cut off half way through a folder's .tar.gz continues with Range/If-Range
+    and ends up with exactly the bytes of a whole download."""
+    server, tid, tok = real_task
+    target = f"/api/amaretti/task/download/{tid}/random?at={tok}"
+    # the cut comes first: no whole download has told the server the length yet, so the 206
+    # below measures it
+    with _request(server, "GET", target) as (conn, resp):
+        assert resp.status == 200
+        etag = resp.getheader("ETag")
+        assert resp.getheader("Accept-Ranges") == "bytes"
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        assert resp.getheader("Content-Length") is None
+        prefix = resp.read(len(NOISE) // 2)
+        conn.sock.close()  # dropped half way
+
+    headers = {"Range": f"bytes={len(prefix)}-", "If-Range": etag}
+    with _request(server, "GET", target, headers) as (_conn, resp):
+        assert resp.status == 206
+        assert resp.getheader("ETag") == etag
+        content_range = resp.getheader("Content-Range")
+        rest = resp.read()
+        assert resp.getheader("Content-Length") == str(len(rest))
+    total = len(prefix) + len(rest)
+    assert content_range == f"bytes {len(prefix)}-{total - 1}/{total}"
+
+    with _request(server, "GET", target) as (_conn, resp):
+        assert resp.getheader("ETag") == etag
+        full = resp.read()
+    assert prefix + rest == full
+    assert members(full) == {
+        "noise.bin": NOISE,
+        "more": None,
+        "more/text.txt": b"some text\n" * 1000,
+    }
+
+    with _request(server, "GET", target, {"Range": f"bytes={len(full)}-"}) as (_conn, resp):
+        assert resp.status == 416
+        assert resp.getheader("Content-Range") == f"bytes */{len(full)}"
+        assert b"message" in resp.read()
+
+    with _request(server, "HEAD", target) as (_conn, resp):
+        assert resp.status == 200
+        assert resp.getheader("ETag") == etag
+        assert resp.getheader("Content-Length") is None
+        assert resp.read() == b""
