@@ -39,15 +39,13 @@ from brainlife.client._http import (
     read_chunks,
 )
 from brainlife.client._tar import (
-    ChunkReader,
     check_archive_start,
-    extract_tar_stream,
     human_size,
-    reject_error_page,
     safe_relpath,
     write_chunks,
 )
 from brainlife.client._tarfetch import fetch_tar, journal_path
+from brainlife.client._transfer import fetch_file
 from brainlife.wire import (
     API_AMARETTI,
     API_WAREHOUSE,
@@ -182,6 +180,15 @@ def _check_space(folder: Path, needed: int | None) -> None:
 def _content_length(resp: Response) -> int | None:
     value = resp.headers.get("Content-Length")
     return int(value) if value and value.isdigit() else None
+
+
+def _content_range(value: str) -> tuple[int, int | None]:
+    """(first byte, complete length or None) of ``Content-Range: bytes a-b/n``."""
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value)
+    if not match:
+        return 0, None
+    total = match.group(2)
+    return int(match.group(1)), (int(total) if total.isdigit() else None)
 
 
 def _filename_from(resp: Response) -> str | None:
@@ -397,48 +404,114 @@ class Downloader:
         directory: Path | None = None,
         extract: bool = False,
         progress: Progress | None = None,
+        cancel: threading.Event | None = None,
     ) -> DownloadResult:
+        """A task's file or folder: extracted into ``directory`` (``extract``: the folder's
+        .tar.gz), else saved as is into ``output`` or ``directory``/<the server's file name>."""
         route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
-        with self.http.stream(route, token=self.token) as resp:
-            total = _content_length(resp)
-            counter = _Counter(progress, total)
+        if not extract:
+            return self._task_file(task_id, path, route, output, directory, progress, cancel)
+        dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
+        partial = _prepare(dest, is_dir=True, keep_partial=True)
+        counter = _Counter(progress, None)
+
+        def on_start(have: int, total: int | None) -> None:
+            counter.total, counter.done = total, have
             counter.add(0)
-            chunks = counter.wrap(read_chunks(resp, CHUNK_SIZE))
-            if extract:
-                reject_error_page(resp, "a tar archive of the task folder")
-                dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
-                partial = _prepare(dest, is_dir=True)
-                try:
-                    head = next(chunks, b"")
-                    check_archive_start(head, what="a tar archive of the task folder")
-                    files = extract_tar_stream(ChunkReader(chunks, head), partial, needed=total)
-                    _commit_dir(partial, dest)
-                except BaseException:
-                    _remove(partial)
-                    raise
-                return DownloadResult(
-                    id=task_id, path=dest, bytes=counter.done, files=files, method="tar"
-                )
-            name = _filename_from(resp) or (os.path.basename(path.rstrip("/")) or task_id)
-            dest = output if output is not None else (directory or Path(".")) / name
-            partial = _prepare(dest, is_dir=False)
-            try:
-                head = next(chunks, b"")
-                if dest.name.endswith(_TAR_NAMES):
-                    check_archive_start(head, what=f"an archive for {dest.name}")
-                if total:
-                    _check_space(dest.parent, total)
 
-                def everything() -> Iterator[bytes]:
-                    if head:
-                        yield head
-                    yield from chunks
-
-                write_chunks(partial, everything(), needed=total)
-                os.replace(partial, dest)
-            except BaseException:
-                _remove(partial)
-                raise
+        fetched = fetch_tar(
+            self.http,
+            self.token,
+            route,
+            partial,
+            what="a tar archive of the task folder",
+            on_start=on_start,
+            on_bytes=counter.add,
+            check_space=_check_space,
+            cancel=cancel,
+        )
+        try:
+            _commit_dir(partial, dest)
+        except BaseException:
+            _remove(partial)
+            raise
         return DownloadResult(
-            id=task_id, path=dest, bytes=counter.done, files=[dest.name], method="file"
+            id=task_id,
+            path=dest,
+            bytes=counter.done,
+            files=fetched.files,
+            method="tar",
+            transferred=fetched.transferred,
+            resumed=fetched.resumed,
+        )
+
+    def _task_file(
+        self,
+        task_id: str,
+        path: str,
+        route: str,
+        output: Path | None,
+        directory: Path | None,
+        progress: Progress | None,
+        cancel: threading.Event | None,
+    ) -> DownloadResult:
+        """A task's file, or a folder's .tar.gz, saved as is: through ``fetch_file``, so an
+        interrupted download continues with Range/If-Range when the server gave a strong ETag
+        (ours does, for files and folders). Without ``output`` the file takes the server's name
+        (Content-Disposition), known only from the answer: the bytes go to a hidden name made
+        from the task and path first, and are renamed once complete."""
+        if output is not None:
+            target = output
+            _prepare(output, is_dir=False)
+        else:
+            folder = directory or Path(".")
+            key = hashlib.sha256(f"{task_id}/{path}".encode()).hexdigest()[:16]
+            target = folder / f".bl-task-{key}"
+        fallback = os.path.basename(path.rstrip("/")) or task_id
+        state: dict[str, Any] = {"name": None}
+        counter = _Counter(progress, None)
+
+        def on_response(resp: Response) -> None:
+            state["name"] = _filename_from(resp)
+            length = _content_length(resp)
+            if resp.status == 206:
+                first, total = _content_range(resp.headers.get("Content-Range", ""))
+                counter.done, counter.total = first, total
+            else:
+                counter.done, counter.total = 0, length
+                _check_space(target.parent, length)
+            counter.add(0)
+
+        def check_head(head: bytes) -> None:
+            name = output.name if output is not None else (state["name"] or fallback)
+            if name.endswith(_TAR_NAMES):
+                check_archive_start(head, what=f"an archive for {name}")
+
+        res = fetch_file(
+            self.http,
+            self.token,
+            route,
+            target,
+            size=None,
+            sha256=None,
+            on_bytes=counter.add,
+            cancel=cancel,
+            on_response=on_response,
+            check_head=check_head,
+        )
+        dest = target
+        if output is None:
+            dest = target.with_name(state["name"] or fallback)
+            if dest.is_dir():
+                target.unlink(missing_ok=True)
+                raise ConfigError(f"{dest} is a folder: choose a file name for the download (-o).")
+            os.replace(target, dest)
+        return DownloadResult(
+            id=task_id,
+            path=dest,
+            bytes=res.size,
+            files=[dest.name],
+            method="file",
+            transferred=res.transferred,
+            resumed=res.resumed,
         )

@@ -112,19 +112,21 @@ def _resume_point(part: Path, side: Path, size: int | None, sha256: str | None) 
         have = part.stat().st_size
     except OSError:
         have = -1
+    etag = str((doc or {}).get("etag") or "")
     usable = (
         doc is not None
         and have >= 0
         and doc.get("size") == size
         and doc.get("sha256") == sha256
         and (size is None or have <= size)
-        and sha256 is not None
+        # what the bytes are a prefix of must be pinned: by the sha256 we will check at the
+        # end, or else (no manifest: a task's .tar.gz) by a strong ETag sent back as If-Range
+        and (sha256 is not None or (bool(etag) and not etag.startswith("W/")))
     )
     if not usable:
         _discard(part, side)
         return 0, ""
-    assert doc is not None
-    return have, str(doc.get("etag") or "")
+    return have, etag
 
 
 def _content_range_start(value: str) -> int | None:
@@ -151,9 +153,17 @@ def fetch_file(
     attempts: int = 6,
     backoff: float = 1.0,
     max_backoff: float = 20.0,
+    on_response: Callable[[Any], None] | None = None,
+    check_head: Callable[[bytes], None] | None = None,
 ) -> FetchResult:
     """Fetch ``route`` into ``target`` (resuming a partial file of the same content), verify its
-    size and sha256 when known, and rename it into place."""
+    size and sha256 when known, and rename it into place.
+
+    Without a sha256 (a task's files and archives against a server without our manifests) a
+    partial file is continued only when the server gave a strong ETag, and the end is checked
+    against the answer's length. ``on_response(resp)`` sees every answer before its body is read
+    (it may raise to refuse it); ``check_head(first bytes)`` vets the finished file before it is
+    renamed (a raise discards it)."""
     part = part_path(target)
     side = sidecar_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +187,8 @@ def fetch_file(
                 headers["If-Range"] = etag
         try:
             with http.stream(route, token=token, headers=headers) as resp:
+                if on_response is not None:
+                    on_response(resp)
                 start = 0
                 if resp.status == 206:
                     start = _content_range_start(resp.headers.get("Content-Range", "")) or 0
@@ -221,6 +233,14 @@ def fetch_file(
             f"{target.name} arrived corrupt (expected {size} bytes with sha256 "
             f"{(sha256 or '?')[:12]}…, got {offset} bytes with {got_sha[:12]}…)."
         )
+    if check_head is not None:
+        with open(part, "rb") as fh:
+            head = fh.read(512)
+        try:
+            check_head(head)
+        except BaseException:
+            _discard(part, side)
+            raise
     os.replace(part, target)
     side.unlink(missing_ok=True)
     return FetchResult(size=offset, sha256=got_sha, transferred=transferred, resumed=resumed)
