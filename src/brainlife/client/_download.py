@@ -85,6 +85,8 @@ class DownloadResult:
             "bytes": self.bytes,
             "files": self.files,
             "method": self.method,
+            "bytes_transferred": self.transferred,
+            "bytes_resumed": self.resumed,
         }
 
 
@@ -328,7 +330,12 @@ class Downloader:
                         raise
             files.append(rel.as_posix())
         return DownloadResult(
-            id=dataset_id, path=partial, bytes=total, files=files, method="manifest"
+            id=dataset_id,
+            path=partial,
+            bytes=total,
+            files=files,
+            method="manifest",
+            transferred=counter.done,
         )
 
     def _fetch_file(
