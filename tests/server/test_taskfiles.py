@@ -733,3 +733,54 @@ def test_real_server_folder_download_resumes_after_a_cut(real_task):
         assert resp.getheader("ETag") == etag
         assert resp.getheader("Content-Length") is None
         assert resp.read() == b""
+
+
+# --- conditional GET: If-None-Match -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["freesurfer/output/stats", "freesurfer/output/mri/T1.mgz"])
+def test_if_none_match_answers_304_while_unchanged(archive, http, task, path):
+    tid, folder = task
+    h = auth(archive)
+    first = http.get(url(tid, path), headers=h)
+    etag = first.headers["etag"]
+    again = http.get(url(tid, path), headers={**h, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    weak_list = http.get(url(tid, path), headers={**h, "If-None-Match": f'"x", W/{etag}'})
+    assert weak_list.status_code == 304  # weak comparison, any tag of a list
+    other = http.get(url(tid, path), headers={**h, "If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.content == first.content
+    changed = folder / path if path.endswith(".mgz") else folder / path / "aseg.stats"
+    changed.write_bytes(b"new content")
+    after = http.get(url(tid, path), headers={**h, "If-None-Match": etag})
+    assert after.status_code == 200 and after.headers["etag"] != etag
+
+
+def test_if_none_match_on_a_data_object_tar(archive, http):
+    from tests.server._bytes_factories import make_dataset, make_project
+
+    ds = make_dataset(archive, make_project(archive), [("a.txt", b"a")], status="stored")
+    u = f"/api/warehouse/dataset/download/{ds}"
+    etag = http.get(u, headers=auth(archive)).headers["etag"]
+    assert http.get(u, headers={**auth(archive), "If-None-Match": etag}).status_code == 304
+    assert http.get(u, headers={**auth(archive), "If-None-Match": "*"}).status_code == 304
+
+
+def test_real_server_304_for_a_folder(real_task):
+    server, tid, tok = real_task
+    target = f"/api/amaretti/task/download/{tid}/freesurfer/output/stats?at={tok}"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", target)
+        resp = conn.getresponse()
+        etag = resp.getheader("ETag")
+        resp.read()
+        conn.request("GET", target, headers={"If-None-Match": etag})  # same connection
+        resp = conn.getresponse()
+        assert (resp.status, resp.read(), resp.getheader("ETag")) == (304, b"", etag)
+        conn.request("GET", target)  # the connection is still good after the 304
+        resp = conn.getresponse()
+        assert resp.status == 200 and members(resp.read())["wm.stats"] == b"W" * 10
+    finally:
+        conn.close()

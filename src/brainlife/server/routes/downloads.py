@@ -79,6 +79,23 @@ async def paced(
         await anyio.to_thread.run_sync(on_complete)
 
 
+def etag_matches(if_none_match: str | None, etag: str | None) -> bool:
+    """`If-None-Match` against our ETag (RFC 9110 §13.1.2: weak comparison, `*` matches any)."""
+    if not if_none_match or not etag:
+        return False
+    ours = etag.removeprefix("W/")
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == ours:
+            return True
+    return False
+
+
+def not_modified(etag: str) -> Response:
+    """304: the client's copy (named by its ETag in `If-None-Match`) is current."""
+    return Response(status_code=304, headers={"ETag": etag})
+
+
 def ranged_response(
     request: Request,
     *,
@@ -89,8 +106,11 @@ def ranged_response(
     body: BodyFactory,
     on_complete: Callable[[], None] | None = None,
 ) -> Response:
-    """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`; HEAD gets the
-    headers only. `on_complete` runs after a complete full-length (200) body."""
+    """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`, or 304 when
+    `If-None-Match` names the current ETag; HEAD gets the headers only. `on_complete` runs
+    after a complete full-length (200) body."""
+    if etag and etag_matches(request.headers.get("if-none-match"), etag):
+        return not_modified(etag)
     span = downloads.parse_range(
         request.headers.get("range"),
         size,

@@ -16,6 +16,7 @@ from brainlife.server.deps import ArchiveDep, DownloadUser
 from brainlife.server.routes.downloads import (
     ShortSession,
     content_disposition,
+    etag_matches,
     paced,
     ranged_response,
 )
@@ -96,9 +97,16 @@ class FolderDownload(StreamingResponse):
         self.head = request.method == "HEAD"
         self.range = request.headers.get("range")
         self.if_range = request.headers.get("if-range")
+        self.if_none_match = request.headers.get("if-none-match")
 
     async def stream_response(self, send: Send) -> None:
         folder = await anyio.to_thread.run_sync(taskfiles.snapshot_folder, self.target)
+        if etag_matches(self.if_none_match, folder.etag):  # the client's copy is current
+            self.status_code = 304
+            self.init_headers({"ETag": folder.etag})
+            self.body_iterator = _empty()
+            await super().stream_response(send)
+            return
         body: Iterator[bytes] | None = None
         headers = {"Accept-Ranges": "bytes"}
         if not self.head and taskfiles.wants_range(self.range, self.if_range, folder.etag):
@@ -135,6 +143,11 @@ class FolderDownload(StreamingResponse):
         finally:
             chunks.close()
         return total
+
+
+async def _empty() -> Any:
+    return
+    yield b""  # an async generator that yields nothing
 
 
 def _in_worker_threads(chunks: Iterator[bytes]) -> Generator[Chunk | None, None, None]:
