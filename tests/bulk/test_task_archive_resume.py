@@ -200,3 +200,77 @@ def test_error_page_is_never_saved_as_the_archive(fake: FakeServer, tmp_path: Pa
     with pytest.raises(ProtocolError, match="HTML page"):
         c.download_task_path(TASK, "out", directory=tmp_path)
     assert [p for p in tmp_path.iterdir() if p.name != "home"] == []
+
+
+def test_bulk_archives_are_recorded_and_kept_while_unchanged(
+    task_world: TaskWorld, tmp_path: Path
+) -> None:
+    """`bl task download --path P …` without -x: every archive lands in bl-lock.json; a rerun
+    asks with If-None-Match and keeps what the server says is unchanged; a changed folder or a
+    tampered archive is fetched again; `bl data verify` checks the archives."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+    from tests.server._bytes_factories import MEMBER_GID, make_task
+
+    archive = open_archive(Settings(data_dir=Path(task_world.server.data_dir)))
+    service = "brainlife/app-archive-test"
+    tid, folder = make_task(archive, files={"res/x.txt": b"x" * 5000, "res/y.txt": b"y"})
+    with archive.session() as s:
+        from brainlife.server.models import Task
+
+        row = s.get(Task, tid)
+        assert row is not None
+        row.service = service
+        s.commit()
+    archive.engine.dispose()
+    env = env_for(task_world, tmp_path / "home")
+    dest = tmp_path / "dl"
+    args = bl_cmd(
+        "task", "download", "--path", "res", "--group", str(MEMBER_GID), "--service", service,
+        "--name-by", "id", "-d", str(dest), "--json",
+    )  # fmt: skip
+
+    def run() -> dict[str, Any]:
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        (only,) = json.loads(r.stdout)
+        return only  # type: ignore[no-any-return]
+
+    first = run()
+    archive_file = dest / f"{tid}.tar.gz"
+    assert first["method"] == "file" and archive_file.read_bytes() == whole_of(task_world, tid)
+    lock = json.loads((dest / "bl-lock.json").read_text())
+    (rec,) = lock["objects"]
+    assert (rec["id"], rec["kind"], rec["status"], rec["task_path"]) == (
+        tid, "task-archive", "complete", "res",
+    )  # fmt: skip
+    assert rec["etag"] and rec["files"][0]["path"] == archive_file.name
+    v = subprocess.run(bl_cmd("data", "verify", str(dest)), env=env, capture_output=True)
+    assert v.returncode == 0, v.stdout
+
+    mtime = archive_file.stat().st_mtime_ns
+    second = run()
+    assert (second["method"], second["bytes_transferred"]) == ("present", 0)
+    assert archive_file.stat().st_mtime_ns == mtime  # not rewritten
+
+    (folder / "res" / "y.txt").write_bytes(b"changed on the server")
+    third = run()
+    assert third["method"] == "file" and third["bytes_transferred"] > 0
+    assert archive_file.read_bytes() == whole_of(task_world, tid)
+
+    with open(archive_file, "ab") as fh:  # damaged locally: no longer as recorded
+        fh.write(b"!")
+    v = subprocess.run(bl_cmd("data", "verify", str(dest)), env=env, capture_output=True, text=True)
+    assert v.returncode == 7 and "corrupt" in v.stdout
+    fourth = run()
+    assert fourth["method"] == "file"
+    assert archive_file.read_bytes() == whole_of(task_world, tid)
+
+
+def whole_of(world: TaskWorld, task_id: str) -> bytes:
+    req = urllib.request.Request(
+        f"{world.server.url}/api/amaretti/task/download/{task_id}/res",
+        headers={"Authorization": f"Bearer {world.token}"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        return resp.read()  # type: ignore[no-any-return]

@@ -199,23 +199,42 @@ def task_download(
             names.append((tid, name))
         if extract and names and _engine(names, bulk_path, folder, as_json):
             return
+        from brainlife.cli.main import _exit_code
+        from brainlife.client import AuthError, BrainlifeError, DiskFullError
+
+        failed: dict[str, str] = {}
+        codes: set[int] = set()
         for tid, name in names:
             if not as_json:
                 _output.out(f"{tid} {name}")
-            with _output.progress_bar(name) as progress:
-                if extract:
-                    result = client.download_task_path(
-                        tid, bulk_path, directory=folder / name, extract=True, progress=progress
-                    )
-                else:
-                    result = client.download_task_path(
-                        tid, bulk_path, output=folder / f"{name}.tar.gz", progress=progress
-                    )
+            try:
+                with _output.progress_bar(name) as progress:
+                    if extract:
+                        result = client.download_task_path(
+                            tid, bulk_path, directory=folder / name, extract=True, progress=progress
+                        )
+                    else:
+                        result = client.download_task_archive(
+                            tid, bulk_path, folder / f"{name}.tar.gz", progress=progress
+                        )
+            except (AuthError, DiskFullError):
+                raise  # every other task would fail the same way
+            except BrainlifeError as exc:  # the others go on; named at the end
+                failed[tid] = str(exc)
+                codes.add(_exit_code(exc) or 1)
+                _output.err(f"failed: {tid}: {exc}")
+                continue
             results.append(result.to_json())
         if as_json:
             _output.print_json(results)
         elif not tasks:
             _output.err("No task matches these filters.")
+        if failed:
+            _output.err(
+                f"Error: {len(failed)} of {len(names)} tasks failed: {' '.join(failed)}. "
+                "Run the same command again: what is complete and unchanged is kept."
+            )
+            click.get_current_context().exit(codes.pop() if len(codes) == 1 else 1)
         return
     if path is None:
         raise click.UsageError("Which file or folder of the task? bl task download TASK_ID PATH.")

@@ -505,6 +505,28 @@ class Client:
             progress=progress,
         )
 
+    def download_task_archive(
+        self,
+        task_id: str,
+        path: str,
+        output: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
+        and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
+        unchanged (304 to its ETag: the result's method is ``"present"``)."""
+        from brainlife.client._taskarchives import download_task_archive
+
+        return download_task_archive(
+            Downloader(self.http, self.token()),
+            task_id,
+            path,
+            Path(output),
+            server=self.base_url,
+            progress=progress,
+        )
+
     # -- bulk downloads -------------------------------------------------------------------
     def plan_download(
         self,

@@ -45,7 +45,7 @@ from brainlife.client._tar import (
     write_chunks,
 )
 from brainlife.client._tarfetch import fetch_tar, journal_path
-from brainlife.client._transfer import fetch_file
+from brainlife.client._transfer import fetch_file, part_path, sidecar_path
 from brainlife.wire import (
     API_AMARETTI,
     API_WAREHOUSE,
@@ -77,6 +77,8 @@ class DownloadResult:
     transferred: int | None = None
     #: bytes kept from an interrupted run and not fetched again
     resumed: int = 0
+    #: the server's ETag of what was saved (task files and archives), when it gave one
+    etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,10 @@ class DownloadResult:
             "bytes_transferred": self.transferred,
             "bytes_resumed": self.resumed,
         }
+
+
+class _NotModified(Exception):
+    """The server answered 304 to ``If-None-Match``: the saved copy is current."""
 
 
 class _Counter:
@@ -412,12 +418,17 @@ class Downloader:
         extract: bool = False,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        if_none_match: str | None = None,
     ) -> DownloadResult:
         """A task's file or folder: extracted into ``directory`` (``extract``: the folder's
-        .tar.gz), else saved as is into ``output`` or ``directory``/<the server's file name>."""
+        .tar.gz), else saved as is into ``output`` or ``directory``/<the server's file name>.
+        With ``if_none_match`` (the ETag ``output`` was saved with) a server that answers 304
+        leaves ``output`` as it is: the result's method is then ``"present"``."""
         route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
         if not extract:
-            return self._task_file(task_id, path, route, output, directory, progress, cancel)
+            return self._task_file(
+                task_id, path, route, output, directory, progress, cancel, if_none_match
+            )
         dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
         partial = _prepare(dest, is_dir=True, keep_partial=True)
         counter = _Counter(progress, None)
@@ -461,6 +472,7 @@ class Downloader:
         directory: Path | None,
         progress: Progress | None,
         cancel: threading.Event | None,
+        if_none_match: str | None = None,
     ) -> DownloadResult:
         """A task's file, or a folder's .tar.gz, saved as is: through ``fetch_file``, so an
         interrupted download continues with Range/If-Range when the server gave a strong ETag
@@ -475,11 +487,14 @@ class Downloader:
             key = hashlib.sha256(f"{task_id}/{path}".encode()).hexdigest()[:16]
             target = folder / f".bl-task-{key}"
         fallback = os.path.basename(path.rstrip("/")) or task_id
-        state: dict[str, Any] = {"name": None}
+        state: dict[str, Any] = {"name": None, "etag": None}
         counter = _Counter(progress, None)
 
         def on_response(resp: Response) -> None:
+            if resp.status == 304:
+                raise _NotModified
             state["name"] = _filename_from(resp)
+            state["etag"] = resp.headers.get("ETag") or None
             length = _content_length(resp)
             if resp.status == 206:
                 first, total = _content_range(resp.headers.get("Content-Range", ""))
@@ -494,18 +509,37 @@ class Downloader:
             if name.endswith(_TAR_NAMES):
                 check_archive_start(head, what=f"an archive for {name}")
 
-        res = fetch_file(
-            self.http,
-            self.token,
-            route,
-            target,
-            size=None,
-            sha256=None,
-            on_bytes=counter.add,
-            cancel=cancel,
-            on_response=on_response,
-            check_head=check_head,
-        )
+        conditional = output is not None and if_none_match and output.is_file()
+        try:
+            res = fetch_file(
+                self.http,
+                self.token,
+                route,
+                target,
+                size=None,
+                sha256=None,
+                on_bytes=counter.add,
+                cancel=cancel,
+                on_response=on_response,
+                check_head=check_head,
+                headers={"If-None-Match": str(if_none_match)} if conditional else None,
+            )
+        except _NotModified:
+            assert output is not None
+            for leftover in (part_path(output), sidecar_path(output)):
+                leftover.unlink(missing_ok=True)
+            size = output.stat().st_size
+            counter.total, counter.done = size, size
+            counter.add(0)
+            return DownloadResult(
+                id=task_id,
+                path=output,
+                bytes=size,
+                files=[output.name],
+                method="present",
+                transferred=0,
+                etag=if_none_match,
+            )
         dest = target
         if output is None:
             dest = target.with_name(state["name"] or fallback)
@@ -521,4 +555,5 @@ class Downloader:
             method="file",
             transferred=res.transferred,
             resumed=res.resumed,
+            etag=state["etag"],
         )

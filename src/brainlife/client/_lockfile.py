@@ -210,7 +210,7 @@ def verify_tree(root: Path, lock: Lockfile | None = None, *, fast: bool = False)
             rel = str(rec.get("path"))
             known.add(rel)
             _check(report, base / rel, f"{folder}/{rel}", oid, rec, fast)
-        if base.is_dir():
+        if base.is_dir() and obj.get("kind") != "task-archive":  # archives share a folder
             for dirpath, _dirs, names in os.walk(base):
                 for name in names:
                     if name.endswith((PART_SUFFIX, SIDECAR_SUFFIX)):

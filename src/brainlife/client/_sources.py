@@ -127,9 +127,16 @@ def plan_datasets(
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
     active = _active(filters) if pinned is None else {}
     if pinned is not None:
-        ids = list(pinned.objects)
+        ids = [
+            oid
+            for oid, obj in pinned.objects.items()
+            if str(obj.get("kind") or "dataset") == "dataset"
+        ]
         if not ids:
-            raise ConfigError(f"The lockfile {lock} lists no data objects.")
+            raise ConfigError(
+                f"The lockfile {lock} lists no data objects (task downloads recorded there are "
+                "fetched again with 'bl task download')."
+            )
         root_path = Path(root) if root is not None else pinned.root
         lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
         query: Doc = pinned.query or {"ids": ids}

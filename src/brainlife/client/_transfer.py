@@ -155,6 +155,7 @@ def fetch_file(
     max_backoff: float = 20.0,
     on_response: Callable[[Any], None] | None = None,
     check_head: Callable[[bytes], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> FetchResult:
     """Fetch ``route`` into ``target`` (resuming a partial file of the same content), verify its
     size and sha256 when known, and rename it into place.
@@ -163,7 +164,8 @@ def fetch_file(
     partial file is continued only when the server gave a strong ETag, and the end is checked
     against the answer's length. ``on_response(resp)`` sees every answer before its body is read
     (it may raise to refuse it); ``check_head(first bytes)`` vets the finished file before it is
-    renamed (a raise discards it)."""
+    renamed (a raise discards it). ``headers`` go with every request (e.g. ``If-None-Match``:
+    ``on_response`` then deals with a 304)."""
     part = part_path(target)
     side = sidecar_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -180,13 +182,13 @@ def fetch_file(
             raise Cancelled("Interrupted.")
         if size is not None and offset == size and sha256 is not None:
             break  # everything is already here; verified below
-        headers: dict[str, str] = {}
+        sent = dict(headers or {})
         if offset:
-            headers["Range"] = f"bytes={offset}-"
+            sent["Range"] = f"bytes={offset}-"
             if etag:
-                headers["If-Range"] = etag
+                sent["If-Range"] = etag
         try:
-            with http.stream(route, token=token, headers=headers) as resp:
+            with http.stream(route, token=token, headers=sent) as resp:
                 if on_response is not None:
                     on_response(resp)
                 start = 0
