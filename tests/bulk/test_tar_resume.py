@@ -8,11 +8,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 
 from brainlife.client import Client, ProtocolError, ServerUnavailable
 from brainlife.client._tarfetch import _Journal, journal_path
+from tests.bulk._cli import bl_cmd, cli_env, kill_when, summary
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fake_server import FakeServer, Req, valid_jwt
 
@@ -56,21 +54,6 @@ def tar_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TarWorld]:
     stop_server(srv)
 
 
-def bl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "brainlife", *args]
-
-
-def env_for(world: TarWorld, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
-    home.mkdir(exist_ok=True)
-    return {**env, "HOME": str(home), "BLHOST": world.server.url, "BL_TOKEN": world.token}
-
-
-def summary(stdout: str) -> dict:  # type: ignore[type-arg]
-    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return next(e for e in rows if e["event"] == "summary")
-
-
 def test_the_server_without_extensions_has_no_manifest(tar_world: TarWorld) -> None:
     from brainlife.client._download import Downloader
 
@@ -79,23 +62,13 @@ def test_the_server_without_extensions_has_no_manifest(tar_world: TarWorld) -> N
 
 
 def test_kill_9_inside_a_member_then_resume(tar_world: TarWorld, tmp_path: Path) -> None:
-    env = env_for(tar_world, tmp_path / "home")
+    env = cli_env(tar_world.server.url, tar_world.token, tmp_path / "home")
     out = tmp_path / "out"
     args = bl_cmd("data", "download", "-i", tar_world.big, "-d", str(out), "--jobs", "1")
     partial = out / (tar_world.big + ".bl-partial")
     member = partial / "big.bin"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        size = member.stat().st_size if member.exists() else 0
-        if size >= BIG // 2:
-            break
-        assert proc.poll() is None, "the download ended before it could be killed"
-        assert time.monotonic() < deadline, "the member did not grow"
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    kept = member.stat().st_size
+    kept = kill_when(member, BIG // 2, proc)
     assert 0 < kept < BIG
     assert not (out / tar_world.big).exists()  # nothing looks complete
     journal = _Journal.load(journal_path(partial))
@@ -132,7 +105,7 @@ def test_single_object_path_resumes_too(tar_world: TarWorld, tmp_path: Path) -> 
     (partial / "big.bin").write_bytes(tar_world.files["big.bin"][:half])
     etag = server_etag(tar_world)
     write_journal(partial, etag, len(blob), offsets, done=["a.txt"], current="big.bin")
-    env = env_for(tar_world, tmp_path / "home")
+    env = cli_env(tar_world.server.url, tar_world.token, tmp_path / "home")
     res = subprocess.run(
         bl_cmd("data", "download", tar_world.big, "-d", str(dest)),
         env=env,

@@ -8,11 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from typing import Any
 import pytest
 
 from brainlife.client import Client, ProtocolError
+from tests.bulk._cli import bl_cmd, cli_env, kill_when
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fake_server import FakeServer, Req, valid_jwt
 
@@ -57,16 +55,6 @@ def task_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaskWorld]:
     stop_server(srv)
 
 
-def bl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "brainlife", *args]
-
-
-def env_for(world: TaskWorld, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
-    home.mkdir(exist_ok=True)
-    return {**env, "HOME": str(home), "BLHOST": world.server.url, "BL_TOKEN": world.token}
-
-
 def whole(world: TaskWorld, path: str) -> tuple[bytes, Any]:
     req = urllib.request.Request(
         f"{world.server.url}/api/amaretti/task/download/{world.task}/{path}",
@@ -76,21 +64,8 @@ def whole(world: TaskWorld, path: str) -> tuple[bytes, Any]:
         return resp.read(), resp.headers
 
 
-def kill_when(part: Path, at_least: int, proc: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 60
-    while True:
-        size = part.stat().st_size if part.exists() else 0
-        if size >= at_least:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return part.stat().st_size
-        assert proc.poll() is None, "the download ended before it could be killed"
-        assert time.monotonic() < deadline, f"{part} did not grow"
-        time.sleep(0.001)
-
-
 def test_folder_archive_kill_9_then_resume(task_world: TaskWorld, tmp_path: Path) -> None:
-    env = env_for(task_world, tmp_path / "home")
+    env = cli_env(task_world.server.url, task_world.token, tmp_path / "home")
     dest = tmp_path / "dl"
     args = bl_cmd("task", "download", task_world.task, "out", "-d", str(dest))
     key = hashlib.sha256(f"{task_world.task}/out".encode()).hexdigest()[:16]
@@ -114,7 +89,7 @@ def test_folder_archive_kill_9_then_resume(task_world: TaskWorld, tmp_path: Path
 
 
 def test_single_file_with_output_resumes(task_world: TaskWorld, tmp_path: Path) -> None:
-    env = env_for(task_world, tmp_path / "home")
+    env = cli_env(task_world.server.url, task_world.token, tmp_path / "home")
     out = tmp_path / "big.bin"
     args = bl_cmd("task", "download", task_world.task, "out/big.bin", "-o", str(out))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -223,7 +198,7 @@ def test_bulk_archives_are_recorded_and_kept_while_unchanged(
         row.service = service
         s.commit()
     archive.engine.dispose()
-    env = env_for(task_world, tmp_path / "home")
+    env = cli_env(task_world.server.url, task_world.token, tmp_path / "home")
     dest = tmp_path / "dl"
     args = bl_cmd(
         "task", "download", "--path", "res", "--group", str(MEMBER_GID), "--service", service,

@@ -379,6 +379,21 @@ class Downloader:
         cancel: threading.Event | None = None,
         on_resumed: Callable[[int], None] | None = None,
     ) -> DownloadResult:
+        route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
+        return self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
+
+    def _by_tar(
+        self,
+        oid: str,
+        route: str,
+        partial: Path,
+        progress: Progress | None,
+        cancel: threading.Event | None,
+        on_resumed: Callable[[int], None] | None = None,
+        what: str = "the data object's tar archive",
+    ) -> DownloadResult:
+        """``fetch_tar`` into ``partial`` with ``progress`` counting the archive's bytes (those
+        kept from an interrupted run first, told to ``on_resumed``)."""
         counter = _Counter(progress, None)
 
         def on_start(have: int, total: int | None) -> None:
@@ -390,15 +405,16 @@ class Downloader:
         fetched = fetch_tar(
             self.http,
             self.token,
-            f"{API_WAREHOUSE}/dataset/download/{dataset_id}",
+            route,
             partial,
+            what=what,
             on_start=on_start,
             on_bytes=counter.add,
             check_space=_check_space,
             cancel=cancel,
         )
         return DownloadResult(
-            id=dataset_id,
+            id=oid,
             path=partial,
             bytes=counter.done,
             files=fetched.files,
@@ -431,37 +447,16 @@ class Downloader:
             )
         dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
         partial = _prepare(dest, is_dir=True, keep_partial=True)
-        counter = _Counter(progress, None)
-
-        def on_start(have: int, total: int | None) -> None:
-            counter.total, counter.done = total, have
-            counter.add(0)
-
-        fetched = fetch_tar(
-            self.http,
-            self.token,
-            route,
-            partial,
-            what="a tar archive of the task folder",
-            on_start=on_start,
-            on_bytes=counter.add,
-            check_space=_check_space,
-            cancel=cancel,
+        result = self._by_tar(
+            task_id, route, partial, progress, cancel, what="a tar archive of the task folder"
         )
         try:
             _commit_dir(partial, dest)
         except BaseException:
             _remove(partial)
             raise
-        return DownloadResult(
-            id=task_id,
-            path=dest,
-            bytes=counter.done,
-            files=fetched.files,
-            method="tar",
-            transferred=fetched.transferred,
-            resumed=fetched.resumed,
-        )
+        result.path = dest
+        return result
 
     def _task_file(
         self,
