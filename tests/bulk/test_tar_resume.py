@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,9 @@ def tar_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TarWorld]:
     tok = token(archive, ttl_ms=24 * 3600_000)
     archive.engine.dispose()
     srv = start_server(data_dir, extra=["--no-extensions"])
-    yield TarWorld(srv, tok, big, files)
-    stop_server(srv)
+    world = TarWorld(srv, tok, big, files)
+    yield world
+    stop_server(world.server)  # the restart test replaces the server: stop the current one
 
 
 def test_the_server_without_extensions_has_no_manifest(tar_world: TarWorld) -> None:
@@ -89,6 +91,37 @@ def test_kill_9_inside_a_member_then_resume(tar_world: TarWorld, tmp_path: Path)
     assert not partial.exists() and not journal_path(partial).exists()
     v = subprocess.run(bl_cmd("data", "verify", str(out)), env=env, capture_output=True, text=True)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_server_killed_and_restarted_mid_tar(tar_world: TarWorld, tmp_path: Path) -> None:
+    """The server dies half way through the tar; the same run waits, asks for the rest with
+    Range inside the member once it is back on the same port, and finishes."""
+    env = cli_env(tar_world.server.url, tar_world.token, tmp_path / "home")
+    out = tmp_path / "out"
+    args = bl_cmd("data", "download", "-i", tar_world.big, "-d", str(out), "--jobs", "1")
+    member = out / (tar_world.big + ".bl-partial") / "big.bin"
+    proc = subprocess.Popen([*args, "--json"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (member.exists() and member.stat().st_size >= BIG // 4):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        port = tar_world.server.port
+        tar_world.server.process.kill()
+        tar_world.server.process.wait()
+        tar_world.server = start_server(
+            tar_world.server.data_dir, port=port, extra=["--no-extensions"]
+        )
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    s = summary(stdout)
+    assert s["downloaded"] == 1
+    assert s["bytes_transferred"] < BIG * 1.05  # continued with Range, not started again
+    for rel, data in tar_world.files.items():
+        assert (out / tar_world.big / rel).read_bytes() == data, rel
 
 
 def test_single_object_path_resumes_too(tar_world: TarWorld, tmp_path: Path) -> None:
