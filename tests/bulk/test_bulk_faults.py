@@ -283,3 +283,26 @@ def test_parallel_requests_share_a_bounded_pool(fake: FakeServer, tmp_path: Path
 
     serve(fake, handler)
     assert download(fake, tmp_path).ok and seen
+
+
+def test_single_object_command_resumes_after_kill_9(world: World, tmp_path: Path) -> None:
+    """`bl data download ID --directory DIR` (the document's form, not the bulk engine): killed
+    half way, the same command continues the file from its part, nothing sent twice."""
+    env = env_for(world, tmp_path / "home")
+    out = tmp_path / "out"
+    args = bl_cmd("data", "download", world.big, "--directory", str(out))
+    part = tmp_path / "out.bl-partial" / "big.bin.bl-part"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_part(part, BIG // 2, proc, 60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = part.stat().st_size
+    assert not out.exists()  # nothing looks complete
+    r = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["method"] == "manifest"
+    assert result["bytes_resumed"] == kept
+    assert result["bytes_transferred"] == BIG - kept
+    assert hashlib.sha256((out / "big.bin").read_bytes()).hexdigest() == world.big_sha
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["out"]

@@ -162,11 +162,18 @@ def test_disk_full_while_writing(
     def full(fd: int, data: memoryview) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    import brainlife.client._transfer as transfermod
+
     monkeypatch.setattr(tarmod, "write_all", full)
-    with pytest.raises(DiskFullError, match=r"disk is full.*needs 6.0 KB") as info:
+    monkeypatch.setattr(transfermod, "write_all", full)
+    with pytest.raises(DiskFullError, match=r"disk is full") as info:
         client(fake).download_dataset(DSID, tmp_path / "out")
-    assert info.value.needed == sum(len(b) for b in FILES.values())
-    assert leftovers(tmp_path) == []
+    assert info.value.needed == len(FILES["t1.nii.gz"])
+    assert not (tmp_path / "out").exists()  # nothing looks complete
+    monkeypatch.undo()  # space was freed: the same download continues and completes
+    client(fake).download_dataset(DSID, tmp_path / "out")
+    assert_complete(tmp_path / "out")
+    assert leftovers(tmp_path) == ["out"]
 
 
 def test_not_enough_space_up_front(
@@ -183,7 +190,9 @@ def test_not_enough_space_up_front(
     assert leftovers(tmp_path) == []
 
 
-def test_interrupt_cleans_up(fake: FakeServer, tmp_path: Path) -> None:
+def test_interrupt_keeps_what_arrived_and_the_rerun_completes(
+    fake: FakeServer, tmp_path: Path
+) -> None:
     serve_dataset(fake)
 
     def stop(done: int, total: int | None) -> None:
@@ -192,7 +201,12 @@ def test_interrupt_cleans_up(fake: FakeServer, tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         client(fake).download_dataset(DSID, tmp_path / "out", progress=stop)
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["out.bl-partial"]  # not "out": nothing looks complete
+    result = client(fake).download_dataset(DSID, tmp_path / "out")
+    assert_complete(tmp_path / "out")
+    assert leftovers(tmp_path) == ["out"]
+    assert result.resumed > 0  # what arrived before Ctrl-C was not fetched again
+    assert result.resumed + result.transferred == result.bytes
 
 
 TASK = "5c0e8f0000000000000000aa"

@@ -88,7 +88,11 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             if _is_debug(ctx):
                 raise
-            click.echo("\nInterrupted: nothing partial was kept.", err=True)
+            click.echo(
+                "\nInterrupted: what can be continued is kept (*.bl-partial, *.bl-part); "
+                "run the same command again to resume.",
+                err=True,
+            )
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `bl ... | head`: the reader went away; say nothing more

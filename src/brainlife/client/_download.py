@@ -27,25 +27,29 @@ from brainlife.client._exceptions import (
     ConfigError,
     DiskFullError,
     NotFound,
+    PermissionDenied,
     ProtocolError,
-    ServerUnavailable,
 )
 from brainlife.client._http import (
-    CHUNK_SIZE,
     HttpClient,
     Response,
     error_for_status,
     quote_path,
-    read_chunks,
 )
 from brainlife.client._tar import (
     check_archive_start,
     human_size,
     safe_relpath,
-    write_chunks,
 )
 from brainlife.client._tarfetch import fetch_tar, journal_path
-from brainlife.client._transfer import fetch_file, part_path, sidecar_path
+from brainlife.client._transfer import (
+    PART_SUFFIX,
+    SIDECAR_SUFFIX,
+    fetch_file,
+    hash_file,
+    part_path,
+    sidecar_path,
+)
 from brainlife.wire import (
     API_AMARETTI,
     API_WAREHOUSE,
@@ -167,6 +171,21 @@ def _commit_dir(partial: Path, dest: Path) -> None:
                 shutil.rmtree(target)
             os.replace(Path(dirpath) / name, target)
     shutil.rmtree(partial, ignore_errors=True)
+
+
+def _prune(folder: Path, keep: set[str]) -> None:
+    """Remove files under ``folder`` that are not in ``keep`` (relative paths), except the parts
+    and sidecars of those files."""
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(dirpath) / name
+            rel = path.relative_to(folder).as_posix()
+            for suffix in (PART_SUFFIX, SIDECAR_SUFFIX):
+                if rel.endswith(suffix) and rel[: -len(suffix)] in keep:
+                    break
+            else:
+                if rel not in keep:
+                    path.unlink()
 
 
 def _check_space(folder: Path, needed: int | None) -> None:
@@ -293,83 +312,98 @@ class Downloader:
                 raise
             result.path = dest
             return result
-        _remove(partial)
-        journal_path(partial).unlink(missing_ok=True)
+        journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
         try:
-            result = self._dataset_by_manifest(dataset_id, manifest, partial, progress)
+            result = self._dataset_by_manifest(
+                dataset_id, manifest, partial, progress, cancel, on_resumed
+            )
             if mtime is not None:
                 for rel in result.files:
                     os.utime(partial / rel, (mtime, mtime))
             _commit_dir(partial, dest)
+        except (ChecksumMismatch, NotFound, PermissionDenied, ProtocolError):
+            _remove(partial)  # nothing worth continuing
+            raise
         except BaseException:
-            _remove(partial)
+            # Ctrl-C, a dropped connection, a full disk, an expired token: the partial folder
+            # stays when it holds bytes (the same command continues it, verifying what is there)
+            if not any(p.is_file() for p in partial.rglob("*")):
+                _remove(partial)
             raise
         result.path = dest
         return result
 
     def _dataset_by_manifest(
-        self, dataset_id: str, manifest: dict[str, Any], partial: Path, progress: Progress | None
+        self,
+        dataset_id: str,
+        manifest: dict[str, Any],
+        partial: Path,
+        progress: Progress | None,
+        cancel: threading.Event | None = None,
+        on_resumed: Callable[[int], None] | None = None,
     ) -> DownloadResult:
-        entries = [
-            (safe_relpath(str(f["path"])), int(f["size"]), str(f["sha256"]))
-            for f in manifest["files"]
-        ]
+        """Each file of the manifest into ``partial`` through ``fetch_file``: a file an earlier
+        run completed is kept when its size and sha256 still match, a part is continued with
+        Range, anything else in the folder is removed before it is moved into place."""
+        entries = []
+        for f in manifest["files"]:
+            safe = safe_relpath(str(f["path"]))
+            if safe is not None:
+                entries.append((safe.as_posix(), int(f["size"]), str(f["sha256"]).lower()))
         total = sum(size for _, size, _ in entries)
-        partial.mkdir(parents=True)
-        _check_space(partial, total)
-        counter = _Counter(progress, total)
-        counter.add(0)
-        files: list[str] = []
+        partial.mkdir(parents=True, exist_ok=True)
+        kept = 0
+        todo = []
         for rel, size, sha in entries:
-            if rel is None:
-                continue
             target = partial / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if (
+                target.is_file()
+                and target.stat().st_size == size
+                and hash_file(target)[0].hexdigest() == sha
+            ):
+                kept += size
+                continue
+            todo.append((rel, size, sha))
+        _prune(partial, {rel for rel, _, _ in entries})
+        _check_space(partial, total - kept)
+        counter = _Counter(progress, total)
+        counter.done = kept
+        if on_resumed is not None:
+            on_resumed(kept)
+        counter.add(0)
+        transferred = 0
+        for rel, size, sha in todo:
+            route = API_WAREHOUSE + FILE_ROUTE.format(id=dataset_id, path=quote_path(rel))
             for attempt in (1, 2):
                 before = counter.done
                 try:
-                    self._fetch_file(dataset_id, rel.as_posix(), target, size, sha, counter, total)
+                    res = fetch_file(
+                        self.http,
+                        self.token,
+                        route,
+                        partial / rel,
+                        size=size,
+                        sha256=sha,
+                        on_bytes=counter.add,
+                        cancel=cancel,
+                    )
                     break
-                except (ChecksumMismatch, ServerUnavailable):
+                except ChecksumMismatch:  # the part is discarded: once more from zero
                     counter.done = before
                     if attempt == 2:
                         raise
-            files.append(rel.as_posix())
+            kept += res.resumed
+            transferred += res.transferred
+            counter.add(res.resumed)
         return DownloadResult(
             id=dataset_id,
             path=partial,
             bytes=total,
-            files=files,
+            files=[rel for rel, _, _ in entries],
             method="manifest",
-            transferred=counter.done,
+            transferred=transferred,
+            resumed=kept,
         )
-
-    def _fetch_file(
-        self,
-        dataset_id: str,
-        rel: str,
-        target: Path,
-        size: int,
-        sha: str,
-        counter: _Counter,
-        total: int,
-    ) -> None:
-        route = API_WAREHOUSE + FILE_ROUTE.format(id=dataset_id, path=quote_path(rel))
-        digest = hashlib.sha256()
-        with self.http.stream(route, token=self.token) as resp:
-
-            def hashed() -> Iterator[bytes]:
-                for chunk in read_chunks(resp, CHUNK_SIZE):
-                    digest.update(chunk)
-                    yield chunk
-
-            written = write_chunks(target, hashed(), needed=total, on_bytes=counter.add)
-        if written != size or digest.hexdigest() != sha.lower():
-            raise ChecksumMismatch(
-                f"The file {rel} of data object {dataset_id} arrived corrupt (expected {size} "
-                f"bytes with sha256 {sha[:12]}…, got {written} bytes with "
-                f"{digest.hexdigest()[:12]}…). Try the download again."
-            )
 
     def _dataset_by_tar(
         self,
