@@ -78,6 +78,14 @@ def test_kill_9_inside_a_member_then_resume(tar_world: TarWorld, tmp_path: Path)
     assert journal.current is not None and journal.current["rel"] == "big.bin"
     assert list(journal.files) == ["a.txt"]
 
+    dry = subprocess.run(
+        [*args, "--dry-run", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    plan = next(e for e in map(json.loads, dry.stdout.splitlines()) if e["event"] == "plan")
+    assert plan["bytes_partial"] >= kept  # the plan counts what the rerun will keep
+    assert plan["bytes_to_fetch"] <= plan["bytes"] - kept
+
     again = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     s = summary(again.stdout)

@@ -41,7 +41,7 @@ from brainlife.client._tar import (
     human_size,
     safe_relpath,
 )
-from brainlife.client._tarfetch import fetch_tar, journal_path
+from brainlife.client._tarfetch import PARTIAL_SUFFIX, fetch_tar, journal_path
 from brainlife.client._transfer import (
     PART_SUFFIX,
     SIDECAR_SUFFIX,
@@ -63,7 +63,6 @@ __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
 
 #: progress(bytes_done, bytes_total or None)
 Progress = Callable[[int, int | None], None]
-PARTIAL_SUFFIX = ".bl-partial"
 _TAR_NAMES = (".tar", ".tar.gz", ".tgz")
 
 

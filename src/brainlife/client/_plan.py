@@ -20,6 +20,7 @@ from brainlife.client._exceptions import BrainlifeError
 from brainlife.client._layout import Layout, LayoutProblem, check_paths
 from brainlife.client._lockfile import Lockfile
 from brainlife.client._tar import human_size, safe_relpath
+from brainlife.client._tarfetch import PARTIAL_SUFFIX, partial_tar_bytes
 from brainlife.client._transfer import hash_file, part_path, sidecar_path
 
 __all__ = [
@@ -71,6 +72,8 @@ class PlanObject:
     generated: dict[str, bytes] = field(default_factory=dict)
     error: str | None = None
     error_class: str | None = None
+    #: with ``files`` None: bytes of an interrupted tar download the next run keeps
+    partial: int = 0
 
     @property
     def present(self) -> bool:
@@ -120,7 +123,8 @@ class Plan:
 
     @property
     def partial_bytes(self) -> int:
-        return sum(f.partial for f in self._files() if f.state == "resume")
+        in_files = sum(f.partial for f in self._files() if f.state == "resume")
+        return in_files + sum(o.partial for o in self.ok_objects if o.files is None)
 
     @property
     def link_bytes(self) -> int:
@@ -130,7 +134,7 @@ class Plan:
     def fetch_bytes(self) -> int:
         """Bytes still to come over the network."""
         known = sum(f.size - f.partial for f in self._files() if f.state in ("fetch", "resume"))
-        unknown = sum(o.size for o in self.ok_objects if o.files is None)
+        unknown = sum(max(o.size - o.partial, 0) for o in self.ok_objects if o.files is None)
         return known + unknown
 
     @property
@@ -357,6 +361,7 @@ def resolve_files(
             obj.error, obj.error_class = str(answer), type(answer).__name__
         elif answer is None:
             obj.files = None
+            obj.partial = partial_tar_bytes(root / (obj.folder + PARTIAL_SUFFIX))
         else:
             settle(obj, _manifest_files(answer))
 

@@ -47,9 +47,11 @@ from brainlife.client._tar import (
 )
 from brainlife.client._transfer import Cancelled
 
-__all__ = ["TarFetch", "fetch_tar", "journal_path"]
+__all__ = ["PARTIAL_SUFFIX", "TarFetch", "fetch_tar", "journal_path", "partial_tar_bytes"]
 
 JOURNAL_VERSION = 1
+#: the folder a download is assembled in, beside its destination: ``<dest>.bl-partial``
+PARTIAL_SUFFIX = ".bl-partial"
 
 
 def journal_path(partial: Path) -> Path:
@@ -162,6 +164,19 @@ class _Journal:
             self._fd = None
 
     # -- resuming ---------------------------------------------------------------------------
+    def bytes_on_disk(self, folder: Path) -> int:
+        """Archive bytes a resumed run would not fetch again (no side effect)."""
+        if not self.resumable:
+            return 0
+        cur = self.current
+        if cur is None:
+            return self.next
+        try:
+            have = min((folder / cur["rel"]).stat().st_size, cur["size"])
+        except OSError:
+            have = 0
+        return int(cur["data"]) + have
+
     def resume_point(self, folder: Path) -> int:
         """The first archive byte not on disk: inside the member being written (its file is
         cut back to what the journal allows) or the header after the last complete member."""
@@ -176,6 +191,12 @@ class _Journal:
         if have == 0:
             target.unlink(missing_ok=True)
         return int(cur["data"]) + have
+
+
+def partial_tar_bytes(partial: Path) -> int:
+    """Bytes of an interrupted tar download in ``partial`` that the next run keeps (for plans)."""
+    journal = _Journal.load(journal_path(partial)) if partial.is_dir() else None
+    return journal.bytes_on_disk(partial) if journal is not None else 0
 
 
 def _wipe(partial: Path) -> None:
