@@ -187,6 +187,17 @@ def _prune(folder: Path, keep: set[str]) -> None:
                     path.unlink()
 
 
+def _placed(result: DownloadResult, partial: Path, dest: Path) -> DownloadResult:
+    """Move a complete extraction into place (the partial folder goes if that fails)."""
+    try:
+        _commit_dir(partial, dest)
+    except BaseException:
+        _remove(partial)
+        raise
+    result.path = dest
+    return result
+
+
 def _check_space(folder: Path, needed: int | None) -> None:
     if not needed:
         return
@@ -304,13 +315,7 @@ class Downloader:
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
             result = self._dataset_by_tar(dataset_id, partial, progress, cancel, on_resumed)
-            try:
-                _commit_dir(partial, dest)
-            except BaseException:
-                _remove(partial)
-                raise
-            result.path = dest
-            return result
+            return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
         try:
             result = self._dataset_by_manifest(
@@ -483,13 +488,7 @@ class Downloader:
         result = self._by_tar(
             task_id, route, partial, progress, cancel, what="a tar archive of the task folder"
         )
-        try:
-            _commit_dir(partial, dest)
-        except BaseException:
-            _remove(partial)
-            raise
-        result.path = dest
-        return result
+        return _placed(result, partial, dest)
 
     def _task_file(
         self,
