@@ -300,7 +300,7 @@ def test_disk_full_exit_8_and_nothing_left(fake, bl, tmp_path: Path, monkeypatch
     fake.json("GET", "/api/warehouse/dataset", {"datasets": [{"_id": DSID, "status": "stored"}]})
     fake.route("GET", f"/api/warehouse/dataset/download/{DSID}", lambda r: (200, {}, tar))
 
-    def full(fd: int, data: object) -> None:
+    def full(fd: int, data: object, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("brainlife.client._tar.write_all", full)

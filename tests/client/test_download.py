@@ -159,7 +159,7 @@ def test_disk_full_while_writing(
     serve_dataset(fake)
     import brainlife.client._tar as tarmod
 
-    def full(fd: int, data: memoryview) -> None:
+    def full(fd: int, data: memoryview, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     import brainlife.client._transfer as transfermod

@@ -93,3 +93,29 @@ def test_truncated_archive(tmp_path: Path) -> None:
 
 def test_gzip_detected() -> None:
     assert check_archive_start(gzip.compress(b"abc"), what="x") == "gz"
+
+
+@pytest.mark.parametrize("where", ["tmp_path", "/dev/shm"])
+def test_write_size_follows_the_file_system(tmp_path: Path, where: str) -> None:
+    """Whole buffers on tmpfs, 16 KiB slices elsewhere (as `stat -f` names the file system)."""
+    import os
+    import subprocess
+
+    from brainlife.client._tar import WRITE_CHUNK, WRITE_SIZE, write_all, write_size
+
+    folder = tmp_path if where == "tmp_path" else Path(where)
+    kind = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(folder)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = folder / f"bl-write-size-test-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        assert write_size(fd) == (WRITE_CHUNK if kind in ("tmpfs", "ramfs") else WRITE_SIZE)
+        data = os.urandom(100_000)
+        write_all(fd, memoryview(data), 4096)
+    finally:
+        os.close(fd)
+    try:
+        assert path.read_bytes() == data
+    finally:
+        path.unlink()

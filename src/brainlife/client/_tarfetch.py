@@ -44,6 +44,7 @@ from brainlife.client._tar import (
     padded,
     reject_error_page,
     write_all,
+    write_size,
 )
 from brainlife.client._transfer import Cancelled
 
@@ -232,11 +233,12 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
             if os.fstat(fd).st_size != have:
                 os.ftruncate(fd, have)
             os.lseek(fd, have, os.SEEK_SET)
+            piece = write_size(fd)
             while left:
                 chunk = reader.read(min(CHUNK_SIZE, left))
                 if not chunk:
                     raise ServerUnavailable("The download was cut off.")
-                write_all(fd, memoryview(chunk))
+                write_all(fd, memoryview(chunk), piece)
                 left -= len(chunk)
         finally:
             os.close(fd)

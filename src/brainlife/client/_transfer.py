@@ -30,7 +30,7 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient
-from brainlife.client._tar import _disk_full, write_all
+from brainlife.client._tar import _disk_full, write_all, write_size
 
 __all__ = [
     "PART_SUFFIX",
@@ -389,6 +389,7 @@ def _stream_into(
             # closed, which cost about 1 s per GiB written to a fresh part file
             os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
+        piece = write_size(fd)
         readinto = _body_readinto(resp)
         hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
         while True:
@@ -410,7 +411,7 @@ def _stream_into(
             if not n:
                 break
             chunk = view[:n]
-            write_all(fd, chunk)
+            write_all(fd, chunk, piece)
             written += n
             hasher.submit(chunk)
             if on_bytes is not None:
