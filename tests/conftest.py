@@ -136,6 +136,13 @@ def start_server(
     return LiveServer(url=url, data_dir=data_dir, process=proc, port=port, cert=cert)
 
 
+def kill_and_restart(server: LiveServer, extra: list[str] | None = None) -> LiveServer:
+    """SIGKILL the server (no clean shutdown) and start it again on the same port and data."""
+    server.process.kill()
+    server.process.wait()
+    return start_server(server.data_dir, port=server.port, extra=extra)
+
+
 def stop_server(server: LiveServer) -> None:
     server.process.terminate()
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from brainlife.client import Client
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, kill_and_restart, start_server, stop_server
 from tests.fake_server import FakeServer, valid_jwt
 
 BIG = 160 * 1024 * 1024
@@ -126,10 +126,7 @@ def test_server_killed_and_restarted_mid_download(world: World, tmp_path: Path) 
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     try:
         wait_for_part(part, BIG // 4, proc, 60)
-        port = world.server.port
-        world.server.process.kill()
-        world.server.process.wait()
-        world.server = start_server(world.server.data_dir, port=port)
+        world.server = kill_and_restart(world.server)
         stdout, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -20,7 +20,7 @@ import pytest
 from brainlife.client import Client, ProtocolError, ServerUnavailable
 from brainlife.client._tarfetch import _Journal, journal_path
 from tests.bulk._cli import bl_cmd, cli_env, kill_when, summary
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, kill_and_restart, start_server, stop_server
 from tests.fake_server import FakeServer, Req, valid_jwt
 
 BIG = 160 * 1024 * 1024
@@ -114,12 +114,7 @@ def test_server_killed_and_restarted_mid_tar(tar_world: TarWorld, tmp_path: Path
         while not (member.exists() and member.stat().st_size >= BIG // 4):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.001)
-        port = tar_world.server.port
-        tar_world.server.process.kill()
-        tar_world.server.process.wait()
-        tar_world.server = start_server(
-            tar_world.server.data_dir, port=port, extra=["--no-extensions"]
-        )
+        tar_world.server = kill_and_restart(tar_world.server, ["--no-extensions"])
         stdout, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
