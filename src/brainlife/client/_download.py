@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from brainlife.client._exceptions import (
 from brainlife.client._http import (
     HttpClient,
     Response,
+    content_range,
     error_for_status,
     quote_path,
 )
@@ -109,11 +110,6 @@ class _Counter:
         self.done += n
         if self.progress is not None:
             self.progress(self.done, self.total)
-
-    def wrap(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            self.add(len(chunk))
-            yield chunk
 
 
 def object_mtime(doc: dict[str, Any] | None) -> float | None:
@@ -219,15 +215,6 @@ def _content_length(resp: Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _content_range(value: str) -> tuple[int, int | None]:
-    """(first byte, complete length or None) of ``Content-Range: bytes a-b/n``."""
-    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value)
-    if not match:
-        return 0, None
-    total = match.group(2)
-    return int(match.group(1)), (int(total) if total.isdigit() else None)
-
-
 def _filename_from(resp: Response) -> str | None:
     disposition = resp.headers.get("Content-Disposition", "")
     match = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition, re.I)
@@ -314,7 +301,8 @@ class Downloader:
         partial = _prepare(dest, is_dir=True, keep_partial=True)
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
-            result = self._dataset_by_tar(dataset_id, partial, progress, cancel, on_resumed)
+            route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
+            result = self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
             return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
         try:
@@ -408,17 +396,6 @@ class Downloader:
             transferred=transferred,
             resumed=kept,
         )
-
-    def _dataset_by_tar(
-        self,
-        dataset_id: str,
-        partial: Path,
-        progress: Progress | None,
-        cancel: threading.Event | None = None,
-        on_resumed: Callable[[int], None] | None = None,
-    ) -> DownloadResult:
-        route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
-        return self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
 
     def _by_tar(
         self,
@@ -524,8 +501,8 @@ class Downloader:
             state["etag"] = resp.headers.get("ETag") or None
             length = _content_length(resp)
             if resp.status == 206:
-                first, total = _content_range(resp.headers.get("Content-Range", ""))
-                counter.done, counter.total = first, total
+                first, total = content_range(resp.headers.get("Content-Range", ""))
+                counter.done, counter.total = first or 0, total
             else:
                 counter.done, counter.total = 0, length
                 _check_space(target.parent, length)

@@ -43,6 +43,7 @@ __all__ = [
     "CHUNK_SIZE",
     "HttpClient",
     "Response",
+    "content_range",
     "encode_query",
     "error_for_status",
     "quote_path",
@@ -305,6 +306,16 @@ class HttpClient:
             raise
         else:
             resp.release_conn()
+
+
+def content_range(value: str) -> tuple[int | None, int | None]:
+    """(first byte, complete length) of ``Content-Range: bytes <a>-<b>/<n|*>``; None for what
+    is missing or malformed."""
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value, re.I)
+    if not match:
+        return None, None
+    total = match.group(2)
+    return int(match.group(1)), (int(total) if total.isdigit() else None)
 
 
 def read_chunks(resp: Response, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -27,14 +27,13 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainlife.client._exceptions import ApiError, ProtocolError, ServerUnavailable
-from brainlife.client._http import CHUNK_SIZE, HttpClient
+from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
 from brainlife.client._tar import (
     BLOCK,
     ChunkReader,
@@ -46,7 +45,7 @@ from brainlife.client._tar import (
     write_all,
     write_size,
 )
-from brainlife.client._transfer import Cancelled
+from brainlife.client._transfer import Cancelled, _sleep
 
 __all__ = ["PARTIAL_SUFFIX", "TarFetch", "fetch_tar", "journal_path", "partial_tar_bytes"]
 
@@ -208,16 +207,6 @@ def _wipe(partial: Path) -> None:
     journal_path(partial).unlink(missing_ok=True)
 
 
-def _content_range_start(value: str) -> int | None:
-    unit, _, rest = value.partition(" ")
-    if unit.strip().lower() != "bytes":
-        return None
-    try:
-        return int(rest.split("-", 1)[0])
-    except ValueError:
-        return None
-
-
 def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: int) -> str:
     """Append the rest of the member in progress (the body starts right after its ``have``
     bytes on disk), skip its padding, close it like the extraction would."""
@@ -332,7 +321,7 @@ def fetch_tar(
                     reject_error_page(resp, what)
                     start = 0
                     if resp.status == 206:
-                        start = _content_range_start(resp.headers.get("Content-Range", "")) or 0
+                        start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
                     reader = ChunkReader(_chunks(resp, count, cancel))
                     if offset and start == offset:
                         if resumed != offset:
@@ -405,10 +394,3 @@ def _extract_whole(
         compression="" if compression == "tar" else "*",
     )
     journal.files = dict.fromkeys(files)
-
-
-def _sleep(seconds: float, cancel: threading.Event | None) -> None:
-    if cancel is None:
-        time.sleep(seconds)
-    elif cancel.wait(seconds):
-        raise Cancelled("Interrupted.")

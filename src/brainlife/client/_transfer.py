@@ -29,7 +29,7 @@ from brainlife.client._exceptions import (
     ChecksumMismatch,
     ServerUnavailable,
 )
-from brainlife.client._http import CHUNK_SIZE, HttpClient
+from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
 from brainlife.client._tar import _disk_full, write_all, write_size
 
 __all__ = [
@@ -129,17 +129,6 @@ def _resume_point(part: Path, side: Path, size: int | None, sha256: str | None) 
     return have, etag
 
 
-def _content_range_start(value: str) -> int | None:
-    # "bytes 100-199/200"
-    try:
-        unit, rest = value.split(" ", 1)
-        if unit.strip().lower() != "bytes":
-            return None
-        return int(rest.split("-", 1)[0])
-    except ValueError:
-        return None
-
-
 def fetch_file(
     http: HttpClient,
     token: str,
@@ -193,7 +182,7 @@ def fetch_file(
                     on_response(resp)
                 start = 0
                 if resp.status == 206:
-                    start = _content_range_start(resp.headers.get("Content-Range", "")) or 0
+                    start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
                 if start != offset:  # a whole body (200), or not the range we asked for
                     if start != 0:
                         raise ServerUnavailable("The server sent an unexpected byte range.")
