@@ -178,25 +178,27 @@ class _Journal:
         return int(cur["data"]) + have
 
     def resume_point(self, folder: Path) -> int:
-        """The first archive byte not on disk: inside the member being written (its file is
-        cut back to what the journal allows) or the header after the last complete member."""
+        """The first archive byte not on disk: inside the member being written (continued from
+        its file's length, at most its size; an empty one is removed) or the header after the
+        last complete member."""
+        point = self.bytes_on_disk(folder)
         cur = self.current
-        if cur is None:
-            return self.next
-        target = folder / cur["rel"]
-        try:
-            have = min(target.stat().st_size, cur["size"])
-        except OSError:
-            have = 0
-        if have == 0:
-            target.unlink(missing_ok=True)
-        return int(cur["data"]) + have
+        if cur is not None and point == cur["data"]:
+            (folder / cur["rel"]).unlink(missing_ok=True)
+        return point
 
 
 def partial_tar_bytes(partial: Path) -> int:
     """Bytes of an interrupted tar download in ``partial`` that the next run keeps (for plans)."""
     journal = _Journal.load(journal_path(partial)) if partial.is_dir() else None
     return journal.bytes_on_disk(partial) if journal is not None else 0
+
+
+def _start_over(partial: Path) -> _Journal:
+    """An empty ``partial`` folder and a new (unwritten) journal beside it."""
+    _wipe(partial)
+    partial.mkdir(parents=True)
+    return _Journal(journal_path(partial))
 
 
 def _wipe(partial: Path) -> None:
@@ -292,9 +294,7 @@ def fetch_tar(
     jpath = journal_path(partial)
     journal = _Journal.load(jpath) if partial.is_dir() else None
     if journal is None or not journal.resumable:
-        _wipe(partial)
-        journal = _Journal(jpath)
-    partial.mkdir(parents=True, exist_ok=True)
+        journal = _start_over(partial)
     transferred = 0
     resumed = 0
     failures = 0
@@ -340,17 +340,13 @@ def fetch_tar(
                 if exc.status != 416 or not offset or failures + 1 >= attempts:
                     raise
                 failures += 1  # our bytes run past the archive (it changed): start over
-                _wipe(partial)
-                partial.mkdir(parents=True)
-                journal = _Journal(jpath)
+                journal = _start_over(partial)
             except ServerUnavailable:
                 failures += 1
                 if failures >= attempts:
                     raise
                 if not journal.resumable:  # the next attempt starts over
-                    _wipe(partial)
-                    partial.mkdir(parents=True)
-                    journal = _Journal(jpath)
+                    journal = _start_over(partial)
                 _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
         ok = True
     except ProtocolError:
@@ -379,8 +375,7 @@ def _extract_whole(
     length = resp.headers.get("Content-Length")
     size = int(length) if length and length.isdigit() else None
     if any(partial.iterdir()):
-        _wipe(partial)
-        partial.mkdir(parents=True)
+        _start_over(partial)
     started(0, size)
     compression = check_archive_start(reader.peek(BLOCK), what=what)
     journal.begin(resp.headers.get("ETag", ""), size, compression)
