@@ -6,6 +6,7 @@ once into a cache folder (BL_TEST_CACHE, default ~/.cache/bl-test) by the fixtur
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,24 +28,29 @@ O3D = "5a022fc99c0d250055709e9c"
 
 @pytest.fixture(scope="module")
 def official_bl() -> Path:
-    if not OFFICIAL_BL.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed for the compatibility tests (scripts/test installs it)"
-        NPM_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(NPM_DIR),
-                "brainlife@1.8.2",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=900,
-        )
+    """Installed once; pytest-xdist workers that need it at the same time wait on a file lock
+    instead of running two `npm install` into one folder (a half-installed package looks
+    present to the second one)."""
+    NPM_DIR.mkdir(parents=True, exist_ok=True)
+    with open(NPM_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not OFFICIAL_BL.exists():
+            npm = shutil.which("npm")
+            assert npm, "npm is needed for the compatibility tests (scripts/test installs it)"
+            subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                    str(NPM_DIR),
+                    "brainlife@1.8.2",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
     return OFFICIAL_BL
 
 
