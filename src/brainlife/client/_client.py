@@ -493,9 +493,11 @@ class Client:
         directory: str | os.PathLike[str] | None = None,
         extract: bool = False,
         progress: Progress | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """Download a file or folder of a task. A folder comes as a .tar.gz: saved as is into
-        ``output`` (or ``directory``/<server's file name>), or extracted into ``directory``."""
+        ``output`` (or ``directory``/<server's file name>, made safe, never over another file
+        unless ``existing="overwrite"``), or extracted into ``directory``."""
         return Downloader(self.http, self.token()).task_path(
             task_id,
             path,
@@ -503,6 +505,7 @@ class Client:
             directory=Path(directory) if directory is not None else None,
             extract=extract,
             progress=progress,
+            existing=existing,
         )
 
     def download_task_archive(
@@ -512,6 +515,7 @@ class Client:
         output: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
         and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
@@ -525,6 +529,7 @@ class Client:
             Path(output),
             server=self.base_url,
             progress=progress,
+            existing=existing,
         )
 
     # -- bulk downloads -------------------------------------------------------------------

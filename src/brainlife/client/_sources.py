@@ -127,11 +127,7 @@ def plan_datasets(
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
     active = _active(filters) if pinned is None else {}
     if pinned is not None:
-        ids = [
-            oid
-            for oid, obj in pinned.objects.items()
-            if str(obj.get("kind") or "dataset") == "dataset"
-        ]
+        ids = pinned.ids("dataset")
         if not ids:
             raise ConfigError(
                 f"The lockfile {lock} lists no data objects (task downloads recorded there are "
@@ -167,7 +163,7 @@ def plan_datasets(
         )
         folder = lay.folder(fields)
         if pinned is not None:
-            folder = str(pinned.objects[oid].get("folder") or folder)
+            folder = str((pinned.find(oid) or {}).get("folder") or folder)
         obj = PlanObject(
             id=oid,
             folder=folder,
@@ -190,7 +186,7 @@ def plan_datasets(
         objects.append(
             PlanObject(
                 id=oid,
-                folder=(pinned.objects[oid].get("folder") if pinned else None) or oid,
+                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
                 error=f"data object {oid} was not found (or you cannot read it)",
                 error_class="NotFound",
             )
@@ -297,6 +293,8 @@ def run_plan(
     if plan.blocking:
         shown = "; ".join(f"{p.kind}: {p.message}" for p in plan.blocking[:5])
         more = f" (and {len(plan.blocking) - 5} more)" if len(plan.blocking) > 5 else ""
+        if all(p.kind == "exists" for p in plan.blocking):
+            raise ConfigError(f"Nothing was downloaded: {shown}{more}. See --dry-run.")
         raise ConfigError(
             f"The layout {plan.layout.template!r} does not work for these data objects: "
             f"{shown}{more}. Choose another --layout (e.g. add {{id}}); see --dry-run."
