@@ -135,3 +135,73 @@ def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     assert "The disk is full" in r.output and "lockfile" in r.output
     assert not tmp.exists() and not tmp.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+O3D_PUB = "5bab9918a918ae002702418f"
+RELEASE_1 = "5bab993aa918ae0027024192"
+RELEASE_REMOVED = "5bb2437c19fdb40027307f7b"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (
+            ["pub", "download", O3D_PUB],
+            3,
+            [f"{O3D_PUB} is a publication, not a release", f"{RELEASE_1} (release 1)"],
+        ),
+        (["pub", "download", RELEASE_REMOVED], 3, ["was removed", f"{RELEASE_1} (release 1)"]),
+        (["pub", "download", "nope"], 2, ["'nope' is not a release id (24 hexadecimal digits)"]),
+        (["data", "download", "--pub", "nope"], 2, ["'nope' is not a release id"]),
+        (
+            ["data", "download", "-p", "O3D", "-b", "9999"],
+            3,
+            ["No data object matches", "subject='9999'", "nothing was downloaded"],
+        ),
+        (["data", "download", "nonsense"], 2, ["'nonsense' is not a data object id (24 hex"]),
+    ],
+)
+def test_a_download_that_gets_nothing_fails_and_creates_nothing(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    args: list[str],
+    code: int,
+    words: list[str],
+) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = bl(*args, "-d", "dl") if args[1] == "download" and "nonsense" not in args else bl(*args)
+    assert r.exit_code == code, r.output
+    for w in words:
+        assert w in r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_layout_typo_suggests_the_preset(bl) -> None:  # type: ignore[no-untyped-def]
+    r = bl("data", "download", "-p", TRACT, "--layout", "sed", "--dry-run")
+    assert r.exit_code == 1
+    assert "did you mean seed?" in r.output
+
+
+@pytest.mark.parametrize("typo", ["neuro/anat/t1", "neuro/anat/tw1"])
+def test_datatype_typo_suggests_the_nearest_names(bl, typo: str) -> None:  # type: ignore[no-untyped-def]
+    r = bl("data", "download", "-p", TRACT, "--datatype", typo, "--dry-run")
+    assert r.exit_code == 3
+    suggested = r.output.split("Did you mean ", 1)[1].split("?", 1)[0]
+    assert "neuro/anat/t1w" in suggested.split(" or ")
+
+
+def test_query_json_says_on_stderr_what_it_left_out(bl) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    r = runner.invoke(cli, ["data", "query", "-p", "O3D", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 100
+    assert "2708 data objects match, 100 printed (from 0)" in r.stderr
+    assert "--limit 0 --json" in r.stderr and "--skip 100 --json" in r.stderr
+    whole = runner.invoke(cli, ["data", "query", "-p", "O3D", "--limit", "0", "--json"])
+    assert len(json.loads(whole.stdout)) == 2708 and whole.stderr == ""
+    # the documented pipeline plans every object
+    plan = runner.invoke(
+        cli, ["data", "download", "--ids-from", "-", "--dry-run", "--json"], input=whole.stdout
+    )
+    assert json.loads(plan.stdout.splitlines()[-1])["objects"] == 2708

@@ -11,6 +11,7 @@ with Client() as bl:                      # BLHOST and ~/.config/<host>/.jwt, li
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -347,7 +348,12 @@ class Client:
         find = {"_id": datatype} if is_object_id(datatype) else {"name": datatype}
         rows = self.find_datatypes(find, limit=1, sort=None)
         if not rows:
-            raise NotFound(f"No datatypes found matching '{datatype}'. Try 'bl datatype query'.")
+            names = [str(d.get("name")) for d in self.find_datatypes({}, limit=0, sort=None)]
+            close = difflib.get_close_matches(datatype, names, n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise NotFound(
+                f"No datatypes found matching '{datatype}'.{hint} Try 'bl datatype query'."
+            )
         return rows[0]
 
     # -- publications ---------------------------------------------------------------------
@@ -374,6 +380,12 @@ class Client:
             raise NotFound(f"No publication with id {pub_id}.")
         releases = rows[0].get("releases") or []
         return [r for r in releases if include_removed or not r.get("removed")]
+
+    def pub_with_release(self, release_id: str) -> Doc | None:
+        """The publication holding the release ``release_id`` (removed or not), or None."""
+        params = {"find": {"releases._id": release_id}, "limit": "1"}
+        rows = self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        return rows[0] if rows else None
 
     # -- data objects ---------------------------------------------------------------------
     def dataset_find(

@@ -13,6 +13,7 @@ the user document) and ``bids`` (brainlife's downscript layout,
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping
@@ -195,6 +196,13 @@ def resolve_layout(spec: str | None) -> Layout:
         raise ConfigError(
             f"The layout {spec!r} uses unknown field(s) {', '.join(unknown) or '{}'}; "
             f"known fields: {known}; presets: {', '.join(PRESETS)}."
+        )
+    if not names:
+        close = difflib.get_close_matches(spec, list(PRESETS), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"The layout {spec!r} is neither a preset nor a template with a {{field}}: {hint}"
+            f"presets: {', '.join(PRESETS)}; templates use fields such as {{subject}}/{{id}}."
         )
     if template.startswith("/") or template.startswith("~"):
         raise ConfigError(f"The layout {spec!r} must be relative to the download folder (-d).")
