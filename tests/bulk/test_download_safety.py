@@ -205,3 +205,14 @@ def test_query_json_says_on_stderr_what_it_left_out(bl) -> None:  # type: ignore
         cli, ["data", "download", "--ids-from", "-", "--dry-run", "--json"], input=whole.stdout
     )
     assert json.loads(plan.stdout.splitlines()[-1])["objects"] == 2708
+
+
+def test_two_runs_saving_one_lockfile_keep_both_entries(tmp_path: Path) -> None:
+    path = tmp_path / "bl-lock.json"
+    first, second = Lockfile.open(path), Lockfile.open(path)
+    first.put({"id": "a" * 24, "kind": "dataset", "folder": "a", "status": "complete"})
+    first.save()
+    second.put({"id": "a" * 24, "kind": "dataset", "folder": "seed/a", "status": "complete"})
+    second.save()
+    assert sorted(Lockfile.load(path).objects) == ["a", "seed/a"]
+    assert not list(tmp_path.glob(".bl-lock.json.*"))

@@ -77,6 +77,14 @@ def _disk_full(path: Path, exc: OSError) -> DiskFullError:
     )
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 @dataclass
 class Lockfile:
     path: Path
@@ -87,6 +95,9 @@ class Lockfile:
     #: entry_key(entry) -> entry
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (mtime_ns, size) of the file as this object last read or wrote it: another run's save
+    #: changes it, and only then does `save` read the file again to merge
+    _seen: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
@@ -117,6 +128,7 @@ class Lockfile:
         for gen in doc.get("generated") or []:
             if isinstance(gen, dict) and gen.get("path"):
                 lock.generated[str(gen["path"])] = gen
+        lock._seen = _stamp(path)
         return lock
 
     @classmethod
@@ -178,13 +190,15 @@ class Lockfile:
         """Write atomically (temporary file + rename), merged with what is on disk; a temporary
         file is never left behind, and a full disk is a DiskFullError."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
+        stamp = _stamp(self.path)
+        if stamp is not None and stamp != self._seen:
             self._merge_disk()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
         try:
             tmp.write_text(text)
             os.replace(tmp, self.path)
+            self._seen = _stamp(self.path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
