@@ -174,7 +174,7 @@ def test_layout_problems_are_reported_before_any_byte(bl, tmp_path: Path) -> Non
 
 
 def test_failed_object_does_not_stop_the_others(bl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ids = json.loads(bl("data", "query", "-p", TRACT, "-l", "3", "--json").output)
+    ids = json.loads(bl("data", "query", "-p", TRACT, "-l", "3", "--json").stdout)
     good = [d["_id"] for d in ids]
     r = bl("data", "download", "-i", good[0], "-i", MISSING, "-i", good[1], "-d", "f")
     assert r.exit_code == 3
@@ -187,7 +187,7 @@ def test_failed_object_does_not_stop_the_others(bl, tmp_path: Path) -> None:  # 
 
 
 def test_ids_from_stdin_query_json(bl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    query = bl("data", "query", "-p", TRACT, "-b", "100206", "--json").output
+    query = bl("data", "query", "-p", TRACT, "-b", "100206", "--json").stdout
     r = bl("data", "download", "--ids-from", "-", "-d", "s", "--json", input=query)
     assert r.exit_code == 0, r.output
     n = len(json.loads(query))

@@ -105,9 +105,9 @@ def test_data_query_plain_blocks_and_footer(bl) -> None:  # type: ignore[no-unty
 def test_json_is_valid_for_every_query(bl, args: list[str]) -> None:  # type: ignore[no-untyped-def]
     r = bl(*args, "--json")
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)  # stderr may add a note (more objects match)
     assert isinstance(doc, list) and doc
-    assert len(r.output.strip().splitlines()) == 1
+    assert len(r.stdout.strip().splitlines()) == 1
 
 
 def test_data_download_and_json_summary(bl, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +176,8 @@ def test_unknown_datatype_and_project(bl) -> None:  # type: ignore[no-untyped-de
     r = bl("data", "query", "-d", "neuro/nope")
     assert (r.exit_code, r.output) == (
         3,
-        "Error: No datatypes found matching 'neuro/nope'. Try 'bl datatype query'.\n",
+        "Error: No datatypes found matching 'neuro/nope'. Did you mean neuro/wmc or neuro/dwi? "
+        "Try 'bl datatype query'.\n",
     )
     assert bl("data", "query", "-p", "no-such-project-anywhere").exit_code == 3
 

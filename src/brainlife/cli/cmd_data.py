@@ -102,7 +102,14 @@ def data_query(
     )
     rows = page.datasets
     if as_json:
-        _output.print_json(rows)
+        _output.print_json(rows)  # the official stdout; what it leaves out is said on stderr
+        if page.count is not None and skip + len(rows) < page.count:
+            hint = _hint_command(click.get_current_context().params)
+            _output.err(
+                f"Note: {page.count} data objects match, {len(rows)} printed (from {skip}). "
+                f"All of them: '{hint} --limit 0 --json'; the next page: '{hint} --skip "
+                f"{skip + len(rows)} --json'."
+            )
         return
     # only what this page needs, not every project, datatype and profile of the archive
     projects = client.projects_by_id([str(d.get("project") or "") for d in rows])
@@ -195,7 +202,7 @@ def data_download(
     bl data download 5a050ad5d76a2a002737e572 [DIR]
     bl data download -p 5b0dad8041711001e958b519 --datatype neuro/tractprofile \\
         --layout seed -d 2019_tractprofile
-    bl data query -p O3D --json | bl data download --ids-from - --dry-run
+    bl data query -p O3D --limit 0 --json | bl data download --ids-from - --dry-run
     bl data download --lock 2019_tractprofile/bl-lock.json
 
     One object lands in DIRECTORY.bl-partial first and is moved into place only once complete.
@@ -204,19 +211,6 @@ def data_download(
     """
     from brainlife.wire import is_object_id
 
-    positional = list(args)
-    ids = list(id_)
-    if not ids and positional and is_object_id(positional[0]):
-        ids.append(positional.pop(0))
-    if positional and directory is None:
-        directory = positional.pop(0)
-    if positional:
-        raise click.UsageError(f"Unexpected extra argument(s): {' '.join(positional)}.")
-    for oid in ids:
-        if not is_object_id(oid):
-            raise click.BadParameter(
-                f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
-            )
     filters = {
         "query": query,
         "datatype": datatype,
@@ -230,6 +224,31 @@ def data_download(
         "taskid": taskid,
     }
     has_filters = any(v not in (None, "", ()) for v in filters.values())
+    positional = list(args)
+    ids = list(id_)
+    if not ids and positional and is_object_id(positional[0]):
+        ids.append(positional.pop(0))
+    elif not ids and positional and not (ids_from or lock or has_filters):
+        raise click.BadParameter(
+            f"'{positional[0]}' is not a data object id (24 hexadecimal digits); "
+            "'bl data query' lists them.",
+            param_hint="ID",
+        )
+    if pub is not None and not is_object_id(pub):
+        raise click.BadParameter(
+            f"'{pub}' is not a release id (24 hexadecimal digits); 'bl pub query' lists "
+            "publications with their release ids.",
+            param_hint="--pub",
+        )
+    if positional and directory is None:
+        directory = positional.pop(0)
+    if positional:
+        raise click.UsageError(f"Unexpected extra argument(s): {' '.join(positional)}.")
+    for oid in ids:
+        if not is_object_id(oid):
+            raise click.BadParameter(
+                f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
+            )
     ctx = click.get_current_context()
     explicit = any(
         ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT

@@ -57,6 +57,14 @@ def pub_download(
 ) -> None:
     """Download every data object of a publication release (ids from 'bl pub query'); the same
     engine as 'bl data download --pub RELEASE'."""
+    from brainlife.wire import is_object_id
+
+    if not is_object_id(release):
+        raise click.BadParameter(
+            f"'{release}' is not a release id (24 hexadecimal digits); 'bl pub query' lists "
+            "publications with their release ids.",
+            param_hint="RELEASE",
+        )
     download_bulk(
         transfer,
         directory=directory,

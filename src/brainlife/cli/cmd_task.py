@@ -135,6 +135,14 @@ def task_query(
     help="Bulk mode: name each download <subject>.tar.gz or <taskid>.tar.gz.",
 )
 @click.option(
+    "--existing",
+    type=click.Choice(["skip", "verify", "refresh", "overwrite"]),
+    default="skip",
+    show_default=True,
+    help="A file already there that this download did not write is left alone (an error) "
+    "unless 'overwrite'; with -x as in 'bl data download --existing'.",
+)
+@click.option(
     "-l",
     "--limit",
     type=click.IntRange(min=0),
@@ -156,6 +164,7 @@ def task_download(
     find: str | None,
     bulk_path: str | None,
     name_by: str,
+    existing: str,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -187,20 +196,13 @@ def task_download(
         select = "config._inputs.meta" if name_by == "subject" else None
         tasks = client.tasks(query, select=select, limit=limit)
         folder = Path(directory or ".")
-        used: set[str] = set()
         results = []
-        names: list[tuple[str, str]] = []
-        for t in tasks:
-            tid = str(t["_id"])
-            name = (_output.task_subject(t) if name_by == "subject" else None) or tid
-            if name in used:
-                name = f"{name}.{tid}"
-            used.add(name)
-            names.append((tid, name))
-        if extract and names and _engine(names, bulk_path, folder, as_json):
+        names = _task_names(tasks, name_by)
+        if extract and names and _engine(names, bulk_path, folder, as_json, existing):
             return
         from brainlife.cli.main import _exit_code
         from brainlife.client import AuthError, BrainlifeError, DiskFullError
+        from brainlife.client._layout import inside
 
         failed: dict[str, str] = {}
         codes: set[int] = set()
@@ -211,11 +213,19 @@ def task_download(
                 with _output.progress_bar(name) as progress:
                     if extract:
                         result = client.download_task_path(
-                            tid, bulk_path, directory=folder / name, extract=True, progress=progress
+                            tid,
+                            bulk_path,
+                            directory=inside(folder, name),
+                            extract=True,
+                            progress=progress,
                         )
                     else:
                         result = client.download_task_archive(
-                            tid, bulk_path, folder / f"{name}.tar.gz", progress=progress
+                            tid,
+                            bulk_path,
+                            inside(folder, f"{name}.tar.gz"),
+                            progress=progress,
+                            existing=existing,
                         )
             except (AuthError, DiskFullError):
                 raise  # every other task would fail the same way
@@ -242,11 +252,17 @@ def task_download(
         raise click.UsageError("-o/--output saves one file: it goes without -d and --extract.")
     if extract:
         dest = Path(directory or (Path(path.rstrip("/")).name or task_id))
-        if _engine([(task_id, dest.name)], path, dest.parent, as_json):
+        if _engine([(task_id, dest.name)], path, dest.parent, as_json, existing):
             return
     with _output.progress_bar(Path(path).name or task_id) as progress:
         result = client.download_task_path(
-            task_id, path, output=output, directory=directory, extract=extract, progress=progress
+            task_id,
+            path,
+            output=output,
+            directory=directory,
+            extract=extract,
+            progress=progress,
+            existing=existing,
         )
     if as_json:
         _output.print_json(result.to_json())
@@ -254,16 +270,36 @@ def task_download(
         _output.out(f"Downloaded {path} of task {task_id} to {result.path}")
 
 
-def _engine(pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool) -> bool:
+def _task_names(tasks: list[dict[str, Any]], name_by: str) -> list[tuple[str, str]]:
+    """``(task id, name)`` of each task: its subject or id made a safe file name (other group
+    members choose subjects: ``../../x`` or ``/tmp/x`` must not leave -d), each name used once."""
+    from brainlife.client._layout import safe_name
+
+    used: set[str] = set()
+    names: list[tuple[str, str]] = []
+    for t in tasks:
+        tid = str(t["_id"])
+        own = safe_name(tid) or "task"
+        name = (safe_name(_output.task_subject(t)) if name_by == "subject" else None) or own
+        if name in used or name == "bl-lock.json":
+            name = f"{name}.{own}"
+        used.add(name)
+        names.append((tid, name))
+    return names
+
+
+def _engine(
+    pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool, existing: str = "skip"
+) -> bool:
     """Extract with the bulk engine (file by file, resumable, verified; ``bl-lock.json`` in
     ``root``) when the server has our task manifest; False to fall back to the .tar.gz stream."""
     from brainlife.cli._bulk import Transfer, run_bulk
 
     client = get_client()
-    plan = client.plan_task_download(pairs, path, root=root)
+    plan = client.plan_task_download(pairs, path, root=root, existing=existing)
     if all(o.error_class in ("NotFound", "ProtocolError") for o in plan.objects) and not any(
         o.error is None for o in plan.objects
     ):
         return False
-    run_bulk(lambda _on_event: plan, Transfer(as_json=as_json))
+    run_bulk(lambda _on_event: plan, Transfer(as_json=as_json, existing=existing))
     return True

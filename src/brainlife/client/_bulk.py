@@ -194,7 +194,7 @@ class Engine:
         }
         if error:
             entry["error"] = error
-        self.lock.objects[obj.id] = entry
+        self.lock.put(entry)
 
     def _save(self, force: bool = False) -> None:
         with self._mutex:

@@ -11,6 +11,7 @@ with Client() as bl:                      # BLHOST and ~/.config/<host>/.jwt, li
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -347,7 +348,12 @@ class Client:
         find = {"_id": datatype} if is_object_id(datatype) else {"name": datatype}
         rows = self.find_datatypes(find, limit=1, sort=None)
         if not rows:
-            raise NotFound(f"No datatypes found matching '{datatype}'. Try 'bl datatype query'.")
+            names = [str(d.get("name")) for d in self.find_datatypes({}, limit=0, sort=None)]
+            close = difflib.get_close_matches(datatype, names, n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise NotFound(
+                f"No datatypes found matching '{datatype}'.{hint} Try 'bl datatype query'."
+            )
         return rows[0]
 
     # -- publications ---------------------------------------------------------------------
@@ -374,6 +380,12 @@ class Client:
             raise NotFound(f"No publication with id {pub_id}.")
         releases = rows[0].get("releases") or []
         return [r for r in releases if include_removed or not r.get("removed")]
+
+    def pub_with_release(self, release_id: str) -> Doc | None:
+        """The publication holding the release ``release_id`` (removed or not), or None."""
+        params = {"find": {"releases._id": release_id}, "limit": "1"}
+        rows = self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        return rows[0] if rows else None
 
     # -- data objects ---------------------------------------------------------------------
     def dataset_find(
@@ -493,9 +505,11 @@ class Client:
         directory: str | os.PathLike[str] | None = None,
         extract: bool = False,
         progress: Progress | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """Download a file or folder of a task. A folder comes as a .tar.gz: saved as is into
-        ``output`` (or ``directory``/<server's file name>), or extracted into ``directory``."""
+        ``output`` (or ``directory``/<server's file name>, made safe, never over another file
+        unless ``existing="overwrite"``), or extracted into ``directory``."""
         return Downloader(self.http, self.token()).task_path(
             task_id,
             path,
@@ -503,6 +517,7 @@ class Client:
             directory=Path(directory) if directory is not None else None,
             extract=extract,
             progress=progress,
+            existing=existing,
         )
 
     def download_task_archive(
@@ -512,6 +527,7 @@ class Client:
         output: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
         and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
@@ -525,6 +541,7 @@ class Client:
             Path(output),
             server=self.base_url,
             progress=progress,
+            existing=existing,
         )
 
     # -- bulk downloads -------------------------------------------------------------------

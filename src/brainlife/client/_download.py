@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from brainlife.client._exceptions import (
     ApiError,
@@ -37,6 +38,8 @@ from brainlife.client._http import (
     error_for_status,
     quote_path,
 )
+from brainlife.client._layout import inside, safe_name
+from brainlife.client._lockfile import LOCK_NAME
 from brainlife.client._tar import (
     check_archive_start,
     human_size,
@@ -215,13 +218,56 @@ def _content_length(resp: Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+#: names a download never takes: the lockfile, and the temporary files of our downloads
+_RESERVED_SUFFIXES = (PART_SUFFIX, SIDECAR_SUFFIX, PARTIAL_SUFFIX, ".tmp")
+
+
+def _local_name(name: str | None) -> str | None:
+    """A server-supplied file name made safe (`safe_name`), None when unusable or one of ours."""
+    safe = safe_name(name)
+    if safe is None or safe == LOCK_NAME or safe.endswith(_RESERVED_SUFFIXES):
+        return None
+    return safe
+
+
 def _filename_from(resp: Response) -> str | None:
+    """The file name of ``Content-Disposition``, made safe: the server chooses it, so it may be
+    ``.bashrc``, ``bl-lock.json``, ``..`` or ``/etc/passwd``."""
     disposition = resp.headers.get("Content-Disposition", "")
     match = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition, re.I)
     if not match:
         return None
-    name = os.path.basename(match.group(1).strip())
-    return name or None
+    raw = match.group(1).strip()
+    return _local_name(unquote(raw) if "'" in disposition else raw)
+
+
+def _place_named(target: Path, name: str, existing: str) -> Path:
+    """Rename the finished hidden ``target`` to ``name`` beside it: never outside its folder,
+    never over a folder, and over an existing file only when it holds the same bytes or
+    ``existing`` is ``overwrite`` (the download never replaces a file it did not create)."""
+    try:
+        dest = inside(target.parent, name)
+    except ConfigError:
+        target.unlink(missing_ok=True)
+        raise
+    problem = None
+    if dest.is_dir() and not dest.is_symlink():
+        problem = f"{dest} is a folder: choose a file name for the download (-o)."
+    elif (dest.exists() or dest.is_symlink()) and existing != "overwrite":
+        same = dest.is_file() and not dest.is_symlink()
+        same = same and dest.stat().st_size == target.stat().st_size
+        if same and hash_file(dest)[0].digest() == hash_file(target)[0].digest():
+            target.unlink()
+            return dest
+        problem = (
+            f"{dest} already exists and differs from the download: it is left as it is. Move it "
+            "away, save under another name (-o FILE), or pass --existing overwrite to replace it."
+        )
+    if problem is not None:
+        target.unlink(missing_ok=True)
+        raise ConfigError(problem)
+    os.replace(target, dest)
+    return dest
 
 
 #: the status the single manifest route answers for each reason of a batch's `missing`
@@ -450,15 +496,18 @@ class Downloader:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         if_none_match: str | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """A task's file or folder: extracted into ``directory`` (``extract``: the folder's
         .tar.gz), else saved as is into ``output`` or ``directory``/<the server's file name>.
         With ``if_none_match`` (the ETag ``output`` was saved with) a server that answers 304
-        leaves ``output`` as it is: the result's method is then ``"present"``."""
+        leaves ``output`` as it is: the result's method is then ``"present"``. A file the server
+        names is never put over a different file already there unless ``existing`` is
+        ``overwrite``."""
         route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
         if not extract:
             return self._task_file(
-                task_id, path, route, output, directory, progress, cancel, if_none_match
+                task_id, path, route, output, directory, progress, cancel, if_none_match, existing
             )
         dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
         partial = _prepare(dest, is_dir=True, keep_partial=True)
@@ -477,6 +526,7 @@ class Downloader:
         progress: Progress | None,
         cancel: threading.Event | None,
         if_none_match: str | None = None,
+        existing: str = "skip",
     ) -> DownloadResult:
         """A task's file, or a folder's .tar.gz, saved as is: through ``fetch_file``, so an
         interrupted download continues with Range/If-Range when the server gave a strong ETag
@@ -490,7 +540,7 @@ class Downloader:
             folder = directory or Path(".")
             key = hashlib.sha256(f"{task_id}/{path}".encode()).hexdigest()[:16]
             target = folder / f".bl-task-{key}"
-        fallback = os.path.basename(path.rstrip("/")) or task_id
+        fallback = _local_name(os.path.basename(path.rstrip("/"))) or _local_name(task_id) or "task"
         state: dict[str, Any] = {"name": None, "etag": None}
         counter = _Counter(progress, None)
 
@@ -546,11 +596,7 @@ class Downloader:
             )
         dest = target
         if output is None:
-            dest = target.with_name(state["name"] or fallback)
-            if dest.is_dir():
-                target.unlink(missing_ok=True)
-                raise ConfigError(f"{dest} is a folder: choose a file name for the download (-o).")
-            os.replace(target, dest)
+            dest = _place_named(target, state["name"] or fallback, existing)
         return DownloadResult(
             id=task_id,
             path=dest,

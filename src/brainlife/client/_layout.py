@@ -1,6 +1,11 @@
 """Where each data object goes: layout templates over object fields, presets, and the checks the
 plan reports before any byte moves (two objects in one folder, unsafe names, paths too long).
 
+Every name a server supplies (subject, session, tags, task names, ``Content-Disposition`` file
+names) becomes a path component through :func:`safe_name` only, and every path built from one is
+checked by :func:`inside` to lie under the download folder: other group members control these
+values, and a download must never write outside ``-d``.
+
 Presets: ``id`` (``{id}``, the official default), ``seed`` (``{subject}/{tags}``, the bulk loop of
 the user document) and ``bids`` (brainlife's downscript layout,
 ``proj-<project>/sub-<subject>[.ses-<session>]/dt-<datatype>[.tag-<t>…][.run-<run>].id-<id>``).
@@ -8,13 +13,16 @@ the user document) and ``bids`` (brainlife's downscript layout,
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from brainlife.client._exceptions import ConfigError
+from brainlife.client._lockfile import LOCK_NAME
 
 __all__ = [
     "FIELDS",
@@ -22,8 +30,10 @@ __all__ = [
     "Layout",
     "LayoutProblem",
     "check_paths",
+    "inside",
     "object_fields",
     "resolve_layout",
+    "safe_name",
 ]
 
 #: fields a template may use, with what they hold
@@ -53,16 +63,59 @@ MAX_NAME = 255
 MAX_PATH = 4095
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.I)
 _UNSAFE_CHARS = re.compile(r'[<>:"|?*\x00-\x1f]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: an extension kept whole when a long name is shortened (``.tar.gz``, ``.nii.gz``)
+_EXTENSION = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}$")
+
+
+def safe_name(value: Any) -> str | None:
+    """One harmless file or folder name made from a server-supplied ``value``, or None when
+    nothing usable is left (empty, ``.``, ``..``).
+
+    Control characters (NUL included) go; ``/`` and ``\\`` become ``-`` (``../../x`` cannot
+    climb, ``/tmp/x`` is not absolute); ``<>:"|?*`` become ``_``; leading dots, spaces and dashes
+    go (no hidden file such as ``.bashrc``, nothing read as an option), and so do trailing dots and
+    spaces; a Windows device name gets a ``_`` in front; a name over ``MAX_NAME`` bytes is
+    shortened, keeping its extension."""
+    if value is None:
+        return None
+    text = _CONTROL.sub("", str(value)).replace("/", "-").replace("\\", "-")
+    text = re.sub(r'[<>:"|?*]', "_", text).lstrip(" .-").rstrip(" .")
+    if not text:
+        return None
+    if _WINDOWS_RESERVED.match(text):
+        text = "_" + text
+    if len(text.encode()) > MAX_NAME:
+        match = _EXTENSION.search(text)
+        ext = match.group(0) if match else ""
+        stem = text[: len(text) - len(ext)]
+        budget = MAX_NAME - len(ext.encode())
+        stem = stem.encode()[:budget].decode(errors="ignore").rstrip(" .")
+        text = stem + ext
+    return text
+
+
+def inside(root: Path, rel: str | Path) -> Path:
+    """``root / rel``, refused (ConfigError) unless it lies under ``root`` once symbolic links
+    and ``..`` are resolved: a folder that is a link to elsewhere does not take a download there."""
+    path = root / rel
+    base = root.resolve()
+    resolved = path.resolve()
+    if resolved != base and not resolved.is_relative_to(base):
+        raise ConfigError(
+            f"Refusing to write {path}: it resolves to {resolved}, outside the download "
+            f"folder {base}."
+        )
+    return path
 
 
 def _clean(value: Any) -> str:
-    """A field value usable inside one path component ('/' and '\\' become '-')."""
+    """A field value as one safe path component (`safe_name`; a list joined by '.')."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return ".".join(_clean(v) for v in value if v is not None and str(v) != "")
-    text = str(value)
-    return text.replace("/", "-").replace("\\", "-").replace("\x00", "")
+        return ".".join(c for c in (_clean(v) for v in value) if c)
+    return safe_name(value) or ""
 
 
 def object_fields(
@@ -144,6 +197,13 @@ def resolve_layout(spec: str | None) -> Layout:
             f"The layout {spec!r} uses unknown field(s) {', '.join(unknown) or '{}'}; "
             f"known fields: {known}; presets: {', '.join(PRESETS)}."
         )
+    if not names:
+        close = difflib.get_close_matches(spec, list(PRESETS), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"The layout {spec!r} is neither a preset nor a template with a {{field}}: {hint}"
+            f"presets: {', '.join(PRESETS)}; templates use fields such as {{subject}}/{{id}}."
+        )
     if template.startswith("/") or template.startswith("~"):
         raise ConfigError(f"The layout {spec!r} must be relative to the download folder (-d).")
     name = spec if spec in PRESETS else "template"
@@ -152,8 +212,10 @@ def resolve_layout(spec: str | None) -> Layout:
 
 @dataclass
 class LayoutProblem:
-    """Something that stops the plan: ``kind`` is collision, nested, unsafe or too-long; "case"
-    (folders that differ only in case) is a warning."""
+    """Something that stops the plan: ``kind`` is collision, nested, unsafe, too-long, outside (a
+    folder that resolves outside the root through a symbolic link) or exists (a file there that no
+    download wrote, kept unless ``--existing overwrite``); "case" (folders that differ only in
+    case) is a warning."""
 
     kind: str
     path: str
@@ -167,6 +229,8 @@ class LayoutProblem:
 def _unsafe_reason(component: str) -> str | None:
     if component in ("..", "."):
         return "is '..' or '.'"
+    if component == LOCK_NAME:
+        return "is the name of the lockfile"
     if _UNSAFE_CHARS.search(component):
         return 'holds a character that is unsafe in file names (<>:"|?* or a control character)'
     if _WINDOWS_RESERVED.match(component):

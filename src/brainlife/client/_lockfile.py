@@ -9,21 +9,27 @@
  "generated": [{"path": "proj-…/dataset_description.json", "size": 1, "sha256": "…"}]}
 ```
 
-Written atomically (temporary file + rename) at the download root, and rewritten as objects
-complete. ``bl data verify`` checks a tree against it; ``bl data download --lock`` fetches it again.
+Entries are keyed by where their files lie (an object's folder; a task archive's file), so every
+run into the same root adds to the lockfile: the same object in another layout, or another task
+archive, is one more entry, and ``bl data verify`` checks every file any run placed. Written
+atomically (temporary file + rename, merged with entries another run saved meanwhile) at the
+download root, and rewritten as objects complete. ``bl data verify`` checks a tree against it;
+``bl data download --lock`` fetches it again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from brainlife import __version__
-from brainlife.client._exceptions import ConfigError
+from brainlife.client._exceptions import ConfigError, DiskFullError
 from brainlife.client._transfer import PART_SUFFIX, SIDECAR_SUFFIX, hash_file
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "Lockfile",
     "VerifyProblem",
     "VerifyReport",
+    "entry_key",
     "verify_tree",
 ]
 
@@ -42,6 +49,42 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def entry_key(entry: dict[str, Any]) -> str:
+    """Where an entry's files lie, relative to the root: the object's folder, or for a task
+    archive (kind ``task-archive``, beside the lockfile) the file itself. Entries are keyed by
+    this, not by id: one object in two layouts, or two archives of one task, are two entries."""
+    if entry.get("kind") == "task-archive":
+        path = entry.get("path")
+        files = entry.get("files") or []
+        if not path and files and isinstance(files[0], dict):
+            path = files[0].get("path")
+        if path:
+            return str(path)
+        return f"task-archive:{entry.get('id')}"
+    return str(entry.get("folder") or entry.get("id"))
+
+
+def _disk_full(path: Path, exc: OSError) -> DiskFullError:
+    try:
+        free: int | None = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    has = f" ({free} bytes free)" if free is not None else ""
+    return DiskFullError(
+        f"The disk is full: no space left while saving the lockfile {path}{has}. The downloaded "
+        "files are kept; free some space and run the same command again to record them.",
+        free=free,
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 @dataclass
 class Lockfile:
     path: Path
@@ -49,8 +92,12 @@ class Lockfile:
     query: dict[str, Any] = field(default_factory=dict)
     layout: str = ""
     created: str = field(default_factory=_now)
+    #: entry_key(entry) -> entry
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (mtime_ns, size) of the file as this object last read or wrote it: another run's save
+    #: changes it, and only then does `save` read the file again to merge
+    _seen: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
@@ -77,16 +124,43 @@ class Lockfile:
         )
         for obj in doc["objects"]:
             if isinstance(obj, dict) and obj.get("id"):
-                lock.objects[str(obj["id"])] = obj
+                lock.put(obj)
         for gen in doc.get("generated") or []:
             if isinstance(gen, dict) and gen.get("path"):
                 lock.generated[str(gen["path"])] = gen
+        lock._seen = _stamp(path)
         return lock
 
     @classmethod
     def open(cls, path: Path) -> Lockfile:
         """The lockfile at ``path``, or a new empty one."""
         return cls.load(path) if path.exists() else cls(path=path)
+
+    def put(self, entry: dict[str, Any]) -> None:
+        """Record an entry, replacing only the one at the same place."""
+        self.objects[entry_key(entry)] = entry
+
+    def at(self, key: str) -> dict[str, Any] | None:
+        """The entry at ``key`` (an object's folder, or a task archive's file)."""
+        return self.objects.get(key)
+
+    def find(self, oid: str, folder: str | None = None) -> dict[str, Any] | None:
+        """The entry of object ``oid`` (in ``folder`` when given; else the last recorded)."""
+        if folder is not None:
+            entry = self.objects.get(folder)
+            return entry if entry is not None and str(entry.get("id")) == oid else None
+        found = None
+        for entry in self.objects.values():
+            if str(entry.get("id")) == oid:
+                found = entry
+        return found
+
+    def ids(self, kind: str = "dataset") -> list[str]:
+        """The ids of the entries of ``kind``, each once, in order."""
+        out = [
+            str(e["id"]) for e in self.objects.values() if str(e.get("kind") or "dataset") == kind
+        ]
+        return list(dict.fromkeys(out))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,14 +175,39 @@ class Lockfile:
             "generated": list(self.generated.values()),
         }
 
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+    def _merge_disk(self) -> None:
+        """Entries another run saved meanwhile (at places this one did not record) are kept."""
+        try:
+            other = Lockfile.load(self.path)
+        except ConfigError:
+            return
+        for key, entry in other.objects.items():
+            self.objects.setdefault(key, entry)
+        for rel, gen in other.generated.items():
+            self.generated.setdefault(rel, gen)
 
-    def file_record(self, oid: str, rel: str) -> dict[str, Any] | None:
-        obj = self.objects.get(oid)
+    def save(self) -> None:
+        """Write atomically (temporary file + rename), merged with what is on disk; a temporary
+        file is never left behind, and a full disk is a DiskFullError."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = _stamp(self.path)
+        if stamp is not None and stamp != self._seen:
+            self._merge_disk()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+            self._seen = _stamp(self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(self.path, exc) from exc
+            raise
+
+    def file_record(self, folder: str, rel: str) -> dict[str, Any] | None:
+        """The record of file ``rel`` of the entry at ``folder``."""
+        obj = self.objects.get(folder)
         if not obj:
             return None
         for f in obj.get("files") or []:
@@ -186,11 +285,19 @@ def _check(
 
 
 def verify_tree(root: Path, lock: Lockfile | None = None, *, fast: bool = False) -> VerifyReport:
-    """Check every file the lockfile records (size and sha256; with ``fast``, size and mtime
-    when the mtime is unchanged), and report files in object folders it does not know."""
+    """Check every file the lockfile records, whichever run placed it (size and sha256; with
+    ``fast``, size and mtime when the mtime is unchanged), and report files in object folders that
+    no entry records."""
     lock = lock or Lockfile.load(root / LOCK_NAME)
     report = VerifyReport(root=root)
-    for oid, obj in lock.objects.items():
+    tracked: set[str] = {LOCK_NAME, *lock.generated}
+    for obj in lock.objects.values():
+        folder = str(obj.get("folder") or "")
+        for rec in list(obj.get("files") or []) + list(obj.get("generated") or []):
+            tracked.add(f"{folder}/{rec.get('path')}" if folder else str(rec.get("path")))
+    walked: set[str] = set()
+    for obj in lock.objects.values():
+        oid = str(obj.get("id"))
         report.objects += 1
         folder = str(obj.get("folder") or "")
         base = root / folder
@@ -198,33 +305,30 @@ def verify_tree(root: Path, lock: Lockfile | None = None, *, fast: bool = False)
             report.problems.append(
                 VerifyProblem(
                     "incomplete",
-                    folder,
+                    folder or entry_key(obj),
                     oid,
-                    f"data object {oid} ({folder}) was not completely downloaded "
-                    f"({obj.get('error') or obj.get('status')}); run the download again",
+                    f"{obj.get('kind') or 'dataset'} {oid} ({folder or entry_key(obj)}) was not "
+                    f"completely downloaded ({obj.get('error') or obj.get('status')}); run the "
+                    "download again",
                 )
             )
             continue
-        known: set[str] = set()
         for rec in list(obj.get("files") or []) + list(obj.get("generated") or []):
             rel = str(rec.get("path"))
-            known.add(rel)
-            _check(report, base / rel, f"{folder}/{rel}", oid, rec, fast)
-        if base.is_dir() and obj.get("kind") != "task-archive":  # archives share a folder
-            for dirpath, _dirs, names in os.walk(base):
-                for name in names:
-                    if name.endswith((PART_SUFFIX, SIDECAR_SUFFIX)):
-                        continue
-                    rel = (Path(dirpath) / name).relative_to(base).as_posix()
-                    if rel not in known:
-                        report.problems.append(
-                            VerifyProblem(
-                                "extra",
-                                f"{folder}/{rel}",
-                                oid,
-                                f"{folder}/{rel} is not part of data object {oid}",
-                            )
-                        )
+            shown = f"{folder}/{rel}" if folder else rel
+            _check(report, base / rel, shown, oid, rec, fast)
+        if not folder or folder in walked or not base.is_dir():
+            continue  # task archives lie beside the lockfile, among other files
+        walked.add(folder)
+        for dirpath, _dirs, names in os.walk(base):
+            for name in names:
+                if name.endswith((PART_SUFFIX, SIDECAR_SUFFIX)):
+                    continue
+                rel = (Path(dirpath) / name).relative_to(root).as_posix()
+                if rel not in tracked:
+                    report.problems.append(
+                        VerifyProblem("extra", rel, oid, f"{rel} is not part of data object {oid}")
+                    )
     for rel, rec in lock.generated.items():
         _check(report, root / rel, rel, None, rec, fast)
     return report

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from brainlife.client import _jwt
-from brainlife.client._exceptions import BrainlifeError
-from brainlife.client._layout import Layout, LayoutProblem, check_paths
+from brainlife.client._exceptions import BrainlifeError, ConfigError
+from brainlife.client._layout import Layout, LayoutProblem, check_paths, inside
 from brainlife.client._lockfile import Lockfile
 from brainlife.client._tar import human_size, safe_relpath
 from brainlife.client._tarfetch import PARTIAL_SUFFIX, partial_tar_bytes
@@ -74,6 +74,8 @@ class PlanObject:
     error_class: str | None = None
     #: with ``files`` None: bytes of an interrupted tar download the next run keeps
     partial: int = 0
+    #: files already at their place, different, and not recorded by any download (not replaced)
+    foreign: list[str] = field(default_factory=list)
 
     @property
     def present(self) -> bool:
@@ -265,7 +267,7 @@ def _state_of(
 
 
 def _lock_files(lock: Lockfile | None, obj: PlanObject) -> list[PlanFile] | None:
-    rec = lock.objects.get(obj.id) if lock is not None else None
+    rec = lock.find(obj.id, obj.folder) if lock is not None else None
     if not rec or not isinstance(rec.get("files"), list):
         return None
     return [PlanFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in rec["files"]]
@@ -343,16 +345,24 @@ def resolve_files(
         if existing != "refresh":
             files = _lock_files(pinned, obj)
         if files is None and existing == "skip" and lock is not None:
-            rec = lock.objects.get(obj.id)
-            if rec and rec.get("status") == "complete" and rec.get("folder") == obj.folder:
+            rec = lock.find(obj.id, obj.folder)
+            if rec and rec.get("status") == "complete":
                 files = _lock_files(lock, obj)
         return files
 
     def settle(obj: PlanObject, files: list[PlanFile]) -> None:
         base = root / obj.folder
         for f in files:
-            record = lock.file_record(obj.id, f.rel) if lock is not None else None
+            record = lock.file_record(obj.folder, f.rel) if lock is not None else None
             _state_of(base / f.rel, f, existing, record)
+            target = base / f.rel
+            if (
+                f.state != "present"
+                and record is None
+                and existing != "overwrite"
+                and (target.exists() or target.is_symlink())
+            ):
+                obj.foreign.append(f.rel)
         obj.files = files
         obj.size = sum(f.size for f in files)
 
@@ -449,6 +459,24 @@ def finish_plan(plan: Plan, token: str | None) -> Plan:
         {o.id: o.folder for o in ok},
         {o.id: [f.rel for f in o.files or []] for o in ok},
     )
+    root = plan.root.resolve()
+    for o in ok:
+        try:
+            inside(root, o.folder)
+        except ConfigError as exc:
+            plan.problems.append(LayoutProblem("outside", o.folder, [o.id], str(exc)))
+        if o.foreign:
+            more = f" (and {len(o.foreign) - 1} more)" if len(o.foreign) > 1 else ""
+            plan.problems.append(
+                LayoutProblem(
+                    "exists",
+                    f"{o.folder}/{o.foreign[0]}",
+                    [o.id],
+                    f"{o.folder}/{o.foreign[0]}{more} already exists, differs, and was not "
+                    "written by a download here: it is kept (move it away, or pass "
+                    "--existing overwrite to replace it)",
+                )
+            )
     probe = plan.root.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -104,6 +104,41 @@ def _docs(
     return docs, []
 
 
+def _releases(pub: Doc) -> str:
+    rows = [r for r in pub.get("releases") or [] if not r.get("removed")]
+    return ", ".join(f"{r.get('_id')} (release {r.get('name') or '?'})" for r in rows) or "none"
+
+
+def _nothing_matches(client: Client, active: Doc) -> str:
+    """Why a download would get nothing, and what to do instead: nothing is written then."""
+    shown = " ".join(f"{k}={v!r}" for k, v in active.items())
+    release = active.get("pub")
+    if release:
+        pubs = client.pubs(id=str(release), limit=1)
+        if pubs:
+            return (
+                f"{release} is a publication, not a release: nothing was downloaded. Download one "
+                f"of its releases: {_releases(pubs[0])} (e.g. 'bl pub download <release id>')."
+            )
+        pub = client.pub_with_release(str(release))
+        if pub is None:
+            return (
+                f"No publication release has the id {release}: nothing was downloaded. "
+                "'bl pub query' lists publications with their release ids."
+            )
+        rel: Doc = next((r for r in pub.get("releases") or [] if r.get("_id") == release), {})
+        if rel.get("removed"):
+            return (
+                f"Release {release} of the publication {pub.get('name')!r} was removed: nothing "
+                f"was downloaded. Its current releases: {_releases(pub)}."
+            )
+        return f"No data object of release {release} matches {shown}: nothing was downloaded."
+    return (
+        f"No data object matches {shown}: nothing was downloaded. Check the filters with "
+        "'bl data query' (e.g. the subject, the datatype, the project)."
+    )
+
+
 def plan_datasets(
     client: Client,
     *,
@@ -127,11 +162,7 @@ def plan_datasets(
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
     active = _active(filters) if pinned is None else {}
     if pinned is not None:
-        ids = [
-            oid
-            for oid, obj in pinned.objects.items()
-            if str(obj.get("kind") or "dataset") == "dataset"
-        ]
+        ids = pinned.ids("dataset")
         if not ids:
             raise ConfigError(
                 f"The lockfile {lock} lists no data objects (task downloads recorded there are "
@@ -147,6 +178,8 @@ def plan_datasets(
         if ids:
             query["ids"] = list(ids)
     docs, missing = _docs(client, active, ids, limit)
+    if not docs and not missing:
+        raise NotFound(_nothing_matches(client, active))
     datatypes = client.datatypes_by_id(sorted({str(d.get("datatype") or "") for d in docs}))
     want_projects = lay.bids or "project_name" in lay.template
     projects = (
@@ -167,7 +200,7 @@ def plan_datasets(
         )
         folder = lay.folder(fields)
         if pinned is not None:
-            folder = str(pinned.objects[oid].get("folder") or folder)
+            folder = str((pinned.find(oid) or {}).get("folder") or folder)
         obj = PlanObject(
             id=oid,
             folder=folder,
@@ -190,7 +223,7 @@ def plan_datasets(
         objects.append(
             PlanObject(
                 id=oid,
-                folder=(pinned.objects[oid].get("folder") if pinned else None) or oid,
+                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
                 error=f"data object {oid} was not found (or you cannot read it)",
                 error_class="NotFound",
             )
@@ -297,6 +330,8 @@ def run_plan(
     if plan.blocking:
         shown = "; ".join(f"{p.kind}: {p.message}" for p in plan.blocking[:5])
         more = f" (and {len(plan.blocking) - 5} more)" if len(plan.blocking) > 5 else ""
+        if all(p.kind == "exists" for p in plan.blocking):
+            raise ConfigError(f"Nothing was downloaded: {shown}{more}. See --dry-run.")
         raise ConfigError(
             f"The layout {plan.layout.template!r} does not work for these data objects: "
             f"{shown}{more}. Choose another --layout (e.g. add {{id}}); see --dry-run."

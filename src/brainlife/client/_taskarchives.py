@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlife.client._download import Downloader, DownloadResult, Progress
+from brainlife.client._exceptions import ConfigError
 from brainlife.client._lockfile import LOCK_NAME, Lockfile
 from brainlife.client._transfer import hash_file
 
@@ -28,8 +29,13 @@ TASK_ARCHIVE = "task-archive"
 
 def _current_etag(lock: Lockfile, task_id: str, rel: str, output: Path) -> str | None:
     """The recorded ETag when ``output`` is still the file the lockfile records."""
-    rec = lock.objects.get(task_id)
-    if not rec or rec.get("kind") != TASK_ARCHIVE or rec.get("status") != "complete":
+    rec = lock.at(rel)
+    if (
+        not rec
+        or rec.get("id") != task_id
+        or rec.get("kind") != TASK_ARCHIVE
+        or rec.get("status") != "complete"
+    ):
         return None
     files = rec.get("files") or []
     if len(files) != 1 or files[0].get("path") != rel:
@@ -53,17 +59,29 @@ def download_task_archive(
     server: str = "",
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    existing: str = "skip",
 ) -> DownloadResult:
     """Save ``path`` of task ``task_id`` as ``output`` (see the module's docstring); a failure is
-    recorded in the lockfile (status ``failed``) and raised."""
+    recorded in the lockfile (status ``failed``) and raised. A file at ``output`` that no earlier
+    run recorded is not replaced (ConfigError) unless ``existing`` is ``overwrite``."""
     root = output.parent
     lock_path = root / LOCK_NAME
     rel = output.name
-    etag = _current_etag(Lockfile.open(lock_path), task_id, rel, output)
+    if rel == LOCK_NAME:
+        raise ConfigError(f"{output} is the lockfile: choose another name for the download.")
+    lock = Lockfile.open(lock_path)
+    ours = (lock.at(rel) or {}).get("kind") == TASK_ARCHIVE
+    if (output.exists() or output.is_symlink()) and not ours and existing != "overwrite":
+        raise ConfigError(
+            f"{output} already exists and was not written by a download into {root}: it is "
+            "left as it is. Move it away, or pass --existing overwrite to replace it."
+        )
+    etag = _current_etag(lock, task_id, rel, output)
     entry: dict[str, Any] = {
         "id": task_id,
         "kind": TASK_ARCHIVE,
         "folder": "",
+        "path": rel,
         "task_path": path,
         "generated": [],
     }
@@ -106,6 +124,6 @@ def download_task_archive(
 def _record(lock_path: Path, server: str, entry: dict[str, Any]) -> None:
     lock = Lockfile.open(lock_path)  # read again: other runs may have written meanwhile
     lock.server = lock.server or server
-    lock.objects[str(entry["id"])] = entry
+    lock.put(entry)
     os.makedirs(lock_path.parent, exist_ok=True)
     lock.save()
