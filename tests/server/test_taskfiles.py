@@ -178,7 +178,7 @@ def test_access(archive, http, task):
     unknown = "0123456789abcdef01234567"
     # a task the caller may not read is told apart from an unknown one by no route
     for route in ("download", "manifest"):
-        for method in (["GET", "HEAD"] if route == "download" else ["GET"]):
+        for method in ["GET", "HEAD"] if route == "download" else ["GET"]:
             hidden = http.request(method, f"/api/amaretti/task/{route}/{tid}/a", headers=stranger)
             missing = http.request(
                 method, f"/api/amaretti/task/{route}/{unknown}/a", headers=stranger

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
+from brainlife.server.limits import RequestLimits
 from brainlife.server.settings import Settings
 from brainlife.wire import (
     API_AMARETTI,
@@ -46,6 +47,11 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)
+    app.add_middleware(
+        RequestLimits,
+        max_url_bytes=archive.settings.max_url_bytes,
+        max_body_bytes=archive.settings.max_body_bytes,
+    )
     _install_error_handlers(app)
     return app
 
@@ -100,7 +106,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(404, f"No such route: {request.method} {request.url.path}")
         if exc.status_code == 405:
             return _error(405, f"Method {request.method} is not allowed on {request.url.path}")
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

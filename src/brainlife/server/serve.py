@@ -79,7 +79,10 @@ def run(
     if not extensions:
         say("bl serve: extension routes off (manifests, per-file downloads): brainlife.io's only")
     say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
+    from brainlife.server.httpproto import BoundedHttpToolsProtocol
+
     common = {
+        "http": BoundedHttpToolsProtocol,
         "host": host,
         "port": port,
         "log_level": "warning",

@@ -38,6 +38,12 @@ class Settings:
     #: manifests). False (`bl serve --no-extensions`) leaves only the routes brainlife.io has, so
     #: clients can be tried against brainlife.io's surface: ours then falls back to tars.
     extensions: bool = True
+    #: Longest URL (path and query string, in bytes) a request may have: longer ones get 414.
+    #: Clients send `find`/`select` as JSON in the query string; 8 KiB is the usual proxy bound.
+    max_url_bytes: int = 8 * 1024
+    #: Largest request body, in bytes: larger ones get 413 before they are read (see `limits`).
+    #: Every body the API takes is a small JSON object (a batch manifest of 1000 ids: ~30 KB).
+    max_body_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

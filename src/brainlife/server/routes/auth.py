@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from brainlife.server.deps import ArchiveDep, SessionDep, User
 from brainlife.server.errors import BadRequest
+from brainlife.server.limits import json_body
 from brainlife.server.services import auth
 
 router = APIRouter()
@@ -25,10 +25,7 @@ async def _body(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "")
     if "application/x-www-form-urlencoded" in ctype:
         return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadRequest("The request body must be JSON or form-encoded.") from None
+    data = json_body(raw)
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return data

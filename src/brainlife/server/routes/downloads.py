@@ -8,15 +8,15 @@ so a long download holds no connection. Bodies stream in `settings.chunk_size` p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from brainlife.server.deps import ArchiveDep, DownloadUser, get_session
+from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, get_session
 from brainlife.server.services import downloads
 from brainlife.server.tarstream import Chunk
 from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, MANIFESTS_ROUTE, Manifest, Manifests
@@ -171,10 +171,22 @@ def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession)
     return downloads.dataset_manifest(session, user, dataset_id)
 
 
-@router.post(MANIFESTS_ROUTE, response_model=None)
-def dataset_manifests(
-    payload: Annotated[Any, Body()], user: DownloadUser, session: ShortSession
-) -> Manifests:
+_MANIFESTS_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["ids"],
+                "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+            }
+        }
+    },
+}
+
+
+@router.post(MANIFESTS_ROUTE, response_model=None, openapi_extra={"requestBody": _MANIFESTS_BODY})
+def dataset_manifests(payload: JsonBody, user: DownloadUser, session: ShortSession) -> Manifests:
     """The manifests of many data objects (`{"ids": [...]}`, at most `MANIFESTS_MAX_IDS`); ids
     without one are listed in `missing` with the reason."""
     return downloads.manifests_batch(session, user, downloads.manifest_ids(payload))
