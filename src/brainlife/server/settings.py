@@ -26,8 +26,12 @@ class Settings:
     issuer: str = "bl-serve"
     #: Seconds a failed login waits before answering (slows down password guessing).
     failed_login_delay: float = 1.0
-    #: Failed logins per user within `lockout_window` seconds before logins are refused.
+    #: Failed logins per (account, client address) within `lockout_window` seconds before that
+    #: address's logins to that account are refused (429); see `services.auth`.
     max_failed_logins: int = 5
+    #: Failed logins per client address (any accounts) within `lockout_window` before all that
+    #: address's logins are refused.
+    max_failed_logins_per_client: int = 30
     lockout_window: float = 15 * 60
     #: Bytes per chunk when streaming files. Downloads are paced to the write buffer, so a
     #: stream pins about one chunk. With 1 MiB, 50 concurrent downloads peaked anywhere from

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,11 +38,8 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     if not isinstance(username, str) or not username or not isinstance(password, str):
         raise BadRequest("Send a username (or email) and a password.")
     ttl = auth.parse_ttl(body.get("ttl"))
-    try:
-        result = await run_in_threadpool(auth.login, archive, username, password, ttl)
-    except auth.LoginFailed:
-        await asyncio.sleep(archive.settings.failed_login_delay)
-        raise
+    client = request.client.host if request.client else ""
+    result = await auth.login(archive, username, password, ttl, client)
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
