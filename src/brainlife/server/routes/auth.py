@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from brainlife.server.deps import ArchiveDep, SessionDep, User
 from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
+from brainlife.server.routes import params
 from brainlife.server.services import auth
 
 router = APIRouter()
@@ -30,7 +31,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-@router.post("/local/auth")
+@router.post("/local/auth", openapi_extra=params.LOGIN)
 async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     """Log in with a username (or email) and password; returns a signed token."""
     body = await _body(request)
@@ -43,7 +44,7 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
-@router.post("/refresh")
+@router.post("/refresh", openapi_extra=params.REFRESH)
 async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
     """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
     body = await _body(request)
