@@ -149,3 +149,61 @@ def test_unknown_route_is_json_404(http):
     res = http.get("/api/auth/nope")
     assert res.status_code == 404
     assert "message" in res.json()
+
+
+# --- lockout and timing (services.auth's rules) ----------------------------------------------
+
+
+def client_at(app, address: str):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, client=(address, 40000))
+
+
+def test_the_lockout_counts_the_account_however_it_is_named(http, archive, alice):
+    for i in range(archive.settings.max_failed_logins):
+        name = "alice" if i % 2 else "alice@example.org"
+        assert login(http, username=name, password="bad").status_code == 401
+    for name in ("alice", "alice@example.org"):
+        assert login(http, username=name, password="s3cret").status_code == 429
+
+
+def test_a_flood_from_one_address_does_not_lock_the_owner_out_elsewhere(app, archive, alice):
+    with client_at(app, "203.0.113.9") as attacker, client_at(app, "198.51.100.7") as owner:
+        for _ in range(archive.settings.max_failed_logins + 3):
+            login(attacker, username="alice", password="guess")
+        r = login(attacker, username="alice", password="s3cret")
+        assert r.status_code == 429
+        assert "from your address" in r.json()["message"]
+        assert login(owner, username="alice", password="s3cret").status_code == 200
+
+
+def test_one_address_guessing_many_accounts_is_limited(app, archive, alice):
+    limit = archive.settings.max_failed_logins_per_client
+    with client_at(app, "203.0.113.9") as sprayer, client_at(app, "198.51.100.7") as owner:
+        for i in range(limit):
+            assert login(sprayer, username=f"user{i}", password="x").status_code == 401
+        r = login(sprayer, username="alice", password="s3cret")
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0
+        assert login(owner, username="alice", password="s3cret").status_code == 200
+
+
+def test_an_unknown_user_costs_an_argon2_verification_like_a_known_one(http, monkeypatch, alice):
+    from argon2 import PasswordHasher
+
+    from brainlife.server.services import auth
+
+    verified: list[str] = []
+
+    class CountingHasher(PasswordHasher):
+        def verify(self, hash, password):
+            verified.append(hash)
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(auth, "_hasher", CountingHasher())
+    assert login(http, username="alice", password="wrong").status_code == 401
+    assert login(http, username="nobody", password="wrong").status_code == 401
+    assert len(verified) == 2
+    known, unknown = verified
+    assert known.split("$")[:4] == unknown.split("$")[:4]  # same algorithm and cost parameters

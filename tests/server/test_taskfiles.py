@@ -175,17 +175,27 @@ def test_access(archive, http, task):
     assert http.get(url(tid, "config.json")).status_code == 401
     assert http.get(url(tid, "config.json"), params={"at": "bad"}).status_code == 401
     stranger = auth(archive, sub=6, gids=[])
-    r = http.get(url(tid, "config.json"), headers=stranger)
-    assert r.status_code == 403
-    assert "message" in r.json()
-    missing = http.get(url("0123456789abcdef01234567", "x"), headers=auth(archive))
-    assert missing.status_code == 404
+    unknown = "0123456789abcdef01234567"
+    # a task the caller may not read is told apart from an unknown one by no route
+    for route in ("download", "manifest"):
+        for method in ["GET", "HEAD"] if route == "download" else ["GET"]:
+            hidden = http.request(method, f"/api/amaretti/task/{route}/{tid}/a", headers=stranger)
+            missing = http.request(
+                method, f"/api/amaretti/task/{route}/{unknown}/a", headers=stranger
+            )
+            assert hidden.status_code == missing.status_code == 404, (route, method)
+            if method == "GET":
+                assert hidden.json()["message"].replace(tid, unknown) == missing.json()["message"]
+    r = http.get(url(tid, "config.json"), headers={**stranger, "Range": "bytes=1-"})
+    assert r.status_code == 404
+    r = http.get(f"/api/amaretti/task/{tid}", headers=stranger)
+    assert r.status_code == 404
 
 
 def test_group_member_may_read(archive, http):
     tid, _folder = make_task(archive, user_id="99", group_id=MEMBER_GID, files={"a": b"1"})
     assert http.get(url(tid, "a"), headers=auth(archive, sub=6, gids=[MEMBER_GID])).content == b"1"
-    assert http.get(url(tid, "a"), headers=auth(archive, sub=6, gids=[1])).status_code == 403
+    assert http.get(url(tid, "a"), headers=auth(archive, sub=6, gids=[1])).status_code == 404
 
 
 def test_missing_path_and_folder(archive, http, task):
@@ -350,7 +360,7 @@ def test_task_manifest(archive, http, task):
         http.get(
             f"/api/amaretti/task/manifest/{tid}", headers=auth(archive, sub=6, gids=[])
         ).status_code
-        == 403
+        == 404
     )
 
 
@@ -581,7 +591,7 @@ def test_folder_range_respects_access(archive, http, task):
     r = http.get(
         url(tid, "freesurfer"), headers={**auth(archive, sub=6, gids=[]), "Range": "bytes=10-"}
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
     assert "message" in r.json()
 
 

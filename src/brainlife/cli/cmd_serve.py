@@ -23,6 +23,15 @@ import click
     help="Serve HTTPS with a self-signed certificate "
     "(made on first start, kept in the data directory).",
 )
+@click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    metavar="NAME",
+    help="A host name or IP address the --tls certificate is made for (repeatable; default: "
+    "localhost, 127.0.0.1, ::1, this machine's host name and --host). An existing certificate "
+    "lacking one is replaced.",
+)
 @click.option("--demo", is_flag=True, help="Fill an empty archive with the demo world first.")
 @click.option(
     "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory)."
@@ -39,6 +48,7 @@ def serve(
     host: str,
     port: int,
     tls: bool,
+    tls_names: tuple[str, ...],
     demo: bool,
     database_url: str | None,
     workers: int,
@@ -57,6 +67,7 @@ def serve(
         host=host,
         port=port,
         tls=tls,
+        tls_names=list(tls_names),
         demo=demo,
         database_url=database_url,
         workers=workers,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
+from brainlife.server.limits import RequestLimits
 from brainlife.server.settings import Settings
 from brainlife.wire import (
     API_AMARETTI,
@@ -46,6 +48,12 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)
+    app.add_middleware(
+        RequestLimits,
+        max_url_bytes=archive.settings.max_url_bytes,
+        max_body_bytes=archive.settings.max_body_bytes,
+    )
+    app.add_middleware(_InternalErrors)
     _install_error_handlers(app)
     return app
 
@@ -68,6 +76,55 @@ class _BrainlifeRoutesOnly:
             await JSONResponse({"message": "Not Found"}, status_code=404)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class _InternalErrors:
+    """ASGI middleware: an unexpected exception is logged once, as one line with an error id
+    and its traceback, and answered 500 with the same id, so a user's report finds the line.
+
+    Starlette's own last resort (`ServerErrorMiddleware`, outside every other middleware)
+    re-raises after answering, and uvicorn then logs the traceback a second time: ~14 KB of log
+    per anonymous 96-byte request. Here the exception stops. If the response had already
+    started, it is logged the same way and the connection is left for the server to close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            error_id = secrets.token_hex(8)
+            log.error(
+                "error id %s: %s %r: %s: %r",
+                error_id,
+                scope.get("method"),
+                str(scope.get("path"))[:200],
+                type(exc).__name__,
+                str(exc)[:200],
+                exc_info=exc,
+            )
+            if not started:
+                response = JSONResponse(
+                    {
+                        "message": f"Internal server error (error id {error_id}); the server "
+                        "log has the details.",
+                        "error_id": error_id,
+                    },
+                    status_code=500,
+                )
+                await response(scope, receive, send)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -100,9 +157,4 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(404, f"No such route: {request.method} {request.url.path}")
         if exc.status_code == 405:
             return _error(405, f"Method {request.method} is not allowed on {request.url.path}")
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _error(500, "Internal server error; the server log has the details.")
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))

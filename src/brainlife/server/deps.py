@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from brainlife.server.archive import Archive
-from brainlife.server.errors import LOGIN_AGAIN, Unauthorized
+from brainlife.server.errors import LOGIN_AGAIN, BadRequest, Unauthorized
+from brainlife.server.limits import json_body
 from brainlife.server.principal import Principal
 
 
@@ -59,8 +60,18 @@ def download_principal(
     return archive.signer.principal(token)
 
 
+async def json_request_body(request: Request) -> Any:
+    """The request's JSON body, parsed within the limits of `limits.json_body` (FastAPI's own
+    `Body()` parsing answers a body nested ~1,000 deep or holding a lone surrogate with a 500)."""
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("This route needs a JSON request body.")
+    return json_body(raw)
+
+
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 SessionDep = Annotated[Session, Depends(get_session)]
 MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 User = Annotated[Principal, Depends(required_principal)]
 DownloadUser = Annotated[Principal, Depends(download_principal)]
+JsonBody = Annotated[Any, Depends(json_request_body)]

@@ -47,10 +47,15 @@ class User(Base):
 
 
 class LoginFailure(Base):
+    """One failed login (see `services.auth`): `username` holds the account it counts against
+    (`sub:<n>` for an existing account, whether named by username or e-mail; `name:<typed>`
+    otherwise) and `client` the address it came from."""
+
     __tablename__ = "login_failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(256), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True, server_default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

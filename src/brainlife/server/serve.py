@@ -40,6 +40,7 @@ def run(
     database_url: str | None,
     workers: int = 1,
     extensions: bool = True,
+    tls_names: list[str] | None = None,
 ) -> None:
     import uvicorn
 
@@ -66,12 +67,18 @@ def run(
     ssl: dict[str, Any] = {}
     scheme = "http"
     if tls:
-        from brainlife.server.tls import ensure_certificate
+        from brainlife.server.tls import default_names, ensure_certificate
 
-        cert, key = ensure_certificate(settings.data_dir / "tls", host)
+        names = tls_names or default_names(host)
+        cert, key, replaced = ensure_certificate(settings.data_dir / "tls", names)
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         scheme = "https"
-        say(f"bl serve: TLS certificate {cert}")
+        if replaced:
+            say(
+                f"bl serve: replaced the TLS certificate ({replaced}); clients that trusted "
+                "the old one must be given the new one"
+            )
+        say(f"bl serve: TLS certificate {cert} for {', '.join(names)}")
         say(f"  official CLI: export BLHOST={host}:{port} NODE_EXTRA_CA_CERTS={cert}")
         say(f"  our bl:       export BLHOST=https://{host}:{port} BL_CA_BUNDLE={cert}")
     else:
@@ -79,7 +86,10 @@ def run(
     if not extensions:
         say("bl serve: extension routes off (manifests, per-file downloads): brainlife.io's only")
     say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
+    from brainlife.server.httpproto import BoundedHttpToolsProtocol
+
     common = {
+        "http": BoundedHttpToolsProtocol,
         "host": host,
         "port": port,
         "log_level": "warning",

@@ -26,8 +26,12 @@ class Settings:
     issuer: str = "bl-serve"
     #: Seconds a failed login waits before answering (slows down password guessing).
     failed_login_delay: float = 1.0
-    #: Failed logins per user within `lockout_window` seconds before logins are refused.
+    #: Failed logins per (account, client address) within `lockout_window` seconds before that
+    #: address's logins to that account are refused (429); see `services.auth`.
     max_failed_logins: int = 5
+    #: Failed logins per client address (any accounts) within `lockout_window` before all that
+    #: address's logins are refused.
+    max_failed_logins_per_client: int = 30
     lockout_window: float = 15 * 60
     #: Bytes per chunk when streaming files. Downloads are paced to the write buffer, so a
     #: stream pins about one chunk. With 1 MiB, 50 concurrent downloads peaked anywhere from
@@ -38,6 +42,12 @@ class Settings:
     #: manifests). False (`bl serve --no-extensions`) leaves only the routes brainlife.io has, so
     #: clients can be tried against brainlife.io's surface: ours then falls back to tars.
     extensions: bool = True
+    #: Longest URL (path and query string, in bytes) a request may have: longer ones get 414.
+    #: Clients send `find`/`select` as JSON in the query string; 8 KiB is the usual proxy bound.
+    max_url_bytes: int = 8 * 1024
+    #: Largest request body, in bytes: larger ones get 413 before they are read (see `limits`).
+    #: Every body the API takes is a small JSON object (a batch manifest of 1000 ids: ~30 KB).
+    max_body_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

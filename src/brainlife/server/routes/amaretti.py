@@ -12,13 +12,14 @@ from fastapi import APIRouter, Request
 from brainlife.server import documents
 from brainlife.server.deps import SessionDep, User
 from brainlife.server.query import parse_list_params
+from brainlife.server.routes import params
 from brainlife.server.services import tasks
 from brainlife.wire import Document
 
 router = APIRouter()
 
 
-@router.get("/task")
+@router.get("/task", openapi_extra=params.LIST)
 def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
     q = request.query_params
     params = parse_list_params(

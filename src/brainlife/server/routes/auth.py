@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,6 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from brainlife.server.deps import ArchiveDep, SessionDep, User
 from brainlife.server.errors import BadRequest
+from brainlife.server.limits import json_body
+from brainlife.server.routes import params
 from brainlife.server.services import auth
 
 router = APIRouter()
@@ -25,16 +25,13 @@ async def _body(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "")
     if "application/x-www-form-urlencoded" in ctype:
         return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadRequest("The request body must be JSON or form-encoded.") from None
+    data = json_body(raw)
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return data
 
 
-@router.post("/local/auth")
+@router.post("/local/auth", openapi_extra=params.LOGIN)
 async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     """Log in with a username (or email) and password; returns a signed token."""
     body = await _body(request)
@@ -42,15 +39,12 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     if not isinstance(username, str) or not username or not isinstance(password, str):
         raise BadRequest("Send a username (or email) and a password.")
     ttl = auth.parse_ttl(body.get("ttl"))
-    try:
-        result = await run_in_threadpool(auth.login, archive, username, password, ttl)
-    except auth.LoginFailed:
-        await asyncio.sleep(archive.settings.failed_login_delay)
-        raise
+    client = request.client.host if request.client else ""
+    result = await auth.login(archive, username, password, ttl, client)
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
-@router.post("/refresh")
+@router.post("/refresh", openapi_extra=params.REFRESH)
 async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
     """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
     body = await _body(request)

@@ -8,15 +8,16 @@ so a long download holds no connection. Bodies stream in `settings.chunk_size` p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from brainlife.server.deps import ArchiveDep, DownloadUser, get_session
+from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, get_session
+from brainlife.server.routes import params
 from brainlife.server.services import downloads
 from brainlife.server.tarstream import Chunk
 from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, MANIFESTS_ROUTE, Manifest, Manifests
@@ -140,7 +141,8 @@ def ranged_response(
     )
 
 
-@router.api_route("/dataset/download/{dataset_id}", methods=["GET", "HEAD"])
+@router.get("/dataset/download/{dataset_id}", openapi_extra=params.DOWNLOAD)
+@router.head("/dataset/download/{dataset_id}", openapi_extra=params.DOWNLOAD)
 def download_dataset(
     dataset_id: str,
     request: Request,
@@ -165,24 +167,34 @@ def download_dataset(
 
 
 # response_model=None: wire TypedDicts are plain typing.TypedDict (no pydantic on 3.11)
-@router.get(MANIFEST_ROUTE.replace("{id}", "{dataset_id}"), response_model=None)
+@router.get(
+    MANIFEST_ROUTE.replace("{id}", "{dataset_id}"),
+    response_model=None,
+    openapi_extra=params.DOWNLOAD,
+)
 def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession) -> Manifest:
     """The files of a data object (path, size, sha256) in tar order, and the tar's size."""
     return downloads.dataset_manifest(session, user, dataset_id)
 
 
-@router.post(MANIFESTS_ROUTE, response_model=None)
-def dataset_manifests(
-    payload: Annotated[Any, Body()], user: DownloadUser, session: ShortSession
-) -> Manifests:
+@router.post(
+    MANIFESTS_ROUTE,
+    response_model=None,
+    openapi_extra={**params.MANIFESTS, **params.DOWNLOAD},
+)
+def dataset_manifests(payload: JsonBody, user: DownloadUser, session: ShortSession) -> Manifests:
     """The manifests of many data objects (`{"ids": [...]}`, at most `MANIFESTS_MAX_IDS`); ids
     without one are listed in `missing` with the reason."""
     return downloads.manifests_batch(session, user, downloads.manifest_ids(payload))
 
 
-@router.api_route(
+@router.get(
     FILE_ROUTE.replace("{id}", "{dataset_id}").replace("{path}", "{path:path}"),
-    methods=["GET", "HEAD"],
+    openapi_extra=params.DOWNLOAD,
+)
+@router.head(
+    FILE_ROUTE.replace("{id}", "{dataset_id}").replace("{path}", "{path:path}"),
+    openapi_extra=params.DOWNLOAD,
 )
 def download_dataset_file(
     dataset_id: str,

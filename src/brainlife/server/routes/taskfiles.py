@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from brainlife.server.deps import ArchiveDep, DownloadUser
+from brainlife.server.routes import params
 from brainlife.server.routes.downloads import (
     ShortSession,
     content_disposition,
@@ -32,8 +33,10 @@ def _path(path: str, p: str | None) -> str:
     return path if path else (p or "")
 
 
-@router.api_route("/task/download/{task_id}", methods=["GET", "HEAD"])
-@router.api_route("/task/download/{task_id}/{path:path}", methods=["GET", "HEAD"])
+@router.get("/task/download/{task_id}", openapi_extra=params.DOWNLOAD)
+@router.head("/task/download/{task_id}", openapi_extra=params.DOWNLOAD)
+@router.get("/task/download/{task_id}/{path:path}", openapi_extra=params.DOWNLOAD)
+@router.head("/task/download/{task_id}/{path:path}", openapi_extra=params.DOWNLOAD)
 def download_task_path(
     task_id: str,
     request: Request,
@@ -166,8 +169,16 @@ def _in_worker_threads(chunks: Iterator[bytes]) -> Generator[Chunk | None, None,
             close()
 
 
-@router.get(TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}"), response_model=None)
-@router.get(TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}") + "/{path:path}", response_model=None)
+@router.get(
+    TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}"),
+    response_model=None,
+    openapi_extra=params.DOWNLOAD,
+)
+@router.get(
+    TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}") + "/{path:path}",
+    response_model=None,
+    openapi_extra=params.DOWNLOAD,
+)
 def task_manifest(
     task_id: str,
     user: DownloadUser,

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, SessionDep, User
 from brainlife.server.query import parse_list_params
+from brainlife.server.routes import params
 from brainlife.server.services import datasets, datatypes, projects, pubs
 
 router = APIRouter()
@@ -40,7 +41,7 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "messages": [], "reports": {}}
 
 
-@router.get("/project")
+@router.get("/project", openapi_extra=params.LIST)
 def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
@@ -48,7 +49,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
     return {"projects": docs, "count": page.count}
 
 
-@router.get("/datatype")
+@router.get("/datatype", openapi_extra=params.LIST)
 def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = datatypes.list_datatypes(session=session, params=params)
@@ -56,7 +57,7 @@ def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> d
     return {"datatypes": docs, "count": page.count}
 
 
-@router.get("/dataset", response_model=None)
+@router.get("/dataset", response_model=None, openapi_extra=params.DATASET_LIST)
 def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     q = request.query_params
     params = _params(request)
@@ -76,7 +77,7 @@ def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     return JSONResponse({"datasets": docs, "count": page.count, "size": page.size})
 
 
-@router.get("/pub")
+@router.get("/pub", openapi_extra=params.LIST)
 def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = pubs.list_pubs(session=session, params=params)
@@ -84,7 +85,7 @@ def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[s
     return {"pubs": docs, "count": page.count}
 
 
-@router.get("/pub/datasets/{release_id}")
+@router.get("/pub/datasets/{release_id}", openapi_extra=params.RELEASE_DATASETS)
 def list_release_datasets(
     release_id: str, request: Request, session: SessionDep, _user: MaybeUser
 ) -> dict[str, Any]:

@@ -1,16 +1,34 @@
 """Users, passwords, logins and tokens (brainlife's auth service).
 
-Passwords are hashed with Argon2id. Failed logins are recorded per username: each one is answered
-slowly (the route waits `failed_login_delay`), and after `max_failed_logins` within
-`lockout_window` seconds further attempts are refused with 429 until the window passes.
+Passwords are hashed with Argon2id. Password guessing is slowed and bounded; the rules:
+
+- every failed login is answered after `failed_login_delay` seconds (here, in `login`: an
+  asynchronous wait, so waiting answers hold no worker thread);
+- an unknown user costs what a wrong password costs: the password is verified against a dummy
+  Argon2 hash of the same parameters, and the same rows are read and written, so the answer's
+  timing does not tell which usernames exist;
+- failures count against the *account* (`sub:<n>`), whether it was named by username or by
+  e-mail, and against the client address they came from. After `max_failed_logins` failures for
+  one (account, address) within `lockout_window` seconds, that address gets 429 for that account
+  until the window passes; after `max_failed_logins_per_client` failures from one address (any
+  accounts), that address gets 429 for every login. The owner logging in from another address is
+  not locked out by someone else's guessing: keying the lockout by account alone would let anyone
+  who knows a username lock its owner out. The cost: an attacker with many addresses gets
+  `max_failed_logins` guesses per address and window (Argon2 and the delay still apply). Behind a
+  reverse proxy, the address is the proxy's unless uvicorn is told to trust its
+  `X-Forwarded-For` (`--forwarded-allow-ips`).
 """
 
 from __future__ import annotations
 
+import functools
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select
@@ -114,36 +132,74 @@ class LoginResult:
 
 
 class LoginFailed(Unauthorized):
-    """A wrong username or password; the route answers it after a delay."""
+    """A wrong username or password (raised by `login` after the delay)."""
 
 
-def login(archive: Archive, username: str, password: str, ttl_ms: float) -> LoginResult:
+@functools.cache
+def _dummy_hash() -> str:
+    """An Argon2 hash (same parameters as real ones) that an unknown user's password is checked
+    against, so that an unknown user costs as much as a wrong password."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
+async def login(
+    archive: Archive, username: str, password: str, ttl_ms: float, client: str = ""
+) -> LoginResult:
+    """Log in, or raise: `LoginFailed` (after `failed_login_delay`), `TooManyRequests`, or
+    `Unauthorized` (disabled account). The database and Argon2 work runs in a worker thread;
+    the delay is awaited, holding no thread."""
+    try:
+        return await anyio.to_thread.run_sync(
+            _login, archive, username, password, ttl_ms, client[:64]
+        )
+    except LoginFailed:
+        await anyio.sleep(archive.settings.failed_login_delay)
+        raise
+
+
+def _login(
+    archive: Archive, username: str, password: str, ttl_ms: float, client: str
+) -> LoginResult:
     settings = archive.settings
     now = datetime.now(UTC)
-    key = username.strip().lower()
+    minutes = max(1, round(settings.lockout_window / 60))
     with archive.session() as session:
         since = now - timedelta(seconds=settings.lockout_window)
         session.execute(delete(LoginFailure).where(LoginFailure.at < since))
-        failures = session.scalar(
-            select(func.count()).select_from(LoginFailure).where(LoginFailure.username == key)
+        user = session.scalar(
+            select(User).where(or_(User.username == username, User.email == username)).limit(1)
         )
-        if (failures or 0) >= settings.max_failed_logins:
+        account = f"sub:{user.sub}" if user is not None else "name:" + username.strip().lower()
+        account = account[:256]
+        failures = select(func.count()).select_from(LoginFailure)
+        from_client = LoginFailure.client == client
+        if (
+            session.scalar(failures.where(LoginFailure.username == account, from_client)) or 0
+        ) >= settings.max_failed_logins:
             session.commit()
-            minutes = max(1, round(settings.lockout_window / 60))
             raise TooManyRequests(
-                f"Too many failed logins for {username!r}; try again in {minutes} minutes.",
+                "Too many failed logins for this account from your address; try again in "
+                f"{minutes} minutes.",
                 retry_after=int(settings.lockout_window),
             )
-        user = session.scalar(
-            select(User).where(or_(User.username == username, User.email == username))
-        )
-        if user is None or not verify_password(user.password_hash, password):
-            session.add(LoginFailure(username=key, at=now))
+        if (session.scalar(failures.where(from_client)) or 0) >= (
+            settings.max_failed_logins_per_client
+        ):
+            session.commit()
+            raise TooManyRequests(
+                f"Too many failed logins from your address; try again in {minutes} minutes.",
+                retry_after=int(settings.lockout_window),
+            )
+        known = user is not None and user.password_hash is not None
+        hashed = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+        if not verify_password(hashed, password) or not known:
+            session.add(LoginFailure(username=account, client=client, at=now))
             session.commit()
             raise LoginFailed(BAD_LOGIN)
+        assert user is not None
         if not user.active:
             raise Unauthorized("Account is disabled. Please contact the archive's administrator.")
-        session.execute(delete(LoginFailure).where(LoginFailure.username == key))
+        session.execute(delete(LoginFailure).where(LoginFailure.username == account, from_client))
         token = archive.signer.sign(claims_for(session, user), ttl_ms)
         session.commit()
         return LoginResult(jwt=token, sub=user.sub)

@@ -66,6 +66,9 @@ FORBIDDEN = "you don't have access to the project that the dataset belongs"
 
 # --- byte ranges -------------------------------------------------------------------------------
 
+#: Digits of a byte position in `Range` (10**18 bytes is beyond any object).
+RANGE_MAX_DIGITS = 18
+
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
@@ -77,7 +80,8 @@ def parse_range(
     Supports one range: `bytes=a-b`, `bytes=a-` and `bytes=-n`. Malformed headers and
     multiple ranges are ignored (RFC 9110 allows serving the whole body). An `If-Range` that
     does not match `etag` (strong comparison) also means the whole body. A range that starts at
-    or past the end raises `RangeNotSatisfiable`.
+    or past the end raises `RangeNotSatisfiable`; a position of more than `RANGE_MAX_DIGITS`
+    digits is a `BadRequest`.
     """
     if not header:
         return None
@@ -87,6 +91,11 @@ def parse_range(
     if not match:
         return None
     first, last = match.group(1), match.group(2)
+    if len(first) > RANGE_MAX_DIGITS or len(last) > RANGE_MAX_DIGITS:
+        # int() of thousands of digits is refused by Python (and slow before that)
+        raise BadRequest(
+            f"Range {header[:40]!r}...: a byte position has at most {RANGE_MAX_DIGITS} digits."
+        )
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last n bytes

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_tasks
 from brainlife.server.archive import Archive
-from brainlife.server.errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable
+from brainlife.server.errors import BadRequest, NotFound, RangeNotSatisfiable
 from brainlife.server.models import Task
 from brainlife.server.principal import Principal
 from brainlife.server.services.downloads import guess_media_type, parse_range
@@ -149,21 +149,16 @@ def inside(root: str, real: str) -> bool:
 def open_task_path(
     session: Session, archive: Archive, principal: Principal, task_id: str, path: str
 ) -> TaskTarget:
-    """Check access (404 unknown task, 403 not readable) and resolve `path` in its folder."""
+    """Check access and resolve `path` in its folder. A task the caller may not read is a 404
+    with the same message as an unknown one, as on `GET /task/:id`: no route tells a task that
+    exists from one that does not (task ids name their owner's work; see `tasks.get_task`)."""
     task = None
-    readable = False
     if is_object_id(task_id):
-        row = session.execute(
-            select(Task, readable_tasks(principal).label("readable")).where(Task.id == task_id)
+        task = session.scalars(
+            select(Task).where(Task.id == task_id, readable_tasks(principal))
         ).first()
-        if row is not None:
-            task, readable = row
     if task is None:
         raise NotFound(f"couldn't find the task specified: {task_id}")
-    if not readable:
-        raise Forbidden(
-            "you don't have access to this task (you are not its owner or in its group)"
-        )
     rel = normalize_task_path(path)
     folder = archive.settings.tasks_dir / task.id
     if not folder.is_dir():
