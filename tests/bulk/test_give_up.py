@@ -119,7 +119,7 @@ def test_give_up_after_reaches_the_client_in_json_events(doomed: Doomed, tmp_pat
     assert proc.returncode == 5, stderr
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     waits = [e for e in events if e["event"] == "waiting"]
-    assert waits and waits[0]["reason"] in ("server unreachable", "download cut off")
+    assert waits and waits[0]["reason"] in ("server unreachable", "connection lost")
     assert all(w["gives_up_in"] <= 3 for w in waits)
     assert doomed.big in stderr
     assert part.stat().st_size > 0
@@ -196,3 +196,21 @@ def test_server_busy_for_good_gives_up_after_the_option(fake: FakeServer, tmp_pa
     assert "server busy (HTTP 503)" in r.stderr and "has not answered since" in r.stderr
     # one request per Retry-After second, give or take: bounded by the clock
     assert 2 <= len(fake.calls(f"/api/warehouse/dataset/file/{DS}/f.bin")) <= 6
+
+
+def test_client_give_up_after_stops_the_engine_and_names_what_is_left(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    from brainlife.client import Client, GaveUp
+
+    _serve(fake, iter([(502, {"Content-Type": "text/plain"}, b"bad gateway")] * 10_000))
+    events: list[str] = []
+    with Client(fake.url, token=valid_jwt(), backoff=0.01, give_up_after=2) as c:
+        plan = c.plan_download(root=tmp_path / "out", ids=[DS])
+        with pytest.raises(GaveUp, match=r"server busy \(HTTP 502\)") as info:
+            c.download(plan, on_event=lambda e: events.append(e.kind))
+    assert info.value.left == [DS]
+    assert "1 of 1 data objects not downloaded: " + DS in str(info.value)
+    assert "waiting" in events
+    # the clock, not attempts x retries, bounded the requests: backoff doubles from 0.01 s
+    assert len(fake.calls(f"/api/warehouse/dataset/file/{DS}/f.bin")) < 20

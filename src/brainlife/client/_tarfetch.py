@@ -356,7 +356,7 @@ def fetch_tar(
                 if not journal.resumable:  # the next attempt starts over
                     journal = _start_over(partial)
                 pause = min(max_backoff, backoff * 2 ** (failures - 1))
-                http.liveness.wait(pause, "download cut off", cancel)
+                http.liveness.wait(pause, "connection lost", cancel)
         ok = True
     except ProtocolError:
         journal.etag = ""  # not an archive, or a corrupt one: nothing worth continuing

@@ -218,7 +218,7 @@ def fetch_file(
             if failures >= attempts:
                 raise cut.error from None
             pause = min(max_backoff, backoff * 2 ** (failures - 1))
-            liveness.wait(pause, "download cut off", cancel)
+            liveness.wait(pause, "connection lost", cancel)
             continue
         except GaveUp:
             raise
