@@ -401,7 +401,8 @@ class HttpClient:
         idempotent = method in IDEMPOTENT
         failures = 0
         while True:
-            self.liveness.check()
+            if patient:  # past the deadline no download request is sent (no new file starts)
+                self.liveness.check()
             try:
                 resp = self.pool.request(
                     method,
