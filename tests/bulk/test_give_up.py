@@ -89,7 +89,7 @@ def test_server_killed_for_good_ends_the_run_with_exit_5(doomed: Doomed, tmp_pat
     assert "Waiting: server unreachable since" in stderr
     assert "gives up in" in stderr
     error = next(line for line in stderr.splitlines() if line.startswith("Error:"))
-    assert "has not answered since" in error and "--give-up-after" in error
+    assert "has been unavailable since" in error and "--give-up-after" in error
     assert "4 of 4 data objects not downloaded" in error
     assert all(i in error for i in ids)
     assert "Traceback" not in stderr
@@ -193,7 +193,7 @@ def test_server_busy_for_good_gives_up_after_the_option(fake: FakeServer, tmp_pa
     out = tmp_path / "out"
     r = _bl(fake, tmp_path, "data", "download", "-i", DS, "-d", str(out), "--give-up-after", "3")
     assert r.returncode == 5, r.stderr
-    assert "server busy (HTTP 503)" in r.stderr and "has not answered since" in r.stderr
+    assert "server busy (HTTP 503)" in r.stderr and "has been unavailable since" in r.stderr
     # one request per Retry-After second, give or take: bounded by the clock
     assert 2 <= len(fake.calls(f"/api/warehouse/dataset/file/{DS}/f.bin")) <= 6
 

@@ -202,16 +202,16 @@ class Waiting:
     since: float
     #: seconds until this retry
     retry_in: float
-    #: seconds until the run stops retrying
-    gives_up_in: float
+    #: seconds until the run stops retrying (None: a plain request, a few retries)
+    gives_up_in: float | None
 
     def message(self) -> str:
         """``server unreachable since 14:02:11, retrying in 2s (gives up in 1m40s)``."""
         when = datetime.fromtimestamp(self.since).strftime("%H:%M:%S")
-        return (
-            f"{self.reason} since {when}, retrying in {short_duration(self.retry_in)} "
-            f"(gives up in {short_duration(self.gives_up_in)})"
-        )
+        text = f"{self.reason} since {when}, retrying in {short_duration(self.retry_in)}"
+        if self.gives_up_in is None:
+            return text
+        return f"{text} (gives up in {short_duration(self.gives_up_in)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -219,7 +219,7 @@ class Waiting:
             "since": datetime.fromtimestamp(self.since).astimezone().isoformat(timespec="seconds"),
             "waited": round(max(0.0, time.time() - self.since), 1),
             "retry_in": round(self.retry_in, 1),
-            "gives_up_in": round(self.gives_up_in, 1),
+            "gives_up_in": None if self.gives_up_in is None else round(self.gives_up_in, 1),
             "message": self.message(),
         }
 
@@ -281,10 +281,14 @@ class Liveness:
     def _gave_up(self) -> GaveUp:
         when = datetime.fromtimestamp(self._since_wall).strftime("%H:%M:%S")
         return GaveUp(
-            f"The server at {self.base_url} has not answered since {when} ({self._reason}); "
+            f"The server at {self.base_url} has been unavailable since {when} ({self._reason}); "
             f"gave up after {short_duration(self.give_up_after)} of retrying "
             "(--give-up-after). Try again later: partial files are kept."
         )
+
+    def tell(self, waiting: Waiting | None) -> None:
+        if self.listener is not None:
+            self.listener(waiting)
 
     def wait(self, seconds: float, reason: str, cancel: threading.Event | None = None) -> None:
         """Pause ``seconds`` before a retry (at most until the deadline), told to the listener;
@@ -294,8 +298,7 @@ class Liveness:
         if left <= 0:
             raise self._gave_up()
         pause = min(seconds, left)
-        if self.listener is not None:
-            self.listener(Waiting(reason, self._since_wall, pause, left))
+        self.tell(Waiting(reason, self._since_wall, pause, left))
         if cancel is None:
             time.sleep(pause)
         elif cancel.wait(pause):
@@ -400,6 +403,8 @@ class HttpClient:
         there at the end is returned (the caller maps it to an exception)."""
         idempotent = method in IDEMPOTENT
         failures = 0
+        first: float | None = None  # wall-clock time of the first failure
+        asked: float | None = None
         while True:
             if patient:  # past the deadline no download request is sent (no new file starts)
                 self.liveness.check()
@@ -423,6 +428,7 @@ class HttpClient:
                     raise error from exc
                 reason = "server unreachable"
                 pause = min(MAX_BACKOFF, self.backoff * 2**failures)
+                asked = None
             else:
                 if not (idempotent and resp.status in RETRY_STATUSES):
                     self.liveness.alive()
@@ -444,7 +450,16 @@ class HttpClient:
                 backoff = min(MAX_BACKOFF, self.backoff * 2**failures)
                 pause = asked if asked is not None else backoff
             failures += 1
-            self.liveness.wait(pause, reason, cancel)
+            if patient:
+                self.liveness.wait(pause, reason, cancel)
+                continue
+            # a plain request: a few quick retries, outside the liveness clock; a wait the
+            # server asked for is told (the others are too short to be news)
+            if first is None:
+                first = time.time()
+            if asked is not None:
+                self.liveness.tell(Waiting(reason, first, pause, None))
+            time.sleep(pause)
 
     def _message_of(self, resp: Response, stream: bool) -> str:
         """The server's message in an error answer (its body read, and the connection freed)."""
