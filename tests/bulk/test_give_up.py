@@ -214,3 +214,65 @@ def test_client_give_up_after_stops_the_engine_and_names_what_is_left(
     assert "waiting" in events
     # the clock, not attempts x retries, bounded the requests: backoff doubles from 0.01 s
     assert len(fake.calls(f"/api/warehouse/dataset/file/{DS}/f.bin")) < 20
+
+
+def test_tar_only_object_gives_up_and_keeps_its_partial_folder(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    """brainlife.io's way (no manifests, one tar): cut off, then 503 for good."""
+    import io
+    import tarfile
+
+    from brainlife.client import Client, GaveUp
+    from brainlife.client._tarfetch import journal_path
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in ("a.bin", "b.bin"):
+            info = tarfile.TarInfo(name)
+            info.size = 1 << 20
+            tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    blob = buf.getvalue()
+
+    def cut() -> Iterator[bytes]:
+        yield blob[: len(blob) * 3 // 4]  # a.bin complete, b.bin half way
+
+    answers = iter([(200, {"Content-Length": str(len(blob)), "ETag": '"v1"'}, cut())])
+
+    def tar_route(req):  # type: ignore[no-untyped-def]
+        return next(answers, None) or _busy("1")
+
+    fake.json("GET", "/api/warehouse/dataset", {"datasets": [{"_id": DS, "status": "stored"}]})
+    fake.route("GET", f"/api/warehouse/dataset/download/{DS}", tar_route)
+    with (
+        Client(fake.url, token=valid_jwt(), backoff=0.01, give_up_after=2) as c,
+        pytest.raises(GaveUp, match=r"server busy \(HTTP 503\)"),
+    ):
+        c.download_dataset(DS, tmp_path / "out")
+    partial = tmp_path / "out.bl-partial"
+    assert (partial / "a.bin").stat().st_size == 1 << 20 and journal_path(partial).is_file()
+    assert not (tmp_path / "out").exists()
+    assert 2 <= len(fake.calls(f"/api/warehouse/dataset/download/{DS}")) <= 5
+
+
+def test_single_object_command_gives_up_and_keeps_the_part(doomed: Doomed, tmp_path: Path) -> None:
+    """`bl data download ID DIR` (the one-object path, not the engine) ends the same way."""
+    out = tmp_path / "out"
+    args = bl_cmd("data", "download", doomed.big, str(out), "--give-up-after", "3")
+    env = cli_env(doomed.server.url, doomed.token, tmp_path / "home")
+    part = tmp_path / "out.bl-partial" / "big.bin.bl-part"
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _grows(part, BIG // 4, proc)
+        doomed.server.process.kill()
+        doomed.server.process.wait()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, stderr
+    assert 0 < part.stat().st_size < BIG and not out.exists()
+    assert "Waiting: server unreachable since" in stderr
+    assert "gave up after 3s" in stderr and "partial files are kept" in stderr
