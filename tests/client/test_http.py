@@ -180,3 +180,25 @@ def test_iter_datasets_is_lazy_and_pages(fake: FakeServer) -> None:
         "removed": False,
         "$and": [{"meta.subject": "0001"}],
     }
+
+
+def test_a_download_that_gave_up_does_not_stop_later_queries(fake: FakeServer) -> None:
+    from brainlife.client import GaveUp
+
+    fake.json("GET", "/api/warehouse/datatype", {"datatypes": []})
+    fake.json("GET", "/f", {"message": "down"}, status=503)
+    c = Client(fake.url, token=valid_jwt(), backoff=0.01, give_up_after=0.5)
+    with pytest.raises(GaveUp, match=r"HTTP 503"), c.http.stream("/f"):
+        pass
+    assert c.datatypes() == []  # the expired clock is the download's business, not the query's
+
+
+def test_retry_after_as_an_http_date_is_understood() -> None:
+    from email.utils import formatdate
+
+    from brainlife.client._http import retry_after
+
+    assert retry_after("7") == 7.0
+    assert 3000 < (retry_after(formatdate(time.time() + 3600, usegmt=True)) or 0) <= 3600
+    assert retry_after(formatdate(time.time() - 60, usegmt=True)) == 0.0
+    assert retry_after("soon") is None and retry_after(None) is None

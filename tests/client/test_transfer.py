@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from brainlife.client import _transfer
-from brainlife.client._http import CHUNK_SIZE
+from brainlife.client._http import CHUNK_SIZE, Liveness
 
 
 class FakeBody:
@@ -51,9 +51,12 @@ class FakeHttp:
         self.data = data
         self.requests: list[dict[str, str]] = []
         self.sent = 0
+        self.liveness = Liveness("http://fake")
 
     @contextlib.contextmanager
-    def stream(self, route: str, *, token: str, headers: dict[str, str]) -> Iterator[FakeBody]:
+    def stream(
+        self, route: str, *, token: str, headers: dict[str, str], cancel: Any = None
+    ) -> Iterator[FakeBody]:
         self.requests.append(dict(headers))
         start = int(headers["Range"].removeprefix("bytes=").rstrip("-")) if headers else 0
         body = FakeBody(self.data[start:])

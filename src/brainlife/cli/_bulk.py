@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client
+from brainlife.cli._common import get_client, give_up_option
 
 if TYPE_CHECKING:
     from brainlife.client import BulkResult, Plan
@@ -37,7 +37,7 @@ class Transfer:
 
 def transfer_options(f: F) -> F:
     """--layout, --jobs, --existing, --dry-run, --ignore-expiry, --json: given to the command as
-    one ``transfer`` argument (a :class:`Transfer`)."""
+    one ``transfer`` argument (a :class:`Transfer`); and --give-up-after (given to the client)."""
     names = [field.name for field in fields(Transfer)]
 
     @functools.wraps(f)
@@ -45,7 +45,7 @@ def transfer_options(f: F) -> F:
         transfer = Transfer(**{name: kwargs.pop(name) for name in names})
         return f(*args, transfer=transfer, **kwargs)
 
-    decorated = cast(F, command)
+    decorated = give_up_option(cast(F, command))
     decorated = click.option(
         "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
     )(decorated)

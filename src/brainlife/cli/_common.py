@@ -22,11 +22,36 @@ def get_client(ctx: click.Context | None = None) -> Client:
     obj = root.obj if isinstance(root.obj, dict) else {}
     client = obj.get("client")
     if client is None:
+        from brainlife.cli._output import waiting_lines
+
         client = Client(ca_bundle=obj.get("ca_bundle"))
+        if obj.get("give_up_after") is not None:
+            client.http.liveness.give_up_after = obj["give_up_after"]
+        client.http.liveness.listener = waiting_lines()  # a bulk run shows its own
         obj["client"] = client
         root.obj = obj
         root.call_on_close(client.close)
     return client
+
+
+def give_up_option(f: F) -> F:
+    """--give-up-after SECONDS (also BL_GIVE_UP_AFTER), handed to the invocation's client."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+        if value is not None:
+            root = ctx.find_root()
+            root.obj = {**(root.obj if isinstance(root.obj, dict) else {}), "give_up_after": value}
+
+    return click.option(
+        "--give-up-after",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        envvar="BL_GIVE_UP_AFTER",
+        expose_value=False,
+        callback=remember,
+        help="Stop once the server has not answered for this long (default 120; any answer or "
+        "byte received resets the clock): exit 5, partial files kept, the rest named.",
+    )(f)
 
 
 def json_option(f: F) -> F:

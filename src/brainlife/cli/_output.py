@@ -356,32 +356,91 @@ def planning_display(as_json: bool, enabled: bool | None = None) -> Iterator[Cal
         show("")
 
 
+class WaitingLines:
+    """Retries that wait, told on stderr: one line when waiting starts (or its reason changes),
+    then at most one every ``every`` seconds, and one when the server answers again. Quick
+    retries (under a second into a failure, a sub-second pause) stay quiet: a dropped idle
+    connection is not news."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._shown: tuple[str, float] | None = None  # (reason, when shown)
+
+    def __call__(self, waiting: Any) -> None:
+        """The client's liveness listener: a ``Waiting``, or None when the server answers."""
+        import time
+
+        if waiting is None:
+            self.over()
+        else:
+            waited = time.time() - waiting.since
+            self.show(waiting.reason, waiting.retry_in, waited, waiting.message())
+
+    def over(self) -> None:
+        if self._shown is not None:
+            err("The server answers again; continuing.")
+        self._shown = None
+
+    def show(self, reason: str, retry_in: float, waited: float, message: str) -> None:
+        import time
+
+        now = time.monotonic()
+        if retry_in < 1 and waited < 1:
+            return
+        shown = self._shown
+        if shown is not None and shown[0] == reason and now - shown[1] < self.every:
+            return
+        self._shown = (reason, now)
+        err(f"Waiting: {message}.")
+
+
+def waiting_lines() -> Callable[[Any], None]:
+    """The client's liveness listener for `bl` (see :class:`WaitingLines`)."""
+    return WaitingLines()
+
+
 @contextmanager
 def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callable[[Any], None]]:
     """An event handler for the download engine: JSON lines with ``--json``; on a terminal one
-    calm progress line (bytes, rate, ETA, objects done and failed) on stderr; else nothing (the
-    command prints the summary)."""
+    calm progress line (bytes, rate, ETA, objects done and failed) on stderr, saying so while
+    retries wait for the server; else only the waiting lines on stderr (the command prints the
+    summary)."""
     if as_json:
         yield lambda event: json_line(event.to_json())
         return
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        yield lambda event: None
+        lines = WaitingLines()
+
+        def quiet(event: Any) -> None:
+            d = event.data
+            if event.kind == "waiting":
+                lines.show(d["reason"], d["retry_in"], d["waited"], d["message"])
+            elif event.kind == "waiting-over":
+                lines.over()
+
+        yield quiet
         return
     bar = _rich_bar()
     task_id = bar.add_task("objects 0/?", total=None)
+    counts = ["objects 0/?"]
 
     def handle(event: Any) -> None:
         d = event.data
         if event.kind == "progress":
             failed = f", {d['objects_failed']} failed" if d["objects_failed"] else ""
+            counts[0] = f"objects {d['objects_done']}/{d['objects']}{failed}"
             bar.update(
                 task_id,
                 completed=d["bytes_done"],
                 total=d["bytes_total"] or None,
-                description=f"objects {d['objects_done']}/{d['objects']}{failed}",
+                description=counts[0],
             )
+        elif event.kind == "waiting":
+            bar.update(task_id, description=f"{counts[0]}: {d['message']}")
+        elif event.kind == "waiting-over":
+            bar.update(task_id, description=counts[0])
         elif event.kind == "object-failed":
             bar.console.print(f"failed: {d['id']} ({d['folder']}): {d['error']}")
 

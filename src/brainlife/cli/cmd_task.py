@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option
+from brainlife.cli._common import get_client, give_up_option, json_option
 
 
 @click.group()
@@ -150,6 +150,7 @@ def task_query(
     show_default=True,
     help="Bulk mode: maximum number of tasks.",
 )
+@give_up_option
 @json_option
 def task_download(
     task_id: str | None,

@@ -39,6 +39,7 @@ EXIT_CODES: dict[str, int] = {
     "AuthError": 4,
     "PermissionDenied": 4,
     "ServerUnavailable": 5,
+    "GaveUp": 5,  # the server stayed away for --give-up-after seconds (or Retry-After > 60 s)
     "ProtocolError": 6,
     "ChecksumMismatch": 7,
     "DiskFullError": 8,

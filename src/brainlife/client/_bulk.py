@@ -2,9 +2,13 @@
 over the client's one connection pool, and reports what happens as a stream of events.
 
 Events (``event.to_json()`` gives one JSON object, ``{"event": <kind>, ...}``): ``plan``,
-``object-start``, ``progress`` (throttled), ``file-done``, ``object-done``, ``object-failed`` and
-``summary``. One failed object never stops the others; a full disk, a rejected token or Ctrl-C
-stop the run (partial files are kept for the next one).
+``object-start``, ``progress`` (throttled), ``file-done``, ``object-done``, ``object-failed``,
+``waiting`` (a retry waits: ``reason``, ``since``, ``retry_in``, ``gives_up_in``, ``message``),
+``waiting-over`` (the server answers again) and ``summary``. One failed object never stops the
+others; a full disk, a rejected token, Ctrl-C or a server that stays away (:class:`GaveUp`, after
+the client's ``give_up_after`` seconds without a success, shared by all workers) stop the run:
+no new file starts, partial files are kept for the next run, and a :class:`GaveUp` names the
+data objects left.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from brainlife.client._download import Downloader, object_mtime
 from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
+    Cancelled,
     ChecksumMismatch,
     DiskFullError,
+    GaveUp,
 )
-from brainlife.client._http import HttpClient, quote_path
+from brainlife.client._http import HttpClient, Waiting, quote_path
 from brainlife.client._lockfile import Lockfile
 from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
-from brainlife.client._transfer import Cancelled, fetch_file, hash_file, part_path
+from brainlife.client._transfer import fetch_file, hash_file, part_path
 
 __all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
 
@@ -136,6 +142,7 @@ class Engine:
         self._last_progress = 0.0
         self._last_save = 0.0
         self._done_bytes = 0
+        self._finished: set[str] = set()
         self.result = BulkResult(root=plan.root, lockfile=lock.path)
 
     # -- events ---------------------------------------------------------------------------
@@ -160,6 +167,12 @@ class Engine:
             objects=r.objects,
             seconds=round(time.monotonic() - self._t0, 3),
         )
+
+    def _on_waiting(self, waiting: Waiting | None) -> None:
+        if waiting is None:
+            self.emit("waiting-over")
+        else:
+            self.emit("waiting", **waiting.to_json())
 
     def _on_bytes(self, n: int) -> None:
         with self._mutex:
@@ -221,6 +234,7 @@ class Engine:
             write_generated(self.plan.root / obj.folder / rel, content)
         with self._mutex:
             self._record(obj, "complete")
+            self._finished.add(obj.id)
             if how == "present":
                 self.result.present += 1
             else:
@@ -340,7 +354,7 @@ class Engine:
             obj, f = unit.primary
             try:
                 src = self._fetch(obj, f)
-            except (Cancelled, DiskFullError, AuthError):
+            except (Cancelled, DiskFullError, AuthError, GaveUp):
                 raise
             except (BrainlifeError, OSError) as exc:
                 self._fail(obj, exc)
@@ -353,7 +367,7 @@ class Engine:
                     self._link(src, obj, f)
                 else:  # the first copy failed: each fetches its own
                     src = self._fetch(obj, f)
-            except (Cancelled, DiskFullError, AuthError):
+            except (Cancelled, DiskFullError, AuthError, GaveUp):
                 raise
             except (BrainlifeError, OSError) as exc:
                 self._fail(obj, exc)
@@ -382,7 +396,7 @@ class Engine:
                 cancel=self.cancel,
                 on_resumed=resumed,
             )
-        except (Cancelled, DiskFullError, AuthError):
+        except (Cancelled, DiskFullError, AuthError, GaveUp):
             raise
         except (BrainlifeError, OSError) as exc:
             self._fail(obj, exc)
@@ -428,6 +442,9 @@ class Engine:
             if obj.files is not None and self._pending[obj.id] == 0:
                 self._complete(obj, "present")
         self.http.ensure_pool_size(self.jobs)
+        liveness = self.http.liveness
+        liveness.reset()
+        listener, liveness.listener = liveness.listener, self._on_waiting
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="bl-download")
         futures: set[Future[None]] = set()
         try:
@@ -446,16 +463,36 @@ class Engine:
             for fut in futures:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+            liveness.listener = listener
             r.seconds = time.monotonic() - self._t0
             for obj in plan.ok_objects:
                 if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
                     self._record(obj, "incomplete")
             self.lock.save()
+        if isinstance(self.fatal, GaveUp):
+            raise self._stopped(self.fatal)
         if self.fatal is not None:
             raise self.fatal
         self._progress(force=True)
         self.emit("summary", **r.to_json())
         return r
+
+    def _stopped(self, exc: GaveUp) -> GaveUp:
+        """``exc`` with what the run leaves undone named (ids; the first 20 in the message)."""
+        r = self.result
+        left = [
+            o.id
+            for o in self.plan.ok_objects
+            if o.id not in self._finished and o.id not in r.failed
+        ]
+        shown = " ".join(left[:20]) + (f" (and {len(left) - 20} more)" if len(left) > 20 else "")
+        failed = f"; {len(r.failed)} failed" if r.failed else ""
+        return GaveUp(
+            f"{exc} Stopped with {len(left)} of {r.objects} data objects not downloaded"
+            f"{': ' + shown if left else ''}{failed}. Run the same command again to continue "
+            "where it stopped.",
+            left=left,
+        )
 
 
 def _unavailable(obj: PlanObject) -> BrainlifeError:

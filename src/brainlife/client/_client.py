@@ -33,7 +33,7 @@ from brainlife.client._exceptions import (
     PermissionDenied,
     ProtocolError,
 )
-from brainlife.client._http import HttpClient
+from brainlife.client._http import GIVE_UP_AFTER, HttpClient
 from brainlife.client._layout import Layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
 from brainlife.client._plan import Plan
@@ -94,7 +94,12 @@ class Client:
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.3,
+        give_up_after: float = GIVE_UP_AFTER,
     ) -> None:
+        """``retries`` bounds the retries of a plain request (a query fails within seconds when
+        the server is down); downloads retry until the server has not answered for
+        ``give_up_after`` seconds (any answer or body bytes reset the clock; see
+        :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`."""
         self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
         self._explicit_token = token or os.environ.get("BL_TOKEN") or None
         self.http = HttpClient(
@@ -104,6 +109,7 @@ class Client:
             retries=retries,
             backoff=backoff,
             user_agent=f"brainlife-python/{__version__}",
+            give_up_after=give_up_after,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -471,6 +477,7 @@ class Client:
                 f"'{status}', not 'stored'."
             )
         target = Path(dest) if dest is not None else Path(dataset_id)
+        self.http.liveness.reset()
         return Downloader(self.http, token).dataset(
             dataset_id, target, progress=progress, mtime=object_mtime(ds)
         )
@@ -510,6 +517,7 @@ class Client:
         """Download a file or folder of a task. A folder comes as a .tar.gz: saved as is into
         ``output`` (or ``directory``/<server's file name>, made safe, never over another file
         unless ``existing="overwrite"``), or extracted into ``directory``."""
+        self.http.liveness.reset()
         return Downloader(self.http, self.token()).task_path(
             task_id,
             path,
@@ -534,6 +542,7 @@ class Client:
         unchanged (304 to its ETag: the result's method is ``"present"``)."""
         from brainlife.client._taskarchives import download_task_archive
 
+        self.http.liveness.reset()
         return download_task_archive(
             Downloader(self.http, self.token()),
             task_id,

@@ -9,9 +9,12 @@ Every message is a sentence the user can act on; the CLI prints it after ``Error
     ├── NotFound             HTTP 404, or an id that matches nothing
     ├── ApiError             any other error status (``status``, server ``message``)
     ├── ServerUnavailable    connection refused, timeouts, 502/503/504 after retries
+    │   └── GaveUp           no answer for ``give_up_after`` seconds, or a Retry-After longer
+    │                        than the client waits: the whole run stops (partial files kept)
     ├── ProtocolError        an unexpected answer (HTML or JSON instead of a tar)
     ├── ChecksumMismatch     a downloaded file's size or sha256 differs from the manifest
-    └── DiskFullError        no space left while writing (``needed`` bytes, ``free`` bytes)
+    ├── DiskFullError        no space left while writing (``needed`` bytes, ``free`` bytes)
+    └── Cancelled            the run was stopped (Ctrl-C); partial files are kept
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BrainlifeError",
+    "Cancelled",
     "ChecksumMismatch",
     "ConfigError",
     "DiskFullError",
+    "GaveUp",
     "NotFound",
     "PermissionDenied",
     "ProtocolError",
@@ -76,6 +81,17 @@ class ServerUnavailable(BrainlifeError):
     """The server could not be reached, or kept failing after retries."""
 
 
+class GaveUp(ServerUnavailable):
+    """The server stayed away too long (no answer for ``give_up_after`` seconds, or it asked
+    for a wait longer than the client accepts): every retry loop of the run stops.
+
+    ``left`` names what a bulk run had not finished when it stopped (data object ids)."""
+
+    def __init__(self, message: str, *, left: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.left = list(left or [])
+
+
 class ProtocolError(BrainlifeError):
     """The server's answer was not what the request expects (e.g. an HTML page instead of a tar)."""
 
@@ -91,3 +107,7 @@ class DiskFullError(BrainlifeError):
         super().__init__(message)
         self.needed = needed
         self.free = free
+
+
+class Cancelled(BrainlifeError):
+    """The run was stopped (Ctrl-C); partial files are kept for the next run."""

@@ -1,18 +1,40 @@
 """The one place that speaks HTTP (urllib3) and turns transport failures and error statuses into
 `brainlife.client` exceptions.
 
-One PoolManager per client; idempotent requests are retried with exponential backoff on connection
-errors and on 429/502/503/504, honouring ``Retry-After``; POSTs are retried only when the connection
-could not be made (nothing was sent).
+One PoolManager per client. Retries are ours, not urllib3's (its ``Retry`` only reports the
+failure): idempotent requests are retried with exponential backoff on connection errors and on
+429/502/503/504, POSTs only when the connection could not be made (nothing was sent).
+
+``Retry-After`` is honoured up to ``MAX_RETRY_AFTER`` (a minute); a longer one ends the command
+at once with the server's wait in the message (:class:`GaveUp`), rather than sleeping silently
+for an hour. Every wait is told to the :class:`Liveness` listener, so it is shown, not silent.
+
+How long to keep retrying is decided in two ways:
+
+- a plain request (``request_json``: queries, login, manifests) gives up after ``retries``
+  retries (a few seconds): a command against a server that is down fails fast;
+- a download (``stream``, used by every file and tar fetch) keeps retrying while the run-wide
+  :class:`Liveness` clock allows: the clock starts at the first failure after the last success
+  (any answer, any body bytes) and, once ``give_up_after`` seconds pass without a success, every
+  retry loop sharing this client (all workers of a bulk run) raises :class:`GaveUp`, and no new
+  request is sent. The loops above this one (``fetch_file``, ``fetch_tar``) retry only bodies
+  that were cut off, and wait through the same clock, so retries do not multiply: a server that
+  stays away costs ``give_up_after`` seconds, not attempts x retries x files.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -26,13 +48,16 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
 from urllib3.util import Retry, Timeout
 
 from brainlife.client._exceptions import (
     ApiError,
     AuthError,
     BrainlifeError,
+    Cancelled,
     ConfigError,
+    GaveUp,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -41,8 +66,12 @@ from brainlife.client._exceptions import (
 
 __all__ = [
     "CHUNK_SIZE",
+    "GIVE_UP_AFTER",
+    "MAX_RETRY_AFTER",
     "HttpClient",
+    "Liveness",
     "Response",
+    "Waiting",
     "content_range",
     "encode_query",
     "error_for_status",
@@ -54,6 +83,23 @@ __all__ = [
 CHUNK_SIZE = 1 << 20
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = (429, 502, 503, 504)
+#: seconds without any success after which downloads stop retrying (``give_up_after``)
+GIVE_UP_AFTER = 120.0
+#: the longest ``Retry-After`` waited for; a longer one ends the command
+MAX_RETRY_AFTER = 60.0
+#: the longest pause between two retries
+MAX_BACKOFF = 20.0
+#: urllib3 only reports failures (our loop retries); redirects are still followed
+_NO_RETRY = Retry(
+    total=None,
+    connect=0,
+    read=0,
+    status=0,
+    other=0,
+    redirect=5,
+    raise_on_status=False,
+    respect_retry_after_header=False,
+)
 _AUTH_HINTS = (
     "jwt expired",
     "unauthorizederror",
@@ -134,6 +180,166 @@ def _error_for(status: int, message: str, base_url: str) -> BrainlifeError:
     )
 
 
+def short_duration(seconds: float) -> str:
+    """``1m40s``, ``45s``, ``2h05m``: a wait, for a status line."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A retry about to wait: why, since when, for how long, and when the run gives up."""
+
+    #: what failed, e.g. "server unreachable" or "server busy (HTTP 503)"
+    reason: str
+    #: wall-clock time (``time.time()``) of the first failure after the last success
+    since: float
+    #: seconds until this retry
+    retry_in: float
+    #: seconds until the run stops retrying (None: a plain request, a few retries)
+    gives_up_in: float | None
+
+    def message(self) -> str:
+        """``server unreachable since 14:02:11, retrying in 2s (gives up in 1m40s)``."""
+        when = datetime.fromtimestamp(self.since).strftime("%H:%M:%S")
+        text = f"{self.reason} since {when}, retrying in {short_duration(self.retry_in)}"
+        if self.gives_up_in is None:
+            return text
+        return f"{text} (gives up in {short_duration(self.gives_up_in)})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "since": datetime.fromtimestamp(self.since).astimezone().isoformat(timespec="seconds"),
+            "waited": round(max(0.0, time.time() - self.since), 1),
+            "retry_in": round(self.retry_in, 1),
+            "gives_up_in": None if self.gives_up_in is None else round(self.gives_up_in, 1),
+            "message": self.message(),
+        }
+
+
+class Liveness:
+    """The run-wide "last success" clock, one per :class:`HttpClient` (so shared by every worker
+    of a bulk run).
+
+    ``alive()`` (any answer, any body bytes) stops it; ``failing()`` (the first failure after a
+    success) starts it. ``wait()`` is the one pause before a download retry: it tells the
+    ``listener`` (a :class:`Waiting`; ``None`` when the server answers again), never sleeps past
+    the deadline and raises :class:`GaveUp` once ``give_up_after`` seconds have passed with
+    nothing but failures. Only failing time counts: each run (a bulk run, a single download)
+    starts with ``reset()``, and only downloads start the clock (a failed query does not).
+    """
+
+    def __init__(self, base_url: str, give_up_after: float = GIVE_UP_AFTER) -> None:
+        self.base_url = base_url
+        self.give_up_after = give_up_after
+        self.listener: Callable[[Waiting | None], None] | None = None
+        self._lock = threading.Lock()
+        self._since: float | None = None  # monotonic start of the failing stretch
+        self._since_wall = 0.0
+        self._reason = ""
+
+    def reset(self) -> None:
+        """A new run starts: an old failing stretch (before idle time) no longer counts."""
+        with self._lock:
+            self._since = None
+
+    def alive(self) -> None:
+        """The server answered (or sent body bytes): the clock stops."""
+        if self._since is None:  # the hot path (every body chunk): one attribute read
+            return
+        with self._lock:
+            was_failing, self._since = self._since is not None, None
+        if was_failing and self.listener is not None:
+            self.listener(None)
+
+    def failing(self, reason: str) -> None:
+        """A request failed: the clock starts (if it is not running yet)."""
+        with self._lock:
+            if self._since is None:
+                self._since, self._since_wall = time.monotonic(), time.time()
+            self._reason = reason
+
+    def remaining(self) -> float:
+        """Seconds left before giving up (all of ``give_up_after`` while nothing fails)."""
+        since = self._since
+        if since is None:
+            return self.give_up_after
+        return self.give_up_after - (time.monotonic() - since)
+
+    def check(self) -> None:
+        """Raise :class:`GaveUp` once the deadline has passed (before sending anything)."""
+        if self._since is not None and self.remaining() <= 0:
+            raise self._gave_up()
+
+    def _gave_up(self) -> GaveUp:
+        when = datetime.fromtimestamp(self._since_wall).strftime("%H:%M:%S")
+        return GaveUp(
+            f"The server at {self.base_url} has been unavailable since {when} ({self._reason}); "
+            f"gave up after {short_duration(self.give_up_after)} of retrying "
+            "(--give-up-after). Try again later: partial files are kept."
+        )
+
+    def tell(self, waiting: Waiting | None) -> None:
+        if self.listener is not None:
+            self.listener(waiting)
+
+    def wait(self, seconds: float, reason: str, cancel: threading.Event | None = None) -> None:
+        """Pause ``seconds`` before a retry (at most until the deadline), told to the listener;
+        :class:`GaveUp` when the deadline passes, :class:`Cancelled` when ``cancel`` is set."""
+        self.failing(reason)
+        left = self.remaining()
+        if left <= 0:
+            raise self._gave_up()
+        pause = min(seconds, left)
+        self.tell(Waiting(reason, self._since_wall, pause, left))
+        if cancel is None:
+            time.sleep(pause)
+        elif cancel.wait(pause):
+            raise Cancelled("Interrupted.")
+        self.check()
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _speaks(host: str, port: int, *, tls: bool, timeout: float = 3.0) -> bool:
+    """Whether ``host:port`` answers a TLS handshake (``tls``) or a plain HTTP request: to tell
+    a scheme mistake (http:// against a TLS server, or the reverse) from a broken server. The
+    probe sends no credentials; a TLS handshake is not verified, only observed."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                with context.wrap_socket(sock, server_hostname=host):
+                    return True
+            sock.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            return sock.recv(5) == b"HTTP/"
+    except (OSError, ssl.SSLError):
+        return False
+
+
 class HttpClient:
     """A pooled urllib3 client bound to one base URL."""
 
@@ -147,10 +353,14 @@ class HttpClient:
         retries: int = 3,
         backoff: float = 0.5,
         user_agent: str = "brainlife-python",
+        give_up_after: float = GIVE_UP_AFTER,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.liveness = Liveness(self.base_url, give_up_after)
         self.timeout = Timeout(connect=connect_timeout, read=timeout)
         self.headers = {"User-Agent": user_agent}
         kwargs: dict[str, Any] = {"maxsize": 8}
@@ -177,50 +387,104 @@ class HttpClient:
         query = encode_query(params)
         return f"{self.base_url}{path}" + (f"?{query}" if query else "")
 
-    def _retry(self, method: str) -> Retry:
-        if method in IDEMPOTENT:
-            return Retry(
-                total=self.retries,
-                connect=self.retries,
-                read=self.retries,
-                status=self.retries,
-                backoff_factor=self.backoff,
-                status_forcelist=RETRY_STATUSES,
-                allowed_methods=IDEMPOTENT,
-                respect_retry_after_header=True,
-                raise_on_status=False,
-            )
-        return Retry(
-            total=self.retries,
-            connect=self.retries,
-            read=0,
-            status=0,
-            other=0,
-            backoff_factor=self.backoff,
-            raise_on_status=False,
-        )
-
     def _send(
-        self, method: str, url: str, *, body: bytes | None, headers: dict[str, str], stream: bool
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None,
+        headers: dict[str, str],
+        stream: bool,
+        patient: bool = False,
+        cancel: threading.Event | None = None,
     ) -> Response:
-        try:
-            return self.pool.request(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                retries=self._retry(method),
-                timeout=self.timeout,
-                preload_content=not stream,
-            )
-        except MaxRetryError as exc:
-            raise self._transport_error(exc.reason or exc) from exc
-        except HTTPError as exc:
-            raise self._transport_error(exc) from exc
+        """One request, retried by the rules of the module docstring: ``patient`` retries until
+        the liveness clock gives up, else at most ``retries`` times. A retryable status still
+        there at the end is returned (the caller maps it to an exception)."""
+        idempotent = method in IDEMPOTENT
+        failures = 0
+        first: float | None = None  # wall-clock time of the first failure
+        asked: float | None = None
+        while True:
+            if patient:  # past the deadline no download request is sent (no new file starts)
+                self.liveness.check()
+            try:
+                resp = self.pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers=headers,
+                    retries=_NO_RETRY,
+                    timeout=self.timeout,
+                    preload_content=not stream,
+                )
+            except (MaxRetryError, HTTPError) as exc:
+                cause = (exc.reason or exc) if isinstance(exc, MaxRetryError) else exc
+                error = self._transport_error(cause)
+                retryable = isinstance(error, ServerUnavailable) and (
+                    idempotent or isinstance(cause, ConnectTimeoutError)
+                )
+                if not retryable or (not patient and failures >= self.retries):
+                    raise error from exc
+                reason = "server unreachable"
+                pause = min(MAX_BACKOFF, self.backoff * 2**failures)
+                asked = None
+            else:
+                if not (idempotent and resp.status in RETRY_STATUSES):
+                    self.liveness.alive()
+                    return resp
+                asked = retry_after(resp.headers.get("Retry-After"))
+                if asked is not None and asked > self.max_retry_after:
+                    message = self._message_of(resp, stream)
+                    raise GaveUp(
+                        f"The server at {self.base_url} asks to wait "
+                        f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
+                        f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
+                        f"waits at most {short_duration(self.max_retry_after)}. "
+                        "Try again later: partial files are kept."
+                    )
+                if not patient and failures >= self.retries:
+                    return resp
+                self._message_of(resp, stream)  # read and drop: the connection is reused
+                reason = f"server busy (HTTP {resp.status})"
+                backoff = min(MAX_BACKOFF, self.backoff * 2**failures)
+                pause = asked if asked is not None else backoff
+            failures += 1
+            if patient:
+                self.liveness.wait(pause, reason, cancel)
+                continue
+            # a plain request: a few quick retries, outside the liveness clock; a wait the
+            # server asked for is told (the others are too short to be news)
+            if first is None:
+                first = time.time()
+            if asked is not None:
+                self.liveness.tell(Waiting(reason, first, pause, None))
+            time.sleep(pause)
+
+    def _message_of(self, resp: Response, stream: bool) -> str:
+        """The server's message in an error answer (its body read, and the connection freed)."""
+        body = resp.read(65536, decode_content=True) if stream else resp.data
+        if not stream:
+            pass
+        elif resp.length_remaining == 0:
+            resp.release_conn()
+        else:
+            resp.close()
+        return _server_message(body or b"", resp.headers.get("Content-Type", ""))
 
     def _transport_error(self, exc: BaseException) -> BrainlifeError:
         where = self.base_url
+        scheme, _, hostport = where.partition("://")
+        host, _, port = hostport.partition("/")[0].rpartition(":")
+        if not port.isdigit():
+            host, port = hostport.partition("/")[0], "443" if scheme == "https" else "80"
+        host = host.strip("[]")
         if isinstance(exc, SSLError):
+            if "CERTIFICATE_VERIFY_FAILED" not in str(exc) and _speaks(host, int(port), tls=False):
+                return ConfigError(
+                    f"The server at {where} speaks plain HTTP, not TLS: use "
+                    f"http://{hostport} (BLHOST) instead of https://."
+                )
             return ConfigError(
                 f"Cannot establish a trusted TLS connection to {where} ({exc}). For a self-signed "
                 "server certificate pass --ca-bundle <cert.pem> or set BL_CA_BUNDLE."
@@ -234,6 +498,15 @@ class HttpClient:
             return ServerUnavailable(
                 f"The server at {where} did not answer in time, even after "
                 "retrying. Try again later."
+            )
+        if (
+            scheme == "http"
+            and isinstance(exc, Urllib3ProtocolError)
+            and _speaks(host, int(port), tls=True)
+        ):
+            return ConfigError(
+                f"The server at {where} speaks TLS (HTTPS), not plain HTTP: use "
+                f"https://{hostport} (BLHOST) instead of http://."
             )
         return ServerUnavailable(f"The connection to {where} failed ({exc}). Try again later.")
 
@@ -285,14 +558,18 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Response]:
-        """GET with a streamed body; error statuses raise before the body is read."""
+        """GET with a streamed body (a download: retried while the liveness clock allows);
+        error statuses raise before the body is read."""
         resp = self._send(
             "GET",
             self.url(path, params),
             body=None,
             headers=self._headers(token, headers),
             stream=True,
+            patient=True,
+            cancel=cancel,
         )
         try:
             if resp.status >= 400:

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._exceptions import ApiError, ProtocolError, ServerUnavailable
+from brainlife.client._exceptions import (
+    ApiError,
+    Cancelled,
+    GaveUp,
+    ProtocolError,
+    ServerUnavailable,
+)
 from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
 from brainlife.client._tar import (
     BLOCK,
@@ -45,7 +51,6 @@ from brainlife.client._tar import (
     write_all,
     write_size,
 )
-from brainlife.client._transfer import Cancelled, _sleep
 
 __all__ = ["PARTIAL_SUFFIX", "TarFetch", "fetch_tar", "journal_path", "partial_tar_bytes"]
 
@@ -302,6 +307,7 @@ def fetch_tar(
     def count(n: int) -> None:
         nonlocal transferred
         transferred += n
+        http.liveness.alive()
         if on_bytes is not None:
             on_bytes(n)
 
@@ -317,7 +323,7 @@ def fetch_tar(
             offset = journal.resume_point(partial) if journal.resumable else 0
             headers = {"Range": f"bytes={offset}-", "If-Range": journal.etag} if offset else {}
             try:
-                with http.stream(route, token=token, headers=headers) as resp:
+                with http.stream(route, token=token, headers=headers, cancel=cancel) as resp:
                     reject_error_page(resp, what)
                     start = 0
                     if resp.status == 206:
@@ -341,13 +347,16 @@ def fetch_tar(
                     raise
                 failures += 1  # our bytes run past the archive (it changed): start over
                 journal = _start_over(partial)
-            except ServerUnavailable:
+            except GaveUp:
+                raise
+            except ServerUnavailable:  # cut off (a server that does not answer: see _http)
                 failures += 1
                 if failures >= attempts:
                     raise
                 if not journal.resumable:  # the next attempt starts over
                     journal = _start_over(partial)
-                _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+                pause = min(max_backoff, backoff * 2 ** (failures - 1))
+                http.liveness.wait(pause, "connection lost", cancel)
         ok = True
     except ProtocolError:
         journal.etag = ""  # not an archive, or a corrupt one: nothing worth continuing

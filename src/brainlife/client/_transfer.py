@@ -6,6 +6,11 @@ prefix of (expected size and sha256, the server's ETag). A later run that finds 
 old bytes), hashing the prefix already on disk first. Only when the size and sha256 match is the
 part renamed to its final name. Dropped connections and restarts of the server are retried with
 backoff, each time from where the bytes stopped.
+
+Retries here are only for bodies cut off after the server answered (at most ``attempts``); a
+server that does not answer is waited for inside ``HttpClient.stream``, and every pause goes
+through the client's run-wide :class:`~brainlife.client._http.Liveness` clock, which ends the
+retrying (:class:`GaveUp`) once the server has been away for ``give_up_after`` seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import json
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,9 @@ from typing import Any
 from brainlife.client._exceptions import (
     ApiError,
     BrainlifeError,
+    Cancelled,
     ChecksumMismatch,
+    GaveUp,
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
@@ -45,10 +51,6 @@ __all__ = [
 
 PART_SUFFIX = ".bl-part"
 SIDECAR_SUFFIX = ".bl-part.json"
-
-
-class Cancelled(BrainlifeError):
-    """The run was stopped (Ctrl-C); partial files are kept for the next run."""
 
 
 @dataclass
@@ -166,6 +168,13 @@ def fetch_file(
         offset = got
     transferred = 0
     failures = 0
+    liveness = http.liveness
+
+    def received(n: int) -> None:
+        liveness.alive()
+        if on_bytes is not None:
+            on_bytes(n)
+
     while True:
         if cancel is not None and cancel.is_set():
             raise Cancelled("Interrupted.")
@@ -177,7 +186,7 @@ def fetch_file(
             if etag:
                 sent["If-Range"] = etag
         try:
-            with http.stream(route, token=token, headers=sent) as resp:
+            with http.stream(route, token=token, headers=sent, cancel=cancel) as resp:
                 if on_response is not None:
                     on_response(resp)
                 start = 0
@@ -191,7 +200,7 @@ def fetch_file(
                 etag = resp.headers.get("ETag", "") or etag
                 if offset == 0:
                     _write_sidecar(side, {"size": size, "sha256": sha256, "etag": etag})
-                got = _stream_into(resp, part, offset, digest, on_bytes, cancel, size)
+                got = _stream_into(resp, part, offset, digest, received, cancel, size)
                 offset += got
                 transferred += got
         except ApiError as exc:
@@ -208,13 +217,17 @@ def fetch_file(
             failures += 1
             if failures >= attempts:
                 raise cut.error from None
-            _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+            pause = min(max_backoff, backoff * 2 ** (failures - 1))
+            liveness.wait(pause, "connection lost", cancel)
             continue
+        except GaveUp:
+            raise
         except ServerUnavailable:
             failures += 1
             if failures >= attempts:
                 raise
-            _sleep(min(max_backoff, backoff * 2 ** (failures - 1)), cancel)
+            pause = min(max_backoff, backoff * 2 ** (failures - 1))
+            liveness.wait(pause, "server error", cancel)
             continue
         break
     got_sha = digest.hexdigest()
@@ -244,13 +257,6 @@ class _Partial(Exception):
         super().__init__(str(error))
         self.written = written
         self.error = error
-
-
-def _sleep(seconds: float, cancel: threading.Event | None) -> None:
-    if cancel is None:
-        time.sleep(seconds)
-    elif cancel.wait(seconds):
-        raise Cancelled("Interrupted.")
 
 
 def _body_readinto(resp: Any) -> Callable[[memoryview], int]:
