@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
-API_AUTH: Final = "/api/auth"
-API_WAREHOUSE: Final = "/api/warehouse"
-API_AMARETTI: Final = "/api/amaretti"
+from brainlife.wire.routes import API_AMARETTI, API_AUTH, API_WAREHOUSE, Route
 
 #: Default number of rows a brainlife list route returns when `limit` is not given.
 DEFAULT_LIMIT: Final = 100
@@ -94,7 +92,20 @@ class Manifests(TypedDict):
     missing: list[ManifestMissing]
 
 
-#: Our routes (relative to API_WAREHOUSE / API_AMARETTI).
+class TaskManifest(TypedDict):
+    """`GET /api/amaretti/task/manifest/:task_id?p=<path>` (*ours*): what a download of that
+    task path holds. `type` says which it is, so the client never guesses: `"folder"` (the
+    download is a .tar.gz of the folder; `files` are the regular files under it, paths relative
+    to it) or `"file"` (the download is the file itself; `files` has one entry, named after it).
+    """
+
+    _id: str
+    path: str
+    type: Literal["file", "folder"]
+    files: list[ManifestFile]
+
+
+#: Our routes (relative to API_WAREHOUSE / API_AMARETTI); `brainlife.wire.routes` has them all.
 MANIFEST_ROUTE: Final = "/dataset/manifest/{id}"
 #: The manifests of many data objects in one request (POST, JSON body `{"ids": [...]}`).
 MANIFESTS_ROUTE: Final = "/dataset/manifests"
@@ -121,6 +132,8 @@ __all__ = [
     "ManifestFile",
     "ManifestMissing",
     "Manifests",
+    "Route",
+    "TaskManifest",
     "format_date",
     "is_object_id",
     "parse_date",

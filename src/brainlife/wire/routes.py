@@ -1,0 +1,94 @@
+"""Every route both sides use, as one table: the server's routers declare `Route.path`, the client
+builds URLs with `Route.url(...)`. Nobody writes a route as a string literal elsewhere.
+
+A `Route` is a prefix (`/api/warehouse`) and a path relative to it in Starlette's syntax
+(`/dataset/download/{dataset_id}`, `{path:path}` for a parameter that may hold slashes), so the
+server's parameter names and the client's keyword arguments are the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+API_AUTH: Final = "/api/auth"
+API_WAREHOUSE: Final = "/api/warehouse"
+API_AMARETTI: Final = "/api/amaretti"
+
+_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    #: relative to `prefix`, Starlette's syntax
+    path: str
+    #: False for the routes brainlife.io does not have (*ours*; off under `--no-extensions`)
+    brainlife: bool = True
+
+    @property
+    def full(self) -> str:
+        """The absolute path template (`/api/warehouse/dataset/download/{dataset_id}`)."""
+        return self.prefix + self.path
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(m.group(1) for m in _PARAM.finditer(self.path))
+
+    def url(self, **values: str) -> str:
+        """The absolute path with every parameter filled in and quoted: a `{name:path}`
+        parameter keeps its slashes (a leading one is dropped), any other is one segment."""
+        missing = set(self.params) - set(values)
+        extra = set(values) - set(self.params)
+        if missing or extra:
+            raise TypeError(f"{self.full}: missing {sorted(missing)}, unexpected {sorted(extra)}")
+
+        def fill(match: re.Match[str]) -> str:
+            value = str(values[match.group(1)])
+            if match.group(2) == "path":
+                return quote(value.lstrip("/"), safe="/")
+            return quote(value, safe="")
+
+        return self.prefix + _PARAM.sub(fill, self.path)
+
+    def prefix_of(self, **values: str) -> str:
+        """The URL up to (not including) the last parameter, which must be a `{…:path}`: the
+        stem to which many quoted file paths are appended (`…/dataset/file/<id>/`)."""
+        last = list(_PARAM.finditer(self.path))[-1]
+        if last.group(2) != "path" or last.end() != len(self.path):
+            raise TypeError(f"{self.full}: the last parameter is not a trailing path")
+        head = Route(self.prefix, self.path[: last.start()], self.brainlife)
+        return head.url(**values)
+
+
+# /api/auth
+LOGIN: Final = Route(API_AUTH, "/local/auth")
+REFRESH: Final = Route(API_AUTH, "/refresh")
+ME: Final = Route(API_AUTH, "/me")
+PROFILES: Final = Route(API_AUTH, "/profile/list")
+
+# /api/warehouse
+HEALTH: Final = Route(API_WAREHOUSE, "/health")
+PROJECTS: Final = Route(API_WAREHOUSE, "/project")
+DATATYPES: Final = Route(API_WAREHOUSE, "/datatype")
+DATASETS: Final = Route(API_WAREHOUSE, "/dataset")
+PUBS: Final = Route(API_WAREHOUSE, "/pub")
+RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
+DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
+DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
+DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
+DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
+
+# /api/amaretti
+TASKS: Final = Route(API_AMARETTI, "/task")
+TASK: Final = Route(API_AMARETTI, "/task/{task_id}")
+TASK_DOWNLOAD: Final = Route(API_AMARETTI, "/task/download/{task_id}")
+TASK_DOWNLOAD_PATH: Final = Route(API_AMARETTI, "/task/download/{task_id}/{path:path}")
+TASK_MANIFEST: Final = Route(API_AMARETTI, "/task/manifest/{task_id}", False)
+
+#: the routes of `bl serve` that brainlife.io does not have
+EXTENSIONS: Final = tuple(
+    r for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST) if not r.brainlife
+)
