@@ -38,6 +38,10 @@ class Settings:
     #: manifests). False (`bl serve --no-extensions`) leaves only the routes brainlife.io has, so
     #: clients can be tried against brainlife.io's surface: ours then falls back to tars.
     extensions: bool = True
+    #: Seconds one database statement of a request may run before it is stopped and answered
+    #: with a 400 (`errors.QueryTimeout`): no query, however hostile, holds the server longer.
+    #: Every real query of the demo and of a million-object archive takes well under a second.
+    query_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
