@@ -60,8 +60,9 @@ def make_engine(url: str) -> Engine:
 
 #: execution option: the seconds one statement may run (see the module docstring)
 QUERY_TIMEOUT = "brainlife_query_timeout"
-#: SQLite virtual-machine steps between two deadline checks (a few hundred microseconds)
-_PROGRESS_STEPS = 10_000
+#: SQLite virtual-machine steps between two deadline checks (tens of microseconds; the checks
+#: cost no measurable time)
+_PROGRESS_STEPS = 1_000
 _DEADLINE = "brainlife_deadline"
 #: SQLite's refusals of a statement too big to prepare: the find must be smaller
 _TOO_BIG = (
@@ -86,15 +87,28 @@ class _Deadline:
         return self.at is not None and time.monotonic() > self.at
 
 
+class _OverBudget(Exception):
+    """Raised by REGEXP once the deadline has passed (see `_sqlite_connect`)."""
+
+
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     from brainlife.server.query.regex import sqlite_regexp
 
     _sqlite_pragmas(dbapi_connection)
-    # replaces the REGEXP SQLAlchemy registers (Python's backtracking `re`)
-    dbapi_connection.create_function("regexp", 2, sqlite_regexp, deterministic=True)
     deadline = _Deadline()
     record.info[_DEADLINE] = deadline
     dbapi_connection.set_progress_handler(deadline.passed, _PROGRESS_STEPS)
+
+    def regexp(pattern: str, value: Any) -> bool | None:
+        # One call may take a while on a long text (linear, but a large pattern costs per
+        # character) and a statement over few rows runs few VM steps: the deadline is also
+        # checked here, and an exception stops the statement like the progress handler.
+        if deadline.passed():
+            raise _OverBudget
+        return sqlite_regexp(pattern, value)
+
+    # replaces the REGEXP SQLAlchemy registers (Python's backtracking `re`)
+    dbapi_connection.create_function("regexp", 2, regexp, deterministic=True)
 
 
 def _deadline(conn: Connection) -> _Deadline | None:
@@ -135,7 +149,7 @@ def _translate_error(context: ExceptionContext) -> None:
     deadline = None
     if context.connection is not None and not context.connection.closed:
         deadline = _deadline(context.connection)
-    if text == "interrupted" and deadline is not None and deadline.at is not None:
+    if deadline is not None and deadline.passed():  # "interrupted", or REGEXP's _OverBudget
         budget = deadline.budget
         deadline.at = None
         raise QueryTimeout(budget) from original

@@ -21,7 +21,7 @@ from typing import Any
 import re2
 
 from brainlife.server.errors import BadRequest
-from brainlife.server.query.limits import MAX_PATTERN
+from brainlife.server.query.limits import MAX_PATTERN, MAX_PROGRAM
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # a refused pattern is the client's error, answered with a 400
@@ -73,13 +73,18 @@ def mongo_pattern(pattern: Any, options: Any) -> str:
     inline = flags.replace("x", "")
     full = f"(?{inline}){body}" if inline else body
     try:
-        compiled(full)
+        size = compiled(full).programsize
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise BadRequest(
             f"find: invalid $regex {pattern[:100]!r}: {reason} (patterns run on RE2: "
             "no backreferences or look-around, repetition counts up to 1000)"
         ) from None
+    if size > MAX_PROGRAM:
+        raise BadRequest(
+            f"find: $regex {pattern[:100]!r} is too complex ({size} RE2 instructions; "
+            f"at most {MAX_PROGRAM} are allowed): fewer or smaller repetitions"
+        )
     return full
 
 
