@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from brainlife.server.errors import BadRequest, QueryTimeout
@@ -60,8 +61,8 @@ def make_engine(url: str) -> Engine:
 
 #: execution option: the seconds one statement may run (see the module docstring)
 QUERY_TIMEOUT = "brainlife_query_timeout"
-#: SQLite virtual-machine steps between two deadline checks (tens of microseconds; the checks
-#: cost no measurable time)
+#: SQLite virtual-machine steps between two deadline checks: 1,000 steps take tens of
+#: microseconds, one check (a Python call) well under one
 _PROGRESS_STEPS = 1_000
 _DEADLINE = "brainlife_deadline"
 #: SQLite's refusals of a statement too big to prepare: the find must be smaller
@@ -112,7 +113,11 @@ def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
 
 
 def _deadline(conn: Connection) -> _Deadline | None:
-    found: _Deadline | None = conn.connection.info.get(_DEADLINE)
+    try:
+        info = conn.connection.info
+    except SQLAlchemyError:  # closed or invalidated: no statement of it runs any more
+        return None
+    found: _Deadline | None = info.get(_DEADLINE)
     return found
 
 
@@ -146,9 +151,7 @@ def _translate_error(context: ExceptionContext) -> None:
     """Database refusals caused by the request, as the 400s they are."""
     original = context.original_exception
     text = str(original).lower()
-    deadline = None
-    if context.connection is not None and not context.connection.closed:
-        deadline = _deadline(context.connection)
+    deadline = _deadline(context.connection) if context.connection is not None else None
     if deadline is not None and deadline.passed():  # "interrupted", or REGEXP's _OverBudget
         budget = deadline.budget
         deadline.at = None
