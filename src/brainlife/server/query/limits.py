@@ -32,8 +32,9 @@ MAX_CLAUSES = 256
 MAX_TESTS = 512
 #: JSON values in one parameter, all lists together (each becomes a bound SQL parameter)
 MAX_VALUES = 20_000
-#: parts of a dotted field name (`meta.a.b`): each crosses a JSON level in SQL
-MAX_PATH_PARTS = 32
+#: parts of a dotted field name (`config._inputs.meta.subject` has 4): each part of a JSON path
+#: after the first nests one more `EXISTS (… json_each …)`, and SQLite's parser refuses ten
+MAX_PATH_PARTS = 8
 #: fields in one `sort`
 MAX_SORT_KEYS = 32
 #: characters of a `$regex` pattern
