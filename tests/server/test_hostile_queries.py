@@ -279,6 +279,18 @@ def test_a_query_over_budget_is_stopped_with_a_400(http, big_texts) -> None:
         assert [p["name"] for p in resp.json()["projects"]] == ["big3"]
 
 
+def test_any_statement_over_budget_is_stopped_and_the_session_goes_on(archive) -> None:
+    """The progress handler stops SQL that never ends by itself (no REGEXP involved)."""
+    from brainlife.server.errors import QueryTimeout
+
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+    with archive.request_session() as s:
+        with pytest.raises(QueryTimeout, match=re.escape("longer than the 0.3 s budget")):
+            s.execute(text(endless)).scalar()
+        s.rollback()
+        assert s.execute(text("SELECT count(*) FROM projects")).scalar() == 0
+
+
 def test_sessions_outside_requests_have_no_budget(archive, big_texts) -> None:
     """The CLI, ingest and migrations are not stopped (only requests are budgeted)."""
     find = {"name": "big1", "desc": {"$regex": SLOW_REGEX}}

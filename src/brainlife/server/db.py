@@ -61,9 +61,11 @@ def make_engine(url: str) -> Engine:
 
 #: execution option: the seconds one statement may run (see the module docstring)
 QUERY_TIMEOUT = "brainlife_query_timeout"
-#: SQLite virtual-machine steps between two deadline checks: 1,000 steps take tens of
-#: microseconds, one check (a Python call) well under one
-_PROGRESS_STEPS = 1_000
+#: SQLite virtual-machine steps between two deadline checks (a few milliseconds of work). A
+#: check is a Python call, which must take the GIL: while other requests run Python code it may
+#: wait for it (up to the 5 ms switch interval), so checks are kept rare enough that such waits
+#: cannot slow a statement down much, and frequent enough to stop it within milliseconds.
+_PROGRESS_STEPS = 50_000
 _DEADLINE = "brainlife_deadline"
 #: SQLite's refusals of a statement too big to prepare: the find must be smaller
 _TOO_BIG = (
