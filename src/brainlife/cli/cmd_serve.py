@@ -43,6 +43,13 @@ import click
     help="Serve only the routes brainlife.io has (no manifests or per-file downloads), "
     "to try clients against brainlife.io's surface.",
 )
+@click.option(
+    "--query-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds one database statement of a request may run before it is stopped "
+    "and answered with a 400 (default: 5).",
+)
 def serve(
     data_dir: Path | None,
     host: str,
@@ -53,6 +60,7 @@ def serve(
     database_url: str | None,
     workers: int,
     no_extensions: bool,
+    query_timeout: float | None,
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     try:
@@ -72,4 +80,5 @@ def serve(
         database_url=database_url,
         workers=workers,
         extensions=not no_extensions,
+        query_timeout=query_timeout,
     )

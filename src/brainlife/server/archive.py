@@ -43,9 +43,20 @@ class Archive:
     sessions: sessionmaker[Session]
     signer: TokenSigner
     store: LocalStore
+    #: sessions whose statements have `settings.query_timeout` seconds each (see `db`)
+    request_sessions: sessionmaker[Session] | None = None
 
     def session(self) -> Session:
+        """A session without a time budget (the CLI, ingest, the demo build)."""
         return self.sessions()
+
+    def request_session(self) -> Session:
+        """A session for a request: each statement runs under the query time budget."""
+        if self.request_sessions is None:
+            self.request_sessions = make_sessionmaker(
+                self.engine, query_timeout=self.settings.query_timeout
+            )
+        return self.request_sessions()
 
 
 def open_archive(settings: Settings) -> Archive:

@@ -1,13 +1,29 @@
-"""Engine and sessions. SQLite gets WAL, foreign keys and a busy timeout; other URLs pass
-through."""
+"""Engine and sessions. SQLite gets WAL, foreign keys, a busy timeout, RE2 as its REGEXP and a
+query time budget; other URLs pass through (PostgreSQL gets the same budget).
+
+The time budget: a session made by `make_sessionmaker(engine, query_timeout=…)` (the one
+request handlers use, `Archive.request_session`) runs each statement for at most that many
+seconds, the rows' fetching included, and a statement over budget raises `QueryTimeout` (a
+400: the query must be narrowed; nothing in this archive takes seconds when asked
+precisely). Sessions without it (the CLI, migrations, the demo build) have no budget. On
+SQLite a progress handler, called every few thousand virtual-machine steps, checks the
+deadline set when the statement starts; an interrupted statement is rolled back by SQLite
+and the connection stays usable. The GIL is only held for those checks and for the REGEXP
+calls, which RE2 keeps linear, so other requests (`/health`) are served meanwhile. On
+PostgreSQL each transaction of such a session sets `statement_timeout`.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+
+from brainlife.server.errors import BadRequest, QueryTimeout
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,11 +50,125 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "before_cursor_execute", _start_statement)
+        event.listen(engine, "commit", _end_statement)
+        event.listen(engine, "rollback", _end_statement)
+        event.listen(engine.pool, "checkin", _checkin)
+    event.listen(engine, "handle_error", _translate_error)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+#: execution option: the seconds one statement may run (see the module docstring)
+QUERY_TIMEOUT = "brainlife_query_timeout"
+#: SQLite virtual-machine steps between two deadline checks (a few milliseconds of work). A
+#: check is a Python call, which must take the GIL: while other requests run Python code it may
+#: wait for it (up to the 5 ms switch interval), so checks are kept rare enough that such waits
+#: cannot slow a statement down much, and frequent enough to stop it within milliseconds.
+_PROGRESS_STEPS = 50_000
+_DEADLINE = "brainlife_deadline"
+#: SQLite's refusals of a statement too big to prepare: the find must be smaller
+_TOO_BIG = (
+    "expression tree is too large",
+    "too many sql variables",
+    "parser stack overflow",
+    "too many terms",
+    "string or blob too big",
+)
+
+
+class _Deadline:
+    """The running statement's deadline on one SQLite connection (None: no budget)."""
+
+    __slots__ = ("at", "budget")
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.budget = 0.0
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() > self.at
+
+
+class _OverBudget(Exception):
+    """Raised by REGEXP once the deadline has passed (see `_sqlite_connect`)."""
+
+
+def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
+    from brainlife.server.query.regex import sqlite_regexp
+
+    _sqlite_pragmas(dbapi_connection)
+    deadline = _Deadline()
+    record.info[_DEADLINE] = deadline
+    dbapi_connection.set_progress_handler(deadline.passed, _PROGRESS_STEPS)
+
+    def regexp(pattern: str, value: Any) -> bool | None:
+        # One call may take a while on a long text (linear, but a large pattern costs per
+        # character) and a statement over few rows runs few VM steps: the deadline is also
+        # checked here, and an exception stops the statement like the progress handler.
+        if deadline.passed():
+            raise _OverBudget
+        return sqlite_regexp(pattern, value)
+
+    # replaces the REGEXP SQLAlchemy registers (Python's backtracking `re`)
+    dbapi_connection.create_function("regexp", 2, regexp, deterministic=True)
+
+
+def _deadline(conn: Connection) -> _Deadline | None:
+    try:
+        info = conn.connection.info
+    except SQLAlchemyError:  # closed or invalidated: no statement of it runs any more
+        return None
+    found: _Deadline | None = info.get(_DEADLINE)
+    return found
+
+
+def _start_statement(
+    conn: Connection, _cursor: Any, _stmt: str, _params: Any, context: Any, _many: bool
+) -> None:
+    deadline = _deadline(conn)
+    if deadline is None:
+        return
+    options = context.execution_options if context is not None else conn.get_execution_options()
+    budget = options.get(QUERY_TIMEOUT)
+    deadline.budget = budget or 0.0
+    deadline.at = time.monotonic() + budget if budget else None
+
+
+def _end_statement(conn: Connection) -> None:
+    """COMMIT and ROLLBACK are never interrupted (the deadline stays set after a statement so
+    that fetching its rows counts too)."""
+    deadline = _deadline(conn)
+    if deadline is not None:
+        deadline.at = None
+
+
+def _checkin(_dbapi_connection: Any, record: Any) -> None:
+    deadline = record.info.get(_DEADLINE)
+    if deadline is not None:
+        deadline.at = None
+
+
+def _translate_error(context: ExceptionContext) -> None:
+    """Database refusals caused by the request, as the 400s they are."""
+    original = context.original_exception
+    text = str(original).lower()
+    deadline = _deadline(context.connection) if context.connection is not None else None
+    if deadline is not None and deadline.passed():  # "interrupted", or REGEXP's _OverBudget
+        budget = deadline.budget
+        deadline.at = None
+        raise QueryTimeout(budget) from original
+    if getattr(original, "sqlstate", None) == "57014" or getattr(original, "pgcode", None) == (
+        "57014"
+    ):  # PostgreSQL: statement_timeout
+        raise QueryTimeout(None) from original
+    if any(reason in text for reason in _TOO_BIG):
+        raise BadRequest(
+            f"the query is too large for the database ({original}); narrow it"
+        ) from original
+
+
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -49,5 +179,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, *, query_timeout: float | None = None) -> sessionmaker[Any]:
+    """Sessions on `engine`; with `query_timeout`, each statement has that many seconds."""
+    if not query_timeout:
+        return sessionmaker(bind=engine, expire_on_commit=False)
+    bound = engine.execution_options(**{QUERY_TIMEOUT: query_timeout})
+    sessions = sessionmaker(bind=bound, expire_on_commit=False)
+    if engine.dialect.name == "postgresql":
+        milliseconds = max(1, round(query_timeout * 1000))
+
+        def statement_timeout(_s: Session, _t: SessionTransaction, conn: Connection) -> None:
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+        event.listen(sessions, "after_begin", statement_timeout)
+    return sessions

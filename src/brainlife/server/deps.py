@@ -20,7 +20,8 @@ def get_archive(request: Request) -> Archive:
 
 
 def get_session(archive: Annotated[Archive, Depends(get_archive)]) -> Iterator[Session]:
-    with archive.session() as session:
+    """The request's session: its statements run under the query time budget."""
+    with archive.request_session() as session:
         yield session
 
 

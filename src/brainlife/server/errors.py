@@ -16,6 +16,20 @@ class BadRequest(ApiError):
     status_code = 400
 
 
+class QueryTimeout(BadRequest):
+    """A statement ran past the query time budget (`Settings.query_timeout`) and was stopped.
+
+    A 400, not a 5xx: it is the query's shape (a `$regex` over every row, a huge `$or`) that
+    makes it slow, so the same query would fail again; a narrower one succeeds."""
+
+    def __init__(self, budget: float | None) -> None:
+        limit = f"the {budget:g} s budget" if budget else "the time budget"
+        super().__init__(
+            f"The query took longer than {limit} and was stopped; narrow it "
+            "(a more precise find, fewer or simpler $regex, a smaller limit)."
+        )
+
+
 class Unauthorized(ApiError):
     """No valid token: missing, expired, forged, or a failed login."""
 

@@ -10,10 +10,17 @@ from typing import Any
 from brainlife.server.settings import Settings
 
 
-def _settings(data_dir: Path | None, database_url: str | None, extensions: bool = True) -> Settings:
+def _settings(
+    data_dir: Path | None,
+    database_url: str | None,
+    extensions: bool = True,
+    query_timeout: float | None = None,
+) -> Settings:
     kwargs: dict[str, Any] = {"database_url": database_url, "extensions": extensions}
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
+    if query_timeout is not None:
+        kwargs["query_timeout"] = query_timeout
     return Settings(**kwargs)
 
 
@@ -26,6 +33,9 @@ def app_factory() -> Any:
             None,
             os.environ.get("BL_DATABASE_URL") or None,
             extensions=os.environ.get("BL_NO_EXTENSIONS") != "1",
+            query_timeout=float(os.environ["BL_QUERY_TIMEOUT"])
+            if os.environ.get("BL_QUERY_TIMEOUT")
+            else None,
         )
     )
 
@@ -41,13 +51,14 @@ def run(
     workers: int = 1,
     extensions: bool = True,
     tls_names: list[str] | None = None,
+    query_timeout: float | None = None,
 ) -> None:
     import uvicorn
 
     from brainlife.server.app import create_app
     from brainlife.server.archive import open_archive
 
-    settings = _settings(data_dir, database_url, extensions)
+    settings = _settings(data_dir, database_url, extensions, query_timeout)
     archive = open_archive(settings)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
@@ -103,6 +114,8 @@ def run(
             os.environ["BL_DATABASE_URL"] = database_url
         if not extensions:
             os.environ["BL_NO_EXTENSIONS"] = "1"
+        if query_timeout is not None:
+            os.environ["BL_QUERY_TIMEOUT"] = str(query_timeout)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

@@ -15,8 +15,9 @@ the database; rows are never loaded into Python to be filtered. Each collection 
 Negative operators (`$ne`, `$nin`, `$not`, `$nor`, `$exists: false`) are the negation of the
 positive test, as in Mongo, so `{"tags": {"$ne": "a"}}` means "no tag is a".
 
-Modules: `params` (parsing the raw parameters, `ListParams`, `Projection`), `values` (casting
-find values, `$regex`), `jsonpath` (the SQLite JSON SQL), `targets` (how each operator tests a
+Modules: `params` (parsing the raw parameters, `ListParams`, `Projection`), `limits` (the
+documented bounds every parameter is checked against first), `values` (casting find values),
+`regex` (`$regex` on RE2), `jsonpath` (the SQLite JSON SQL), `targets` (how each operator tests a
 column, an array or a JSON path), `fields` (`Collection` specs and key resolution), `find`
 (the compiler, ORDER BY and paging). The per-collection specs are in `brainlife.server.specs`.
 """

@@ -11,8 +11,9 @@ from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, true
 from brainlife.server.errors import BadRequest
 from brainlife.server.query.fields import Collection, json_document
 from brainlife.server.query.params import ListParams, parse_find
+from brainlife.server.query.regex import mongo_pattern
 from brainlife.server.query.targets import Target
-from brainlife.server.query.values import OPS, Clause, regex_pattern
+from brainlife.server.query.values import OPS, Clause
 
 _LOGICAL = ("$and", "$or", "$nor")
 _IGNORED_TOP = ("$comment",)
@@ -117,14 +118,14 @@ class Compiler:
             elif op in OPS:
                 clauses.append(target.compare(op, arg))
             elif op == "$regex":
-                clauses.append(target.regex(regex_pattern(arg, ops.get("$options"))))
+                clauses.append(target.regex(mongo_pattern(arg, ops.get("$options"))))
             elif op == "$options":
                 continue
             elif op == "$not":
                 if isinstance(arg, dict) and arg and all(k.startswith("$") for k in arg):
                     clauses.append(not_(self.operators(target.for_negation(), arg)))
                 elif isinstance(arg, str):  # a regex given directly
-                    clauses.append(not_(target.for_negation().regex(regex_pattern(arg, None))))
+                    clauses.append(not_(target.for_negation().regex(mongo_pattern(arg, None))))
                 else:
                     raise BadRequest(f"find: {name}: $not needs an operator object or a regex")
             elif op == "$elemMatch":

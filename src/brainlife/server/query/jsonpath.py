@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, literal
+from sqlalchemy import ColumnElement, and_, case, false, func, literal, or_
 
 from brainlife.server.query.values import OPS, Clause
 
@@ -90,6 +90,21 @@ class _SqliteJson:
             return and_(row.type.in_(self.STRING), row.value == value)
         kind = "array" if isinstance(value, list) else "object"
         return and_(row.type == kind, row.value == self.canonical(value))
+
+    def in_(self, row: JsonRow, values: list[Any]) -> Clause:
+        """Any of scalar `values`: one IN per JSON type (an OR per value would nest as deep
+        as the list is long, and SQLite refuses expression trees deeper than 1,000)."""
+        bools = {v for v in values if isinstance(v, bool)}
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        texts = [v for v in values if isinstance(v, str)]
+        parts: list[Clause] = []
+        if bools:
+            parts.append(row.type.in_(["true" if b else "false" for b in sorted(bools)]))
+        if numbers:
+            parts.append(and_(row.type.in_(self.NUMBER), row.value.in_(numbers)))
+        if texts:
+            parts.append(and_(row.type.in_(self.STRING), row.value.in_(texts)))
+        return or_(false(), *parts)
 
     def compare(self, row: JsonRow, op: str, value: Any) -> Clause:
         if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from brainlife.server.errors import BadRequest
+from brainlife.server.query import limits
 from brainlife.wire import DEFAULT_LIMIT
 
 #: The largest `limit` accepted (besides 0, "everything").
 MAX_LIMIT = 100_000
+#: The largest `skip` accepted (SQL's OFFSET is a 64-bit integer).
+MAX_SKIP = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -67,25 +69,24 @@ def parse_list_params(
     )
 
 
-def parse_int(name: str, text: str | None, default: int) -> int:
+def parse_int(name: str, text: str | None, default: int, most: int = MAX_SKIP) -> int:
     if text is None or text.strip() == "":
         return default
     try:
         value = int(text.strip())
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number, not {text!r}") from None
+        raise BadRequest(f"{name} must be a whole number, not {text[:40]!r}") from None
     if value < 0:
         raise BadRequest(f"{name} must not be negative, not {value}")
+    if value > most:
+        raise BadRequest(f"{name} must be at most {most}")
     return value
 
 
 def parse_find(text: str | None) -> dict[str, Any]:
     if text is None or text.strip() in ("", "null"):
         return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise BadRequest(f"find is not valid JSON: {exc}") from None
+    value = limits.loads("find", text)
     if not isinstance(value, dict):
         raise BadRequest(f"find must be a JSON object, not {type(value).__name__}")
     return value
@@ -97,21 +98,23 @@ def parse_sort(text: str | None) -> tuple[tuple[str, int], ...]:
         return ()
     text = text.strip()
     if text.startswith("{"):
-        try:
-            spec = json.loads(text)
-        except ValueError as exc:
-            raise BadRequest(f"sort is not valid JSON: {exc}") from None
+        spec = limits.loads("sort", text)
         if not isinstance(spec, dict):
             raise BadRequest("sort must be a JSON object or a list of field names")
-        return tuple((str(k), _direction(k, v)) for k, v in spec.items())
-    out = []
-    for word in text.split():
-        if word.startswith("-"):
-            out.append((word[1:], -1))
-        else:
-            out.append((word.lstrip("+"), 1))
+        out = [(str(k), _direction(k, v)) for k, v in spec.items()]
+    else:
+        out = []
+        for word in text.split():
+            if word.startswith("-"):
+                out.append((word[1:], -1))
+            else:
+                out.append((word.lstrip("+"), 1))
+        for name, _ in out:
+            limits.check_field("sort", name)
     if any(not name for name, _ in out):
-        raise BadRequest(f"sort has an empty field name: {text!r}")
+        raise BadRequest(f"sort has an empty field name: {text[:100]!r}")
+    if len(out) > limits.MAX_SORT_KEYS:
+        raise BadRequest(f"sort has {len(out)} fields; at most {limits.MAX_SORT_KEYS} are allowed")
     return tuple(out)
 
 
@@ -132,10 +135,7 @@ def parse_select(text: str | None) -> Projection | None:
     text = text.strip()
     items: list[tuple[str, bool]] = []
     if text.startswith("{"):
-        try:
-            spec = json.loads(text)
-        except ValueError as exc:
-            raise BadRequest(f"select is not valid JSON: {exc}") from None
+        spec = limits.loads("select", text)
         if not isinstance(spec, dict):
             raise BadRequest("select must be a JSON object or a list of field names")
         items = [(str(k), bool(v)) for k, v in spec.items()]
@@ -144,6 +144,7 @@ def parse_select(text: str | None) -> Projection | None:
             if word.startswith("+"):
                 continue  # "+field": un-hide a hidden field; nothing is hidden here
             items.append((word[1:], False) if word.startswith("-") else (word, True))
+            limits.check_field("select", items[-1][0])
     keep_id = True
     paths_in, paths_out = [], []
     for name, inc in items:
@@ -217,4 +218,4 @@ def parse_limit_skip(limit: str | None, skip: str | None) -> tuple[int, int]:
     lim = parse_int("limit", limit, DEFAULT_LIMIT)
     if lim > MAX_LIMIT:
         raise BadRequest(f"limit must be at most {MAX_LIMIT} (or 0 for everything), not {lim}")
-    return lim, parse_int("skip", skip, 0)
+    return lim, parse_int("skip", skip, 0, MAX_SKIP)

@@ -7,7 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy import cast as sql_cast
 
 from brainlife.server.query.jsonpath import JSON, JsonRow
 from brainlife.server.query.values import NOMATCH, OPS, Clause, Kind, SqlExpr, cast
@@ -84,7 +97,12 @@ class ScalarTarget(Target):
         if value is None:
             return self.expr.is_(None) if op in ("$gte", "$lte") else false()
         v = cast(self.kind, value, self.name)
-        return false() if v is NOMATCH else self._known(OPS[op](self.expr, v))
+        if v is NOMATCH:
+            return false()
+        if self.kind is Kind.BOOL:
+            # false < true, as in Mongo; SQL has no order on booleans, their integers do
+            return self._known(OPS[op](sql_cast(self.expr, Integer), int(v)))
+        return self._known(OPS[op](self.expr, v))
 
     def regex(self, pattern: str) -> Clause:
         if self.kind is not Kind.STR:
@@ -285,7 +303,7 @@ class JsonTarget(Target):
         scalars = [v for v in values if not isinstance(v, list | dict) and v is not None]
         parts = [self.eq(v) for v in values if isinstance(v, list | dict) or v is None]
         if scalars:
-            parts.append(self._values(lambda r: or_(*(JSON.eq(r, v) for v in scalars))))
+            parts.append(self._values(lambda r: JSON.in_(r, scalars)))
         return or_(false(), *parts)
 
     def compare(self, op: str, value: Any) -> Clause:

@@ -1,4 +1,4 @@
-"""Find values: cast to a field's type as mongoose does, `$regex` patterns, comparisons."""
+"""Find values: cast to a field's type as mongoose does, comparisons. (`$regex`: `regex`.)"""
 
 from __future__ import annotations
 
@@ -77,28 +77,6 @@ def cast(kind: Kind, value: Any, name: str) -> Any:
         except (ValueError, OverflowError, OSError):
             raise BadRequest(f"find: {name} is a date; {value!r} is not an ISO date") from None
     raise AssertionError(kind)  # pragma: no cover
-
-
-def regex_pattern(pattern: Any, options: Any) -> str:
-    """A Mongo `$regex` + `$options` as a Python pattern with inline flags (`g` is ignored)."""
-    if not isinstance(pattern, str):
-        raise BadRequest(f"find: $regex needs a string, not {pattern!r}")
-    if options is None:
-        options = ""
-    if not isinstance(options, str):
-        raise BadRequest(f"find: $options needs a string, not {options!r}")
-    flags = ""
-    for letter in options:
-        if letter in "imsx":
-            flags += letter if letter not in flags else ""
-        elif letter != "g":
-            raise BadRequest(f"find: unknown $options flag {letter!r} (allowed: i, m, s, x)")
-    full = f"(?{flags}){pattern}" if flags else pattern
-    try:
-        re.compile(full)
-    except re.error as exc:
-        raise BadRequest(f"find: invalid $regex {pattern!r}: {exc}") from None
-    return full
 
 
 #: the comparison operators, on SQL expressions

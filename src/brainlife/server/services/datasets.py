@@ -189,16 +189,17 @@ def populate(session: Session, docs: Iterable[Document], fields: Iterable[str]) 
 
 def populate_fields(text: str | None) -> list[str]:
     """The paths of a `populate` parameter: `"datatype project"`, or JSON (`{"path": …}` or a
-    list of those/strings). Anything unreadable populates nothing."""
-    import json
+    list of those/strings). Anything unreadable populates nothing; JSON beyond the limits of
+    the list parameters (`query.limits`) is a 400, as for `find`."""
+    from brainlife.server.query import limits
 
     if not text or not text.strip():
         return []
     text = text.strip()
     if text[0] in "[{":
         try:
-            value = json.loads(text)
-        except ValueError:
+            value = limits.loads("populate", text)
+        except limits.NotJson:
             return []
         items = value if isinstance(value, list) else [value]
         out: list[str] = []
