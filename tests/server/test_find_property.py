@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -74,7 +75,8 @@ def client(demo_archive_dir, tmp_path_factory):
 
     data_dir = tmp_path_factory.mktemp("property") / "data"
     shutil.copytree(demo_archive_dir, data_dir)
-    archive = open_archive(Settings(data_dir=data_dir))
+    # no URL limit (its own tests are in test_hostile_http.py): every value reaches the compiler
+    archive = open_archive(Settings(data_dir=data_dir, max_url_bytes=1 << 20))
     token = make_token(archive, "hayashis")
     with TestClient(create_app(archive=archive), raise_server_exceptions=False) as http:
         http.headers["Authorization"] = f"Bearer {token}"
@@ -83,7 +85,13 @@ def client(demo_archive_dir, tmp_path_factory):
 
 
 def _answer(client: Any, route: str, envelope: str, params: dict[str, str]) -> None:
-    resp = client.get(route, params=params)
+    # Encoded by hand: a lone surrogate goes out as the bytes a careless client would send
+    # (surrogatepass), where an encoder that refuses it would never reach the server.
+    query = "&".join(
+        f"{name}={quote(value.encode('utf-8', 'surrogatepass'), safe='')}"
+        for name, value in params.items()
+    )
+    resp = client.get(f"{route}?{query}")
     assert resp.status_code in (200, 400), (params, resp.status_code, resp.text)
     body = resp.json()
     if resp.status_code == 400:
@@ -96,6 +104,8 @@ SETTINGS = settings(
     max_examples=100,
     deadline=None,
     database=None,
+    # the same examples every run: CI never fails on a case nobody can reproduce
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
