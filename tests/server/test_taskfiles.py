@@ -338,6 +338,7 @@ def test_task_manifest(archive, http, task):
     assert r.status_code == 200
     body = r.json()
     assert body["_id"] == tid
+    assert (body["path"], body["type"]) == ("freesurfer/output", "folder")
     expected = {
         rel[len("freesurfer/output/") :]: data
         for rel, data in TASK_FILES.items()
@@ -348,6 +349,7 @@ def test_task_manifest(archive, http, task):
         for p in sorted(expected)
     ]
     one = http.get(f"/api/amaretti/task/manifest/{tid}/config.json", params={"at": token(archive)})
+    assert (one.json()["path"], one.json()["type"]) == ("config.json", "file")
     assert one.json()["files"] == [
         {
             "path": "config.json",

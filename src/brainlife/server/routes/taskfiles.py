@@ -23,7 +23,7 @@ from brainlife.server.routes.downloads import (
 )
 from brainlife.server.services import taskfiles
 from brainlife.server.tarstream import Chunk
-from brainlife.wire import TASK_MANIFEST_ROUTE
+from brainlife.wire import TASK_MANIFEST_ROUTE, TaskManifest
 
 router = APIRouter()
 
@@ -186,7 +186,8 @@ def task_manifest(
     archive: ArchiveDep,
     path: str = "",
     p: str | None = None,
-) -> dict[str, Any]:
-    """The regular files a download of that path holds: `{_id, files: [{path, size, sha256}]}`."""
+) -> TaskManifest:
+    """Whether a download of that path is a file or a folder, and the regular files it holds
+    (`wire.TaskManifest`)."""
     target = taskfiles.open_task_path(session, archive, user, task_id, _path(path, p))
     return taskfiles.task_manifest(target)

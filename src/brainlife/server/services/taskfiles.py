@@ -49,7 +49,6 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -67,7 +66,7 @@ from brainlife.server.tarstream import (
     padding,
     read_range,
 )
-from brainlife.wire import is_object_id
+from brainlife.wire import ManifestFile, TaskManifest, is_object_id
 
 log = logging.getLogger("brainlife.server.taskfiles")
 
@@ -476,14 +475,15 @@ def stream_file(
         )
 
 
-def task_manifest(target: TaskTarget) -> dict[str, Any]:
-    """`{_id, files: [{path, size, sha256}]}`: the regular files a download of `target` holds
-    (paths relative to the folder; for a file, its name)."""
+def task_manifest(target: TaskTarget) -> TaskManifest:
+    """`wire.TaskManifest`: whether a download of `target` is a file or a folder, and the regular
+    files it holds (paths relative to the folder; for a file, its name). The type is said, never
+    left to be guessed: a folder `out/x` holding one file `x` looks like a file otherwise."""
     if target.is_dir:
         entries = [e for e in walk(target) if not e.is_dir]
     else:
         entries = [Entry(target.filename, target.real, False, target.size, 0, 0)]
-    files = []
+    files: list[ManifestFile] = []
     for entry in entries:
         digest = hashlib.sha256()
         size = 0
@@ -492,4 +492,9 @@ def task_manifest(target: TaskTarget) -> dict[str, Any]:
                 digest.update(chunk)
                 size += len(chunk)
         files.append({"path": entry.rel, "size": size, "sha256": digest.hexdigest()})
-    return {"_id": target.task_id, "files": files}
+    return {
+        "_id": target.task_id,
+        "path": target.rel,
+        "type": "folder" if target.is_dir else "file",
+        "files": files,
+    }
