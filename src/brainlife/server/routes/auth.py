@@ -13,6 +13,7 @@ from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
 from brainlife.server.routes import params
 from brainlife.server.services import auth
+from brainlife.wire import routes
 
 router = APIRouter()
 
@@ -31,7 +32,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-@router.post("/local/auth", openapi_extra=params.LOGIN)
+@router.post(routes.LOGIN.path, openapi_extra=params.LOGIN)
 async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     """Log in with a username (or email) and password; returns a signed token."""
     body = await _body(request)
@@ -44,7 +45,7 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
-@router.post("/refresh", openapi_extra=params.REFRESH)
+@router.post(routes.REFRESH.path, openapi_extra=params.REFRESH)
 async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
     """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
     body = await _body(request)
@@ -52,13 +53,13 @@ async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str
     return {"jwt": token}
 
 
-@router.get("/me")
+@router.get(routes.ME.path)
 def me(session: SessionDep, user: User) -> dict[str, Any]:
     """The caller's own account."""
     return auth.me(session, user)
 
 
-@router.get("/profile/list")
+@router.get(routes.PROFILES.path)
 def profile_list(
     session: SessionDep,
     find: str | None = None,

@@ -20,7 +20,7 @@ from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, get_sessio
 from brainlife.server.routes import params
 from brainlife.server.services import downloads
 from brainlife.server.tarstream import Chunk
-from brainlife.wire import FILE_ROUTE, MANIFEST_ROUTE, MANIFESTS_ROUTE, Manifest, Manifests
+from brainlife.wire import Manifest, Manifests, routes
 
 router = APIRouter()
 
@@ -141,8 +141,8 @@ def ranged_response(
     )
 
 
-@router.get("/dataset/download/{dataset_id}", openapi_extra=params.DOWNLOAD)
-@router.head("/dataset/download/{dataset_id}", openapi_extra=params.DOWNLOAD)
+@router.get(routes.DATASET_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
+@router.head(routes.DATASET_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
 def download_dataset(
     dataset_id: str,
     request: Request,
@@ -168,7 +168,7 @@ def download_dataset(
 
 # response_model=None: wire TypedDicts are plain typing.TypedDict (no pydantic on 3.11)
 @router.get(
-    MANIFEST_ROUTE.replace("{id}", "{dataset_id}"),
+    routes.DATASET_MANIFEST.path,
     response_model=None,
     openapi_extra=params.DOWNLOAD,
 )
@@ -178,7 +178,7 @@ def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession)
 
 
 @router.post(
-    MANIFESTS_ROUTE,
+    routes.DATASET_MANIFESTS.path,
     response_model=None,
     openapi_extra={**params.MANIFESTS, **params.DOWNLOAD},
 )
@@ -188,14 +188,8 @@ def dataset_manifests(payload: JsonBody, user: DownloadUser, session: ShortSessi
     return downloads.manifests_batch(session, user, downloads.manifest_ids(payload))
 
 
-@router.get(
-    FILE_ROUTE.replace("{id}", "{dataset_id}").replace("{path}", "{path:path}"),
-    openapi_extra=params.DOWNLOAD,
-)
-@router.head(
-    FILE_ROUTE.replace("{id}", "{dataset_id}").replace("{path}", "{path:path}"),
-    openapi_extra=params.DOWNLOAD,
-)
+@router.get(routes.DATASET_FILE.path, openapi_extra=params.DOWNLOAD)
+@router.head(routes.DATASET_FILE.path, openapi_extra=params.DOWNLOAD)
 def download_dataset_file(
     dataset_id: str,
     path: str,

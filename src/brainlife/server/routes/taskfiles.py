@@ -23,7 +23,7 @@ from brainlife.server.routes.downloads import (
 )
 from brainlife.server.services import taskfiles
 from brainlife.server.tarstream import Chunk
-from brainlife.wire import TASK_MANIFEST_ROUTE, TaskManifest
+from brainlife.wire import TaskManifest, routes
 
 router = APIRouter()
 
@@ -33,10 +33,10 @@ def _path(path: str, p: str | None) -> str:
     return path if path else (p or "")
 
 
-@router.get("/task/download/{task_id}", openapi_extra=params.DOWNLOAD)
-@router.head("/task/download/{task_id}", openapi_extra=params.DOWNLOAD)
-@router.get("/task/download/{task_id}/{path:path}", openapi_extra=params.DOWNLOAD)
-@router.head("/task/download/{task_id}/{path:path}", openapi_extra=params.DOWNLOAD)
+@router.get(routes.TASK_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
+@router.head(routes.TASK_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
+@router.get(routes.TASK_DOWNLOAD_PATH.path, openapi_extra=params.DOWNLOAD)
+@router.head(routes.TASK_DOWNLOAD_PATH.path, openapi_extra=params.DOWNLOAD)
 def download_task_path(
     task_id: str,
     request: Request,
@@ -169,16 +169,8 @@ def _in_worker_threads(chunks: Iterator[bytes]) -> Generator[Chunk | None, None,
             close()
 
 
-@router.get(
-    TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}"),
-    response_model=None,
-    openapi_extra=params.DOWNLOAD,
-)
-@router.get(
-    TASK_MANIFEST_ROUTE.replace("{id}", "{task_id}") + "/{path:path}",
-    response_model=None,
-    openapi_extra=params.DOWNLOAD,
-)
+@router.get(routes.TASK_MANIFEST.path, response_model=None, openapi_extra=params.DOWNLOAD)
+@router.get(routes.TASK_MANIFEST_PATH.path, response_model=None, openapi_extra=params.DOWNLOAD)
 def task_manifest(
     task_id: str,
     user: DownloadUser,
