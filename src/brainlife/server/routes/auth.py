@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,7 +42,9 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
         raise BadRequest("Send a username (or email) and a password.")
     ttl = auth.parse_ttl(body.get("ttl"))
     client = request.client.host if request.client else ""
-    result = await auth.login(archive, username, password, ttl, client)
+    result = await auth.login(
+        archive=archive, username=username, password=password, ttl_ms=ttl, client=client
+    )
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
@@ -49,14 +52,16 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
 async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
     """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
     body = await _body(request)
-    token = await run_in_threadpool(auth.refresh, archive, user, body)
+    token = await run_in_threadpool(
+        functools.partial(auth.refresh, archive=archive, principal=user, body=body)
+    )
     return {"jwt": token}
 
 
 @router.get(routes.ME.path)
 def me(session: SessionDep, user: User) -> dict[str, Any]:
     """The caller's own account."""
-    return auth.me(session, user)
+    return auth.me(session=session, principal=user)
 
 
 @router.get(routes.PROFILES.path)
