@@ -38,8 +38,8 @@ from brainlife.server.tarstream import (
     Chunk,
     TarLayout,
     TarMember,
+    blob_chunks,
     epoch_seconds,
-    read_range,
     tar_size,
 )
 from brainlife.wire import (
@@ -307,7 +307,4 @@ def stream_blob(
 ) -> Iterator[Chunk | None]:
     """Bytes `[start, end)` of a blob, `chunk_size` at a time (`None` items: see
     `tarstream.read_range`)."""
-    with store.open(sha256) as fh:
-        yield from read_range(
-            fh, start, end, chunk_size=chunk_size, nonblocking=nonblocking, name=f"blob {sha256}"
-        )
+    return blob_chunks(store, sha256, start, end, chunk_size=chunk_size, nonblocking=nonblocking)
