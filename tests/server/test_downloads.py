@@ -17,6 +17,7 @@ import pytest
 import urllib3
 
 from brainlife.server.models import Dataset
+from brainlife.wire import routes
 from tests.conftest import start_server, stop_server
 from tests.server._bytes_factories import auth, make_dataset, make_project, token
 
@@ -151,7 +152,7 @@ def test_head(archive, http, did):
     assert ranged.headers["content-length"] == "10"
 
 
-def test_download_count_counts_full_downloads_only(archive, http, did):
+def test_download_count_counts_complete_tars_only(archive, http, did):
     h = auth(archive)
     http.get(dl(did), headers=h)
     http.get(dl(did), params={"at": token(archive)})
@@ -159,6 +160,52 @@ def test_download_count_counts_full_downloads_only(archive, http, did):
     http.head(dl(did), headers=h)
     with archive.session() as s:
         assert s.get(Dataset, did).extra["download_count"] == 2
+
+
+def _count(archive, did: str) -> int:
+    with archive.session() as s:
+        return int((s.get(Dataset, did).extra or {}).get("download_count", 0))
+
+
+def test_a_completed_download_counts_once_whatever_the_route(archive, http, did):
+    """Counted when a response delivers the object's last byte: the tar's, or on the per-file
+    route that of the last non-empty file in tar order (docs/decisions.md)."""
+    h = auth(archive)
+    manifest = http.get(routes.DATASET_MANIFEST.url(dataset_id=did), headers=h).json()
+    paths = [f["path"] for f in manifest["files"]]
+    assert paths == list(FILES)
+
+    def file(path: str, **headers: str):
+        return http.get(
+            routes.DATASET_FILE.url(dataset_id=did, path=path), headers={**h, **headers}
+        )
+
+    for path in paths:  # what `bl` does: every file of the manifest, once
+        assert file(path).status_code == 200
+    assert _count(archive, did) == 1
+    last = paths[-1]
+    assert file(last, Range="bytes=0-3").status_code == 206  # cut short …
+    assert _count(archive, did) == 1
+    assert file(last, Range="bytes=4-").status_code == 206  # … and resumed to the end
+    assert _count(archive, did) == 2
+    file(paths[0])  # a file that does not end the object
+    http.head(routes.DATASET_FILE.url(dataset_id=did, path=last), headers=h)
+    assert (
+        file(last, **{"If-None-Match": f'"{manifest["files"][-1]["sha256"]}"'}).status_code == 304
+    )
+    assert _count(archive, did) == 2
+    assert http.get(dl(did), headers={**h, "Range": "bytes=0-99"}).status_code == 206
+    assert http.get(dl(did), headers={**h, "Range": "bytes=100-"}).status_code == 206
+    assert _count(archive, did) == 3  # the tar, resumed to its end
+
+
+def test_the_last_non_empty_file_ends_an_object(archive, http, project):
+    did = make_dataset(archive, project, [("a.txt", b"a" * 10), ("z.txt", b"")])
+    h = auth(archive)
+    http.get(routes.DATASET_FILE.url(dataset_id=did, path="z.txt"), headers=h)
+    assert _count(archive, did) == 0
+    http.get(routes.DATASET_FILE.url(dataset_id=did, path="a.txt"), headers=h)
+    assert _count(archive, did) == 1
 
 
 def test_empty_object(archive, http, project):

@@ -16,11 +16,11 @@ import pytest
 from brainlife.server.limits import MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_REQUEST_LINE_BYTES
 from brainlife.server.services.auth import create_user
 from brainlife.server.settings import Settings
-from brainlife.wire import API_WAREHOUSE, MANIFESTS_ROUTE
+from brainlife.wire import routes
 from tests.conftest import make_token
 
 LOGIN = "/api/auth/local/auth"
-MANIFESTS = API_WAREHOUSE + MANIFESTS_ROUTE
+MANIFESTS = routes.DATASET_MANIFESTS.full
 MAX_BODY = Settings.max_body_bytes
 MAX_URL = Settings.max_url_bytes
 

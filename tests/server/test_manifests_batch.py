@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import event
 
 from brainlife.server.tarstream import TarLayout, TarMember, tar_size
-from brainlife.wire import API_WAREHOUSE, MANIFESTS_MAX_IDS, MANIFESTS_ROUTE
+from brainlife.wire import MANIFESTS_MAX_IDS, routes
 from tests.server._bytes_factories import auth, make_dataset, make_project, token
 
-URL = API_WAREHOUSE + MANIFESTS_ROUTE
+URL = routes.DATASET_MANIFESTS.full
 UNKNOWN = "0123456789abcdef01234567"
 FILES = [("t1.nii.gz", b"\x1f\x8b" + b"x" * 1000), ("dwi/dwi.bvals", b"0 1000\n")]
 
@@ -51,12 +51,12 @@ def test_same_manifest_as_the_single_route(archive, http, did, project):
     assert body["missing"] == []
     assert [m["_id"] for m in body["manifests"]] == [other, did]  # the order asked
     for m in body["manifests"]:
-        single = http.get(f"{API_WAREHOUSE}/dataset/manifest/{m['_id']}", headers=auth(archive))
+        single = http.get(routes.DATASET_MANIFEST.url(dataset_id=m["_id"]), headers=auth(archive))
         assert m == single.json()
     assert body["manifests"][1]["files"] == [
         {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for p, b in FILES
     ]
-    tar = http.get(f"{API_WAREHOUSE}/dataset/download/{did}", headers=auth(archive)).content
+    tar = http.get(routes.DATASET_DOWNLOAD.url(dataset_id=did), headers=auth(archive)).content
     assert body["manifests"][1]["tar_size"] == len(tar)
 
 
@@ -198,5 +198,5 @@ def test_long_and_unicode_names_round_trip(archive, http, project):
     files = [("d/" * 60 + "long.txt", b"long"), ("résumé.txt", b"r"), ("x" * 100, b"")]
     did = make_dataset(archive, project, files)
     body = http.post(URL, json={"ids": [did]}, headers=auth(archive)).json()
-    tar = http.get(f"{API_WAREHOUSE}/dataset/download/{did}", headers=auth(archive)).content
+    tar = http.get(routes.DATASET_DOWNLOAD.url(dataset_id=did), headers=auth(archive)).content
     assert body["manifests"][0]["tar_size"] == len(tar)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from brainlife.server.errors import RangeNotSatisfiable
-from brainlife.server.services.downloads import parse_range
+from brainlife.server.ranges import parse_range
 from brainlife.server.tarstream import BLOCK, TarLayout, TarMember, epoch_seconds
 from tests.server._bytes_factories import WHEN, auth, make_dataset, make_project
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from brainlife.wire import routes
 from tests.conftest import start_server, stop_server
 from tests.server._bytes_factories import MEMBER_GID, auth, make_task, token
 
@@ -366,6 +367,33 @@ def test_task_manifest(archive, http, task):
     )
 
 
+def test_task_manifest_reads_each_version_of_a_file_once(archive, http, task, monkeypatch):
+    """A second manifest of an unchanged folder reads no file data; a rewritten file (same size,
+    mtime put back) is read again, and only it."""
+    from brainlife.server.services import taskfiles
+
+    tid, folder = task
+    target = routes.TASK_MANIFEST_PATH.url(task_id=tid, path="freesurfer/output")
+    first = http.get(target, headers=auth(archive)).json()
+    opened: list[str] = []
+
+    def spy(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(taskfiles, "open", spy, raising=False)
+    assert http.get(target, headers=auth(archive)).json() == first
+    assert opened == []
+    stats = folder / "freesurfer" / "output" / "stats" / "aseg.stats"
+    st = stats.stat()
+    stats.write_bytes(b"# ASEG\n" * 50)
+    os.utime(stats, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = http.get(target, headers=auth(archive)).json()
+    assert opened == ["aseg.stats"]
+    changed = {f["path"]: f["sha256"] for f in again["files"]}
+    assert changed["stats/aseg.stats"] == hashlib.sha256(b"# ASEG\n" * 50).hexdigest()
+
+
 # --- a real server: raw paths reach it without client-side normalisation --------------------
 
 
@@ -490,7 +518,7 @@ def test_folder_tag_changes_with_the_files(archive, http, task):
 
 
 def test_folder_range_resumes_exactly(archive, http, task, tmp_path):
-    from brainlife.server.services.taskfiles import known_length
+    from brainlife.server.ranges import known_length
 
     tid, _folder_path = task
     etag = http.head(url(tid, "freesurfer"), headers=auth(archive)).headers["etag"]
@@ -597,14 +625,20 @@ def test_folder_range_respects_access(archive, http, task):
     assert "message" in r.json()
 
 
-# --- the stream itself (services.taskfiles) ---------------------------------------------------
+# --- the stream itself (foldertgz, ranges) ------------------------------------------------------
 
 
-def _target(folder: Path):
-    from brainlife.server.services.taskfiles import TaskTarget
+def _snapshot(folder: Path):
+    from brainlife.server.foldertgz import snapshot_folder
 
     real = os.path.realpath(folder)
-    return TaskTarget("t" * 24, None, real, real, "", True, 0, '"x"')
+    return snapshot_folder(real, real)
+
+
+def _whole(snap, *, chunk_size: int, strict: bool = False) -> bytes:
+    from brainlife.server.ranges import whole
+
+    return b"".join(whole(snap, chunk_size=chunk_size, strict=strict))
 
 
 @pytest.fixture
@@ -620,71 +654,61 @@ def loose(tmp_path: Path) -> Path:
 
 
 def test_stream_does_not_depend_on_the_read_size(loose):
-    from brainlife.server.services.taskfiles import snapshot_folder, stream_tgz
-
-    snap = snapshot_folder(_target(loose))
-    bodies = {
-        size: b"".join(stream_tgz(snap, chunk_size=size)) for size in (1, 1000, 4096, 1 << 20)
-    }
+    snap = _snapshot(loose)
+    bodies = {size: _whole(snap, chunk_size=size) for size in (1, 1000, 4096, 1 << 20)}
     assert len(set(bodies.values())) == 1
     body = bodies[4096]
     raw = gzip.decompress(body)  # the trailer's CRC and length are checked here
     assert len(raw) % 512 == 0
-    assert snapshot_folder(_target(loose)).etag == snap.etag
+    assert _snapshot(loose).etag == snap.etag
 
 
 def test_stream_length_is_remembered_only_when_intact(loose):
-    from brainlife.server.services.taskfiles import known_length, snapshot_folder, stream_tgz
+    from brainlife.server.ranges import known_length
 
-    snap = snapshot_folder(_target(loose))
+    snap = _snapshot(loose)
     assert known_length(snap.etag) is None
-    body = b"".join(stream_tgz(snap, chunk_size=8192))
+    body = _whole(snap, chunk_size=8192)
     assert known_length(snap.etag) == len(body)
 
     (loose / "d4" / "new.txt").write_bytes(b"new")
-    changed = snapshot_folder(_target(loose))
+    changed = _snapshot(loose)
     assert changed.etag != snap.etag
     text = loose / "d1" / "text.txt"
     size = text.stat().st_size
     text.write_bytes(b"changed")  # shrank after the walk
-    lenient = b"".join(stream_tgz(changed, chunk_size=8192))
+    lenient = _whole(changed, chunk_size=8192)
     assert known_length(changed.etag) is None  # those bytes are not what the tag names
     # the whole body stays lenient (brainlife's behaviour): padded to the announced size
     assert members(lenient)["d1/text.txt"] == b"changed" + bytes(size - 7)
-    assert snapshot_folder(_target(loose)).etag != changed.etag
+    assert _snapshot(loose).etag != changed.etag
 
 
 def test_strict_stream_refuses_a_changed_file(loose):
-    from brainlife.server.services.taskfiles import (
-        FolderChanged,
-        snapshot_folder,
-        stream_tgz,
-        tgz_slice,
-    )
+    from brainlife.server.foldertgz import FolderChanged
+    from brainlife.server.ranges import body_slice
 
     noise = loose / "d3" / "noise.bin"
     os.utime(noise, (1_000_000_000, 1_000_000_000))  # so that a rewrite surely moves the mtime
-    snap = snapshot_folder(_target(loose))
-    full = b"".join(stream_tgz(snap, chunk_size=4096, strict=True))
-    assert b"".join(tgz_slice(snap, 5000, len(full), chunk_size=4096)) == full[5000:]
-    assert b"".join(tgz_slice(snap, 100, 200, chunk_size=64)) == full[100:200]
+    snap = _snapshot(loose)
+    full = _whole(snap, chunk_size=4096, strict=True)
+    assert b"".join(body_slice(snap, 5000, len(full), chunk_size=4096)) == full[5000:]
+    assert b"".join(body_slice(snap, 100, 200, chunk_size=64)) == full[100:200]
     noise.write_bytes(os.urandom(noise.stat().st_size))  # same size, new bytes
     with pytest.raises(FolderChanged):
-        b"".join(tgz_slice(snap, 5000, len(full), chunk_size=4096))
+        b"".join(body_slice(snap, 5000, len(full), chunk_size=4096))
     with pytest.raises(FolderChanged):
-        b"".join(stream_tgz(snap, chunk_size=4096, strict=True))
+        _whole(snap, chunk_size=4096, strict=True)
 
 
 def test_a_swapped_file_is_never_read(loose, outside):
     """A file replaced by a link after the walk: its bytes are zeros, never the link target's."""
-    from brainlife.server.services.taskfiles import snapshot_folder, stream_tgz
-
     target = loose / "d2" / "text.txt"
     size = target.stat().st_size
-    snap = snapshot_folder(_target(loose))
+    snap = _snapshot(loose)
     target.unlink()
     target.symlink_to(outside / "secret.txt")
-    body = b"".join(stream_tgz(snap, chunk_size=4096))
+    body = _whole(snap, chunk_size=4096)
     assert SECRET not in gzip.decompress(body)
     assert members(body)["d2/text.txt"] == bytes(size)
 

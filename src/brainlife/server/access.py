@@ -35,14 +35,6 @@ def listable_projects(principal: Principal | None) -> ColumnElement[bool]:
     return or_(readable_projects(principal), Project.listed.is_(True))
 
 
-def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
-    if principal is None:
-        return false()
-    if principal.is_admin("warehouse"):
-        return true()
-    return _has_role(principal, ("admins", "members"))
-
-
 def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
     """Data objects the caller may read: in a readable project, or published (any token)."""
     if principal is None:

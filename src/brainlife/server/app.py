@@ -15,15 +15,7 @@ from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
 from brainlife.server.limits import RequestLimits
 from brainlife.server.settings import Settings
-from brainlife.wire import (
-    API_AMARETTI,
-    API_AUTH,
-    API_WAREHOUSE,
-    FILE_ROUTE,
-    MANIFEST_ROUTE,
-    MANIFESTS_ROUTE,
-    TASK_MANIFEST_ROUTE,
-)
+from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, ErrorBody, routes
 
 log = logging.getLogger("brainlife.server")
 
@@ -64,12 +56,8 @@ class _BrainlifeRoutesOnly:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.prefixes = (
-            API_WAREHOUSE + MANIFEST_ROUTE.split("{")[0],
-            API_WAREHOUSE + MANIFESTS_ROUTE,
-            API_WAREHOUSE + FILE_ROUTE.split("{")[0],
-            API_AMARETTI + TASK_MANIFEST_ROUTE.split("{")[0],
-        )
+        # each route's fixed part: everything before its first parameter
+        self.prefixes = tuple(r.full.split("{")[0] for r in routes.EXTENSIONS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefixes):
@@ -128,7 +116,8 @@ class _InternalErrors:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status, headers=headers)
+    body: ErrorBody = {"message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

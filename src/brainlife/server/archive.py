@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brainlife.server.db import make_engine, make_sessionmaker
 from brainlife.server.settings import Settings
-from brainlife.server.store import LocalStore
+from brainlife.server.store import ByteStore, LocalStore
 from brainlife.server.tokens import TokenSigner, load_or_create_keys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,7 +42,7 @@ class Archive:
     engine: Engine
     sessions: sessionmaker[Session]
     signer: TokenSigner
-    store: LocalStore
+    store: ByteStore
     #: sessions whose statements have `settings.query_timeout` seconds each (see `db`)
     request_sessions: sessionmaker[Session] | None = None
 

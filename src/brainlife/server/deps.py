@@ -72,6 +72,9 @@ async def json_request_body(request: Request) -> Any:
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 SessionDep = Annotated[Session, Depends(get_session)]
+#: A session closed as soon as the route function returns, before a download's body streams:
+#: a long download holds no connection.
+ShortSession = Annotated[Session, Depends(get_session, scope="function")]
 MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 User = Annotated[Principal, Depends(required_principal)]
 DownloadUser = Annotated[Principal, Depends(download_principal)]

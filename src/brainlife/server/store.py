@@ -1,9 +1,14 @@
 """The content store: every file is kept once, named by its sha256.
 
-`ContentStore` is the interface the services use; `LocalStore` keeps blobs under
-`<data_dir>/store/ab/cd/<sha256>`. An S3-compatible store implements the same methods.
-Writes are atomic: a temporary file in the store's own `tmp/`, fsync, rename, fsync of the folder.
-A crash at any point leaves either no blob or a complete one, never a partial blob under its name.
+`ByteStore` is what the archive (`Archive.store`), ingest and every download route use: streamed
+writes that check a digest, range reads as an iterator of bytes (no file descriptors: a store
+need not have local files), and `presign`, a URL a client may fetch a blob from directly (None:
+fetch it from us). `local_path` is an optimisation a store may offer: the routes then read with
+`pread` (page-cache reads on the event loop, see `tarstream.read_range`).
+
+`LocalStore` keeps blobs under `<data_dir>/store/ab/cd/<sha256>`. Writes are atomic: a temporary
+file in the store's own `tmp/`, fsync, rename, fsync of the folder. A crash at any point leaves
+either no blob or a complete one, never a partial blob under its name.
 """
 
 from __future__ import annotations
@@ -14,27 +19,52 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK = 1024 * 1024
 
 
-class ContentStore(Protocol):
-    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Store bytes; return (sha256, size)."""
-        ...
+class DigestMismatch(ValueError):
+    """The bytes written are not those the caller named: nothing was stored."""
 
-    def put_file(self, path: Path) -> tuple[str, int]: ...
+    def __init__(self, expected: str, got: str, size: int) -> None:
+        super().__init__(f"expected sha256 {expected}, got {got} ({size} bytes); nothing stored")
+        self.expected = expected
+        self.got = got
+        self.size = size
+
+
+class ByteStore(Protocol):
+    def put_stream(self, chunks: Iterable[bytes], *, sha256: str | None = None) -> tuple[str, int]:
+        """Store the bytes; return (sha256, size). With `sha256`, bytes of another digest raise
+        `DigestMismatch` and leave nothing behind."""
+        ...
 
     def has(self, sha256: str) -> bool: ...
 
     def size(self, sha256: str) -> int: ...
 
-    def open(self, sha256: str) -> BinaryIO: ...
+    def read_range(
+        self, sha256: str, start: int, end: int, *, chunk_size: int = CHUNK
+    ) -> Iterator[bytes]:
+        """Bytes `[start, end)` of a blob, about `chunk_size` at a time; `OSError` if the blob
+        ends early."""
+        ...
 
     def local_path(self, sha256: str) -> Path | None:
-        """A filesystem path for the blob when the store has one (enables sendfile)."""
+        """A filesystem path for the blob when the store has one (enables `pread`/sendfile)."""
         ...
+
+    def presign(self, sha256: str, *, filename: str, expires_in: int = 3600) -> str | None:
+        """A URL from which the blob may be fetched for `expires_in` seconds without our token,
+        or None when the store has none (the local store: the bytes come from our routes)."""
+        ...
+
+
+def put_file(store: ByteStore, path: Path) -> tuple[str, int]:
+    """Store a file's bytes, read `CHUNK` at a time."""
+    with open(path, "rb") as fh:
+        return store.put_stream(iter(lambda: fh.read(CHUNK), b""))
 
 
 class LocalStore:
@@ -64,7 +94,7 @@ class LocalStore:
             raise ValueError(f"not a sha256 digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+    def put_stream(self, chunks: Iterable[bytes], *, sha256: str | None = None) -> tuple[str, int]:
         digest = hashlib.sha256()
         size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
@@ -77,6 +107,8 @@ class LocalStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             sha = digest.hexdigest()
+            if sha256 is not None and sha != sha256:
+                raise DigestMismatch(sha256, sha, size)
             final = self._path(sha)
             if final.exists():
                 os.unlink(tmp_name)
@@ -91,10 +123,6 @@ class LocalStore:
                 os.unlink(tmp_name)
             raise
 
-    def put_file(self, path: Path) -> tuple[str, int]:
-        with open(path, "rb") as fh:
-            return self.put_stream(iter(lambda: fh.read(CHUNK), b""))
-
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         return self.put_stream([data])
 
@@ -104,19 +132,20 @@ class LocalStore:
     def size(self, sha256: str) -> int:
         return self._path(sha256).stat().st_size
 
-    def open(self, sha256: str) -> BinaryIO:
-        return open(self._path(sha256), "rb")
-
     def local_path(self, sha256: str) -> Path | None:
         return self._path(sha256)
 
-    def iter_range(self, sha256: str, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]:
-        """Yield bytes [start, end) of a blob."""
-        with self.open(sha256) as fh:
+    def presign(self, sha256: str, *, filename: str, expires_in: int = 3600) -> str | None:
+        return None
+
+    def read_range(
+        self, sha256: str, start: int, end: int, *, chunk_size: int = CHUNK
+    ) -> Iterator[bytes]:
+        with open(self._path(sha256), "rb") as fh:
             fh.seek(start)
             remaining = end - start
             while remaining > 0:
-                data = fh.read(min(chunk, remaining))
+                data = fh.read(min(chunk_size, remaining))
                 if not data:
                     raise OSError(f"blob {sha256} is shorter than its manifest says")
                 remaining -= len(data)

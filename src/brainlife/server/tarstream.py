@@ -27,6 +27,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO, Literal, Protocol, TypeAlias
 
 BLOCK = tarfile.BLOCKSIZE  # 512
@@ -38,9 +39,13 @@ LAYOUT_VERSION = b"brainlife-tar-1"
 
 
 class BlobSource(Protocol):
-    """What the streamer needs from a content store."""
+    """What the streamer needs from a content store (`store.ByteStore` has it)."""
 
-    def open(self, sha256: str) -> BinaryIO: ...
+    def local_path(self, sha256: str) -> Path | None: ...
+
+    def read_range(
+        self, sha256: str, start: int, end: int, *, chunk_size: int = ...
+    ) -> Iterator[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -195,26 +200,25 @@ class TarLayout:
             hi = min(segment.length, end - segment.offset)
             if segment.kind == "blob":
                 top_up = chunk_size - len(buf) if 0 < len(buf) < chunk_size else chunk_size
-                with store.open(segment.sha256) as fh:
-                    pieces = read_range(
-                        fh,
-                        lo,
-                        hi,
-                        chunk_size=chunk_size,
-                        first=top_up,
-                        nonblocking=nonblocking,
-                        name=segment.sha256,
-                    )
-                    for piece in pieces:
-                        if piece is None:
-                            yield None
-                        elif not buf and len(piece) >= chunk_size:
-                            yield piece
-                        else:
-                            buf += piece
-                            if len(buf) >= chunk_size:
-                                yield bytes(buf)
-                                buf.clear()
+                pieces = blob_chunks(
+                    store,
+                    segment.sha256,
+                    lo,
+                    hi,
+                    chunk_size=chunk_size,
+                    first=top_up,
+                    nonblocking=nonblocking,
+                )
+                for piece in pieces:
+                    if piece is None:
+                        yield None
+                    elif not buf and len(piece) >= chunk_size:
+                        yield piece
+                    else:
+                        buf += piece
+                        if len(buf) >= chunk_size:
+                            yield bytes(buf)
+                            buf.clear()
             else:
                 if segment.kind == "header":
                     buf += segment.data[lo:hi]
@@ -226,6 +230,47 @@ class TarLayout:
             pos = segment.offset + hi
         if buf:
             yield bytes(buf)
+
+
+def blob_chunks(
+    store: BlobSource,
+    sha256: str,
+    lo: int,
+    hi: int,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    first: int | None = None,
+    nonblocking: bool = False,
+) -> Iterator[Chunk | None]:
+    """Bytes `[lo, hi)` of a blob (`None` items: see `read_range`). A blob with a local path is
+    read with `pread` (page-cache reads without a thread hop); any other through the store's
+    `read_range`, each read in a worker thread when `nonblocking` (it may wait on a network)."""
+    path = store.local_path(sha256)
+    if path is not None:
+        with open(path, "rb") as fh:
+            yield from read_range(
+                fh,
+                lo,
+                hi,
+                chunk_size=chunk_size,
+                first=first,
+                nonblocking=nonblocking,
+                name=f"blob {sha256}",
+            )
+        return
+    pieces = store.read_range(sha256, lo, hi, chunk_size=chunk_size)
+    try:
+        while True:
+            if nonblocking:
+                yield None
+            piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
 
 
 _nowait_supported = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")

@@ -87,8 +87,12 @@ TASK: Final = Route(API_AMARETTI, "/task/{task_id}")
 TASK_DOWNLOAD: Final = Route(API_AMARETTI, "/task/download/{task_id}")
 TASK_DOWNLOAD_PATH: Final = Route(API_AMARETTI, "/task/download/{task_id}/{path:path}")
 TASK_MANIFEST: Final = Route(API_AMARETTI, "/task/manifest/{task_id}", False)
+#: the same, the path as a segment rather than `?p=` (as `TASK_DOWNLOAD_PATH` takes it)
+TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:path}", False)
 
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
-    r for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST) if not r.brainlife
+    r
+    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    if not r.brainlife
 )

@@ -46,9 +46,6 @@ class SubDocs:
     link: Callable[[], Clause]
 
 
-FieldSpec = ScalarTarget | Assoc | SubDocs | ColumnElement[Any]
-
-
 @dataclass(frozen=True)
 class Collection:
     """How a collection's wire fields map to SQL.

@@ -14,12 +14,12 @@ from brainlife.server.deps import SessionDep, User
 from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
 from brainlife.server.services import tasks
-from brainlife.wire import Document
+from brainlife.wire import Document, routes
 
 router = APIRouter()
 
 
-@router.get("/task", openapi_extra=params.LIST)
+@router.get(routes.TASKS.path, openapi_extra=params.LIST)
 def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
     q = request.query_params
     params = parse_list_params(
@@ -33,6 +33,6 @@ def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, A
     return {"tasks": documents.render(page.rows, documents.task_doc, params.select)}
 
 
-@router.get("/task/{task_id}")
+@router.get(routes.TASK.path)
 def get_task(task_id: str, session: SessionDep, user: User) -> Document:
     return documents.task_doc(tasks.get_task(session=session, principal=user, task_id=task_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -13,6 +14,7 @@ from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
 from brainlife.server.routes import params
 from brainlife.server.services import auth
+from brainlife.wire import routes
 
 router = APIRouter()
 
@@ -31,7 +33,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-@router.post("/local/auth", openapi_extra=params.LOGIN)
+@router.post(routes.LOGIN.path, openapi_extra=params.LOGIN)
 async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     """Log in with a username (or email) and password; returns a signed token."""
     body = await _body(request)
@@ -40,25 +42,29 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
         raise BadRequest("Send a username (or email) and a password.")
     ttl = auth.parse_ttl(body.get("ttl"))
     client = request.client.host if request.client else ""
-    result = await auth.login(archive, username, password, ttl, client)
+    result = await auth.login(
+        archive=archive, username=username, password=password, ttl_ms=ttl, client=client
+    )
     return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
 
 
-@router.post("/refresh", openapi_extra=params.REFRESH)
+@router.post(routes.REFRESH.path, openapi_extra=params.REFRESH)
 async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str, Any]:
     """A fresh token for a still-valid one (claims may be narrowed, never widened)."""
     body = await _body(request)
-    token = await run_in_threadpool(auth.refresh, archive, user, body)
+    token = await run_in_threadpool(
+        functools.partial(auth.refresh, archive=archive, principal=user, body=body)
+    )
     return {"jwt": token}
 
 
-@router.get("/me")
+@router.get(routes.ME.path)
 def me(session: SessionDep, user: User) -> dict[str, Any]:
     """The caller's own account."""
-    return auth.me(session, user)
+    return auth.me(session=session, principal=user)
 
 
-@router.get("/profile/list")
+@router.get(routes.PROFILES.path)
 def profile_list(
     session: SessionDep,
     find: str | None = None,

@@ -16,6 +16,7 @@ from brainlife.server.deps import MaybeUser, SessionDep, User
 from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
 from brainlife.server.services import datasets, datatypes, projects, pubs
+from brainlife.wire import routes
 
 router = APIRouter()
 
@@ -36,12 +37,12 @@ def _select(docs: list[Any], params: Any) -> list[Any]:
     return [params.select.apply(d) for d in docs] if params.select else docs
 
 
-@router.get("/health")
+@router.get(routes.HEALTH.path)
 def health() -> dict[str, Any]:
     return {"status": "ok", "messages": [], "reports": {}}
 
 
-@router.get("/project", openapi_extra=params.LIST)
+@router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
 def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
@@ -49,7 +50,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
     return {"projects": docs, "count": page.count}
 
 
-@router.get("/datatype", openapi_extra=params.LIST)
+@router.get(routes.DATATYPES.path, openapi_extra=params.LIST)
 def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = datatypes.list_datatypes(session=session, params=params)
@@ -57,7 +58,7 @@ def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> d
     return {"datatypes": docs, "count": page.count}
 
 
-@router.get("/dataset", response_model=None, openapi_extra=params.DATASET_LIST)
+@router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
 def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     q = request.query_params
     params = _params(request)
@@ -77,7 +78,7 @@ def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     return JSONResponse({"datasets": docs, "count": page.count, "size": page.size})
 
 
-@router.get("/pub", openapi_extra=params.LIST)
+@router.get(routes.PUBS.path, openapi_extra=params.LIST)
 def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
     params = _params(request)
     page = pubs.list_pubs(session=session, params=params)
@@ -85,7 +86,7 @@ def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[s
     return {"pubs": docs, "count": page.count}
 
 
-@router.get("/pub/datasets/{release_id}", openapi_extra=params.RELEASE_DATASETS)
+@router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
 def list_release_datasets(
     release_id: str, request: Request, session: SessionDep, _user: MaybeUser
 ) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def _dummy_hash() -> str:
 
 
 async def login(
-    archive: Archive, username: str, password: str, ttl_ms: float, client: str = ""
+    *, archive: Archive, username: str, password: str, ttl_ms: float, client: str = ""
 ) -> LoginResult:
     """Log in, or raise: `LoginFailed` (after `failed_login_delay`), `TooManyRequests`, or
     `Unauthorized` (disabled account). The database and Argon2 work runs in a worker thread;
@@ -205,7 +205,7 @@ def _login(
         return LoginResult(jwt=token, sub=user.sub)
 
 
-def refresh(archive: Archive, principal: Principal, body: dict[str, Any]) -> str:
+def refresh(*, archive: Archive, principal: Principal, body: dict[str, Any]) -> str:
     """A new token from the current one; claims come fresh from the database and may only be
     narrowed (`scopes`, `gids`, `clearProfile`), never widened."""
     ttl = parse_ttl(body.get("ttl"))
@@ -236,7 +236,7 @@ def issue_token_for(session: Session, archive: Archive, username: str, ttl_ms: f
     return archive.signer.sign(claims_for(session, user), ttl_ms)
 
 
-def me(session: Session, principal: Principal) -> dict[str, Any]:
+def me(*, session: Session, principal: Principal) -> dict[str, Any]:
     user = session.get(User, principal.sub)
     if user is None:
         raise NotFound("Your account no longer exists.")

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
 from brainlife.server.access import readable_datasets
-from brainlife.server.errors import NotFound
 from brainlife.server.models import (
     Dataset,
     DatasetDatatypeTag,
@@ -24,7 +23,7 @@ from brainlife.server.query import ListParams, compile_find
 from brainlife.server.services import dataset_totals
 from brainlife.server.services.listing import Listing, run_listing
 from brainlife.server.specs import DATASETS
-from brainlife.wire import Document, is_object_id
+from brainlife.wire import Document
 
 
 def list_datasets(
@@ -149,18 +148,6 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
             for dataset_id, value in session.execute(stmt):
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
-
-
-def get_readable_dataset(*, session: Session, principal: Principal, dataset_id: str) -> Dataset:
-    """One data object the caller may read, else NotFound."""
-    row = None
-    if is_object_id(dataset_id):
-        row = session.scalars(
-            select(Dataset).where(and_(Dataset.id == dataset_id, readable_datasets(principal)))
-        ).first()
-    if row is None:
-        raise NotFound("couldn't find the dataset specified")
-    return row
 
 
 def populate(session: Session, docs: Iterable[Document], fields: Iterable[str]) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,13 +29,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_datasets
 from brainlife.server.archive import Archive
-from brainlife.server.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    RangeNotSatisfiable,
-)
+from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from brainlife.server.models import Dataset, DatasetFile
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import dataset_members
@@ -45,8 +38,8 @@ from brainlife.server.tarstream import (
     Chunk,
     TarLayout,
     TarMember,
+    blob_chunks,
     epoch_seconds,
-    read_range,
     tar_size,
 )
 from brainlife.wire import (
@@ -62,60 +55,6 @@ log = logging.getLogger("brainlife.server.downloads")
 
 NOT_FOUND = "couldn't find the dataset specified"
 FORBIDDEN = "you don't have access to the project that the dataset belongs"
-
-
-# --- byte ranges -------------------------------------------------------------------------------
-
-#: Digits of a byte position in `Range` (10**18 bytes is beyond any object).
-RANGE_MAX_DIGITS = 18
-
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-
-
-def parse_range(
-    header: str | None, size: int, *, if_range: str | None = None, etag: str | None = None
-) -> tuple[int, int] | None:
-    """The byte range `[start, end)` a `Range` header asks for, or None for the whole body.
-
-    Supports one range: `bytes=a-b`, `bytes=a-` and `bytes=-n`. Malformed headers and
-    multiple ranges are ignored (RFC 9110 allows serving the whole body). An `If-Range` that
-    does not match `etag` (strong comparison) also means the whole body. A range that starts at
-    or past the end raises `RangeNotSatisfiable`; a position of more than `RANGE_MAX_DIGITS`
-    digits is a `BadRequest`.
-    """
-    if not header:
-        return None
-    if if_range is not None and (etag is None or if_range.strip() != etag):
-        return None
-    match = _RANGE.match(header)
-    if not match:
-        return None
-    first, last = match.group(1), match.group(2)
-    if len(first) > RANGE_MAX_DIGITS or len(last) > RANGE_MAX_DIGITS:
-        # int() of thousands of digits is refused by Python (and slow before that)
-        raise BadRequest(
-            f"Range {header[:40]!r}...: a byte position has at most {RANGE_MAX_DIGITS} digits."
-        )
-    if first == "" and last == "":
-        return None
-    if first == "":  # suffix: the last n bytes
-        n = int(last)
-        if n == 0:
-            raise RangeNotSatisfiable(f"Range {header!r}: a zero-length suffix is empty.", size)
-        return max(0, size - n), size
-    start = int(first)
-    if last != "" and int(last) < start:
-        return None  # syntactically invalid: ignore
-    if start >= size:
-        raise RangeNotSatisfiable(
-            f"Range {header!r} starts at or past the end of the {size}-byte body.", size
-        )
-    end = size if last == "" else min(int(last) + 1, size)
-    return start, end
-
-
-def quote_etag(value: str) -> str:
-    return f'"{value}"'
 
 
 # --- access ------------------------------------------------------------------------------------
@@ -158,14 +97,17 @@ class TarDownload:
 
     @property
     def etag(self) -> str:
-        return quote_etag(self.layout.etag)
+        """The tar's validator (unquoted): it determines every byte."""
+        return self.layout.etag
 
     @property
     def filename(self) -> str:
         return f"{self.dataset_id}.tar"
 
 
-def open_dataset_download(session: Session, principal: Principal, dataset_id: str) -> TarDownload:
+def open_dataset_download(
+    *, session: Session, principal: Principal, dataset_id: str
+) -> TarDownload:
     """Check access and lay out the data object's tar (no bytes are read yet)."""
     dataset = _readable_dataset(session, principal, dataset_id)
     layout = TarLayout(dataset_members(session, dataset.id), epoch_seconds(dataset.create_date))
@@ -193,7 +135,14 @@ def stream_tar(
 
 
 def count_download(archive: Archive, dataset_id: str) -> None:
-    """Add one to the data object's `download_count` (never raises: bookkeeping only)."""
+    """Add one to the data object's `download_count` (never raises: bookkeeping only).
+
+    A download of a data object is complete when a response has delivered its last byte, on
+    either route: the tar's last byte (a 200, or a 206 that resumes up to the end), or the last
+    byte of the object's last non-empty file in tar order on the per-file route (the file a
+    client fetching the manifest's files gets to last; `bl` fetches files of several objects
+    at once, so no order across files can be assumed beyond that one). So a download that
+    resumes counts once, when it ends, and one cut short is not counted."""
     try:
         with archive.session() as session:
             if session.get_bind().dialect.name == "sqlite":
@@ -224,7 +173,7 @@ def count_download(archive: Archive, dataset_id: str) -> None:
 # --- manifest and single files -----------------------------------------------------------------
 
 
-def dataset_manifest(session: Session, principal: Principal, dataset_id: str) -> Manifest:
+def dataset_manifest(*, session: Session, principal: Principal, dataset_id: str) -> Manifest:
     """`{_id, tar_size, files: [{path, size, sha256}]}` in tar order."""
     dataset = _readable_dataset(session, principal, dataset_id)
     members = dataset_members(session, dataset.id)
@@ -249,7 +198,7 @@ def manifest_ids(payload: Any) -> list[str]:
     return unique
 
 
-def manifests_batch(session: Session, principal: Principal, ids: list[str]) -> Manifests:
+def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -> Manifests:
     """The manifests of `ids` (as `dataset_manifest` gives them), and every id that has none in
     `missing` with the reason the single route would give. Two queries: the objects with their
     readability (access decided in SQL), then the files of the readable stored ones."""
@@ -314,10 +263,9 @@ class FileDownload:
     size: int
     filename: str
     media_type: str
-
-    @property
-    def etag(self) -> str:
-        return quote_etag(self.sha256)
+    #: whether serving this file's last byte completes a download of its data object (see
+    #: `count_download`)
+    completes_object: bool
 
 
 def guess_media_type(name: str) -> str:
@@ -332,14 +280,20 @@ def guess_media_type(name: str) -> str:
 
 
 def open_dataset_file(
-    session: Session, principal: Principal, dataset_id: str, path: str
+    *, session: Session, principal: Principal, dataset_id: str, path: str
 ) -> FileDownload:
     dataset = _readable_dataset(session, principal, dataset_id)
     row = session.get(DatasetFile, (dataset.id, path))
     if row is None:
         raise NotFound(f"The data object {dataset.id} has no file {path!r}.")
     name = path.rsplit("/", 1)[-1]
-    return FileDownload(row.sha256, row.size, name, guess_media_type(name))
+    last = session.scalar(
+        select(DatasetFile.path)
+        .where(DatasetFile.dataset_id == dataset.id)
+        .order_by((DatasetFile.size > 0).desc(), DatasetFile.pos.desc())
+        .limit(1)
+    )
+    return FileDownload(row.sha256, row.size, name, guess_media_type(name), last == path)
 
 
 def stream_blob(
@@ -353,7 +307,4 @@ def stream_blob(
 ) -> Iterator[Chunk | None]:
     """Bytes `[start, end)` of a blob, `chunk_size` at a time (`None` items: see
     `tarstream.read_range`)."""
-    with store.open(sha256) as fh:
-        yield from read_range(
-            fh, start, end, chunk_size=chunk_size, nonblocking=nonblocking, name=f"blob {sha256}"
-        )
+    return blob_chunks(store, sha256, start, end, chunk_size=chunk_size, nonblocking=nonblocking)

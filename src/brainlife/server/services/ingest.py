@@ -2,9 +2,10 @@
 
 Crash safety rests on one ordering: **blobs first, database commit last.**
 
-1. Every file is written to the content store (`LocalStore`: temporary file, fsync, rename,
-   fsync of the folder; deduplicated by sha256). A crash here leaves at most unreferenced blobs
-   (harmless; identical content is reused by a retry) and never a partial blob under its name.
+1. Every file is written to the content store (`store.ByteStore`, with its digest checked; the
+   local store writes a temporary file, fsyncs, renames and fsyncs the folder; deduplicated by
+   sha256). A crash here leaves at most unreferenced blobs (harmless; identical content is
+   reused by a retry) and never a partial blob under its name.
 2. Only then, in one transaction, the manifest rows (`DatasetFile`) replace the old ones, and
    `dataset.size` (the exact tar length) and `status = "stored"` are set. A crash before the
    commit leaves the previous state (e.g. `storing`, or the previous complete manifest).
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from brainlife.server.archive import Archive
 from brainlife.server.errors import BadRequest
 from brainlife.server.models import Dataset, DatasetFile
+from brainlife.server.store import put_file
 from brainlife.server.tarstream import TarLayout, TarMember, epoch_seconds
 
 log = logging.getLogger("brainlife.server.ingest")
@@ -69,7 +71,7 @@ def _put(archive: Archive, content: FileContent) -> tuple[str, int]:
     if isinstance(content, bytes | bytearray | memoryview):
         return store.put_stream([bytes(content)])
     if isinstance(content, Path):
-        return store.put_file(content)
+        return put_file(store, content)
     if isinstance(content, str):
         raise TypeError("file content must be bytes, a pathlib.Path or an iterable of bytes")
     return store.put_stream(content)
@@ -181,7 +183,7 @@ def verify_dataset(
 
 def _hash_blob(archive: Archive, sha256: str) -> str:
     digest = hashlib.sha256()
-    with archive.store.open(sha256) as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(chunk)
+    store = archive.store
+    for chunk in store.read_range(sha256, 0, store.size(sha256)):
+        digest.update(chunk)
     return digest.hexdigest()
