@@ -18,6 +18,7 @@ from brainlife.client._exceptions import (
     ConfigError,
     DiskFullError,
     NotFound,
+    ProtocolError,
 )
 from brainlife.client._http import quote_path
 from brainlife.client._layout import Layout, object_fields, resolve_layout
@@ -33,7 +34,7 @@ from brainlife.client._plan import (
     resolve_files,
 )
 from brainlife.client._tar import human_size
-from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, TASK_MANIFEST_ROUTE
+from brainlife.wire import routes
 
 if TYPE_CHECKING:
     from brainlife.client._client import Client
@@ -206,7 +207,7 @@ def plan_datasets(
             folder=folder,
             doc=doc,
             size=int(doc.get("size") or 0),
-            route_prefix=API_WAREHOUSE + FILE_ROUTE.format(id=oid, path="").rstrip("/") + "/",
+            route_prefix=routes.DATASET_FILE.prefix_of(dataset_id=oid),
         )
         status = doc.get("status")
         if status != "stored":
@@ -276,20 +277,26 @@ def plan_tasks(
                 id=tid,
                 folder=folder,
                 kind="task",
-                route_prefix=f"{API_AMARETTI}/task/download/{tid}/"
+                route_prefix=routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=tid)
                 + (quote_path(clean) + "/" if clean else ""),
             )
         )
 
     def manifest(obj: PlanObject) -> Doc | None:
-        route = API_AMARETTI + TASK_MANIFEST_ROUTE.format(id=obj.id)
+        route = routes.TASK_MANIFEST.url(task_id=obj.id)
         doc = client.http.request_json("GET", route, params={"p": clean}, token=token)
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
             raise NotFound(f"The server has no manifest for task {obj.id}.")
-        if len(doc["files"]) == 1 and doc["files"][0].get("path") == clean.rsplit("/", 1)[-1]:
-            # a single file: its route is the path itself
+        kind = doc.get("type")
+        if kind not in ("file", "folder"):
+            # a server that does not say which it is: the .tar.gz stream decides (fallback)
+            raise ProtocolError(
+                f"The server's manifest of task {obj.id} says neither file nor folder."
+            )
+        if kind == "file":
+            # the download of the path is the file itself: it lands as <folder>/<its name>
             parent = clean.rsplit("/", 1)[0] if "/" in clean else ""
-            obj.route_prefix = f"{API_AMARETTI}/task/download/{obj.id}/" + (
+            obj.route_prefix = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=obj.id) + (
                 quote_path(parent) + "/" if parent else ""
             )
         return doc
