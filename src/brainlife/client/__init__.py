@@ -27,6 +27,7 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
+from brainlife.client._http import RetryPolicy
 from brainlife.client._layout import FIELDS as LAYOUT_FIELDS
 from brainlife.client._layout import PRESETS as LAYOUT_PRESETS
 from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
@@ -66,6 +67,7 @@ __all__ = [
     "PlanObject",
     "Progress",
     "ProtocolError",
+    "RetryPolicy",
     "ServerUnavailable",
     "VerifyProblem",
     "VerifyReport",

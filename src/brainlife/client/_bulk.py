@@ -29,11 +29,10 @@ from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
     Cancelled,
-    ChecksumMismatch,
     DiskFullError,
     GaveUp,
 )
-from brainlife.client._http import HttpClient, Waiting, quote_path
+from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
 from brainlife.client._lockfile import Lockfile
 from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
 from brainlife.client._transfer import fetch_file, hash_file, part_path
@@ -121,8 +120,7 @@ class Engine:
         *,
         jobs: int = 8,
         on_event: EventHandler | None = None,
-        attempts: int = 6,
-        backoff: float = 1.0,
+        policy: RetryPolicy | None = None,
         progress_interval: float = 0.5,
     ) -> None:
         self.http = http
@@ -131,8 +129,7 @@ class Engine:
         self.lock = lock
         self.jobs = max(1, jobs)
         self.on_event = on_event
-        self.attempts = attempts
-        self.backoff = backoff
+        self.policy = policy or http.policy
         self.interval = progress_interval
         self.cancel = threading.Event()
         self.fatal: BaseException | None = None
@@ -175,8 +172,10 @@ class Engine:
             self.emit("waiting", **waiting.to_json())
 
     def _on_bytes(self, n: int) -> None:
+        """``n`` body bytes received (``n`` < 0: bytes received earlier were discarded and
+        will come again, so they are no longer done; the network did carry them)."""
         with self._mutex:
-            self.result.bytes_transferred += n
+            self.result.bytes_transferred += max(n, 0)
             self._done_bytes += n
             self._progress()
 
@@ -306,24 +305,17 @@ class Engine:
     def _fetch(self, obj: PlanObject, f: PlanFile) -> Path:
         target = self.plan.root / obj.folder / f.rel
         self._start(obj)
-        for attempt in (1, 2):
-            try:
-                res = fetch_file(
-                    self.http,
-                    self.token,
-                    obj.route_prefix + quote_path(f.rel),
-                    target,
-                    size=f.size,
-                    sha256=f.sha256,
-                    on_bytes=self._on_bytes,
-                    cancel=self.cancel,
-                    attempts=self.attempts,
-                    backoff=self.backoff,
-                )
-                break
-            except ChecksumMismatch:
-                if attempt == 2:
-                    raise
+        res = fetch_file(
+            self.http,
+            self.token,
+            obj.route_prefix + quote_path(f.rel),
+            target,
+            size=f.size,
+            sha256=f.sha256,
+            on_bytes=self._on_bytes,
+            cancel=self.cancel,
+            policy=self.policy,
+        )
         with self._mutex:
             self.result.bytes_resumed += res.resumed
             self._done_bytes += res.resumed

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +33,7 @@ from brainlife.client._exceptions import (
     PermissionDenied,
     ProtocolError,
 )
-from brainlife.client._http import GIVE_UP_AFTER, HttpClient
+from brainlife.client._http import HttpClient, RetryPolicy
 from brainlife.client._layout import Layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
 from brainlife.client._plan import Plan
@@ -92,24 +92,32 @@ class Client:
         token: str | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.3,
-        give_up_after: float = GIVE_UP_AFTER,
+        retries: int | None = None,
+        backoff: float | None = None,
+        give_up_after: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        """``retries`` bounds the retries of a plain request (a query fails within seconds when
-        the server is down); downloads retry until the server has not answered for
-        ``give_up_after`` seconds (any answer or body bytes reset the clock; see
+        """Every retry rule is ``retry`` (a :class:`RetryPolicy`; the defaults when None), with
+        ``retries`` (of a plain request: a query fails within seconds when the server is down),
+        ``backoff`` (the first pause of every retry) and ``give_up_after`` replacing its values
+        when given. Downloads retry until the server has not answered for ``give_up_after``
+        seconds (any answer or body bytes reset the clock; see
         :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`."""
         self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
         self._explicit_token = token or os.environ.get("BL_TOKEN") or None
+        policy = retry or RetryPolicy()
+        if retries is not None:
+            policy = replace(policy, retries=retries)
+        if backoff is not None:
+            policy = replace(policy, backoff=backoff, cut_backoff=backoff)
+        if give_up_after is not None:
+            policy = replace(policy, give_up_after=give_up_after)
         self.http = HttpClient(
             self.config.base_url,
             ca_files=self.config.ca_files,
             timeout=timeout,
-            retries=retries,
-            backoff=backoff,
+            policy=policy,
             user_agent=f"brainlife-python/{__version__}",
-            give_up_after=give_up_after,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -613,22 +621,27 @@ class Client:
         jobs: int = 8,
         on_event: EventHandler | None = None,
         ignore_expiry: bool = False,
-        attempts: int = 6,
-        backoff: float = 1.0,
+        attempts: int | None = None,
+        backoff: float | None = None,
     ) -> BulkResult:
         """Run a plan: files in parallel over one connection pool, resumed and verified, identical
         content fetched once and hard-linked; ``bl-lock.json`` kept at the root. One failed object
-        does not stop the others (see ``result.failed``)."""
+        does not stop the others (see ``result.failed``). ``attempts`` and ``backoff`` replace
+        the client's :class:`RetryPolicy` values for cut-off bodies in this run."""
         from brainlife.client._sources import run_plan
 
+        policy = self.http.policy
+        if attempts is not None:
+            policy = replace(policy, attempts=attempts)
+        if backoff is not None:
+            policy = replace(policy, cut_backoff=backoff)
         return run_plan(
             self,
             plan,
             jobs=jobs,
             on_event=on_event,
             ignore_expiry=ignore_expiry,
-            attempts=attempts,
-            backoff=backoff,
+            policy=policy,
         )
 
     def download_many(

@@ -40,28 +40,25 @@ from brainlife.client._http import (
 )
 from brainlife.client._layout import inside, safe_name
 from brainlife.client._lockfile import LOCK_NAME
+from brainlife.client._names import (
+    PART_SUFFIX,
+    PARTIAL_SUFFIX,
+    RESERVED_SUFFIXES,
+    SIDECAR_SUFFIX,
+    journal_path,
+    part_path,
+    partial_path,
+    sidecar_path,
+    task_file_path,
+)
 from brainlife.client._tar import (
     check_archive_start,
     human_size,
     safe_relpath,
 )
-from brainlife.client._tarfetch import PARTIAL_SUFFIX, fetch_tar, journal_path
-from brainlife.client._transfer import (
-    PART_SUFFIX,
-    SIDECAR_SUFFIX,
-    fetch_file,
-    hash_file,
-    part_path,
-    sidecar_path,
-)
-from brainlife.wire import (
-    API_AMARETTI,
-    API_WAREHOUSE,
-    FILE_ROUTE,
-    MANIFEST_ROUTE,
-    MANIFESTS_ROUTE,
-    parse_date,
-)
+from brainlife.client._tarfetch import fetch_tar
+from brainlife.client._transfer import fetch_file, hash_file
+from brainlife.wire import parse_date, routes
 
 __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
 
@@ -127,10 +124,6 @@ def object_mtime(doc: dict[str, Any] | None) -> float | None:
         return None
 
 
-def _partial_for(dest: Path) -> Path:
-    return dest.with_name(dest.name + PARTIAL_SUFFIX)
-
-
 def _prepare(dest: Path, *, is_dir: bool, keep_partial: bool = False) -> Path:
     if is_dir and dest.exists() and not dest.is_dir():
         raise ConfigError(f"{dest} exists and is not a folder: choose another destination.")
@@ -140,7 +133,7 @@ def _prepare(dest: Path, *, is_dir: bool, keep_partial: bool = False) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Cannot create the folder {dest.parent}: {exc.strerror}.") from exc
-    partial = _partial_for(dest)
+    partial = partial_path(dest)
     if not keep_partial:
         _remove(partial)
     return partial
@@ -218,14 +211,10 @@ def _content_length(resp: Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-#: names a download never takes: the lockfile, and the temporary files of our downloads
-_RESERVED_SUFFIXES = (PART_SUFFIX, SIDECAR_SUFFIX, PARTIAL_SUFFIX, ".tmp")
-
-
 def _local_name(name: str | None) -> str | None:
     """A server-supplied file name made safe (`safe_name`), None when unusable or one of ours."""
     safe = safe_name(name)
-    if safe is None or safe == LOCK_NAME or safe.endswith(_RESERVED_SUFFIXES):
+    if safe is None or safe == LOCK_NAME or safe.endswith(RESERVED_SUFFIXES):
         return None
     return safe
 
@@ -284,7 +273,7 @@ class Downloader:
     # -- data objects ---------------------------------------------------------------------
     def manifest(self, dataset_id: str) -> dict[str, Any] | None:
         """Our manifest of a data object, or None when the server has no manifest route."""
-        path = API_WAREHOUSE + MANIFEST_ROUTE.format(id=dataset_id)
+        path = routes.DATASET_MANIFEST.url(dataset_id=dataset_id)
         try:
             doc = self.http.request_json("GET", path, token=self.token)
         except (NotFound, ProtocolError):
@@ -301,7 +290,7 @@ class Downloader:
         try:
             doc = self.http.request_json(
                 "POST",
-                API_WAREHOUSE + MANIFESTS_ROUTE,
+                routes.DATASET_MANIFESTS.url(),
                 json_body={"ids": list(ids)},
                 token=self.token,
             )
@@ -347,7 +336,7 @@ class Downloader:
         partial = _prepare(dest, is_dir=True, keep_partial=True)
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
-            route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
+            route = routes.DATASET_DOWNLOAD.url(dataset_id=dataset_id)
             result = self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
             return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
@@ -410,26 +399,18 @@ class Downloader:
             on_resumed(kept)
         counter.add(0)
         transferred = 0
+        prefix = routes.DATASET_FILE.prefix_of(dataset_id=dataset_id)
         for rel, size, sha in todo:
-            route = API_WAREHOUSE + FILE_ROUTE.format(id=dataset_id, path=quote_path(rel))
-            for attempt in (1, 2):
-                before = counter.done
-                try:
-                    res = fetch_file(
-                        self.http,
-                        self.token,
-                        route,
-                        partial / rel,
-                        size=size,
-                        sha256=sha,
-                        on_bytes=counter.add,
-                        cancel=cancel,
-                    )
-                    break
-                except ChecksumMismatch:  # the part is discarded: once more from zero
-                    counter.done = before
-                    if attempt == 2:
-                        raise
+            res = fetch_file(
+                self.http,
+                self.token,
+                prefix + quote_path(rel),
+                partial / rel,
+                size=size,
+                sha256=sha,
+                on_bytes=counter.add,
+                cancel=cancel,
+            )
             kept += res.resumed
             transferred += res.transferred
             counter.add(res.resumed)
@@ -504,7 +485,7 @@ class Downloader:
         leaves ``output`` as it is: the result's method is then ``"present"``. A file the server
         names is never put over a different file already there unless ``existing`` is
         ``overwrite``."""
-        route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
+        route = routes.TASK_DOWNLOAD_PATH.url(task_id=task_id, path=path)
         if not extract:
             return self._task_file(
                 task_id, path, route, output, directory, progress, cancel, if_none_match, existing
@@ -539,7 +520,7 @@ class Downloader:
         else:
             folder = directory or Path(".")
             key = hashlib.sha256(f"{task_id}/{path}".encode()).hexdigest()[:16]
-            target = folder / f".bl-task-{key}"
+            target = task_file_path(folder, key)
         fallback = _local_name(os.path.basename(path.rstrip("/"))) or _local_name(task_id) or "task"
         state: dict[str, Any] = {"name": None, "etag": None}
         counter = _Counter(progress, None)

@@ -71,12 +71,12 @@ __all__ = [
     "HttpClient",
     "Liveness",
     "Response",
+    "RetryPolicy",
     "Waiting",
     "content_range",
     "encode_query",
     "error_for_status",
     "quote_path",
-    "read_chunks",
 ]
 
 #: Streaming downloads read this much per call (urllib3 is fastest with large reads).
@@ -89,6 +89,43 @@ GIVE_UP_AFTER = 120.0
 MAX_RETRY_AFTER = 60.0
 #: the longest pause between two retries
 MAX_BACKOFF = 20.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Every retry rule of a client, in one place (``Client(retry=...)``); the loops that retry
+    (``HttpClient._send``, ``fetch_file``, ``fetch_tar``) ask it, none has numbers of its own.
+
+    - a plain request (``request_json``) is retried ``retries`` times;
+    - a download request is retried while the run-wide :class:`Liveness` clock allows
+      (``give_up_after`` seconds without any success);
+    - a body cut off after the server answered is continued from where it stopped, at most
+      ``attempts`` times per file (the pauses go through the same clock);
+    - a file whose bytes do not match its manifest is fetched once more from zero
+      (``checksum_retries``), then :class:`ChecksumMismatch`.
+
+    Pauses double from ``backoff`` (requests) or ``cut_backoff`` (cut bodies), at most
+    ``max_backoff``; a ``Retry-After`` is honoured up to ``max_retry_after``.
+    """
+
+    retries: int = 3
+    backoff: float = 0.3
+    attempts: int = 6
+    cut_backoff: float = 1.0
+    max_backoff: float = MAX_BACKOFF
+    checksum_retries: int = 1
+    give_up_after: float = GIVE_UP_AFTER
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    def request_pause(self, failures: int) -> float:
+        """The pause before retry number ``failures + 1`` of a request."""
+        return min(self.max_backoff, self.backoff * 2**failures)
+
+    def cut_pause(self, failures: int) -> float:
+        """The pause after the ``failures``-th cut-off body of one transfer (1, 2, ...)."""
+        return min(self.max_backoff, self.cut_backoff * 2 ** (failures - 1))
+
+
 #: urllib3 only reports failures (our loop retries); redirects are still followed
 _NO_RETRY = Retry(
     total=None,
@@ -350,17 +387,12 @@ class HttpClient:
         ca_files: tuple[Path, ...] = (),
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.5,
+        policy: RetryPolicy | None = None,
         user_agent: str = "brainlife-python",
-        give_up_after: float = GIVE_UP_AFTER,
-        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.retries = retries
-        self.backoff = backoff
-        self.max_retry_after = max_retry_after
-        self.liveness = Liveness(self.base_url, give_up_after)
+        self.policy = policy or RetryPolicy()
+        self.liveness = Liveness(self.base_url, self.policy.give_up_after)
         self.timeout = Timeout(connect=connect_timeout, read=timeout)
         self.headers = {"User-Agent": user_agent}
         kwargs: dict[str, Any] = {"maxsize": 8}
@@ -424,31 +456,30 @@ class HttpClient:
                 retryable = isinstance(error, ServerUnavailable) and (
                     idempotent or isinstance(cause, ConnectTimeoutError)
                 )
-                if not retryable or (not patient and failures >= self.retries):
+                if not retryable or (not patient and failures >= self.policy.retries):
                     raise error from exc
                 reason = "server unreachable"
-                pause = min(MAX_BACKOFF, self.backoff * 2**failures)
+                pause = self.policy.request_pause(failures)
                 asked = None
             else:
                 if not (idempotent and resp.status in RETRY_STATUSES):
                     self.liveness.alive()
                     return resp
                 asked = retry_after(resp.headers.get("Retry-After"))
-                if asked is not None and asked > self.max_retry_after:
+                if asked is not None and asked > self.policy.max_retry_after:
                     message = self._message_of(resp, stream)
                     raise GaveUp(
                         f"The server at {self.base_url} asks to wait "
                         f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
                         f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
-                        f"waits at most {short_duration(self.max_retry_after)}. "
+                        f"waits at most {short_duration(self.policy.max_retry_after)}. "
                         "Try again later: partial files are kept."
                     )
-                if not patient and failures >= self.retries:
+                if not patient and failures >= self.policy.retries:
                     return resp
                 self._message_of(resp, stream)  # read and drop: the connection is reused
                 reason = f"server busy (HTTP {resp.status})"
-                backoff = min(MAX_BACKOFF, self.backoff * 2**failures)
-                pause = asked if asked is not None else backoff
+                pause = asked if asked is not None else self.policy.request_pause(failures)
             failures += 1
             if patient:
                 self.liveness.wait(pause, reason, cancel)
@@ -593,15 +624,3 @@ def content_range(value: str) -> tuple[int | None, int | None]:
         return None, None
     total = match.group(2)
     return int(match.group(1)), (int(total) if total.isdigit() else None)
-
-
-def read_chunks(resp: Response, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """The body of a streamed response, mapping mid-body transport failures."""
-    try:
-        while True:
-            chunk = resp.read(chunk_size, decode_content=True)
-            if not chunk:
-                return
-            yield chunk
-    except HTTPError as exc:
-        raise ServerUnavailable(f"The download was cut off ({exc}). Try again.") from exc

@@ -30,7 +30,8 @@ from typing import Any
 
 from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
-from brainlife.client._transfer import PART_SUFFIX, SIDECAR_SUFFIX, hash_file
+from brainlife.client._names import PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
+from brainlife.client._transfer import hash_file
 
 __all__ = [
     "LOCK_NAME",
@@ -193,14 +194,11 @@ class Lockfile:
         stamp = _stamp(self.path)
         if stamp is not None and stamp != self._seen:
             self._merge_disk()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text.encode())
             self._seen = _stamp(self.path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _disk_full(self.path, exc) from exc
             raise

@@ -19,9 +19,10 @@ from brainlife.client import _jwt
 from brainlife.client._exceptions import BrainlifeError, ConfigError
 from brainlife.client._layout import Layout, LayoutProblem, check_paths, inside
 from brainlife.client._lockfile import Lockfile
+from brainlife.client._names import PARTIAL_SUFFIX, atomic_write, part_path, sidecar_path
 from brainlife.client._tar import human_size, safe_relpath
-from brainlife.client._tarfetch import PARTIAL_SUFFIX, partial_tar_bytes
-from brainlife.client._transfer import hash_file, part_path, sidecar_path
+from brainlife.client._tarfetch import partial_tar_bytes
+from brainlife.client._transfer import hash_file
 
 __all__ = [
     "EXISTING",
@@ -506,7 +507,5 @@ def dataset_description(project_id: str, project_name: str, server: str) -> byte
 
 def write_generated(path: Path, content: bytes) -> os.stat_result:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.bl-tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    atomic_write(path, content)
     return path.stat()

@@ -20,7 +20,7 @@ from brainlife.client._exceptions import (
     NotFound,
     ProtocolError,
 )
-from brainlife.client._http import quote_path
+from brainlife.client._http import RetryPolicy, quote_path
 from brainlife.client._layout import Layout, object_fields, resolve_layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile
 from brainlife.client._plan import (
@@ -329,8 +329,7 @@ def run_plan(
     jobs: int = 8,
     on_event: EventHandler | None = None,
     ignore_expiry: bool = False,
-    attempts: int = 6,
-    backoff: float = 1.0,
+    policy: RetryPolicy | None = None,
 ) -> BulkResult:
     """Run a plan: refuse it first if it has layout problems, lacks disk space, or will outlive the
     token (unless ``ignore_expiry``)."""
@@ -363,7 +362,6 @@ def run_plan(
         lock,
         jobs=jobs,
         on_event=on_event,
-        attempts=attempts,
-        backoff=backoff,
+        policy=policy,
     )
     return engine.run()
