@@ -34,6 +34,7 @@ from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
 from brainlife.client._plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
 from brainlife.client._tar import human_size
+from brainlife.client._tasks import TaskRun, name_tasks, task_subject
 
 __all__ = [
     "DEFAULT_HOST",
@@ -69,11 +70,14 @@ __all__ = [
     "ProtocolError",
     "RetryPolicy",
     "ServerUnavailable",
+    "TaskRun",
     "VerifyProblem",
     "VerifyReport",
     "describe_plan",
     "human_size",
+    "name_tasks",
     "resolve_config",
     "resolve_layout",
+    "task_subject",
     "verify_download",
 ]

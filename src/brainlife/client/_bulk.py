@@ -65,7 +65,8 @@ class BulkResult:
     downloaded: int = 0
     present: int = 0
     failed: dict[str, str] = field(default_factory=dict)
-    failed_classes: dict[str, str] = field(default_factory=dict)
+    #: the error code (``BrainlifeError.code``) of each failed object
+    failed_codes: dict[str, str] = field(default_factory=dict)
     files_fetched: int = 0
     files_linked: int = 0
     files_present: int = 0
@@ -248,7 +249,7 @@ class Engine:
             if obj.id in self.result.failed:
                 return
             self.result.failed[obj.id] = message
-            self.result.failed_classes[obj.id] = type(exc).__name__
+            self.result.failed_codes[obj.id] = _code(exc)
             if obj.files is not None:
                 self._record(obj, "failed", message)
         self.emit(
@@ -256,7 +257,8 @@ class Engine:
             id=obj.id,
             folder=obj.folder,
             error=message,
-            error_class=type(exc).__name__,
+            code=_code(exc),
+            error_class=type(exc).__name__,  # kept for existing --json consumers; prefer code
         )
         self._save()
 
@@ -421,7 +423,7 @@ class Engine:
             }
         for obj in plan.objects:
             if obj.error is not None:
-                self._fail(obj, _unavailable(obj))
+                self._fail(obj, obj.failure or BrainlifeError("unavailable"))
         units = self._units()
         for obj in plan.ok_objects:
             if obj.files is not None:
@@ -484,17 +486,10 @@ class Engine:
             f"{': ' + shown if left else ''}{failed}. Run the same command again to continue "
             "where it stopped.",
             left=left,
+            hint=exc.hint,
         )
 
 
-def _unavailable(obj: PlanObject) -> BrainlifeError:
-    from brainlife.client import _exceptions
-
-    cls = getattr(_exceptions, obj.error_class or "", None)
-    message = obj.error or "unavailable"
-    if isinstance(cls, type) and issubclass(cls, BrainlifeError):
-        try:
-            return cls(message)
-        except TypeError:
-            pass
-    return BrainlifeError(message)
+def _code(exc: BaseException) -> str:
+    """The error code of a failure (an OSError while writing is a plain error)."""
+    return exc.code if isinstance(exc, BrainlifeError) else BrainlifeError.code

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from brainlife.client._queries import (
     pub_find,
     sub_value,
 )
+from brainlife.client._tasks import ProgressFor, TaskRun
 from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
@@ -612,6 +613,49 @@ class Client:
 
         return plan_tasks(
             self, tasks, path, root=Path(root), existing=existing, jobs=jobs, on_event=on_event
+        )
+
+    def plan_task_folders(
+        self,
+        tasks: Sequence[tuple[str, str]],
+        path: str,
+        *,
+        root: str | os.PathLike[str] = ".",
+        existing: str = "skip",
+    ) -> Plan | None:
+        """:meth:`plan_task_download`, or None when the server has no task manifest (then
+        :meth:`download_tasks` with ``extract`` streams each folder's .tar.gz)."""
+        from brainlife.client._tasks import plan_task_folders
+
+        return plan_task_folders(self, tasks, path, Path(root), existing)
+
+    def download_tasks(
+        self,
+        tasks: Sequence[tuple[str, str]],
+        path: str,
+        *,
+        root: str | os.PathLike[str] = ".",
+        extract: bool = False,
+        existing: str = "skip",
+        progress: ProgressFor | None = None,
+        on_task: Callable[[str, str], None] | None = None,
+        on_failed: Callable[[str, BrainlifeError], None] | None = None,
+    ) -> TaskRun:
+        """``path`` of several tasks (``(task_id, name)`` pairs, see :func:`name_tasks`) one
+        after the other, past failed ones (see ``result.failed``): extracted into
+        ``root``/<name>, or saved as ``root``/<name>.tar.gz."""
+        from brainlife.client._tasks import download_tasks
+
+        return download_tasks(
+            self,
+            tasks,
+            path,
+            Path(root),
+            extract=extract,
+            existing=existing,
+            progress=progress,
+            on_task=on_task,
+            on_failed=on_failed,
         )
 
     def download(

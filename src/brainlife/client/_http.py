@@ -319,8 +319,9 @@ class Liveness:
         when = datetime.fromtimestamp(self._since_wall).strftime("%H:%M:%S")
         return GaveUp(
             f"The server at {self.base_url} has been unavailable since {when} ({self._reason}); "
-            f"gave up after {short_duration(self.give_up_after)} of retrying "
-            "(--give-up-after). Try again later: partial files are kept."
+            f"gave up after {short_duration(self.give_up_after)} of retrying. "
+            "Try again later: partial files are kept.",
+            hint="give-up-after",
         )
 
     def tell(self, waiting: Waiting | None) -> None:

@@ -71,12 +71,16 @@ class PlanObject:
     route_prefix: str = ""
     #: files we write ourselves (``_info.json``): relative path -> content
     generated: dict[str, bytes] = field(default_factory=dict)
-    error: str | None = None
-    error_class: str | None = None
+    #: why the object cannot be downloaded (its message is ``error``)
+    failure: BrainlifeError | None = None
     #: with ``files`` None: bytes of an interrupted tar download the next run keeps
     partial: int = 0
     #: files already at their place, different, and not recorded by any download (not replaced)
     foreign: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
 
     @property
     def present(self) -> bool:
@@ -369,7 +373,7 @@ def resolve_files(
 
     def from_answer(obj: PlanObject, answer: Doc | BrainlifeError | None) -> None:
         if isinstance(answer, BrainlifeError):
-            obj.error, obj.error_class = str(answer), type(answer).__name__
+            obj.failure = answer
         elif answer is None:
             obj.files = None
             obj.partial = partial_tar_bytes(root / (obj.folder + PARTIAL_SUFFIX))

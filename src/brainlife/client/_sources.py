@@ -15,6 +15,7 @@ from brainlife.client._bulk import BulkResult, Engine, Event, EventHandler
 from brainlife.client._download import Downloader
 from brainlife.client._exceptions import (
     AuthError,
+    BrainlifeError,
     ConfigError,
     DiskFullError,
     NotFound,
@@ -211,8 +212,7 @@ def plan_datasets(
         )
         status = doc.get("status")
         if status != "stored":
-            obj.error = f"its status is '{status}', not 'stored'"
-            obj.error_class = "BrainlifeError"
+            obj.failure = BrainlifeError(f"its status is '{status}', not 'stored'")
         if lay.bids:
             obj.generated["_info.json"] = info_json(doc)
             pid = fields["project"]
@@ -225,8 +225,7 @@ def plan_datasets(
             PlanObject(
                 id=oid,
                 folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
-                error=f"data object {oid} was not found (or you cannot read it)",
-                error_class="NotFound",
+                failure=NotFound(f"data object {oid} was not found (or you cannot read it)"),
             )
         )
     root_lock = Lockfile.open(root_path / LOCK_NAME)
