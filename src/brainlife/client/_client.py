@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from brainlife import __version__
-from brainlife.client import _jwt
+from brainlife.client import _jwt, _urls
 from brainlife.client._bulk import BulkResult, EventHandler
 from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
 from brainlife.client._download import Downloader, DownloadResult, Progress, object_mtime
@@ -47,7 +47,7 @@ from brainlife.client._queries import (
     sub_value,
 )
 from brainlife.client._tasks import ProgressFor, TaskRun
-from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, DEFAULT_LIMIT, is_object_id
+from brainlife.wire import DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
 
@@ -193,7 +193,7 @@ class Client:
         """``POST /api/auth/local/auth``; saves the token where both CLIs read it."""
         body = {"username": username, "password": password, "ttl": int(ttl_days * DAY_MS)}
         try:
-            doc = self.http.request_json("POST", f"{API_AUTH}/local/auth", json_body=body)
+            doc = self.http.request_json("POST", _urls.LOGIN, json_body=body)
         except (AuthError, PermissionDenied, ApiError) as exc:
             if exc.status not in (400, 401, 403, 429):
                 raise
@@ -219,7 +219,7 @@ class Client:
         """``POST /api/auth/refresh {ttl}``: a fresh token for a still-valid one."""
         doc = self.http.request_json(
             "POST",
-            f"{API_AUTH}/refresh",
+            _urls.REFRESH,
             json_body={"ttl": int(ttl_days * DAY_MS)},
             token=self.token(),
         )
@@ -241,7 +241,7 @@ class Client:
     # -- profiles -------------------------------------------------------------------------
     def profile_list(self, find: Doc | None = None) -> list[Doc]:
         """``GET /api/auth/profile/list`` (all rows, ``limit=0``)."""
-        route = f"{API_AUTH}/profile/list"
+        route = _urls.PROFILES
         params = {
             "limit": "0",
             "offset": "0",
@@ -296,7 +296,7 @@ class Client:
 
     def find_projects(self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT) -> list[Doc]:
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return self._get_list(f"{API_WAREHOUSE}/project", "projects", params)
+        return self._get_list(_urls.PROJECTS, "projects", params)
 
     def projects_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
         wanted = sorted({i for i in ids if i})
@@ -343,7 +343,7 @@ class Client:
         limit: int | None = None,
         sort: str | None = "name",
     ) -> list[Doc]:
-        route = f"{API_WAREHOUSE}/datatype"
+        route = _urls.DATATYPES
         params: dict[str, Any] = {"find": find, "sort": sort}
         if skip is not None:
             params["skip"] = str(skip)
@@ -386,7 +386,7 @@ class Client:
             id=id, query=query, doi=doi, authors=self.resolve_users(author) if author else None
         )
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        return self._get_list(_urls.PUBS, "pubs", params)
 
     def releases(self, pub_id: str, *, include_removed: bool = False) -> list[Doc]:
         """The releases of one publication."""
@@ -399,7 +399,7 @@ class Client:
     def pub_with_release(self, release_id: str) -> Doc | None:
         """The publication holding the release ``release_id`` (removed or not), or None."""
         params = {"find": {"releases._id": release_id}, "limit": "1"}
-        rows = self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        rows = self._get_list(_urls.PUBS, "pubs", params)
         return rows[0] if rows else None
 
     # -- data objects ---------------------------------------------------------------------
@@ -437,7 +437,7 @@ class Client:
         self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT, select: str | None = None
     ) -> DatasetPage:
         """One page of ``GET /api/warehouse/dataset`` (no sort, like the official CLI)."""
-        route = f"{API_WAREHOUSE}/dataset"
+        route = _urls.DATASETS
         params = {"find": find, "skip": str(skip), "limit": str(limit), "select": select}
         doc = self.http.request_json("GET", route, params=params, token=self.token())
         rows = _envelope(doc, "datasets", route)
@@ -502,7 +502,7 @@ class Client:
         limit: int | None = DEFAULT_LIMIT,
     ) -> list[Doc]:
         """``GET /api/amaretti/task`` (``{tasks}``, no count)."""
-        route = f"{API_AMARETTI}/task"
+        route = _urls.TASKS
         params: dict[str, Any] = {
             "find": find or {},
             "select": select,

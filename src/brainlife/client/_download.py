@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from brainlife.client import _urls
 from brainlife.client._exceptions import (
     ApiError,
     BrainlifeError,
@@ -58,7 +59,7 @@ from brainlife.client._tar import (
 )
 from brainlife.client._tarfetch import fetch_tar
 from brainlife.client._transfer import fetch_file, hash_file
-from brainlife.wire import parse_date, routes
+from brainlife.wire import parse_date
 
 __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
 
@@ -273,7 +274,7 @@ class Downloader:
     # -- data objects ---------------------------------------------------------------------
     def manifest(self, dataset_id: str) -> dict[str, Any] | None:
         """Our manifest of a data object, or None when the server has no manifest route."""
-        path = routes.DATASET_MANIFEST.url(dataset_id=dataset_id)
+        path = _urls.dataset_manifest(dataset_id)
         try:
             doc = self.http.request_json("GET", path, token=self.token)
         except (NotFound, ProtocolError):
@@ -290,7 +291,7 @@ class Downloader:
         try:
             doc = self.http.request_json(
                 "POST",
-                routes.DATASET_MANIFESTS.url(),
+                _urls.DATASET_MANIFESTS,
                 json_body={"ids": list(ids)},
                 token=self.token,
             )
@@ -336,7 +337,7 @@ class Downloader:
         partial = _prepare(dest, is_dir=True, keep_partial=True)
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
-            route = routes.DATASET_DOWNLOAD.url(dataset_id=dataset_id)
+            route = _urls.dataset_download(dataset_id)
             result = self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
             return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
@@ -399,7 +400,7 @@ class Downloader:
             on_resumed(kept)
         counter.add(0)
         transferred = 0
-        prefix = routes.DATASET_FILE.prefix_of(dataset_id=dataset_id)
+        prefix = _urls.dataset_files(dataset_id)
         for rel, size, sha in todo:
             res = fetch_file(
                 self.http,
@@ -485,7 +486,7 @@ class Downloader:
         leaves ``output`` as it is: the result's method is then ``"present"``. A file the server
         names is never put over a different file already there unless ``existing`` is
         ``overwrite``."""
-        route = routes.TASK_DOWNLOAD_PATH.url(task_id=task_id, path=path)
+        route = _urls.task_path(task_id, path)
         if not extract:
             return self._task_file(
                 task_id, path, route, output, directory, progress, cancel, if_none_match, existing

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brainlife.client import _urls
 from brainlife.client._bulk import BulkResult, Engine, Event, EventHandler
 from brainlife.client._download import Downloader
 from brainlife.client._exceptions import (
@@ -21,7 +22,7 @@ from brainlife.client._exceptions import (
     NotFound,
     ProtocolError,
 )
-from brainlife.client._http import RetryPolicy, quote_path
+from brainlife.client._http import RetryPolicy
 from brainlife.client._layout import Layout, object_fields, resolve_layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile
 from brainlife.client._plan import (
@@ -35,7 +36,6 @@ from brainlife.client._plan import (
     resolve_files,
 )
 from brainlife.client._tar import human_size
-from brainlife.wire import routes
 
 if TYPE_CHECKING:
     from brainlife.client._client import Client
@@ -208,7 +208,7 @@ def plan_datasets(
             folder=folder,
             doc=doc,
             size=int(doc.get("size") or 0),
-            route_prefix=routes.DATASET_FILE.prefix_of(dataset_id=oid),
+            route_prefix=_urls.dataset_files(oid),
         )
         status = doc.get("status")
         if status != "stored":
@@ -276,13 +276,12 @@ def plan_tasks(
                 id=tid,
                 folder=folder,
                 kind="task",
-                route_prefix=routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=tid)
-                + (quote_path(clean) + "/" if clean else ""),
+                route_prefix=_urls.task_files(tid, clean),
             )
         )
 
     def manifest(obj: PlanObject) -> Doc | None:
-        route = routes.TASK_MANIFEST.url(task_id=obj.id)
+        route = _urls.task_manifest(obj.id)
         doc = client.http.request_json("GET", route, params={"p": clean}, token=token)
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
             raise NotFound(f"The server has no manifest for task {obj.id}.")
@@ -294,10 +293,7 @@ def plan_tasks(
             )
         if kind == "file":
             # the download of the path is the file itself: it lands as <folder>/<its name>
-            parent = clean.rsplit("/", 1)[0] if "/" in clean else ""
-            obj.route_prefix = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=obj.id) + (
-                quote_path(parent) + "/" if parent else ""
-            )
+            obj.route_prefix = _urls.task_files(obj.id, clean.rpartition("/")[0])
         return doc
 
     root_path = Path(root)
