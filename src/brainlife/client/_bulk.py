@@ -409,11 +409,38 @@ class Engine:
         self._complete(obj, "downloaded")
 
     def run(self) -> BulkResult:
+        """Write the generated files, record every object, run the units in the pool; raise
+        what stopped the run (a :class:`GaveUp` naming what is left)."""
         self._t0 = time.monotonic()
-        plan = self.plan
         r = self.result
-        r.objects = len(plan.objects)
-        r.bytes_total = plan.total_bytes
+        r.objects = len(self.plan.objects)
+        r.bytes_total = self.plan.total_bytes
+        self._start_run()
+        units = self._units()
+        liveness = self.http.liveness
+        liveness.reset()
+        listener, liveness.listener = liveness.listener, self._on_waiting
+        try:
+            self._work(units)
+        finally:
+            liveness.listener = listener
+            r.seconds = time.monotonic() - self._t0
+            for obj in self.plan.ok_objects:
+                if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
+                    self._record(obj, "incomplete")
+            self.lock.save()
+        if isinstance(self.fatal, GaveUp):
+            raise self._stopped(self.fatal)
+        if self.fatal is not None:
+            raise self.fatal
+        self._progress(force=True)
+        self.emit("summary", **r.to_json())
+        return r
+
+    def _start_run(self) -> None:
+        """The root's generated files, the unavailable objects failed, every other object
+        recorded as incomplete (or complete, when all its files are present)."""
+        plan, r = self.plan, self.result
         for rel, content in plan.generated.items():
             write_generated(plan.root / rel, content)
             self.lock.generated[rel] = {
@@ -422,23 +449,23 @@ class Engine:
                 "sha256": hashlib.sha256(content).hexdigest(),
             }
         for obj in plan.objects:
-            if obj.error is not None:
-                self._fail(obj, obj.failure or BrainlifeError("unavailable"))
-        units = self._units()
-        for obj in plan.ok_objects:
-            if obj.files is not None:
-                self._pending[obj.id] = sum(1 for f in obj.files if f.state != "present")
-                r.files_present += len(obj.files) - self._pending[obj.id]
-                self._done_bytes += sum(f.size for f in obj.files if f.state == "present")
-                self._record(obj, "incomplete")
+            if obj.failure is not None:
+                self._fail(obj, obj.failure)
+        with_files = [o for o in plan.ok_objects if o.files is not None]
+        for obj in with_files:
+            files = obj.files or []
+            self._pending[obj.id] = sum(1 for f in files if f.state != "present")
+            r.files_present += len(files) - self._pending[obj.id]
+            self._done_bytes += sum(f.size for f in files if f.state == "present")
+            self._record(obj, "incomplete")
         self.lock.save()
-        for obj in plan.ok_objects:
-            if obj.files is not None and self._pending[obj.id] == 0:
+        for obj in with_files:
+            if self._pending[obj.id] == 0:
                 self._complete(obj, "present")
+
+    def _work(self, units: list[_Unit]) -> None:
+        """Run ``units`` on ``jobs`` workers; the first fatal error cancels the rest."""
         self.http.ensure_pool_size(self.jobs)
-        liveness = self.http.liveness
-        liveness.reset()
-        listener, liveness.listener = liveness.listener, self._on_waiting
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="bl-download")
         futures: set[Future[None]] = set()
         try:
@@ -457,19 +484,6 @@ class Engine:
             for fut in futures:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            liveness.listener = listener
-            r.seconds = time.monotonic() - self._t0
-            for obj in plan.ok_objects:
-                if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
-                    self._record(obj, "incomplete")
-            self.lock.save()
-        if isinstance(self.fatal, GaveUp):
-            raise self._stopped(self.fatal)
-        if self.fatal is not None:
-            raise self.fatal
-        self._progress(force=True)
-        self.emit("summary", **r.to_json())
-        return r
 
     def _stopped(self, exc: GaveUp) -> GaveUp:
         """``exc`` with what the run leaves undone named (ids; the first 20 in the message)."""

@@ -164,24 +164,78 @@ def plan_datasets(
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
     active = _active(filters) if pinned is None else {}
     if pinned is not None:
-        ids = pinned.ids("dataset")
-        if not ids:
-            raise ConfigError(
-                f"The lockfile {lock} lists no data objects (task downloads recorded there are "
-                "fetched again with 'bl task download')."
-            )
-        root_path = Path(root) if root is not None else pinned.root
-        lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
-        query: Doc = pinned.query or {"ids": ids}
-    else:
-        root_path = Path(root or ".")
-        lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
-        query = dict(active)
-        if ids:
-            query["ids"] = list(ids)
+        ids = _pinned_ids(pinned, lock)
+    root_path, lay, query = _where(pinned, root, layout, active, ids)
     docs, missing = _docs(client, active, ids, limit)
     if not docs and not missing:
         raise NotFound(_nothing_matches(client, active))
+    objects, generated = _objects(client, docs, lay, pinned)
+    for oid in missing:
+        objects.append(
+            PlanObject(
+                id=oid,
+                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
+                failure=NotFound(f"data object {oid} was not found (or you cannot read it)"),
+            )
+        )
+    downloader = Downloader(client.http, token)
+    resolve_files(
+        objects,
+        root_path,
+        manifest=lambda o: downloader.manifest(o.id),
+        manifests=lambda objs: downloader.manifests([o.id for o in objs]),
+        existing=existing,
+        lock=Lockfile.open(root_path / LOCK_NAME),
+        pinned=pinned,
+        jobs=jobs,
+        progress=_planning(on_event),
+    )
+    plan = Plan(
+        root=root_path,
+        layout=lay,
+        objects=objects,
+        existing=existing,
+        server=client.base_url,
+        query=query,
+        generated=generated,
+    )
+    return finish_plan(plan, token)
+
+
+def _pinned_ids(pinned: Lockfile, lock: str | Path | None) -> list[str]:
+    ids = pinned.ids("dataset")
+    if not ids:
+        raise ConfigError(
+            f"The lockfile {lock} lists no data objects (task downloads recorded there are "
+            "fetched again with a task download)."
+        )
+    return list(ids)
+
+
+def _where(
+    pinned: Lockfile | None,
+    root: str | Path | None,
+    layout: str | Layout | None,
+    active: Doc,
+    ids: Sequence[str],
+) -> tuple[Path, Layout, Doc]:
+    """The root, the layout and the query to record: a lockfile's own unless overridden."""
+    if pinned is not None:
+        root_path = Path(root) if root is not None else pinned.root
+        lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
+        return root_path, lay, pinned.query or {"ids": list(ids)}
+    lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
+    query = dict(active)
+    if ids:
+        query["ids"] = list(ids)
+    return Path(root or "."), lay, query
+
+
+def _objects(
+    client: Client, docs: list[Doc], lay: Layout, pinned: Lockfile | None
+) -> tuple[list[PlanObject], dict[str, bytes]]:
+    """A plan object per document (its folder by the layout, or where the lockfile put it), and
+    the root-level files the layout generates."""
     datatypes = client.datatypes_by_id(sorted({str(d.get("datatype") or "") for d in docs}))
     want_projects = lay.bids or "project_name" in lay.template
     projects = (
@@ -220,37 +274,7 @@ def plan_datasets(
                 pid, fields["project_name"], client.base_url
             )
         objects.append(obj)
-    for oid in missing:
-        objects.append(
-            PlanObject(
-                id=oid,
-                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
-                failure=NotFound(f"data object {oid} was not found (or you cannot read it)"),
-            )
-        )
-    root_lock = Lockfile.open(root_path / LOCK_NAME)
-    downloader = Downloader(client.http, token)
-    resolve_files(
-        objects,
-        root_path,
-        manifest=lambda o: downloader.manifest(o.id),
-        manifests=lambda objs: downloader.manifests([o.id for o in objs]),
-        existing=existing,
-        lock=root_lock,
-        pinned=pinned,
-        jobs=jobs,
-        progress=_planning(on_event),
-    )
-    plan = Plan(
-        root=root_path,
-        layout=lay,
-        objects=objects,
-        existing=existing,
-        server=client.base_url,
-        query=query,
-        generated=generated,
-    )
-    return finish_plan(plan, token)
+    return objects, generated
 
 
 def plan_tasks(
