@@ -13,7 +13,7 @@ import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from brainlife.client._exceptions import DiskFullError, ProtocolError
 
@@ -251,7 +251,7 @@ def write_chunks(
 MEMBER_READ = 64 << 10
 
 
-def _member_chunks(fileobj: tarfile.ExFileObject) -> Iterator[bytes]:
+def _member_chunks(fileobj: IO[bytes]) -> Iterator[bytes]:
     while True:
         chunk = fileobj.read(MEMBER_READ)
         if not chunk:
@@ -310,45 +310,22 @@ def extract_tar_stream(
             target = root / rel
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
-                if log is not None:
-                    log.end(rel.as_posix(), next_header, is_file=False)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if member.issym() or member.islnk():
-                link = PurePosixPath(member.linkname)
-                base_dir = rel.parent if member.issym() else PurePosixPath()
-                if link.is_absolute() or safe_relpath(str(base_dir / link)) is None:
-                    raise ProtocolError(
-                        f"The archive is unsafe: link {member.name!r} points "
-                        f"outside the folder ({member.linkname})."
-                    )
-                if member.issym():
-                    target.unlink(missing_ok=True)
-                    os.symlink(member.linkname, target)
-                else:
-                    source = root / safe_relpath(member.linkname)  # type: ignore[operator]
-                    target.unlink(missing_ok=True)
-                    os.link(source, target)
-                    files.append(rel.as_posix())
-                if log is not None:
-                    log.end(rel.as_posix(), next_header, is_file=member.islnk())
-                continue
-            if not member.isfile():
+                is_file = False
+            elif member.issym() or member.islnk():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link(root, rel, member, target)
+                is_file = member.islnk()
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not _write_member(archive, member, rel, target, base, needed, log):
+                    continue
+                is_file = True
+            else:
                 continue  # devices, FIFOs: never created
-            extracted = archive.extractfile(member)
-            if extracted is None:
-                continue
-            mode = (member.mode & 0o777) | 0o600
+            if is_file:
+                files.append(rel.as_posix())
             if log is not None:
-                log.start(
-                    rel.as_posix(), member.size, base + member.offset_data, mode, member.mtime
-                )
-            target.unlink(missing_ok=True)
-            write_chunks(target, _member_chunks(extracted), needed=needed, mode=mode)
-            os.utime(target, (member.mtime, member.mtime))
-            files.append(rel.as_posix())
-            if log is not None:
-                log.end(rel.as_posix(), next_header, is_file=True)
+                log.end(rel.as_posix(), next_header, is_file=is_file)
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(dest / "x", needed, exc) from exc
@@ -360,3 +337,41 @@ def extract_tar_stream(
     finally:
         archive.close()
     return files
+
+
+def _link(root: Path, rel: PurePosixPath, member: tarfile.TarInfo, target: Path) -> None:
+    """A symbolic or hard link member, refused when it points outside the folder."""
+    link = PurePosixPath(member.linkname)
+    base_dir = rel.parent if member.issym() else PurePosixPath()
+    if link.is_absolute() or safe_relpath(str(base_dir / link)) is None:
+        raise ProtocolError(
+            f"The archive is unsafe: link {member.name!r} points "
+            f"outside the folder ({member.linkname})."
+        )
+    target.unlink(missing_ok=True)
+    if member.issym():
+        os.symlink(member.linkname, target)
+    else:
+        os.link(root / safe_relpath(member.linkname), target)  # type: ignore[operator]
+
+
+def _write_member(
+    archive: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    rel: PurePosixPath,
+    target: Path,
+    base: int,
+    needed: int | None,
+    log: MemberLog | None,
+) -> bool:
+    """A regular file member written (False: the archive has no data for it)."""
+    extracted = archive.extractfile(member)
+    if extracted is None:
+        return False
+    mode = (member.mode & 0o777) | 0o600
+    if log is not None:
+        log.start(rel.as_posix(), member.size, base + member.offset_data, mode, member.mtime)
+    target.unlink(missing_ok=True)
+    write_chunks(target, _member_chunks(extracted), needed=needed, mode=mode)
+    os.utime(target, (member.mtime, member.mtime))
+    return True
