@@ -163,7 +163,9 @@ def cli(ctx: click.Context, debug: bool, ca_bundle: str | None) -> None:
     The server is BLHOST (default brainlife.io, https; 'http://host:port' as given); the token
     of 'bl login' is shared with the official CLI (~/.config/<BLHOST>/.jwt).
     """
-    ctx.obj = {"debug": debug, "ca_bundle": ca_bundle}
+    # a program embedding `bl` (or a test) may pass obj={"client": Client(...)} to use its own
+    ctx.obj = {**(ctx.obj if isinstance(ctx.obj, dict) else {}), "debug": debug}
+    ctx.obj["ca_bundle"] = ca_bundle
 
 
 def main() -> None:

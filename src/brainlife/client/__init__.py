@@ -27,7 +27,7 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
-from brainlife.client._http import RetryPolicy
+from brainlife.client._http import RetryPolicy, Transport
 from brainlife.client._layout import FIELDS as LAYOUT_FIELDS
 from brainlife.client._layout import PRESETS as LAYOUT_PRESETS
 from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
@@ -71,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "ServerUnavailable",
     "TaskRun",
+    "Transport",
     "VerifyProblem",
     "VerifyReport",
     "describe_plan",

@@ -33,7 +33,7 @@ from brainlife.client._exceptions import (
     PermissionDenied,
     ProtocolError,
 )
-from brainlife.client._http import HttpClient, RetryPolicy
+from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._layout import Layout
 from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
 from brainlife.client._plan import Plan
@@ -97,13 +97,15 @@ class Client:
         backoff: float | None = None,
         give_up_after: float | None = None,
         retry: RetryPolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
         """Every retry rule is ``retry`` (a :class:`RetryPolicy`; the defaults when None), with
         ``retries`` (of a plain request: a query fails within seconds when the server is down),
         ``backoff`` (the first pause of every retry) and ``give_up_after`` replacing its values
         when given. Downloads retry until the server has not answered for ``give_up_after``
         seconds (any answer or body bytes reset the clock; see
-        :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`."""
+        :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`. Requests go
+        through ``transport`` (a ``urllib3.PoolManager``-like object; one of our own when None)."""
         self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
         self._explicit_token = token or os.environ.get("BL_TOKEN") or None
         policy = retry or RetryPolicy()
@@ -119,6 +121,7 @@ class Client:
             timeout=timeout,
             policy=policy,
             user_agent=f"brainlife-python/{__version__}",
+            transport=transport,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -687,20 +690,6 @@ class Client:
             ignore_expiry=ignore_expiry,
             policy=policy,
         )
-
-    def download_many(
-        self,
-        root: str | os.PathLike[str] = ".",
-        *,
-        layout: str | Layout | None = None,
-        ids: Sequence[str] = (),
-        jobs: int = 8,
-        on_event: EventHandler | None = None,
-        **filters: Any,
-    ) -> BulkResult:
-        """:meth:`plan_download` then :meth:`download`."""
-        plan = self.plan_download(root=root, layout=layout, ids=ids, jobs=jobs, **filters)
-        return self.download(plan, jobs=jobs, on_event=on_event)
 
 
 def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import urllib3
@@ -72,6 +72,7 @@ __all__ = [
     "Liveness",
     "Response",
     "RetryPolicy",
+    "Transport",
     "Waiting",
     "content_range",
     "encode_query",
@@ -89,6 +90,16 @@ GIVE_UP_AFTER = 120.0
 MAX_RETRY_AFTER = 60.0
 #: the longest pause between two retries
 MAX_BACKOFF = 20.0
+
+
+class Transport(Protocol):
+    """What :class:`HttpClient` sends requests through: a ``urllib3.PoolManager`` by default;
+    anything with its ``request`` and ``clear`` will do (a test's recorder, a proxy, a pool
+    set up by the caller)."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Response: ...
+
+    def clear(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -390,6 +401,7 @@ class HttpClient:
         connect_timeout: float = 10.0,
         policy: RetryPolicy | None = None,
         user_agent: str = "brainlife-python",
+        transport: Transport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.policy = policy or RetryPolicy()
@@ -405,16 +417,19 @@ class HttpClient:
                 except (ssl.SSLError, OSError) as exc:
                     raise ConfigError(f"Cannot use the certificate bundle {path}: {exc}.") from exc
             kwargs["ssl_context"] = context
-        self.pool = urllib3.PoolManager(**kwargs)
+        self.pool: Transport = transport or urllib3.PoolManager(**kwargs)
 
     def close(self) -> None:
         self.pool.clear()
 
     def ensure_pool_size(self, n: int) -> None:
         """Keep at least ``n`` connections per host alive (parallel downloads)."""
-        if n > int(self.pool.connection_pool_kw.get("maxsize", 1)):
-            self.pool.connection_pool_kw["maxsize"] = n
-            self.pool.clear()
+        pool = self.pool
+        if isinstance(pool, urllib3.PoolManager) and n > int(
+            pool.connection_pool_kw.get("maxsize", 1)
+        ):
+            pool.connection_pool_kw["maxsize"] = n
+            pool.clear()
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         query = encode_query(params)
@@ -437,7 +452,6 @@ class HttpClient:
         idempotent = method in IDEMPOTENT
         failures = 0
         first: float | None = None  # wall-clock time of the first failure
-        asked: float | None = None
         while True:
             if patient:  # past the deadline no download request is sent (no new file starts)
                 self.liveness.check()
@@ -459,23 +473,16 @@ class HttpClient:
                 )
                 if not retryable or (not patient and failures >= self.policy.retries):
                     raise error from exc
-                reason = "server unreachable"
-                pause = self.policy.request_pause(failures)
-                asked = None
+                reason, pause, asked = (
+                    "server unreachable",
+                    self.policy.request_pause(failures),
+                    None,
+                )
             else:
                 if not (idempotent and resp.status in RETRY_STATUSES):
                     self.liveness.alive()
                     return resp
-                asked = retry_after(resp.headers.get("Retry-After"))
-                if asked is not None and asked > self.policy.max_retry_after:
-                    message = self._message_of(resp, stream)
-                    raise GaveUp(
-                        f"The server at {self.base_url} asks to wait "
-                        f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
-                        f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
-                        f"waits at most {short_duration(self.policy.max_retry_after)}. "
-                        "Try again later: partial files are kept."
-                    )
+                asked = self._asked_wait(resp, stream)
                 if not patient and failures >= self.policy.retries:
                     return resp
                 self._message_of(resp, stream)  # read and drop: the connection is reused
@@ -487,11 +494,25 @@ class HttpClient:
                 continue
             # a plain request: a few quick retries, outside the liveness clock; a wait the
             # server asked for is told (the others are too short to be news)
-            if first is None:
-                first = time.time()
+            first = first or time.time()
             if asked is not None:
                 self.liveness.tell(Waiting(reason, first, pause, None))
             time.sleep(pause)
+
+    def _asked_wait(self, resp: Response, stream: bool) -> float | None:
+        """The wait a busy answer asks for (``Retry-After``); :class:`GaveUp` when it is longer
+        than the policy waits."""
+        asked = retry_after(resp.headers.get("Retry-After"))
+        if asked is not None and asked > self.policy.max_retry_after:
+            message = self._message_of(resp, stream)
+            raise GaveUp(
+                f"The server at {self.base_url} asks to wait "
+                f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
+                f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
+                f"waits at most {short_duration(self.policy.max_retry_after)}. "
+                "Try again later: partial files are kept."
+            )
+        return asked
 
     def _message_of(self, resp: Response, stream: bool) -> str:
         """The server's message in an error answer (its body read, and the connection freed)."""
