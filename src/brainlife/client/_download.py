@@ -4,7 +4,8 @@ Everything is written into a temporary sibling (``<dest>.bl-partial``) and moved
 when complete and verified, so a failed or interrupted download never leaves a folder that looks
 finished. With our server's manifest route every file is fetched on its own and checked against its
 size and sha256; against brainlife.io (no manifest route) the archive is streamed and extracted
-safely. Later bulk/parallel/resume work builds on :class:`Downloader`.
+safely. The bulk engine (`_bulk.Engine`) uses :class:`Downloader` for objects that arrive as a
+tar; files go through the same ``fetch_file`` everywhere.
 """
 
 from __future__ import annotations

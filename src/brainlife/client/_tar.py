@@ -39,7 +39,7 @@ BLOCK = 512
 #: slices: with large writes, Linux (6.x, ext4 large folios) backs the page cache with
 #: high-order pages, and on virtual machines whose free memory goes back to the host (balloon
 #: free-page reporting) such pages are cold after large frees and fault in the host on first
-#: touch. On this project's machines, in that state, a 1 GiB file took 1.7-2.3 s to write in
+#: touch. On a 2-core VM of that kind (bench/RESULTS.md), a 1 GiB file took 1.7-2.3 s to write in
 #: 1 MiB writes and 0.5-0.8 s in 16 KiB writes (curl writes 16 KiB at a time); with warm memory
 #: 16 KiB costs about 0.25 s per GiB more than 256 KiB. 16 KiB has the smallest worst case.
 #: On tmpfs (`write_size`) whole buffers are written: no block device and no cold large folios

@@ -334,10 +334,11 @@ def _body_readinto(resp: Any) -> Callable[[memoryview], int]:
 
     urllib3's ``HTTPResponse.readinto`` is ``read(len(b))`` then a copy: http.client reads into a
     fresh buffer, copies it to ``bytes``, urllib3 copies that into ours (three copies of every
-    byte, about 0.2 s per GiB here). When the body is plain (no Content-Encoding to decode, not
-    chunked, a known length), http.client's own ``readinto`` fills our buffer straight from the
-    socket and stops at the length; urllib3 would add nothing but those copies. A short body
-    then reads 0 early, which ``_stream_into`` reports as cut off (Content-Length check).
+    byte, about 0.2 s per GiB on a 2-core VM). When the body is plain (no Content-Encoding to
+    decode, not chunked, a known length), http.client's own ``readinto`` fills our buffer
+    straight from the socket and stops at the length; urllib3 would add nothing but those
+    copies. A short body then reads 0 early, which ``_stream_into`` reports as cut off
+    (Content-Length check).
     """
     import http.client
 
@@ -362,8 +363,8 @@ class _Hasher:
 
     The transfer thread fills a buffer from the socket, writes it, and hands it over; the hash
     (hashlib releases the GIL for large buffers) then overlaps the next receive and write: the
-    two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB. On the 2-core machine this
-    took ``bl data download`` of 1 GiB to /dev/shm from 1.30 s to 1.10 s (figure 2). At most
+    two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB, so on two cores a 1 GiB
+    ``bl data download`` to /dev/shm takes about 1.10 s instead of 1.30 s. At most
     ``PIPELINE_BUFFERS`` preallocated buffers exist per transfer, so memory stays flat. A body
     that fits in one buffer (or ``threaded=False``) is hashed inline: no thread, one buffer.
     ``close`` waits until every byte handed over is hashed, so the digest always covers exactly
