@@ -232,7 +232,7 @@ def data_download(
                 "Which data object? Pass its id (bl data download <id>), or filters such as "
                 "-p PROJECT for a bulk download."
             )
-        _single(ids[0], directory, transfer.as_json)
+        _single(ids[0], directory, transfer)
         return
     if ids_from:
         ids += [i for i in read_ids(ids_from) if i not in ids]
@@ -298,13 +298,13 @@ def _is_bulk(transfer: Transfer, many: bool) -> bool:
     return many or bool(transfer.layout) or transfer.dry_run or explicit
 
 
-def _single(id_: str, directory: str | None, as_json: bool) -> None:
+def _single(id_: str, directory: str | None, transfer: Transfer) -> None:
     target = Path(directory or id_)
-    if not as_json:
+    if not transfer.as_json:
         _output.out(f"Download dataset to {target}")
     with _output.progress_bar(f"{id_}") as progress:
-        result = get_client().download_dataset(id_, target, progress=progress)
-    if as_json:
+        result = get_client().download_dataset(id_, target, progress=progress, jobs=transfer.jobs)
+    if transfer.as_json:
         _output.print_json(result.to_json())
     else:
         _output.out("100% done")

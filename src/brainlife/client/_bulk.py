@@ -13,13 +13,13 @@ data objects left.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
 from brainlife.client._lockfile import Lockfile
 from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
 from brainlife.client._transfer import fetch_file, hash_file, part_path
+from brainlife.client._workers import run_parallel
 
 __all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
 
@@ -466,24 +467,8 @@ class Engine:
     def _work(self, units: list[_Unit]) -> None:
         """Run ``units`` on ``jobs`` workers; the first fatal error cancels the rest."""
         self.http.ensure_pool_size(self.jobs)
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="bl-download")
-        futures: set[Future[None]] = set()
-        try:
-            futures = {pool.submit(self._run_unit, u) for u in units}
-            while futures:
-                done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    exc = fut.exception()
-                    if exc is not None and not isinstance(exc, Cancelled):
-                        self.fatal = self.fatal or exc
-                        self.cancel.set()
-        except BaseException:
-            self.cancel.set()
-            raise
-        finally:
-            for fut in futures:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+        work = [functools.partial(self._run_unit, u) for u in units]
+        self.fatal = run_parallel(work, jobs=self.jobs, cancel=self.cancel)
 
     def _stopped(self, exc: GaveUp) -> GaveUp:
         """``exc`` with what the run leaves undone named (ids; the first 20 in the message)."""

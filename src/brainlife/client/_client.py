@@ -478,8 +478,10 @@ class Client:
         dest: str | os.PathLike[str] | None = None,
         *,
         progress: Progress | None = None,
+        jobs: int = 8,
     ) -> DownloadResult:
-        """Download one data object into ``dest`` (default: a folder named after its id)."""
+        """Download one data object into ``dest`` (default: a folder named after its id),
+        ``jobs`` files at a time, retried by the client's :class:`RetryPolicy` like a bulk run."""
         token = self.token()
         ds = self.dataset(dataset_id)
         status = ds.get("status")
@@ -491,7 +493,7 @@ class Client:
         target = Path(dest) if dest is not None else Path(dataset_id)
         self.http.liveness.reset()
         return Downloader(self.http, token).dataset(
-            dataset_id, target, progress=progress, mtime=object_mtime(ds)
+            dataset_id, target, progress=progress, mtime=object_mtime(ds), jobs=jobs
         )
 
     # -- tasks ----------------------------------------------------------------------------
