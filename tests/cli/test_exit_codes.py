@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
 from brainlife.cli.main import EXIT_CODES, exit_code, exit_code_of, render
@@ -57,3 +61,41 @@ def test_the_library_names_no_flag_and_the_cli_adds_it() -> None:
     assert "--give-up-after" not in str(error)
     assert error.hint == "give-up-after"
     assert "--give-up-after" in render(error)
+
+
+def test_every_hint_of_the_library_has_its_words_in_the_cli() -> None:
+    from brainlife.cli.main import HINT_TEXT
+    from brainlife.client._exceptions import HINTS
+
+    assert set(HINTS) == set(HINT_TEXT)
+
+
+def _messages(path: Path) -> list[str]:
+    """The string pieces of a module that are not docstrings or comments."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_the_library_names_no_cli_flag() -> None:
+    import brainlife.client
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+|\(-[a-zA-Z]\b")
+    found = {
+        p.name: hits
+        for p in Path(brainlife.client.__file__).parent.glob("*.py")
+        if (hits := [m for s in _messages(p) for m in flag.findall(s)])
+    }
+    assert found == {}

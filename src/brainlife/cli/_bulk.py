@@ -132,6 +132,8 @@ def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Tr
     elif dry_run:
         for line in describe_plan(plan):
             _output.out(line)
+        if any(p.kind == "exists" for p in plan.problems):
+            _output.out("  (--existing overwrite replaces files no download wrote)")
     elif sys.stderr.isatty():
         for line in describe_plan(plan)[:3]:
             _output.err(line)

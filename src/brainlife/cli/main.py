@@ -51,7 +51,12 @@ EXIT_INTERRUPTED = 130
 HINT_TEXT: dict[str, str] = {
     "give-up-after": "--give-up-after SECONDS sets how long bl keeps retrying.",
     "existing-overwrite": "Pass --existing overwrite to replace it.",
-    "ignore-expiry": "Or pass --ignore-expiry to start anyway.",
+    "ignore-expiry": "Run 'bl refresh --ttl DAYS' or 'bl login --ttl DAYS' first, or pass "
+    "--ignore-expiry.",
+    "directory": "(-d/--directory chooses the folder.)",
+    "output": "(-o/--output FILE names it.)",
+    "layout": "Choose it with --layout; --dry-run shows the plan.",
+    "ca-bundle": "On the command line: --ca-bundle <cert.pem>.",
 }
 
 

@@ -208,9 +208,10 @@ def _check_space(folder: Path, needed: int | None) -> None:
     if free < needed:
         raise DiskFullError(
             f"Not enough disk space in {folder}: the download needs {human_size(needed)} but only "
-            f"{human_size(free)} is free. Free some space or download to another folder (-d).",
+            f"{human_size(free)} is free. Free some space or download to another folder.",
             needed=needed,
             free=free,
+            hint="directory",
         )
 
 
@@ -247,9 +248,9 @@ def _place_named(target: Path, name: str, existing: str) -> Path:
     except ConfigError:
         target.unlink(missing_ok=True)
         raise
-    problem = None
+    problem, hint = None, None
     if dest.is_dir() and not dest.is_symlink():
-        problem = f"{dest} is a folder: choose a file name for the download (-o)."
+        problem, hint = f"{dest} is a folder: choose a file name for the download.", "output"
     elif (dest.exists() or dest.is_symlink()) and existing != "overwrite":
         same = dest.is_file() and not dest.is_symlink()
         same = same and dest.stat().st_size == target.stat().st_size
@@ -258,11 +259,12 @@ def _place_named(target: Path, name: str, existing: str) -> Path:
             return dest
         problem = (
             f"{dest} already exists and differs from the download: it is left as it is. Move it "
-            "away, save under another name (-o FILE), or pass --existing overwrite to replace it."
+            "away, or save under another name."
         )
+        hint = "existing-overwrite"
     if problem is not None:
         target.unlink(missing_ok=True)
-        raise ConfigError(problem)
+        raise ConfigError(problem, hint=hint)
     os.replace(target, dest)
     return dest
 

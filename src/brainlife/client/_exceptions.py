@@ -158,5 +158,9 @@ class Cancelled(BrainlifeError):
 HINTS = {
     "give-up-after": "how long to keep retrying a server that is away",
     "existing-overwrite": "replace files no download wrote",
-    "ignore-expiry": "start although the token may expire first",
+    "ignore-expiry": "start although the token may expire first (or get a longer one)",
+    "directory": "download into another folder",
+    "output": "name the file to save",
+    "layout": "choose another layout; a dry run shows the plan",
+    "ca-bundle": "trust a certificate bundle",
 }

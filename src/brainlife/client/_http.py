@@ -540,7 +540,8 @@ class HttpClient:
                 )
             return ConfigError(
                 f"Cannot establish a trusted TLS connection to {where} ({exc}). For a self-signed "
-                "server certificate pass --ca-bundle <cert.pem> or set BL_CA_BUNDLE."
+                "server certificate trust its certificate (BL_CA_BUNDLE=<cert.pem>).",
+                hint="ca-bundle",
             )
         if isinstance(exc, NewConnectionError | ConnectTimeoutError):
             return ServerUnavailable(

@@ -205,7 +205,7 @@ def resolve_layout(spec: str | None) -> Layout:
             f"presets: {', '.join(PRESETS)}; templates use fields such as {{subject}}/{{id}}."
         )
     if template.startswith("/") or template.startswith("~"):
-        raise ConfigError(f"The layout {spec!r} must be relative to the download folder (-d).")
+        raise ConfigError(f"The layout {spec!r} must be relative to the download folder.")
     name = spec if spec in PRESETS else "template"
     return Layout(name, template, lambda fields: template.format_map(dict(fields)))
 

@@ -168,8 +168,8 @@ class Plan:
         return (
             f"Your access token expires at {self.token_expires.astimezone():%Y-%m-%d %H:%M} "
             f"but this download may take about {_duration(need)} (at a conservative "
-            f"{RATE_ESTIMATE // 1_000_000} MB/s). Run 'bl refresh --ttl {days}' or "
-            f"'bl login --ttl {days}' first, or pass --ignore-expiry."
+            f"{RATE_ESTIMATE // 1_000_000} MB/s): get a token valid for {days} more day(s) "
+            "first, or start anyway."
         )
 
     def to_json(self, preview: int = 10) -> Doc:
@@ -478,8 +478,8 @@ def finish_plan(plan: Plan, token: str | None) -> Plan:
                     f"{o.folder}/{o.foreign[0]}",
                     [o.id],
                     f"{o.folder}/{o.foreign[0]}{more} already exists, differs, and was not "
-                    "written by a download here: it is kept (move it away, or pass "
-                    "--existing overwrite to replace it)",
+                    "written by a download here: it is kept (move it away, or let the "
+                    "download overwrite it)",
                 )
             )
     probe = plan.root.resolve()

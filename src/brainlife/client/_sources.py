@@ -69,7 +69,7 @@ def _planning(on_event: EventHandler | None) -> PlanningProgress | None:
 
 def _check_existing(existing: str) -> None:
     if existing not in EXISTING:
-        raise ConfigError(f"--existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
+        raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
 
 
 def _active(filters: Doc) -> Doc:
@@ -96,8 +96,7 @@ def _docs(
         return docs, [oid for oid in wanted if oid not in found]
     if not active:
         raise ConfigError(
-            "Which data objects? Give filters (e.g. -p PROJECT --datatype neuro/anat/t1w), "
-            "ids, --ids-from FILE or --lock FILE."
+            "Which data objects? Give filters (e.g. a project and a datatype), ids, or a lockfile."
         )
     for doc in client.iter_datasets(page_size=1000, **active):
         docs.append(doc)
@@ -356,10 +355,11 @@ def run_plan(
         shown = "; ".join(f"{p.kind}: {p.message}" for p in plan.blocking[:5])
         more = f" (and {len(plan.blocking) - 5} more)" if len(plan.blocking) > 5 else ""
         if all(p.kind == "exists" for p in plan.blocking):
-            raise ConfigError(f"Nothing was downloaded: {shown}{more}. See --dry-run.")
+            raise ConfigError(f"Nothing was downloaded: {shown}{more}.", hint="existing-overwrite")
         raise ConfigError(
             f"The layout {plan.layout.template!r} does not work for these data objects: "
-            f"{shown}{more}. Choose another --layout (e.g. add {{id}}); see --dry-run."
+            f"{shown}{more}. Choose another layout (e.g. add {{id}}).",
+            hint="layout",
         )
     if plan.free is not None and plan.free < plan.fetch_bytes:
         raise DiskFullError(
@@ -370,7 +370,7 @@ def run_plan(
         )
     warning = plan.token_warning()
     if warning and not ignore_expiry:
-        raise AuthError(warning)
+        raise AuthError(warning, hint="ignore-expiry")
     lock = Lockfile.open(plan.root / LOCK_NAME)
     lock.server, lock.query = plan.server, plan.query
     lock.layout = plan.layout.name if plan.layout.name != "template" else plan.layout.template

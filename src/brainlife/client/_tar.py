@@ -202,9 +202,10 @@ def _disk_full(path: Path, needed: int | None, exc: OSError) -> DiskFullError:
     has = f"; {human_size(free)} is free" if free is not None else ""
     return DiskFullError(
         f"The disk is full: no space left while writing {path}.{need}{has}. Free some space or "
-        "download to another folder (-d).",
+        "download to another folder.",
         needed=needed,
         free=free,
+        hint="directory",
     )
 
 

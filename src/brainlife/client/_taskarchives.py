@@ -74,7 +74,8 @@ def download_task_archive(
     if (output.exists() or output.is_symlink()) and not ours and existing != "overwrite":
         raise ConfigError(
             f"{output} already exists and was not written by a download into {root}: it is "
-            "left as it is. Move it away, or pass --existing overwrite to replace it."
+            "left as it is. Move it away.",
+            hint="existing-overwrite",
         )
     etag = _current_etag(lock, task_id, rel, output)
     entry: dict[str, Any] = {
