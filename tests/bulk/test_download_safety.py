@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
-from brainlife.client._lockfile import Lockfile
+from brainlife.client.transfer.lockfile import Lockfile
 from tests.conftest import LiveServer, start_server, stop_server
 
 TRACT = "5b0dad8041711001e958b519"

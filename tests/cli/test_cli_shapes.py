@@ -332,7 +332,7 @@ def test_disk_full_exit_8_and_nothing_left(fake, bl, tmp_path: Path, monkeypatch
     def full(fd: int, data: object, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("brainlife.client._tar.write_all", full)
+    monkeypatch.setattr("brainlife.client.transfer.writes.write_all", full)
     r = bl("data", "download", DSID, str(tmp_path / "out"))
     assert r.exit_code == 8, r.output
     assert "Error: The disk is full: no space left while writing" in r.output

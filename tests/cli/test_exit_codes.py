@@ -95,7 +95,7 @@ def test_the_library_names_no_cli_flag() -> None:
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+|\(-[a-zA-Z]\b")
     found = {
         p.name: hits
-        for p in Path(brainlife.client.__file__).parent.glob("*.py")
+        for p in Path(brainlife.client.__file__).parent.rglob("*.py")
         if (hits := [m for s in _messages(p) for m in flag.findall(s)])
     }
     assert found == {}

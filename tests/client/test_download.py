@@ -157,12 +157,12 @@ def test_disk_full_while_writing(
     fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     serve_dataset(fake)
-    import brainlife.client._tar as tarmod
+    import brainlife.client.transfer.writes as tarmod
 
     def full(fd: int, data: memoryview, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import brainlife.client._transfer as transfermod
+    import brainlife.client.transfer.files as transfermod
 
     monkeypatch.setattr(tarmod, "write_all", full)
     monkeypatch.setattr(transfermod, "write_all", full)
@@ -182,7 +182,7 @@ def test_not_enough_space_up_front(
     serve_dataset(fake)
     import shutil
 
-    import brainlife.client._download as dl
+    import brainlife.client.transfer.single as dl
 
     monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 100))  # type: ignore[attr-defined]
     with pytest.raises(DiskFullError, match="only 100 B is free"):

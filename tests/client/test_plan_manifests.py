@@ -13,9 +13,9 @@ import pytest
 
 from brainlife.cli import _output
 from brainlife.client import Client, NotFound
-from brainlife.client import _plan as plan_module
-from brainlife.client._bulk import Event
-from brainlife.client._plan import PlanObject, resolve_files
+from brainlife.client.transfer import plan as plan_module
+from brainlife.client.transfer.engine import Event
+from brainlife.client.transfer.plan import PlanObject, resolve_files
 from tests.fake_server import FakeServer, valid_jwt
 
 BATCH = "/api/warehouse/dataset/manifests"

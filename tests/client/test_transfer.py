@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from brainlife.client import _transfer
 from brainlife.client._http import CHUNK_SIZE, Liveness, RetryPolicy
+from brainlife.client.transfer import files as _transfer
 
 
 class FakeBody:

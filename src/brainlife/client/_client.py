@@ -22,9 +22,7 @@ from typing import Any
 
 from brainlife import __version__
 from brainlife.client import _jwt, _urls
-from brainlife.client._bulk import BulkResult, EventHandler
 from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
-from brainlife.client._download import Downloader, DownloadResult, Progress, object_mtime
 from brainlife.client._exceptions import (
     ApiError,
     AuthError,
@@ -34,9 +32,6 @@ from brainlife.client._exceptions import (
     ProtocolError,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Transport
-from brainlife.client._layout import Layout
-from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
-from brainlife.client._plan import Plan
 from brainlife.client._queries import (
     dataset_find,
     datatype_find,
@@ -46,7 +41,12 @@ from brainlife.client._queries import (
     pub_find,
     sub_value,
 )
-from brainlife.client._tasks import ProgressFor, TaskRun
+from brainlife.client.transfer.engine import BulkResult, EventHandler
+from brainlife.client.transfer.layout import Layout
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
+from brainlife.client.transfer.plan import Plan
+from brainlife.client.transfer.single import Downloader, DownloadResult, Progress, object_mtime
+from brainlife.client.transfer.tasks import ProgressFor, TaskRun
 from brainlife.wire import DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
@@ -554,7 +554,7 @@ class Client:
         """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
         and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
         unchanged (304 to its ETag: the result's method is ``"present"``)."""
-        from brainlife.client._taskarchives import download_task_archive
+        from brainlife.client.transfer.taskarchives import download_task_archive
 
         self.http.liveness.reset()
         return download_task_archive(
@@ -588,7 +588,7 @@ class Client:
         that stop the run. ``root`` defaults to ``.`` (with ``lock``: the lockfile's folder).
         ``on_event`` gets ``planning`` events (``done``, ``total``: objects resolved, at most
         two a second). Nothing is written."""
-        from brainlife.client._sources import plan_datasets
+        from brainlife.client.transfer.planning import plan_datasets
 
         return plan_datasets(
             self,
@@ -614,7 +614,7 @@ class Client:
         on_event: EventHandler | None = None,
     ) -> Plan:
         """The same ``path`` of several tasks (``(task_id, folder)`` pairs), file by file."""
-        from brainlife.client._sources import plan_tasks
+        from brainlife.client.transfer.planning import plan_tasks
 
         return plan_tasks(
             self, tasks, path, root=Path(root), existing=existing, jobs=jobs, on_event=on_event
@@ -630,7 +630,7 @@ class Client:
     ) -> Plan | None:
         """:meth:`plan_task_download`, or None when the server has no task manifest (then
         :meth:`download_tasks` with ``extract`` streams each folder's .tar.gz)."""
-        from brainlife.client._tasks import plan_task_folders
+        from brainlife.client.transfer.tasks import plan_task_folders
 
         return plan_task_folders(self, tasks, path, Path(root), existing)
 
@@ -649,7 +649,7 @@ class Client:
         """``path`` of several tasks (``(task_id, name)`` pairs, see :func:`name_tasks`) one
         after the other, past failed ones (see ``result.failed``): extracted into
         ``root``/<name>, or saved as ``root``/<name>.tar.gz."""
-        from brainlife.client._tasks import download_tasks
+        from brainlife.client.transfer.tasks import download_tasks
 
         return download_tasks(
             self,
@@ -677,7 +677,7 @@ class Client:
         content fetched once and hard-linked; ``bl-lock.json`` kept at the root. One failed object
         does not stop the others (see ``result.failed``). ``attempts`` and ``backoff`` replace
         the client's :class:`RetryPolicy` values for cut-off bodies in this run."""
-        from brainlife.client._sources import run_plan
+        from brainlife.client.transfer.planning import run_plan
 
         policy = self.http.policy
         if attempts is not None:

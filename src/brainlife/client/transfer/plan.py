@@ -17,12 +17,13 @@ from typing import Any
 
 from brainlife.client import _jwt
 from brainlife.client._exceptions import BrainlifeError, ConfigError
-from brainlife.client._layout import Layout, LayoutProblem, check_paths, inside
-from brainlife.client._lockfile import Lockfile
-from brainlife.client._names import PARTIAL_SUFFIX, atomic_write, part_path, sidecar_path
-from brainlife.client._tar import human_size, safe_relpath
-from brainlife.client._tarfetch import partial_tar_bytes
-from brainlife.client._transfer import hash_file
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.layout import Layout, LayoutProblem, check_paths, inside
+from brainlife.client.transfer.lockfile import Lockfile
+from brainlife.client.transfer.names import PARTIAL_SUFFIX, atomic_write, part_path, sidecar_path
+from brainlife.client.transfer.tars import partial_tar_bytes
+from brainlife.client.transfer.tarstream import safe_relpath
+from brainlife.client.transfer.writes import human_size
 
 __all__ = [
     "EXISTING",

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brainlife.client._download import DownloadResult, Progress
 from brainlife.client._exceptions import AuthError, BrainlifeError, DiskFullError
-from brainlife.client._layout import inside, safe_name
-from brainlife.client._lockfile import LOCK_NAME
-from brainlife.client._plan import Plan
+from brainlife.client.transfer.layout import inside, safe_name
+from brainlife.client.transfer.lockfile import LOCK_NAME
+from brainlife.client.transfer.plan import Plan
+from brainlife.client.transfer.single import DownloadResult, Progress
 
 if TYPE_CHECKING:
     from brainlife.client._client import Client

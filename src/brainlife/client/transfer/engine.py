@@ -1,5 +1,6 @@
-"""The bulk download engine: runs a :class:`~brainlife.client._plan.Plan` with a pool of workers
-over the client's one connection pool, and reports what happens as a stream of events.
+"""The bulk download engine: runs a :class:`~brainlife.client.transfer.plan.Plan` on the worker
+pool (``workers``) over the client's one connection pool, and reports what happens as a stream of
+events.
 
 Events (``event.to_json()`` gives one JSON object, ``{"event": <kind>, ...}``): ``plan``,
 ``object-start``, ``progress`` (throttled), ``file-done``, ``object-done``, ``object-failed``,
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._download import Downloader, object_mtime
 from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
@@ -33,10 +33,11 @@ from brainlife.client._exceptions import (
     GaveUp,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
-from brainlife.client._lockfile import Lockfile
-from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
-from brainlife.client._transfer import fetch_file, hash_file, part_path
-from brainlife.client._workers import run_parallel
+from brainlife.client.transfer.files import fetch_file, hash_file, part_path
+from brainlife.client.transfer.lockfile import Lockfile
+from brainlife.client.transfer.plan import Plan, PlanFile, PlanObject, write_generated
+from brainlife.client.transfer.single import Downloader, object_mtime
+from brainlife.client.transfer.workers import run_parallel
 
 __all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
 

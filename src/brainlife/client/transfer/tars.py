@@ -40,20 +40,18 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
-from brainlife.client._names import PARTIAL_SUFFIX, journal_path
-from brainlife.client._tar import (
+from brainlife.client.transfer.names import journal_path
+from brainlife.client.transfer.tarstream import (
     BLOCK,
     ChunkReader,
-    _disk_full,
     check_archive_start,
     extract_tar_stream,
     padded,
     reject_error_page,
-    write_all,
-    write_size,
 )
+from brainlife.client.transfer.writes import disk_full, write_all, write_size
 
-__all__ = ["PARTIAL_SUFFIX", "TarFetch", "fetch_tar", "journal_path", "partial_tar_bytes"]
+__all__ = ["TarFetch", "fetch_tar", "partial_tar_bytes"]
 
 JOURNAL_VERSION = 1
 
@@ -235,7 +233,7 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
             os.close(fd)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(target, left, exc) from exc
+            raise disk_full(target, left, exc) from exc
         raise
     pad = padded(size) - size
     while pad:

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainlife.client import _urls
-from brainlife.client._bulk import BulkResult, Engine, Event, EventHandler
-from brainlife.client._download import Downloader
 from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
@@ -23,9 +21,10 @@ from brainlife.client._exceptions import (
     ProtocolError,
 )
 from brainlife.client._http import RetryPolicy
-from brainlife.client._layout import Layout, object_fields, resolve_layout
-from brainlife.client._lockfile import LOCK_NAME, Lockfile
-from brainlife.client._plan import (
+from brainlife.client.transfer.engine import BulkResult, Engine, Event, EventHandler
+from brainlife.client.transfer.layout import Layout, object_fields, resolve_layout
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile
+from brainlife.client.transfer.plan import (
     EXISTING,
     Plan,
     PlanningProgress,
@@ -35,7 +34,8 @@ from brainlife.client._plan import (
     info_json,
     resolve_files,
 )
-from brainlife.client._tar import human_size
+from brainlife.client.transfer.single import Downloader
+from brainlife.client.transfer.writes import human_size
 
 if TYPE_CHECKING:
     from brainlife.client._client import Client

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlife.client._exceptions import ConfigError
-from brainlife.client._lockfile import LOCK_NAME
+from brainlife.client.transfer.lockfile import LOCK_NAME
 
 __all__ = [
     "FIELDS",

@@ -36,14 +36,14 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
-from brainlife.client._names import (
+from brainlife.client.transfer.names import (
     PART_SUFFIX,
     SIDECAR_SUFFIX,
     atomic_write,
     part_path,
     sidecar_path,
 )
-from brainlife.client._tar import _disk_full, write_all, write_size
+from brainlife.client.transfer.writes import disk_full, write_all, write_size
 
 __all__ = [
     "PART_SUFFIX",
@@ -446,7 +446,7 @@ def _stream_into(
         fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(part, size, exc) from exc
+            raise disk_full(part, size, exc) from exc
         raise
     hasher: _Hasher | None = None
     try:
@@ -485,7 +485,7 @@ def _stream_into(
         hasher.close()
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(part, size, exc) from exc
+            raise disk_full(part, size, exc) from exc
         raise
     finally:
         try:

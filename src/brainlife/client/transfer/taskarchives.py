@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._download import Downloader, DownloadResult, Progress
 from brainlife.client._exceptions import ConfigError
-from brainlife.client._lockfile import LOCK_NAME, Lockfile
-from brainlife.client._transfer import hash_file
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile
+from brainlife.client.transfer.single import Downloader, DownloadResult, Progress
 
 __all__ = ["TASK_ARCHIVE", "download_task_archive"]
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
-from brainlife.client._names import PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
-from brainlife.client._transfer import hash_file
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.names import PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
 
 __all__ = [
     "LOCK_NAME",

@@ -1,10 +1,10 @@
-"""The download engine: a data object into a folder, a task path into a folder or a file.
+"""One download: a data object into a folder, a task path into a folder or a file.
 
 Everything is written into a temporary sibling (``<dest>.bl-partial``) and moved into place only
 when complete and verified, so a failed or interrupted download never leaves a folder that looks
 finished. With our server's manifest route every file is fetched on its own and checked against its
 size and sha256; against brainlife.io (no manifest route) the archive is streamed and extracted
-safely. The bulk engine (`_bulk.Engine`) uses :class:`Downloader` for objects that arrive as a
+safely. The bulk engine (`engine.Engine`) uses :class:`Downloader` for objects that arrive as a
 tar; files go through the same ``fetch_file`` everywhere.
 """
 
@@ -41,9 +41,10 @@ from brainlife.client._http import (
     error_for_status,
     quote_path,
 )
-from brainlife.client._layout import inside, safe_name
-from brainlife.client._lockfile import LOCK_NAME
-from brainlife.client._names import (
+from brainlife.client.transfer.files import FetchResult, fetch_file, hash_file
+from brainlife.client.transfer.layout import inside, safe_name
+from brainlife.client.transfer.lockfile import LOCK_NAME
+from brainlife.client.transfer.names import (
     PART_SUFFIX,
     PARTIAL_SUFFIX,
     RESERVED_SUFFIXES,
@@ -54,14 +55,10 @@ from brainlife.client._names import (
     sidecar_path,
     task_file_path,
 )
-from brainlife.client._tar import (
-    check_archive_start,
-    human_size,
-    safe_relpath,
-)
-from brainlife.client._tarfetch import fetch_tar
-from brainlife.client._transfer import FetchResult, fetch_file, hash_file
-from brainlife.client._workers import run_parallel
+from brainlife.client.transfer.tars import fetch_tar
+from brainlife.client.transfer.tarstream import check_archive_start, safe_relpath
+from brainlife.client.transfer.workers import run_parallel
+from brainlife.client.transfer.writes import human_size
 from brainlife.wire import parse_date
 
 __all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
@@ -341,7 +338,7 @@ class Downloader:
     ) -> DownloadResult:
         """Download a data object into ``dest``: file by file from our manifest (``jobs`` files
         at a time), else (brainlife.io) as a tar, continuing an interrupted tar download where
-        the server allows (`_tarfetch`).
+        the server allows (`tars`).
 
         ``on_resumed(n)`` hears how many bytes of an interrupted run were kept (each time the
         archive starts, 0 when it starts over) just before ``progress`` reports them as done."""
