@@ -31,8 +31,9 @@ from brainlife.client.transfer.layout import FIELDS as LAYOUT_FIELDS
 from brainlife.client.transfer.layout import PRESETS as LAYOUT_PRESETS
 from brainlife.client.transfer.layout import Layout, LayoutProblem, resolve_layout
 from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
+from brainlife.client.transfer.names import FOLDER_PART_SUFFIX as PARTIAL_SUFFIX
 from brainlife.client.transfer.plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
-from brainlife.client.transfer.single import PARTIAL_SUFFIX, DownloadResult, Progress
+from brainlife.client.transfer.single import DownloadResult, Progress
 from brainlife.client.transfer.tasks import TaskRun, name_tasks, task_subject
 from brainlife.client.transfer.writes import human_size
 

@@ -33,8 +33,9 @@ from brainlife.client._exceptions import (
     GaveUp,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
-from brainlife.client.transfer.files import fetch_file, hash_file, part_path
+from brainlife.client.transfer.files import fetch_file, hash_file
 from brainlife.client.transfer.lockfile import Lockfile
+from brainlife.client.transfer.names import part_path
 from brainlife.client.transfer.plan import Plan, PlanFile, PlanObject, write_generated
 from brainlife.client.transfer.single import Downloader, object_mtime
 from brainlife.client.transfer.workers import run_parallel

@@ -36,25 +36,10 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
-from brainlife.client.transfer.names import (
-    PART_SUFFIX,
-    SIDECAR_SUFFIX,
-    atomic_write,
-    part_path,
-    sidecar_path,
-)
+from brainlife.client.transfer.names import atomic_write, part_path, sidecar_path
 from brainlife.client.transfer.writes import disk_full, write_all, write_size
 
-__all__ = [
-    "PART_SUFFIX",
-    "SIDECAR_SUFFIX",
-    "Cancelled",
-    "FetchResult",
-    "fetch_file",
-    "hash_file",
-    "part_path",
-    "sidecar_path",
-]
+__all__ = ["FetchResult", "fetch_file", "hash_file"]
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
 from brainlife.client.transfer.files import hash_file
-from brainlife.client.transfer.names import PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
+from brainlife.client.transfer.names import FILE_PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
 
 __all__ = [
     "LOCK_NAME",
@@ -336,7 +336,7 @@ def _extra(root: Path, base: Path, tracked: set[str], oid: str) -> list[VerifyPr
     found = []
     for dirpath, _dirs, names in os.walk(base):
         for name in names:
-            if name.endswith((PART_SUFFIX, SIDECAR_SUFFIX)):
+            if name.endswith((FILE_PART_SUFFIX, SIDECAR_SUFFIX)):
                 continue
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
             if rel not in tracked:

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 
 __all__ = [
-    "PARTIAL_SUFFIX",
-    "PART_SUFFIX",
+    "FILE_PART_SUFFIX",
+    "FOLDER_PART_SUFFIX",
     "RESERVED_SUFFIXES",
     "SIDECAR_SUFFIX",
     "TMP_SUFFIX",
@@ -35,16 +35,18 @@ __all__ = [
     "task_file_path",
 ]
 
-PARTIAL_SUFFIX = ".bl-partial"
-PART_SUFFIX = ".bl-part"
+#: a folder being assembled (``brainlife.client.PARTIAL_SUFFIX``)
+FOLDER_PART_SUFFIX = ".bl-partial"
+#: the bytes of one file so far
+FILE_PART_SUFFIX = ".bl-part"
 SIDECAR_SUFFIX = ".bl-part.json"
 TMP_SUFFIX = ".bl-tmp"
 #: what no downloaded file may be called (a server-given name ending so is refused)
-RESERVED_SUFFIXES = (PART_SUFFIX, SIDECAR_SUFFIX, PARTIAL_SUFFIX, TMP_SUFFIX, ".tmp")
+RESERVED_SUFFIXES = (FILE_PART_SUFFIX, SIDECAR_SUFFIX, FOLDER_PART_SUFFIX, TMP_SUFFIX, ".tmp")
 
 
 def partial_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+    return dest.with_name(dest.name + FOLDER_PART_SUFFIX)
 
 
 def journal_path(partial: Path) -> Path:
@@ -52,7 +54,7 @@ def journal_path(partial: Path) -> Path:
 
 
 def part_path(target: Path) -> Path:
-    return target.with_name(target.name + PART_SUFFIX)
+    return target.with_name(target.name + FILE_PART_SUFFIX)
 
 
 def sidecar_path(target: Path) -> Path:

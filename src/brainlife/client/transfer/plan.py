@@ -20,7 +20,12 @@ from brainlife.client._exceptions import BrainlifeError, ConfigError
 from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.layout import Layout, LayoutProblem, check_paths, inside
 from brainlife.client.transfer.lockfile import Lockfile
-from brainlife.client.transfer.names import PARTIAL_SUFFIX, atomic_write, part_path, sidecar_path
+from brainlife.client.transfer.names import (
+    FOLDER_PART_SUFFIX,
+    atomic_write,
+    part_path,
+    sidecar_path,
+)
 from brainlife.client.transfer.tars import partial_tar_bytes
 from brainlife.client.transfer.tarstream import safe_relpath
 from brainlife.client.transfer.writes import human_size
@@ -377,7 +382,7 @@ def resolve_files(
             obj.failure = answer
         elif answer is None:
             obj.files = None
-            obj.partial = partial_tar_bytes(root / (obj.folder + PARTIAL_SUFFIX))
+            obj.partial = partial_tar_bytes(root / (obj.folder + FOLDER_PART_SUFFIX))
         else:
             settle(obj, _manifest_files(answer))
 

@@ -45,8 +45,7 @@ from brainlife.client.transfer.files import FetchResult, fetch_file, hash_file
 from brainlife.client.transfer.layout import inside, safe_name
 from brainlife.client.transfer.lockfile import LOCK_NAME
 from brainlife.client.transfer.names import (
-    PART_SUFFIX,
-    PARTIAL_SUFFIX,
+    FILE_PART_SUFFIX,
     RESERVED_SUFFIXES,
     SIDECAR_SUFFIX,
     journal_path,
@@ -61,7 +60,7 @@ from brainlife.client.transfer.workers import run_parallel
 from brainlife.client.transfer.writes import human_size
 from brainlife.wire import parse_date
 
-__all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
+__all__ = ["DownloadResult", "Downloader", "Progress"]
 
 #: progress(bytes_done, bytes_total or None)
 Progress = Callable[[int, int | None], None]
@@ -176,7 +175,7 @@ def _prune(folder: Path, keep: set[str]) -> None:
         for name in names:
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
-            for suffix in (PART_SUFFIX, SIDECAR_SUFFIX):
+            for suffix in (FILE_PART_SUFFIX, SIDECAR_SUFFIX):
                 if rel.endswith(suffix) and rel[: -len(suffix)] in keep:
                     break
             else:
