@@ -16,7 +16,6 @@ retrying (:class:`GaveUp`) once the server has been away for ``give_up_after`` s
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from brainlife.client._exceptions import (
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
 from brainlife.client.transfer.names import atomic_write, part_path, sidecar_path
-from brainlife.client.transfer.writes import disk_full, write_all, write_size
+from brainlife.client.transfer.writes import disk_full_on_write, write_all, write_size
 
 __all__ = ["FetchResult", "fetch_file", "hash_file"]
 
@@ -427,51 +426,39 @@ def _stream_into(
     written = 0
     expected = resp.headers.get("Content-Length")
     length = int(expected) if expected and expected.isdigit() else None
-    try:
+    with disk_full_on_write(part, size):
         fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full(part, size, exc) from exc
-        raise
     hasher: _Hasher | None = None
     try:
-        if os.fstat(fd).st_size != offset:
-            # only when needed: ext4 (auto_da_alloc) flushes a file truncated to zero when it is
-            # closed, which cost about 1 s per GiB written to a fresh part file
-            os.ftruncate(fd, offset)
-        os.lseek(fd, offset, os.SEEK_SET)
-        piece = write_size(fd)
-        readinto = _body_readinto(resp)
-        hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
-        while True:
-            view = hasher.buffer()
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Interrupted.")
-            try:
-                n = readinto(view)
-            except (HTTPError, HTTPException) as exc:
-                hasher.close()
-                raise _Partial(
-                    written, ServerUnavailable(f"The download was cut off ({exc}).")
-                ) from exc
-            except OSError as exc:
-                hasher.close()
-                raise _Partial(
-                    written, ServerUnavailable(f"The download was cut off ({exc}).")
-                ) from exc
-            if not n:
-                break
-            chunk = view[:n]
-            write_all(fd, chunk, piece)
-            written += n
-            hasher.submit(chunk)
-            if on_bytes is not None:
-                on_bytes(n)
-        hasher.close()
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full(part, size, exc) from exc
-        raise
+        with disk_full_on_write(part, size):
+            if os.fstat(fd).st_size != offset:
+                # only when needed: ext4 (auto_da_alloc) flushes a file truncated to zero when it is
+                # closed, which cost about 1 s per GiB written to a fresh part file
+                os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            piece = write_size(fd)
+            readinto = _body_readinto(resp)
+            hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
+            while True:
+                view = hasher.buffer()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Interrupted.")
+                try:
+                    n = readinto(view)
+                except (HTTPError, HTTPException, OSError) as exc:
+                    hasher.close()
+                    raise _Partial(
+                        written, ServerUnavailable(f"The download was cut off ({exc}).")
+                    ) from exc
+                if not n:
+                    break
+                chunk = view[:n]
+                write_all(fd, chunk, piece)
+                written += n
+                hasher.submit(chunk)
+                if on_bytes is not None:
+                    on_bytes(n)
+            hasher.close()
     finally:
         try:
             if hasher is not None:

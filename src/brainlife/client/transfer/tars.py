@@ -22,7 +22,6 @@ is closed, and the member in progress is continued from its file's actual length
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -49,7 +48,7 @@ from brainlife.client.transfer.tarstream import (
     padded,
     reject_error_page,
 )
-from brainlife.client.transfer.writes import disk_full, write_all, write_size
+from brainlife.client.transfer.writes import disk_full_on_write, write_all, write_size
 
 __all__ = ["TarFetch", "fetch_tar", "partial_tar_bytes"]
 
@@ -216,7 +215,7 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
     target = folder / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     left = size - have
-    try:
+    with disk_full_on_write(target, left):
         fd = os.open(target, os.O_WRONLY | os.O_CREAT, int(cur["mode"]))
         try:
             if os.fstat(fd).st_size != have:
@@ -231,10 +230,6 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
                 left -= len(chunk)
         finally:
             os.close(fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full(target, left, exc) from exc
-        raise
     pad = padded(size) - size
     while pad:
         got = len(reader.read(pad))

@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from brainlife.client._exceptions import DiskFullError
@@ -16,6 +17,7 @@ __all__ = [
     "WRITE_CHUNK",
     "WRITE_SIZE",
     "disk_full",
+    "disk_full_on_write",
     "human_size",
     "write_all",
     "write_chunks",
@@ -114,7 +116,7 @@ def write_chunks(
 ) -> int:
     """Write chunks to a new file; ENOSPC/EDQUOT become DiskFullError. Returns the byte count."""
     written = 0
-    try:
+    with disk_full_on_write(path, needed):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             piece = write_size(fd)
@@ -125,8 +127,16 @@ def write_chunks(
                     on_bytes(len(chunk))
         finally:
             os.close(fd)
+    return written
+
+
+@contextmanager
+def disk_full_on_write(path: Path, needed: int | None) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) inside the block raises :func:`disk_full`'s error for
+    ``path``; any other OSError goes through as it is."""
+    try:
+        yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise disk_full(path, needed, exc) from exc
         raise
-    return written
