@@ -32,8 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     opts = parser.parse_args()
-    from brainlife.client import _transfer
     from brainlife.client._http import HttpClient
+    from brainlife.client.transfer import files as _transfer
 
     fx = ensure_fixture()
     big = fx.big_ids[0]

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
-from brainlife.client._lockfile import Lockfile
+from brainlife.client.transfer.lockfile import Lockfile
 from tests.conftest import LiveServer, start_server, stop_server
 
 TRACT = "5b0dad8041711001e958b519"
@@ -128,7 +128,7 @@ def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     out = tmp_path / "out"
     out.mkdir()
     # the kernel's /dev/full answers every write with ENOSPC: a real full disk for this file
-    tmp = out / f".bl-lock.json.{os.getpid()}.tmp"
+    tmp = out / f".bl-lock.json.{os.getpid()}.bl-tmp"
     os.symlink("/dev/full", tmp)
     r = bl("data", "download", "-i", T1, "-d", "out", "--layout", "id")
     assert r.exit_code == 8, r.output

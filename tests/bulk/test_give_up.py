@@ -224,7 +224,7 @@ def test_tar_only_object_gives_up_and_keeps_its_partial_folder(
     import tarfile
 
     from brainlife.client import Client, GaveUp
-    from brainlife.client._tarfetch import journal_path
+    from brainlife.client.transfer.names import journal_path
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from brainlife.client import Client, ProtocolError, ServerUnavailable
-from brainlife.client._tarfetch import _Journal, journal_path
+from brainlife.client.transfer.names import journal_path
+from brainlife.client.transfer.tars import _Journal
 from tests.bulk._cli import bl_cmd, cli_env, kill_when, summary
 from tests.conftest import LiveServer, kill_and_restart, start_server, stop_server
 from tests.fake_server import FakeServer, Req, valid_jwt
@@ -57,7 +58,7 @@ def tar_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TarWorld]:
 
 
 def test_the_server_without_extensions_has_no_manifest(tar_world: TarWorld) -> None:
-    from brainlife.client._download import Downloader
+    from brainlife.client.transfer.single import Downloader
 
     client = Client(tar_world.server.url, token=tar_world.token)
     assert Downloader(client.http, client.token()).manifest(tar_world.big) is None
@@ -330,15 +331,16 @@ def test_changed_archive_is_fetched_whole_into_a_clean_folder(
 
 def _fail_once(c: Client, dest: Path) -> None:
     """One attempt only: the cut-off answer fails the download (the folder is kept)."""
-    from brainlife.client._download import _partial_for
-    from brainlife.client._tarfetch import fetch_tar
+    from brainlife.client import RetryPolicy
+    from brainlife.client.transfer.names import partial_path
+    from brainlife.client.transfer.tars import fetch_tar
 
     fetch_tar(
         c.http,
         c.token(),
         f"/api/warehouse/dataset/download/{DSID}",
-        _partial_for(dest),
-        attempts=1,
+        partial_path(dest),
+        policy=RetryPolicy(attempts=1),
     )
 
 

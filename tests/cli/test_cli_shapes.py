@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
+from brainlife.client import Client
 from brainlife.client._config import write_token_file
 from tests.client.test_tar import make_tar
 from tests.fake_server import FakeServer, Req, make_jwt
@@ -242,18 +243,46 @@ def test_html_error_page_instead_of_tar(fake, bl, tmp_path: Path) -> None:  # ty
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.bl-partial").exists()
 
 
-def test_interrupt_exits_130_and_cleans_up(fake, bl, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+class _CtrlCInBody:
+    """A response whose body is interrupted (Ctrl-C) as soon as it is read."""
+
+    def __init__(self, resp: object) -> None:
+        self._resp = resp
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("read", "read1", "readinto", "stream"):
+
+            def interrupted(*a: object, **k: object) -> bytes:
+                raise KeyboardInterrupt
+
+            return interrupted
+        return getattr(self._resp, name)
+
+
+class _InterruptingTransport:
+    """A real pool, except that the body of a tar download is interrupted (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        import urllib3
+
+        self.pool = urllib3.PoolManager()
+
+    def request(self, method: str, url: str, **kwargs: object) -> object:
+        resp = self.pool.request(method, url, **kwargs)  # type: ignore[arg-type]
+        return _CtrlCInBody(resp) if "/dataset/download/" in url else resp
+
+    def clear(self) -> None:
+        self.pool.clear()
+
+
+def test_interrupt_exits_130_and_cleans_up(fake, bl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tar = make_tar([("t1.nii.gz", b"x" * 10, None)])
     fake.json("GET", "/api/warehouse/dataset", {"datasets": [{"_id": DSID, "status": "stored"}]})
     fake.route("GET", f"/api/warehouse/dataset/download/{DSID}", lambda r: (200, {}, tar))
-    import brainlife.client._tar as tarmod
-
-    def interrupted(*a: object, **k: object) -> list[str]:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("brainlife.client._tarfetch.extract_tar_stream", interrupted)
-    assert tarmod is not None
-    r = bl("data", "download", DSID, str(tmp_path / "out"))
+    client = Client(fake.url, token=make_jwt(time.time() + 600), transport=_InterruptingTransport())
+    r = CliRunner().invoke(
+        cli, ["data", "download", DSID, str(tmp_path / "out")], obj={"client": client}
+    )
     assert r.exit_code == 130
     assert "Interrupted" in r.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.bl-partial").exists()
@@ -303,7 +332,7 @@ def test_disk_full_exit_8_and_nothing_left(fake, bl, tmp_path: Path, monkeypatch
     def full(fd: int, data: object, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("brainlife.client._tar.write_all", full)
+    monkeypatch.setattr("brainlife.client.transfer.writes.write_all", full)
     r = bl("data", "download", DSID, str(tmp_path / "out"))
     assert r.exit_code == 8, r.output
     assert "Error: The disk is full: no space left while writing" in r.output

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from brainlife.cli.main import cli
 from brainlife.client._config import write_token_file
-from brainlife.client._layout import safe_name
+from brainlife.client.transfer.layout import safe_name
 from tests.fake_server import FakeServer, Req, make_jwt
 
 TASK = "5c0e8f0a1b2c3d4e5f607182"

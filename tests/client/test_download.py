@@ -157,17 +157,17 @@ def test_disk_full_while_writing(
     fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     serve_dataset(fake)
-    import brainlife.client._tar as tarmod
+    import brainlife.client.transfer.writes as tarmod
 
     def full(fd: int, data: memoryview, size: int = 0) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import brainlife.client._transfer as transfermod
+    import brainlife.client.transfer.files as transfermod
 
     monkeypatch.setattr(tarmod, "write_all", full)
     monkeypatch.setattr(transfermod, "write_all", full)
     with pytest.raises(DiskFullError, match=r"disk is full") as info:
-        client(fake).download_dataset(DSID, tmp_path / "out")
+        client(fake).download_dataset(DSID, tmp_path / "out", jobs=1)  # the first file fails
     assert info.value.needed == len(FILES["t1.nii.gz"])
     assert not (tmp_path / "out").exists()  # nothing looks complete
     monkeypatch.undo()  # space was freed: the same download continues and completes
@@ -182,7 +182,7 @@ def test_not_enough_space_up_front(
     serve_dataset(fake)
     import shutil
 
-    import brainlife.client._download as dl
+    import brainlife.client.transfer.single as dl
 
     monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 100))  # type: ignore[attr-defined]
     with pytest.raises(DiskFullError, match="only 100 B is free"):
@@ -245,3 +245,67 @@ def test_task_error_json_is_not_saved_as_tar(fake: FakeServer, tmp_path: Path) -
     with pytest.raises(ProtocolError, match="JSON document"):
         client(fake).download_task_path(TASK, "out", output=tmp_path / "s.tar.gz")
     assert leftovers(tmp_path) == []
+
+
+def _serve_many(fake: FakeServer, files: dict[str, bytes], handler_for) -> None:  # type: ignore[no-untyped-def]
+    fake.json(
+        "GET",
+        "/api/warehouse/dataset",
+        {"datasets": [{"_id": DSID, "status": "stored"}], "count": 1},
+    )
+    fake.json(
+        "GET",
+        f"/api/warehouse/dataset/manifest/{DSID}",
+        {
+            "_id": DSID,
+            "tar_size": 0,
+            "files": [
+                {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                for p, b in files.items()
+            ],
+        },
+    )
+    for path, body in files.items():
+        fake.route("GET", f"/api/warehouse/dataset/file/{DSID}/{path}", handler_for(path, body))
+
+
+def test_one_object_fetches_its_files_in_parallel(fake: FakeServer, tmp_path: Path) -> None:
+    """`bl data download ID` runs on the engine's pool: three files are in flight at once (a
+    sequential client would leave the barrier waiting and get 503s it cannot outlast)."""
+    import threading
+
+    files = {f"f{i}.bin": os.urandom(1000) for i in range(3)}
+    together = threading.Barrier(3, timeout=20)
+
+    def handler_for(path: str, body: bytes):  # type: ignore[no-untyped-def]
+        def answer(r: object) -> tuple[int, dict[str, str], bytes]:
+            try:
+                together.wait()
+            except threading.BrokenBarrierError:
+                return 404, JSON, b'{"message": "not all three at once"}'
+            return 200, {}, body
+
+        return answer
+
+    _serve_many(fake, files, handler_for)
+    dest = tmp_path / "out"
+    result = client(fake).download_dataset(DSID, dest, jobs=3)
+    assert result.method == "manifest"
+    assert {p: (dest / p).read_bytes() for p in files} == files
+
+
+def test_one_corrupt_file_stops_the_others_and_leaves_nothing(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    files = {"bad.bin": b"x" * 100, **{f"ok{i}.bin": os.urandom(2000) for i in range(4)}}
+
+    def handler_for(path: str, body: bytes):  # type: ignore[no-untyped-def]
+        data = b"y" * 100 if path == "bad.bin" else body
+        return lambda r: (200, {}, data)
+
+    _serve_many(fake, files, handler_for)
+    with pytest.raises(ChecksumMismatch, match=r"bad\.bin arrived corrupt"):
+        client(fake).download_dataset(DSID, tmp_path / "out", jobs=2)
+    assert leftovers(tmp_path) == []
+    # fetched twice (the one checksum retry of the policy), then the run stopped
+    assert len(fake.calls(f"/api/warehouse/dataset/file/{DSID}/bad.bin")) == 2

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from brainlife.cli import _output
-from brainlife.client import Client
-from brainlife.client import _plan as plan_module
-from brainlife.client._bulk import Event
-from brainlife.client._plan import PlanObject, resolve_files
+from brainlife.client import Client, NotFound
+from brainlife.client.transfer import plan as plan_module
+from brainlife.client.transfer.engine import Event
+from brainlife.client.transfer.plan import PlanObject, resolve_files
 from tests.fake_server import FakeServer, valid_jwt
 
 BATCH = "/api/warehouse/dataset/manifests"
@@ -74,7 +74,8 @@ def test_batch_route_is_used_in_chunks(fake, tmp_path, monkeypatch):
     assert by_id[IDS[0]].files is not None
     assert [f.rel for f in by_id[IDS[0]].files] == ["f.txt"]
     assert by_id[IDS[0]].size == 24
-    assert by_id[IDS[1]].error_class == "PermissionDenied"
+    failure = by_id[IDS[1]].failure
+    assert failure is not None and failure.code == "permission"
     assert "you don't have access" in str(by_id[IDS[1]].error)
     assert p.file_count == 4
 
@@ -94,8 +95,8 @@ def test_missing_reasons_become_the_single_routes_errors(fake, tmp_path):
 
     fake.route("POST", BATCH, answer)
     p = plan(fake, tmp_path, IDS[:3])
-    classes = {o.id: o.error_class for o in p.objects}
-    assert classes == {IDS[0]: None, IDS[1]: "NotFound", IDS[2]: "ApiError"}
+    codes = {o.id: o.failure.code if o.failure else None for o in p.objects}
+    assert codes == {IDS[0]: None, IDS[1]: "not-found", IDS[2]: "api"}
     assert singles(fake) == 0
 
 
@@ -192,7 +193,7 @@ def test_quick_plans_send_no_planning_event(fake, tmp_path):
 
 def test_resolve_files_progress_without_a_batch(tmp_path):
     objects = [PlanObject(id=i, folder=i) for i in IDS]
-    objects[0].error = "gone"
+    objects[0].failure = NotFound("gone")
     seen: list[tuple[int, int]] = []
     resolve_files(
         objects,

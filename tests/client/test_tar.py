@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from brainlife.client import ProtocolError
-from brainlife.client._tar import ChunkReader, check_archive_start, extract_tar_stream
+from brainlife.client.transfer.tarstream import ChunkReader, check_archive_start, extract_tar_stream
 
 
 def make_tar(members: list[tuple[str, bytes | None, str | None]], gz: bool = False) -> bytes:
@@ -101,7 +101,7 @@ def test_write_size_follows_the_file_system(tmp_path: Path, where: str) -> None:
     import os
     import subprocess
 
-    from brainlife.client._tar import WRITE_CHUNK, WRITE_SIZE, write_all, write_size
+    from brainlife.client.transfer.writes import WRITE_CHUNK, WRITE_SIZE, write_all, write_size
 
     folder = tmp_path if where == "tmp_path" else Path(where)
     kind = subprocess.run(

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from brainlife.client import _transfer
-from brainlife.client._http import CHUNK_SIZE, Liveness
+from brainlife.client._http import CHUNK_SIZE, Liveness, RetryPolicy
+from brainlife.client.transfer import files as _transfer
 
 
 class FakeBody:
@@ -52,6 +52,7 @@ class FakeHttp:
         self.requests: list[dict[str, str]] = []
         self.sent = 0
         self.liveness = Liveness("http://fake")
+        self.policy = RetryPolicy(cut_backoff=0)
 
     @contextlib.contextmanager
     def stream(

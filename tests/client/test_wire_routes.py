@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from brainlife.wire import routes
@@ -31,3 +33,50 @@ def test_prefix_of_a_trailing_path_route() -> None:
 def test_extensions_are_ours_only() -> None:
     assert routes.DATASET_FILE in routes.EXTENSIONS
     assert routes.DATASET_DOWNLOAD not in routes.EXTENSIONS
+
+
+def _route_uses(path: Path) -> tuple[list[str], bool]:
+    """String pieces in ``path`` (docstrings aside) that spell out an API route, and whether it
+    imports the route table (or a route prefix) from ``brainlife.wire``."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and any(w in node.value for w in ("/api/", "/task/", "/dataset/", "/auth", "/pub"))
+    ]
+    reads = any(
+        isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("brainlife.wire")
+        and any(
+            a.name == "routes" or a.name.startswith("API_") or a.name.endswith("_ROUTE")
+            for a in node.names
+        )
+        for node in ast.walk(tree)
+    )
+    return found, reads
+
+
+def test_the_client_writes_no_route_and_reads_the_table_in_one_module() -> None:
+    import brainlife.cli
+    import brainlife.client
+
+    modules = [
+        *Path(brainlife.client.__file__).parent.rglob("*.py"),
+        *Path(brainlife.cli.__file__).parent.rglob("*.py"),
+    ]
+    uses = {p.name: _route_uses(p) for p in modules}
+    assert {name: found for name, (found, _) in uses.items() if found} == {}
+    assert sorted(name for name, (_, reads) in uses.items() if reads) == ["_urls.py"]

@@ -142,7 +142,7 @@ def test_a_few_thousand_ids_still_pass(archive) -> None:
 def test_the_limits_are_as_documented() -> None:
     assert (limits.MAX_DEPTH, limits.MAX_IN, limits.MAX_CLAUSES) == (32, 10_000, 256)
     assert (limits.MAX_PATTERN, limits.MAX_PROGRAM) == (1_000, 2_000)
-    from brainlife.client._sources import ID_BATCH
+    from brainlife.client.transfer.planning import ID_BATCH
 
     assert ID_BATCH < limits.MAX_IN
     assert parse_find(compact({"$or": [{"a": i} for i in range(256)]}))

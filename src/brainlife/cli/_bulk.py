@@ -15,9 +15,10 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._common import get_client, give_up_option
+from brainlife.cli.main import exit_code_of
 
 if TYPE_CHECKING:
-    from brainlife.client import BulkResult, Plan
+    from brainlife.client import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ID = re.compile(r"\b[0-9a-f]{24}\b")
@@ -116,13 +117,6 @@ def read_ids(source: str) -> list[str]:
     return list(dict.fromkeys(i for i in ids if i))
 
 
-def _exit_code(result: BulkResult) -> int:
-    from brainlife.cli.main import EXIT_CODES
-
-    codes = {EXIT_CODES.get(c, 1) for c in result.failed_classes.values()}
-    return codes.pop() if len(codes) == 1 else 1
-
-
 def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Transfer) -> None:
     """Plan (``plan_factory(on_event)``, showing its ``planning`` events), print the plan (dry
     run) or run it with a progress display, then the summary; exit non-zero naming the failed
@@ -138,6 +132,8 @@ def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Tr
     elif dry_run:
         for line in describe_plan(plan):
             _output.out(line)
+        if any(p.kind == "exists" for p in plan.problems):
+            _output.out("  (--existing overwrite replaces files no download wrote)")
     elif sys.stderr.isatty():
         for line in describe_plan(plan)[:3]:
             _output.err(line)
@@ -163,7 +159,7 @@ def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Tr
             f"Error: {len(result.failed)} of {result.objects} data objects failed: {ids}. "
             "Run the same command again to fetch only what is missing."
         )
-        ctx.exit(_exit_code(result))
+        ctx.exit(exit_code_of(set(result.failed_codes.values())))
 
 
 def download_bulk(transfer: Transfer, *, directory: str | None, **query: Any) -> None:

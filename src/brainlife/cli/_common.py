@@ -24,9 +24,7 @@ def get_client(ctx: click.Context | None = None) -> Client:
     if client is None:
         from brainlife.cli._output import waiting_lines
 
-        client = Client(ca_bundle=obj.get("ca_bundle"))
-        if obj.get("give_up_after") is not None:
-            client.http.liveness.give_up_after = obj["give_up_after"]
+        client = Client(ca_bundle=obj.get("ca_bundle"), give_up_after=obj.get("give_up_after"))
         client.http.liveness.listener = waiting_lines()  # a bulk run shows its own
         obj["client"] = client
         root.obj = obj

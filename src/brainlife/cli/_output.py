@@ -229,13 +229,10 @@ def profile_block(profile: Doc) -> Block:
     ]
 
 
-def task_subject(task: Doc) -> str | None:
-    inputs = (task.get("config") or {}).get("_inputs") or []
-    for entry in inputs:
-        subject = (entry.get("meta") or {}).get("subject") if isinstance(entry, dict) else None
-        if subject:
-            return str(subject)
-    return None
+def _task_subject(task: Doc) -> str | None:
+    from brainlife.client import task_subject
+
+    return task_subject(task)
 
 
 def task_block(task: Doc) -> Block:
@@ -247,7 +244,7 @@ def task_block(task: Doc) -> Block:
         ("Name", str(task.get("name") or "")),
         ("Service", service),
         ("Status", str(task.get("status") or "unknown")),
-        ("Subject", task_subject(task) or "N/A"),
+        ("Subject", _task_subject(task) or "N/A"),
         ("Create Date", create_date(task.get("create_date"))),
     ]
 

@@ -209,8 +209,6 @@ def data_download(
     A bulk download resumes where it stopped, skips files that verify, fetches identical content
     once (hard links) and writes DIR/bl-lock.json (see 'bl data verify').
     """
-    from brainlife.wire import is_object_id
-
     filters = {
         "query": query,
         "datatype": datatype,
@@ -224,52 +222,17 @@ def data_download(
         "taskid": taskid,
     }
     has_filters = any(v not in (None, "", ()) for v in filters.values())
-    positional = list(args)
-    ids = list(id_)
-    if not ids and positional and is_object_id(positional[0]):
-        ids.append(positional.pop(0))
-    elif not ids and positional and not (ids_from or lock or has_filters):
-        raise click.BadParameter(
-            f"'{positional[0]}' is not a data object id (24 hexadecimal digits); "
-            "'bl data query' lists them.",
-            param_hint="ID",
-        )
-    if pub is not None and not is_object_id(pub):
-        raise click.BadParameter(
-            f"'{pub}' is not a release id (24 hexadecimal digits); 'bl pub query' lists "
-            "publications with their release ids.",
-            param_hint="--pub",
-        )
-    if positional and directory is None:
-        directory = positional.pop(0)
-    if positional:
-        raise click.UsageError(f"Unexpected extra argument(s): {' '.join(positional)}.")
-    for oid in ids:
-        if not is_object_id(oid):
-            raise click.BadParameter(
-                f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
-            )
-    ctx = click.get_current_context()
-    explicit = any(
-        ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-        for name in ("jobs", "existing", "ignore_expiry")
+    ids, directory = _ids_and_directory(
+        list(args), list(id_), directory, bool(ids_from or lock or has_filters)
     )
-    bulk = (
-        has_filters
-        or ids_from
-        or lock
-        or len(ids) > 1
-        or transfer.layout
-        or transfer.dry_run
-        or explicit
-    )
-    if not bulk:
+    _check_release(pub)
+    if not _is_bulk(transfer, has_filters or bool(ids_from or lock) or len(ids) > 1):
         if not ids:
             raise click.UsageError(
                 "Which data object? Pass its id (bl data download <id>), or filters such as "
                 "-p PROJECT for a bulk download."
             )
-        _single(ids[0], directory, transfer.as_json)
+        _single(ids[0], directory, transfer)
         return
     if ids_from:
         ids += [i for i in read_ids(ids_from) if i not in ids]
@@ -287,13 +250,61 @@ def data_download(
     )
 
 
-def _single(id_: str, directory: str | None, as_json: bool) -> None:
+def _ids_and_directory(
+    positional: list[str], ids: list[str], directory: str | None, other_source: bool
+) -> tuple[list[str], str | None]:
+    """The ids given (-i, or a first positional id) and the folder (-d, or the next positional
+    argument), every id checked."""
+    from brainlife.wire import is_object_id
+
+    if not ids and positional and is_object_id(positional[0]):
+        ids.append(positional.pop(0))
+    elif not ids and positional and not other_source:
+        raise click.BadParameter(
+            f"'{positional[0]}' is not a data object id (24 hexadecimal digits); "
+            "'bl data query' lists them.",
+            param_hint="ID",
+        )
+    if positional and directory is None:
+        directory = positional.pop(0)
+    if positional:
+        raise click.UsageError(f"Unexpected extra argument(s): {' '.join(positional)}.")
+    for oid in ids:
+        if not is_object_id(oid):
+            raise click.BadParameter(
+                f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
+            )
+    return ids, directory
+
+
+def _check_release(pub: str | None) -> None:
+    from brainlife.wire import is_object_id
+
+    if pub is not None and not is_object_id(pub):
+        raise click.BadParameter(
+            f"'{pub}' is not a release id (24 hexadecimal digits); 'bl pub query' lists "
+            "publications with their release ids.",
+            param_hint="--pub",
+        )
+
+
+def _is_bulk(transfer: Transfer, many: bool) -> bool:
+    """Whether the command is a bulk download: many objects, or a bulk-only option given."""
+    ctx = click.get_current_context()
+    explicit = any(
+        ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+        for name in ("jobs", "existing", "ignore_expiry")
+    )
+    return many or bool(transfer.layout) or transfer.dry_run or explicit
+
+
+def _single(id_: str, directory: str | None, transfer: Transfer) -> None:
     target = Path(directory or id_)
-    if not as_json:
+    if not transfer.as_json:
         _output.out(f"Download dataset to {target}")
     with _output.progress_bar(f"{id_}") as progress:
-        result = get_client().download_dataset(id_, target, progress=progress)
-    if as_json:
+        result = get_client().download_dataset(id_, target, progress=progress, jobs=transfer.jobs)
+    if transfer.as_json:
         _output.print_json(result.to_json())
     else:
         _output.out("100% done")

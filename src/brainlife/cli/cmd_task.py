@@ -177,75 +177,13 @@ def task_download(
     bl task download --group 851 --service brainlife/app-freesurfer --status finished \\
         --path freesurfer/output/stats --name-by subject
     """
-    client = get_client()
     if task_id is None or bulk_path is not None:
         if task_id is not None or path is not None:
             raise click.UsageError("Give either TASK_ID PATH, or --path with filters, not both.")
-        if not bulk_path:
-            raise click.UsageError(
-                "Give TASK_ID PATH, or --path PATH with filters such as "
-                "--group/--service/--status for many tasks."
-            )
-        if output:
-            raise click.UsageError("-o/--output names one file: in bulk mode use -d/--directory.")
         query = _task_find(None, group, service, branch, status, find)
-        if not query:
-            raise click.UsageError(
-                "Bulk mode needs at least one filter (--group, --service, "
-                "--status, --branch or --find)."
-            )
-        select = "config._inputs.meta" if name_by == "subject" else None
-        tasks = client.tasks(query, select=select, limit=limit)
-        folder = Path(directory or ".")
-        results = []
-        names = _task_names(tasks, name_by)
-        if extract and names and _engine(names, bulk_path, folder, as_json, existing):
-            return
-        from brainlife.cli.main import _exit_code
-        from brainlife.client import AuthError, BrainlifeError, DiskFullError
-        from brainlife.client._layout import inside
-
-        failed: dict[str, str] = {}
-        codes: set[int] = set()
-        for tid, name in names:
-            if not as_json:
-                _output.out(f"{tid} {name}")
-            try:
-                with _output.progress_bar(name) as progress:
-                    if extract:
-                        result = client.download_task_path(
-                            tid,
-                            bulk_path,
-                            directory=inside(folder, name),
-                            extract=True,
-                            progress=progress,
-                        )
-                    else:
-                        result = client.download_task_archive(
-                            tid,
-                            bulk_path,
-                            inside(folder, f"{name}.tar.gz"),
-                            progress=progress,
-                            existing=existing,
-                        )
-            except (AuthError, DiskFullError):
-                raise  # every other task would fail the same way
-            except BrainlifeError as exc:  # the others go on; named at the end
-                failed[tid] = str(exc)
-                codes.add(_exit_code(exc) or 1)
-                _output.err(f"failed: {tid}: {exc}")
-                continue
-            results.append(result.to_json())
-        if as_json:
-            _output.print_json(results)
-        elif not tasks:
-            _output.err("No task matches these filters.")
-        if failed:
-            _output.err(
-                f"Error: {len(failed)} of {len(names)} tasks failed: {' '.join(failed)}. "
-                "Run the same command again: what is complete and unchanged is kept."
-            )
-            click.get_current_context().exit(codes.pop() if len(codes) == 1 else 1)
+        _check_bulk(bulk_path, output, query)
+        assert bulk_path is not None
+        _bulk(query, bulk_path, Path(directory or "."), extract, name_by, existing, limit, as_json)
         return
     if path is None:
         raise click.UsageError("Which file or folder of the task? bl task download TASK_ID PATH.")
@@ -253,10 +191,10 @@ def task_download(
         raise click.UsageError("-o/--output saves one file: it goes without -d and --extract.")
     if extract:
         dest = Path(directory or (Path(path.rstrip("/")).name or task_id))
-        if _engine([(task_id, dest.name)], path, dest.parent, as_json, existing):
+        if _folders([(task_id, dest.name)], path, dest.parent, as_json, existing):
             return
     with _output.progress_bar(Path(path).name or task_id) as progress:
-        result = client.download_task_path(
+        result = get_client().download_task_path(
             task_id,
             path,
             output=output,
@@ -271,36 +209,72 @@ def task_download(
         _output.out(f"Downloaded {path} of task {task_id} to {result.path}")
 
 
-def _task_names(tasks: list[dict[str, Any]], name_by: str) -> list[tuple[str, str]]:
-    """``(task id, name)`` of each task: its subject or id made a safe file name (other group
-    members choose subjects: ``../../x`` or ``/tmp/x`` must not leave -d), each name used once."""
-    from brainlife.client._layout import safe_name
-
-    used: set[str] = set()
-    names: list[tuple[str, str]] = []
-    for t in tasks:
-        tid = str(t["_id"])
-        own = safe_name(tid) or "task"
-        name = (safe_name(_output.task_subject(t)) if name_by == "subject" else None) or own
-        if name in used or name == "bl-lock.json":
-            name = f"{name}.{own}"
-        used.add(name)
-        names.append((tid, name))
-    return names
+def _check_bulk(bulk_path: str | None, output: str | None, query: dict[str, Any]) -> None:
+    if not bulk_path:
+        raise click.UsageError(
+            "Give TASK_ID PATH, or --path PATH with filters such as "
+            "--group/--service/--status for many tasks."
+        )
+    if output:
+        raise click.UsageError("-o/--output names one file: in bulk mode use -d/--directory.")
+    if not query:
+        raise click.UsageError(
+            "Bulk mode needs at least one filter (--group, --service, "
+            "--status, --branch or --find)."
+        )
 
 
-def _engine(
+def _bulk(
+    query: dict[str, Any],
+    path: str,
+    folder: Path,
+    extract: bool,
+    name_by: str,
+    existing: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The same path of every matching task; exit non-zero naming the tasks that failed."""
+    from brainlife.cli.main import exit_code_of, render
+    from brainlife.client import name_tasks
+
+    client = get_client()
+    select = "config._inputs.meta" if name_by == "subject" else None
+    tasks = client.tasks(query, select=select, limit=limit)
+    names = name_tasks(tasks, name_by)
+    if extract and names and _folders(names, path, folder, as_json, existing):
+        return
+    run = client.download_tasks(
+        names,
+        path,
+        root=folder,
+        extract=extract,
+        existing=existing,
+        progress=_output.progress_bar,
+        on_task=None if as_json else lambda tid, name: _output.out(f"{tid} {name}"),
+        on_failed=lambda tid, exc: _output.err(f"failed: {tid}: {render(exc)}"),
+    )
+    if as_json:
+        _output.print_json([r.to_json() for r in run.results])
+    elif not tasks:
+        _output.err("No task matches these filters.")
+    if run.failed:
+        _output.err(
+            f"Error: {len(run.failed)} of {len(names)} tasks failed: {' '.join(run.failed)}. "
+            "Run the same command again: what is complete and unchanged is kept."
+        )
+        click.get_current_context().exit(exit_code_of(run.codes))
+
+
+def _folders(
     pairs: list[tuple[str, str]], path: str, root: Path, as_json: bool, existing: str = "skip"
 ) -> bool:
     """Extract with the bulk engine (file by file, resumable, verified; ``bl-lock.json`` in
     ``root``) when the server has our task manifest; False to fall back to the .tar.gz stream."""
     from brainlife.cli._bulk import Transfer, run_bulk
 
-    client = get_client()
-    plan = client.plan_task_download(pairs, path, root=root, existing=existing)
-    if all(o.error_class in ("NotFound", "ProtocolError") for o in plan.objects) and not any(
-        o.error is None for o in plan.objects
-    ):
+    plan = get_client().plan_task_folders(pairs, path, root=root, existing=existing)
+    if plan is None:
         return False
     run_bulk(lambda _on_event: plan, Transfer(as_json=as_json, existing=existing))
     return True

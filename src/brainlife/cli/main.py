@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,21 +30,34 @@ COMMANDS: dict[str, str] = {
     "version": "cmd_version:version",
 }
 
-#: exception class name (of brainlife.client) -> exit code; click usage errors exit 2.
+if TYPE_CHECKING:
+    from brainlife.client import BrainlifeError
+
+#: error code (``BrainlifeError.code``) -> exit code; any other code exits 1, click usage
+#: errors exit 2. The one place exit codes are decided.
 EXIT_CODES: dict[str, int] = {
-    "BrainlifeError": 1,
-    "ApiError": 1,
-    "ConfigError": 1,
-    "NotFound": 3,
-    "AuthError": 4,
-    "PermissionDenied": 4,
-    "ServerUnavailable": 5,
-    "GaveUp": 5,  # the server stayed away for --give-up-after seconds (or Retry-After > 60 s)
-    "ProtocolError": 6,
-    "ChecksumMismatch": 7,
-    "DiskFullError": 8,
+    "not-found": 3,
+    "auth": 4,
+    "permission": 4,
+    "unavailable": 5,
+    "gave-up": 5,  # the server stayed away for --give-up-after seconds (or Retry-After > 60 s)
+    "protocol": 6,
+    "checksum": 7,
+    "disk-full": 8,
 }
 EXIT_INTERRUPTED = 130
+
+#: what the CLI adds to a library error's message for its ``hint`` (the library names no flags)
+HINT_TEXT: dict[str, str] = {
+    "give-up-after": "--give-up-after SECONDS sets how long bl keeps retrying.",
+    "existing-overwrite": "Pass --existing overwrite to replace it.",
+    "ignore-expiry": "Run 'bl refresh --ttl DAYS' or 'bl login --ttl DAYS' first, or pass "
+    "--ignore-expiry.",
+    "directory": "(-d/--directory chooses the folder.)",
+    "output": "(-o/--output FILE names it.)",
+    "layout": "Choose it with --layout; --dry-run shows the plan.",
+    "ca-bundle": "On the command line: --ca-bundle <cert.pem>.",
+}
 
 
 def _is_debug(ctx: click.Context) -> bool:
@@ -54,15 +67,28 @@ def _is_debug(ctx: click.Context) -> bool:
     return os.environ.get("BL_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
-def _exit_code(exc: BaseException) -> int | None:
-    """The exit code of a client-library error, None for anything else."""
-    errors = sys.modules.get("brainlife.client._exceptions")
-    if errors is None or not isinstance(exc, errors.BrainlifeError):
-        return None
-    for cls in type(exc).__mro__:
-        if cls.__name__ in EXIT_CODES:
-            return EXIT_CODES[cls.__name__]
-    return 1
+def exit_code(code: str) -> int:
+    """The exit code for an error code (``BrainlifeError.code``)."""
+    return EXIT_CODES.get(code, 1)
+
+
+def exit_code_of(codes: list[str] | set[str]) -> int:
+    """The exit code of several failures: theirs when they agree, else 1."""
+    exits = {exit_code(c) for c in codes}
+    return exits.pop() if len(exits) == 1 else 1
+
+
+def render(exc: BrainlifeError) -> str:
+    """A library error as the CLI says it: the message, then its hint in flags."""
+    hint = HINT_TEXT.get(exc.hint or "")
+    return f"{exc} {hint}" if hint else str(exc)
+
+
+def _as_library_error(exc: BaseException) -> BrainlifeError | None:
+    # imported here, on the error path only: `bl --help` never loads the client
+    from brainlife.client import BrainlifeError
+
+    return exc if isinstance(exc, BrainlifeError) else None
 
 
 class LazyGroup(click.Group):
@@ -102,10 +128,10 @@ class LazyGroup(click.Group):
         except Exception as exc:
             if _is_debug(ctx):
                 raise
-            code = _exit_code(exc)
-            if code is not None:
-                click.echo(f"Error: {exc}", err=True)
-                ctx.exit(code)
+            error = _as_library_error(exc)
+            if error is not None:
+                click.echo(f"Error: {render(error)}", err=True)
+                ctx.exit(exit_code(error.code))
             if isinstance(exc, OSError) and exc.strerror:
                 where = f" ({exc.filename})" if exc.filename else ""
                 click.echo(f"Error: {exc.strerror}{where}.", err=True)
@@ -142,7 +168,9 @@ def cli(ctx: click.Context, debug: bool, ca_bundle: str | None) -> None:
     The server is BLHOST (default brainlife.io, https; 'http://host:port' as given); the token
     of 'bl login' is shared with the official CLI (~/.config/<BLHOST>/.jwt).
     """
-    ctx.obj = {"debug": debug, "ca_bundle": ca_bundle}
+    # a program embedding `bl` (or a test) may pass obj={"client": Client(...)} to use its own
+    ctx.obj = {**(ctx.obj if isinstance(ctx.obj, dict) else {}), "debug": debug}
+    ctx.obj["ca_bundle"] = ca_bundle
 
 
 def main() -> None:

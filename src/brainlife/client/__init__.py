@@ -10,10 +10,8 @@ with Client() as bl:   # BLHOST, and the token of `bl login`
 ```
 """
 
-from brainlife.client._bulk import BulkResult, Event, EventHandler
 from brainlife.client._client import Client, DatasetPage, LoginResult, verify_download
 from brainlife.client._config import DEFAULT_HOST, Config, resolve_config
-from brainlife.client._download import PARTIAL_SUFFIX, DownloadResult, Progress
 from brainlife.client._exceptions import (
     ApiError,
     AuthError,
@@ -27,12 +25,17 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
-from brainlife.client._layout import FIELDS as LAYOUT_FIELDS
-from brainlife.client._layout import PRESETS as LAYOUT_PRESETS
-from brainlife.client._layout import Layout, LayoutProblem, resolve_layout
-from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
-from brainlife.client._plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
-from brainlife.client._tar import human_size
+from brainlife.client._http import RetryPolicy, Transport
+from brainlife.client.transfer.engine import BulkResult, Event, EventHandler
+from brainlife.client.transfer.layout import FIELDS as LAYOUT_FIELDS
+from brainlife.client.transfer.layout import PRESETS as LAYOUT_PRESETS
+from brainlife.client.transfer.layout import Layout, LayoutProblem, resolve_layout
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
+from brainlife.client.transfer.names import FOLDER_PART_SUFFIX as PARTIAL_SUFFIX
+from brainlife.client.transfer.plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
+from brainlife.client.transfer.single import DownloadResult, Progress
+from brainlife.client.transfer.tasks import TaskRun, name_tasks, task_subject
+from brainlife.client.transfer.writes import human_size
 
 __all__ = [
     "DEFAULT_HOST",
@@ -66,12 +69,17 @@ __all__ = [
     "PlanObject",
     "Progress",
     "ProtocolError",
+    "RetryPolicy",
     "ServerUnavailable",
+    "TaskRun",
+    "Transport",
     "VerifyProblem",
     "VerifyReport",
     "describe_plan",
     "human_size",
+    "name_tasks",
     "resolve_config",
     "resolve_layout",
+    "task_subject",
     "verify_download",
 ]

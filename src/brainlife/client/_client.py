@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from brainlife import __version__
-from brainlife.client import _jwt
-from brainlife.client._bulk import BulkResult, EventHandler
+from brainlife.client import _jwt, _urls
 from brainlife.client._config import Config, read_token_file, resolve_config, write_token_file
-from brainlife.client._download import Downloader, DownloadResult, Progress, object_mtime
 from brainlife.client._exceptions import (
     ApiError,
     AuthError,
@@ -33,10 +31,7 @@ from brainlife.client._exceptions import (
     PermissionDenied,
     ProtocolError,
 )
-from brainlife.client._http import GIVE_UP_AFTER, HttpClient
-from brainlife.client._layout import Layout
-from brainlife.client._lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
-from brainlife.client._plan import Plan
+from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._queries import (
     dataset_find,
     datatype_find,
@@ -46,7 +41,13 @@ from brainlife.client._queries import (
     pub_find,
     sub_value,
 )
-from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, DEFAULT_LIMIT, is_object_id
+from brainlife.client.transfer.engine import BulkResult, EventHandler
+from brainlife.client.transfer.layout import Layout
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
+from brainlife.client.transfer.plan import Plan
+from brainlife.client.transfer.single import Downloader, DownloadResult, Progress, object_mtime
+from brainlife.client.transfer.tasks import ProgressFor, TaskRun
+from brainlife.wire import DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
 
@@ -92,24 +93,35 @@ class Client:
         token: str | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.3,
-        give_up_after: float = GIVE_UP_AFTER,
+        retries: int | None = None,
+        backoff: float | None = None,
+        give_up_after: float | None = None,
+        retry: RetryPolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        """``retries`` bounds the retries of a plain request (a query fails within seconds when
-        the server is down); downloads retry until the server has not answered for
-        ``give_up_after`` seconds (any answer or body bytes reset the clock; see
-        :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`."""
+        """Every retry rule is ``retry`` (a :class:`RetryPolicy`; the defaults when None), with
+        ``retries`` (of a plain request: a query fails within seconds when the server is down),
+        ``backoff`` (the first pause of every retry) and ``give_up_after`` replacing its values
+        when given. Downloads retry until the server has not answered for ``give_up_after``
+        seconds (any answer or body bytes reset the clock; see
+        :class:`~brainlife.client._http.Liveness`), then raise :class:`GaveUp`. Requests go
+        through ``transport`` (a ``urllib3.PoolManager``-like object; one of our own when None)."""
         self.config: Config = resolve_config(host, ca_bundle=ca_bundle)
         self._explicit_token = token or os.environ.get("BL_TOKEN") or None
+        policy = retry or RetryPolicy()
+        if retries is not None:
+            policy = replace(policy, retries=retries)
+        if backoff is not None:
+            policy = replace(policy, backoff=backoff, cut_backoff=backoff)
+        if give_up_after is not None:
+            policy = replace(policy, give_up_after=give_up_after)
         self.http = HttpClient(
             self.config.base_url,
             ca_files=self.config.ca_files,
             timeout=timeout,
-            retries=retries,
-            backoff=backoff,
+            policy=policy,
             user_agent=f"brainlife-python/{__version__}",
-            give_up_after=give_up_after,
+            transport=transport,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -184,7 +196,7 @@ class Client:
         """``POST /api/auth/local/auth``; saves the token where both CLIs read it."""
         body = {"username": username, "password": password, "ttl": int(ttl_days * DAY_MS)}
         try:
-            doc = self.http.request_json("POST", f"{API_AUTH}/local/auth", json_body=body)
+            doc = self.http.request_json("POST", _urls.LOGIN, json_body=body)
         except (AuthError, PermissionDenied, ApiError) as exc:
             if exc.status not in (400, 401, 403, 429):
                 raise
@@ -210,7 +222,7 @@ class Client:
         """``POST /api/auth/refresh {ttl}``: a fresh token for a still-valid one."""
         doc = self.http.request_json(
             "POST",
-            f"{API_AUTH}/refresh",
+            _urls.REFRESH,
             json_body={"ttl": int(ttl_days * DAY_MS)},
             token=self.token(),
         )
@@ -232,7 +244,7 @@ class Client:
     # -- profiles -------------------------------------------------------------------------
     def profile_list(self, find: Doc | None = None) -> list[Doc]:
         """``GET /api/auth/profile/list`` (all rows, ``limit=0``)."""
-        route = f"{API_AUTH}/profile/list"
+        route = _urls.PROFILES
         params = {
             "limit": "0",
             "offset": "0",
@@ -287,7 +299,7 @@ class Client:
 
     def find_projects(self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT) -> list[Doc]:
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return self._get_list(f"{API_WAREHOUSE}/project", "projects", params)
+        return self._get_list(_urls.PROJECTS, "projects", params)
 
     def projects_by_id(self, ids: Sequence[str]) -> dict[str, Doc]:
         wanted = sorted({i for i in ids if i})
@@ -334,7 +346,7 @@ class Client:
         limit: int | None = None,
         sort: str | None = "name",
     ) -> list[Doc]:
-        route = f"{API_WAREHOUSE}/datatype"
+        route = _urls.DATATYPES
         params: dict[str, Any] = {"find": find, "sort": sort}
         if skip is not None:
             params["skip"] = str(skip)
@@ -377,7 +389,7 @@ class Client:
             id=id, query=query, doi=doi, authors=self.resolve_users(author) if author else None
         )
         params = {"find": find, "sort": {"name": 1}, "skip": str(skip), "limit": str(limit)}
-        return self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        return self._get_list(_urls.PUBS, "pubs", params)
 
     def releases(self, pub_id: str, *, include_removed: bool = False) -> list[Doc]:
         """The releases of one publication."""
@@ -390,7 +402,7 @@ class Client:
     def pub_with_release(self, release_id: str) -> Doc | None:
         """The publication holding the release ``release_id`` (removed or not), or None."""
         params = {"find": {"releases._id": release_id}, "limit": "1"}
-        rows = self._get_list(f"{API_WAREHOUSE}/pub", "pubs", params)
+        rows = self._get_list(_urls.PUBS, "pubs", params)
         return rows[0] if rows else None
 
     # -- data objects ---------------------------------------------------------------------
@@ -428,7 +440,7 @@ class Client:
         self, find: Doc, *, skip: int = 0, limit: int = DEFAULT_LIMIT, select: str | None = None
     ) -> DatasetPage:
         """One page of ``GET /api/warehouse/dataset`` (no sort, like the official CLI)."""
-        route = f"{API_WAREHOUSE}/dataset"
+        route = _urls.DATASETS
         params = {"find": find, "skip": str(skip), "limit": str(limit), "select": select}
         doc = self.http.request_json("GET", route, params=params, token=self.token())
         rows = _envelope(doc, "datasets", route)
@@ -466,8 +478,10 @@ class Client:
         dest: str | os.PathLike[str] | None = None,
         *,
         progress: Progress | None = None,
+        jobs: int = 8,
     ) -> DownloadResult:
-        """Download one data object into ``dest`` (default: a folder named after its id)."""
+        """Download one data object into ``dest`` (default: a folder named after its id),
+        ``jobs`` files at a time, retried by the client's :class:`RetryPolicy` like a bulk run."""
         token = self.token()
         ds = self.dataset(dataset_id)
         status = ds.get("status")
@@ -479,7 +493,7 @@ class Client:
         target = Path(dest) if dest is not None else Path(dataset_id)
         self.http.liveness.reset()
         return Downloader(self.http, token).dataset(
-            dataset_id, target, progress=progress, mtime=object_mtime(ds)
+            dataset_id, target, progress=progress, mtime=object_mtime(ds), jobs=jobs
         )
 
     # -- tasks ----------------------------------------------------------------------------
@@ -493,7 +507,7 @@ class Client:
         limit: int | None = DEFAULT_LIMIT,
     ) -> list[Doc]:
         """``GET /api/amaretti/task`` (``{tasks}``, no count)."""
-        route = f"{API_AMARETTI}/task"
+        route = _urls.TASKS
         params: dict[str, Any] = {
             "find": find or {},
             "select": select,
@@ -540,7 +554,7 @@ class Client:
         """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
         and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
         unchanged (304 to its ETag: the result's method is ``"present"``)."""
-        from brainlife.client._taskarchives import download_task_archive
+        from brainlife.client.transfer.taskarchives import download_task_archive
 
         self.http.liveness.reset()
         return download_task_archive(
@@ -574,7 +588,7 @@ class Client:
         that stop the run. ``root`` defaults to ``.`` (with ``lock``: the lockfile's folder).
         ``on_event`` gets ``planning`` events (``done``, ``total``: objects resolved, at most
         two a second). Nothing is written."""
-        from brainlife.client._sources import plan_datasets
+        from brainlife.client.transfer.planning import plan_datasets
 
         return plan_datasets(
             self,
@@ -600,10 +614,53 @@ class Client:
         on_event: EventHandler | None = None,
     ) -> Plan:
         """The same ``path`` of several tasks (``(task_id, folder)`` pairs), file by file."""
-        from brainlife.client._sources import plan_tasks
+        from brainlife.client.transfer.planning import plan_tasks
 
         return plan_tasks(
             self, tasks, path, root=Path(root), existing=existing, jobs=jobs, on_event=on_event
+        )
+
+    def plan_task_folders(
+        self,
+        tasks: Sequence[tuple[str, str]],
+        path: str,
+        *,
+        root: str | os.PathLike[str] = ".",
+        existing: str = "skip",
+    ) -> Plan | None:
+        """:meth:`plan_task_download`, or None when the server has no task manifest (then
+        :meth:`download_tasks` with ``extract`` streams each folder's .tar.gz)."""
+        from brainlife.client.transfer.tasks import plan_task_folders
+
+        return plan_task_folders(self, tasks, path, Path(root), existing)
+
+    def download_tasks(
+        self,
+        tasks: Sequence[tuple[str, str]],
+        path: str,
+        *,
+        root: str | os.PathLike[str] = ".",
+        extract: bool = False,
+        existing: str = "skip",
+        progress: ProgressFor | None = None,
+        on_task: Callable[[str, str], None] | None = None,
+        on_failed: Callable[[str, BrainlifeError], None] | None = None,
+    ) -> TaskRun:
+        """``path`` of several tasks (``(task_id, name)`` pairs, see :func:`name_tasks`) one
+        after the other, past failed ones (see ``result.failed``): extracted into
+        ``root``/<name>, or saved as ``root``/<name>.tar.gz."""
+        from brainlife.client.transfer.tasks import download_tasks
+
+        return download_tasks(
+            self,
+            tasks,
+            path,
+            Path(root),
+            extract=extract,
+            existing=existing,
+            progress=progress,
+            on_task=on_task,
+            on_failed=on_failed,
         )
 
     def download(
@@ -613,37 +670,28 @@ class Client:
         jobs: int = 8,
         on_event: EventHandler | None = None,
         ignore_expiry: bool = False,
-        attempts: int = 6,
-        backoff: float = 1.0,
+        attempts: int | None = None,
+        backoff: float | None = None,
     ) -> BulkResult:
         """Run a plan: files in parallel over one connection pool, resumed and verified, identical
         content fetched once and hard-linked; ``bl-lock.json`` kept at the root. One failed object
-        does not stop the others (see ``result.failed``)."""
-        from brainlife.client._sources import run_plan
+        does not stop the others (see ``result.failed``). ``attempts`` and ``backoff`` replace
+        the client's :class:`RetryPolicy` values for cut-off bodies in this run."""
+        from brainlife.client.transfer.planning import run_plan
 
+        policy = self.http.policy
+        if attempts is not None:
+            policy = replace(policy, attempts=attempts)
+        if backoff is not None:
+            policy = replace(policy, cut_backoff=backoff)
         return run_plan(
             self,
             plan,
             jobs=jobs,
             on_event=on_event,
             ignore_expiry=ignore_expiry,
-            attempts=attempts,
-            backoff=backoff,
+            policy=policy,
         )
-
-    def download_many(
-        self,
-        root: str | os.PathLike[str] = ".",
-        *,
-        layout: str | Layout | None = None,
-        ids: Sequence[str] = (),
-        jobs: int = 8,
-        on_event: EventHandler | None = None,
-        **filters: Any,
-    ) -> BulkResult:
-        """:meth:`plan_download` then :meth:`download`."""
-        plan = self.plan_download(root=root, layout=layout, ids=ids, jobs=jobs, **filters)
-        return self.download(plan, jobs=jobs, on_event=on_event)
 
 
 def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:

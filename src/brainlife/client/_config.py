@@ -72,8 +72,9 @@ def resolve_config(
         path = Path(value).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"The certificate bundle {path} does not exist: fix --ca-bundle, BL_CA_BUNDLE or "
-                "NODE_EXTRA_CA_CERTS (with 'bl serve --tls' it is <data-dir>/tls/cert.pem)."
+                f"The certificate bundle {path} does not exist: fix it, BL_CA_BUNDLE or "
+                "NODE_EXTRA_CA_CERTS (for a TLS 'bl serve' it is <data-dir>/tls/cert.pem).",
+                hint="ca-bundle",
             )
         if path not in ca_files:
             ca_files.append(path)

@@ -19,7 +19,10 @@ Every message is a sentence the user can act on; the CLI prints it after ``Error
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "HINTS",
     "ApiError",
     "AuthError",
     "BrainlifeError",
@@ -36,15 +39,22 @@ __all__ = [
 
 
 class BrainlifeError(Exception):
-    """Root of every error raised by `brainlife.client`."""
+    """Root of every error raised by `brainlife.client`.
 
+    ``code`` names the kind of failure (one per class, stable: a program, or the CLI's exit
+    code, goes by it); ``hint`` optionally names what the user can change, as a key that a
+    front end renders in its own words (the CLI as a flag: see :data:`HINTS`), since the library
+    does not know its caller's flags."""
+
+    code: ClassVar[str] = "error"
     #: the HTTP status and the server's own message, when the error came from an answer
     status: int | None = None
     server_message: str = ""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
 
     def __str__(self) -> str:
         return self.message
@@ -53,21 +63,31 @@ class BrainlifeError(Exception):
 class ConfigError(BrainlifeError):
     """The configuration (host, token file, certificate bundle, option values) is unusable."""
 
+    code = "config"
+
 
 class AuthError(BrainlifeError):
     """Not logged in, the token expired or was rejected, or the login failed."""
+
+    code = "auth"
 
 
 class PermissionDenied(BrainlifeError):
     """The server refused access (HTTP 403)."""
 
+    code = "permission"
+
 
 class NotFound(BrainlifeError):
     """The requested object does not exist or is not visible to you."""
 
+    code = "not-found"
+
 
 class ApiError(BrainlifeError):
     """The server answered with an error status."""
+
+    code = "api"
 
     def __init__(
         self, message: str, *, status: int | None = None, server_message: str = ""
@@ -80,6 +100,8 @@ class ApiError(BrainlifeError):
 class ServerUnavailable(BrainlifeError):
     """The server could not be reached, or kept failing after retries."""
 
+    code = "unavailable"
+
 
 class GaveUp(ServerUnavailable):
     """The server stayed away too long (no answer for ``give_up_after`` seconds, or it asked
@@ -87,27 +109,58 @@ class GaveUp(ServerUnavailable):
 
     ``left`` names what a bulk run had not finished when it stopped (data object ids)."""
 
-    def __init__(self, message: str, *, left: list[str] | None = None) -> None:
-        super().__init__(message)
+    code = "gave-up"
+
+    def __init__(
+        self, message: str, *, left: list[str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.left = list(left or [])
 
 
 class ProtocolError(BrainlifeError):
     """The server's answer was not what the request expects (e.g. an HTML page instead of a tar)."""
 
+    code = "protocol"
+
 
 class ChecksumMismatch(BrainlifeError):
     """A downloaded file does not match its manifest (size or sha256)."""
+
+    code = "checksum"
 
 
 class DiskFullError(BrainlifeError):
     """The disk filled up while writing a download."""
 
-    def __init__(self, message: str, *, needed: int | None = None, free: int | None = None) -> None:
-        super().__init__(message)
+    code = "disk-full"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: int | None = None,
+        free: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.needed = needed
         self.free = free
 
 
 class Cancelled(BrainlifeError):
     """The run was stopped (Ctrl-C); partial files are kept for the next run."""
+
+    code = "cancelled"
+
+
+#: the hints a library error may carry (``BrainlifeError.hint``), and what each one means
+HINTS = {
+    "give-up-after": "how long to keep retrying a server that is away",
+    "existing-overwrite": "replace files no download wrote",
+    "ignore-expiry": "start although the token may expire first (or get a longer one)",
+    "directory": "download into another folder",
+    "output": "name the file to save",
+    "layout": "choose another layout; a dry run shows the plan",
+    "ca-bundle": "trust a certificate bundle",
+}

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import urllib3
@@ -71,12 +71,13 @@ __all__ = [
     "HttpClient",
     "Liveness",
     "Response",
+    "RetryPolicy",
+    "Transport",
     "Waiting",
     "content_range",
     "encode_query",
     "error_for_status",
     "quote_path",
-    "read_chunks",
 ]
 
 #: Streaming downloads read this much per call (urllib3 is fastest with large reads).
@@ -89,6 +90,53 @@ GIVE_UP_AFTER = 120.0
 MAX_RETRY_AFTER = 60.0
 #: the longest pause between two retries
 MAX_BACKOFF = 20.0
+
+
+class Transport(Protocol):
+    """What :class:`HttpClient` sends requests through: a ``urllib3.PoolManager`` by default;
+    anything with its ``request`` and ``clear`` will do (a test's recorder, a proxy, a pool
+    set up by the caller)."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Response: ...
+
+    def clear(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Every retry rule of a client, in one place (``Client(retry=...)``); the loops that retry
+    (``HttpClient._send``, ``fetch_file``, ``fetch_tar``) ask it, none has numbers of its own.
+
+    - a plain request (``request_json``) is retried ``retries`` times;
+    - a download request is retried while the run-wide :class:`Liveness` clock allows
+      (``give_up_after`` seconds without any success);
+    - a body cut off after the server answered is continued from where it stopped, at most
+      ``attempts`` times per file (the pauses go through the same clock);
+    - a file whose bytes do not match its manifest is fetched once more from zero
+      (``checksum_retries``), then :class:`ChecksumMismatch`.
+
+    Pauses double from ``backoff`` (requests) or ``cut_backoff`` (cut bodies), at most
+    ``max_backoff``; a ``Retry-After`` is honoured up to ``max_retry_after``.
+    """
+
+    retries: int = 3
+    backoff: float = 0.3
+    attempts: int = 6
+    cut_backoff: float = 1.0
+    max_backoff: float = MAX_BACKOFF
+    checksum_retries: int = 1
+    give_up_after: float = GIVE_UP_AFTER
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    def request_pause(self, failures: int) -> float:
+        """The pause before retry number ``failures + 1`` of a request."""
+        return min(self.max_backoff, self.backoff * 2**failures)
+
+    def cut_pause(self, failures: int) -> float:
+        """The pause after the ``failures``-th cut-off body of one transfer (1, 2, ...)."""
+        return min(self.max_backoff, self.cut_backoff * 2 ** (failures - 1))
+
+
 #: urllib3 only reports failures (our loop retries); redirects are still followed
 _NO_RETRY = Retry(
     total=None,
@@ -282,8 +330,9 @@ class Liveness:
         when = datetime.fromtimestamp(self._since_wall).strftime("%H:%M:%S")
         return GaveUp(
             f"The server at {self.base_url} has been unavailable since {when} ({self._reason}); "
-            f"gave up after {short_duration(self.give_up_after)} of retrying "
-            "(--give-up-after). Try again later: partial files are kept."
+            f"gave up after {short_duration(self.give_up_after)} of retrying. "
+            "Try again later: partial files are kept.",
+            hint="give-up-after",
         )
 
     def tell(self, waiting: Waiting | None) -> None:
@@ -350,17 +399,13 @@ class HttpClient:
         ca_files: tuple[Path, ...] = (),
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.5,
+        policy: RetryPolicy | None = None,
         user_agent: str = "brainlife-python",
-        give_up_after: float = GIVE_UP_AFTER,
-        max_retry_after: float = MAX_RETRY_AFTER,
+        transport: Transport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.retries = retries
-        self.backoff = backoff
-        self.max_retry_after = max_retry_after
-        self.liveness = Liveness(self.base_url, give_up_after)
+        self.policy = policy or RetryPolicy()
+        self.liveness = Liveness(self.base_url, self.policy.give_up_after)
         self.timeout = Timeout(connect=connect_timeout, read=timeout)
         self.headers = {"User-Agent": user_agent}
         kwargs: dict[str, Any] = {"maxsize": 8}
@@ -372,16 +417,19 @@ class HttpClient:
                 except (ssl.SSLError, OSError) as exc:
                     raise ConfigError(f"Cannot use the certificate bundle {path}: {exc}.") from exc
             kwargs["ssl_context"] = context
-        self.pool = urllib3.PoolManager(**kwargs)
+        self.pool: Transport = transport or urllib3.PoolManager(**kwargs)
 
     def close(self) -> None:
         self.pool.clear()
 
     def ensure_pool_size(self, n: int) -> None:
         """Keep at least ``n`` connections per host alive (parallel downloads)."""
-        if n > int(self.pool.connection_pool_kw.get("maxsize", 1)):
-            self.pool.connection_pool_kw["maxsize"] = n
-            self.pool.clear()
+        pool = self.pool
+        if isinstance(pool, urllib3.PoolManager) and n > int(
+            pool.connection_pool_kw.get("maxsize", 1)
+        ):
+            pool.connection_pool_kw["maxsize"] = n
+            pool.clear()
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         query = encode_query(params)
@@ -404,7 +452,6 @@ class HttpClient:
         idempotent = method in IDEMPOTENT
         failures = 0
         first: float | None = None  # wall-clock time of the first failure
-        asked: float | None = None
         while True:
             if patient:  # past the deadline no download request is sent (no new file starts)
                 self.liveness.check()
@@ -424,42 +471,48 @@ class HttpClient:
                 retryable = isinstance(error, ServerUnavailable) and (
                     idempotent or isinstance(cause, ConnectTimeoutError)
                 )
-                if not retryable or (not patient and failures >= self.retries):
+                if not retryable or (not patient and failures >= self.policy.retries):
                     raise error from exc
-                reason = "server unreachable"
-                pause = min(MAX_BACKOFF, self.backoff * 2**failures)
-                asked = None
+                reason, pause, asked = (
+                    "server unreachable",
+                    self.policy.request_pause(failures),
+                    None,
+                )
             else:
                 if not (idempotent and resp.status in RETRY_STATUSES):
                     self.liveness.alive()
                     return resp
-                asked = retry_after(resp.headers.get("Retry-After"))
-                if asked is not None and asked > self.max_retry_after:
-                    message = self._message_of(resp, stream)
-                    raise GaveUp(
-                        f"The server at {self.base_url} asks to wait "
-                        f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
-                        f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
-                        f"waits at most {short_duration(self.max_retry_after)}. "
-                        "Try again later: partial files are kept."
-                    )
-                if not patient and failures >= self.retries:
+                asked = self._asked_wait(resp, stream)
+                if not patient and failures >= self.policy.retries:
                     return resp
                 self._message_of(resp, stream)  # read and drop: the connection is reused
                 reason = f"server busy (HTTP {resp.status})"
-                backoff = min(MAX_BACKOFF, self.backoff * 2**failures)
-                pause = asked if asked is not None else backoff
+                pause = asked if asked is not None else self.policy.request_pause(failures)
             failures += 1
             if patient:
                 self.liveness.wait(pause, reason, cancel)
                 continue
             # a plain request: a few quick retries, outside the liveness clock; a wait the
             # server asked for is told (the others are too short to be news)
-            if first is None:
-                first = time.time()
+            first = first or time.time()
             if asked is not None:
                 self.liveness.tell(Waiting(reason, first, pause, None))
             time.sleep(pause)
+
+    def _asked_wait(self, resp: Response, stream: bool) -> float | None:
+        """The wait a busy answer asks for (``Retry-After``); :class:`GaveUp` when it is longer
+        than the policy waits."""
+        asked = retry_after(resp.headers.get("Retry-After"))
+        if asked is not None and asked > self.policy.max_retry_after:
+            message = self._message_of(resp, stream)
+            raise GaveUp(
+                f"The server at {self.base_url} asks to wait "
+                f"{short_duration(asked)} before trying again (HTTP {resp.status}, "
+                f"Retry-After: {resp.headers.get('Retry-After')}: {message}); bl "
+                f"waits at most {short_duration(self.policy.max_retry_after)}. "
+                "Try again later: partial files are kept."
+            )
+        return asked
 
     def _message_of(self, resp: Response, stream: bool) -> str:
         """The server's message in an error answer (its body read, and the connection freed)."""
@@ -487,7 +540,8 @@ class HttpClient:
                 )
             return ConfigError(
                 f"Cannot establish a trusted TLS connection to {where} ({exc}). For a self-signed "
-                "server certificate pass --ca-bundle <cert.pem> or set BL_CA_BUNDLE."
+                "server certificate trust its certificate (BL_CA_BUNDLE=<cert.pem>).",
+                hint="ca-bundle",
             )
         if isinstance(exc, NewConnectionError | ConnectTimeoutError):
             return ServerUnavailable(
@@ -593,15 +647,3 @@ def content_range(value: str) -> tuple[int | None, int | None]:
         return None, None
     total = match.group(2)
     return int(match.group(1)), (int(total) if total.isdigit() else None)
-
-
-def read_chunks(resp: Response, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """The body of a streamed response, mapping mid-body transport failures."""
-    try:
-        while True:
-            chunk = resp.read(chunk_size, decode_content=True)
-            if not chunk:
-                return
-            yield chunk
-    except HTTPError as exc:
-        raise ServerUnavailable(f"The download was cut off ({exc}). Try again.") from exc

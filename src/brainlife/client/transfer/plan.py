@@ -17,11 +17,18 @@ from typing import Any
 
 from brainlife.client import _jwt
 from brainlife.client._exceptions import BrainlifeError, ConfigError
-from brainlife.client._layout import Layout, LayoutProblem, check_paths, inside
-from brainlife.client._lockfile import Lockfile
-from brainlife.client._tar import human_size, safe_relpath
-from brainlife.client._tarfetch import PARTIAL_SUFFIX, partial_tar_bytes
-from brainlife.client._transfer import hash_file, part_path, sidecar_path
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.layout import Layout, LayoutProblem, check_paths, inside
+from brainlife.client.transfer.lockfile import Lockfile
+from brainlife.client.transfer.names import (
+    FOLDER_PART_SUFFIX,
+    atomic_write,
+    part_path,
+    sidecar_path,
+)
+from brainlife.client.transfer.tars import partial_tar_bytes
+from brainlife.client.transfer.tarstream import safe_relpath
+from brainlife.client.transfer.writes import human_size
 
 __all__ = [
     "EXISTING",
@@ -70,12 +77,16 @@ class PlanObject:
     route_prefix: str = ""
     #: files we write ourselves (``_info.json``): relative path -> content
     generated: dict[str, bytes] = field(default_factory=dict)
-    error: str | None = None
-    error_class: str | None = None
+    #: why the object cannot be downloaded (its message is ``error``)
+    failure: BrainlifeError | None = None
     #: with ``files`` None: bytes of an interrupted tar download the next run keeps
     partial: int = 0
     #: files already at their place, different, and not recorded by any download (not replaced)
     foreign: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else str(self.failure)
 
     @property
     def present(self) -> bool:
@@ -163,8 +174,8 @@ class Plan:
         return (
             f"Your access token expires at {self.token_expires.astimezone():%Y-%m-%d %H:%M} "
             f"but this download may take about {_duration(need)} (at a conservative "
-            f"{RATE_ESTIMATE // 1_000_000} MB/s). Run 'bl refresh --ttl {days}' or "
-            f"'bl login --ttl {days}' first, or pass --ignore-expiry."
+            f"{RATE_ESTIMATE // 1_000_000} MB/s): get a token valid for {days} more day(s) "
+            "first, or start anyway."
         )
 
     def to_json(self, preview: int = 10) -> Doc:
@@ -368,10 +379,10 @@ def resolve_files(
 
     def from_answer(obj: PlanObject, answer: Doc | BrainlifeError | None) -> None:
         if isinstance(answer, BrainlifeError):
-            obj.error, obj.error_class = str(answer), type(answer).__name__
+            obj.failure = answer
         elif answer is None:
             obj.files = None
-            obj.partial = partial_tar_bytes(root / (obj.folder + PARTIAL_SUFFIX))
+            obj.partial = partial_tar_bytes(root / (obj.folder + FOLDER_PART_SUFFIX))
         else:
             settle(obj, _manifest_files(answer))
 
@@ -473,8 +484,8 @@ def finish_plan(plan: Plan, token: str | None) -> Plan:
                     f"{o.folder}/{o.foreign[0]}",
                     [o.id],
                     f"{o.folder}/{o.foreign[0]}{more} already exists, differs, and was not "
-                    "written by a download here: it is kept (move it away, or pass "
-                    "--existing overwrite to replace it)",
+                    "written by a download here: it is kept (move it away, or let the "
+                    "download overwrite it)",
                 )
             )
     probe = plan.root.resolve()
@@ -506,7 +517,5 @@ def dataset_description(project_id: str, project_name: str, server: str) -> byte
 
 def write_generated(path: Path, content: bytes) -> os.stat_result:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.bl-tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    atomic_write(path, content)
     return path.stat()

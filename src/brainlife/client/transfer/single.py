@@ -1,14 +1,16 @@
-"""The download engine: a data object into a folder, a task path into a folder or a file.
+"""One download: a data object into a folder, a task path into a folder or a file.
 
 Everything is written into a temporary sibling (``<dest>.bl-partial``) and moved into place only
 when complete and verified, so a failed or interrupted download never leaves a folder that looks
 finished. With our server's manifest route every file is fetched on its own and checked against its
 size and sha256; against brainlife.io (no manifest route) the archive is streamed and extracted
-safely. Later bulk/parallel/resume work builds on :class:`Downloader`.
+safely. The bulk engine (`engine.Engine`) uses :class:`Downloader` for objects that arrive as a
+tar; files go through the same ``fetch_file`` everywhere.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from brainlife.client import _urls
 from brainlife.client._exceptions import (
     ApiError,
     BrainlifeError,
@@ -38,32 +41,26 @@ from brainlife.client._http import (
     error_for_status,
     quote_path,
 )
-from brainlife.client._layout import inside, safe_name
-from brainlife.client._lockfile import LOCK_NAME
-from brainlife.client._tar import (
-    check_archive_start,
-    human_size,
-    safe_relpath,
-)
-from brainlife.client._tarfetch import PARTIAL_SUFFIX, fetch_tar, journal_path
-from brainlife.client._transfer import (
-    PART_SUFFIX,
+from brainlife.client.transfer.files import FetchResult, fetch_file, hash_file
+from brainlife.client.transfer.layout import inside, safe_name
+from brainlife.client.transfer.lockfile import LOCK_NAME
+from brainlife.client.transfer.names import (
+    FILE_PART_SUFFIX,
+    RESERVED_SUFFIXES,
     SIDECAR_SUFFIX,
-    fetch_file,
-    hash_file,
+    journal_path,
     part_path,
+    partial_path,
     sidecar_path,
+    task_file_path,
 )
-from brainlife.wire import (
-    API_AMARETTI,
-    API_WAREHOUSE,
-    FILE_ROUTE,
-    MANIFEST_ROUTE,
-    MANIFESTS_ROUTE,
-    parse_date,
-)
+from brainlife.client.transfer.tars import fetch_tar
+from brainlife.client.transfer.tarstream import check_archive_start, safe_relpath
+from brainlife.client.transfer.workers import run_parallel
+from brainlife.client.transfer.writes import human_size
+from brainlife.wire import parse_date
 
-__all__ = ["PARTIAL_SUFFIX", "DownloadResult", "Downloader", "Progress"]
+__all__ = ["DownloadResult", "Downloader", "Progress"]
 
 #: progress(bytes_done, bytes_total or None)
 Progress = Callable[[int, int | None], None]
@@ -104,15 +101,19 @@ class _NotModified(Exception):
 
 
 class _Counter:
+    """Bytes done of a download, told to ``progress`` (from any worker thread)."""
+
     def __init__(self, progress: Progress | None, total: int | None) -> None:
         self.progress = progress
         self.total = total
         self.done = 0
+        self._lock = threading.Lock()
 
     def add(self, n: int) -> None:
-        self.done += n
-        if self.progress is not None:
-            self.progress(self.done, self.total)
+        with self._lock:
+            self.done += n
+            if self.progress is not None:
+                self.progress(self.done, self.total)
 
 
 def object_mtime(doc: dict[str, Any] | None) -> float | None:
@@ -127,10 +128,6 @@ def object_mtime(doc: dict[str, Any] | None) -> float | None:
         return None
 
 
-def _partial_for(dest: Path) -> Path:
-    return dest.with_name(dest.name + PARTIAL_SUFFIX)
-
-
 def _prepare(dest: Path, *, is_dir: bool, keep_partial: bool = False) -> Path:
     if is_dir and dest.exists() and not dest.is_dir():
         raise ConfigError(f"{dest} exists and is not a folder: choose another destination.")
@@ -140,7 +137,7 @@ def _prepare(dest: Path, *, is_dir: bool, keep_partial: bool = False) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Cannot create the folder {dest.parent}: {exc.strerror}.") from exc
-    partial = _partial_for(dest)
+    partial = partial_path(dest)
     if not keep_partial:
         _remove(partial)
     return partial
@@ -178,7 +175,7 @@ def _prune(folder: Path, keep: set[str]) -> None:
         for name in names:
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
-            for suffix in (PART_SUFFIX, SIDECAR_SUFFIX):
+            for suffix in (FILE_PART_SUFFIX, SIDECAR_SUFFIX):
                 if rel.endswith(suffix) and rel[: -len(suffix)] in keep:
                     break
             else:
@@ -207,9 +204,10 @@ def _check_space(folder: Path, needed: int | None) -> None:
     if free < needed:
         raise DiskFullError(
             f"Not enough disk space in {folder}: the download needs {human_size(needed)} but only "
-            f"{human_size(free)} is free. Free some space or download to another folder (-d).",
+            f"{human_size(free)} is free. Free some space or download to another folder.",
             needed=needed,
             free=free,
+            hint="directory",
         )
 
 
@@ -218,14 +216,10 @@ def _content_length(resp: Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-#: names a download never takes: the lockfile, and the temporary files of our downloads
-_RESERVED_SUFFIXES = (PART_SUFFIX, SIDECAR_SUFFIX, PARTIAL_SUFFIX, ".tmp")
-
-
 def _local_name(name: str | None) -> str | None:
     """A server-supplied file name made safe (`safe_name`), None when unusable or one of ours."""
     safe = safe_name(name)
-    if safe is None or safe == LOCK_NAME or safe.endswith(_RESERVED_SUFFIXES):
+    if safe is None or safe == LOCK_NAME or safe.endswith(RESERVED_SUFFIXES):
         return None
     return safe
 
@@ -250,9 +244,9 @@ def _place_named(target: Path, name: str, existing: str) -> Path:
     except ConfigError:
         target.unlink(missing_ok=True)
         raise
-    problem = None
+    problem, hint = None, None
     if dest.is_dir() and not dest.is_symlink():
-        problem = f"{dest} is a folder: choose a file name for the download (-o)."
+        problem, hint = f"{dest} is a folder: choose a file name for the download.", "output"
     elif (dest.exists() or dest.is_symlink()) and existing != "overwrite":
         same = dest.is_file() and not dest.is_symlink()
         same = same and dest.stat().st_size == target.stat().st_size
@@ -261,11 +255,12 @@ def _place_named(target: Path, name: str, existing: str) -> Path:
             return dest
         problem = (
             f"{dest} already exists and differs from the download: it is left as it is. Move it "
-            "away, save under another name (-o FILE), or pass --existing overwrite to replace it."
+            "away, or save under another name."
         )
+        hint = "existing-overwrite"
     if problem is not None:
         target.unlink(missing_ok=True)
-        raise ConfigError(problem)
+        raise ConfigError(problem, hint=hint)
     os.replace(target, dest)
     return dest
 
@@ -284,7 +279,7 @@ class Downloader:
     # -- data objects ---------------------------------------------------------------------
     def manifest(self, dataset_id: str) -> dict[str, Any] | None:
         """Our manifest of a data object, or None when the server has no manifest route."""
-        path = API_WAREHOUSE + MANIFEST_ROUTE.format(id=dataset_id)
+        path = _urls.dataset_manifest(dataset_id)
         try:
             doc = self.http.request_json("GET", path, token=self.token)
         except (NotFound, ProtocolError):
@@ -301,7 +296,7 @@ class Downloader:
         try:
             doc = self.http.request_json(
                 "POST",
-                API_WAREHOUSE + MANIFESTS_ROUTE,
+                _urls.DATASET_MANIFESTS,
                 json_body={"ids": list(ids)},
                 token=self.token,
             )
@@ -338,22 +333,24 @@ class Downloader:
         mtime: float | None = None,
         cancel: threading.Event | None = None,
         on_resumed: Callable[[int], None] | None = None,
+        jobs: int = 8,
     ) -> DownloadResult:
-        """Download a data object into ``dest``: file by file from our manifest, else (brainlife.io)
-        as a tar, continuing an interrupted tar download where the server allows (`_tarfetch`).
+        """Download a data object into ``dest``: file by file from our manifest (``jobs`` files
+        at a time), else (brainlife.io) as a tar, continuing an interrupted tar download where
+        the server allows (`tars`).
 
         ``on_resumed(n)`` hears how many bytes of an interrupted run were kept (each time the
         archive starts, 0 when it starts over) just before ``progress`` reports them as done."""
         partial = _prepare(dest, is_dir=True, keep_partial=True)
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
-            route = f"{API_WAREHOUSE}/dataset/download/{dataset_id}"
+            route = _urls.dataset_download(dataset_id)
             result = self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
             return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
         try:
             result = self._dataset_by_manifest(
-                dataset_id, manifest, partial, progress, cancel, on_resumed
+                dataset_id, manifest, partial, progress, cancel, on_resumed, jobs
             )
             if mtime is not None:
                 for rel in result.files:
@@ -379,10 +376,12 @@ class Downloader:
         progress: Progress | None,
         cancel: threading.Event | None = None,
         on_resumed: Callable[[int], None] | None = None,
+        jobs: int = 8,
     ) -> DownloadResult:
-        """Each file of the manifest into ``partial`` through ``fetch_file``: a file an earlier
-        run completed is kept when its size and sha256 still match, a part is continued with
-        Range, anything else in the folder is removed before it is moved into place."""
+        """Each file of the manifest into ``partial`` through ``fetch_file``, ``jobs`` at a time
+        (the bulk engine's pool): a file an earlier run completed is kept when its size and
+        sha256 still match, a part is continued with Range, anything else in the folder is
+        removed before it is moved into place."""
         entries = []
         for f in manifest["files"]:
             safe = safe_relpath(str(f["path"]))
@@ -409,30 +408,31 @@ class Downloader:
         if on_resumed is not None:
             on_resumed(kept)
         counter.add(0)
-        transferred = 0
-        for rel, size, sha in todo:
-            route = API_WAREHOUSE + FILE_ROUTE.format(id=dataset_id, path=quote_path(rel))
-            for attempt in (1, 2):
-                before = counter.done
-                try:
-                    res = fetch_file(
-                        self.http,
-                        self.token,
-                        route,
-                        partial / rel,
-                        size=size,
-                        sha256=sha,
-                        on_bytes=counter.add,
-                        cancel=cancel,
-                    )
-                    break
-                except ChecksumMismatch:  # the part is discarded: once more from zero
-                    counter.done = before
-                    if attempt == 2:
-                        raise
-            kept += res.resumed
-            transferred += res.transferred
+        prefix = _urls.dataset_files(dataset_id)
+        fetched: list[FetchResult] = []
+
+        def fetch(rel: str, size: int, sha: str) -> None:
+            res = fetch_file(
+                self.http,
+                self.token,
+                prefix + quote_path(rel),
+                partial / rel,
+                size=size,
+                sha256=sha,
+                on_bytes=counter.add,
+                cancel=stop,
+            )
+            fetched.append(res)
             counter.add(res.resumed)
+
+        stop = cancel or threading.Event()
+        self.http.ensure_pool_size(jobs)
+        work = [functools.partial(fetch, rel, size, sha) for rel, size, sha in todo]
+        failure = run_parallel(work, jobs=jobs, cancel=stop)
+        if failure is not None:
+            raise failure
+        kept += sum(r.resumed for r in fetched)
+        transferred = sum(r.transferred for r in fetched)
         return DownloadResult(
             id=dataset_id,
             path=partial,
@@ -504,7 +504,7 @@ class Downloader:
         leaves ``output`` as it is: the result's method is then ``"present"``. A file the server
         names is never put over a different file already there unless ``existing`` is
         ``overwrite``."""
-        route = f"{API_AMARETTI}/task/download/{task_id}/{quote_path(path)}"
+        route = _urls.task_path(task_id, path)
         if not extract:
             return self._task_file(
                 task_id, path, route, output, directory, progress, cancel, if_none_match, existing
@@ -539,7 +539,7 @@ class Downloader:
         else:
             folder = directory or Path(".")
             key = hashlib.sha256(f"{task_id}/{path}".encode()).hexdigest()[:16]
-            target = folder / f".bl-task-{key}"
+            target = task_file_path(folder, key)
         fallback = _local_name(os.path.basename(path.rstrip("/"))) or _local_name(task_id) or "task"
         state: dict[str, Any] = {"name": None, "etag": None}
         counter = _Counter(progress, None)

@@ -11,18 +11,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brainlife.client._bulk import BulkResult, Engine, Event, EventHandler
-from brainlife.client._download import Downloader
+from brainlife.client import _urls
 from brainlife.client._exceptions import (
     AuthError,
+    BrainlifeError,
     ConfigError,
     DiskFullError,
     NotFound,
+    ProtocolError,
 )
-from brainlife.client._http import quote_path
-from brainlife.client._layout import Layout, object_fields, resolve_layout
-from brainlife.client._lockfile import LOCK_NAME, Lockfile
-from brainlife.client._plan import (
+from brainlife.client._http import RetryPolicy
+from brainlife.client.transfer.engine import BulkResult, Engine, Event, EventHandler
+from brainlife.client.transfer.layout import Layout, object_fields, resolve_layout
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile
+from brainlife.client.transfer.plan import (
     EXISTING,
     Plan,
     PlanningProgress,
@@ -32,8 +34,8 @@ from brainlife.client._plan import (
     info_json,
     resolve_files,
 )
-from brainlife.client._tar import human_size
-from brainlife.wire import API_AMARETTI, API_WAREHOUSE, FILE_ROUTE, TASK_MANIFEST_ROUTE
+from brainlife.client.transfer.single import Downloader
+from brainlife.client.transfer.writes import human_size
 
 if TYPE_CHECKING:
     from brainlife.client._client import Client
@@ -67,7 +69,7 @@ def _planning(on_event: EventHandler | None) -> PlanningProgress | None:
 
 def _check_existing(existing: str) -> None:
     if existing not in EXISTING:
-        raise ConfigError(f"--existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
+        raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}.")
 
 
 def _active(filters: Doc) -> Doc:
@@ -94,8 +96,7 @@ def _docs(
         return docs, [oid for oid in wanted if oid not in found]
     if not active:
         raise ConfigError(
-            "Which data objects? Give filters (e.g. -p PROJECT --datatype neuro/anat/t1w), "
-            "ids, --ids-from FILE or --lock FILE."
+            "Which data objects? Give filters (e.g. a project and a datatype), ids, or a lockfile."
         )
     for doc in client.iter_datasets(page_size=1000, **active):
         docs.append(doc)
@@ -162,24 +163,78 @@ def plan_datasets(
     pinned = Lockfile.load(Path(lock)) if lock is not None else None
     active = _active(filters) if pinned is None else {}
     if pinned is not None:
-        ids = pinned.ids("dataset")
-        if not ids:
-            raise ConfigError(
-                f"The lockfile {lock} lists no data objects (task downloads recorded there are "
-                "fetched again with 'bl task download')."
-            )
-        root_path = Path(root) if root is not None else pinned.root
-        lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
-        query: Doc = pinned.query or {"ids": ids}
-    else:
-        root_path = Path(root or ".")
-        lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
-        query = dict(active)
-        if ids:
-            query["ids"] = list(ids)
+        ids = _pinned_ids(pinned, lock)
+    root_path, lay, query = _where(pinned, root, layout, active, ids)
     docs, missing = _docs(client, active, ids, limit)
     if not docs and not missing:
         raise NotFound(_nothing_matches(client, active))
+    objects, generated = _objects(client, docs, lay, pinned)
+    for oid in missing:
+        objects.append(
+            PlanObject(
+                id=oid,
+                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
+                failure=NotFound(f"data object {oid} was not found (or you cannot read it)"),
+            )
+        )
+    downloader = Downloader(client.http, token)
+    resolve_files(
+        objects,
+        root_path,
+        manifest=lambda o: downloader.manifest(o.id),
+        manifests=lambda objs: downloader.manifests([o.id for o in objs]),
+        existing=existing,
+        lock=Lockfile.open(root_path / LOCK_NAME),
+        pinned=pinned,
+        jobs=jobs,
+        progress=_planning(on_event),
+    )
+    plan = Plan(
+        root=root_path,
+        layout=lay,
+        objects=objects,
+        existing=existing,
+        server=client.base_url,
+        query=query,
+        generated=generated,
+    )
+    return finish_plan(plan, token)
+
+
+def _pinned_ids(pinned: Lockfile, lock: str | Path | None) -> list[str]:
+    ids = pinned.ids("dataset")
+    if not ids:
+        raise ConfigError(
+            f"The lockfile {lock} lists no data objects (task downloads recorded there are "
+            "fetched again with a task download)."
+        )
+    return list(ids)
+
+
+def _where(
+    pinned: Lockfile | None,
+    root: str | Path | None,
+    layout: str | Layout | None,
+    active: Doc,
+    ids: Sequence[str],
+) -> tuple[Path, Layout, Doc]:
+    """The root, the layout and the query to record: a lockfile's own unless overridden."""
+    if pinned is not None:
+        root_path = Path(root) if root is not None else pinned.root
+        lay = layout if isinstance(layout, Layout) else resolve_layout(pinned.layout or None)
+        return root_path, lay, pinned.query or {"ids": list(ids)}
+    lay = layout if isinstance(layout, Layout) else resolve_layout(layout)
+    query = dict(active)
+    if ids:
+        query["ids"] = list(ids)
+    return Path(root or "."), lay, query
+
+
+def _objects(
+    client: Client, docs: list[Doc], lay: Layout, pinned: Lockfile | None
+) -> tuple[list[PlanObject], dict[str, bytes]]:
+    """A plan object per document (its folder by the layout, or where the lockfile put it), and
+    the root-level files the layout generates."""
     datatypes = client.datatypes_by_id(sorted({str(d.get("datatype") or "") for d in docs}))
     want_projects = lay.bids or "project_name" in lay.template
     projects = (
@@ -206,12 +261,11 @@ def plan_datasets(
             folder=folder,
             doc=doc,
             size=int(doc.get("size") or 0),
-            route_prefix=API_WAREHOUSE + FILE_ROUTE.format(id=oid, path="").rstrip("/") + "/",
+            route_prefix=_urls.dataset_files(oid),
         )
         status = doc.get("status")
         if status != "stored":
-            obj.error = f"its status is '{status}', not 'stored'"
-            obj.error_class = "BrainlifeError"
+            obj.failure = BrainlifeError(f"its status is '{status}', not 'stored'")
         if lay.bids:
             obj.generated["_info.json"] = info_json(doc)
             pid = fields["project"]
@@ -219,38 +273,7 @@ def plan_datasets(
                 pid, fields["project_name"], client.base_url
             )
         objects.append(obj)
-    for oid in missing:
-        objects.append(
-            PlanObject(
-                id=oid,
-                folder=((pinned.find(oid) or {}).get("folder") if pinned else None) or oid,
-                error=f"data object {oid} was not found (or you cannot read it)",
-                error_class="NotFound",
-            )
-        )
-    root_lock = Lockfile.open(root_path / LOCK_NAME)
-    downloader = Downloader(client.http, token)
-    resolve_files(
-        objects,
-        root_path,
-        manifest=lambda o: downloader.manifest(o.id),
-        manifests=lambda objs: downloader.manifests([o.id for o in objs]),
-        existing=existing,
-        lock=root_lock,
-        pinned=pinned,
-        jobs=jobs,
-        progress=_planning(on_event),
-    )
-    plan = Plan(
-        root=root_path,
-        layout=lay,
-        objects=objects,
-        existing=existing,
-        server=client.base_url,
-        query=query,
-        generated=generated,
-    )
-    return finish_plan(plan, token)
+    return objects, generated
 
 
 def plan_tasks(
@@ -276,22 +299,24 @@ def plan_tasks(
                 id=tid,
                 folder=folder,
                 kind="task",
-                route_prefix=f"{API_AMARETTI}/task/download/{tid}/"
-                + (quote_path(clean) + "/" if clean else ""),
+                route_prefix=_urls.task_files(tid, clean),
             )
         )
 
     def manifest(obj: PlanObject) -> Doc | None:
-        route = API_AMARETTI + TASK_MANIFEST_ROUTE.format(id=obj.id)
+        route = _urls.task_manifest(obj.id)
         doc = client.http.request_json("GET", route, params={"p": clean}, token=token)
         if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
             raise NotFound(f"The server has no manifest for task {obj.id}.")
-        if len(doc["files"]) == 1 and doc["files"][0].get("path") == clean.rsplit("/", 1)[-1]:
-            # a single file: its route is the path itself
-            parent = clean.rsplit("/", 1)[0] if "/" in clean else ""
-            obj.route_prefix = f"{API_AMARETTI}/task/download/{obj.id}/" + (
-                quote_path(parent) + "/" if parent else ""
+        kind = doc.get("type")
+        if kind not in ("file", "folder"):
+            # a server that does not say which it is: the .tar.gz stream decides (fallback)
+            raise ProtocolError(
+                f"The server's manifest of task {obj.id} says neither file nor folder."
             )
+        if kind == "file":
+            # the download of the path is the file itself: it lands as <folder>/<its name>
+            obj.route_prefix = _urls.task_files(obj.id, clean.rpartition("/")[0])
         return doc
 
     root_path = Path(root)
@@ -322,8 +347,7 @@ def run_plan(
     jobs: int = 8,
     on_event: EventHandler | None = None,
     ignore_expiry: bool = False,
-    attempts: int = 6,
-    backoff: float = 1.0,
+    policy: RetryPolicy | None = None,
 ) -> BulkResult:
     """Run a plan: refuse it first if it has layout problems, lacks disk space, or will outlive the
     token (unless ``ignore_expiry``)."""
@@ -331,10 +355,11 @@ def run_plan(
         shown = "; ".join(f"{p.kind}: {p.message}" for p in plan.blocking[:5])
         more = f" (and {len(plan.blocking) - 5} more)" if len(plan.blocking) > 5 else ""
         if all(p.kind == "exists" for p in plan.blocking):
-            raise ConfigError(f"Nothing was downloaded: {shown}{more}. See --dry-run.")
+            raise ConfigError(f"Nothing was downloaded: {shown}{more}.", hint="existing-overwrite")
         raise ConfigError(
             f"The layout {plan.layout.template!r} does not work for these data objects: "
-            f"{shown}{more}. Choose another --layout (e.g. add {{id}}); see --dry-run."
+            f"{shown}{more}. Choose another layout (e.g. add {{id}}).",
+            hint="layout",
         )
     if plan.free is not None and plan.free < plan.fetch_bytes:
         raise DiskFullError(
@@ -345,7 +370,7 @@ def run_plan(
         )
     warning = plan.token_warning()
     if warning and not ignore_expiry:
-        raise AuthError(warning)
+        raise AuthError(warning, hint="ignore-expiry")
     lock = Lockfile.open(plan.root / LOCK_NAME)
     lock.server, lock.query = plan.server, plan.query
     lock.layout = plan.layout.name if plan.layout.name != "template" else plan.layout.template
@@ -356,7 +381,6 @@ def run_plan(
         lock,
         jobs=jobs,
         on_event=on_event,
-        attempts=attempts,
-        backoff=backoff,
+        policy=policy,
     )
     return engine.run()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlife.client._exceptions import ConfigError
-from brainlife.client._lockfile import LOCK_NAME
+from brainlife.client.transfer.lockfile import LOCK_NAME
 
 __all__ = [
     "FIELDS",
@@ -205,7 +205,7 @@ def resolve_layout(spec: str | None) -> Layout:
             f"presets: {', '.join(PRESETS)}; templates use fields such as {{subject}}/{{id}}."
         )
     if template.startswith("/") or template.startswith("~"):
-        raise ConfigError(f"The layout {spec!r} must be relative to the download folder (-d).")
+        raise ConfigError(f"The layout {spec!r} must be relative to the download folder.")
     name = spec if spec in PRESETS else "template"
     return Layout(name, template, lambda fields: template.format_map(dict(fields)))
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
-from brainlife.client._exceptions import DiskFullError, ProtocolError
+from brainlife.client._exceptions import ProtocolError
+from brainlife.client.transfer.writes import WRITE_CHUNK, disk_full, write_chunks
 
 __all__ = [
     "BLOCK",
@@ -23,71 +23,13 @@ __all__ = [
     "MemberLog",
     "check_archive_start",
     "extract_tar_stream",
-    "human_size",
     "padded",
     "reject_error_page",
     "safe_relpath",
-    "write_all",
-    "write_chunks",
-    "write_size",
 ]
 
-WRITE_CHUNK = 1 << 20
 #: tar's record unit: headers are one block, member data is padded to a whole number of blocks
 BLOCK = 512
-#: Bytes per write(2). Bodies are received in 1 MiB buffers, but handed to the kernel in 16 KiB
-#: slices: with large writes, Linux (6.x, ext4 large folios) backs the page cache with
-#: high-order pages, and on virtual machines whose free memory goes back to the host (balloon
-#: free-page reporting) such pages are cold after large frees and fault in the host on first
-#: touch. On this project's machines, in that state, a 1 GiB file took 1.7-2.3 s to write in
-#: 1 MiB writes and 0.5-0.8 s in 16 KiB writes (curl writes 16 KiB at a time); with warm memory
-#: 16 KiB costs about 0.25 s per GiB more than 256 KiB. 16 KiB has the smallest worst case.
-#: On tmpfs (`write_size`) whole buffers are written: no block device and no cold large folios
-#: there, only the number of writes counts (1 GiB to /dev/shm: 0.60 of curl with 16 KiB).
-#: See docs/downloads.md ("Why 16 KiB writes") and bench/bench_write_size.py.
-WRITE_SIZE = 16 << 10
-
-
-#: file systems that live in memory: no block device, no large-folio page cache to fault in,
-#: so the only cost of small writes is their number: whole buffers are written there
-MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
-_fs_types: dict[int, str] = {}
-
-
-def _fs_type(dev: int) -> str:
-    """The file system type of device ``dev`` from /proc/self/mountinfo ("" when unknown)."""
-    if dev not in _fs_types:
-        wanted = f"{os.major(dev)}:{os.minor(dev)}"
-        kind = ""
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    fields = line.split()
-                    if len(fields) > 3 and fields[2] == wanted and " - " in line:
-                        kind = line.split(" - ", 1)[1].split()[0]
-                        break
-        except OSError:
-            pass  # not Linux: the default size
-        _fs_types[dev] = kind
-    return _fs_types[dev]
-
-
-def write_size(fd: int) -> int:
-    """Bytes per write(2) for the file ``fd``: ``WRITE_SIZE``, or a whole buffer on tmpfs."""
-    try:
-        dev = os.fstat(fd).st_dev
-    except OSError:
-        return WRITE_SIZE
-    return WRITE_CHUNK if _fs_type(dev) in MEMORY_FILE_SYSTEMS else WRITE_SIZE
-
-
-def write_all(fd: int, data: memoryview, size: int = WRITE_SIZE) -> None:
-    """Write all of ``data`` to ``fd`` in ``size`` slices (short writes are continued)."""
-    end = len(data)
-    pos = 0
-    write = os.write
-    while pos < end:
-        pos += write(fd, data[pos : pos + size])
 
 
 def _describe_error_body(head: bytes) -> str | None:
@@ -193,65 +135,12 @@ def safe_relpath(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _disk_full(path: Path, needed: int | None, exc: OSError) -> DiskFullError:
-    try:
-        free: int | None = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
-    except OSError:
-        free = None
-    need = f" It needs {human_size(needed)}" if needed else ""
-    has = f"; {human_size(free)} is free" if free is not None else ""
-    return DiskFullError(
-        f"The disk is full: no space left while writing {path}.{need}{has}. Free some space or "
-        "download to another folder (-d).",
-        needed=needed,
-        free=free,
-    )
-
-
-def human_size(n: float | None) -> str:
-    """Bytes for people, in powers of 1000: ``512 B``, ``1.5 MB``, ``2.0 TB``."""
-    value = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
-def write_chunks(
-    path: Path,
-    chunks: Iterator[bytes],
-    *,
-    needed: int | None = None,
-    on_bytes: Callable[[int], None] | None = None,
-    mode: int = 0o644,
-) -> int:
-    """Write chunks to a new file; ENOSPC/EDQUOT become DiskFullError. Returns the byte count."""
-    written = 0
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            piece = write_size(fd)
-            for chunk in chunks:
-                write_all(fd, memoryview(chunk), piece)
-                written += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(path, needed, exc) from exc
-        raise
-    return written
-
-
 #: bytes per read of a member's data: what a cut-off body can leave unwritten is about this
 #: much (plus the chunk tarfile holds), so a resumed member is sent again from there
 MEMBER_READ = 64 << 10
 
 
-def _member_chunks(fileobj: tarfile.ExFileObject) -> Iterator[bytes]:
+def _member_chunks(fileobj: IO[bytes]) -> Iterator[bytes]:
     while True:
         chunk = fileobj.read(MEMBER_READ)
         if not chunk:
@@ -310,48 +199,25 @@ def extract_tar_stream(
             target = root / rel
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
-                if log is not None:
-                    log.end(rel.as_posix(), next_header, is_file=False)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if member.issym() or member.islnk():
-                link = PurePosixPath(member.linkname)
-                base_dir = rel.parent if member.issym() else PurePosixPath()
-                if link.is_absolute() or safe_relpath(str(base_dir / link)) is None:
-                    raise ProtocolError(
-                        f"The archive is unsafe: link {member.name!r} points "
-                        f"outside the folder ({member.linkname})."
-                    )
-                if member.issym():
-                    target.unlink(missing_ok=True)
-                    os.symlink(member.linkname, target)
-                else:
-                    source = root / safe_relpath(member.linkname)  # type: ignore[operator]
-                    target.unlink(missing_ok=True)
-                    os.link(source, target)
-                    files.append(rel.as_posix())
-                if log is not None:
-                    log.end(rel.as_posix(), next_header, is_file=member.islnk())
-                continue
-            if not member.isfile():
+                is_file = False
+            elif member.issym() or member.islnk():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link(root, rel, member, target)
+                is_file = member.islnk()
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not _write_member(archive, member, rel, target, base, needed, log):
+                    continue
+                is_file = True
+            else:
                 continue  # devices, FIFOs: never created
-            extracted = archive.extractfile(member)
-            if extracted is None:
-                continue
-            mode = (member.mode & 0o777) | 0o600
+            if is_file:
+                files.append(rel.as_posix())
             if log is not None:
-                log.start(
-                    rel.as_posix(), member.size, base + member.offset_data, mode, member.mtime
-                )
-            target.unlink(missing_ok=True)
-            write_chunks(target, _member_chunks(extracted), needed=needed, mode=mode)
-            os.utime(target, (member.mtime, member.mtime))
-            files.append(rel.as_posix())
-            if log is not None:
-                log.end(rel.as_posix(), next_header, is_file=True)
+                log.end(rel.as_posix(), next_header, is_file=is_file)
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(dest / "x", needed, exc) from exc
+            raise disk_full(dest / "x", needed, exc) from exc
         if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError | EOFError):
             raise
         raise ProtocolError(
@@ -360,3 +226,41 @@ def extract_tar_stream(
     finally:
         archive.close()
     return files
+
+
+def _link(root: Path, rel: PurePosixPath, member: tarfile.TarInfo, target: Path) -> None:
+    """A symbolic or hard link member, refused when it points outside the folder."""
+    link = PurePosixPath(member.linkname)
+    base_dir = rel.parent if member.issym() else PurePosixPath()
+    if link.is_absolute() or safe_relpath(str(base_dir / link)) is None:
+        raise ProtocolError(
+            f"The archive is unsafe: link {member.name!r} points "
+            f"outside the folder ({member.linkname})."
+        )
+    target.unlink(missing_ok=True)
+    if member.issym():
+        os.symlink(member.linkname, target)
+    else:
+        os.link(root / safe_relpath(member.linkname), target)  # type: ignore[operator]
+
+
+def _write_member(
+    archive: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    rel: PurePosixPath,
+    target: Path,
+    base: int,
+    needed: int | None,
+    log: MemberLog | None,
+) -> bool:
+    """A regular file member written (False: the archive has no data for it)."""
+    extracted = archive.extractfile(member)
+    if extracted is None:
+        return False
+    mode = (member.mode & 0o777) | 0o600
+    if log is not None:
+        log.start(rel.as_posix(), member.size, base + member.offset_data, mode, member.mtime)
+    target.unlink(missing_ok=True)
+    write_chunks(target, _member_chunks(extracted), needed=needed, mode=mode)
+    os.utime(target, (member.mtime, member.mtime))
+    return True

@@ -30,7 +30,8 @@ from typing import Any
 
 from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
-from brainlife.client._transfer import PART_SUFFIX, SIDECAR_SUFFIX, hash_file
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.names import FILE_PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
 
 __all__ = [
     "LOCK_NAME",
@@ -193,14 +194,11 @@ class Lockfile:
         stamp = _stamp(self.path)
         if stamp is not None and stamp != self._seen:
             self._merge_disk()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text.encode())
             self._seen = _stamp(self.path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _disk_full(self.path, exc) from exc
             raise
@@ -290,45 +288,59 @@ def verify_tree(root: Path, lock: Lockfile | None = None, *, fast: bool = False)
     no entry records."""
     lock = lock or Lockfile.load(root / LOCK_NAME)
     report = VerifyReport(root=root)
-    tracked: set[str] = {LOCK_NAME, *lock.generated}
-    for obj in lock.objects.values():
-        folder = str(obj.get("folder") or "")
-        for rec in list(obj.get("files") or []) + list(obj.get("generated") or []):
-            tracked.add(f"{folder}/{rec.get('path')}" if folder else str(rec.get("path")))
+    tracked = _tracked(lock)
     walked: set[str] = set()
     for obj in lock.objects.values():
         oid = str(obj.get("id"))
         report.objects += 1
         folder = str(obj.get("folder") or "")
-        base = root / folder
         if obj.get("status") != "complete":
-            report.problems.append(
-                VerifyProblem(
-                    "incomplete",
-                    folder or entry_key(obj),
-                    oid,
-                    f"{obj.get('kind') or 'dataset'} {oid} ({folder or entry_key(obj)}) was not "
-                    f"completely downloaded ({obj.get('error') or obj.get('status')}); run the "
-                    "download again",
-                )
-            )
+            report.problems.append(_incomplete(obj, oid, folder))
             continue
         for rec in list(obj.get("files") or []) + list(obj.get("generated") or []):
             rel = str(rec.get("path"))
             shown = f"{folder}/{rel}" if folder else rel
-            _check(report, base / rel, shown, oid, rec, fast)
-        if not folder or folder in walked or not base.is_dir():
+            _check(report, root / folder / rel, shown, oid, rec, fast)
+        if not folder or folder in walked or not (root / folder).is_dir():
             continue  # task archives lie beside the lockfile, among other files
         walked.add(folder)
-        for dirpath, _dirs, names in os.walk(base):
-            for name in names:
-                if name.endswith((PART_SUFFIX, SIDECAR_SUFFIX)):
-                    continue
-                rel = (Path(dirpath) / name).relative_to(root).as_posix()
-                if rel not in tracked:
-                    report.problems.append(
-                        VerifyProblem("extra", rel, oid, f"{rel} is not part of data object {oid}")
-                    )
+        report.problems += _extra(root, root / folder, tracked, oid)
     for rel, rec in lock.generated.items():
         _check(report, root / rel, rel, None, rec, fast)
     return report
+
+
+def _tracked(lock: Lockfile) -> set[str]:
+    """Every root-relative path a lockfile entry records (and the lockfile)."""
+    tracked: set[str] = {LOCK_NAME, *lock.generated}
+    for obj in lock.objects.values():
+        folder = str(obj.get("folder") or "")
+        for rec in list(obj.get("files") or []) + list(obj.get("generated") or []):
+            tracked.add(f"{folder}/{rec.get('path')}" if folder else str(rec.get("path")))
+    return tracked
+
+
+def _incomplete(obj: dict[str, Any], oid: str, folder: str) -> VerifyProblem:
+    where = folder or entry_key(obj)
+    return VerifyProblem(
+        "incomplete",
+        where,
+        oid,
+        f"{obj.get('kind') or 'dataset'} {oid} ({where}) was not completely downloaded "
+        f"({obj.get('error') or obj.get('status')}); run the download again",
+    )
+
+
+def _extra(root: Path, base: Path, tracked: set[str], oid: str) -> list[VerifyProblem]:
+    """Files under ``base`` that no entry records (parts and sidecars aside)."""
+    found = []
+    for dirpath, _dirs, names in os.walk(base):
+        for name in names:
+            if name.endswith((FILE_PART_SUFFIX, SIDECAR_SUFFIX)):
+                continue
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
+            if rel not in tracked:
+                found.append(
+                    VerifyProblem("extra", rel, oid, f"{rel} is not part of data object {oid}")
+                )
+    return found

@@ -16,7 +16,6 @@ retrying (:class:`GaveUp`) once the server has been away for ``give_up_after`` s
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -35,22 +34,11 @@ from brainlife.client._exceptions import (
     GaveUp,
     ServerUnavailable,
 )
-from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
-from brainlife.client._tar import _disk_full, write_all, write_size
+from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
+from brainlife.client.transfer.names import atomic_write, part_path, sidecar_path
+from brainlife.client.transfer.writes import disk_full_on_write, write_all, write_size
 
-__all__ = [
-    "PART_SUFFIX",
-    "SIDECAR_SUFFIX",
-    "Cancelled",
-    "FetchResult",
-    "fetch_file",
-    "hash_file",
-    "part_path",
-    "sidecar_path",
-]
-
-PART_SUFFIX = ".bl-part"
-SIDECAR_SUFFIX = ".bl-part.json"
+__all__ = ["FetchResult", "fetch_file", "hash_file"]
 
 
 @dataclass
@@ -61,14 +49,6 @@ class FetchResult:
     transferred: int
     #: bytes of a partial file from an earlier run that were kept, not fetched again
     resumed: int
-
-
-def part_path(target: Path) -> Path:
-    return target.with_name(target.name + PART_SUFFIX)
-
-
-def sidecar_path(target: Path) -> Path:
-    return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
 def hash_file(path: Path, *, limit: int | None = None) -> tuple[Any, int]:
@@ -97,9 +77,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 
 def _write_sidecar(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(doc).encode())
 
 
 def _discard(*paths: Path) -> None:
@@ -141,9 +119,7 @@ def fetch_file(
     sha256: str | None,
     on_bytes: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
-    attempts: int = 6,
-    backoff: float = 1.0,
-    max_backoff: float = 20.0,
+    policy: RetryPolicy | None = None,
     on_response: Callable[[Any], None] | None = None,
     check_head: Callable[[bytes], None] | None = None,
     headers: dict[str, str] | None = None,
@@ -156,98 +132,176 @@ def fetch_file(
     against the answer's length. ``on_response(resp)`` sees every answer before its body is read
     (it may raise to refuse it); ``check_head(first bytes)`` vets the finished file before it is
     renamed (a raise discards it). ``headers`` go with every request (e.g. ``If-None-Match``:
-    ``on_response`` then deals with a 304)."""
-    part = part_path(target)
-    side = sidecar_path(target)
+    ``on_response`` then deals with a 304).
+
+    Retries follow ``policy`` (the client's by default): cut-off bodies are continued, a file
+    that arrives corrupt is fetched again from zero ``checksum_retries`` times; ``on_bytes``
+    then hears ``-n`` for the ``n`` bytes it was told about and that were discarded."""
+    policy = policy or http.policy
+    part, side = part_path(target), sidecar_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    offset, etag = _resume_point(part, side, size, sha256)
-    resumed = offset
-    digest: Any = hashlib.sha256()
-    if offset:
-        digest, got = hash_file(part, limit=offset)
-        offset = got
-    transferred = 0
-    failures = 0
-    liveness = http.liveness
-
-    def received(n: int) -> None:
-        liveness.alive()
-        if on_bytes is not None:
-            on_bytes(n)
-
-    while True:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Interrupted.")
-        if size is not None and offset == size and sha256 is not None:
-            break  # everything is already here; verified below
-        sent = dict(headers or {})
-        if offset:
-            sent["Range"] = f"bytes={offset}-"
-            if etag:
-                sent["If-Range"] = etag
+    for attempt in range(policy.checksum_retries + 1):
+        fetch = _FileFetch(http, token, route, part, side, size, sha256, policy)
         try:
-            with http.stream(route, token=token, headers=sent, cancel=cancel) as resp:
-                if on_response is not None:
-                    on_response(resp)
-                start = 0
-                if resp.status == 206:
-                    start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
-                if start != offset:  # a whole body (200), or not the range we asked for
-                    if start != 0:
-                        raise ServerUnavailable("The server sent an unexpected byte range.")
-                    offset, digest = 0, hashlib.sha256()
-                    resumed = 0
-                etag = resp.headers.get("ETag", "") or etag
-                if offset == 0:
-                    _write_sidecar(side, {"size": size, "sha256": sha256, "etag": etag})
-                got = _stream_into(resp, part, offset, digest, received, cancel, size)
-                offset += got
-                transferred += got
-        except ApiError as exc:
-            if exc.status == 416:  # our partial is longer than the file: start again
-                _discard(part, side)
-                offset, etag, digest, resumed = 0, "", hashlib.sha256(), 0
-                failures += 1
-                if failures < attempts:
-                    continue
-            raise
-        except _Partial as cut:
-            offset += cut.written
-            transferred += cut.written
-            failures += 1
-            if failures >= attempts:
-                raise cut.error from None
-            pause = min(max_backoff, backoff * 2 ** (failures - 1))
-            liveness.wait(pause, "connection lost", cancel)
-            continue
-        except GaveUp:
-            raise
-        except ServerUnavailable:
-            failures += 1
-            if failures >= attempts:
-                raise
-            pause = min(max_backoff, backoff * 2 ** (failures - 1))
-            liveness.wait(pause, "server error", cancel)
-            continue
-        break
-    got_sha = digest.hexdigest()
-    if (size is not None and offset != size) or (sha256 is not None and got_sha != sha256.lower()):
-        _discard(part, side)
-        raise ChecksumMismatch(
-            f"{target.name} arrived corrupt (expected {size} bytes with sha256 "
-            f"{(sha256 or '?')[:12]}…, got {offset} bytes with {got_sha[:12]}…)."
-        )
-    if check_head is not None:
-        with open(part, "rb") as fh:
-            head = fh.read(512)
-        try:
-            check_head(head)
-        except BaseException:
+            result = fetch.run(on_bytes, cancel, on_response, headers)
+            _check(target.name, result, size, sha256)
+        except ChecksumMismatch:
             _discard(part, side)
-            raise
-    os.replace(part, target)
-    side.unlink(missing_ok=True)
-    return FetchResult(size=offset, sha256=got_sha, transferred=transferred, resumed=resumed)
+            if on_bytes is not None and fetch.told:
+                on_bytes(-fetch.told)
+            if attempt == policy.checksum_retries:
+                raise
+            continue
+        if check_head is not None:
+            _vet(part, side, check_head)
+        os.replace(part, target)
+        side.unlink(missing_ok=True)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check(name: str, res: FetchResult, size: int | None, sha256: str | None) -> None:
+    if (size is not None and res.size != size) or (
+        sha256 is not None and res.sha256 != sha256.lower()
+    ):
+        raise ChecksumMismatch(
+            f"{name} arrived corrupt (expected {size} bytes with sha256 "
+            f"{(sha256 or '?')[:12]}…, got {res.size} bytes with {res.sha256[:12]}…)."
+        )
+
+
+def _vet(part: Path, side: Path, check_head: Callable[[bytes], None]) -> None:
+    with open(part, "rb") as fh:
+        head = fh.read(512)
+    try:
+        check_head(head)
+    except BaseException:
+        _discard(part, side)
+        raise
+
+
+class _FileFetch:
+    """One pass of :func:`fetch_file`: from the resume point to the end of the body, continuing
+    cut-off bodies as ``policy`` allows. ``offset`` bytes are in the part and in ``digest``."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        token: str,
+        route: str,
+        part: Path,
+        side: Path,
+        size: int | None,
+        sha256: str | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.http, self.token, self.route, self.policy = http, token, route, policy
+        self.part, self.side, self.size, self.sha256 = part, side, size, sha256
+        self.offset, self.etag = _resume_point(part, side, size, sha256)
+        self.digest: Any = hashlib.sha256()
+        if self.offset:
+            self.digest, self.offset = hash_file(part, limit=self.offset)
+        self.resumed = self.offset
+        self.transferred = 0
+        self.failures = 0
+        #: bytes told to ``on_bytes`` (taken back when the file is fetched again)
+        self.told = 0
+
+    def _start_over(self) -> None:
+        self.offset, self.digest, self.resumed = 0, hashlib.sha256(), 0
+
+    def run(
+        self,
+        on_bytes: Callable[[int], None] | None,
+        cancel: threading.Event | None,
+        on_response: Callable[[Any], None] | None,
+        headers: dict[str, str] | None,
+    ) -> FetchResult:
+        liveness = self.http.liveness
+
+        def received(n: int) -> None:
+            liveness.alive()
+            self.told += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Interrupted.")
+            if self.size is not None and self.offset == self.size and self.sha256 is not None:
+                break  # everything is already here; verified by the caller
+            try:
+                self._request(received, cancel, on_response, headers)
+            except ApiError as exc:
+                if exc.status != 416:
+                    raise
+                # our partial is longer than the file: start again
+                _discard(self.part, self.side)
+                self._start_over()
+                self.etag = ""
+                self._failed(exc, None)
+                continue
+            except _Partial as cut:
+                self.offset += cut.written
+                self.transferred += cut.written
+                self._failed(cut.error, cancel, "connection lost")
+                continue
+            except GaveUp:
+                raise
+            except ServerUnavailable as exc:
+                self._failed(exc, cancel, "server error")
+                continue
+            break
+        return FetchResult(
+            size=self.offset,
+            sha256=self.digest.hexdigest(),
+            transferred=self.transferred,
+            resumed=self.resumed,
+        )
+
+    def _failed(
+        self, error: BrainlifeError, cancel: threading.Event | None, reason: str | None = None
+    ) -> None:
+        """One more failure: raise ``error`` past the policy's attempts, else pause (when
+        ``reason`` is given) through the run-wide clock."""
+        self.failures += 1
+        if self.failures >= self.policy.attempts:
+            raise error
+        if reason is not None:
+            self.http.liveness.wait(self.policy.cut_pause(self.failures), reason, cancel)
+
+    def _request(
+        self,
+        received: Callable[[int], None],
+        cancel: threading.Event | None,
+        on_response: Callable[[Any], None] | None,
+        headers: dict[str, str] | None,
+    ) -> None:
+        sent = dict(headers or {})
+        if self.offset:
+            sent["Range"] = f"bytes={self.offset}-"
+            if self.etag:
+                sent["If-Range"] = self.etag
+        with self.http.stream(self.route, token=self.token, headers=sent, cancel=cancel) as resp:
+            if on_response is not None:
+                on_response(resp)
+            start = 0
+            if resp.status == 206:
+                start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
+            if start != self.offset:  # a whole body (200), or not the range we asked for
+                if start != 0:
+                    raise ServerUnavailable("The server sent an unexpected byte range.")
+                self._start_over()
+            self.etag = resp.headers.get("ETag", "") or self.etag
+            if self.offset == 0:
+                _write_sidecar(
+                    self.side, {"size": self.size, "sha256": self.sha256, "etag": self.etag}
+                )
+            got = _stream_into(
+                resp, self.part, self.offset, self.digest, received, cancel, self.size
+            )
+            self.offset += got
+            self.transferred += got
 
 
 class _Partial(Exception):
@@ -264,10 +318,11 @@ def _body_readinto(resp: Any) -> Callable[[memoryview], int]:
 
     urllib3's ``HTTPResponse.readinto`` is ``read(len(b))`` then a copy: http.client reads into a
     fresh buffer, copies it to ``bytes``, urllib3 copies that into ours (three copies of every
-    byte, about 0.2 s per GiB here). When the body is plain (no Content-Encoding to decode, not
-    chunked, a known length), http.client's own ``readinto`` fills our buffer straight from the
-    socket and stops at the length; urllib3 would add nothing but those copies. A short body
-    then reads 0 early, which ``_stream_into`` reports as cut off (Content-Length check).
+    byte, about 0.2 s per GiB on a 2-core VM). When the body is plain (no Content-Encoding to
+    decode, not chunked, a known length), http.client's own ``readinto`` fills our buffer
+    straight from the socket and stops at the length; urllib3 would add nothing but those
+    copies. A short body then reads 0 early, which ``_stream_into`` reports as cut off
+    (Content-Length check).
     """
     import http.client
 
@@ -292,8 +347,8 @@ class _Hasher:
 
     The transfer thread fills a buffer from the socket, writes it, and hands it over; the hash
     (hashlib releases the GIL for large buffers) then overlaps the next receive and write: the
-    two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB. On the 2-core machine this
-    took ``bl data download`` of 1 GiB to /dev/shm from 1.30 s to 1.10 s (figure 2). At most
+    two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB, so on two cores a 1 GiB
+    ``bl data download`` to /dev/shm takes about 1.10 s instead of 1.30 s. At most
     ``PIPELINE_BUFFERS`` preallocated buffers exist per transfer, so memory stays flat. A body
     that fits in one buffer (or ``threaded=False``) is hashed inline: no thread, one buffer.
     ``close`` waits until every byte handed over is hashed, so the digest always covers exactly
@@ -371,51 +426,39 @@ def _stream_into(
     written = 0
     expected = resp.headers.get("Content-Length")
     length = int(expected) if expected and expected.isdigit() else None
-    try:
+    with disk_full_on_write(part, size):
         fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(part, size, exc) from exc
-        raise
     hasher: _Hasher | None = None
     try:
-        if os.fstat(fd).st_size != offset:
-            # only when needed: ext4 (auto_da_alloc) flushes a file truncated to zero when it is
-            # closed, which cost about 1 s per GiB written to a fresh part file
-            os.ftruncate(fd, offset)
-        os.lseek(fd, offset, os.SEEK_SET)
-        piece = write_size(fd)
-        readinto = _body_readinto(resp)
-        hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
-        while True:
-            view = hasher.buffer()
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Interrupted.")
-            try:
-                n = readinto(view)
-            except (HTTPError, HTTPException) as exc:
-                hasher.close()
-                raise _Partial(
-                    written, ServerUnavailable(f"The download was cut off ({exc}).")
-                ) from exc
-            except OSError as exc:
-                hasher.close()
-                raise _Partial(
-                    written, ServerUnavailable(f"The download was cut off ({exc}).")
-                ) from exc
-            if not n:
-                break
-            chunk = view[:n]
-            write_all(fd, chunk, piece)
-            written += n
-            hasher.submit(chunk)
-            if on_bytes is not None:
-                on_bytes(n)
-        hasher.close()
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(part, size, exc) from exc
-        raise
+        with disk_full_on_write(part, size):
+            if os.fstat(fd).st_size != offset:
+                # only when needed: ext4 (auto_da_alloc) flushes a file truncated to zero when it is
+                # closed, which cost about 1 s per GiB written to a fresh part file
+                os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            piece = write_size(fd)
+            readinto = _body_readinto(resp)
+            hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
+            while True:
+                view = hasher.buffer()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Interrupted.")
+                try:
+                    n = readinto(view)
+                except (HTTPError, HTTPException, OSError) as exc:
+                    hasher.close()
+                    raise _Partial(
+                        written, ServerUnavailable(f"The download was cut off ({exc}).")
+                    ) from exc
+                if not n:
+                    break
+                chunk = view[:n]
+                write_all(fd, chunk, piece)
+                written += n
+                hasher.submit(chunk)
+                if on_bytes is not None:
+                    on_bytes(n)
+            hasher.close()
     finally:
         try:
             if hasher is not None:

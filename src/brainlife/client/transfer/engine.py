@@ -1,5 +1,6 @@
-"""The bulk download engine: runs a :class:`~brainlife.client._plan.Plan` with a pool of workers
-over the client's one connection pool, and reports what happens as a stream of events.
+"""The bulk download engine: runs a :class:`~brainlife.client.transfer.plan.Plan` on the worker
+pool (``workers``) over the client's one connection pool, and reports what happens as a stream of
+events.
 
 Events (``event.to_json()`` gives one JSON object, ``{"event": <kind>, ...}``): ``plan``,
 ``object-start``, ``progress`` (throttled), ``file-done``, ``object-done``, ``object-failed``,
@@ -13,30 +14,31 @@ data objects left.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._download import Downloader, object_mtime
 from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
     Cancelled,
-    ChecksumMismatch,
     DiskFullError,
     GaveUp,
 )
-from brainlife.client._http import HttpClient, Waiting, quote_path
-from brainlife.client._lockfile import Lockfile
-from brainlife.client._plan import Plan, PlanFile, PlanObject, write_generated
-from brainlife.client._transfer import fetch_file, hash_file, part_path
+from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
+from brainlife.client.transfer.files import fetch_file, hash_file
+from brainlife.client.transfer.lockfile import Lockfile
+from brainlife.client.transfer.names import part_path
+from brainlife.client.transfer.plan import Plan, PlanFile, PlanObject, write_generated
+from brainlife.client.transfer.single import Downloader, object_mtime
+from brainlife.client.transfer.workers import run_parallel
 
 __all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
 
@@ -66,7 +68,8 @@ class BulkResult:
     downloaded: int = 0
     present: int = 0
     failed: dict[str, str] = field(default_factory=dict)
-    failed_classes: dict[str, str] = field(default_factory=dict)
+    #: the error code (``BrainlifeError.code``) of each failed object
+    failed_codes: dict[str, str] = field(default_factory=dict)
     files_fetched: int = 0
     files_linked: int = 0
     files_present: int = 0
@@ -121,8 +124,7 @@ class Engine:
         *,
         jobs: int = 8,
         on_event: EventHandler | None = None,
-        attempts: int = 6,
-        backoff: float = 1.0,
+        policy: RetryPolicy | None = None,
         progress_interval: float = 0.5,
     ) -> None:
         self.http = http
@@ -131,8 +133,7 @@ class Engine:
         self.lock = lock
         self.jobs = max(1, jobs)
         self.on_event = on_event
-        self.attempts = attempts
-        self.backoff = backoff
+        self.policy = policy or http.policy
         self.interval = progress_interval
         self.cancel = threading.Event()
         self.fatal: BaseException | None = None
@@ -175,8 +176,10 @@ class Engine:
             self.emit("waiting", **waiting.to_json())
 
     def _on_bytes(self, n: int) -> None:
+        """``n`` body bytes received (``n`` < 0: bytes received earlier were discarded and
+        will come again, so they are no longer done; the network did carry them)."""
         with self._mutex:
-            self.result.bytes_transferred += n
+            self.result.bytes_transferred += max(n, 0)
             self._done_bytes += n
             self._progress()
 
@@ -249,7 +252,7 @@ class Engine:
             if obj.id in self.result.failed:
                 return
             self.result.failed[obj.id] = message
-            self.result.failed_classes[obj.id] = type(exc).__name__
+            self.result.failed_codes[obj.id] = _code(exc)
             if obj.files is not None:
                 self._record(obj, "failed", message)
         self.emit(
@@ -257,7 +260,8 @@ class Engine:
             id=obj.id,
             folder=obj.folder,
             error=message,
-            error_class=type(exc).__name__,
+            code=_code(exc),
+            error_class=type(exc).__name__,  # kept for existing --json consumers; prefer code
         )
         self._save()
 
@@ -306,24 +310,17 @@ class Engine:
     def _fetch(self, obj: PlanObject, f: PlanFile) -> Path:
         target = self.plan.root / obj.folder / f.rel
         self._start(obj)
-        for attempt in (1, 2):
-            try:
-                res = fetch_file(
-                    self.http,
-                    self.token,
-                    obj.route_prefix + quote_path(f.rel),
-                    target,
-                    size=f.size,
-                    sha256=f.sha256,
-                    on_bytes=self._on_bytes,
-                    cancel=self.cancel,
-                    attempts=self.attempts,
-                    backoff=self.backoff,
-                )
-                break
-            except ChecksumMismatch:
-                if attempt == 2:
-                    raise
+        res = fetch_file(
+            self.http,
+            self.token,
+            obj.route_prefix + quote_path(f.rel),
+            target,
+            size=f.size,
+            sha256=f.sha256,
+            on_bytes=self._on_bytes,
+            cancel=self.cancel,
+            policy=self.policy,
+        )
         with self._mutex:
             self.result.bytes_resumed += res.resumed
             self._done_bytes += res.resumed
@@ -415,57 +412,23 @@ class Engine:
         self._complete(obj, "downloaded")
 
     def run(self) -> BulkResult:
+        """Write the generated files, record every object, run the units in the pool; raise
+        what stopped the run (a :class:`GaveUp` naming what is left)."""
         self._t0 = time.monotonic()
-        plan = self.plan
         r = self.result
-        r.objects = len(plan.objects)
-        r.bytes_total = plan.total_bytes
-        for rel, content in plan.generated.items():
-            write_generated(plan.root / rel, content)
-            self.lock.generated[rel] = {
-                "path": rel,
-                "size": len(content),
-                "sha256": hashlib.sha256(content).hexdigest(),
-            }
-        for obj in plan.objects:
-            if obj.error is not None:
-                self._fail(obj, _unavailable(obj))
+        r.objects = len(self.plan.objects)
+        r.bytes_total = self.plan.total_bytes
+        self._start_run()
         units = self._units()
-        for obj in plan.ok_objects:
-            if obj.files is not None:
-                self._pending[obj.id] = sum(1 for f in obj.files if f.state != "present")
-                r.files_present += len(obj.files) - self._pending[obj.id]
-                self._done_bytes += sum(f.size for f in obj.files if f.state == "present")
-                self._record(obj, "incomplete")
-        self.lock.save()
-        for obj in plan.ok_objects:
-            if obj.files is not None and self._pending[obj.id] == 0:
-                self._complete(obj, "present")
-        self.http.ensure_pool_size(self.jobs)
         liveness = self.http.liveness
         liveness.reset()
         listener, liveness.listener = liveness.listener, self._on_waiting
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="bl-download")
-        futures: set[Future[None]] = set()
         try:
-            futures = {pool.submit(self._run_unit, u) for u in units}
-            while futures:
-                done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    exc = fut.exception()
-                    if exc is not None and not isinstance(exc, Cancelled):
-                        self.fatal = self.fatal or exc
-                        self.cancel.set()
-        except BaseException:
-            self.cancel.set()
-            raise
+            self._work(units)
         finally:
-            for fut in futures:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
             liveness.listener = listener
             r.seconds = time.monotonic() - self._t0
-            for obj in plan.ok_objects:
+            for obj in self.plan.ok_objects:
                 if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
                     self._record(obj, "incomplete")
             self.lock.save()
@@ -476,6 +439,38 @@ class Engine:
         self._progress(force=True)
         self.emit("summary", **r.to_json())
         return r
+
+    def _start_run(self) -> None:
+        """The root's generated files, the unavailable objects failed, every other object
+        recorded as incomplete (or complete, when all its files are present)."""
+        plan, r = self.plan, self.result
+        for rel, content in plan.generated.items():
+            write_generated(plan.root / rel, content)
+            self.lock.generated[rel] = {
+                "path": rel,
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        for obj in plan.objects:
+            if obj.failure is not None:
+                self._fail(obj, obj.failure)
+        with_files = [o for o in plan.ok_objects if o.files is not None]
+        for obj in with_files:
+            files = obj.files or []
+            self._pending[obj.id] = sum(1 for f in files if f.state != "present")
+            r.files_present += len(files) - self._pending[obj.id]
+            self._done_bytes += sum(f.size for f in files if f.state == "present")
+            self._record(obj, "incomplete")
+        self.lock.save()
+        for obj in with_files:
+            if self._pending[obj.id] == 0:
+                self._complete(obj, "present")
+
+    def _work(self, units: list[_Unit]) -> None:
+        """Run ``units`` on ``jobs`` workers; the first fatal error cancels the rest."""
+        self.http.ensure_pool_size(self.jobs)
+        work = [functools.partial(self._run_unit, u) for u in units]
+        self.fatal = run_parallel(work, jobs=self.jobs, cancel=self.cancel)
 
     def _stopped(self, exc: GaveUp) -> GaveUp:
         """``exc`` with what the run leaves undone named (ids; the first 20 in the message)."""
@@ -492,17 +487,10 @@ class Engine:
             f"{': ' + shown if left else ''}{failed}. Run the same command again to continue "
             "where it stopped.",
             left=left,
+            hint=exc.hint,
         )
 
 
-def _unavailable(obj: PlanObject) -> BrainlifeError:
-    from brainlife.client import _exceptions
-
-    cls = getattr(_exceptions, obj.error_class or "", None)
-    message = obj.error or "unavailable"
-    if isinstance(cls, type) and issubclass(cls, BrainlifeError):
-        try:
-            return cls(message)
-        except TypeError:
-            pass
-    return BrainlifeError(message)
+def _code(exc: BaseException) -> str:
+    """The error code of a failure (an OSError while writing is a plain error)."""
+    return exc.code if isinstance(exc, BrainlifeError) else BrainlifeError.code

@@ -22,7 +22,6 @@ is closed, and the member in progress is continued from its file's actual length
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -39,28 +38,21 @@ from brainlife.client._exceptions import (
     ProtocolError,
     ServerUnavailable,
 )
-from brainlife.client._http import CHUNK_SIZE, HttpClient, content_range
-from brainlife.client._tar import (
+from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
+from brainlife.client.transfer.names import journal_path
+from brainlife.client.transfer.tarstream import (
     BLOCK,
     ChunkReader,
-    _disk_full,
     check_archive_start,
     extract_tar_stream,
     padded,
     reject_error_page,
-    write_all,
-    write_size,
 )
+from brainlife.client.transfer.writes import disk_full_on_write, write_all, write_size
 
-__all__ = ["PARTIAL_SUFFIX", "TarFetch", "fetch_tar", "journal_path", "partial_tar_bytes"]
+__all__ = ["TarFetch", "fetch_tar", "partial_tar_bytes"]
 
 JOURNAL_VERSION = 1
-#: the folder a download is assembled in, beside its destination: ``<dest>.bl-partial``
-PARTIAL_SUFFIX = ".bl-partial"
-
-
-def journal_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".json")
 
 
 @dataclass
@@ -223,7 +215,7 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
     target = folder / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     left = size - have
-    try:
+    with disk_full_on_write(target, left):
         fd = os.open(target, os.O_WRONLY | os.O_CREAT, int(cur["mode"]))
         try:
             if os.fstat(fd).st_size != have:
@@ -238,10 +230,6 @@ def _finish_member(reader: ChunkReader, folder: Path, journal: _Journal, have: i
                 left -= len(chunk)
         finally:
             os.close(fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(target, left, exc) from exc
-        raise
     pad = padded(size) - size
     while pad:
         got = len(reader.read(pad))
@@ -284,92 +272,118 @@ def fetch_tar(
     on_bytes: Callable[[int], None] | None = None,
     check_space: Callable[[Path, int | None], None] | None = None,
     cancel: threading.Event | None = None,
-    attempts: int = 6,
-    backoff: float = 1.0,
-    max_backoff: float = 20.0,
+    policy: RetryPolicy | None = None,
 ) -> TarFetch:
     """Extract the tar at ``route`` into the folder ``partial``, continuing an interrupted run's
     folder when its journal allows.
 
     ``on_start(resumed, total)`` is called when an answer starts the archive (again): the bytes
     already on disk and the archive's length; ``on_bytes(n)`` for every body chunk received.
-    On success the journal is removed and the folder left for the caller to move into place. On
-    failure the folder and journal stay when the next run can continue them (a resumable answer
-    cut off, Ctrl-C, a full disk, an expired token), else both are removed."""
-    jpath = journal_path(partial)
-    journal = _Journal.load(jpath) if partial.is_dir() else None
-    if journal is None or not journal.resumable:
-        journal = _start_over(partial)
-    transferred = 0
-    resumed = 0
-    failures = 0
-
-    def count(n: int) -> None:
-        nonlocal transferred
-        transferred += n
-        http.liveness.alive()
-        if on_bytes is not None:
-            on_bytes(n)
-
-    def started(have: int, total: int | None) -> None:
-        nonlocal resumed
-        resumed = have
-        if on_start is not None:
-            on_start(have, total)
-
+    Cut-off answers are continued as ``policy`` (the client's by default) allows. On success the
+    journal is removed and the folder left for the caller to move into place. On failure the
+    folder and journal stay when the next run can continue them (a resumable answer cut off,
+    Ctrl-C, a full disk, an expired token), else both are removed."""
+    fetch = _TarFetch(http, token, route, partial, what, policy or http.policy)
+    fetch.on_start, fetch.on_bytes, fetch.check_space = on_start, on_bytes, check_space
     ok = False
     try:
+        fetch.run(cancel)
+        ok = True
+    except ProtocolError:
+        fetch.journal.etag = ""  # not an archive, or a corrupt one: nothing worth continuing
+        raise
+    finally:
+        fetch.journal.close()
+        if ok:
+            journal_path(partial).unlink(missing_ok=True)
+        elif not fetch.journal.resumable:
+            _wipe(partial)
+    return TarFetch(
+        files=list(fetch.journal.files),
+        transferred=fetch.transferred,
+        resumed=fetch.resumed,
+        total=fetch.journal.length,
+    )
+
+
+class _TarFetch:
+    """The state of one :func:`fetch_tar`: the journal, and what was received and kept."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        token: str,
+        route: str,
+        partial: Path,
+        what: str,
+        policy: RetryPolicy,
+    ) -> None:
+        self.http, self.token, self.route, self.partial = http, token, route, partial
+        self.what, self.policy = what, policy
+        journal = _Journal.load(journal_path(partial)) if partial.is_dir() else None
+        if journal is None or not journal.resumable:
+            journal = _start_over(partial)
+        self.journal = journal
+        self.transferred = 0
+        self.resumed = 0
+        self.on_start: Callable[[int, int | None], None] | None = None
+        self.on_bytes: Callable[[int], None] | None = None
+        self.check_space: Callable[[Path, int | None], None] | None = None
+
+    def count(self, n: int) -> None:
+        self.transferred += n
+        self.http.liveness.alive()
+        if self.on_bytes is not None:
+            self.on_bytes(n)
+
+    def started(self, have: int, total: int | None) -> None:
+        self.resumed = have
+        if self.on_start is not None:
+            self.on_start(have, total)
+
+    def run(self, cancel: threading.Event | None) -> None:
+        failures = 0
         while True:
-            offset = journal.resume_point(partial) if journal.resumable else 0
-            headers = {"Range": f"bytes={offset}-", "If-Range": journal.etag} if offset else {}
+            offset = self.journal.resume_point(self.partial) if self.journal.resumable else 0
             try:
-                with http.stream(route, token=token, headers=headers, cancel=cancel) as resp:
-                    reject_error_page(resp, what)
-                    start = 0
-                    if resp.status == 206:
-                        start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
-                    reader = ChunkReader(_chunks(resp, count, cancel))
-                    if offset and start == offset:
-                        if resumed != offset:
-                            started(offset, journal.length)
-                        if journal.current is not None:
-                            _finish_member(
-                                reader, partial, journal, offset - journal.current["data"]
-                            )
-                        extract_tar_stream(
-                            reader, partial, log=journal, base=journal.next, compression=""
-                        )
-                    else:  # the whole archive: a first run, a changed archive, or no Range
-                        _extract_whole(resp, reader, partial, journal, what, started, check_space)
-                break
+                self._receive(offset, cancel)
+                return
             except ApiError as exc:
-                if exc.status != 416 or not offset or failures + 1 >= attempts:
+                if exc.status != 416 or not offset or failures + 1 >= self.policy.attempts:
                     raise
                 failures += 1  # our bytes run past the archive (it changed): start over
-                journal = _start_over(partial)
+                self.journal = _start_over(self.partial)
             except GaveUp:
                 raise
             except ServerUnavailable:  # cut off (a server that does not answer: see _http)
                 failures += 1
-                if failures >= attempts:
+                if failures >= self.policy.attempts:
                     raise
-                if not journal.resumable:  # the next attempt starts over
-                    journal = _start_over(partial)
-                pause = min(max_backoff, backoff * 2 ** (failures - 1))
-                http.liveness.wait(pause, "connection lost", cancel)
-        ok = True
-    except ProtocolError:
-        journal.etag = ""  # not an archive, or a corrupt one: nothing worth continuing
-        raise
-    finally:
-        journal.close()
-        if ok:
-            jpath.unlink(missing_ok=True)
-        elif not journal.resumable:
-            _wipe(partial)
-    return TarFetch(
-        files=list(journal.files), transferred=transferred, resumed=resumed, total=journal.length
-    )
+                if not self.journal.resumable:  # the next attempt starts over
+                    self.journal = _start_over(self.partial)
+                pause = self.policy.cut_pause(failures)
+                self.http.liveness.wait(pause, "connection lost", cancel)
+
+    def _receive(self, offset: int, cancel: threading.Event | None) -> None:
+        """One request: the rest of the archive from ``offset`` (or all of it)."""
+        journal, partial = self.journal, self.partial
+        headers = {"Range": f"bytes={offset}-", "If-Range": journal.etag} if offset else {}
+        with self.http.stream(self.route, token=self.token, headers=headers, cancel=cancel) as resp:
+            reject_error_page(resp, self.what)
+            start = 0
+            if resp.status == 206:
+                start = content_range(resp.headers.get("Content-Range", ""))[0] or 0
+            reader = ChunkReader(_chunks(resp, self.count, cancel))
+            if not (offset and start == offset):  # a first run, a changed archive, or no Range
+                _extract_whole(
+                    resp, reader, partial, journal, self.what, self.started, self.check_space
+                )
+                return
+            if self.resumed != offset:
+                self.started(offset, journal.length)
+            if journal.current is not None:
+                _finish_member(reader, partial, journal, offset - journal.current["data"])
+            extract_tar_stream(reader, partial, log=journal, base=journal.next, compression="")
 
 
 def _extract_whole(

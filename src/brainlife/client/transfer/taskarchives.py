@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._download import Downloader, DownloadResult, Progress
 from brainlife.client._exceptions import ConfigError
-from brainlife.client._lockfile import LOCK_NAME, Lockfile
-from brainlife.client._transfer import hash_file
+from brainlife.client.transfer.files import hash_file
+from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile
+from brainlife.client.transfer.single import Downloader, DownloadResult, Progress
 
 __all__ = ["TASK_ARCHIVE", "download_task_archive"]
 
@@ -74,7 +74,8 @@ def download_task_archive(
     if (output.exists() or output.is_symlink()) and not ours and existing != "overwrite":
         raise ConfigError(
             f"{output} already exists and was not written by a download into {root}: it is "
-            "left as it is. Move it away, or pass --existing overwrite to replace it."
+            "left as it is. Move it away.",
+            hint="existing-overwrite",
         )
     etag = _current_etag(lock, task_id, rel, output)
     entry: dict[str, Any] = {

@@ -1,0 +1,51 @@
+"""Every URL path the client sends, and the only client module that reads the route table
+(:mod:`brainlife.wire.routes`, shared with the server): a route renamed there is renamed here,
+and nowhere else in the client is a route written out."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from brainlife.client._http import quote_path
+from brainlife.wire import routes
+
+# fixed paths
+LOGIN: Final = routes.LOGIN.url()
+REFRESH: Final = routes.REFRESH.url()
+PROFILES: Final = routes.PROFILES.url()
+PROJECTS: Final = routes.PROJECTS.url()
+DATATYPES: Final = routes.DATATYPES.url()
+PUBS: Final = routes.PUBS.url()
+DATASETS: Final = routes.DATASETS.url()
+DATASET_MANIFESTS: Final = routes.DATASET_MANIFESTS.url()
+TASKS: Final = routes.TASKS.url()
+
+
+def dataset_manifest(dataset_id: str) -> str:
+    return routes.DATASET_MANIFEST.url(dataset_id=dataset_id)
+
+
+def dataset_download(dataset_id: str) -> str:
+    """The data object's tar archive (brainlife.io's route, and ours)."""
+    return routes.DATASET_DOWNLOAD.url(dataset_id=dataset_id)
+
+
+def dataset_files(dataset_id: str) -> str:
+    """The stem of the data object's file routes: a file's is this + ``quote_path(rel)``."""
+    return routes.DATASET_FILE.prefix_of(dataset_id=dataset_id)
+
+
+def task_manifest(task_id: str) -> str:
+    return routes.TASK_MANIFEST.url(task_id=task_id)
+
+
+def task_path(task_id: str, path: str) -> str:
+    """A task's file, or a folder's .tar.gz."""
+    return routes.TASK_DOWNLOAD_PATH.url(task_id=task_id, path=path)
+
+
+def task_files(task_id: str, folder: str) -> str:
+    """The stem of the file routes under ``folder`` of a task (ending in ``/``)."""
+    stem = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=task_id)
+    clean = folder.strip("/")
+    return stem + (quote_path(clean) + "/" if clean else "")
