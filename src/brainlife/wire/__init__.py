@@ -105,14 +105,8 @@ class TaskManifest(TypedDict):
     files: list[ManifestFile]
 
 
-#: Our routes (relative to API_WAREHOUSE / API_AMARETTI); `brainlife.wire.routes` has them all.
-MANIFEST_ROUTE: Final = "/dataset/manifest/{id}"
-#: The manifests of many data objects in one request (POST, JSON body `{"ids": [...]}`).
-MANIFESTS_ROUTE: Final = "/dataset/manifests"
-#: The most ids one `MANIFESTS_ROUTE` request may ask for (more: 400).
+#: The most ids one `routes.DATASET_MANIFESTS` request may ask for (more: 400).
 MANIFESTS_MAX_IDS: Final = 1000
-FILE_ROUTE: Final = "/dataset/file/{id}/{path}"
-TASK_MANIFEST_ROUTE: Final = "/task/manifest/{id}"
 
 Document = dict[str, Any]
 
@@ -121,11 +115,7 @@ __all__ = [
     "API_AUTH",
     "API_WAREHOUSE",
     "DEFAULT_LIMIT",
-    "FILE_ROUTE",
     "MANIFESTS_MAX_IDS",
-    "MANIFESTS_ROUTE",
-    "MANIFEST_ROUTE",
-    "TASK_MANIFEST_ROUTE",
     "Document",
     "ErrorBody",
     "Manifest",
