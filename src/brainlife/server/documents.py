@@ -1,4 +1,8 @@
-"""Rows → brainlife wire documents (the JSON objects brainlife.io's API returns).
+"""Every document a route answers with, rendered here and nowhere else: rows → brainlife's
+JSON objects, the list envelopes, the login and token answers, and our manifests (typed with
+`brainlife.wire`'s documents where the client reads them too). Services decide what is in a
+document (rows, access, the reasons of a batch manifest); this module decides its shape. Error
+bodies are `errors`' (`wire.ErrorBody`), rendered by the one handler in `app`.
 
 Field names and types follow brainlife (brainlife-server.md §1, §3.1): `_id`, `__v: 0`, ISO
 dates, subs as strings in `admins`/`members`/`guests`/`user_id`, a dataset's `project` and
@@ -8,13 +12,21 @@ brainlife's document) is merged in without overriding the modelled fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task
+from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task, User
 from brainlife.server.query import Projection
-from brainlife.wire import Document, format_date
+from brainlife.wire import (
+    Document,
+    Manifest,
+    ManifestFile,
+    ManifestMissing,
+    Manifests,
+    TaskManifest,
+    format_date,
+)
 
 
 @dataclass
@@ -178,3 +190,137 @@ def render(
     if projection is not None:
         docs = [projection.apply(d) for d in docs]
     return docs
+
+
+def page(
+    name: str, docs: list[Document], *, count: int | None = None, size: int | None = None
+) -> Document:
+    """A list route's envelope: `{<name>: [...], "count": n}` (and `size`, the total bytes of a
+    data-object listing); amaretti's task list has no `count`."""
+    doc: Document = {name: docs}
+    if count is not None:
+        doc["count"] = count
+    if size is not None:
+        doc["size"] = size
+    return doc
+
+
+def health_doc() -> Document:
+    return {"status": "ok", "messages": [], "reports": {}}
+
+
+# --- accounts and tokens -----------------------------------------------------------------------
+
+
+def claims_doc(user: User, gids: list[int]) -> Document:
+    """A token's claims, as brainlife signs them (`gids`: see `services.auth.gids_for`)."""
+    return {
+        "scopes": user.scopes or {},
+        "sub": user.sub,
+        "gids": gids,
+        "profile": {
+            "username": user.username,
+            "email": user.email,
+            "fullname": user.fullname,
+            "aup": True,
+        },
+    }
+
+
+def login_doc(jwt: str, sub: int) -> Document:
+    return {"message": "Login Success", "jwt": jwt, "sub": sub}
+
+
+def refresh_doc(jwt: str) -> Document:
+    return {"jwt": jwt}
+
+
+def me_doc(user: User) -> Document:
+    """The caller's own account: whether a password is set, never its hash."""
+    return {
+        "sub": user.sub,
+        "username": user.username,
+        "fullname": user.fullname,
+        "email": user.email,
+        "active": user.active,
+        "scopes": user.scopes,
+        "profile": user.profile,
+        "password_hash": user.password_hash is not None,
+    }
+
+
+def profile_doc(user: User) -> Document:
+    """The safe, public fields of a user (never the password hash or private profile)."""
+    return {
+        "sub": user.sub,
+        "username": user.username,
+        "fullname": user.fullname,
+        "email": user.email,
+        "active": user.active,
+        "profile": {"public": (user.profile or {}).get("public", {})},
+    }
+
+
+# --- our manifests -----------------------------------------------------------------------------
+
+
+class FileFacts(Protocol):
+    """A file as a manifest lists it (a stored tar member, a task file)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def manifest_files(files: Iterable[FileFacts]) -> list[ManifestFile]:
+    return [ManifestFile(path=f.path, size=f.size, sha256=f.sha256) for f in files]
+
+
+def manifest_doc(dataset_id: str, tar_size: int, files: Iterable[FileFacts]) -> Manifest:
+    """`wire.Manifest`: a data object's files in tar order, and its tar's exact length."""
+    return Manifest(_id=dataset_id, tar_size=tar_size, files=manifest_files(files))
+
+
+class ObjectFacts(Protocol):
+    """What a data object's manifest says (`services.downloads.ObjectFiles`)."""
+
+    @property
+    def dataset_id(self) -> str: ...
+    @property
+    def tar_size(self) -> int: ...
+    @property
+    def members(self) -> Sequence[FileFacts]: ...
+
+
+class MissingFacts(Protocol):
+    """An id without a manifest (`services.downloads.Missing`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def manifests_doc(found: Iterable[ObjectFacts], missing: Iterable[MissingFacts]) -> Manifests:
+    """`wire.Manifests`: the manifests found, in the order asked, and every other id with the
+    reason (`not-found`, `forbidden`, `not-stored`) and what the single route would answer."""
+    return Manifests(
+        manifests=[manifest_doc(o.dataset_id, o.tar_size, o.members) for o in found],
+        missing=[ManifestMissing(_id=m.id, reason=m.reason, message=m.message) for m in missing],
+    )
+
+
+def task_manifest_doc(
+    task_id: str, path: str, *, folder: bool, files: Iterable[FileFacts]
+) -> TaskManifest:
+    """`wire.TaskManifest`: what a download of a task path holds, and whether it is a file or a
+    folder (said, never left to be guessed: a folder `out/x` holding one file `x` looks like a
+    file otherwise)."""
+    return TaskManifest(
+        _id=task_id, path=path, type="folder" if folder else "file", files=manifest_files(files)
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from brainlife.server import ranges
+from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, ShortSession
 from brainlife.server.routes import params
 from brainlife.server.services import downloads
@@ -48,7 +48,8 @@ def download_dataset(
 @router.get(routes.DATASET_MANIFEST.path, response_model=None, openapi_extra=params.DOWNLOAD)
 def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession) -> Manifest:
     """The files of a data object (path, size, sha256) in tar order, and the tar's size."""
-    return downloads.dataset_manifest(session=session, principal=user, dataset_id=dataset_id)
+    dl = downloads.open_dataset_download(session=session, principal=user, dataset_id=dataset_id)
+    return documents.manifest_doc(dl.dataset_id, dl.size, dl.layout.members)
 
 
 @router.post(
@@ -60,7 +61,8 @@ def dataset_manifests(payload: JsonBody, user: DownloadUser, session: ShortSessi
     """The manifests of many data objects (`{"ids": [...]}`, at most `MANIFESTS_MAX_IDS`); ids
     without one are listed in `missing` with the reason."""
     ids = downloads.manifest_ids(payload)
-    return downloads.manifests_batch(session=session, principal=user, ids=ids)
+    batch = downloads.manifests_batch(session=session, principal=user, ids=ids)
+    return documents.manifests_doc(batch.found, batch.missing)
 
 
 @router.get(routes.DATASET_FILE.path, openapi_extra=params.DOWNLOAD)

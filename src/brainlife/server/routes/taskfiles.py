@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from brainlife.server import foldertgz, ranges
+from brainlife.server import documents, foldertgz, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession
 from brainlife.server.routes import params
 from brainlife.server.services import taskfiles
@@ -74,4 +74,7 @@ def task_manifest(
     target = taskfiles.open_task_path(
         session=session, archive=archive, principal=user, task_id=task_id, path=_path(path, p)
     )
-    return taskfiles.task_manifest(target)
+    files = taskfiles.task_manifest(target)
+    return documents.task_manifest_doc(
+        target.task_id, target.rel, folder=target.is_dir, files=files
+    )

@@ -39,7 +39,7 @@ def _select(docs: list[Any], params: Any) -> list[Any]:
 
 @router.get(routes.HEALTH.path)
 def health() -> dict[str, Any]:
-    return {"status": "ok", "messages": [], "reports": {}}
+    return documents.health_doc()
 
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
@@ -47,7 +47,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
     params = _params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
     docs = documents.render(page.rows, documents.project_doc, params.select)
-    return {"projects": docs, "count": page.count}
+    return documents.page("projects", docs, count=page.count)
 
 
 @router.get(routes.DATATYPES.path, openapi_extra=params.LIST)
@@ -55,7 +55,7 @@ def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> d
     params = _params(request)
     page = datatypes.list_datatypes(session=session, params=params)
     docs = documents.render(page.rows, documents.datatype_doc, params.select)
-    return {"datatypes": docs, "count": page.count}
+    return documents.page("datatypes", docs, count=page.count)
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
@@ -75,7 +75,7 @@ def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
         return docs[0]
     # the documents are plain JSON values already: skip FastAPI's jsonable_encoder walk
     # (about 3 ms for a 100-row page)
-    return JSONResponse({"datasets": docs, "count": page.count, "size": page.size})
+    return JSONResponse(documents.page("datasets", docs, count=page.count, size=page.size))
 
 
 @router.get(routes.PUBS.path, openapi_extra=params.LIST)
@@ -83,7 +83,7 @@ def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[s
     params = _params(request)
     page = pubs.list_pubs(session=session, params=params)
     docs = documents.render(page.rows, documents.pub_doc, params.select)
-    return {"pubs": docs, "count": page.count}
+    return documents.page("pubs", docs, count=page.count)
 
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
@@ -94,4 +94,4 @@ def list_release_datasets(
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
     docs = _select(datasets.dataset_documents(session, page.rows), params)
     datasets.populate(session, docs, datasets.populate_fields(request.query_params.get("populate")))
-    return {"datasets": docs, "count": page.count}
+    return documents.page("datasets", docs, count=page.count)

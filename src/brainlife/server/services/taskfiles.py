@@ -1,6 +1,6 @@
 """Files of a task's working folder: who may read which path (`open_task_path`), a file's bytes
-(`stream_file`) and our task manifest (`task_manifest`). A folder's .tar.gz is `foldertgz`'s,
-its listing `taskwalk`'s.
+(`stream_file`) and the files our task manifest lists (`task_manifest`). A folder's .tar.gz is
+`foldertgz`'s, its listing `taskwalk`'s.
 
 A task's folder is `<tasks_dir>/<task id>/`. Nothing outside it is ever served:
 
@@ -37,7 +37,7 @@ from brainlife.server.principal import Principal
 from brainlife.server.services.downloads import guess_media_type
 from brainlife.server.tarstream import Chunk, read_range
 from brainlife.server.taskwalk import Entry, inside, walk
-from brainlife.wire import ManifestFile, TaskManifest, is_object_id
+from brainlife.wire import is_object_id
 
 log = logging.getLogger("brainlife.server.taskfiles")
 
@@ -139,24 +139,23 @@ def stream_file(
         )
 
 
-def task_manifest(target: TaskTarget) -> TaskManifest:
-    """`wire.TaskManifest`: whether a download of `target` is a file or a folder, and the regular
-    files it holds (paths relative to the folder; for a file, its name). The type is said, never
-    left to be guessed: a folder `out/x` holding one file `x` looks like a file otherwise."""
+@dataclass(frozen=True)
+class TaskFile:
+    """A regular file of a task path, as our task manifest lists it."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def task_manifest(target: TaskTarget) -> list[TaskFile]:
+    """The regular files a download of `target` holds (`documents.task_manifest_doc`): for a
+    folder, paths relative to it; for a file, the file itself, under its name."""
     if target.is_dir:
         entries = [e for e in walk(target.root, target.real) if not e.is_dir]
     else:
         entries = [Entry.of(target.filename, target.real, os.stat(target.real))]
-    files: list[ManifestFile] = []
-    for entry in entries:
-        size, sha256 = file_digest(entry)
-        files.append({"path": entry.rel, "size": size, "sha256": sha256})
-    return {
-        "_id": target.task_id,
-        "path": target.rel,
-        "type": "folder" if target.is_dir else "file",
-        "files": files,
-    }
+    return [TaskFile(entry.rel, *file_digest(entry)) for entry in entries]
 
 
 #: (dev, ino, size, mtime_ns, ctime_ns) → sha256, least recently used first
