@@ -20,7 +20,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import anyio.lowlevel
@@ -30,7 +30,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from brainlife.server.errors import BadRequest, RangeNotSatisfiable
-from brainlife.server.tarstream import Chunk
+from brainlife.server.tarstream import BodyChanged, Chunk, Regenerable
 
 #: Digits of a byte position in `Range` (10**18 bytes is beyond any object).
 RANGE_MAX_DIGITS = 18
@@ -197,22 +197,6 @@ def ranged_response(
 
 
 # --- bodies of unknown length ------------------------------------------------------------------
-
-
-class BodyChanged(Exception):
-    """A strict regenerated stream is no longer the one its ETag names (its source changed)."""
-
-
-class Regenerable(Protocol):
-    """A body made while it is sent, the same bytes every time it is made under `etag`."""
-
-    @property
-    def etag(self) -> str: ...
-
-    def stream(self, *, chunk_size: int, strict: bool) -> Generator[bytes, None, bool]:
-        """The whole body, about `chunk_size` bytes at a time. Returns whether the bytes are the
-        ones `etag` names; with `strict`, raises `BodyChanged` as soon as they are not."""
-        ...
 
 
 #: Lengths of regenerated bodies by ETag, so that repeated resumes skip the measuring pass.

@@ -1,13 +1,14 @@
 """Task-folder downloads under /api/amaretti: `GET /task/download/:id/<path>` (or `?p=`) and
 our task manifest. A file streams with Range support; a folder streams as a byte-stable gzip tar
-(`foldertgz`) with an ETag, and Range too (`ranges.RegeneratedResponse`)."""
+(`foldertgz`) with an ETag, and Range too (`ranges.RegeneratedResponse`). Every byte comes from
+`Archive.task_files` (`taskstore.TaskFiles`), through `services.taskfiles`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from brainlife.server import documents, foldertgz, ranges
+from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession
 from brainlife.server.routes import params
 from brainlife.server.services import taskfiles
@@ -42,7 +43,7 @@ def download_task_path(
     if target.is_dir:
         return ranges.RegeneratedResponse(
             request,
-            lambda: foldertgz.snapshot_folder(target.root, target.real),
+            lambda: taskfiles.folder_body(archive=archive, target=target),
             media_type=target.media_type,
             filename=target.filename,
             chunk_size=chunk,
@@ -54,7 +55,12 @@ def download_task_path(
         media_type=target.media_type,
         filename=target.filename,
         body=lambda start, end, nonblocking: taskfiles.stream_file(
-            target, start, end, chunk_size=chunk, nonblocking=nonblocking
+            archive=archive,
+            target=target,
+            start=start,
+            end=end,
+            chunk_size=chunk,
+            nonblocking=nonblocking,
         ),
     )
 
@@ -74,7 +80,7 @@ def task_manifest(
     target = taskfiles.open_task_path(
         session=session, archive=archive, principal=user, task_id=task_id, path=_path(path, p)
     )
-    files = taskfiles.task_manifest(target)
+    files = taskfiles.task_manifest(archive=archive, target=target)
     return documents.task_manifest_doc(
         target.task_id, target.rel, folder=target.is_dir, files=files
     )
