@@ -235,30 +235,30 @@ def refresh_doc(jwt: str) -> Document:
     return {"jwt": jwt}
 
 
-def me_doc(user: User) -> Document:
-    """The caller's own account: whether a password is set, never its hash."""
+def _account(user: User) -> Document:
     return {
         "sub": user.sub,
         "username": user.username,
         "fullname": user.fullname,
         "email": user.email,
         "active": user.active,
-        "scopes": user.scopes,
-        "profile": user.profile,
-        "password_hash": user.password_hash is not None,
     }
+
+
+def me_doc(user: User) -> Document:
+    """The caller's own account: whether a password is set, never its hash."""
+    doc = _account(user)
+    doc.update(
+        scopes=user.scopes, profile=user.profile, password_hash=user.password_hash is not None
+    )
+    return doc
 
 
 def profile_doc(user: User) -> Document:
     """The safe, public fields of a user (never the password hash or private profile)."""
-    return {
-        "sub": user.sub,
-        "username": user.username,
-        "fullname": user.fullname,
-        "email": user.email,
-        "active": user.active,
-        "profile": {"public": (user.profile or {}).get("public", {})},
-    }
+    doc = _account(user)
+    doc["profile"] = {"public": (user.profile or {}).get("public", {})}
+    return doc
 
 
 # --- our manifests -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import anyio.lowlevel
@@ -151,20 +151,35 @@ async def paced(
         await anyio.to_thread.run_sync(on_complete)
 
 
+class Download(Protocol):
+    """What a response of known length says about its body."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def etag(self) -> str:
+        """The validator, unquoted ("" for none)."""
+        ...
+
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+
+
 def ranged_response(
     request: Request,
-    *,
-    size: int,
-    etag: str | None,
-    media_type: str,
-    filename: str,
+    download: Download,
     body: BodyFactory,
+    *,
     on_last_byte: Callable[[], None] | None = None,
 ) -> Response:
-    """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`, or 304 when
+    """A 200 or 206 response for `[0, download.size)` honouring `Range`/`If-Range`, or 304 when
     `If-None-Match` names the current ETag; HEAD gets the headers only. `on_last_byte` runs
     once a GET body that ends with the last byte (a 200, or a 206 up to the end: a resumed
     download) has been handed to the server in full."""
+    size, media_type = download.size, download.media_type
+    etag = quote_etag(download.etag) if download.etag else None
     if etag and etag_matches(request.headers.get("if-none-match"), etag):
         return not_modified(etag)
     span = parse_range(
@@ -175,7 +190,7 @@ def ranged_response(
     )
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(filename),
+        "Content-Disposition": content_disposition(download.filename),
     }
     if etag:
         headers["ETag"] = etag

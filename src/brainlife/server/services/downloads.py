@@ -97,6 +97,8 @@ class TarDownload:
     def filename(self) -> str:
         return f"{self.dataset_id}.tar"
 
+    media_type = "application/x-tar"
+
 
 def open_dataset_download(
     *, session: Session, principal: Principal, dataset_id: str
@@ -266,6 +268,11 @@ class FileDownload:
     #: whether serving this file's last byte completes a download of its data object (see
     #: `count_download`)
     completes_object: bool
+
+    @property
+    def etag(self) -> str:
+        """The file's validator (unquoted): its sha256."""
+        return self.sha256
 
 
 def guess_media_type(name: str) -> str:
