@@ -36,10 +36,24 @@ class DatasetArrays:
     publications: list[str] = field(default_factory=list)
 
 
-def _merge(doc: Document, extra: dict[str, Any] | None) -> Document:
+def _merge(doc: Document, extra: dict[str, Any] | None, *, lists: Iterable[str] = ()) -> Document:
+    """`extra` merged into `doc` without overriding it, then each of `lists` an empty list
+    when neither holds it (fields brainlife always sends as arrays)."""
     for key, value in (extra or {}).items():
         doc.setdefault(key, value)
+    for key in lists:
+        doc.setdefault(key, [])
     return doc
+
+
+def _columns(row: Any, *names: str) -> Document:
+    """`{name: row.<name>}` for columns served as they are, in the order given (the order of
+    brainlife's documents)."""
+    return {name: getattr(row, name) for name in names}
+
+
+def _dates(row: Any, *names: str) -> Document:
+    return {name: format_date(getattr(row, name)) for name in names}
 
 
 def project_doc(row: Project) -> Document:
@@ -48,18 +62,12 @@ def project_doc(row: Project) -> Document:
         roles.setdefault(role.role, []).append(role.sub)
     doc: Document = {
         "_id": row.id,
-        "user_id": row.user_id,
-        "name": row.name,
-        "desc": row.desc,
-        "access": row.access,
-        "listed": row.listed,
-        "group_id": row.group_id,
+        **_columns(row, "user_id", "name", "desc", "access", "listed", "group_id"),
         "admins": roles["admins"],
         "members": roles["members"],
         "guests": roles["guests"],
         "removed": row.removed,
-        "create_date": format_date(row.create_date),
-        "update_date": format_date(row.update_date),
+        **_dates(row, "create_date", "update_date"),
         "__v": 0,
     }
     if doc["update_date"] is None:
@@ -89,11 +97,7 @@ def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
         "datatype_tags": arrays.datatype_tags,
         "tags": arrays.tags,
         "meta": meta,
-        "desc": row.desc,
-        "storage": row.storage,
-        "status": row.status,
-        "removed": row.removed,
-        "size": row.size,
+        **_columns(row, "desc", "storage", "status", "removed", "size"),
         "publications": arrays.publications,
         "create_date": format_date(row.create_date),
         "__v": 0,
@@ -110,28 +114,14 @@ def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
 
 
 def datatype_doc(row: Datatype) -> Document:
-    doc: Document = {
-        "_id": row.id,
-        "name": row.name,
-        "desc": row.desc,
-        "create_date": format_date(row.create_date),
-        "__v": 0,
-    }
-    _merge(doc, row.extra)
-    for key in ("files", "datatype_tags", "admins", "uis"):
-        doc.setdefault(key, [])
-    return doc
+    doc = {"_id": row.id, **_columns(row, "name", "desc"), **_dates(row, "create_date"), "__v": 0}
+    return _merge(doc, row.extra, lists=("files", "datatype_tags", "admins", "uis"))
 
 
 def release_doc(row: Release) -> Document:
     # Key order as brainlife.io serves releases (the document's `jq .[0].releases` shows it);
     # `desc` only when set, like mongoose leaves out unset fields.
-    doc: Document = {
-        "removed": row.removed,
-        "_id": row.id,
-        "name": row.name,
-        "create_date": format_date(row.create_date),
-    }
+    doc = {"removed": row.removed, "_id": row.id, "name": row.name, **_dates(row, "create_date")}
     if row.desc:
         doc["desc"] = row.desc
     return _merge(doc, row.extra)
@@ -142,19 +132,12 @@ def pub_doc(row: Publication) -> Document:
         "_id": row.id,
         "user_id": row.user_id,
         "project": row.project_id,
-        "name": row.name,
-        "desc": row.desc,
-        "doi": row.doi,
-        "license": row.license,
-        "removed": row.removed,
+        **_columns(row, "name", "desc", "doi", "license", "removed"),
         "create_date": format_date(row.create_date),
         "releases": [release_doc(r) for r in sorted(row.releases, key=lambda r: r.pos)],
         "__v": 0,
     }
-    _merge(doc, row.extra)
-    for key in ("authors", "contributors", "fundings", "tags"):
-        doc.setdefault(key, [])
-    return doc
+    return _merge(doc, row.extra, lists=("authors", "contributors", "fundings", "tags"))
 
 
 def task_doc(row: Task) -> Document:
@@ -162,18 +145,9 @@ def task_doc(row: Task) -> Document:
         "_id": row.id,
         "user_id": row.user_id,
         "_group_id": row.group_id,
-        "instance_id": row.instance_id,
-        "service": row.service,
-        "service_branch": row.service_branch,
-        "name": row.name,
-        "desc": row.desc,
-        "status": row.status,
-        "status_msg": row.status_msg,
-        "config": row.config,
-        "create_date": format_date(row.create_date),
-        "start_date": format_date(row.start_date),
-        "finish_date": format_date(row.finish_date),
-        "update_date": format_date(row.update_date),
+        **_columns(row, "instance_id", "service", "service_branch", "name", "desc", "status"),
+        **_columns(row, "status_msg", "config"),
+        **_dates(row, "create_date", "start_date", "finish_date", "update_date"),
         "__v": 0,
     }
     for key in ("start_date", "finish_date", "update_date", "service_branch", "status_msg"):
@@ -236,13 +210,7 @@ def refresh_doc(jwt: str) -> Document:
 
 
 def _account(user: User) -> Document:
-    return {
-        "sub": user.sub,
-        "username": user.username,
-        "fullname": user.fullname,
-        "email": user.email,
-        "active": user.active,
-    }
+    return _columns(user, "sub", "username", "fullname", "email", "active")
 
 
 def me_doc(user: User) -> Document:
