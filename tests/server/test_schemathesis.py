@@ -3,9 +3,11 @@
 
 Bounded: a fixed seed, a modest number of examples per operation, no stateful phase. The server
 is this module's own (fuzzed logins lock addresses out; other tests share `live_server`) and
-answers wrong passwords without the 1 s delay (`BL_TEST_FAILED_LOGIN_DELAY`): the fuzzer sends
-dozens, and sleeping through them was most of this test's time. A failure prints schemathesis's
-report: each failing request as a curl command, and the server log's error id line.
+answers wrong passwords without the 1 s delay (`BL_TEST_FAILED_LOGIN_DELAY`): each fuzzed login
+that gets as far as a wrong password would otherwise wait it out (most get a 400 before; the
+time of this test is schemathesis generating ~1,200 cases per run). A failure prints
+schemathesis's report: each failing request as a curl command, and the server log's error id
+line.
 """
 
 from __future__ import annotations
