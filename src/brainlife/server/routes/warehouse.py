@@ -6,7 +6,7 @@ routes (`/dataset/download`, `/dataset/manifest`, `/dataset/file`) live in `down
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -87,12 +87,13 @@ def list_release_datasets(
     return documents.page("datasets", docs, count=page.count)
 
 
-def _public_listing(route: Route, key: str, list_rows: Callable[..., Any], to_doc: Any) -> None:
-    """A list route anyone may read (datatypes, publications): parse, list, render."""
+def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) -> None:
+    """A list route anyone may read (datatypes, publications): parse, list with the service's
+    `list_<key>` (looked up per request, like every route's service call), render."""
 
     def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
         params = _params(request)
-        page = list_rows(session=session, params=params)
+        page = getattr(service, f"list_{key}")(session=session, params=params)
         docs = documents.render(page.rows, to_doc, params.select)
         return documents.page(key, docs, count=page.count)
 
@@ -100,5 +101,5 @@ def _public_listing(route: Route, key: str, list_rows: Callable[..., Any], to_do
     router.get(route.path, openapi_extra=params.LIST)(listing)
 
 
-_public_listing(routes.DATATYPES, "datatypes", datatypes.list_datatypes, documents.datatype_doc)
-_public_listing(routes.PUBS, "pubs", pubs.list_pubs, documents.pub_doc)
+_public_listing(routes.DATATYPES, "datatypes", datatypes, documents.datatype_doc)
+_public_listing(routes.PUBS, "pubs", pubs, documents.pub_doc)
