@@ -98,8 +98,14 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, *, tls: bool = False, extra: list[str] | None = None, port: int | None = None
+    data_dir: Path,
+    *,
+    tls: bool = False,
+    extra: list[str] | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> LiveServer:
+    """A real `bl serve` on a free port; `env` adds to the environment it inherits."""
     port = port or free_port()
     cmd = [
         sys.executable,
@@ -115,7 +121,9 @@ def start_server(
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env} if env else None
+    )
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

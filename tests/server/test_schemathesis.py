@@ -1,10 +1,13 @@
 """Schema-driven fuzzing (schemathesis) of every operation in /api/openapi.json against a real
 `bl serve` on a socket, anonymously and with a demo login's token: no answer may be a 5xx.
 
-Bounded: a fixed seed, a modest number of examples per operation, no stateful phase (about 20 s
-per run). The server is this module's own (fuzzed logins lock addresses out; other tests share
-`live_server`). A failure prints schemathesis's report: each failing request as a curl command,
-and the server log's error id line.
+Bounded: a fixed seed, a modest number of examples per operation, no stateful phase. The server
+is this module's own (fuzzed logins lock addresses out; other tests share `live_server`) and
+answers wrong passwords without the 1 s delay (`BL_TEST_FAILED_LOGIN_DELAY`): each fuzzed login
+that gets as far as a wrong password would otherwise wait it out (most get a 400 before; the
+time of this test is schemathesis generating ~1,200 cases per run). A failure prints
+schemathesis's report: each failing request as a curl command, and the server log's error id
+line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from brainlife.server.serve import FAILED_LOGIN_DELAY_ENV
 from tests.conftest import LiveServer, start_server, stop_server
 
 MAX_EXAMPLES = 25
@@ -30,7 +34,8 @@ def fuzzed_server(
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     shutil.copytree(demo_archive_dir, data_dir)
-    server = start_server(data_dir)
+    # wrong passwords answered at once: the fuzzer sends dozens, 1 s each otherwise
+    server = start_server(data_dir, env={FAILED_LOGIN_DELAY_ENV: "0"})
     yield server
     stop_server(server)
 
@@ -79,3 +84,4 @@ def test_no_operation_answers_a_server_error(fuzzed_server: LiveServer, tmp_path
     errors = "\n".join(line for line in log.splitlines() if line.startswith("error id"))
     assert result.returncode == 0, result.stdout[-6000:] + "\n--- server errors:\n" + errors
     assert "Selected: 24/24" in result.stdout  # every operation was fuzzed
+    assert f"({FAILED_LOGIN_DELAY_ENV}, meant for test servers)" in log

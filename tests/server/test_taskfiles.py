@@ -370,7 +370,7 @@ def test_task_manifest(archive, http, task):
 def test_task_manifest_reads_each_version_of_a_file_once(archive, http, task, monkeypatch):
     """A second manifest of an unchanged folder reads no file data; a rewritten file (same size,
     mtime put back) is read again, and only it."""
-    from brainlife.server.services import taskfiles
+    from brainlife.server import taskstore
 
     tid, folder = task
     target = routes.TASK_MANIFEST_PATH.url(task_id=tid, path="freesurfer/output")
@@ -381,7 +381,7 @@ def test_task_manifest_reads_each_version_of_a_file_once(archive, http, task, mo
         opened.append(os.path.basename(path))
         return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(taskfiles, "open", spy, raising=False)
+    monkeypatch.setattr(taskstore, "open", spy, raising=False)
     assert http.get(target, headers=auth(archive)).json() == first
     assert opened == []
     stats = folder / "freesurfer" / "output" / "stats" / "aseg.stats"

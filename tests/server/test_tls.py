@@ -4,6 +4,7 @@ cannot use to vouch for another site; node (the official CLI's runtime) and Pyth
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -210,11 +211,16 @@ def test_bl_serve_tls_name_option(tmp_path):
         assert san(cert) == {"localhost", "archive.lab.example"}
         import requests
 
+        # `Connection: close`: a TLS connection left open holds the server's graceful shutdown
+        # until the client answers its close_notify (stop_server then kills it after 10 s)
         r = requests.get(
-            f"https://localhost:{server.port}/api/warehouse/health", verify=str(server.cert)
+            f"https://localhost:{server.port}/api/warehouse/health",
+            verify=str(server.cert),
+            headers={"Connection": "close"},
         )
         assert r.status_code == 200
     finally:
         stop_server(server)
+    assert server.process.returncode == -signal.SIGTERM  # stopped, not killed after 10 s
     log = (data_dir.parent / f"server-{server.port}.log").read_text()
     assert "replaced the TLS certificate (it is a CA certificate" in log

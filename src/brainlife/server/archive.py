@@ -1,4 +1,5 @@
-"""Opening an archive: the data directory, its database (migrated to head), keys and store."""
+"""Opening an archive: the data directory, its database (migrated to head), keys, the store and
+the task outputs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brainlife.server.db import make_engine, make_sessionmaker
 from brainlife.server.settings import Settings
 from brainlife.server.store import ByteStore, LocalStore
+from brainlife.server.taskstore import LocalTaskFiles, TaskFiles
 from brainlife.server.tokens import TokenSigner, load_or_create_keys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,6 +45,8 @@ class Archive:
     sessions: sessionmaker[Session]
     signer: TokenSigner
     store: ByteStore
+    #: where task outputs are read from (`taskstore`)
+    task_files: TaskFiles
     #: sessions whose statements have `settings.query_timeout` seconds each (see `db`)
     request_sessions: sessionmaker[Session] | None = None
 
@@ -73,4 +77,5 @@ def open_archive(settings: Settings) -> Archive:
         sessions=make_sessionmaker(engine),
         signer=TokenSigner(keys, settings.issuer),
         store=store,
+        task_files=LocalTaskFiles(settings.tasks_dir),
     )

@@ -1,4 +1,8 @@
-"""Rows → brainlife wire documents (the JSON objects brainlife.io's API returns).
+"""Every document a route answers with, rendered here and nowhere else: rows → brainlife's
+JSON objects, the list envelopes, the login and token answers, and our manifests (typed with
+`brainlife.wire`'s documents where the client reads them too). Services decide what is in a
+document (rows, access, the reasons of a batch manifest); this module decides its shape. Error
+bodies are `errors`' (`wire.ErrorBody`), rendered by the one handler in `app`.
 
 Field names and types follow brainlife (brainlife-server.md §1, §3.1): `_id`, `__v: 0`, ISO
 dates, subs as strings in `admins`/`members`/`guests`/`user_id`, a dataset's `project` and
@@ -8,13 +12,21 @@ brainlife's document) is merged in without overriding the modelled fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task
+from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task, User
 from brainlife.server.query import Projection
-from brainlife.wire import Document, format_date
+from brainlife.wire import (
+    Document,
+    Manifest,
+    ManifestFile,
+    ManifestMissing,
+    Manifests,
+    TaskManifest,
+    format_date,
+)
 
 
 @dataclass
@@ -24,10 +36,24 @@ class DatasetArrays:
     publications: list[str] = field(default_factory=list)
 
 
-def _merge(doc: Document, extra: dict[str, Any] | None) -> Document:
+def _merge(doc: Document, extra: dict[str, Any] | None, *, lists: Iterable[str] = ()) -> Document:
+    """`extra` merged into `doc` without overriding it, then each of `lists` an empty list
+    when neither holds it (fields brainlife always sends as arrays)."""
     for key, value in (extra or {}).items():
         doc.setdefault(key, value)
+    for key in lists:
+        doc.setdefault(key, [])
     return doc
+
+
+def _columns(row: Any, *names: str) -> Document:
+    """`{name: row.<name>}` for columns served as they are, in the order given (the order of
+    brainlife's documents)."""
+    return {name: getattr(row, name) for name in names}
+
+
+def _dates(row: Any, *names: str) -> Document:
+    return {name: format_date(getattr(row, name)) for name in names}
 
 
 def project_doc(row: Project) -> Document:
@@ -36,18 +62,12 @@ def project_doc(row: Project) -> Document:
         roles.setdefault(role.role, []).append(role.sub)
     doc: Document = {
         "_id": row.id,
-        "user_id": row.user_id,
-        "name": row.name,
-        "desc": row.desc,
-        "access": row.access,
-        "listed": row.listed,
-        "group_id": row.group_id,
+        **_columns(row, "user_id", "name", "desc", "access", "listed", "group_id"),
         "admins": roles["admins"],
         "members": roles["members"],
         "guests": roles["guests"],
         "removed": row.removed,
-        "create_date": format_date(row.create_date),
-        "update_date": format_date(row.update_date),
+        **_dates(row, "create_date", "update_date"),
         "__v": 0,
     }
     if doc["update_date"] is None:
@@ -77,6 +97,7 @@ def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
         "datatype_tags": arrays.datatype_tags,
         "tags": arrays.tags,
         "meta": meta,
+        # spelled out: the listing's hot path (100 documents a page)
         "desc": row.desc,
         "storage": row.storage,
         "status": row.status,
@@ -98,28 +119,14 @@ def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
 
 
 def datatype_doc(row: Datatype) -> Document:
-    doc: Document = {
-        "_id": row.id,
-        "name": row.name,
-        "desc": row.desc,
-        "create_date": format_date(row.create_date),
-        "__v": 0,
-    }
-    _merge(doc, row.extra)
-    for key in ("files", "datatype_tags", "admins", "uis"):
-        doc.setdefault(key, [])
-    return doc
+    doc = {"_id": row.id, **_columns(row, "name", "desc"), **_dates(row, "create_date"), "__v": 0}
+    return _merge(doc, row.extra, lists=("files", "datatype_tags", "admins", "uis"))
 
 
 def release_doc(row: Release) -> Document:
     # Key order as brainlife.io serves releases (the document's `jq .[0].releases` shows it);
     # `desc` only when set, like mongoose leaves out unset fields.
-    doc: Document = {
-        "removed": row.removed,
-        "_id": row.id,
-        "name": row.name,
-        "create_date": format_date(row.create_date),
-    }
+    doc = {"removed": row.removed, "_id": row.id, "name": row.name, **_dates(row, "create_date")}
     if row.desc:
         doc["desc"] = row.desc
     return _merge(doc, row.extra)
@@ -130,19 +137,12 @@ def pub_doc(row: Publication) -> Document:
         "_id": row.id,
         "user_id": row.user_id,
         "project": row.project_id,
-        "name": row.name,
-        "desc": row.desc,
-        "doi": row.doi,
-        "license": row.license,
-        "removed": row.removed,
+        **_columns(row, "name", "desc", "doi", "license", "removed"),
         "create_date": format_date(row.create_date),
         "releases": [release_doc(r) for r in sorted(row.releases, key=lambda r: r.pos)],
         "__v": 0,
     }
-    _merge(doc, row.extra)
-    for key in ("authors", "contributors", "fundings", "tags"):
-        doc.setdefault(key, [])
-    return doc
+    return _merge(doc, row.extra, lists=("authors", "contributors", "fundings", "tags"))
 
 
 def task_doc(row: Task) -> Document:
@@ -150,18 +150,9 @@ def task_doc(row: Task) -> Document:
         "_id": row.id,
         "user_id": row.user_id,
         "_group_id": row.group_id,
-        "instance_id": row.instance_id,
-        "service": row.service,
-        "service_branch": row.service_branch,
-        "name": row.name,
-        "desc": row.desc,
-        "status": row.status,
-        "status_msg": row.status_msg,
-        "config": row.config,
-        "create_date": format_date(row.create_date),
-        "start_date": format_date(row.start_date),
-        "finish_date": format_date(row.finish_date),
-        "update_date": format_date(row.update_date),
+        **_columns(row, "instance_id", "service", "service_branch", "name", "desc", "status"),
+        **_columns(row, "status_msg", "config"),
+        **_dates(row, "create_date", "start_date", "finish_date", "update_date"),
         "__v": 0,
     }
     for key in ("start_date", "finish_date", "update_date", "service_branch", "status_msg"):
@@ -178,3 +169,131 @@ def render(
     if projection is not None:
         docs = [projection.apply(d) for d in docs]
     return docs
+
+
+def page(
+    name: str, docs: list[Document], *, count: int | None = None, size: int | None = None
+) -> Document:
+    """A list route's envelope: `{<name>: [...], "count": n}` (and `size`, the total bytes of a
+    data-object listing); amaretti's task list has no `count`."""
+    doc: Document = {name: docs}
+    if count is not None:
+        doc["count"] = count
+    if size is not None:
+        doc["size"] = size
+    return doc
+
+
+def health_doc() -> Document:
+    return {"status": "ok", "messages": [], "reports": {}}
+
+
+# --- accounts and tokens -----------------------------------------------------------------------
+
+
+def claims_doc(user: User, gids: list[int]) -> Document:
+    """A token's claims, as brainlife signs them (`gids`: see `services.auth.gids_for`)."""
+    return {
+        "scopes": user.scopes or {},
+        "sub": user.sub,
+        "gids": gids,
+        "profile": {
+            "username": user.username,
+            "email": user.email,
+            "fullname": user.fullname,
+            "aup": True,
+        },
+    }
+
+
+def login_doc(jwt: str, sub: int) -> Document:
+    return {"message": "Login Success", "jwt": jwt, "sub": sub}
+
+
+def refresh_doc(jwt: str) -> Document:
+    return {"jwt": jwt}
+
+
+def _account(user: User) -> Document:
+    return _columns(user, "sub", "username", "fullname", "email", "active")
+
+
+def me_doc(user: User) -> Document:
+    """The caller's own account: whether a password is set, never its hash."""
+    doc = _account(user)
+    doc.update(
+        scopes=user.scopes, profile=user.profile, password_hash=user.password_hash is not None
+    )
+    return doc
+
+
+def profile_doc(user: User) -> Document:
+    """The safe, public fields of a user (never the password hash or private profile)."""
+    doc = _account(user)
+    doc["profile"] = {"public": (user.profile or {}).get("public", {})}
+    return doc
+
+
+# --- our manifests -----------------------------------------------------------------------------
+
+
+class FileFacts(Protocol):
+    """A file as a manifest lists it (a stored tar member, a task file)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def manifest_files(files: Iterable[FileFacts]) -> list[ManifestFile]:
+    return [ManifestFile(path=f.path, size=f.size, sha256=f.sha256) for f in files]
+
+
+def manifest_doc(dataset_id: str, tar_size: int, files: Iterable[FileFacts]) -> Manifest:
+    """`wire.Manifest`: a data object's files in tar order, and its tar's exact length."""
+    return Manifest(_id=dataset_id, tar_size=tar_size, files=manifest_files(files))
+
+
+class ObjectFacts(Protocol):
+    """What a data object's manifest says (`services.downloads.ObjectFiles`)."""
+
+    @property
+    def dataset_id(self) -> str: ...
+    @property
+    def tar_size(self) -> int: ...
+    @property
+    def members(self) -> Sequence[FileFacts]: ...
+
+
+class MissingFacts(Protocol):
+    """An id without a manifest (`services.downloads.Missing`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def manifests_doc(found: Iterable[ObjectFacts], missing: Iterable[MissingFacts]) -> Manifests:
+    """`wire.Manifests`: the manifests found, in the order asked, and every other id with the
+    reason (`not-found`, `forbidden`, `not-stored`) and what the single route would answer."""
+    return Manifests(
+        manifests=[manifest_doc(o.dataset_id, o.tar_size, o.members) for o in found],
+        missing=[ManifestMissing(_id=m.id, reason=m.reason, message=m.message) for m in missing],
+    )
+
+
+def task_manifest_doc(
+    task_id: str, path: str, *, folder: bool, files: Iterable[FileFacts]
+) -> TaskManifest:
+    """`wire.TaskManifest`: what a download of a task path holds, and whether it is a file or a
+    folder (said, never left to be guessed: a folder `out/x` holding one file `x` looks like a
+    file otherwise)."""
+    return TaskManifest(
+        _id=task_id, path=path, type="folder" if folder else "file", files=manifest_files(files)
+    )

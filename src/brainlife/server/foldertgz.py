@@ -21,7 +21,7 @@ byte-stable, so that an interrupted download can be resumed with `Range` / `If-R
   that is no longer the one the walk checked (another inode, e.g. a path swapped for a link) is
   never read: its bytes are zeros.
 
-Ranges of it are served by `ranges.RegeneratedResponse` (`FolderTgz` is a `ranges.Regenerable`).
+Ranges of it are served by `ranges.RegeneratedResponse` (`FolderTgz` is a `tarstream.Regenerable`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from brainlife.server.ranges import BodyChanged
-from brainlife.server.tarstream import END_OF_ARCHIVE, member_header, padding
+from brainlife.server.tarstream import END_OF_ARCHIVE, BodyChanged, member_header, padding
 from brainlife.server.taskwalk import Entry, walk
 
 log = logging.getLogger("brainlife.server.taskfiles")

@@ -193,40 +193,39 @@ class Dataset(Base):
     )
 
 
-class DatasetTag(Base):
+class _DatasetArray:
+    """A row of one of a data object's filtered arrays: its value (a primary key column of the
+    table) and its position in the array (`pos`); rows go with their object."""
+
+    # first, as in the tables (migration 0001): the primary key is (dataset_id, value)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, sort_order=-1
+    )
+    pos: Mapped[int] = mapped_column(Integer, default=0, sort_order=1)
+
+
+class DatasetTag(_DatasetArray, Base):
     __tablename__ = "dataset_tags"
 
-    dataset_id: Mapped[str] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
     tag: Mapped[str] = mapped_column(String(256), primary_key=True)
-    pos: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_dataset_tags_tag", "tag", "dataset_id"),)
 
 
-class DatasetDatatypeTag(Base):
+class DatasetDatatypeTag(_DatasetArray, Base):
     __tablename__ = "dataset_datatype_tags"
 
-    dataset_id: Mapped[str] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
     tag: Mapped[str] = mapped_column(String(256), primary_key=True)
-    pos: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_dataset_datatype_tags_tag", "tag", "dataset_id"),)
 
 
-class DatasetPublication(Base):
+class DatasetPublication(_DatasetArray, Base):
     """`dataset.publications`: the release ids the object belongs to."""
 
     __tablename__ = "dataset_publications"
 
-    dataset_id: Mapped[str] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
     release_id: Mapped[str] = mapped_column(String(24), primary_key=True)
-    pos: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_dataset_publications_release", "release_id", "dataset_id"),)
 

@@ -30,7 +30,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from brainlife.server.errors import BadRequest, RangeNotSatisfiable
-from brainlife.server.tarstream import Chunk
+from brainlife.server.tarstream import BodyChanged, Chunk, Regenerable
 
 #: Digits of a byte position in `Range` (10**18 bytes is beyond any object).
 RANGE_MAX_DIGITS = 18
@@ -151,20 +151,35 @@ async def paced(
         await anyio.to_thread.run_sync(on_complete)
 
 
+class Download(Protocol):
+    """What a response of known length says about its body."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def etag(self) -> str:
+        """The validator, unquoted ("" for none)."""
+        ...
+
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def filename(self) -> str: ...
+
+
 def ranged_response(
     request: Request,
-    *,
-    size: int,
-    etag: str | None,
-    media_type: str,
-    filename: str,
+    download: Download,
     body: BodyFactory,
+    *,
     on_last_byte: Callable[[], None] | None = None,
 ) -> Response:
-    """A 200 or 206 response for `[0, size)` honouring `Range`/`If-Range`, or 304 when
+    """A 200 or 206 response for `[0, download.size)` honouring `Range`/`If-Range`, or 304 when
     `If-None-Match` names the current ETag; HEAD gets the headers only. `on_last_byte` runs
     once a GET body that ends with the last byte (a 200, or a 206 up to the end: a resumed
     download) has been handed to the server in full."""
+    size, media_type = download.size, download.media_type
+    etag = quote_etag(download.etag) if download.etag else None
     if etag and etag_matches(request.headers.get("if-none-match"), etag):
         return not_modified(etag)
     span = parse_range(
@@ -175,7 +190,7 @@ def ranged_response(
     )
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(filename),
+        "Content-Disposition": content_disposition(download.filename),
     }
     if etag:
         headers["ETag"] = etag
@@ -197,22 +212,6 @@ def ranged_response(
 
 
 # --- bodies of unknown length ------------------------------------------------------------------
-
-
-class BodyChanged(Exception):
-    """A strict regenerated stream is no longer the one its ETag names (its source changed)."""
-
-
-class Regenerable(Protocol):
-    """A body made while it is sent, the same bytes every time it is made under `etag`."""
-
-    @property
-    def etag(self) -> str: ...
-
-    def stream(self, *, chunk_size: int, strict: bool) -> Generator[bytes, None, bool]:
-        """The whole body, about `chunk_size` bytes at a time. Returns whether the bytes are the
-        ones `etag` names; with `strict`, raises `BodyChanged` as soon as they are not."""
-        ...
 
 
 #: Lengths of regenerated bodies by ETag, so that repeated resumes skip the measuring pass.

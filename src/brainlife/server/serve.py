@@ -9,6 +9,27 @@ from typing import Any
 
 from brainlife.server.settings import Settings
 
+#: Seconds a failed login waits (`Settings.failed_login_delay`), for test servers only: a test
+#: that sends many wrong passwords (the schema fuzzer, the lockout tests) sets it to 0 rather than
+#: sleep through the delay. Never set it on a served archive: the delay slows password guessing.
+FAILED_LOGIN_DELAY_ENV = "BL_TEST_FAILED_LOGIN_DELAY"
+
+
+def _failed_login_delay() -> float | None:
+    text = os.environ.get(FAILED_LOGIN_DELAY_ENV)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise SystemExit(
+            f"Error: {FAILED_LOGIN_DELAY_ENV}={text!r} must be a number of seconds from 0 to 60 "
+            "(it is for test servers; unset it to keep the default delay)."
+        )
+    return value
+
 
 def _settings(
     data_dir: Path | None,
@@ -21,6 +42,9 @@ def _settings(
         kwargs["data_dir"] = data_dir
     if query_timeout is not None:
         kwargs["query_timeout"] = query_timeout
+    delay = _failed_login_delay()
+    if delay is not None:
+        kwargs["failed_login_delay"] = delay
     return Settings(**kwargs)
 
 
@@ -62,6 +86,11 @@ def run(
     archive = open_archive(settings)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
+    if settings.failed_login_delay != Settings.failed_login_delay:
+        say(
+            f"WARNING: failed logins are answered after {settings.failed_login_delay:g} s "
+            f"({FAILED_LOGIN_DELAY_ENV}, meant for test servers)"
+        )
     if demo:
         from brainlife.server.demo import DEMO_ACCOUNTS, DemoIncomplete, build_demo
 

@@ -24,7 +24,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -339,3 +339,22 @@ def read_range(
         offset += len(data)
         want = chunk_size
         yield data
+
+
+# --- bodies made while they are sent (served by `ranges.RegeneratedResponse`) -------------------
+
+
+class BodyChanged(Exception):
+    """A strict regenerated stream is no longer the one its ETag names (its source changed)."""
+
+
+class Regenerable(Protocol):
+    """A body made while it is sent, the same bytes every time it is made under `etag`."""
+
+    @property
+    def etag(self) -> str: ...
+
+    def stream(self, *, chunk_size: int, strict: bool) -> Generator[bytes, None, bool]:
+        """The whole body, about `chunk_size` bytes at a time. Returns whether the bytes are the
+        ones `etag` names; with `strict`, raises `BodyChanged` as soon as they are not."""
+        ...

@@ -92,6 +92,22 @@ def recipe_seed(*parts: object) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 1_000_003
 
 
+#: Each O3D subject's raw objects: datatype, description, seconds after its T1w, recipe,
+#: datatype tags, and whether the two releases hold it (ids are drawn in this order)
+O3D_RAW = [
+    ("neuro/anat/t1w", "T1w anatomy, AC-PC aligned", 0, "t1", ("acpc_aligned",), True),
+    (
+        "neuro/dwi",
+        "Diffusion (b=1000), aligned to T1w",
+        60,
+        "dwi",
+        ("single_shell", "normalized"),
+        True,
+    ),
+    ("neuro/anat/t2w", "T2w anatomy, AC-PC aligned", 120, "t2", ("acpc_aligned",), False),
+]
+
+
 def o3d_objects(rng: random.Random) -> list[Obj]:
     objs: list[Obj] = []
     raw = IdMaker("d76a2a0027", 0x37E572 - 3, rng)
@@ -101,41 +117,21 @@ def o3d_objects(rng: random.Random) -> list[Obj]:
         t1_id = T1_EXAMPLE if i == 0 else raw.at(t)
         if i == 0:
             raw.counter = 0x37E572
-        rel = [RELEASE_1, RELEASE_2]
-        objs += [
-            Obj(
-                t1_id,
-                O3D_PROJECT,
-                "neuro/anat/t1w",
-                s,
-                "T1w anatomy, AC-PC aligned",
-                t,
-                ("t1", s),
-                datatype_tags=["acpc_aligned"],
-                releases=rel,
-            ),
-            Obj(
-                raw.at(t + timedelta(seconds=60)),
-                O3D_PROJECT,
-                "neuro/dwi",
-                s,
-                "Diffusion (b=1000), aligned to T1w",
-                t + timedelta(seconds=60),
-                ("dwi", s),
-                datatype_tags=["single_shell", "normalized"],
-                releases=rel,
-            ),
-            Obj(
-                raw.at(t + timedelta(seconds=120)),
-                O3D_PROJECT,
-                "neuro/anat/t2w",
-                s,
-                "T2w anatomy, AC-PC aligned",
-                t + timedelta(seconds=120),
-                ("t2", s),
-                datatype_tags=["acpc_aligned"],
-            ),
-        ]
+        for datatype, desc, offset, recipe, datatype_tags, released in O3D_RAW:
+            when = t + timedelta(seconds=offset)
+            objs.append(
+                Obj(
+                    t1_id if offset == 0 else raw.at(when),
+                    O3D_PROJECT,
+                    datatype,
+                    s,
+                    desc,
+                    when,
+                    (recipe, s),
+                    datatype_tags=list(datatype_tags),
+                    releases=[RELEASE_1, RELEASE_2] if released else [],
+                )
+            )
     fs = IdMaker("1f6c2b0031", 0x0A41C0, rng)
     for i, s in enumerate(O3D_SUBJECTS):
         t = utc(2018, 3, 14, 15) + timedelta(seconds=3571 * i)

@@ -39,6 +39,24 @@ def _write_tree(root: Path, files: list[tuple[str, bytes]], mtime: datetime) -> 
     os.utime(root, (stamp, stamp))
 
 
+def _instance(
+    oid: str, user: str, group: int, name: str, when: datetime, *, desc: str = "", hours: float = 0
+) -> Instance:
+    """A finished amaretti instance (the folder its tasks ran in), updated `hours` after it
+    was made."""
+    return Instance(
+        id=oid,
+        user_id=user,
+        group_id=group,
+        name=name,
+        desc=desc,
+        status="finished",
+        config={"brainlife": True, "type": "v2"},
+        create_date=when,
+        update_date=when + timedelta(hours=hours),
+    )
+
+
 def add_tasks(
     session: Session, archive: Archive, rng: random.Random, t1_ids: dict[str, str]
 ) -> None:
@@ -47,16 +65,14 @@ def add_tasks(
     start = utc(2019, 1, 24, 16, 2, 11)
     instance_id = ids.at(start)
     session.add(
-        Instance(
-            id=instance_id,
-            user_id=hayashis,
-            group_id=GROUP_TP,
-            name="FreeSurfer on O3D T1w",
+        _instance(
+            instance_id,
+            hayashis,
+            GROUP_TP,
+            "FreeSurfer on O3D T1w",
+            start,
             desc="recon-all for six O3D subjects",
-            status="finished",
-            config={"brainlife": True, "type": "v2"},
-            create_date=start,
-            update_date=start + timedelta(hours=9),
+            hours=9,
         )
     )
     t1 = DT["neuro/anat/t1w"]
@@ -223,19 +239,7 @@ def add_tasks(
         hours=0.5,
     )
     o3d_instance = ids.at(later + timedelta(minutes=8))
-    session.add(
-        Instance(
-            id=o3d_instance,
-            user_id=SUB["avesani"],
-            group_id=GROUP_O3D,
-            name="O3D FreeSurfer check",
-            desc="",
-            status="finished",
-            config={"brainlife": True, "type": "v2"},
-            create_date=later,
-            update_date=later,
-        )
-    )
+    session.add(_instance(o3d_instance, SUB["avesani"], GROUP_O3D, "O3D FreeSurfer check", later))
     add(
         "brainlife/app-freesurfer",
         "0.0.5",

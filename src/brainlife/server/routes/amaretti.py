@@ -30,7 +30,7 @@ def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, A
         limit=q.get("limit"),
     )
     page = tasks.list_tasks(session=session, principal=user, params=params)
-    return {"tasks": documents.render(page.rows, documents.task_doc, params.select)}
+    return documents.page("tasks", documents.render(page.rows, documents.task_doc, params.select))
 
 
 @router.get(routes.TASK.path)

@@ -9,11 +9,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, SessionDep, User
 from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
 from brainlife.server.routes import params
-from brainlife.server.services import auth
+from brainlife.server.services import auth, profiles
 from brainlife.wire import routes
 
 router = APIRouter()
@@ -45,7 +46,7 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     result = await auth.login(
         archive=archive, username=username, password=password, ttl_ms=ttl, client=client
     )
-    return {"message": "Login Success", "jwt": result.jwt, "sub": result.sub}
+    return documents.login_doc(result.jwt, result.sub)
 
 
 @router.post(routes.REFRESH.path, openapi_extra=params.REFRESH)
@@ -55,13 +56,13 @@ async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str
     token = await run_in_threadpool(
         functools.partial(auth.refresh, archive=archive, principal=user, body=body)
     )
-    return {"jwt": token}
+    return documents.refresh_doc(token)
 
 
 @router.get(routes.ME.path)
 def me(session: SessionDep, user: User) -> dict[str, Any]:
     """The caller's own account."""
-    return auth.me(session=session, principal=user)
+    return documents.me_doc(auth.me(session=session, principal=user))
 
 
 @router.get(routes.PROFILES.path)
@@ -74,11 +75,12 @@ def profile_list(
     skip: str | None = None,
 ) -> dict[str, Any]:
     """Public profiles (`find` or `where`, `limit`, `offset`)."""
-    from brainlife.server.services import profiles
-
-    return profiles.list_profiles(
+    page = profiles.list_profiles(
         session=session,
         find=find if find is not None else where,
         limit=limit,
         offset=offset if offset is not None else skip,
+    )
+    return documents.page(
+        "profiles", [documents.profile_doc(u) for u in page.rows], count=page.count
     )

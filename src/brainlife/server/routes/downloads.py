@@ -10,17 +10,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from brainlife.server import ranges
+from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, ShortSession
-from brainlife.server.routes import params
+from brainlife.server.routes import download, params
 from brainlife.server.services import downloads
 from brainlife.wire import Manifest, Manifests, routes
 
 router = APIRouter()
 
 
-@router.get(routes.DATASET_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
-@router.head(routes.DATASET_DOWNLOAD.path, openapi_extra=params.DOWNLOAD)
+@download(router, routes.DATASET_DOWNLOAD)
 def download_dataset(
     dataset_id: str,
     request: Request,
@@ -33,12 +32,9 @@ def download_dataset(
     chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
-        size=dl.size,
-        etag=ranges.quote_etag(dl.etag),
-        media_type="application/x-tar",
-        filename=dl.filename,
-        body=lambda start, end, nonblocking: downloads.stream_tar(
-            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nonblocking
+        dl,
+        lambda start, end, nb: downloads.stream_tar(
+            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nb
         ),
         on_last_byte=lambda: downloads.count_download(archive, dl.dataset_id),
     )
@@ -48,7 +44,8 @@ def download_dataset(
 @router.get(routes.DATASET_MANIFEST.path, response_model=None, openapi_extra=params.DOWNLOAD)
 def dataset_manifest(dataset_id: str, user: DownloadUser, session: ShortSession) -> Manifest:
     """The files of a data object (path, size, sha256) in tar order, and the tar's size."""
-    return downloads.dataset_manifest(session=session, principal=user, dataset_id=dataset_id)
+    dl = downloads.open_dataset_download(session=session, principal=user, dataset_id=dataset_id)
+    return documents.manifest_doc(dl.dataset_id, dl.size, dl.layout.members)
 
 
 @router.post(
@@ -60,34 +57,32 @@ def dataset_manifests(payload: JsonBody, user: DownloadUser, session: ShortSessi
     """The manifests of many data objects (`{"ids": [...]}`, at most `MANIFESTS_MAX_IDS`); ids
     without one are listed in `missing` with the reason."""
     ids = downloads.manifest_ids(payload)
-    return downloads.manifests_batch(session=session, principal=user, ids=ids)
+    batch = downloads.manifests_batch(session=session, principal=user, ids=ids)
+    return documents.manifests_doc(batch.found, batch.missing)
 
 
-@router.get(routes.DATASET_FILE.path, openapi_extra=params.DOWNLOAD)
-@router.head(routes.DATASET_FILE.path, openapi_extra=params.DOWNLOAD)
+@download(router, routes.DATASET_FILE)
 def download_dataset_file(
+    request: Request,
     dataset_id: str,
     path: str,
-    request: Request,
+    archive: ArchiveDep,
     user: DownloadUser,
     session: ShortSession,
-    archive: ArchiveDep,
 ) -> Response:
     """Download one file of a data object (Range supported; the ETag is its sha256)."""
     f = downloads.open_dataset_file(
         session=session, principal=user, dataset_id=dataset_id, path=path
     )
     chunk = archive.settings.chunk_size
+    counted = (
+        (lambda: downloads.count_download(archive, dataset_id)) if f.completes_object else None
+    )
     return ranges.ranged_response(
         request,
-        size=f.size,
-        etag=ranges.quote_etag(f.sha256),
-        media_type=f.media_type,
-        filename=f.filename,
-        body=lambda start, end, nonblocking: downloads.stream_blob(
-            archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nonblocking
+        f,
+        lambda start, end, nb: downloads.stream_blob(
+            archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
         ),
-        on_last_byte=(
-            (lambda: downloads.count_download(archive, dataset_id)) if f.completes_object else None
-        ),
+        on_last_byte=counted,
     )

@@ -6,6 +6,7 @@ routes (`/dataset/download`, `/dataset/manifest`, `/dataset/file`) live in `down
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,6 +18,7 @@ from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
 from brainlife.server.services import datasets, datatypes, projects, pubs
 from brainlife.wire import routes
+from brainlife.wire.routes import Route
 
 router = APIRouter()
 
@@ -33,13 +35,19 @@ def _params(request: Request, *, default_sort: str | None = None) -> Any:
     )
 
 
-def _select(docs: list[Any], params: Any) -> list[Any]:
-    return [params.select.apply(d) for d in docs] if params.select else docs
+def _dataset_docs(request: Request, session: SessionDep, rows: Any, params: Any) -> list[Any]:
+    """Data-object documents with `select` applied, then `populate` (ids of what `select` kept
+    become documents)."""
+    docs = datasets.dataset_documents(session, rows)
+    if params.select:
+        docs = [params.select.apply(d) for d in docs]
+    datasets.populate(session, docs, datasets.populate_fields(request.query_params.get("populate")))
+    return docs
 
 
 @router.get(routes.HEALTH.path)
 def health() -> dict[str, Any]:
-    return {"status": "ok", "messages": [], "reports": {}}
+    return documents.health_doc()
 
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
@@ -47,15 +55,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
     params = _params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
     docs = documents.render(page.rows, documents.project_doc, params.select)
-    return {"projects": docs, "count": page.count}
-
-
-@router.get(routes.DATATYPES.path, openapi_extra=params.LIST)
-def list_datatypes(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
-    params = _params(request)
-    page = datatypes.list_datatypes(session=session, params=params)
-    docs = documents.render(page.rows, documents.datatype_doc, params.select)
-    return {"datatypes": docs, "count": page.count}
+    return documents.page("projects", docs, count=page.count)
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
@@ -67,23 +67,14 @@ def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
     page = datasets.list_datasets(
         session=session, principal=user, params=params, datatype_tags=tags
     )
-    docs = _select(datasets.dataset_documents(session, page.rows), params)
-    datasets.populate(session, docs, datasets.populate_fields(q.get("populate")))
+    docs = _dataset_docs(request, session, page.rows, params)
     if single:
         if not docs:
             return Response(status_code=200, media_type="application/json")
         return docs[0]
     # the documents are plain JSON values already: skip FastAPI's jsonable_encoder walk
     # (about 3 ms for a 100-row page)
-    return JSONResponse({"datasets": docs, "count": page.count, "size": page.size})
-
-
-@router.get(routes.PUBS.path, openapi_extra=params.LIST)
-def list_pubs(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
-    params = _params(request)
-    page = pubs.list_pubs(session=session, params=params)
-    docs = documents.render(page.rows, documents.pub_doc, params.select)
-    return {"pubs": docs, "count": page.count}
+    return JSONResponse(documents.page("datasets", docs, count=page.count, size=page.size))
 
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
@@ -92,6 +83,23 @@ def list_release_datasets(
 ) -> dict[str, Any]:
     params = _params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
-    docs = _select(datasets.dataset_documents(session, page.rows), params)
-    datasets.populate(session, docs, datasets.populate_fields(request.query_params.get("populate")))
-    return {"datasets": docs, "count": page.count}
+    docs = _dataset_docs(request, session, page.rows, params)
+    return documents.page("datasets", docs, count=page.count)
+
+
+def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) -> None:
+    """A list route anyone may read (datatypes, publications): parse, list with the service's
+    `list_<key>` (looked up per request, like every route's service call), render."""
+
+    def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
+        params = _params(request)
+        page = getattr(service, f"list_{key}")(session=session, params=params)
+        docs = documents.render(page.rows, to_doc, params.select)
+        return documents.page(key, docs, count=page.count)
+
+    listing.__name__ = listing.__qualname__ = f"list_{key}"  # the OpenAPI operation's name
+    router.get(route.path, openapi_extra=params.LIST)(listing)
+
+
+_public_listing(routes.DATATYPES, "datatypes", datatypes, documents.datatype_doc)
+_public_listing(routes.PUBS, "pubs", pubs, documents.pub_doc)

@@ -34,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from brainlife.server import documents
 from brainlife.server.archive import Archive
 from brainlife.server.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from brainlife.server.models import GroupMember, LoginFailure, User
@@ -112,17 +113,7 @@ def gids_for(session: Session, sub: int) -> list[int]:
 
 
 def claims_for(session: Session, user: User) -> dict[str, Any]:
-    return {
-        "scopes": user.scopes or {},
-        "sub": user.sub,
-        "gids": gids_for(session, user.sub),
-        "profile": {
-            "username": user.username,
-            "email": user.email,
-            "fullname": user.fullname,
-            "aup": True,
-        },
-    }
+    return documents.claims_doc(user, gids_for(session, user.sub))
 
 
 @dataclass(frozen=True)
@@ -236,17 +227,9 @@ def issue_token_for(session: Session, archive: Archive, username: str, ttl_ms: f
     return archive.signer.sign(claims_for(session, user), ttl_ms)
 
 
-def me(*, session: Session, principal: Principal) -> dict[str, Any]:
+def me(*, session: Session, principal: Principal) -> User:
+    """The caller's account (`documents.me_doc`)."""
     user = session.get(User, principal.sub)
     if user is None:
         raise NotFound("Your account no longer exists.")
-    return {
-        "sub": user.sub,
-        "username": user.username,
-        "fullname": user.fullname,
-        "email": user.email,
-        "active": user.active,
-        "scopes": user.scopes,
-        "profile": user.profile,
-        "password_hash": user.password_hash is not None,
-    }
+    return user

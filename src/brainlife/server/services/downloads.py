@@ -42,14 +42,7 @@ from brainlife.server.tarstream import (
     epoch_seconds,
     tar_size,
 )
-from brainlife.wire import (
-    MANIFESTS_MAX_IDS,
-    Manifest,
-    ManifestFile,
-    ManifestMissing,
-    Manifests,
-    is_object_id,
-)
+from brainlife.wire import MANIFESTS_MAX_IDS, is_object_id
 
 log = logging.getLogger("brainlife.server.downloads")
 
@@ -103,6 +96,8 @@ class TarDownload:
     @property
     def filename(self) -> str:
         return f"{self.dataset_id}.tar"
+
+    media_type = "application/x-tar"
 
 
 def open_dataset_download(
@@ -173,15 +168,6 @@ def count_download(archive: Archive, dataset_id: str) -> None:
 # --- manifest and single files -----------------------------------------------------------------
 
 
-def dataset_manifest(*, session: Session, principal: Principal, dataset_id: str) -> Manifest:
-    """`{_id, tar_size, files: [{path, size, sha256}]}` in tar order."""
-    dataset = _readable_dataset(session, principal, dataset_id)
-    members = dataset_members(session, dataset.id)
-    layout = TarLayout(members, epoch_seconds(dataset.create_date))
-    files = [ManifestFile(path=m.path, size=m.size, sha256=m.sha256) for m in members]
-    return Manifest(_id=dataset.id, tar_size=layout.size, files=files)
-
-
 def manifest_ids(payload: Any) -> list[str]:
     """The ids of a batch manifest request body `{"ids": [...]}`, once each in the order given;
     a body of another shape, or more than `MANIFESTS_MAX_IDS` ids, is a `BadRequest`."""
@@ -198,10 +184,35 @@ def manifest_ids(payload: Any) -> list[str]:
     return unique
 
 
-def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -> Manifests:
-    """The manifests of `ids` (as `dataset_manifest` gives them), and every id that has none in
-    `missing` with the reason the single route would give. Two queries: the objects with their
-    readability (access decided in SQL), then the files of the readable stored ones."""
+@dataclass(frozen=True)
+class ObjectFiles:
+    """A data object's files in tar order and its tar's length (`documents.manifest_doc`)."""
+
+    dataset_id: str
+    tar_size: int
+    members: list[TarMember]
+
+
+@dataclass(frozen=True)
+class Missing:
+    """An id of a batch without a manifest: `reason` `not-found`, `forbidden` or `not-stored`,
+    and the `message` the single manifest route would answer."""
+
+    id: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ManifestBatch:
+    found: list[ObjectFiles]
+    missing: list[Missing]
+
+
+def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -> ManifestBatch:
+    """The files of each of `ids` (as the single manifest route gives them), and every id that
+    has none in `missing` with the reason the single route would give. Two queries: the objects
+    with their readability (access decided in SQL), then the files of the readable stored ones."""
     wanted = [i for i in ids if is_object_id(i)]
     found: dict[str, tuple[str | None, Any, bool]] = {}
     if wanted:
@@ -230,29 +241,20 @@ def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -
         )
         for f in files:
             members[f.dataset_id].append(TarMember(f.path, f.size, f.sha256, f.mode))
-    manifests: list[Manifest] = []
-    missing: list[ManifestMissing] = []
+    batch = ManifestBatch(found=[], missing=[])
     for oid in ids:
         if oid not in found:
-            missing.append(ManifestMissing(_id=oid, reason="not-found", message=NOT_FOUND))
+            batch.missing.append(Missing(oid, "not-found", NOT_FOUND))
             continue
         status, create_date, readable = found[oid]
         if not readable:
-            missing.append(ManifestMissing(_id=oid, reason="forbidden", message=FORBIDDEN))
+            batch.missing.append(Missing(oid, "forbidden", FORBIDDEN))
         elif status != "stored":
-            missing.append(
-                ManifestMissing(_id=oid, reason="not-stored", message=_not_stored(status))
-            )
+            batch.missing.append(Missing(oid, "not-stored", _not_stored(status)))
         else:
             got = members.get(oid, [])
-            manifests.append(
-                Manifest(
-                    _id=oid,
-                    tar_size=tar_size(got, epoch_seconds(create_date)),
-                    files=[ManifestFile(path=m.path, size=m.size, sha256=m.sha256) for m in got],
-                )
-            )
-    return Manifests(manifests=manifests, missing=missing)
+            batch.found.append(ObjectFiles(oid, tar_size(got, epoch_seconds(create_date)), got))
+    return batch
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,11 @@ class FileDownload:
     #: whether serving this file's last byte completes a download of its data object (see
     #: `count_download`)
     completes_object: bool
+
+    @property
+    def etag(self) -> str:
+        """The file's validator (unquoted): its sha256."""
+        return self.sha256
 
 
 def guess_media_type(name: str) -> str:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.models import User
-
-
-def profile_doc(user: User) -> dict[str, Any]:
-    """The safe, public fields of a user (never the password hash or private profile)."""
-    return {
-        "sub": user.sub,
-        "username": user.username,
-        "fullname": user.fullname,
-        "email": user.email,
-        "active": user.active,
-        "profile": {"public": (user.profile or {}).get("public", {})},
-    }
+from brainlife.server.services.listing import Listing
 
 
 def list_profiles(
     *, session: Session, find: str | None, limit: str | None, offset: str | None
-) -> dict[str, Any]:
+) -> Listing[User]:
+    """A page of users matching `find` (rendered public fields only: `documents.profile_doc`)."""
     from brainlife.server.query import PROFILES, compile_find, parse_limit_skip
 
     clause = compile_find(PROFILES, find)
@@ -34,4 +22,4 @@ def list_profiles(
     if lim:
         stmt = stmt.limit(lim)
     users = session.scalars(stmt).all()
-    return {"profiles": [profile_doc(u) for u in users], "count": count or 0}
+    return Listing(rows=list(users), count=count or 0)

@@ -1,0 +1,164 @@
+"""Where task outputs are read from. `TaskFiles` is the one interface every read of a task's
+files goes through: a path's checks (`stat`), the files a download holds (`files`), a file's
+bytes (`read_range`), a file's sha256 (`digest`) and a folder's .tar.gz (`folder_body`).
+`Archive.task_files` holds one; routes and services know only the interface, so an object
+store's implementation can replace the local one without touching them.
+
+`LocalTaskFiles` reads the task folders under `<data>/tasks/<task id>/` (see docs/decisions.md,
+"Task outputs stay in task folders for now"). Nothing outside a task's folder is ever read:
+
+- the path is resolved with every symlink followed (a link anywhere in the path, or a linked
+  folder) and must still lie inside the task folder (else 400);
+- a folder's listing leaves out links that lead outside, hidden entries, sockets and devices
+  (`taskwalk`).
+
+A file's sha256 is computed once per version of the file: digests are kept by the file's
+identity (device, inode, size, mtime_ns, ctime_ns, the stat fields a folder's ETag is made of),
+so asking again for the manifest of an unchanged folder reads no file data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from brainlife.server.errors import BadRequest, NotFound
+from brainlife.server.foldertgz import snapshot_folder
+from brainlife.server.tarstream import Chunk, Regenerable, read_range
+from brainlife.server.taskwalk import Entry, inside, walk
+
+
+@dataclass(frozen=True)
+class TaskPath:
+    """A checked path of a task's outputs: it exists, is a file or a folder, and lies inside."""
+
+    task_id: str
+    #: normalised, relative to the task's folder ("" for the whole folder)
+    rel: str
+    is_dir: bool
+    size: int
+    #: a file's validator (unquoted); a folder's comes with its body (`folder_body`)
+    etag: str
+    #: where the implementation finds it (`LocalTaskFiles`: the real paths of the task folder
+    #: and of the target)
+    root: str
+    real: str
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+
+class TaskFiles(Protocol):
+    def stat(self, task_id: str, rel: str) -> TaskPath:
+        """Check `rel` (already normalised: no `..`, not absolute) in the task's outputs;
+        `NotFound` when the task has none or the path is missing, `BadRequest` when it leads
+        outside or is neither a file nor a folder."""
+        ...
+
+    def files(self, path: TaskPath) -> Iterator[Entry]:
+        """The regular files a download of `path` holds: a folder's, relative to it, in tar
+        order; a file itself, under its name."""
+        ...
+
+    def read_range(
+        self, path: TaskPath, start: int, end: int, *, chunk_size: int, nonblocking: bool = False
+    ) -> Iterator[Chunk | None]:
+        """Bytes `[start, end)` of a file (cut short, never padded, if it shrank; `None` items:
+        see `tarstream.read_range`)."""
+        ...
+
+    def digest(self, entry: Entry) -> tuple[int, str]:
+        """(size, sha256) of a file `files` listed."""
+        ...
+
+    def folder_body(self, path: TaskPath) -> Regenerable:
+        """A folder's .tar.gz, byte-stable under its ETag (`foldertgz`)."""
+        ...
+
+
+class LocalTaskFiles:
+    """Task outputs in folders under `tasks_dir` (`<tasks_dir>/<task id>/`)."""
+
+    def __init__(self, tasks_dir: Path, *, digests_max: int = 50_000) -> None:
+        self.tasks_dir = tasks_dir
+        #: (dev, ino, size, mtime_ns, ctime_ns) → sha256, least recently used first; about 150
+        #: bytes an entry
+        self._digests: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
+        self._digests_max = digests_max
+        self._lock = threading.Lock()
+
+    def stat(self, task_id: str, rel: str) -> TaskPath:
+        folder = self.tasks_dir / task_id
+        if not folder.is_dir():
+            raise NotFound(
+                f"The files of task {task_id} are not available (task files are temporary; "
+                "they may have been removed)."
+            )
+        root = os.path.realpath(folder)
+        real = os.path.realpath(os.path.join(root, *rel.split("/"))) if rel else root
+        if not inside(root, real):
+            raise BadRequest(f"The path {rel!r} resolves outside the task folder (a symlink).")
+        try:
+            st = os.stat(real)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"No such file or folder in task {task_id}: {rel!r}") from None
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise BadRequest(f"{rel!r} is neither a file nor a folder.")
+        return TaskPath(
+            task_id=task_id,
+            rel=rel,
+            is_dir=stat.S_ISDIR(st.st_mode),
+            size=st.st_size,
+            etag=f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}",
+            root=root,
+            real=real,
+        )
+
+    def files(self, path: TaskPath) -> Iterator[Entry]:
+        if path.is_dir:
+            return (e for e in walk(path.root, path.real) if not e.is_dir)
+        return iter([Entry.of(path.name, path.real, os.stat(path.real))])
+
+    def read_range(
+        self, path: TaskPath, start: int, end: int, *, chunk_size: int, nonblocking: bool = False
+    ) -> Iterator[Chunk | None]:
+        with open(path.real, "rb") as fh:
+            yield from read_range(
+                fh, start, end, chunk_size=chunk_size, nonblocking=nonblocking, name=path.rel
+            )
+
+    def folder_body(self, path: TaskPath) -> Regenerable:
+        return snapshot_folder(path.root, path.real)
+
+    def digest(self, entry: Entry) -> tuple[int, str]:
+        """Read only when this version of the file has not been hashed before. A file that
+        changes while it is read is hashed as read, not remembered."""
+        key = (entry.dev, entry.ino, entry.size, entry.mtime_ns, entry.ctime_ns)
+        with self._lock:
+            known = self._digests.get(key)
+            if known is not None:
+                self._digests.move_to_end(key)
+                return entry.size, known
+        digest = hashlib.sha256()
+        size = 0
+        with open(entry.real, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            while chunk := fh.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+            unchanged = entry.unchanged(before) and entry.unchanged(os.fstat(fh.fileno()))
+        sha256 = digest.hexdigest()
+        if unchanged and size == entry.size:
+            with self._lock:
+                self._digests[key] = sha256
+                while len(self._digests) > self._digests_max:
+                    self._digests.popitem(last=False)
+        return size, sha256
