@@ -417,3 +417,23 @@ def test_resume_point_never_trusts_more_than_the_member_size(tmp_path: Path) -> 
     assert journal.resume_point(partial) == 1536 + 20
     (partial / "m").unlink()
     assert journal.resume_point(partial) == 1536
+
+
+def test_bulk_tar_counts_a_continued_answer_once(fake: FakeServer, tmp_path: Path) -> None:
+    """The bulk engine counts a tar's bytes with the same meter as the single path: after an
+    answer cut off and continued with Range, the last ``progress`` event says the archive's
+    length done (not the bytes before the cut counted twice)."""
+    blob = tar_bytes(FILES)
+    offsets = member_offsets(blob)
+    route = TarRoute(blob)
+    route.cut_at = [offsets["sub/z.bin"][0] + offsets["sub/z.bin"][1] // 2]
+    serve(fake, route)
+    events: list[dict[str, object]] = []
+    with client(fake) as c:
+        plan = c.plan_download(root=tmp_path / "out", ids=[DSID])
+        result = c.download(plan, on_event=lambda e: events.append(e.to_json()))
+    assert result.ok and len(downloads(fake)) == 2
+    done = [e["bytes_done"] for e in events if e["event"] == "progress"]
+    assert done[-1] == len(blob)
+    assert max(done) == len(blob)  # never more than the archive
+    assert result.bytes_transferred + result.bytes_resumed - len(blob) < 1 << 20

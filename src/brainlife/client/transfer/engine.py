@@ -33,11 +33,12 @@ from brainlife.client._exceptions import (
     GaveUp,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
-from brainlife.client.transfer.files import fetch_file, hash_file
+from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.lockfile import Lockfile
 from brainlife.client.transfer.names import part_path
 from brainlife.client.transfer.plan import Plan, PlanFile, PlanObject, write_generated
 from brainlife.client.transfer.single import Downloader, object_mtime
+from brainlife.client.transfer.units import FileUnit, Meter, run_file
 from brainlife.client.transfer.workers import run_parallel
 
 __all__ = ["BulkResult", "Engine", "Event", "EventHandler"]
@@ -142,7 +143,8 @@ class Engine:
         self._started: set[str] = set()
         self._last_progress = 0.0
         self._last_save = 0.0
-        self._done_bytes = 0
+        #: every byte of the run, from every worker (``progress`` events read it)
+        self.meter = Meter(self._on_meter, plan.total_bytes)
         self._finished: set[str] = set()
         self.result = BulkResult(root=plan.root, lockfile=lock.path)
 
@@ -158,9 +160,10 @@ class Engine:
             return
         self._last_progress = now
         r = self.result
+        r.bytes_transferred, r.bytes_resumed = self.meter.transferred, self.meter.resumed
         self.emit(
             "progress",
-            bytes_done=self._done_bytes,
+            bytes_done=self.meter.done,
             bytes_total=r.bytes_total,
             bytes_transferred=r.bytes_transferred,
             objects_done=r.downloaded + r.present,
@@ -169,19 +172,15 @@ class Engine:
             seconds=round(time.monotonic() - self._t0, 3),
         )
 
+    def _on_meter(self, _done: int, _total: int | None) -> None:
+        with self._mutex:
+            self._progress()
+
     def _on_waiting(self, waiting: Waiting | None) -> None:
         if waiting is None:
             self.emit("waiting-over")
         else:
             self.emit("waiting", **waiting.to_json())
-
-    def _on_bytes(self, n: int) -> None:
-        """``n`` body bytes received (``n`` < 0: bytes received earlier were discarded and
-        will come again, so they are no longer done; the network did carry them)."""
-        with self._mutex:
-            self.result.bytes_transferred += max(n, 0)
-            self._done_bytes += n
-            self._progress()
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _record(self, obj: PlanObject, status: str, error: str | None = None) -> None:
@@ -276,9 +275,10 @@ class Engine:
                 self.result.files_fetched += 1
             else:
                 self.result.files_linked += 1
-                self._done_bytes += f.size
             self._pending[obj.id] -= 1
             finished = self._pending[obj.id] == 0 and obj.id not in self.result.failed
+        if how != "fetched":
+            self.meter.present(f.size)
         self.emit("file-done", id=obj.id, path=f"{obj.folder}/{f.rel}", bytes=f.size, how=how)
         if finished:
             self._complete(obj, "downloaded")
@@ -310,20 +310,8 @@ class Engine:
     def _fetch(self, obj: PlanObject, f: PlanFile) -> Path:
         target = self.plan.root / obj.folder / f.rel
         self._start(obj)
-        res = fetch_file(
-            self.http,
-            self.token,
-            obj.route_prefix + quote_path(f.rel),
-            target,
-            size=f.size,
-            sha256=f.sha256,
-            on_bytes=self._on_bytes,
-            cancel=self.cancel,
-            policy=self.policy,
-        )
-        with self._mutex:
-            self.result.bytes_resumed += res.resumed
-            self._done_bytes += res.resumed
+        unit = FileUnit(obj.route_prefix + quote_path(f.rel), target, f.size, f.sha256)
+        run_file(self.http, self.token, unit, self.meter, cancel=self.cancel, policy=self.policy)
         self._file_done(obj, f, "fetched", target)
         return target
 
@@ -371,27 +359,13 @@ class Engine:
 
     def _run_tar(self, obj: PlanObject) -> None:
         self._start(obj)
-        seen = [0]  # archive bytes reported done so far
-        kept = [0]  # bytes of an interrupted run kept (see Downloader.dataset)
-
-        def resumed(have: int) -> None:
-            with self._mutex:
-                self._done_bytes += have - kept[0]
-                self.result.bytes_resumed += have - kept[0]
-            kept[0] = seen[0] = have
-
-        def progress(done: int, _total: int | None) -> None:
-            self._on_bytes(done - seen[0])
-            seen[0] = done
-
         try:
             res = Downloader(self.http, self.token).dataset(
                 obj.id,
                 self.plan.root / obj.folder,
-                progress=progress,
                 use_manifest=False,
                 cancel=self.cancel,
-                on_resumed=resumed,
+                meter=self.meter,
             )
         except (Cancelled, DiskFullError, AuthError, GaveUp):
             raise
@@ -428,6 +402,7 @@ class Engine:
         finally:
             liveness.listener = listener
             r.seconds = time.monotonic() - self._t0
+            r.bytes_transferred, r.bytes_resumed = self.meter.transferred, self.meter.resumed
             for obj in self.plan.ok_objects:
                 if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
                     self._record(obj, "incomplete")
@@ -459,7 +434,7 @@ class Engine:
             files = obj.files or []
             self._pending[obj.id] = sum(1 for f in files if f.state != "present")
             r.files_present += len(files) - self._pending[obj.id]
-            self._done_bytes += sum(f.size for f in files if f.state == "present")
+            self.meter.present(sum(f.size for f in files if f.state == "present"))
             self._record(obj, "incomplete")
         self.lock.save()
         for obj in with_files:

@@ -10,7 +10,6 @@ tar; files go through the same ``fetch_file`` everywhere.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -41,7 +40,7 @@ from brainlife.client._http import (
     error_for_status,
     quote_path,
 )
-from brainlife.client.transfer.files import FetchResult, fetch_file, hash_file
+from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.layout import inside, safe_name
 from brainlife.client.transfer.lockfile import LOCK_NAME
 from brainlife.client.transfer.names import (
@@ -54,9 +53,8 @@ from brainlife.client.transfer.names import (
     sidecar_path,
     task_file_path,
 )
-from brainlife.client.transfer.tars import fetch_tar
 from brainlife.client.transfer.tarstream import check_archive_start, safe_relpath
-from brainlife.client.transfer.workers import run_parallel
+from brainlife.client.transfer.units import FileUnit, Meter, TarUnit, run_file, run_files, run_tar
 from brainlife.client.transfer.writes import human_size
 from brainlife.wire import parse_date
 
@@ -98,22 +96,6 @@ class DownloadResult:
 
 class _NotModified(Exception):
     """The server answered 304 to ``If-None-Match``: the saved copy is current."""
-
-
-class _Counter:
-    """Bytes done of a download, told to ``progress`` (from any worker thread)."""
-
-    def __init__(self, progress: Progress | None, total: int | None) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-        self._lock = threading.Lock()
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.done += n
-            if self.progress is not None:
-                self.progress(self.done, self.total)
 
 
 def object_mtime(doc: dict[str, Any] | None) -> float | None:
@@ -209,6 +191,14 @@ def _check_space(folder: Path, needed: int | None) -> None:
             free=free,
             hint="directory",
         )
+
+
+def _verified(unit: FileUnit) -> bool:
+    """Whether an earlier run left ``unit``'s file complete: its size and sha256 match."""
+    target = unit.target
+    if not target.is_file() or target.stat().st_size != unit.size:
+        return False
+    return hash_file(target)[0].hexdigest() == unit.sha256
 
 
 def _content_length(resp: Response) -> int | None:
@@ -332,26 +322,25 @@ class Downloader:
         use_manifest: bool = True,
         mtime: float | None = None,
         cancel: threading.Event | None = None,
-        on_resumed: Callable[[int], None] | None = None,
+        meter: Meter | None = None,
         jobs: int = 8,
     ) -> DownloadResult:
         """Download a data object into ``dest``: file by file from our manifest (``jobs`` files
         at a time), else (brainlife.io) as a tar, continuing an interrupted tar download where
         the server allows (`tars`).
 
-        ``on_resumed(n)`` hears how many bytes of an interrupted run were kept (each time the
-        archive starts, 0 when it starts over) just before ``progress`` reports them as done."""
+        The bytes are counted by ``meter`` (the bulk engine's, for all its objects), else by a
+        meter of this object that tells ``progress``."""
         partial = _prepare(dest, is_dir=True, keep_partial=True)
+        meter = meter or Meter(progress)
         manifest = self.manifest(dataset_id) if use_manifest else None
         if manifest is None:
-            route = _urls.dataset_download(dataset_id)
-            result = self._by_tar(dataset_id, route, partial, progress, cancel, on_resumed)
+            unit = TarUnit(_urls.dataset_download(dataset_id), partial)
+            result = self._by_tar(dataset_id, unit, meter, cancel)
             return _placed(result, partial, dest)
         journal_path(partial).unlink(missing_ok=True)  # a tar attempt's: not ours to continue
         try:
-            result = self._dataset_by_manifest(
-                dataset_id, manifest, partial, progress, cancel, on_resumed, jobs
-            )
+            result = self._dataset_by_manifest(dataset_id, manifest, partial, meter, cancel, jobs)
             if mtime is not None:
                 for rel in result.files:
                     os.utime(partial / rel, (mtime, mtime))
@@ -373,111 +362,63 @@ class Downloader:
         dataset_id: str,
         manifest: dict[str, Any],
         partial: Path,
-        progress: Progress | None,
+        meter: Meter,
         cancel: threading.Event | None = None,
-        on_resumed: Callable[[int], None] | None = None,
         jobs: int = 8,
     ) -> DownloadResult:
-        """Each file of the manifest into ``partial`` through ``fetch_file``, ``jobs`` at a time
-        (the bulk engine's pool): a file an earlier run completed is kept when its size and
-        sha256 still match, a part is continued with Range, anything else in the folder is
-        removed before it is moved into place."""
-        entries = []
+        """Each file of the manifest into ``partial`` as a :class:`FileUnit`, ``jobs`` at a time
+        (``run_files``): a file an earlier run completed is kept when its size and sha256 still
+        match, a part is continued with Range, anything else in the folder is removed before it
+        is moved into place."""
+        prefix = _urls.dataset_files(dataset_id)
+        units = []
         for f in manifest["files"]:
             safe = safe_relpath(str(f["path"]))
             if safe is not None:
-                entries.append((safe.as_posix(), int(f["size"]), str(f["sha256"]).lower()))
-        total = sum(size for _, size, _ in entries)
+                rel = safe.as_posix()
+                units.append(
+                    FileUnit(
+                        prefix + quote_path(rel),
+                        partial / rel,
+                        int(f["size"]),
+                        str(f["sha256"]).lower(),
+                    )
+                )
+        total = sum(u.size or 0 for u in units)
         partial.mkdir(parents=True, exist_ok=True)
-        kept = 0
-        todo = []
-        for rel, size, sha in entries:
-            target = partial / rel
-            if (
-                target.is_file()
-                and target.stat().st_size == size
-                and hash_file(target)[0].hexdigest() == sha
-            ):
-                kept += size
-                continue
-            todo.append((rel, size, sha))
-        _prune(partial, {rel for rel, _, _ in entries})
-        _check_space(partial, total - kept)
-        counter = _Counter(progress, total)
-        counter.done = kept
-        if on_resumed is not None:
-            on_resumed(kept)
-        counter.add(0)
-        prefix = _urls.dataset_files(dataset_id)
-        fetched: list[FetchResult] = []
-
-        def fetch(rel: str, size: int, sha: str) -> None:
-            res = fetch_file(
-                self.http,
-                self.token,
-                prefix + quote_path(rel),
-                partial / rel,
-                size=size,
-                sha256=sha,
-                on_bytes=counter.add,
-                cancel=stop,
-            )
-            fetched.append(res)
-            counter.add(res.resumed)
-
-        stop = cancel or threading.Event()
-        self.http.ensure_pool_size(jobs)
-        work = [functools.partial(fetch, rel, size, sha) for rel, size, sha in todo]
-        failure = run_parallel(work, jobs=jobs, cancel=stop)
-        if failure is not None:
-            raise failure
-        kept += sum(r.resumed for r in fetched)
-        transferred = sum(r.transferred for r in fetched)
+        kept = [u for u in units if _verified(u)]
+        todo = [u for u in units if u not in kept]
+        files = [u.target.relative_to(partial).as_posix() for u in units]
+        _prune(partial, set(files))
+        kept_bytes = sum(u.size or 0 for u in kept)
+        _check_space(partial, total - kept_bytes)
+        if meter.total is None:
+            meter.total = total
+        meter.kept(kept_bytes)
+        resumed, transferred = meter.resumed, meter.transferred
+        run_files(self.http, self.token, todo, meter, jobs=jobs, cancel=cancel or threading.Event())
         return DownloadResult(
             id=dataset_id,
             path=partial,
             bytes=total,
-            files=[rel for rel, _, _ in entries],
+            files=files,
             method="manifest",
-            transferred=transferred,
-            resumed=kept,
+            transferred=meter.transferred - transferred,
+            resumed=meter.resumed - resumed,
         )
 
     def _by_tar(
-        self,
-        oid: str,
-        route: str,
-        partial: Path,
-        progress: Progress | None,
-        cancel: threading.Event | None,
-        on_resumed: Callable[[int], None] | None = None,
-        what: str = "the data object's tar archive",
+        self, oid: str, unit: TarUnit, meter: Meter, cancel: threading.Event | None
     ) -> DownloadResult:
-        """``fetch_tar`` into ``partial`` with ``progress`` counting the archive's bytes (those
-        kept from an interrupted run first, told to ``on_resumed``)."""
-        counter = _Counter(progress, None)
-
-        def on_start(have: int, total: int | None) -> None:
-            counter.total, counter.done = total, have
-            if on_resumed is not None:
-                on_resumed(have)
-            counter.add(0)
-
-        fetched = fetch_tar(
-            self.http,
-            self.token,
-            route,
-            partial,
-            what=what,
-            on_start=on_start,
-            on_bytes=counter.add,
-            check_space=_check_space,
-            cancel=cancel,
+        """A :class:`TarUnit` into its folder (``run_tar``), its bytes counted by ``meter``."""
+        done = meter.done
+        fetched = run_tar(
+            self.http, self.token, unit, meter, cancel=cancel, check_space=_check_space
         )
         return DownloadResult(
             id=oid,
-            path=partial,
-            bytes=counter.done,
+            path=unit.folder,
+            bytes=meter.done - done,
             files=fetched.files,
             method="tar",
             transferred=fetched.transferred,
@@ -511,9 +452,8 @@ class Downloader:
             )
         dest = directory or Path(os.path.basename(path.rstrip("/")) or task_id)
         partial = _prepare(dest, is_dir=True, keep_partial=True)
-        result = self._by_tar(
-            task_id, route, partial, progress, cancel, what="a tar archive of the task folder"
-        )
+        unit = TarUnit(route, partial, "a tar archive of the task folder")
+        result = self._by_tar(task_id, unit, Meter(progress), cancel)
         return _placed(result, partial, dest)
 
     def _task_file(
@@ -542,7 +482,7 @@ class Downloader:
             target = task_file_path(folder, key)
         fallback = _local_name(os.path.basename(path.rstrip("/"))) or _local_name(task_id) or "task"
         state: dict[str, Any] = {"name": None, "etag": None}
-        counter = _Counter(progress, None)
+        meter = Meter(progress)
 
         def on_response(resp: Response) -> None:
             if resp.status == 304:
@@ -552,11 +492,10 @@ class Downloader:
             length = _content_length(resp)
             if resp.status == 206:
                 first, total = content_range(resp.headers.get("Content-Range", ""))
-                counter.done, counter.total = first or 0, total
+                meter.at(first or 0, total)
             else:
-                counter.done, counter.total = 0, length
                 _check_space(target.parent, length)
-            counter.add(0)
+                meter.at(0, length)
 
         def check_head(head: bytes) -> None:
             name = output.name if output is not None else (state["name"] or fallback)
@@ -564,27 +503,23 @@ class Downloader:
                 check_archive_start(head, what=f"an archive for {name}")
 
         conditional = output is not None and if_none_match and output.is_file()
+        unit = FileUnit(route, target, etag=if_none_match if conditional else None)
         try:
-            res = fetch_file(
+            res = run_file(
                 self.http,
                 self.token,
-                route,
-                target,
-                size=None,
-                sha256=None,
-                on_bytes=counter.add,
+                unit,
+                meter,
                 cancel=cancel,
                 on_response=on_response,
                 check_head=check_head,
-                headers={"If-None-Match": str(if_none_match)} if conditional else None,
             )
         except _NotModified:
             assert output is not None
             for leftover in (part_path(output), sidecar_path(output)):
                 leftover.unlink(missing_ok=True)
             size = output.stat().st_size
-            counter.total, counter.done = size, size
-            counter.add(0)
+            meter.at(size, size)
             return DownloadResult(
                 id=task_id,
                 path=output,
