@@ -7,8 +7,10 @@ Read it in this order:
 - ``files``: one file (``fetch_file``): resumed with Range/If-Range, sha256 while writing;
 - ``tarstream`` and ``tars``: a tar extracted safely as it streams, and resumed (``fetch_tar``);
 - ``workers``: the one worker pool (``run_parallel``);
+- ``units``: what every download is planned in (``FileUnit``, ``TarUnit``), their one runner and
+  the one progress meter (``Meter``);
 - ``single``: one data object into a folder, one task path into a file or folder
-  (``Downloader``: the files of our manifest on the pool, else the tar);
+  (``Downloader``: the files of our manifest as units on the pool, else a tar unit);
 - ``layout``, ``plan``, ``planning``: where each object goes, what is there, what to fetch
   (plans from queries, ids, lockfiles and task paths);
 - ``engine``: the bulk engine (``Engine``) that runs a plan on the pool;

@@ -105,9 +105,10 @@ class BulkResult:
 
 
 @dataclass
-class _Unit:
-    """One piece of work: fetch ``primary`` once (or link it from ``source``) and link ``copies``
-    to it; or, with ``tar``, download a whole object as a tar (no manifest)."""
+class _Job:
+    """One job on the pool: fetch ``primary`` once as a :class:`FileUnit` (or link it from
+    ``source``) and link ``copies`` to it (same sha256); or, with ``tar``, a whole object as a
+    :class:`~brainlife.client.transfer.units.TarUnit` (no manifest)."""
 
     primary: tuple[PlanObject, PlanFile] | None = None
     copies: list[tuple[PlanObject, PlanFile]] = field(default_factory=list)
@@ -284,24 +285,24 @@ class Engine:
             self._complete(obj, "downloaded")
 
     # -- work -----------------------------------------------------------------------------
-    def _units(self) -> list[_Unit]:
-        units: dict[str, _Unit] = {}
-        out: list[_Unit] = []
+    def _jobs(self) -> list[_Job]:
+        units: dict[str, _Job] = {}
+        out: list[_Job] = []
         root = self.plan.root
         for obj in self.plan.ok_objects:
             if obj.files is None:
-                out.append(_Unit(tar=obj))
+                out.append(_Job(tar=obj))
                 continue
             for f in obj.files:
                 if f.state == "present":
                     continue
                 if f.state == "link" and f.link_from and f.sha256 not in units:
                     # the source is a file already present (not one fetched in this run)
-                    units[f.sha256] = _Unit(source=root / f.link_from)
+                    units[f.sha256] = _Job(source=root / f.link_from)
                     out.append(units[f.sha256])
                 unit = units.get(f.sha256)
                 if unit is None:
-                    unit = units[f.sha256] = _Unit(primary=(obj, f))
+                    unit = units[f.sha256] = _Job(primary=(obj, f))
                     out.append(unit)
                 else:
                     unit.copies.append((obj, f))
@@ -330,7 +331,7 @@ class Engine:
         os.replace(tmp, target)
         self._file_done(obj, f, how, target)
 
-    def _run_unit(self, unit: _Unit) -> None:
+    def _run_job(self, unit: _Job) -> None:
         if unit.tar is not None:
             self._run_tar(unit.tar)
             return
@@ -393,7 +394,7 @@ class Engine:
         r.objects = len(self.plan.objects)
         r.bytes_total = self.plan.total_bytes
         self._start_run()
-        units = self._units()
+        units = self._jobs()
         liveness = self.http.liveness
         liveness.reset()
         listener, liveness.listener = liveness.listener, self._on_waiting
@@ -441,10 +442,10 @@ class Engine:
             if self._pending[obj.id] == 0:
                 self._complete(obj, "present")
 
-    def _work(self, units: list[_Unit]) -> None:
+    def _work(self, units: list[_Job]) -> None:
         """Run ``units`` on ``jobs`` workers; the first fatal error cancels the rest."""
         self.http.ensure_pool_size(self.jobs)
-        work = [functools.partial(self._run_unit, u) for u in units]
+        work = [functools.partial(self._run_job, u) for u in units]
         self.fatal = run_parallel(work, jobs=self.jobs, cancel=self.cancel)
 
     def _stopped(self, exc: GaveUp) -> GaveUp:

@@ -4,8 +4,9 @@ Everything is written into a temporary sibling (``<dest>.bl-partial``) and moved
 when complete and verified, so a failed or interrupted download never leaves a folder that looks
 finished. With our server's manifest route every file is fetched on its own and checked against its
 size and sha256; against brainlife.io (no manifest route) the archive is streamed and extracted
-safely. The bulk engine (`engine.Engine`) uses :class:`Downloader` for objects that arrive as a
-tar; files go through the same ``fetch_file`` everywhere.
+safely. Both are units (``units``: a :class:`FileUnit` per file, a :class:`TarUnit` per archive)
+run by the same runner and counted by a :class:`Meter`; the bulk engine (`engine.Engine`) uses
+:class:`Downloader` for objects that arrive as a tar, with its own run-wide meter.
 """
 
 from __future__ import annotations
