@@ -273,25 +273,49 @@ def _rich_bar() -> Progress:
     )
 
 
+class _BarDisplay:
+    """The one place that shows a download's progress on a terminal: one transient rich bar,
+    fed either by a progress callback ``(done, total)`` (one object, one task path: the client's
+    ``Meter`` calls it) or by the bulk engine's events (``progress``, ``waiting``,
+    ``waiting-over``, ``object-failed``), so every download path looks the same."""
+
+    def __init__(self, label: str) -> None:
+        self.bar = _rich_bar()
+        self.label = label
+        self.task = self.bar.add_task(label, total=None)
+
+    def bytes(self, done: int, total: int | None) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def event(self, event: Any) -> None:
+        d = event.data
+        if event.kind == "progress":
+            failed = f", {d['objects_failed']} failed" if d["objects_failed"] else ""
+            self.label = f"objects {d['objects_done']}/{d['objects']}{failed}"
+            self.bytes(d["bytes_done"], d["bytes_total"] or None)
+            self.bar.update(self.task, description=self.label)
+        elif event.kind == "waiting":
+            self.bar.update(self.task, description=f"{self.label}: {d['message']}")
+        elif event.kind == "waiting-over":
+            self.bar.update(self.task, description=self.label)
+        elif event.kind == "object-failed":
+            self.bar.console.print(f"failed: {d['id']} ({d['folder']}): {d['error']}")
+
+
 @contextmanager
 def progress_bar(
     label: str, enabled: bool | None = None
 ) -> Iterator[Callable[[int, int | None], None]]:
-    """A progress callback: a rich bar (bytes, rate, ETA) on stderr when it is a terminal, else
-    nothing at all."""
+    """A progress callback: the download bar (bytes, rate, ETA) on stderr when it is a
+    terminal, else nothing at all."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
         yield lambda done, total: None
         return
-    bar = _rich_bar()
-    task_id = bar.add_task(label, total=None)
-
-    def update(done: int, total: int | None) -> None:
-        bar.update(task_id, completed=done, total=total)
-
-    with bar:
-        yield update
+    display = _BarDisplay(label)
+    with display.bar:
+        yield display.bytes
 
 
 # -- bulk downloads -----------------------------------------------------------------------------
@@ -419,27 +443,6 @@ def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callabl
 
         yield quiet
         return
-    bar = _rich_bar()
-    task_id = bar.add_task("objects 0/?", total=None)
-    counts = ["objects 0/?"]
-
-    def handle(event: Any) -> None:
-        d = event.data
-        if event.kind == "progress":
-            failed = f", {d['objects_failed']} failed" if d["objects_failed"] else ""
-            counts[0] = f"objects {d['objects_done']}/{d['objects']}{failed}"
-            bar.update(
-                task_id,
-                completed=d["bytes_done"],
-                total=d["bytes_total"] or None,
-                description=counts[0],
-            )
-        elif event.kind == "waiting":
-            bar.update(task_id, description=f"{counts[0]}: {d['message']}")
-        elif event.kind == "waiting-over":
-            bar.update(task_id, description=counts[0])
-        elif event.kind == "object-failed":
-            bar.console.print(f"failed: {d['id']} ({d['folder']}): {d['error']}")
-
-    with bar:
-        yield handle
+    display = _BarDisplay("objects 0/?")
+    with display.bar:
+        yield display.event
