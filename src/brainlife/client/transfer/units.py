@@ -99,10 +99,6 @@ class Meter:
             self.done, self.total = done, total
         self._move()
 
-    def tell(self) -> None:
-        """Tell the listener the counts as they are (a download starts)."""
-        self._move()
-
 
 def run_file(
     http: HttpClient,
