@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import os
 import shutil
 import socket
@@ -70,18 +72,37 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo world, built once per session (copy it before writing to it)."""
+def demo_archive_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The demo world, built once per run (copy it before writing to it).
+
+    Under pytest-xdist the workers share one build: the first to take the lock builds it into
+    the run's common temporary folder, the others wait and reuse it (building it costs seconds
+    of fsync and Argon2 on each worker otherwise). `.built` is written last, so a folder
+    without it (a build that failed) is built again."""
+    if worker_id == "master":
+        root = tmp_path_factory.mktemp("demo")
+    else:
+        root = tmp_path_factory.getbasetemp().parent / "demo-shared"
+        root.mkdir(exist_ok=True)
+    data_dir = root / "data"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".built").exists():
+            shutil.rmtree(data_dir, ignore_errors=True)
+            _build_demo(data_dir)
+            (root / ".built").touch()
+    return data_dir
+
+
+def _build_demo(data_dir: Path) -> None:
     from brainlife.server.archive import open_archive
     from brainlife.server.demo import build_demo
     from brainlife.server.settings import Settings
 
-    data_dir = tmp_path_factory.mktemp("demo") / "data"
     arch = open_archive(Settings(data_dir=data_dir))
     with arch.session() as session:
         build_demo(session, arch)
     arch.engine.dispose()
-    return data_dir
 
 
 @dataclass
@@ -152,6 +173,12 @@ def kill_and_restart(server: LiveServer, extra: list[str] | None = None) -> Live
 
 
 def stop_server(server: LiveServer) -> None:
+    """Stop it as Ctrl-C would (SIGTERM, a clean shutdown), killing it after 10 s.
+
+    Clients this process made and dropped may still hold idle keep-alive connections to it: a
+    TLS server's shutdown waits for each one's TLS close, which a dropped connection never sends,
+    so the server would sit out the 10 s. Collecting them first closes their sockets."""
+    gc.collect()
     server.process.terminate()
     try:
         server.process.wait(timeout=10)

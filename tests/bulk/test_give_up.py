@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,22 +33,39 @@ class Doomed:
     small: list[str]
 
 
-@pytest.fixture
-def doomed(tmp_path: Path) -> Iterator[Doomed]:
-    """A real `bl serve` with one big object and three small ones; the test kills it."""
+@dataclass
+class DoomedArchive:
+    data_dir: Path
+    token: str
+    big: str
+    small: list[str]
+
+
+@pytest.fixture(scope="module")
+def doomed_archive(tmp_path_factory: pytest.TempPathFactory) -> DoomedArchive:
+    """One big object and three small ones, ingested once per module (each test serves a copy:
+    it kills its server)."""
     from brainlife.server.archive import open_archive
     from brainlife.server.settings import Settings
     from tests.server._bytes_factories import make_dataset, make_project, token
 
-    data_dir = tmp_path / "srv" / "data"
+    data_dir = tmp_path_factory.mktemp("doomed") / "data"
     archive = open_archive(Settings(data_dir=data_dir))
     project = make_project(archive)
     big = make_dataset(archive, project, [("big.bin", os.urandom(BIG))])
     small = [make_dataset(archive, project, [("own.txt", str(i).encode())]) for i in range(3)]
     tok = token(archive, ttl_ms=24 * 3600_000)
     archive.engine.dispose()
+    return DoomedArchive(data_dir, tok, big, small)
+
+
+@pytest.fixture
+def doomed(doomed_archive: DoomedArchive, tmp_path: Path) -> Iterator[Doomed]:
+    """A real `bl serve` over a private copy of `doomed_archive`; the test kills it."""
+    data_dir = tmp_path / "srv" / "data"
+    shutil.copytree(doomed_archive.data_dir, data_dir)
     srv = start_server(data_dir)
-    yield Doomed(srv, tok, big, small)
+    yield Doomed(srv, doomed_archive.token, doomed_archive.big, doomed_archive.small)
     if srv.process.poll() is None:
         stop_server(srv)
 

@@ -30,13 +30,18 @@ O3D = "5a022fc99c0d250055709e9c"
 def official_bl() -> Path:
     """Installed once; pytest-xdist workers that need it at the same time wait on a file lock
     instead of running two `npm install` into one folder (a half-installed package looks
-    present to the second one)."""
-    NPM_DIR.mkdir(parents=True, exist_ok=True)
-    with open(NPM_DIR / ".install.lock", "w") as lock:
+    present to the second one). The install goes to a fresh folder renamed into place when it
+    is complete, so an interrupted one (Ctrl-C, a network error) is started again next time."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".npm-install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not OFFICIAL_BL.exists():
             npm = shutil.which("npm")
             assert npm, "npm is needed for the compatibility tests (scripts/test installs it)"
+            partial = CACHE / "npm.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(NPM_DIR, ignore_errors=True)  # a folder from an interrupted install
+            partial.mkdir()
             subprocess.run(
                 [
                     npm,
@@ -44,13 +49,14 @@ def official_bl() -> Path:
                     "--no-audit",
                     "--no-fund",
                     "--prefix",
-                    str(NPM_DIR),
+                    str(partial),
                     "brainlife@1.8.2",
                 ],
                 check=True,
                 capture_output=True,
                 timeout=900,
             )
+            partial.rename(NPM_DIR)
     return OFFICIAL_BL
 
 

@@ -224,3 +224,26 @@ def test_bl_serve_tls_name_option(tmp_path):
     assert server.process.returncode == -signal.SIGTERM  # stopped, not killed after 10 s
     log = (data_dir.parent / f"server-{server.port}.log").read_text()
     assert "replaced the TLS certificate (it is a CA certificate" in log
+
+
+def test_stop_server_is_not_held_by_a_dropped_keep_alive_connection(tmp_path):
+    """The fixtures' `stop_server` after a client that kept its TLS connection open and was then
+    dropped (as the clients of `bl` commands run in-process by CliRunner are): a clean SIGTERM
+    stop, not the kill after 10 s that the server's wait for the TLS close would end in."""
+    import urllib3
+
+    from tests.conftest import start_server, stop_server
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    server = start_server(data_dir, tls=True)
+    try:
+        client: dict[str, object] = {"pool": urllib3.PoolManager(ca_certs=str(server.cert))}
+        client["self"] = client  # a reference cycle, as a client's objects often hold
+        pool = client["pool"]
+        assert isinstance(pool, urllib3.PoolManager)
+        assert pool.request("GET", server.url + "/api/warehouse/health").status == 200
+        del client, pool  # dropped, but its connection stays open until the cycle is collected
+    finally:
+        stop_server(server)
+    assert server.process.returncode == -signal.SIGTERM
