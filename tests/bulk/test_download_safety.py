@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,37 +15,9 @@ from click.testing import CliRunner
 
 from brainlife.cli.main import cli
 from brainlife.client.transfer.lockfile import Lockfile
-from tests.conftest import LiveServer, start_server, stop_server
 
 TRACT = "5b0dad8041711001e958b519"
 T1 = "5a050ad5d76a2a002737e572"
-
-
-@pytest.fixture(scope="module")
-def server(
-    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("safety") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    srv = start_server(data_dir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture
-def bl(server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("BLHOST", server.url)
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    r = runner.invoke(
-        cli, ["login", "--username", "hayashis", "--password-stdin"], input="hayashis\n"
-    )
-    assert r.exit_code == 0, r.output
-
-    def run(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-        return runner.invoke(cli, list(args), input=input)
-
-    return run
 
 
 def subject(*extra: str) -> list[str]:
