@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +43,6 @@ BULK_DATATYPE = "neuro/tractprofile"
 BIG_DATATYPE = "neuro/big"
 GEN_CHUNK = 4 * 1024**2
 
-OFFICIAL_BL = Path.home() / ".cache/bl-test/npm/node_modules/.bin/bl"
 OUR_BL = ROOT / ".venv" / "bin" / "bl"
 
 CSTART = "<!-- client-benchmarks:start -->"
@@ -264,22 +264,13 @@ def cli_login(bl: Path, env: dict[str, str]) -> None:
 
 
 def ensure_official_cli() -> Path:
-    if not OFFICIAL_BL.exists():
-        prefix = OFFICIAL_BL.parents[2]
-        say(f"installing the official CLI into {prefix}")
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(prefix),
-                "brainlife@1.8.2",
-            ],
-            check=True,
-        )
-    return OFFICIAL_BL
+    """The official CLI, installed once under the same lock as the tests' (tests/compat)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.compat.official import install_official_cli
+
+    say("the official CLI: installing it if missing")
+    return install_official_cli()
 
 
 # --- trees ------------------------------------------------------------------------------------

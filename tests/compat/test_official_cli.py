@@ -6,7 +6,6 @@ once into a cache folder (BL_TEST_CACHE, default ~/.cache/bl-test) by the fixtur
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -16,48 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.compat.official import install_official_cli
 from tests.conftest import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.compat
 
-CACHE = Path(os.environ.get("BL_TEST_CACHE") or Path("~/.cache/bl-test").expanduser())
-NPM_DIR = CACHE / "npm"
-OFFICIAL_BL = NPM_DIR / "node_modules" / ".bin" / "bl"
 O3D = "5a022fc99c0d250055709e9c"
 
 
 @pytest.fixture(scope="module")
 def official_bl() -> Path:
-    """Installed once; pytest-xdist workers that need it at the same time wait on a file lock
-    instead of running two `npm install` into one folder (a half-installed package looks
-    present to the second one). The install goes to a fresh folder renamed into place when it
-    is complete, so an interrupted one (Ctrl-C, a network error) is started again next time."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".npm-install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not OFFICIAL_BL.exists():
-            npm = shutil.which("npm")
-            assert npm, "npm is needed for the compatibility tests (scripts/test installs it)"
-            partial = CACHE / "npm.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(NPM_DIR, ignore_errors=True)  # a folder from an interrupted install
-            partial.mkdir()
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                    str(partial),
-                    "brainlife@1.8.2",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-            partial.rename(NPM_DIR)
-    return OFFICIAL_BL
+    return install_official_cli()
 
 
 @pytest.fixture(scope="module")
