@@ -80,6 +80,25 @@ def _grows(path: Path, at_least: int, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.001)
 
 
+def _kill_server_mid_download(
+    doomed: Doomed, args: list[str], env: dict[str, str], part: Path
+) -> tuple[int, str, str]:
+    """Run `bl` until `part` holds a quarter of the big file, kill the server for good (nothing
+    listens on the port any more), and wait for `bl` to end: (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _grows(part, BIG // 4, proc)
+        doomed.server.process.kill()
+        doomed.server.process.wait()
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stdout, stderr
+
+
 def test_server_killed_for_good_ends_the_run_with_exit_5(doomed: Doomed, tmp_path: Path) -> None:
     out = tmp_path / "out"
     ids = [doomed.big, *doomed.small]
@@ -87,18 +106,8 @@ def test_server_killed_for_good_ends_the_run_with_exit_5(doomed: Doomed, tmp_pat
     args += ["--jobs", "1", "--give-up-after", "5"]
     env = cli_env(doomed.server.url, doomed.token, tmp_path / "home")
     part = out / doomed.big / "big.bin.bl-part"
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        _grows(part, BIG // 4, proc)
-        doomed.server.process.kill()  # for good: nothing listens on the port any more
-        doomed.server.process.wait()
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 5, stderr
+    returncode, _, stderr = _kill_server_mid_download(doomed, args, env, part)
+    assert returncode == 5, stderr
     # every partial byte is kept for the next run, nothing looks complete
     assert 0 < part.stat().st_size < BIG
     assert not (out / doomed.big / "big.bin").exists()
@@ -123,18 +132,8 @@ def test_give_up_after_reaches_the_client_in_json_events(doomed: Doomed, tmp_pat
     args += ["--jobs", "2", "--json", "--give-up-after", "3"]
     env = cli_env(doomed.server.url, doomed.token, tmp_path / "home")
     part = out / doomed.big / "big.bin.bl-part"
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        _grows(part, BIG // 4, proc)
-        doomed.server.process.kill()
-        doomed.server.process.wait()
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 5, stderr
+    returncode, stdout, stderr = _kill_server_mid_download(doomed, args, env, part)
+    assert returncode == 5, stderr
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     waits = [e for e in events if e["event"] == "waiting"]
     assert waits and waits[0]["reason"] in ("server unreachable", "connection lost")
@@ -279,18 +278,8 @@ def test_single_object_command_gives_up_and_keeps_the_part(doomed: Doomed, tmp_p
     args = bl_cmd("data", "download", doomed.big, str(out), "--give-up-after", "3")
     env = cli_env(doomed.server.url, doomed.token, tmp_path / "home")
     part = tmp_path / "out.bl-partial" / "big.bin.bl-part"
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        _grows(part, BIG // 4, proc)
-        doomed.server.process.kill()
-        doomed.server.process.wait()
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 5, stderr
+    returncode, _, stderr = _kill_server_mid_download(doomed, args, env, part)
+    assert returncode == 5, stderr
     assert 0 < part.stat().st_size < BIG and not out.exists()
     assert "Waiting: server unreachable since" in stderr
     assert "gave up after 3s" in stderr and "partial files are kept" in stderr

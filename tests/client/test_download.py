@@ -28,6 +28,22 @@ FILES = {"t1.nii.gz": b"T1" * 3000, "sub/info.json": b'{"a": 1}'}
 JSON = {"Content-Type": "application/json"}
 
 
+def serve_manifest(fake: FakeServer, files: dict[str, bytes]) -> None:
+    """Our manifest route for DSID, listing `files` (path → bytes) with sizes and sha256."""
+    fake.json(
+        "GET",
+        f"/api/warehouse/dataset/manifest/{DSID}",
+        {
+            "_id": DSID,
+            "tar_size": 0,
+            "files": [
+                {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                for p, b in files.items()
+            ],
+        },
+    )
+
+
 def serve_dataset(
     fake: FakeServer, *, manifest: bool = True, status: str = "stored", corrupt: bool = False
 ) -> None:
@@ -35,18 +51,7 @@ def serve_dataset(
         "GET", "/api/warehouse/dataset", {"datasets": [{"_id": DSID, "status": status}], "count": 1}
     )
     if manifest:
-        fake.json(
-            "GET",
-            f"/api/warehouse/dataset/manifest/{DSID}",
-            {
-                "_id": DSID,
-                "tar_size": 0,
-                "files": [
-                    {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-                    for p, b in FILES.items()
-                ],
-            },
-        )
+        serve_manifest(fake, FILES)
         for path, body in FILES.items():
             data = body[:-1] + b"!" if corrupt else body
             fake.route(
@@ -253,18 +258,7 @@ def _serve_many(fake: FakeServer, files: dict[str, bytes], handler_for) -> None:
         "/api/warehouse/dataset",
         {"datasets": [{"_id": DSID, "status": "stored"}], "count": 1},
     )
-    fake.json(
-        "GET",
-        f"/api/warehouse/dataset/manifest/{DSID}",
-        {
-            "_id": DSID,
-            "tar_size": 0,
-            "files": [
-                {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-                for p, b in files.items()
-            ],
-        },
-    )
+    serve_manifest(fake, files)
     for path, body in files.items():
         fake.route("GET", f"/api/warehouse/dataset/file/{DSID}/{path}", handler_for(path, body))
 
