@@ -1,5 +1,7 @@
-"""brainlife's read rules (brainlife-server.md §2.1) as SQL clauses, so that they run inside the
-query and `count` only counts what the caller may read."""
+"""brainlife's read and write rules (brainlife-server.md §2.1) as SQL clauses, so that they run
+inside the query and `count` only counts what the caller may read (and a write only finds what
+the caller may change: an update whose row is not matched is refused, with no separate check
+that a later edit could forget)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,31 @@ def readable_projects(principal: Principal | None) -> ColumnElement[bool]:
     if principal.is_admin("warehouse"):
         return true()
     return or_(Project.access == "public", _has_role(principal, ("admins", "members", "guests")))
+
+
+def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
+    """Projects the caller may write data objects into (upload, update, delete): their admins
+    and members (brainlife's "writable projects"), and archive admins (`warehouse` admin).
+
+    Unlike reads, a removed project is never writable, not even by an archive admin: data must
+    not flow into a project that no longer shows (restoring the project comes first)."""
+    if principal is None:
+        return false()
+    live = Project.removed.is_(False)
+    if principal.is_admin("warehouse"):
+        return live
+    return and_(live, _has_role(principal, ("admins", "members")))
+
+
+def administered_projects(principal: Principal | None) -> ColumnElement[bool]:
+    """Projects whose own document the caller may edit (name, access, roles …): their admins
+    and archive admins (brainlife's `common.isadmin`). Removed projects included, so that an
+    admin can still see and restore them."""
+    if principal is None:
+        return false()
+    if principal.is_admin("warehouse"):
+        return true()
+    return _has_role(principal, ("admins",))
 
 
 def listable_projects(principal: Principal | None) -> ColumnElement[bool]:
