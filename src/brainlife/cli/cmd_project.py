@@ -1,16 +1,21 @@
-"""`bl project query`."""
+"""`bl project query`, `bl project create`, `bl project update`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from brainlife.cli import _output
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 @click.group()
 def project() -> None:
-    """Query projects."""
+    """Query, create and change projects."""
 
 
 @project.command("query")
@@ -43,3 +48,140 @@ def project_query(
     _output.print_blocks(
         [_output.project_block(p, profiles) for p in rows], _output.returned(len(rows))
     )
+
+
+def _readme(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(300 * 1024)
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text.", param_hint="--readme") from None
+
+
+def _role_options(f: F) -> F:
+    for role in ("guest", "member", "admin"):
+        f = click.option(
+            f"--remove-{role}",
+            f"remove_{role}s",
+            multiple=True,
+            metavar="USER",
+            help=f"Remove a{'n' if role == 'admin' else ''} {role} (repeatable).",
+        )(f)
+        f = click.option(
+            f"--{role}",
+            f"{role}s",
+            multiple=True,
+            metavar="USER",
+            help=f"Add a{'n' if role == 'admin' else ''} {role}: username, e-mail or sub "
+            "(repeatable).",
+        )(f)
+    return f
+
+
+def _common_options(f: F) -> F:
+    f = click.option(
+        "-j", "--json", "as_json", is_flag=True, help="Print the project's document as JSON."
+    )(f)
+    f = click.option(
+        "--listed/--unlisted",
+        default=None,
+        help="A private project is listed for every user (its data stays private), or not.",
+    )(f)
+    f = click.option(
+        "--access",
+        type=click.Choice(["public", "private"]),
+        default=None,
+        help="Who reads its data objects: anyone, or its admins, members and guests.",
+    )(f)
+    f = click.option(
+        "--readme", type=click.Path(dir_okay=False), default=None, help="A Markdown file."
+    )(f)
+    f = click.option("--desc", default=None, help="Description.")(f)
+    return f
+
+
+def _said(doc: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        _output.print_json(doc)
+    else:
+        _output.out(f"{verb} project {doc.get('_id')} ({doc.get('name')}, {doc.get('access')})")
+
+
+@project.command("create")
+@click.option("--name", required=True, help="The project's name.")
+@_common_options
+@_role_options
+def project_create(
+    name: str,
+    desc: str | None,
+    readme: str | None,
+    access: str | None,
+    listed: bool | None,
+    as_json: bool,
+    **roles: tuple[str, ...],
+) -> None:
+    """Create a project (you are its admin; your saved token is refreshed to include it)."""
+    client = get_client()
+    if any(roles[f"remove_{r}"] for r in _ROLES):
+        raise click.UsageError("A new project has nobody to remove.")
+    subs = {r: [client.user_sub(u) for u in roles[r]] or None for r in _ROLES}
+    doc = client.create_project(
+        name=name,
+        desc=desc,
+        readme=_readme(readme),
+        access=access,
+        listed=listed,
+        admins=subs["admins"],
+        members=subs["members"],
+        guests=subs["guests"],
+    )
+    _said(doc, "Created", as_json)
+
+
+_ROLES = ("admins", "members", "guests")
+
+
+@project.command("update")
+@click.argument("project_id", metavar="ID", required=False)
+@click.option("-i", "--id", "id_option", help="The project's id (as the official CLI takes it).")
+@click.option("--name", default=None, help="A new name.")
+@_common_options
+@_role_options
+def project_update(
+    project_id: str | None,
+    id_option: str | None,
+    name: str | None,
+    desc: str | None,
+    readme: str | None,
+    access: str | None,
+    listed: bool | None,
+    as_json: bool,
+    **roles: tuple[str, ...],
+) -> None:
+    """Change a project you administer: name, description, readme, access, people."""
+    pid = project_id or id_option
+    if not pid:
+        raise click.UsageError("Name the project: bl project update ID (or --id ID).")
+    if project_id and id_option and project_id != id_option:
+        raise click.UsageError("Two different project ids given.")
+    client = get_client()
+    fields: dict[str, Any] = {
+        "name": name,
+        "desc": desc,
+        "readme": _readme(readme),
+        "access": access,
+        "listed": listed,
+    }
+    if any(roles.values()):
+        current = client.resolve_project(pid)
+        for role in _ROLES:
+            add = [client.user_sub(u) for u in roles[role]]
+            gone = {client.user_sub(u) for u in roles[f"remove_{role}"]}
+            if add or gone:
+                now = [str(s) for s in current.get(role) or []]
+                fields[role] = [s for s in now if s not in gone] + [s for s in add if s not in now]
+    if all(v is None for v in fields.values()):
+        raise click.UsageError("Nothing to change: give --name, --desc, --access, --admin, ….")
+    _said(client.update_project(pid, **fields), "Updated", as_json)

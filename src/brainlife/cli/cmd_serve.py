@@ -50,6 +50,19 @@ import click
     help="Seconds one database statement of a request may run before it is stopped "
     "and answered with a 400 (default: 5).",
 )
+@click.option(
+    "--allow-signup",
+    is_flag=True,
+    help="Let anyone create an account (POST /api/auth/signup). Off by default: accounts "
+    "are made with 'bl admin user add'.",
+)
+@click.option(
+    "--max-token-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Longest life of a token, in days (default 365): 'bl login --ttl' asking for "
+    "more gets this much.",
+)
 def serve(
     data_dir: Path | None,
     host: str,
@@ -61,6 +74,8 @@ def serve(
     workers: int,
     no_extensions: bool,
     query_timeout: float | None,
+    allow_signup: bool,
+    max_token_days: float | None,
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     try:
@@ -81,4 +96,6 @@ def serve(
         workers=workers,
         extensions=not no_extensions,
         query_timeout=query_timeout,
+        allow_signup=allow_signup,
+        max_token_days=max_token_days,
     )

@@ -16,6 +16,7 @@ import click
 
 #: command name -> "module:attribute" (modules under brainlife.cli)
 COMMANDS: dict[str, str] = {
+    "admin": "cmd_admin:admin",
     "data": "cmd_data:data",
     "dataset": "cmd_data:dataset",
     "datatype": "cmd_datatype:datatype",
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "refresh": "cmd_login:refresh",
     "serve": "cmd_serve:serve",
     "task": "cmd_task:task",
+    "token": "cmd_token:token",
     "version": "cmd_version:version",
 }
 

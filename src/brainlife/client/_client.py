@@ -11,8 +11,10 @@ with Client() as bl:                      # BLHOST and ~/.config/<host>/.jwt, li
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -276,7 +278,81 @@ class Client:
             raise NotFound(f"No active user matches '{text}'. Try 'bl profile query -q {text}'.")
         return subs
 
+    def user_sub(self, name: str) -> str:
+        """The sub (a string) of the active user whose username, e-mail or sub is exactly
+        ``name``."""
+        for p in self.profile_list():
+            if name in (str(p.get("sub")), p.get("username"), p.get("email")):
+                return str(p["sub"])
+        raise NotFound(f"No active user '{name}'. Try 'bl profile query -q {name}'.")
+
+    # -- tokens ---------------------------------------------------------------------------
+    def tokens(self) -> list[Doc]:
+        """The ids and dates of the tokens the server issued to you (``bl serve``'s
+        ``GET /api/auth/tokens``)."""
+        return self._get_list(_urls.TOKENS, "tokens", {}, token=self.token())
+
+    def revoke_token(self, jti: str) -> Doc:
+        """Revoke one of your tokens (``DELETE /api/auth/token/<id>``): the server refuses it
+        from then on."""
+        doc: Doc = self.http.request_json("DELETE", _urls.token(jti), token=self.token())
+        return doc
+
     # -- projects -------------------------------------------------------------------------
+    def create_project(
+        self,
+        *,
+        name: str,
+        desc: str | None = None,
+        readme: str | None = None,
+        access: str | None = None,
+        listed: bool | None = None,
+        admins: Sequence[str] | None = None,
+        members: Sequence[str] | None = None,
+        guests: Sequence[str] | None = None,
+        refresh_token: bool = True,
+    ) -> Doc:
+        """``POST /api/warehouse/project``: a new project, of which you are an admin.
+
+        Its auth group only reaches your token's ``gids`` through a new token, so with
+        ``refresh_token`` (and a saved token, not ``BL_TOKEN``) the saved token is then
+        refreshed for the rest of its life, as brainlife's web page does after creating a
+        project. A failed refresh does not undo the project (``bl refresh`` later does it)."""
+        body = _project_body(
+            name=name,
+            desc=desc,
+            readme=readme,
+            access=access,
+            listed=listed,
+            admins=admins,
+            members=members,
+            guests=guests,
+        )
+        doc: Doc = self.http.request_json(
+            "POST", _urls.PROJECTS, json_body=body, token=self.token()
+        )
+        if not isinstance(doc, dict) or not doc.get("_id"):
+            raise ProtocolError("The server's answer to creating a project has no _id.")
+        if refresh_token and not self._explicit_token:
+            self._refresh_for_rest_of_life()
+        return doc
+
+    def _refresh_for_rest_of_life(self) -> None:
+        expires = _jwt.expires_at(self.claims())
+        left = (expires.timestamp() - time.time()) if expires else DAY_MS / 1000
+        with contextlib.suppress(BrainlifeError):
+            self.refresh(ttl_days=max(left, 60) / 86400)
+
+    def update_project(self, project_id: str, **fields: Any) -> Doc:
+        """``PUT /api/warehouse/project/<id>`` with the fields given (``name``, ``desc``,
+        ``readme``, ``access``, ``listed``, ``admins``/``members``/``guests`` as lists of
+        subs): project admins only."""
+        body = _project_body(**fields)
+        doc: Doc = self.http.request_json(
+            "PUT", _urls.project(project_id), json_body=body, token=self.token()
+        )
+        return doc
+
     def projects(
         self,
         *,
@@ -692,6 +768,16 @@ class Client:
             ignore_expiry=ignore_expiry,
             policy=policy,
         )
+
+
+def _project_body(**fields: Any) -> Doc:
+    """The fields that were given (None: not sent); role lists as lists of sub strings."""
+    body: Doc = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        body[key] = [str(v) for v in value] if key in ("admins", "members", "guests") else value
+    return body
 
 
 def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:

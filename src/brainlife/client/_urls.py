@@ -19,6 +19,15 @@ PUBS: Final = routes.PUBS.url()
 DATASETS: Final = routes.DATASETS.url()
 DATASET_MANIFESTS: Final = routes.DATASET_MANIFESTS.url()
 TASKS: Final = routes.TASKS.url()
+TOKENS: Final = routes.TOKENS.url()
+
+
+def project(project_id: str) -> str:
+    return routes.PROJECT.url(project_id=project_id)
+
+
+def token(jti: str) -> str:
+    return routes.TOKEN.url(jti=jti)
 
 
 def dataset_manifest(dataset_id: str) -> str:

@@ -21,7 +21,15 @@ log = logging.getLogger("brainlife.server")
 
 
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
-    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, warehouse
+    from brainlife.server.routes import (
+        accounts,
+        amaretti,
+        auth,
+        downloads,
+        projects,
+        taskfiles,
+        warehouse,
+    )
 
     archive = archive or open_archive(settings or Settings())
     app = FastAPI(
@@ -33,6 +41,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     )
     app.state.archive = archive
     app.include_router(auth.router, prefix=API_AUTH)
+    app.include_router(accounts.router, prefix=API_AUTH)
+    app.include_router(projects.router, prefix=API_WAREHOUSE)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)

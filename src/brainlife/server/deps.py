@@ -40,7 +40,17 @@ def optional_principal(
 ) -> Principal | None:
     """The caller, if a token was sent. A bad token is an error even where none is needed."""
     token = _bearer(request)
-    return archive.signer.principal(token) if token else None
+    return _checked(archive, archive.signer.principal(token)) if token else None
+
+
+def _checked(archive: Archive, principal: Principal) -> Principal:
+    """The principal of a verified token, unless revoked or its account disabled
+    (`services.auth.check_principal`)."""
+    from brainlife.server.services.auth import check_principal
+
+    with archive.session() as session:
+        check_principal(session, principal)
+    return principal
 
 
 def required_principal(
@@ -58,7 +68,7 @@ def download_principal(
     token = _bearer(request) or request.query_params.get("at")
     if not token:
         raise Unauthorized(f"This download needs a login: no token was sent. {LOGIN_AGAIN}")
-    return archive.signer.principal(token)
+    return _checked(archive, archive.signer.principal(token))
 
 
 async def json_request_body(request: Request) -> Any:

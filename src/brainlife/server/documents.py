@@ -16,7 +16,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task, User
+from brainlife.server.models import (
+    AuthToken,
+    Dataset,
+    Datatype,
+    Group,
+    Project,
+    Publication,
+    Release,
+    Task,
+    User,
+)
 from brainlife.server.query import Projection
 from brainlife.wire import (
     Document,
@@ -216,6 +226,37 @@ def refresh_doc(jwt: str) -> Document:
 
 def _account(user: User) -> Document:
     return _columns(user, "sub", "username", "fullname", "email", "active")
+
+
+def user_doc(user: User, *, admin: bool) -> Document:
+    """An account as an archive admin sees it (never the password hash)."""
+    return {
+        **_account(user),
+        "admin": admin,
+        "scopes": user.scopes or {},
+        **_dates(user, "create_date"),
+    }
+
+
+def group_doc(group: Group, members: dict[str, list[int]]) -> Document:
+    """brainlife's auth group: `admins` and `members` as subs."""
+    return {
+        **_columns(group, "id", "name", "desc", "active"),
+        "admins": members["admins"],
+        "members": members["members"],
+    }
+
+
+def token_doc(row: AuthToken) -> Document:
+    """A recorded token (its id and dates, never the token itself)."""
+    return {
+        **_columns(row, "jti", "sub", "label"),
+        **_dates(row, "issued", "expires", "revoked"),
+    }
+
+
+def signup_doc(jwt: str, sub: int) -> Document:
+    return {"message": "Successfully registered", "jwt": jwt, "sub": sub}
 
 
 def me_doc(user: User) -> Document:

@@ -59,6 +59,21 @@ class LoginFailure(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class AuthToken(Base):
+    """A token the archive signed (its `jti` claim): tokens can be listed and revoked before
+    they expire (`services.accounts`). A token whose id is not here, or revoked, is refused."""
+
+    __tablename__ = "auth_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sub: Mapped[int] = mapped_column(Integer, index=True)
+    issued: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: what it was made by ("login", "refresh", "signup")
+    label: Mapped[str] = mapped_column(String(128), default="")
+
+
 class Group(Base):
     """An auth group; `projects.group_id` and `tasks._group_id` point here."""
 
@@ -115,6 +130,19 @@ class ProjectRole(Base):
     pos: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_project_roles_sub_project", "sub", "project_id"),)
+
+
+class Participants(Base):
+    """A project's participants table (brainlife's `participant` document): `subjects` is a
+    list of rows (`{"subject": "01", "age": "30", …}`, values as strings), `columns` describes
+    the columns (BIDS participants.json)."""
+
+    __tablename__ = "participants"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    subjects: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    update_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Datatype(Base):

@@ -12,6 +12,8 @@ class Principal:
     gids: tuple[int, ...] = ()
     scopes: dict[str, Any] = field(default_factory=dict)
     username: str | None = None
+    #: the token's id (`jti`), recorded by the archive so that it can be revoked
+    jti: str | None = None
 
     @property
     def sub_str(self) -> str:

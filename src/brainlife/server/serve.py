@@ -36,8 +36,16 @@ def _settings(
     database_url: str | None,
     extensions: bool = True,
     query_timeout: float | None = None,
+    allow_signup: bool = False,
+    max_token_days: float | None = None,
 ) -> Settings:
-    kwargs: dict[str, Any] = {"database_url": database_url, "extensions": extensions}
+    kwargs: dict[str, Any] = {
+        "database_url": database_url,
+        "extensions": extensions,
+        "allow_signup": allow_signup,
+    }
+    if max_token_days is not None:
+        kwargs["max_token_days"] = max_token_days
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
     if query_timeout is not None:
@@ -60,8 +68,27 @@ def app_factory() -> Any:
             query_timeout=float(os.environ["BL_QUERY_TIMEOUT"])
             if os.environ.get("BL_QUERY_TIMEOUT")
             else None,
+            allow_signup=os.environ.get("BL_ALLOW_SIGNUP") == "1",
+            max_token_days=float(os.environ["BL_MAX_TOKEN_DAYS"])
+            if os.environ.get("BL_MAX_TOKEN_DAYS")
+            else None,
         )
     )
+
+
+def _first_admin_hint(archive: Any, settings: Settings, database_url: str | None, say: Any) -> None:
+    """An archive without accounts says how to make the first one (`bl admin`)."""
+    from brainlife.server.services.accounts import count_users
+
+    with archive.session() as session:
+        if count_users(session):
+            return
+    where = (
+        f"--database-url '{database_url}'" if database_url else f"--data-dir {settings.data_dir}"
+    )
+    say("bl serve: this archive has no accounts yet; make its first admin with:")
+    say(f"  bl admin {where} user add NAME --email EMAIL --admin --password-stdin")
+    say("  (then 'bl login --username NAME'; run 'bl serve --demo' for a demo world instead)")
 
 
 def run(
@@ -76,13 +103,17 @@ def run(
     extensions: bool = True,
     tls_names: list[str] | None = None,
     query_timeout: float | None = None,
+    allow_signup: bool = False,
+    max_token_days: float | None = None,
 ) -> None:
     import uvicorn
 
     from brainlife.server.app import create_app
     from brainlife.server.archive import open_archive
 
-    settings = _settings(data_dir, database_url, extensions, query_timeout)
+    settings = _settings(
+        data_dir, database_url, extensions, query_timeout, allow_signup, max_token_days
+    )
     archive = open_archive(settings)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
@@ -104,6 +135,9 @@ def run(
             "WARNING: demo accounts, for the demo only (password = username): "
             + ", ".join(DEMO_ACCOUNTS)
         )
+    _first_admin_hint(archive, settings, database_url, say)
+    if allow_signup:
+        say("bl serve: sign-up is on: anyone reaching this server can create an account")
     ssl: dict[str, Any] = {}
     scheme = "http"
     if tls:
@@ -145,6 +179,10 @@ def run(
             os.environ["BL_NO_EXTENSIONS"] = "1"
         if query_timeout is not None:
             os.environ["BL_QUERY_TIMEOUT"] = str(query_timeout)
+        if allow_signup:
+            os.environ["BL_ALLOW_SIGNUP"] = "1"
+        if max_token_days is not None:
+            os.environ["BL_MAX_TOKEN_DAYS"] = str(max_token_days)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

@@ -54,6 +54,12 @@ class Settings:
     #: with a 400 (`errors.QueryTimeout`): no query, however hostile, holds the server longer.
     #: Every real query of the demo and of a million-object archive takes well under a second.
     query_timeout: float = 5.0
+    #: Let anyone create an account (`POST /api/auth/signup`, `bl serve --allow-signup`). Off:
+    #: an archive's accounts are made by its admins (`bl admin user add`).
+    allow_signup: bool = False
+    #: Longest life of a token, in days: a login or refresh asking for more (`bl login --ttl`)
+    #: gets this much. Tokens can be revoked before they expire (`bl admin token revoke`).
+    max_token_days: float = 365.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -61,6 +67,10 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'archive.sqlite3'}"
+
+    @property
+    def max_token_ms(self) -> float:
+        return self.max_token_days * 24 * 3600 * 1000
 
     @property
     def store_dir(self) -> Path:

@@ -88,4 +88,7 @@ class TokenSigner:
         gids = tuple(int(g) for g in claims.get("gids") or [] if isinstance(g, int | float))
         profile = claims.get("profile") or {}
         scopes = claims.get("scopes") if isinstance(claims.get("scopes"), dict) else {}
-        return Principal(sub=sub, gids=gids, scopes=scopes or {}, username=profile.get("username"))
+        jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+        return Principal(
+            sub=sub, gids=gids, scopes=scopes or {}, username=profile.get("username"), jti=jti
+        )

@@ -68,10 +68,22 @@ LOGIN: Final = Route(API_AUTH, "/local/auth")
 REFRESH: Final = Route(API_AUTH, "/refresh")
 ME: Final = Route(API_AUTH, "/me")
 PROFILES: Final = Route(API_AUTH, "/profile/list")
+SIGNUP: Final = Route(API_AUTH, "/signup")
+GROUPS: Final = Route(API_AUTH, "/groups")
+GROUP_NEW: Final = Route(API_AUTH, "/group")
+GROUP: Final = Route(API_AUTH, "/group/{group_id}")
+#: ours: an archive admin's account management (brainlife's admin UI has its own routes)
+USERS: Final = Route(API_AUTH, "/users", False)
+USER_NEW: Final = Route(API_AUTH, "/user", False)
+USER: Final = Route(API_AUTH, "/user/{sub}", False)
+#: ours: the caller's tokens (an admin's: anyone's), and revoking one
+TOKENS: Final = Route(API_AUTH, "/tokens", False)
+TOKEN: Final = Route(API_AUTH, "/token/{jti}", False)
 
 # /api/warehouse
 HEALTH: Final = Route(API_WAREHOUSE, "/health")
 PROJECTS: Final = Route(API_WAREHOUSE, "/project")
+PROJECT: Final = Route(API_WAREHOUSE, "/project/{project_id}")
 DATATYPES: Final = Route(API_WAREHOUSE, "/datatype")
 DATASETS: Final = Route(API_WAREHOUSE, "/dataset")
 PUBS: Final = Route(API_WAREHOUSE, "/pub")
@@ -93,6 +105,17 @@ TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
     r
-    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    for r in (
+        DATASET_MANIFEST,
+        DATASET_MANIFESTS,
+        DATASET_FILE,
+        TASK_MANIFEST,
+        TASK_MANIFEST_PATH,
+        USERS,
+        USER_NEW,
+        USER,
+        TOKENS,
+        TOKEN,
+    )
     if not r.brainlife
 )

@@ -41,7 +41,7 @@ async def local_auth(request: Request, archive: ArchiveDep) -> dict[str, Any]:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not username or not isinstance(password, str):
         raise BadRequest("Send a username (or email) and a password.")
-    ttl = auth.parse_ttl(body.get("ttl"))
+    ttl = auth.parse_ttl(body.get("ttl"), archive.settings.max_token_ms)
     client = request.client.host if request.client else ""
     result = await auth.login(
         archive=archive, username=username, password=password, ttl_ms=ttl, client=client

@@ -17,6 +17,12 @@ Passwords are hashed with Argon2id. Password guessing is slowed and bounded; the
   `max_failed_logins` guesses per address and window (Argon2 and the delay still apply). Behind a
   reverse proxy, the address is the proxy's unless uvicorn is told to trust its
   `X-Forwarded-For` (`--forwarded-allow-ips`).
+
+Every token signed here carries an id (`jti`) recorded in `auth_tokens` (`sign_recorded`), so it
+can be revoked before it expires; `check_principal` refuses (401) a token that was revoked, whose
+id this archive never issued, or whose account is disabled: disabling an account ends its
+sessions at once, not when its tokens expire. Tokens without an id (signed by tests or tools
+holding the key) are only checked for a disabled account.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from sqlalchemy.orm import Session
 from brainlife.server import documents
 from brainlife.server.archive import Archive
 from brainlife.server.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
-from brainlife.server.models import GroupMember, LoginFailure, User
+from brainlife.server.models import AuthToken, GroupMember, LoginFailure, User
 from brainlife.server.principal import Principal
 
 _hasher = PasswordHasher()
@@ -89,17 +95,19 @@ def create_user(
     return user
 
 
-def parse_ttl(value: Any) -> float:
-    """`ttl` in milliseconds (brainlife's unit), as a number or a numeric string."""
+def parse_ttl(value: Any, max_ms: float = MAX_TTL_MS) -> float:
+    """`ttl` in milliseconds (brainlife's unit), as a number or a numeric string, at most
+    `max_ms` (the archive's `max_token_days`): a longer one gets the maximum, and the token's
+    `exp` tells the client what it got (`bl login` prints it)."""
     if value is None or value == "":
-        return DEFAULT_TTL_MS
+        return min(DEFAULT_TTL_MS, max_ms)
     try:
         ttl = float(value)
     except (TypeError, ValueError):
         raise BadRequest(f"ttl must be a number of milliseconds, not {value!r}") from None
     if not ttl > 0:
         raise BadRequest("ttl must be a positive number of milliseconds")
-    return min(ttl, MAX_TTL_MS)
+    return min(ttl, max_ms)
 
 
 def gids_for(session: Session, sub: int) -> list[int]:
@@ -114,6 +122,41 @@ def gids_for(session: Session, sub: int) -> list[int]:
 
 def claims_for(session: Session, user: User) -> dict[str, Any]:
     return documents.claims_doc(user, gids_for(session, user.sub))
+
+
+def sign_recorded(
+    session: Session, archive: Archive, claims: dict[str, Any], ttl_ms: float, label: str
+) -> str:
+    """Sign `claims` with a fresh token id recorded in `auth_tokens` (flushed, not committed:
+    the caller commits, and a token is only handed out once its record is)."""
+    jti = secrets.token_hex(16)
+    now = datetime.now(UTC)
+    session.add(
+        AuthToken(
+            jti=jti,
+            sub=int(claims["sub"]),
+            issued=now,
+            expires=now + timedelta(milliseconds=ttl_ms),
+            label=label[:128],
+        )
+    )
+    session.flush()
+    return archive.signer.sign({**claims, "jti": jti}, ttl_ms)
+
+
+REVOKED = "This token was revoked. Please log in again (run 'bl login')."
+DISABLED = "This account is disabled. Please contact the archive's administrator."
+
+
+def check_principal(session: Session, principal: Principal) -> None:
+    """Refuse (401) a revoked or unknown token id and a disabled account's token."""
+    if principal.jti is not None:
+        row = session.get(AuthToken, principal.jti)
+        if row is None or row.revoked is not None or row.sub != principal.sub:
+            raise Unauthorized(REVOKED)
+    active = session.scalar(select(User.active).where(User.sub == principal.sub))
+    if active is False:
+        raise Unauthorized(DISABLED)
 
 
 @dataclass(frozen=True)
@@ -189,9 +232,9 @@ def _login(
             raise LoginFailed(BAD_LOGIN)
         assert user is not None
         if not user.active:
-            raise Unauthorized("Account is disabled. Please contact the archive's administrator.")
+            raise Unauthorized(DISABLED)
         session.execute(delete(LoginFailure).where(LoginFailure.username == account, from_client))
-        token = archive.signer.sign(claims_for(session, user), ttl_ms)
+        token = sign_recorded(session, archive, claims_for(session, user), ttl_ms, "login")
         session.commit()
         return LoginResult(jwt=token, sub=user.sub)
 
@@ -199,12 +242,21 @@ def _login(
 def refresh(*, archive: Archive, principal: Principal, body: dict[str, Any]) -> str:
     """A new token from the current one; claims come fresh from the database and may only be
     narrowed (`scopes`, `gids`, `clearProfile`), never widened."""
-    ttl = parse_ttl(body.get("ttl"))
+    ttl = parse_ttl(body.get("ttl"), archive.settings.max_token_ms)
     with archive.session() as session:
         user = session.get(User, principal.sub)
         if user is None or not user.active:
             raise Unauthorized("This account no longer exists or is disabled.")
         claims = claims_for(session, user)
+        # narrowed below, then signed and recorded in the same session
+        token = _narrowed_token(session, archive, claims, body, ttl)
+        session.commit()
+    return token
+
+
+def _narrowed_token(
+    session: Session, archive: Archive, claims: dict[str, Any], body: dict[str, Any], ttl: float
+) -> str:
     if isinstance(body.get("scopes"), dict):
         wanted: dict[str, Any] = body["scopes"]
         claims["scopes"] = {
@@ -217,7 +269,7 @@ def refresh(*, archive: Archive, principal: Principal, body: dict[str, Any]) -> 
         claims["gids"] = [g for g in body["gids"] if g in allowed]
     if body.get("clearProfile"):
         claims.pop("profile", None)
-    return archive.signer.sign(claims, ttl)
+    return sign_recorded(session, archive, claims, ttl, "refresh")
 
 
 def issue_token_for(session: Session, archive: Archive, username: str, ttl_ms: float) -> str:

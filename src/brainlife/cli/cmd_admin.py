@@ -1,0 +1,436 @@
+"""`bl admin`: manage an archive's accounts, groups and tokens on its data directory (or
+`--database-url`), with or without its server running (needs the `server` extra).
+
+Like `bl serve`, this imports the server only inside the commands; the rules are the server's
+own (`brainlife.server.services.accounts`), the ones its admin routes apply. A rule broken
+(a taken username, a short password, the last admin disabled) is one `Error:` line and a
+non-zero exit: 3 for something that does not exist, 1 otherwise. Passwords are read from
+standard input (`--password-stdin`, first line) or asked twice on a terminal, never taken as
+arguments (they would show in the process list and the shell history).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from brainlife.cli import _output
+from brainlife.cli.main import exit_code
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from brainlife.server.archive import Archive
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The archive's data folder, as given to 'bl serve' (default: the per-user data "
+    "folder, or $BL_DATA_DIR).",
+)
+@click.option(
+    "--database-url", default=None, help="SQLAlchemy URL, as given to 'bl serve' (if it was)."
+)
+@click.pass_context
+def admin(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """Manage an archive's accounts, groups and tokens (on its data folder, no server needed)."""
+    ctx.ensure_object(dict)
+    ctx.obj["admin_data_dir"] = data_dir
+    ctx.obj["admin_database_url"] = database_url
+
+
+def _fail(message: str, code: int = 1) -> None:
+    """One `Error:` line and the exit code (`click.ClickException` has only 1)."""
+    _output.err(f"Error: {message}")
+    click.get_current_context().exit(code)
+
+
+@contextmanager
+def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
+    """The archive's session; a server rule broken becomes one `Error:` line."""
+    try:
+        from brainlife.server.archive import open_archive
+        from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
+        from brainlife.server.settings import Settings, default_data_dir
+    except ImportError as exc:  # the server extra is not installed
+        raise click.ClickException(
+            f"bl admin needs the server's packages ({exc.name} is missing): "
+            "pip install 'brainlife[server]'"
+        ) from None
+    obj = click.get_current_context().find_root().obj or {}
+    data_dir: Path = obj.get("admin_data_dir") or default_data_dir()
+    url = obj.get("admin_database_url")
+    if url is None and not (data_dir / "archive.sqlite3").exists():
+        if not create:
+            _fail(
+                f"No archive in {data_dir} (pass the --data-dir given to 'bl serve').",
+                exit_code("not-found"),
+            )
+        _output.err(f"bl admin: new archive in {data_dir}")
+    archive = open_archive(Settings(data_dir=data_dir, database_url=url))
+    try:
+        with archive.session() as session:
+            try:
+                yield archive, session
+                session.commit()
+            except ApiError as exc:
+                session.rollback()
+                code = 1
+                if isinstance(exc, NotFound):
+                    code = exit_code("not-found")
+                elif isinstance(exc, Forbidden | Unauthorized):
+                    code = exit_code("permission")
+                _fail(exc.message, code)
+    finally:
+        archive.engine.dispose()
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise click.UsageError("--password-stdin: standard input gave no password.")
+        return line
+    if not sys.stdin.isatty():
+        raise click.UsageError("No terminal to ask for the password: pass --password-stdin.")
+    return str(click.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _password_option(f: F) -> F:
+    return click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of standard input (else it is asked).",
+    )(f)
+
+
+def _json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for jq).")(f)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        _output.out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _user_doc(user: Any) -> dict[str, Any]:
+    from brainlife.server import documents
+    from brainlife.server.services import accounts
+
+    return documents.user_doc(user, admin=accounts.is_admin(user))
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+@admin.group()
+def user() -> None:
+    """Accounts: add, list, disable, enable, passwd, promote, demote."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--email", default=None, help="E-mail address (a login name too).")
+@click.option("--fullname", default="", help="Full name, shown to other users.")
+@click.option("--admin", "make_admin", is_flag=True, help="An archive administrator.")
+@_password_option
+@_json_option
+def user_add(
+    name: str,
+    email: str | None,
+    fullname: str,
+    make_admin: bool,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Create an account NAME (the first one of an archive: pass --admin)."""
+    password = _password(password_stdin)
+    from brainlife.server.services import accounts
+
+    with _session(create=True) as (_archive, session):
+        row = accounts.add_user(
+            session,
+            username=name,
+            password=password,
+            email=email,
+            fullname=fullname,
+            admin=make_admin,
+        )
+        doc = _user_doc(row)
+    if as_json:
+        _output.print_json(doc)
+    else:
+        kind = "admin" if make_admin else "user"
+        _output.out(f"Created {kind} {name} (sub {doc['sub']}).")
+
+
+@user.command("list")
+@_json_option
+def user_list(as_json: bool) -> None:
+    """Every account."""
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        docs = [_user_doc(u) for u in accounts.list_users(session)]
+    if as_json:
+        _output.print_json(docs)
+        return
+    rows = [
+        (
+            d["sub"],
+            d["username"],
+            d["email"] or "",
+            "yes" if d["admin"] else "",
+            "active" if d["active"] else "disabled",
+            (d["create_date"] or "")[:10],
+        )
+        for d in docs
+    ]
+    _table(("SUB", "USERNAME", "EMAIL", "ADMIN", "STATUS", "CREATED"), rows)
+
+
+def _user_change(name: str, change: Callable[[Any, Any], Any], said: str) -> None:
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        row = accounts.find_user(session, name)
+        change(session, row)
+        username = row.username
+    _output.out(said.format(username))
+
+
+@user.command("disable")
+@click.argument("name")
+def user_disable(name: str) -> None:
+    """Disable an account: it cannot log in, and its tokens are refused at once."""
+    from brainlife.server.services import accounts
+
+    _user_change(
+        name, lambda s, u: accounts.set_active(s, u, False), "Disabled {} (its tokens are refused)."
+    )
+
+
+@user.command("enable")
+@click.argument("name")
+def user_enable(name: str) -> None:
+    """Enable a disabled account again."""
+    from brainlife.server.services import accounts
+
+    _user_change(name, lambda s, u: accounts.set_active(s, u, True), "Enabled {}.")
+
+
+@user.command("passwd")
+@click.argument("name")
+@_password_option
+def user_passwd(name: str, password_stdin: bool) -> None:
+    """Set an account's password (its tokens are revoked: it logs in again)."""
+    password = _password(password_stdin)
+    from brainlife.server.services import accounts
+
+    _user_change(
+        name,
+        lambda s, u: accounts.set_password(s, u, password),
+        "Changed the password of {} (its tokens are revoked).",
+    )
+
+
+@user.command("promote")
+@click.argument("name")
+def user_promote(name: str) -> None:
+    """Make an account an archive administrator (it logs in again to use it)."""
+    from brainlife.server.services import accounts
+
+    _user_change(
+        name,
+        lambda s, u: accounts.set_admin(s, u, True),
+        "{} is an admin (from its next login).",
+    )
+
+
+@user.command("demote")
+@click.argument("name")
+def user_demote(name: str) -> None:
+    """Take an account's administrator rights away (its tokens are revoked)."""
+    from brainlife.server.services import accounts
+
+    def demote(session: Any, row: Any) -> None:
+        accounts.set_admin(session, row, False)
+        accounts.revoke_tokens(session, sub=row.sub)
+
+    _user_change(name, demote, "{} is no longer an admin (its tokens are revoked).")
+
+
+# -- groups -------------------------------------------------------------------------------
+
+
+@admin.group()
+def group() -> None:
+    """Groups of people (a project's members are one): add, list, members."""
+
+
+def _group_doc(session: Any, row: Any) -> dict[str, Any]:
+    from brainlife.server import documents
+    from brainlife.server.services import accounts
+
+    return documents.group_doc(row, accounts.members_of(session, row.id))
+
+
+def _subs(session: Any, names: Sequence[str]) -> list[int]:
+    from brainlife.server.services import accounts
+
+    return [accounts.find_user(session, n).sub for n in names]
+
+
+def _print_group(session: Any, doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _output.print_json(doc)
+        return
+    from brainlife.server.models import User
+
+    def names(subs: list[int]) -> str:
+        return ", ".join(u.username for s in subs if (u := session.get(User, s)) is not None)
+
+    _output.out(f"Group {doc['id']}: {doc['name']}")
+    _output.out(f"Admins: {names(doc['admins'])}")
+    _output.out(f"Members: {names(doc['members'])}")
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--desc", default="", help="What the group is for.")
+@click.option("--admin", "admins", multiple=True, metavar="USER", help="An admin (repeatable).")
+@click.option("--member", "members", multiple=True, metavar="USER", help="A member (repeatable).")
+@_json_option
+def group_add(
+    name: str, desc: str, admins: tuple[str, ...], members: tuple[str, ...], as_json: bool
+) -> None:
+    """Create a group NAME."""
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        row = accounts.add_group(
+            session,
+            name=name,
+            desc=desc,
+            admins=_subs(session, admins),
+            members=_subs(session, members),
+        )
+        doc = _group_doc(session, row)
+        if as_json:
+            _output.print_json(doc)
+        else:
+            _output.out(f"Created group {doc['id']} ({doc['name']}).")
+
+
+@group.command("list")
+@_json_option
+def group_list(as_json: bool) -> None:
+    """Every group."""
+    from brainlife.server.models import Group
+
+    with _session() as (_archive, session):
+        docs = [_group_doc(session, g) for g in session.query(Group).order_by(Group.id)]
+    if as_json:
+        _output.print_json(docs)
+        return
+    rows = [(d["id"], d["name"], len(d["admins"]), len(d["members"])) for d in docs]
+    _table(("ID", "NAME", "ADMINS", "MEMBERS"), rows)
+
+
+@group.command("members")
+@click.argument("group_ref", metavar="GROUP")
+@click.option("--add", multiple=True, metavar="USER", help="Add a member (repeatable).")
+@click.option("--add-admin", multiple=True, metavar="USER", help="Add an admin (repeatable).")
+@click.option(
+    "--remove", multiple=True, metavar="USER", help="Remove someone, admin or member (repeatable)."
+)
+@_json_option
+def group_members(
+    group_ref: str,
+    add: tuple[str, ...],
+    add_admin: tuple[str, ...],
+    remove: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show a group's people (GROUP: id or name), or change them."""
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        row = accounts.find_group(session, group_ref)
+        if add or add_admin or remove:
+            accounts.change_members(
+                session,
+                row,
+                add=_subs(session, add),
+                add_admins=_subs(session, add_admin),
+                remove=_subs(session, remove),
+            )
+        _print_group(session, _group_doc(session, row), as_json)
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+@admin.group()
+def token() -> None:
+    """Issued tokens: list, revoke."""
+
+
+@token.command("list")
+@click.option("--user", "username", default=None, help="Only this account's tokens.")
+@_json_option
+def token_list(username: str | None, as_json: bool) -> None:
+    """Tokens the archive issued (ids and dates; the tokens themselves are never kept)."""
+    from brainlife.server import documents
+    from brainlife.server.models import User
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        sub = accounts.find_user(session, username).sub if username else None
+        docs = [documents.token_doc(t) for t in accounts.list_tokens(session, sub=sub)]
+        names = {u.sub: u.username for u in session.query(User)}
+    if as_json:
+        _output.print_json(docs)
+        return
+    rows = [
+        (
+            d["jti"],
+            names.get(d["sub"], d["sub"]),
+            d["label"],
+            d["issued"][:16],
+            d["expires"][:16],
+            "revoked" if d["revoked"] else "",
+        )
+        for d in docs
+    ]
+    _table(("ID", "USER", "MADE BY", "ISSUED", "EXPIRES", "STATUS"), rows)
+
+
+@token.command("revoke")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--user", "username", default=None, help="Revoke every token of this account.")
+def token_revoke(ids: tuple[str, ...], username: str | None) -> None:
+    """Revoke tokens by id (see 'bl admin token list'), or all of one account's."""
+    if not ids and not username:
+        raise click.UsageError("Name token ids, or --user NAME for all of an account's tokens.")
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        for jti in ids:
+            accounts.revoke_token(session, jti)
+        count = len(ids)
+        if username:
+            count += accounts.revoke_tokens(session, sub=accounts.find_user(session, username).sub)
+    _output.out(f"Revoked {_output.plural(count, 'token')}.")

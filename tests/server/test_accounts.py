@@ -1,0 +1,305 @@
+"""Accounts, groups and tokens (`services.accounts`, the /api/auth admin routes): the rules, and
+the access matrix of every new route — anonymous, a plain user, a group admin, an archive admin,
+a disabled account and a revoked token."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from sqlalchemy import select
+
+from brainlife.server.errors import BadRequest, Conflict, NotFound
+from brainlife.server.models import AuthToken, User
+from brainlife.server.services import accounts, auth
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch):
+    """Argon2 at its lowest cost: these tests pin rules, not the hash's cost (test_auth.py
+    pins that)."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    auth._dummy_hash.cache_clear()
+    yield
+    auth._dummy_hash.cache_clear()
+
+
+@pytest.fixture
+def people(archive):
+    """root (archive admin), ann and bob (users), dis (disabled), and group 'lab' run by ann."""
+    with archive.session() as s:
+        root = accounts.add_user(s, username="root", password=PASSWORD, admin=True)
+        ann = accounts.add_user(s, username="ann", password=PASSWORD, email="ann@lab.org")
+        bob = accounts.add_user(s, username="bob", password=PASSWORD)
+        dis = accounts.add_user(s, username="dis", password=PASSWORD)
+        group = accounts.add_group(s, name="lab", admins=[ann.sub], members=[bob.sub])
+        s.commit()
+        ids = {"root": root.sub, "ann": ann.sub, "bob": bob.sub, "dis": dis.sub}
+        return {**ids, "lab": group.id}
+
+
+def token(http, name: str, **extra) -> str:
+    r = http.post("/api/auth/local/auth", json={"username": name, "password": PASSWORD, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()["jwt"]
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture
+def tokens(http, archive, people):
+    """A token for each caller kind; 'disabled' and 'revoked' were valid when issued."""
+    out = {name: token(http, name) for name in ("root", "ann", "bob", "dis")}
+    out["revoked"] = token(http, "bob")
+    with archive.session() as s:
+        accounts.set_active(s, s.get(User, people["dis"]), False)
+        jti = jwt.decode(out["revoked"], options={"verify_signature": False})["jti"]
+        accounts.revoke_token(s, jti)
+        s.commit()
+    return out
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"username": "", "password": PASSWORD}, "Invalid username"),
+        ({"username": "../etc", "password": PASSWORD}, "Invalid username"),
+        ({"username": "a" * 65, "password": PASSWORD}, "Invalid username"),
+        ({"username": "ok", "password": "Zq9#"}, "at least 8"),
+        ({"username": "ok", "password": "x" * 1025}, "at most 1024"),
+        ({"username": "ok", "password": None}, "Send a password"),
+        ({"username": "ok", "password": PASSWORD, "email": "no-at-sign"}, "e-mail"),
+        ({"username": "ok", "password": PASSWORD, "fullname": "x" * 300}, "too long"),
+    ],
+)
+def test_bad_accounts_are_refused(archive, fields, message) -> None:
+    with archive.session() as s, pytest.raises(BadRequest, match=message) as info:
+        accounts.add_user(s, **fields)
+    if fields.get("password"):
+        assert str(fields["password"]) not in info.value.message
+
+
+def test_usernames_and_emails_are_unique_ignoring_case(archive, people) -> None:
+    with archive.session() as s:
+        with pytest.raises(Conflict, match="taken"):
+            accounts.add_user(s, username="ANN", password=PASSWORD)
+        with pytest.raises(Conflict, match="another account"):
+            accounts.add_user(s, username="ann2", password=PASSWORD, email="Ann@Lab.org")
+
+
+def test_passwords_are_argon2_hashes(archive, people) -> None:
+    with archive.session() as s:
+        stored = s.scalar(select(User.password_hash).where(User.username == "ann"))
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_the_last_admin_stays(archive, people) -> None:
+    with archive.session() as s:
+        root = s.get(User, people["root"])
+        with pytest.raises(Conflict, match="last active admin"):
+            accounts.set_active(s, root, False)
+        with pytest.raises(Conflict, match="last active admin"):
+            accounts.set_admin(s, root, False)
+        accounts.set_admin(s, s.get(User, people["ann"]), True)
+        accounts.set_admin(s, root, False)  # another admin exists now
+        assert not accounts.is_admin(root)
+
+
+def test_group_ids_are_new_to_groups_and_projects(archive, people) -> None:
+    """A project's group id (made by the demo or an import without a group row) is not
+    handed out again: tokens carrying it would reach that project's tasks."""
+    from tests.server import factories as f
+
+    with archive.session() as s:
+        f.project(s, group_id=5000)
+        assert accounts.add_group(s, name="two").id == 5001
+
+
+def test_members_change_by_name(archive, people) -> None:
+    with archive.session() as s:
+        group = accounts.find_group(s, "lab")
+        got = accounts.change_members(
+            s, group, add=[people["dis"]], remove=[people["bob"]], add_admins=[people["root"]]
+        )
+        assert got == {
+            "admins": sorted([people["ann"], people["root"]]),
+            "members": [people["dis"]],
+        }
+        with pytest.raises(NotFound):
+            accounts.find_group(s, "nope")
+        with pytest.raises(BadRequest, match="No user with sub 999"):
+            accounts.change_members(s, group, add=[999])
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_login_tokens_are_recorded_and_bounded(archive, http, people, settings) -> None:
+    value = token(http, "ann", ttl=10 * 365 * 24 * 3600 * 1000)  # ten years asked
+    claims = jwt.decode(value, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] <= settings.max_token_days * 86400 + 1
+    with archive.session() as s:
+        row = s.get(AuthToken, claims["jti"])
+    assert row is not None and row.sub == people["ann"] and row.label == "login"
+
+
+def test_a_revoked_token_is_refused_with_a_clear_401(http, tokens) -> None:
+    r = http.get("/api/auth/me", headers=bearer(tokens["revoked"]))
+    assert r.status_code == 401
+    assert "revoked" in r.json()["message"] and "bl login" in r.json()["message"]
+    # the refresh of a revoked token is refused too: revoking cannot be outrun
+    r = http.post("/api/auth/refresh", headers=bearer(tokens["revoked"]), json={})
+    assert r.status_code == 401
+
+
+def test_a_disabled_accounts_token_is_refused(http, tokens) -> None:
+    r = http.get("/api/warehouse/project", headers=bearer(tokens["dis"]))
+    assert r.status_code == 401
+    assert "disabled" in r.json()["message"]
+    r = http.post("/api/auth/local/auth", json={"username": "dis", "password": PASSWORD})
+    assert r.status_code == 401
+
+
+def test_a_token_id_the_archive_never_issued_is_refused(archive, http, people) -> None:
+    forged = archive.signer.sign({"sub": people["ann"], "jti": "0" * 32}, 60_000)
+    r = http.get("/api/auth/me", headers=bearer(forged))
+    assert r.status_code == 401
+
+
+def test_a_new_password_revokes_the_accounts_tokens(archive, http, people) -> None:
+    old = token(http, "ann")
+    with archive.session() as s:
+        accounts.set_password(s, s.get(User, people["ann"]), "another long password")
+        s.commit()
+    assert http.get("/api/auth/me", headers=bearer(old)).status_code == 401
+
+
+def test_users_list_and_revoke_their_own_tokens(http, tokens, people) -> None:
+    mine = http.get("/api/auth/tokens", headers=bearer(tokens["bob"])).json()["tokens"]
+    assert {t["sub"] for t in mine} == {people["bob"]} and len(mine) == 2
+    assert all("jwt" not in t and "token" not in t for t in mine)
+    live = jwt.decode(tokens["bob"], options={"verify_signature": False})["jti"]
+    # someone else's token is "not found" to ann (she cannot learn it exists)
+    r = http.delete(f"/api/auth/token/{live}", headers=bearer(tokens["ann"]))
+    assert r.status_code == 404
+    r = http.delete(f"/api/auth/token/{live}", headers=bearer(tokens["bob"]))
+    assert r.status_code == 200 and r.json()["revoked"]
+    assert http.get("/api/auth/me", headers=bearer(tokens["bob"])).status_code == 401
+
+
+# -- sign-up -----------------------------------------------------------------------------
+
+
+def test_signup_is_off_by_default(http) -> None:
+    r = http.post("/api/auth/signup", json={"username": "eve", "password": PASSWORD})
+    assert r.status_code == 403
+    assert "bl admin user add" in r.json()["message"]
+
+
+def test_signup_when_allowed(archive, http) -> None:
+    archive.settings.allow_signup = True
+    body = {"username": "eve", "password": PASSWORD, "email": "eve@x.org"}
+    r = http.post("/api/auth/signup", json=body)
+    assert r.status_code == 200, r.text
+    value = r.json()["jwt"]
+    me = http.get("/api/auth/me", headers=bearer(value)).json()
+    assert me["username"] == "eve"
+    claims = jwt.decode(value, options={"verify_signature": False})
+    assert "admin" not in (claims["scopes"].get("auth") or [])  # nobody signs up as admin
+    r = http.post("/api/auth/signup", json={**body, "admin": True, "username": "eve"})
+    assert r.status_code == 409
+    r = http.post("/api/auth/signup", json={"username": "mal", "password": "short"})
+    assert r.status_code == 400 and "at least 8" in r.json()["message"]
+
+
+# -- the access matrix of the admin routes ----------------------------------------------
+
+CALLERS = ("anonymous", "bob", "ann", "root", "dis", "revoked")
+
+
+def call(http, tokens, people, who: str, route: str):
+    h = {} if who == "anonymous" else bearer(tokens[who])
+    method, path, body = {
+        "list users": ("GET", "/api/auth/users", None),
+        "add user": ("POST", "/api/auth/user", {"username": "new1", "password": PASSWORD}),
+        "disable user": ("PUT", f"/api/auth/user/{people['bob']}", {"active": False}),
+        "list groups": ("GET", "/api/auth/groups", None),
+        "add group": ("POST", "/api/auth/group", {"name": "g2"}),
+        "change group": ("PUT", f"/api/auth/group/{people['lab']}", {"desc": "d"}),
+        "list tokens": ("GET", "/api/auth/tokens", None),
+        "others' tokens": ("GET", f"/api/auth/tokens?sub={people['ann']}", None),
+    }[route]
+    return http.request(method, path, headers=h, json=body)
+
+
+# expected status per caller: bob is a member of 'lab', ann its admin, root the archive admin
+MATRIX = {
+    "list users": {"bob": 403, "ann": 403, "root": 200},
+    "add user": {"bob": 403, "ann": 403, "root": 200},
+    "disable user": {"bob": 403, "ann": 403, "root": 200},
+    "list groups": {"bob": 200, "ann": 200, "root": 200},
+    "add group": {"bob": 200, "ann": 200, "root": 200},
+    "change group": {"bob": 403, "ann": 200, "root": 200},
+    "list tokens": {"bob": 200, "ann": 200, "root": 200},
+    "others' tokens": {"bob": 403, "ann": 200, "root": 200},
+}
+
+
+@pytest.mark.parametrize("route", MATRIX)
+@pytest.mark.parametrize("who", CALLERS)
+def test_admin_routes_access_matrix(http, tokens, people, route: str, who: str) -> None:
+    expected = {"anonymous": 401, "dis": 401, "revoked": 401, **MATRIX[route]}[who]
+    r = call(http, tokens, people, who, route)
+    assert r.status_code == expected, r.text
+    if expected != 200:
+        assert r.json()["message"]
+
+
+def test_group_list_shows_only_ones_own_groups(http, tokens, people) -> None:
+    mine = http.get("/api/auth/groups", headers=bearer(tokens["bob"])).json()
+    assert [g["id"] for g in mine] == [people["lab"]]
+    assert mine[0]["admins"] == [people["ann"]] and mine[0]["members"] == [people["bob"]]
+    r = http.post("/api/auth/group", headers=bearer(tokens["bob"]), json={"name": "bob's"})
+    assert r.json()["group"]["admins"] == [people["bob"]]
+
+
+def test_an_admin_disables_and_the_token_dies(http, tokens, people) -> None:
+    r = http.put(
+        f"/api/auth/user/{people['bob']}", headers=bearer(tokens["root"]), json={"active": False}
+    )
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert "password_hash" not in r.json()
+    assert http.get("/api/auth/me", headers=bearer(tokens["bob"])).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"active": "no"},
+        {"admin": 1},
+        {"password": "short"},
+        {"role": "admin"},  # unknown field: refused, not ignored
+        [],
+    ],
+)
+def test_bad_user_changes_are_400(http, tokens, people, body) -> None:
+    r = http.put(f"/api/auth/user/{people['bob']}", headers=bearer(tokens["root"]), json=body)
+    assert r.status_code == 400, r.text
+
+
+def test_group_changes_keep_an_admin(http, tokens, people) -> None:
+    path = f"/api/auth/group/{people['lab']}"
+    r = http.put(path, headers=bearer(tokens["ann"]), json={"admins": []})
+    assert r.status_code == 400
+    r = http.put(path, headers=bearer(tokens["ann"]), json={"members": ["x"]})
+    assert r.status_code == 400
+    r = http.put(path, headers=bearer(tokens["ann"]), json={"members": [people["root"]]})
+    assert r.status_code == 200 and r.json()["members"] == [people["root"]]
