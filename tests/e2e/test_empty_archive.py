@@ -225,3 +225,23 @@ def test_groups_from_the_command_line(server, world) -> None:
     lines = dict(line.split(":", 1) for line in r.stdout.splitlines())
     assert sorted(lines["Admins"].strip().split(", ")) == ["ann", "root"]
     assert lines["Members"].strip() == ""
+
+
+def test_the_empty_archive_has_the_catalogue_and_admins_add_to_it(server, world, tmp_path) -> None:
+    home = world["homes"] / "official-root"
+    official(server, home, "login", "--username", "root", "--password", ROOT_PW)
+    r = official(server, home, "datatype", "query", "-q", "func")
+    assert "Name: neuro/func/task" in r.stdout, r.stdout + r.stderr
+    spec = tmp_path / "eeg.json"
+    spec.write_text(json.dumps({
+        "name": "lab/eeg", "desc": "EEG", "files": [{"id": "eeg", "filename": "eeg.edf"}],
+    }))  # fmt: skip
+    r = admin(server, "datatype", "add", str(spec))
+    assert r.returncode == 0 and "Added datatype lab/eeg" in r.stdout, r.stderr
+    r = admin(server, "datatype", "add", str(spec))
+    assert r.returncode == 1 and "already has a datatype 'lab/eeg'" in r.stderr
+    spec.write_text("{not json")
+    r = admin(server, "datatype", "add", str(spec))
+    assert r.returncode == 2 and "not JSON" in r.stderr
+    r = ours(server, world["root"], "datatype", "query", "-q", "eeg", "-j")
+    assert [d["files"][0]["filename"] for d in json.loads(r.stdout)] == ["eeg.edf"]

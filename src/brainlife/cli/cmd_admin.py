@@ -43,7 +43,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 )
 @click.pass_context
 def admin(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
-    """Manage an archive's accounts, groups and tokens (on its data folder, no server needed)."""
+    """Manage an archive's accounts, groups, tokens and datatypes (on its data folder)."""
     ctx.ensure_object(dict)
     ctx.obj["admin_data_dir"] = data_dir
     ctx.obj["admin_database_url"] = database_url
@@ -60,6 +60,7 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
     """The archive's session; a server rule broken becomes one `Error:` line."""
     try:
         from brainlife.server.archive import open_archive
+        from brainlife.server.catalogue import seed_catalogue
         from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
         from brainlife.server.settings import Settings, default_data_dir
     except ImportError as exc:  # the server extra is not installed
@@ -79,6 +80,8 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
         _output.err(f"bl admin: new archive in {data_dir}")
     archive = open_archive(Settings(data_dir=data_dir, database_url=url))
     try:
+        with archive.session() as session:
+            seed_catalogue(session)
         with archive.session() as session:
             try:
                 yield archive, session
@@ -434,3 +437,37 @@ def token_revoke(ids: tuple[str, ...], username: str | None) -> None:
         if username:
             count += accounts.revoke_tokens(session, sub=accounts.find_user(session, username).sub)
     _output.out(f"Revoked {_output.plural(count, 'token')}.")
+
+
+# -- datatypes ----------------------------------------------------------------------------
+
+
+@admin.group()
+def datatype() -> None:
+    """The datatype catalogue: add."""
+
+
+@datatype.command("add")
+@click.argument("file", type=click.File("rb"))
+@_json_option
+def datatype_add(file: Any, as_json: bool) -> None:
+    """Add a datatype described by a JSON FILE ({name, desc, files, datatype_tags}; - for
+    standard input)."""
+    import json
+
+    raw = file.read(1024 * 1024 + 1)
+    if len(raw) > 1024 * 1024:
+        raise click.BadParameter("more than 1 MiB: not a datatype description.", param_hint="FILE")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"not JSON ({exc}).", param_hint="FILE") from None
+    from brainlife.server import documents
+    from brainlife.server.services import datatype_writes
+
+    with _session() as (_archive, session):
+        doc = documents.datatype_doc(datatype_writes.add_datatype(session, body))
+    if as_json:
+        _output.print_json(doc)
+    else:
+        _output.out(f"Added datatype {doc['name']} ({doc['_id']}, {len(doc['files'])} files).")

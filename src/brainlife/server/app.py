@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         accounts,
         amaretti,
         auth,
+        catalogue,
         downloads,
         projects,
         taskfiles,
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(auth.router, prefix=API_AUTH)
     app.include_router(accounts.router, prefix=API_AUTH)
     app.include_router(projects.router, prefix=API_WAREHOUSE)
+    app.include_router(catalogue.router, prefix=API_WAREHOUSE)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)

@@ -76,6 +76,14 @@ def app_factory() -> Any:
     )
 
 
+def _seed(archive: Any) -> None:
+    """brainlife's datatype catalogue, in every archive `bl serve` opens (`catalogue`)."""
+    from brainlife.server.catalogue import seed_catalogue
+
+    with archive.session() as session:
+        seed_catalogue(session)
+
+
 def _first_admin_hint(archive: Any, settings: Settings, database_url: str | None, say: Any) -> None:
     """An archive without accounts says how to make the first one (`bl admin`)."""
     from brainlife.server.services.accounts import count_users
@@ -115,6 +123,7 @@ def run(
         data_dir, database_url, extensions, query_timeout, allow_signup, max_token_days
     )
     archive = open_archive(settings)
+    _seed(archive)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"bl serve: data directory {settings.data_dir}")
     if settings.failed_login_delay != Settings.failed_login_delay:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.archive import Archive
+from brainlife.server.catalogue import datatype_extra
 from brainlife.server.demo.objects import add_publication, o3d_objects, other_objects, store_objects
 from brainlife.server.demo.tasks import add_tasks
 from brainlife.server.demo.world import (
@@ -51,17 +51,9 @@ def build_demo(session: Session, archive: Archive) -> bool:
     rng = random.Random(SEED)
     _accounts(session)
     for dtid, name, desc, files, tags, validator in DATATYPES:
-        extra: dict[str, Any] = {
-            "files": files,
-            "datatype_tags": tags,
-            "admins": ["1"],
-            "validator": validator,
-            "validator_branch": None,
-            "uis": [],
-            "samples": [],
-            "groupAnalysis": False,
-            "readme": "",
-        }
+        if session.get(Datatype, dtid) is not None:  # the archive's catalogue has it
+            continue
+        extra = datatype_extra(files, tags, validator)
         session.add(
             Datatype(id=dtid, name=name, desc=desc, create_date=oid_time(dtid), extra=extra)
         )

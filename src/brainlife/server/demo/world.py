@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from typing import Any
+
+from brainlife.server.catalogue import DEMO_DATATYPES
 
 DEMO_ACCOUNTS: list[str] = ["hayashis", "avesani", "frakkopesto", "demo"]
 
@@ -66,104 +67,8 @@ class IdMaker:
 
 # -- datatypes -----------------------------------------------------------------------------
 
-
-def _file(
-    fid: str,
-    name: str,
-    desc: str,
-    required: bool = True,
-    directory: bool = False,
-    ext: str | None = None,
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "id": fid,
-        ("dirname" if directory else "filename"): name,
-        "desc": desc,
-        "required": required,
-    }
-    if ext:
-        entry["ext"] = ext
-    return entry
-
-
-def _tags(*pairs: tuple[str, str]) -> list[dict[str, str]]:
-    return [{"datatype_tag": tag, "desc": desc} for tag, desc in pairs]
-
-
-DATATYPES: list[tuple[str, str, str, list[dict[str, Any]], list[dict[str, str]], str | None]] = [
-    (
-        "58c33bcee13a50849b25879a",
-        "neuro/anat/t1w",
-        "T1 weighted anatomical image",
-        [_file("t1", "t1.nii.gz", "T1 weighted image", ext=".nii.gz")],
-        _tags(("acpc_aligned", "aligned to the AC-PC line"), ("defaced", "face removed")),
-        "brainlife/validator-neuro-anat",
-    ),
-    (
-        "594c0325fa1d2e5a1f0beda5",
-        "neuro/anat/t2w",
-        "T2 weighted anatomical image",
-        [_file("t2", "t2.nii.gz", "T2 weighted image", ext=".nii.gz")],
-        _tags(("acpc_aligned", "aligned to the AC-PC line")),
-        "brainlife/validator-neuro-anat",
-    ),
-    (
-        "58c33c5fe13a50849b25879b",
-        "neuro/dwi",
-        "Diffusion weighted image with bvals/bvecs",
-        [
-            _file("dwi", "dwi.nii.gz", "4D diffusion weighted image", ext=".nii.gz"),
-            _file("bvecs", "dwi.bvecs", "gradient directions (FSL layout)"),
-            _file("bvals", "dwi.bvals", "b-values"),
-        ],
-        _tags(
-            ("single_shell", "one non-zero b-value"),
-            ("multi_shell", "several b-values"),
-            ("normalized", "b-values rounded"),
-        ),
-        "brainlife/validator-neuro-dwi",
-    ),
-    (
-        "5907d922436ee50ffde9c549",
-        "neuro/track/tck",
-        "Whole-brain tractogram (MRtrix tck)",
-        [_file("track", "track.tck", "streamlines", ext=".tck")],
-        _tags(
-            ("dt_stream", "deterministic tensor tracking"),
-            ("sd_stream", "deterministic CSD tracking"),
-            ("sd_prob", "probabilistic CSD tracking"),
-        ),
-        None,
-    ),
-    (
-        "5965467cb09297d8d81bdbcd",
-        "neuro/wmc",
-        "White matter classification (segmented tracts)",
-        [
-            _file("classification", "classification.mat", "tract index of each streamline"),
-            _file("tracts", "tracts", "streamline coordinates per tract (JSON)", False, True),
-            _file("surfaces", "surfaces", "tract surfaces", False, True),
-        ],
-        _tags(("afq", "segmented with AFQ")),
-        None,
-    ),
-    (
-        "5a0cbdd0b5fa7b00b6ca54cf",
-        "neuro/tractprofile",
-        "Diffusion measures along each tract",
-        [_file("profiles", "profiles", "one CSV of FA/MD/RD/AD per tract", directory=True)],
-        [],
-        None,
-    ),
-    (
-        "58cb22c8e13a50849b25882e",
-        "neuro/freesurfer",
-        "FreeSurfer recon-all output",
-        [_file("output", "output", "FreeSurfer subject folder", directory=True)],
-        [],
-        None,
-    ),
-]
+#: the demo's datatypes: the archive's catalogue has them (and more) from the first start
+DATATYPES = DEMO_DATATYPES
 DT = {name: dtid for dtid, name, *_ in DATATYPES}
 
 # -- projects ------------------------------------------------------------------------------
