@@ -245,3 +245,42 @@ def test_the_empty_archive_has_the_catalogue_and_admins_add_to_it(server, world,
     assert r.returncode == 2 and "not JSON" in r.stderr
     r = ours(server, world["root"], "datatype", "query", "-q", "eeg", "-j")
     assert [d["files"][0]["filename"] for d in json.loads(r.stdout)] == ["eeg.edf"]
+
+
+PARTICIPANTS = (
+    "participant_id\tage\tsex\tgroup\n"
+    "sub-01\t34\tF\tcontrol\n"
+    "sub-02\tn/a\tM\tpatient\n"
+    "sub-03\t27\tF\tcontrol\n"
+)
+
+
+def test_participants_round_trip_through_both_clis(server, world, tmp_path) -> None:
+    pid = world["project"]["_id"]
+    home = world["homes"] / "official-root"
+    official(server, home, "login", "--username", "root", "--password", ROOT_PW)
+    (home / "participants.tsv").write_text(PARTICIPANTS)
+    r = official(server, home, "project", "update", "--id", pid, "--participants",
+                 "participants.tsv")  # fmt: skip
+    assert "updated - participants record" in r.stdout, r.stdout + r.stderr
+    out = tmp_path / "exported.tsv"
+    r = ours(server, world["root"], "project", "participants", "export", pid, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == PARTICIPANTS
+    # ours imports a changed table; the export is what was imported
+    changed = PARTICIPANTS.replace("sub-03\t27", "sub-03\t28") + "sub-04\t51\tM\tpatient\n"
+    (tmp_path / "p2.tsv").write_text(changed)
+    r = ours(
+        server, world["root"], "project", "participants", "import", pid, str(tmp_path / "p2.tsv")
+    )
+    assert r.returncode == 0 and "Imported 4 participants" in r.stdout, r.stderr
+    r = ours(server, world["root"], "project", "participants", "export", pid)
+    assert r.stdout == changed
+    # a malformed table: one line naming the problem, and the archive's table unchanged
+    (tmp_path / "bad.tsv").write_text("participant_id\tage\nsub-01\t3\t4\n")
+    r = ours(
+        server, world["root"], "project", "participants", "import", pid, str(tmp_path / "bad.tsv")
+    )
+    assert r.returncode == 1 and "line 2: 3 cells where the header has 2" in r.stderr
+    r = ours(server, world["root"], "project", "participants", "export", pid)
+    assert r.stdout == changed

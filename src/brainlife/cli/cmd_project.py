@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -185,3 +186,63 @@ def project_update(
     if all(v is None for v in fields.values()):
         raise click.UsageError("Nothing to change: give --name, --desc, --access, --admin, ….")
     _said(client.update_project(pid, **fields), "Updated", as_json)
+
+
+@project.group("participants")
+def participants() -> None:
+    """A project's participants table, as BIDS participants.tsv: export, import."""
+
+
+@participants.command("export")
+@click.argument("project_ref", metavar="PROJECT")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (else stdout)."
+)
+def participants_export(project_ref: str, output: str | None) -> None:
+    """Write PROJECT's participants table (id or name) as TSV."""
+    from brainlife.client.participants import format_tsv
+
+    client = get_client()
+    pid = str(client.resolve_project(project_ref)["_id"])
+    text = format_tsv(client.participants(pid).get("subjects") or [])
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    tmp = f"{output}.bl-part"
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    os.replace(tmp, output)
+    _output.err(f"Wrote {output} ({_output.plural(text.count(chr(10)) - 1, 'participant')}).")
+
+
+@participants.command("import")
+@click.argument("project_ref", metavar="PROJECT")
+@click.argument("tsv", type=click.File("rb"))
+@click.option(
+    "--columns",
+    "columns_file",
+    type=click.File("rb"),
+    default=None,
+    help="participants.json: the columns' descriptions (BIDS).",
+)
+def participants_import(project_ref: str, tsv: Any, columns_file: Any) -> None:
+    """Replace PROJECT's participants table with a TSV file (- for stdin); project admins."""
+    import json
+
+    from brainlife.client.participants import MAX_TSV_BYTES, parse_tsv
+
+    rows = parse_tsv(tsv.read(MAX_TSV_BYTES + 1), getattr(tsv, "name", "participants.tsv"))
+    columns = None
+    if columns_file is not None:
+        try:
+            columns = json.loads(columns_file.read(MAX_TSV_BYTES + 1))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"not JSON ({exc}).", param_hint="--columns") from None
+        if not isinstance(columns, dict):
+            raise click.BadParameter("must be a JSON object.", param_hint="--columns")
+    client = get_client()
+    pid = str(client.resolve_project(project_ref)["_id"])
+    doc = client.set_participants(pid, subjects=rows, columns=columns)
+    _output.out(
+        f"Imported {_output.plural(len(doc.get('subjects') or []), 'participant')} into {pid}."
+    )

@@ -353,6 +353,32 @@ class Client:
         )
         return doc
 
+    def participants(self, project_id: str) -> Doc:
+        """``GET /api/warehouse/participant/<project>``: ``{project, subjects, columns}``."""
+        doc: Doc = self.http.request_json(
+            "GET", _urls.participants(project_id), token=self._optional_token()
+        )
+        return doc
+
+    def set_participants(
+        self,
+        project_id: str,
+        *,
+        subjects: Sequence[Doc] | None = None,
+        columns: Doc | None = None,
+    ) -> Doc:
+        """``PUT /api/warehouse/participant/<project>``: replace the table's subjects and/or
+        column descriptions (project admins only)."""
+        body: Doc = {}
+        if subjects is not None:
+            body["subjects"] = list(subjects)
+        if columns is not None:
+            body["columns"] = columns
+        doc: Doc = self.http.request_json(
+            "PUT", _urls.participants(project_id), json_body=body, token=self.token()
+        )
+        return doc
+
     def projects(
         self,
         *,

@@ -26,6 +26,10 @@ def project(project_id: str) -> str:
     return routes.PROJECT.url(project_id=project_id)
 
 
+def participants(project_id: str) -> str:
+    return routes.PARTICIPANTS.url(project_id=project_id)
+
+
 def token(jti: str) -> str:
     return routes.TOKEN.url(jti=jti)
 

@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         auth,
         catalogue,
         downloads,
+        participants,
         projects,
         taskfiles,
         warehouse,
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(accounts.router, prefix=API_AUTH)
     app.include_router(projects.router, prefix=API_WAREHOUSE)
     app.include_router(catalogue.router, prefix=API_WAREHOUSE)
+    app.include_router(participants.router, prefix=API_WAREHOUSE)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)

@@ -1,0 +1,147 @@
+"""`GET`/`PUT /api/warehouse/participant/:projectid` (`services.participants`): who reads and
+writes a project's participants table, and what a table may hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from brainlife.server.services import accounts, auth
+
+PASSWORD = "correct horse battery"
+NAMES = ("root", "adm", "mem", "gue", "out", "dis")
+TABLE = [{"subject": "01", "age": "34", "sex": "F"}, {"subject": "02", "age": "n/a", "sex": "M"}]
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch):
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    auth._dummy_hash.cache_clear()
+    yield
+    auth._dummy_hash.cache_clear()
+
+
+def h(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture
+def world(archive, http):
+    """A private and a public project (adm admin, mem member, gue guest), each with a table;
+    a token per caller, 'dis' disabled and 'revoked' revoked after they were issued."""
+    with archive.session() as s:
+        subs = {
+            n: accounts.add_user(s, username=n, password=PASSWORD, admin=n == "root").sub
+            for n in NAMES
+        }
+        s.commit()
+
+    def login(name: str) -> str:
+        r = http.post("/api/auth/local/auth", json={"username": name, "password": PASSWORD})
+        return r.json()["jwt"]
+
+    toks = {n: login(n) for n in NAMES}
+    toks["revoked"] = login("mem")
+    ids = {}
+    for access in ("private", "public"):
+        body = {
+            "name": access,
+            "access": access,
+            "members": [subs["mem"], subs["dis"]],
+            "guests": [subs["gue"]],
+        }
+        pid = http.post("/api/warehouse/project", headers=h(toks["adm"]), json=body).json()["_id"]
+        r = http.put(f"/api/warehouse/participant/{pid}", headers=h(toks["adm"]),
+                     json={"subjects": TABLE, "columns": {"age": {"Units": "years"}}})  # fmt: skip
+        assert r.status_code == 200, r.text
+        ids[access] = pid
+    with archive.session() as s:
+        accounts.set_active(s, accounts.find_user(s, "dis"), False)
+        import jwt
+
+        jti = jwt.decode(toks["revoked"], options={"verify_signature": False})["jti"]
+        accounts.revoke_token(s, jti)
+        s.commit()
+    return {"ids": ids, "tokens": toks}
+
+
+CALLERS = ("anonymous", "out", "gue", "mem", "adm", "root", "dis", "revoked")
+READ = {
+    "private": {"anonymous": 404, "out": 404, "gue": 200, "mem": 200, "adm": 200, "root": 200},
+    "public": dict.fromkeys(("anonymous", "out", "gue", "mem", "adm", "root"), 200),
+}
+WRITE = {
+    "private": {"anonymous": 401, "out": 404, "gue": 403, "mem": 403, "adm": 200, "root": 200},
+    "public": {"anonymous": 401, "out": 403, "gue": 403, "mem": 403, "adm": 200, "root": 200},
+}
+
+
+def _headers(world, who: str) -> dict[str, str]:
+    return {} if who == "anonymous" else h(world["tokens"][who])
+
+
+@pytest.mark.parametrize("access", ["private", "public"])
+@pytest.mark.parametrize("who", CALLERS)
+def test_read_access_matrix(http, world, access: str, who: str) -> None:
+    expected = {"dis": 401, "revoked": 401, **READ[access]}[who]
+    r = http.get(f"/api/warehouse/participant/{world['ids'][access]}", headers=_headers(world, who))
+    assert r.status_code == expected, r.text
+    if expected == 200:
+        doc = r.json()
+        assert doc["subjects"] == TABLE and doc["columns"] == {"age": {"Units": "years"}}
+        assert doc["project"] == world["ids"][access]
+
+
+@pytest.mark.parametrize("access", ["private", "public"])
+@pytest.mark.parametrize("who", CALLERS)
+def test_write_access_matrix(http, world, access: str, who: str) -> None:
+    expected = {"dis": 401, "revoked": 401, **WRITE[access]}[who]
+    path = f"/api/warehouse/participant/{world['ids'][access]}"
+    r = http.put(path, headers=_headers(world, who), json={"subjects": [{"subject": who}]})
+    assert r.status_code == expected, r.text
+    after = http.get(path, headers=h(world["tokens"]["adm"])).json()["subjects"]
+    assert after == ([{"subject": who}] if expected == 200 else TABLE)
+
+
+def test_put_replaces_only_what_is_sent(http, world) -> None:
+    path = f"/api/warehouse/participant/{world['ids']['private']}"
+    adm = h(world["tokens"]["adm"])
+    doc = http.put(path, headers=adm, json={"columns": {"sex": {"Levels": {"F": "f"}}}}).json()
+    assert doc["subjects"] == TABLE and doc["columns"] == {"sex": {"Levels": {"F": "f"}}}
+
+
+def test_a_project_without_a_table_reads_empty(http, world) -> None:
+    adm = h(world["tokens"]["adm"])
+    pid = http.post("/api/warehouse/project", headers=adm, json={"name": "new"}).json()["_id"]
+    doc = http.get(f"/api/warehouse/participant/{pid}", headers=adm).json()
+    assert doc["subjects"] == [] and doc["columns"] == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "Send {subjects"),
+        ([], "Send {subjects"),
+        ({"subjects": {"subject": "1"}}, "subjects must be a list"),
+        ({"subjects": ["01"]}, "subjects[0] must be an object"),
+        ({"subjects": [{"age": "3"}]}, "subjects[0].subject must be"),
+        ({"subjects": [{"subject": " "}]}, "subjects[0].subject must be"),
+        ({"subjects": [{"subject": "1"}, {"subject": "1"}]}, "appears twice"),
+        ({"subjects": [{"subject": "1", "age": {"x": 1}}]}, "subjects[0].age must be"),
+        ({"subjects": [{"subject": "1", "x" * 129: "1"}]}, "column name"),
+        ({"subjects": [{"subject": "1", "a": "x" * 4097}]}, "too long"),
+        ({"columns": ["age"]}, "columns must be an object"),
+    ],
+)
+def test_bad_tables_are_400_and_change_nothing(http, world, body, message) -> None:
+    path = f"/api/warehouse/participant/{world['ids']['private']}"
+    adm = h(world["tokens"]["adm"])
+    r = http.put(path, headers=adm, json=body)
+    assert r.status_code == 400 and message in r.json()["message"], r.text
+    assert http.get(path, headers=adm).json()["subjects"] == TABLE
+
+
+def test_unknown_project_is_404(http, world) -> None:
+    r = http.get("/api/warehouse/participant/" + "0" * 24, headers=h(world["tokens"]["root"]))
+    assert r.status_code == 404
