@@ -303,3 +303,15 @@ def test_group_changes_keep_an_admin(http, tokens, people) -> None:
     assert r.status_code == 400
     r = http.put(path, headers=bearer(tokens["ann"]), json={"members": [people["root"]]})
     assert r.status_code == 200 and r.json()["members"] == [people["root"]]
+
+
+@pytest.mark.parametrize("ref", ["²", "١٢", "9" * 40, "", "%00"])
+def test_odd_ids_are_400_or_404_never_500(http, tokens, ref) -> None:
+    """Digits `int` refuses (superscripts, Arabic-Indic), huge numbers, empty."""
+    root = bearer(tokens["root"])
+    r = http.put(f"/api/auth/group/{ref}", headers=root, json={"desc": "x"})
+    assert r.status_code in (404, 405), r.text
+    r = http.put(f"/api/auth/user/{ref}", headers=root, json={"active": True})
+    assert r.status_code in (404, 405), r.text
+    r = http.post("/api/auth/group", headers=root, json={"name": "g", "members": [ref]})
+    assert r.status_code == 400, r.text

@@ -51,6 +51,11 @@ ADMIN_SCOPES: dict[str, list[str]] = {
 }
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits that fit an id (`str.isdigit` also accepts '²', which `int` refuses)."""
+    return text.isascii() and text.isdigit() and len(text) < 12
+
+
 def is_admin(user: User) -> bool:
     return "admin" in ((user.scopes or {}).get("auth") or [])
 
@@ -124,7 +129,7 @@ def add_user(
 def find_user(session: Session, ref: str | int) -> User:
     """A user by username, e-mail or sub (digits)."""
     text = str(ref)
-    if text.isdigit() and len(text) < 12:
+    if _is_number(text):
         user = session.get(User, int(text))
         if user is not None:
             return user
@@ -214,7 +219,7 @@ def add_group(
 def find_group(session: Session, ref: str | int) -> Group:
     """A group by id (digits) or by name (which must then be unique)."""
     text = str(ref)
-    if text.isdigit() and len(text) < 12:
+    if _is_number(text):
         group = session.get(Group, int(text))
         if group is not None:
             return group
@@ -346,7 +351,7 @@ def subs(value: Any, what: str) -> list[int] | None:
     out = []
     for item in value:
         text = str(item)
-        if isinstance(item, bool) or not text.isdigit() or len(text) > 11:
+        if isinstance(item, bool) or not _is_number(text):
             raise BadRequest(f"{what}: {text[:40]!r} is not a user id (sub).")
         out.append(int(text))
     return out
