@@ -210,3 +210,10 @@ def test_public_project_non_admins_get_403(http, people, project) -> None:
 def test_unknown_project_is_404(http, people) -> None:
     r = http.put("/api/warehouse/project/" + "f" * 24, headers=h(people["tokens"]["root"]), json={})
     assert r.status_code == 404
+
+
+def test_a_projects_group_changes_only_through_the_project(http, people, project) -> None:
+    path = f"/api/auth/group/{project['group_id']}"
+    for who in ("ann", "root"):
+        r = http.put(path, headers=h(people["tokens"][who]), json={"members": []})
+        assert r.status_code == 400 and "bl project update" in r.json()["message"], r.text

@@ -262,6 +262,17 @@ def set_members(
     session.flush()
 
 
+def _not_a_projects_group(session: Session, group: Group) -> None:
+    """A project's group follows the project's admins and members (`project_writes`): changed
+    on its own, the two would disagree on who reaches the project's tasks."""
+    pid = session.scalar(select(Project.id).where(Project.group_id == group.id).limit(1))
+    if pid is not None:
+        raise BadRequest(
+            f"Group {group.id} is project {pid}'s: change its people on the project "
+            f"('bl project update {pid} --member USER …')."
+        )
+
+
 def change_members(
     session: Session,
     group: Group,
@@ -271,6 +282,7 @@ def change_members(
     add_admins: Iterable[int] = (),
 ) -> dict[str, list[int]]:
     """Add members, add admins, remove people (from both roles)."""
+    _not_a_projects_group(session, group)
     current = members_of(session, group.id)
     gone = set(remove)
     admins = [s for s in current["admins"] if s not in gone]
@@ -400,6 +412,7 @@ def groups_of(session: Session, principal: Principal) -> list[Group]:
 
 def update_group(session: Session, group: Group, body: dict[str, Any]) -> Group:
     """brainlife's `PUT /group/:id`: `name`, `desc`, `admins`, `members` (subs)."""
+    _not_a_projects_group(session, group)
     if "name" in body:
         name = _text(body["name"], "name", MAX_GROUP_NAME).strip()
         if not name:
