@@ -35,6 +35,14 @@ def listable_projects(principal: Principal | None) -> ColumnElement[bool]:
     return or_(readable_projects(principal), Project.listed.is_(True))
 
 
+def administered_projects(principal: Principal) -> ColumnElement[bool]:
+    """Projects the caller administers (brainlife's `isadmin`: a site admin, or listed in the
+    project's `admins`): only they publish its data."""
+    if principal.is_admin("warehouse"):
+        return true()
+    return _has_role(principal, ("admins",))
+
+
 def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
     """Data objects the caller may read: in a readable project, or published (any token)."""
     if principal is None:

@@ -76,6 +76,10 @@ DATATYPES: Final = Route(API_WAREHOUSE, "/datatype")
 DATASETS: Final = Route(API_WAREHOUSE, "/dataset")
 PUBS: Final = Route(API_WAREHOUSE, "/pub")
 RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
+#: `PUT`: a publication's metadata, and new releases (brainlife's shape)
+PUB: Final = Route(API_WAREHOUSE, "/pub/{pub_id}")
+#: `POST`: one new release of a publication, or with `dry_run` what it would hold (ours)
+PUB_RELEASE: Final = Route(API_WAREHOUSE, "/pub/release/{pub_id}", False)
 DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
@@ -93,6 +97,13 @@ TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
     r
-    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    for r in (
+        DATASET_MANIFEST,
+        DATASET_MANIFESTS,
+        DATASET_FILE,
+        TASK_MANIFEST,
+        TASK_MANIFEST_PATH,
+        PUB_RELEASE,
+    )
     if not r.brainlife
 )
