@@ -473,6 +473,9 @@ def test_bad_create_requests(archive, http, world, body, message) -> None:
     [
         ({"authors": ["nobody"]}, "authors: 'nobody' is not a user id"),
         ({"authors": ["424242"]}, "authors: no user with id 424242"),
+        ({"authors": ["9" * 30]}, "is not a user id"),
+        ({"contributors": [10**30]}, "is not a user id"),
+        ({"authors": ["١٢"]}, "is not a user id"),
         ({"contributors": [True]}, "must be a string"),
         ({"name": ""}, "name: must not be empty"),
         ({"desc": "d" * 70_000}, "desc: 70000 characters"),

@@ -179,7 +179,7 @@ def _people(session: Session, value: Any, key: str, kept: Sequence[str] = ()) ->
     or already in the list (`kept`: a document sent back may name people of brainlife.io
     whose accounts this archive does not have)."""
     subs = _strings(value, key, items=MAX_PEOPLE, chars=32)
-    bad = [s for s in subs if not s.isdigit()]
+    bad = [s for s in subs if not (s.isascii() and s.isdigit() and len(s) <= 18)]
     if bad:
         raise BadRequest(f"{key}: {bad[0]!r} is not a user id (a number, as 'bl profile query').")
     new = [int(s) for s in subs if str(int(s)) not in kept]
