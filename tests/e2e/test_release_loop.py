@@ -201,3 +201,44 @@ def test_a_private_projects_release_is_readable_only_for_what_it_holds(
         outsider(f"bl data query -p {PRIVATE_PROJECT} --json", check=False).stdout or "[]"
     )
     assert {d["_id"] for d in seen} <= {by_subject["s01"], by_subject["s02"]}
+
+
+def test_concurrent_releases_of_one_name_make_one_release(server: LiveServer, login) -> None:  # type: ignore[no-untyped-def]
+    """16 requests at once for 4 names: exactly one release per name, the others 409, no 500;
+    each release holds exactly its subject's objects."""
+    import threading
+
+    sh = login("hayashis")
+    token = sh.token  # type: ignore[attr-defined]
+    pub = json.loads(sh("bl pub create -p O3D -n concurrent --json").stdout)["_id"]
+    answers: list[tuple[int, Any]] = []
+
+    def post(i: int) -> None:
+        body = {"name": f"r{i % 4}", "sets": [{"subjects": [f"{i % 4 + 10:04d}"]}]}
+        request = urllib.request.Request(
+            f"{server.url}/api/warehouse/pub/release/{pub}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                answers.append((response.status, json.loads(response.read())))
+        except urllib.error.HTTPError as exc:
+            answers.append((exc.code, json.loads(exc.read())))
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(status for status, _ in answers) == [200] * 4 + [409] * 12
+    made = [doc for status, doc in answers if status == 200]
+    assert sorted(d["release"]["name"] for d in made) == ["r0", "r1", "r2", "r3"]
+    for d in made:
+        rid = d["release"]["_id"]
+        listed = get_json(server, f"/api/warehouse/pub/datasets/{rid}?limit=0")
+        assert listed["count"] == d["count"] > 0
+        assert {x["meta"]["subject"] for x in listed["datasets"]} == {
+            d["release"]["sets"][0]["subjects"][0]
+        }
