@@ -153,3 +153,10 @@ def test_bad_arguments_are_usage_errors(bl, fake: FakeServer) -> None:  # type: 
     r = bl("pub", "create", "-n", "x")
     assert r.exit_code == 2 and "--project" in r.output
     assert not [q for q in fake.requests if q.method != "GET"]
+
+
+def test_a_server_without_the_release_route_is_told_plainly(bl, fake: FakeServer) -> None:  # type: ignore[no-untyped-def]
+    r = bl("pub", "release", PUB, "--name", "2")  # the fake server has no such route
+    assert r.exit_code == 1
+    assert f"The server at {fake.url} has no release route" in r.output
+    assert "Traceback" not in r.output

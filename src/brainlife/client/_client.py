@@ -495,9 +495,19 @@ class Client:
         body: Doc = {"name": name, "sets": [one], "dry_run": dry_run}
         if desc is not None:
             body["desc"] = desc
-        doc = self.http.request_json(
-            "POST", _urls.pub_release(pub_id), json_body=body, token=self.token()
-        )
+        try:
+            doc = self.http.request_json(
+                "POST", _urls.pub_release(pub_id), json_body=body, token=self.token()
+            )
+        except NotFound as exc:
+            said = exc.server_message
+            if said == "Not Found" or said.startswith(("No such route", "Cannot POST")):
+                raise BrainlifeError(
+                    f"The server at {self.base_url} has no release route (POST "
+                    f"{_urls.pub_release(pub_id)}): releases are made with 'bl serve' "
+                    "(not with --no-extensions); on brainlife.io, use its web page."
+                ) from None
+            raise
         if not isinstance(doc, dict) or not isinstance(doc.get("release"), dict):
             raise ProtocolError("The server's answer to a release has no 'release'.")
         return doc
