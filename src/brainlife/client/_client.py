@@ -27,6 +27,7 @@ from brainlife.client._exceptions import (
     ApiError,
     AuthError,
     BrainlifeError,
+    Conflict,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -189,6 +190,18 @@ class Client:
         return _envelope(
             self.http.request_json("GET", route, params=params, token=token), key, route
         )
+
+    def _write(self, method: str, route: str, body: Doc) -> Any:
+        """A request that changes the archive (with the token): a 409 answer, the object's
+        state forbidding the change, is a :class:`Conflict` (reads keep 409 as ``ApiError``:
+        a download of an object not stored)."""
+        try:
+            return self.http.request_json(method, route, json_body=body, token=self.token())
+        except ApiError as exc:
+            if exc.status != 409 or isinstance(exc, Conflict):
+                raise
+            said = exc.server_message or str(exc)
+            raise Conflict(said, status=409, server_message=exc.server_message) from None
 
     # -- auth -----------------------------------------------------------------------------
     def login(
@@ -455,7 +468,7 @@ class Client:
             body["doi"] = doi
         if tags:
             body["tags"] = list(tags)
-        doc = self.http.request_json("POST", _urls.PUBS, json_body=body, token=self.token())
+        doc = self._write("POST", _urls.PUBS, body)
         if not isinstance(doc, dict) or not isinstance(doc.get("_id"), str):
             raise ProtocolError("The server's answer to a new publication has no '_id'.")
         return doc
@@ -496,9 +509,7 @@ class Client:
         if desc is not None:
             body["desc"] = desc
         try:
-            doc = self.http.request_json(
-                "POST", _urls.pub_release(pub_id), json_body=body, token=self.token()
-            )
+            doc = self._write("POST", _urls.pub_release(pub_id), body)
         except NotFound as exc:
             said = exc.server_message
             if said == "Not Found" or said.startswith(("No such route", "Cannot POST")):

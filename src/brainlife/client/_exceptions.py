@@ -8,8 +8,8 @@ Every message is a sentence the user can act on; the CLI prints it after ``Error
     ├── PermissionDenied     HTTP 403
     ├── NotFound             HTTP 404, or an id that matches nothing
     ├── ApiError             any other error status (``status``, server ``message``)
-    │   └── Conflict         HTTP 409: the object's state forbids the change (a release name
-    │                        in use, a released data object)
+    │   └── Conflict         HTTP 409 to a change: the object's state forbids it (a release
+    │                        name in use, a released data object)
     ├── ServerUnavailable    connection refused, timeouts, 502/503/504 after retries
     │   └── GaveUp           no answer for ``give_up_after`` seconds, or a Retry-After longer
     │                        than the client waits: the whole run stops (partial files kept)

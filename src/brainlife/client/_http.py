@@ -57,7 +57,6 @@ from brainlife.client._exceptions import (
     BrainlifeError,
     Cancelled,
     ConfigError,
-    Conflict,
     GaveUp,
     NotFound,
     PermissionDenied,
@@ -220,8 +219,6 @@ def _error_for(status: int, message: str, base_url: str) -> BrainlifeError:
         return PermissionDenied(f"Access denied: {message}")
     if status == 404:
         return NotFound(f"Not found: {message}")
-    if status == 409:
-        return Conflict(message, status=status, server_message=message)
     if status in (502, 503, 504):
         return ServerUnavailable(
             f"The server at {base_url} is unavailable (HTTP {status}: {message}). Try again later."
