@@ -515,8 +515,8 @@ class Client:
             if said == "Not Found" or said.startswith(("No such route", "Cannot POST")):
                 raise BrainlifeError(
                     f"The server at {self.base_url} has no release route (POST "
-                    f"{_urls.pub_release(pub_id)}): releases are made with 'bl serve' "
-                    "(not with --no-extensions); on brainlife.io, use its web page."
+                    f"{_urls.pub_release(pub_id)}): releases are made on a 'bl serve' archive "
+                    "serving its own routes (extensions); on brainlife.io, use its web page."
                 ) from None
             raise
         if not isinstance(doc, dict) or not isinstance(doc.get("release"), dict):
