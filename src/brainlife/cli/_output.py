@@ -205,6 +205,39 @@ def pub_block(pub: Doc, profiles: Mapping[str, Doc]) -> Block:
     ]
 
 
+def release_lines(doc: Doc) -> list[str]:
+    """What `bl pub release` says: the totals, one line per set and datatype, what next."""
+    release = doc.get("release") or {}
+    totals = (
+        f"{plural(int(doc.get('count') or 0), 'data object')} ({human(doc.get('size'))}, "
+        f"{plural(int(doc.get('subjects') or 0), 'subject')}, "
+        f"{plural(int(doc.get('sessions') or 0), 'session')})"
+    )
+    name = release.get("name")
+    if doc.get("dry_run"):
+        lines = [f"Would release {totals} as release '{name}' of publication {doc.get('pub')}:"]
+    else:
+        lines = [
+            f"Released {totals} as release '{name}' ({release.get('_id')}) of publication "
+            f"{doc.get('pub')}:"
+        ]
+    for s in release.get("sets") or []:
+        datatype = (s.get("datatype") or {}).get("name", "?")
+        lines.append(
+            f"  {datatype}: {plural(int(s.get('count') or 0), 'data object')} "
+            f"({human(s.get('size'))})"
+        )
+    if doc.get("dry_run"):
+        lines.append("Nothing was changed; run the same command without --dry-run to release.")
+    else:
+        rid = release.get("_id")
+        lines.append(
+            "The release is frozen: its objects can no longer change. Download it with "
+            f"'bl pub download {rid}' (or list it: 'bl data query --pub {rid}')."
+        )
+    return lines
+
+
 def datatype_block(datatype: Doc) -> Block:
     files = []
     for f in datatype.get("files") or []:

@@ -1,6 +1,8 @@
-"""`bl pub query`."""
+"""`bl pub query`, `bl pub download`, `bl pub create` and `bl pub release`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -11,7 +13,7 @@ from brainlife.cli._common import get_client, json_option, skip_limit_options
 
 @click.group()
 def pub() -> None:
-    """Query publications (and their releases)."""
+    """Query, download, create and release publications."""
 
 
 @pub.command("query")
@@ -72,3 +74,133 @@ def pub_download(
         subject=subject,
         datatype=datatype,
     )
+
+
+def _doc_json_option(f: Any) -> Any:
+    return click.option(
+        "-j", "--json", "as_json", is_flag=True, help="Print the server's answer as JSON."
+    )(f)
+
+
+@pub.command("create")
+@click.option("-p", "--project", required=True, help="Project id or name (you must be an admin).")
+@click.option("-n", "--name", required=True, help="Title of the publication.")
+@click.option("--desc", help="Description.")
+@click.option(
+    "-a",
+    "--author",
+    "authors",
+    multiple=True,
+    help="Author: user id, username or name (repeatable, in order; default: you).",
+)
+@click.option("--contributor", "contributors", multiple=True, help="Contributor (repeatable).")
+@click.option("--license", "license_", help="License, e.g. cc0, ccby.40.")
+@click.option("--doi", help="A DOI the publication already has.")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@_doc_json_option
+def pub_create(
+    project: str,
+    name: str,
+    desc: str | None,
+    authors: tuple[str, ...],
+    contributors: tuple[str, ...],
+    license_: str | None,
+    doi: str | None,
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create a publication of a project's data (then freeze data in it with 'bl pub
+    release').
+
+    \b
+    bl pub create -p "Private demo" -n "Our 2026 paper" -a avesani --license cc0 --json
+    """
+    doc = get_client().create_pub(
+        project=project,
+        name=name,
+        desc=desc,
+        authors=authors,
+        contributors=contributors,
+        license=license_,
+        doi=doi,
+        tags=tags,
+    )
+    if as_json:
+        _output.print_json(doc)
+        return
+    _output.out(f"Created publication {doc['_id']}: {doc.get('name')}")
+    _output.out(
+        f"Release data objects in it with: bl pub release {doc['_id']} --name 1 [--datatype ...]"
+    )
+
+
+@pub.command("release")
+@click.argument("pub_id", metavar="PUB")
+@click.option("-n", "--name", required=True, help="Name of the new release (e.g. 1, 2).")
+@click.option("--desc", help="Description of the release.")
+@click.option("-d", "--datatype", help="Datatype name (e.g. neuro/anat/t1w) or id; default: all.")
+@click.option(
+    "--datatype_tag",
+    "--datatype-tag",
+    "datatype_tag",
+    multiple=True,
+    help="Datatype tag (repeatable; '!tag' excludes).",
+)
+@click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes).")
+@click.option("-b", "--subject", multiple=True, help="Subject (repeatable: any of them).")
+@click.option("--session", multiple=True, help="Session (repeatable: any of them).")
+@click.option("--run", multiple=True, help="Run (repeatable: any of them).")
+@click.option("-i", "--id", "ids", multiple=True, help="Data object id (repeatable).")
+@click.option(
+    "--dry-run", is_flag=True, help="Show exactly what would be released; change nothing."
+)
+@_doc_json_option
+def pub_release(
+    pub_id: str,
+    name: str,
+    desc: str | None,
+    datatype: str | None,
+    datatype_tag: tuple[str, ...],
+    tag: tuple[str, ...],
+    subject: tuple[str, ...],
+    session: tuple[str, ...],
+    run: tuple[str, ...],
+    ids: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Freeze the publication project's stored data objects that match the filters (those of
+    'bl data query') as release NAME. A release never changes: its name cannot be reused and
+    its objects can no longer be changed or deleted. Exit 3 when nothing matches, 9 when the
+    name is taken.
+
+    \b
+    bl pub release 5f1e... --name 2 --datatype neuro/anat/t1w --tag '!bad' --dry-run
+    bl pub release 5f1e... --name 2 --datatype neuro/anat/t1w --tag '!bad'
+    """
+    from brainlife.wire import is_object_id
+
+    if not is_object_id(pub_id):
+        raise click.BadParameter(
+            f"'{pub_id}' is not a publication id (24 hexadecimal digits); 'bl pub query' lists "
+            "publications.",
+            param_hint="PUB",
+        )
+    doc = get_client().release_pub(
+        pub_id,
+        name,
+        desc=desc,
+        datatype=datatype,
+        datatype_tags=datatype_tag,
+        tags=tag,
+        subjects=subject,
+        sessions=session,
+        runs=run,
+        ids=ids,
+        dry_run=dry_run,
+    )
+    if as_json:
+        _output.print_json(doc)
+        return
+    for line in _output.release_lines(doc):
+        _output.out(line)

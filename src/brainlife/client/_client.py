@@ -29,6 +29,7 @@ from brainlife.client._exceptions import (
     ApiError,
     AuthError,
     BrainlifeError,
+    Conflict,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -41,6 +42,7 @@ from brainlife.client._queries import (
     profile_matches,
     project_find,
     pub_find,
+    release_set,
     sub_value,
 )
 from brainlife.client.transfer.engine import BulkResult, EventHandler
@@ -190,6 +192,18 @@ class Client:
         return _envelope(
             self.http.request_json("GET", route, params=params, token=token), key, route
         )
+
+    def _write(self, method: str, route: str, body: Doc) -> Any:
+        """A request that changes the archive (with the token): a 409 answer, the object's
+        state forbidding the change, is a :class:`Conflict` (reads keep 409 as ``ApiError``:
+        a download of an object not stored)."""
+        try:
+            return self.http.request_json(method, route, json_body=body, token=self.token())
+        except ApiError as exc:
+            if exc.status != 409 or isinstance(exc, Conflict):
+                raise
+            said = exc.server_message or str(exc)
+            raise Conflict(said, status=409, server_message=exc.server_message) from None
 
     # -- auth -----------------------------------------------------------------------------
     def login(
@@ -506,6 +520,110 @@ class Client:
         params = {"find": {"releases._id": release_id}, "limit": "1"}
         rows = self._get_list(_urls.PUBS, "pubs", params)
         return rows[0] if rows else None
+
+    def resolve_user(self, text: str) -> str:
+        """One user's sub (as a string): ``text`` is a sub, or a username, e-mail or full name
+        matching exactly one active user (an exact username or e-mail wins)."""
+        if text.isdigit():
+            return text
+        rows = [p for p in self.profile_list() if profile_matches(p, text)]
+        exact = [
+            p
+            for p in rows
+            if text.lower() in (str(p.get(k) or "").lower() for k in ("username", "email"))
+        ]
+        rows = exact or rows
+        if not rows:
+            raise NotFound(f"No active user matches '{text}'. Try 'bl profile query -q {text}'.")
+        if len(rows) > 1:
+            names = ", ".join(f"{p.get('username')} ({p.get('sub')})" for p in rows[:5])
+            raise BrainlifeError(
+                f"'{text}' matches {len(rows)} users: {names}. Give the username or user id."
+            )
+        return str(rows[0]["sub"])
+
+    def create_pub(
+        self,
+        *,
+        project: str,
+        name: str,
+        desc: str | None = None,
+        authors: Sequence[str] = (),
+        contributors: Sequence[str] = (),
+        license: str | None = None,
+        doi: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> Doc:
+        """``POST /api/warehouse/pub``: a new publication of ``project`` (id or name; you must be
+        one of its admins). ``authors`` and ``contributors`` are user ids, usernames or names
+        (default author: you). Returns the publication document (its ``_id``)."""
+        body: Doc = {"project": str(self.resolve_project(project)["_id"]), "name": name}
+        if desc is not None:
+            body["desc"] = desc
+        if authors:
+            body["authors"] = [self.resolve_user(a) for a in authors]
+        if contributors:
+            body["contributors"] = [self.resolve_user(c) for c in contributors]
+        if license is not None:
+            body["license"] = license
+        if doi is not None:
+            body["doi"] = doi
+        if tags:
+            body["tags"] = list(tags)
+        doc = self._write("POST", _urls.PUBS, body)
+        if not isinstance(doc, dict) or not isinstance(doc.get("_id"), str):
+            raise ProtocolError("The server's answer to a new publication has no '_id'.")
+        return doc
+
+    def release_pub(
+        self,
+        pub_id: str,
+        name: str,
+        *,
+        desc: str | None = None,
+        datatype: str | None = None,
+        datatype_tags: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        subjects: Sequence[str] = (),
+        sessions: Sequence[str] = (),
+        runs: Sequence[str] = (),
+        ids: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> Doc:
+        """Freeze the publication's data objects that match these filters (those of
+        :meth:`dataset_find`; ``!tag`` excludes) as a new release ``name``: only ``stored``
+        objects of the publication's project that are not removed. The release never changes
+        afterwards. With ``dry_run``, nothing is written and the answer says exactly what
+        would be released. Returns ``{dry_run, pub, release, count, size, subjects,
+        sessions}`` (``release`` is the release's document, ``release["sets"]`` the count and
+        size per datatype). Raises :class:`NotFound` when nothing matches, :class:`Conflict`
+        when the name is taken. Needs ``bl serve`` (its ``/pub/release`` route)."""
+        one = release_set(
+            datatype_id=str(self.resolve_datatype(datatype)["_id"]) if datatype else None,
+            datatype_tags=datatype_tags,
+            tags=tags,
+            subjects=subjects,
+            sessions=sessions,
+            runs=runs,
+            ids=ids,
+        )
+        body: Doc = {"name": name, "sets": [one], "dry_run": dry_run}
+        if desc is not None:
+            body["desc"] = desc
+        try:
+            doc = self._write("POST", _urls.pub_release(pub_id), body)
+        except NotFound as exc:
+            said = exc.server_message
+            if said == "Not Found" or said.startswith(("No such route", "Cannot POST")):
+                raise BrainlifeError(
+                    f"The server at {self.base_url} has no release route (POST "
+                    f"{_urls.pub_release(pub_id)}): releases are made on a 'bl serve' archive "
+                    "serving its own routes (extensions); on brainlife.io, use its web page."
+                ) from None
+            raise
+        if not isinstance(doc, dict) or not isinstance(doc.get("release"), dict):
+            raise ProtocolError("The server's answer to a release has no 'release'.")
+        return doc
 
     # -- data objects ---------------------------------------------------------------------
     def dataset_find(

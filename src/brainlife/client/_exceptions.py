@@ -8,6 +8,8 @@ Every message is a sentence the user can act on; the CLI prints it after ``Error
     ├── PermissionDenied     HTTP 403
     ├── NotFound             HTTP 404, or an id that matches nothing
     ├── ApiError             any other error status (``status``, server ``message``)
+    │   └── Conflict         HTTP 409 to a change: the object's state forbids it (a release
+    │                        name in use, a released data object)
     ├── ServerUnavailable    connection refused, timeouts, 502/503/504 after retries
     │   └── GaveUp           no answer for ``give_up_after`` seconds, or a Retry-After longer
     │                        than the client waits: the whole run stops (partial files kept)
@@ -29,6 +31,7 @@ __all__ = [
     "Cancelled",
     "ChecksumMismatch",
     "ConfigError",
+    "Conflict",
     "DiskFullError",
     "GaveUp",
     "NotFound",
@@ -95,6 +98,13 @@ class ApiError(BrainlifeError):
         super().__init__(message)
         self.status = status
         self.server_message = server_message
+
+
+class Conflict(ApiError):
+    """The server refused a change that the object's state does not allow (HTTP 409): a release
+    name already used in the publication, a change to a released data object."""
+
+    code = "conflict"
 
 
 class ServerUnavailable(BrainlifeError):

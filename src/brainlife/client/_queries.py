@@ -19,6 +19,7 @@ __all__ = [
     "project_find",
     "pub_find",
     "regex",
+    "release_set",
     "sub_value",
 ]
 
@@ -156,3 +157,29 @@ def dataset_find(
     clauses += id_search_clauses(id, query)
     base: dict[str, Any] = {} if pub else {"removed": False}
     return _with_and(base, clauses)
+
+
+def release_set(
+    *,
+    datatype_id: str | None = None,
+    datatype_tags: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    subjects: Sequence[str] = (),
+    sessions: Sequence[str] = (),
+    runs: Sequence[str] = (),
+    ids: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One set of a release, as ``bl pub release`` sends it: brainlife's set keys (``datatype``,
+    ``datatype_tags``, ``tags`` with ``!`` negation, ``subjects``) and ``bl serve``'s (``sessions``,
+    ``runs``, ``ids``) when given. Without a datatype the set takes every datatype."""
+    out: dict[str, Any] = {
+        "datatype_tags": list(datatype_tags),
+        "tags": list(tags),
+        "subjects": list(subjects),
+    }
+    if datatype_id:
+        out["datatype"] = datatype_id
+    for key, values in (("sessions", sessions), ("runs", runs), ("ids", ids)):
+        if values:
+            out[key] = list(values)
+    return out

@@ -62,3 +62,13 @@ def task_files(task_id: str, folder: str) -> str:
     stem = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=task_id)
     clean = folder.strip("/")
     return stem + (quote_path(clean) + "/" if clean else "")
+
+
+def pub(pub_id: str) -> str:
+    """A publication (``PUT``: its metadata and new releases)."""
+    return routes.PUB.url(pub_id=pub_id)
+
+
+def pub_release(pub_id: str) -> str:
+    """``bl serve``'s release route (``POST``): one release, or a dry run of it."""
+    return routes.PUB_RELEASE.url(pub_id=pub_id)

@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         downloads,
         participants,
         projects,
+        publishing,
         taskfiles,
         warehouse,
     )
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(publishing.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:

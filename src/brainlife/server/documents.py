@@ -155,6 +155,53 @@ def pub_doc(row: Publication) -> Document:
     return _merge(doc, row.extra, lists=("authors", "contributors", "fundings", "tags"))
 
 
+class ReleaseFacts(Protocol):
+    """A release made or previewed (`services.publishing.ReleaseOutcome`)."""
+
+    @property
+    def pub(self) -> Publication: ...
+    @property
+    def release(self) -> Release | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def desc(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def sets(self) -> list[dict[str, Any]]: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def subjects(self) -> int: ...
+    @property
+    def sessions(self) -> int: ...
+
+
+def release_outcome_doc(outcome: ReleaseFacts) -> Document:
+    """Ours (`POST /pub/release/:id`): `{dry_run, pub, release, count, size, subjects,
+    sessions}`; `release` is the release's document (for a dry run: what it would be, without
+    `_id`)."""
+    if outcome.release is not None:
+        release = release_doc(outcome.release)
+    else:
+        release = {"removed": False, "name": outcome.name, "sets": outcome.sets}
+        if outcome.desc:
+            release["desc"] = outcome.desc
+        release.update(subjects=outcome.subjects, sessions=outcome.sessions)
+    return {
+        "dry_run": outcome.dry_run,
+        "pub": outcome.pub.id,
+        "release": release,
+        "count": outcome.count,
+        "size": outcome.size,
+        "subjects": outcome.subjects,
+        "sessions": outcome.sessions,
+    }
+
+
 def task_doc(row: Task) -> Document:
     doc: Document = {
         "_id": row.id,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -365,6 +366,20 @@ class Release(Base):
     create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: sets, apps, subjects, sessions, gaarchives
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        # a release's name is used once in its publication (`services.publishing`, which also
+        # refuses the names of removed releases); releases removed on brainlife.io may share a
+        # name (often ""), so the index leaves them out
+        Index(
+            "ix_releases_pub_name",
+            "pub_id",
+            "name",
+            unique=True,
+            sqlite_where=text("removed = 0"),
+            postgresql_where=text("removed = false"),
+        ),
+    )
 
 
 class Instance(Base):

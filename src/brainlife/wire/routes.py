@@ -89,6 +89,10 @@ DATATYPES: Final = Route(API_WAREHOUSE, "/datatype")
 DATASETS: Final = Route(API_WAREHOUSE, "/dataset")
 PUBS: Final = Route(API_WAREHOUSE, "/pub")
 RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
+#: `PUT`: a publication's metadata, and new releases (brainlife's shape)
+PUB: Final = Route(API_WAREHOUSE, "/pub/{pub_id}")
+#: `POST`: one new release of a publication, or with `dry_run` what it would hold (ours)
+PUB_RELEASE: Final = Route(API_WAREHOUSE, "/pub/release/{pub_id}", False)
 DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
@@ -117,6 +121,7 @@ EXTENSIONS: Final = tuple(
         USER,
         TOKENS,
         TOKEN,
+        PUB_RELEASE,
     )
     if not r.brainlife
 )

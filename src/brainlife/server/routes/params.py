@@ -103,3 +103,51 @@ MANIFESTS = _body(
         "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
     }
 )
+
+_PEOPLE = {"type": "array", "items": {"type": "string"}, "description": "User ids (subs)."}
+_RELEASE_SET = {
+    "type": "object",
+    "properties": {
+        "datatype": {"type": "string", "description": "A datatype id or name (or {_id})."},
+        "datatype_tags": {"type": "array", "items": {"type": "string"}},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "subjects": {"type": "array", "items": {"type": "string"}},
+        "sessions": {"type": "array", "items": {"type": "string"}},
+        "runs": {"type": "array", "items": {"type": "string"}},
+        "ids": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_RELEASE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "sets"],
+    "properties": {
+        "name": {"type": "string"},
+        "desc": {"type": "string"},
+        "sets": {"type": "array", "items": _RELEASE_SET},
+    },
+}
+_PUB_FIELDS = {
+    "name": {"type": "string"},
+    "desc": {"type": "string"},
+    "license": {"type": "string"},
+    "doi": {"type": "string"},
+    "readme": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "authors": _PEOPLE,
+    "contributors": _PEOPLE,
+    "releases": {"type": "array", "items": _RELEASE},
+}
+#: `openapi_extra` of the publishing routes (`routes.publishing`)
+PUB_CREATE = _body(
+    {
+        "type": "object",
+        "required": ["project", "name"],
+        "properties": {"project": {"type": "string"}, **_PUB_FIELDS},
+    }
+)
+PUB_UPDATE = _body(
+    {"type": "object", "properties": {**_PUB_FIELDS, "removed": {"type": "boolean"}}}
+)
+PUB_RELEASE = {
+    **_body({**_RELEASE, "properties": {**_RELEASE["properties"], "dry_run": {"type": "boolean"}}}),
+}
