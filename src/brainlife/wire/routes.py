@@ -80,6 +80,8 @@ DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
 DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
+#: many data objects as one tar (`?ids=`, or `find`; POST: a JSON body of either)
+DATASET_TAR: Final = Route(API_WAREHOUSE, "/dataset/tar", False)
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -93,6 +95,13 @@ TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
     r
-    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    for r in (
+        DATASET_MANIFEST,
+        DATASET_MANIFESTS,
+        DATASET_FILE,
+        DATASET_TAR,
+        TASK_MANIFEST,
+        TASK_MANIFEST_PATH,
+    )
     if not r.brainlife
 )

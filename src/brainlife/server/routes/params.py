@@ -103,3 +103,15 @@ MANIFESTS = _body(
         "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
     }
 )
+#: `openapi_extra` of the selection tar (`routes.DATASET_TAR`): GET's parameters, POST's body
+IDS = _param("ids", "Data object ids, comma-separated or repeated.")
+SELECTION_QUERY = {"parameters": [IDS, FIND, AT]}
+SELECTION = _body(
+    {
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "find": {"type": "object"},
+        },
+    }
+)
