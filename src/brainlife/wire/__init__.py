@@ -107,8 +107,9 @@ class TaskManifest(TypedDict):
 
 #: The most ids one `routes.DATASET_MANIFESTS` request may ask for (more: 400).
 MANIFESTS_MAX_IDS: Final = 1000
-#: The most data objects one `routes.DATASET_TAR` tar may hold (more: 400).
-DATASET_TAR_MAX_OBJECTS: Final = 10_000
+#: The most data objects one `routes.DATASET_TAR` tar may hold (more: 400); their ids fit in a
+#: request body (`Settings.max_body_bytes`) and their layout builds in well under a second.
+DATASET_TAR_MAX_OBJECTS: Final = 5_000
 
 Document = dict[str, Any]
 

@@ -31,7 +31,6 @@ from brainlife.server.web import render
 from brainlife.server.web import session as web_session
 from brainlife.server.web.filters import Filters, after_id
 from brainlife.server.web.session import VisitorDep
-from brainlife.wire import DATASET_TAR_MAX_OBJECTS
 
 router = APIRouter(include_in_schema=False)
 
@@ -170,7 +169,7 @@ def project_data(
         next_query=filters.query(after=next_after) if next_after else None,
         first_query=filters.query(),
         tar_query=filters.query(project=info.project.id),
-        max_tar=DATASET_TAR_MAX_OBJECTS,
+        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=filters.command(project_id=info.project.id),
     )
 
@@ -263,7 +262,7 @@ def release_page(
         count=page.count if not after else None,
         after=after,
         next_query=f"after={next_after}" if next_after else None,
-        max_tar=DATASET_TAR_MAX_OBJECTS,
+        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=Filters().command(pub=release.id),
     )
 
