@@ -296,10 +296,11 @@ def _next(value: str | None) -> str:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    ctype = request.headers.get("content-type", "")
-    if "application/x-www-form-urlencoded" not in ctype:
-        raise BadRequest("Send the form (application/x-www-form-urlencoded).")
     raw = await request.body()
+    if not raw:
+        return {}  # refused by the CSRF check
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        raise BadRequest("Send the form (application/x-www-form-urlencoded).")
     if len(raw) > MAX_FORM:
         raise BadRequest("The form is too large.")
     return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
