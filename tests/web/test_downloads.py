@@ -154,6 +154,8 @@ def test_api_selection_tar_needs_a_token_and_takes_ids_or_find(demo_web) -> None
         too_many = [f"{n:024x}" for n in range(DATASET_TAR_MAX_OBJECTS + 1)]
         refused = api.post(url, json={"ids": too_many}, headers=auth)
         assert refused.status_code == 400 and "at most" in refused.json()["message"]
+        nothing = api.get(url, headers=auth)
+        assert nothing.status_code == 400 and "ids" in nothing.json()["message"]
         bad = api.post(url, json={"other": 1}, headers=auth)
         assert bad.status_code == 400 and "ids" in bad.json()["message"]
 

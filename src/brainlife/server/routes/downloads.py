@@ -113,8 +113,10 @@ def download_selection(
     q = request.query_params
     if q.getlist("ids"):
         ids = selection.parse_ids(q.getlist("ids"))
+    elif q.get("find"):
+        ids = selection.ids_of_find(session=session, principal=user, find=parse_find(q["find"]))
     else:
-        ids = selection.ids_of_find(session=session, principal=user, find=parse_find(q.get("find")))
+        raise BadRequest("Say which data objects: ?ids=<id>,<id>… or ?find=<query>.")
     tar = selection.open_selection(session=session, principal=user, ids=ids)
     return _selection_response(request, tar, archive)
 
