@@ -191,3 +191,23 @@ def test_readme_markdown_is_rendered_without_html(http, archive) -> None:  # typ
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     assert 'href="javascript:' not in page
     assert "script-src 'self'" in http.get(f"/project/{pid}").headers["content-security-policy"]
+
+
+def test_the_matrix_pages_through_subjects(http, archive) -> None:  # type: ignore[no-untyped-def]
+    from brainlife.server.services import browse
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="many subjects")
+        dt = factories.datatype(session)
+        for n in range(browse.MATRIX_SUBJECTS + 3):
+            factories.dataset(session, p, dt, meta={"subject": f"s{n:03d}"})
+        session.commit()
+        pid = p.id
+    first = http.get(f"/project/{pid}", headers=HTML).text
+    shown = re.findall(r'data\?subject=(s\d{3})">', first)
+    assert len(shown) == browse.MATRIX_SUBJECTS and shown[0] == "s000"
+    following = re.search(r'href="(/project/[0-9a-f]+\?subjects_after=[^"#]+)#matrix-h"', first)
+    assert following
+    rest = re.findall(r'data\?subject=(s\d{3})">', http.get(following.group(1), headers=HTML).text)
+    assert rest == [f"s{n:03d}" for n in range(browse.MATRIX_SUBJECTS, browse.MATRIX_SUBJECTS + 3)]

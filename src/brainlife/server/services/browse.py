@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import browsable_datasets, listable_projects, readable_projects
@@ -38,6 +38,10 @@ PROJECT_NOT_FOUND = "There is no project with this id, or you may not see it."
 DATASET_NOT_FOUND = "There is no data object with this id, or you may not see it."
 
 
+#: subjects (rows of the matrix) one project page shows; `matrix_after` pages through the rest
+MATRIX_SUBJECTS = 50
+
+
 @dataclass
 class ProjectPage:
     project: Project
@@ -45,16 +49,27 @@ class ProjectPage:
     readable: bool
     count: int
     size: int
-    #: subject -> datatype id -> object count (subjects sorted; "" for objects without one)
+    #: subject -> datatype id -> object count (subjects sorted; "" for objects without one), at
+    #: most `MATRIX_SUBJECTS` subjects from `matrix_after` on
     matrix: dict[str, dict[str, int]]
-    #: datatype ids of the matrix's columns, by name
+    #: the datatypes of the project's objects, by name
     datatypes: list[Datatype]
     #: role ("admins", "members", "guests") -> [(sub, username, fullname)]
     people: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: the last subject shown when more follow (the next page's `matrix_after`)
+    matrix_next: str | None = None
 
 
-def get_project(*, session: Session, principal: Principal | None, project_id: str) -> ProjectPage:
-    """A project the visitor may list, with the counts of the objects they may see."""
+def get_project(
+    *,
+    session: Session,
+    principal: Principal | None,
+    project_id: str,
+    matrix: bool = True,
+    matrix_after: str | None = None,
+) -> ProjectPage:
+    """A project the visitor may list, with the counts of the objects they may see and (with
+    `matrix`) a page of its subjects × datatypes matrix."""
     project = None
     if is_object_id(project_id):
         project = session.scalars(
@@ -68,16 +83,37 @@ def get_project(*, session: Session, principal: Principal | None, project_id: st
         )
     )
     count, size = _totals(session, project.id, readable)
-    matrix = _matrix(session, principal, project.id, readable)
-    ids = {dt for row in matrix.values() for dt in row}
-    datatypes = datatype_rows(session, ids)
+    table: dict[str, dict[str, int]] = {}
+    following = None
+    if matrix:
+        table, following = _matrix(session, principal, project.id, readable, matrix_after)
+    datatypes = datatype_rows(session, _datatype_ids(session, principal, project.id, readable))
     subs = [r.sub for r in project.roles]
     names = user_names(session, subs)
     people: dict[str, list[tuple[str, str, str]]] = {"admins": [], "members": [], "guests": []}
     for role in sorted(project.roles, key=lambda r: r.pos):
         username, fullname = names.get(role.sub, ("", ""))
         people.setdefault(role.role, []).append((role.sub, username, fullname))
-    return ProjectPage(project, readable, count, size, matrix, datatypes, people)
+    return ProjectPage(project, readable, count, size, table, datatypes, people, following)
+
+
+def _datatype_ids(
+    session: Session, principal: Principal | None, project_id: str, readable: bool
+) -> list[str]:
+    """The datatypes the project's visible objects have: from the aggregates on SQLite."""
+    if session.get_bind().dialect.name == "sqlite":
+        c = DatasetCount
+        having = c.count if readable else c.pub_count
+        rows = session.scalars(
+            select(c.datatype_id)
+            .where(c.project_id == project_id, c.removed.is_(False), having > 0)
+            .distinct()
+        )
+        return list(rows)
+    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
+    if not readable:
+        where.append(browsable_datasets(principal))
+    return list(session.scalars(select(Dataset.datatype_id).where(*where).distinct()))
 
 
 def _totals(session: Session, project_id: str, readable: bool) -> tuple[int, int]:
@@ -102,23 +138,47 @@ def _totals(session: Session, project_id: str, readable: bool) -> tuple[int, int
 
 
 def _matrix(
-    session: Session, principal: Principal | None, project_id: str, readable: bool
-) -> dict[str, dict[str, int]]:
-    """brainlife's subjects × datatypes table: how many objects of each datatype each subject
-    has. When the whole project is readable the access test is the project's (decided once, in
-    `get_project`), so the count walks the (project, subject, removed, datatype) index only."""
+    session: Session,
+    principal: Principal | None,
+    project_id: str,
+    readable: bool,
+    after: str | None,
+) -> tuple[dict[str, dict[str, int]], str | None]:
+    """brainlife's subjects × datatypes table for `MATRIX_SUBJECTS` subjects after `after`: how
+    many objects of each datatype each subject has, and the last subject when more follow.
+
+    Two index walks: the page's subjects in order (stopping after the page), then the counts of
+    those subjects only, so a project of 300,000 objects costs what a page of it holds. When
+    the whole project is readable the access test is the project's (decided once, in
+    `get_project`); otherwise each object's (published ones only)."""
     where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
     if not readable:
         where.append(browsable_datasets(principal))
+    first = select(Dataset.subject).where(*where)
+    if after is not None:
+        first = first.where(Dataset.subject > after)
+    # GROUP BY, not DISTINCT: SQLite then walks the index in order and stops after the page
+    page = first.group_by(Dataset.subject).order_by(Dataset.subject)
+    subjects = list(session.scalars(page.limit(MATRIX_SUBJECTS + 1)))
+    following = None
+    if len(subjects) > MATRIX_SUBJECTS:
+        subjects = subjects[:MATRIX_SUBJECTS]
+        following = subjects[-1]
+    named = [s for s in subjects if s is not None]
+    matrix: dict[str, dict[str, int]] = {}
+    if not subjects:
+        return matrix, None
+    which: ColumnElement[bool] = Dataset.subject.in_(named)
+    if None in subjects:
+        which = or_(which, Dataset.subject.is_(None))
     rows = session.execute(
         select(Dataset.subject, Dataset.datatype_id, func.count())
-        .where(*where)
+        .where(*where, which)
         .group_by(Dataset.subject, Dataset.datatype_id)
     )
-    matrix: dict[str, dict[str, int]] = {}
     for subject, datatype_id, n in rows:
         matrix.setdefault(subject or "", {})[datatype_id] = int(n)
-    return dict(sorted(matrix.items()))
+    return dict(sorted(matrix.items())), following
 
 
 def datatype_rows(session: Session, ids: Iterable[str]) -> list[Datatype]:

@@ -87,8 +87,12 @@ def project_page(
     archive: ArchiveDep,
     visitor: VisitorDep,
 ) -> Response:
-    """A project: readme, people, counts and the subjects × datatypes matrix."""
-    info = browse.get_project(session=session, principal=visitor.principal, project_id=project_id)
+    """A project: readme, people, counts and the subjects × datatypes matrix (a page of
+    subjects at a time: `?subjects_after=` the last one shown)."""
+    after = (request.query_params.get("subjects_after") or "")[:256] or None
+    info = browse.get_project(
+        session=session, principal=visitor.principal, project_id=project_id, matrix_after=after
+    )
     project_pubs = pubs.list_pubs(
         session=session,
         params=ListParams(find={"project": info.project.id, "removed": False}, limit=HOME_LIMIT),
@@ -105,6 +109,7 @@ def project_page(
         pubs=project_pubs.rows,
         command=Filters().command(project_id=info.project.id),
         filters=Filters(),
+        subjects_after=after,
     )
 
 
@@ -118,7 +123,9 @@ def project_data(
 ) -> Response:
     """A project's data objects with `bl data query`'s filters, `PAGE_SIZE` a page (keyset
     paging on the id: `?after=` the last id of the previous page)."""
-    info = browse.get_project(session=session, principal=visitor.principal, project_id=project_id)
+    info = browse.get_project(
+        session=session, principal=visitor.principal, project_id=project_id, matrix=False
+    )
     filters = Filters.parse(request.query_params)
     after = after_id(request.query_params)
     datatype_id = None
@@ -432,7 +439,9 @@ def download_tar(
             session=session, principal=principal, find={"publications": release.id}
         )
     elif q.get("project"):
-        info = browse.get_project(session=session, principal=principal, project_id=q["project"])
+        info = browse.get_project(
+            session=session, principal=principal, project_id=q["project"], matrix=False
+        )
         filters = Filters.parse(q)
         datatype_id = None
         if filters.datatype:
