@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 from brainlife.client import Client
@@ -119,6 +120,10 @@ def test_bids_layout(bl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def
     proj = tmp_path / "b" / f"proj-{TRACT}"
     desc = json.loads((proj / "dataset_description.json").read_text())
     assert desc["BIDSVersion"] and desc["Name"]
+    # the link names the project's web page, which a browser can open
+    link = desc["GeneratedBy"][0]["CodeURL"]
+    page = urllib.request.urlopen(urllib.request.Request(link, headers={"Accept": "text/html"}))
+    assert page.status == 200 and desc["Name"] in page.read().decode()
     folders = sorted(p.relative_to(proj).as_posix() for p in proj.glob("sub-*/dt-*"))
     assert len(folders) == 18
     assert folders[0].startswith("sub-100206/dt-neuro-tractprofile.")

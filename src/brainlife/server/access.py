@@ -75,6 +75,16 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
     return or_(in_readable, published)
 
 
+def browsable_datasets(principal: Principal | None) -> ColumnElement[bool]:
+    """What the web pages show and let download: `readable_datasets` for a signed-in visitor; an
+    anonymous one sees what brainlife.io shows without an account, the data objects of public
+    projects and published ones (the API keeps asking for a token: `readable_datasets`)."""
+    if principal is not None:
+        return readable_datasets(principal)
+    public = Dataset.project_id.in_(select(Project.id).where(Project.access == "public"))
+    return or_(public, exists().where(DatasetPublication.dataset_id == Dataset.id))
+
+
 def readable_tasks(principal: Principal | None) -> ColumnElement[bool]:
     """Tasks the caller owns or that belong to one of the groups in its token."""
     if principal is None:

@@ -7,10 +7,11 @@ import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from brainlife.server import web
 from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
 from brainlife.server.limits import RequestLimits
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(publishing.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
+    web.mount(app)  # the pages at /: after the API routers, none under /api
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)
     app.add_middleware(
@@ -138,7 +140,9 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        if web.wants_html(request):
+            return web.error_page(request, exc.status_code, exc.message)
         headers: dict[str, str] = {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
@@ -157,7 +161,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(400, "Bad request: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and web.wants_html(request):
+            return web.error_page(request, 404, f"There is no page at {request.url.path}.")
         if exc.status_code == 404:
             return _error(404, f"No such route: {request.method} {request.url.path}")
         if exc.status_code == 405:

@@ -107,6 +107,10 @@ class TaskManifest(TypedDict):
 
 #: The most ids one `routes.DATASET_MANIFESTS` request may ask for (more: 400).
 MANIFESTS_MAX_IDS: Final = 1000
+#: The most data objects one `routes.DATASET_TAR` tar may hold (more: 400), as many as one batch
+#: manifest: the layout is built in memory before the first byte, and one request should not
+#: turn into a copy of a whole archive (`bl data download` fetches larger sets, resumably).
+DATASET_TAR_MAX_OBJECTS: Final = 1_000
 
 Document = dict[str, Any]
 
@@ -114,6 +118,7 @@ __all__ = [
     "API_AMARETTI",
     "API_AUTH",
     "API_WAREHOUSE",
+    "DATASET_TAR_MAX_OBJECTS",
     "DEFAULT_LIMIT",
     "MANIFESTS_MAX_IDS",
     "Document",

@@ -97,6 +97,8 @@ DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
 DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
+#: many data objects as one tar (`?ids=`, or `find`; POST: a JSON body of either)
+DATASET_TAR: Final = Route(API_WAREHOUSE, "/dataset/tar", False)
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -122,6 +124,7 @@ EXTENSIONS: Final = tuple(
         TOKENS,
         TOKEN,
         PUB_RELEASE,
+        DATASET_TAR,
     )
     if not r.brainlife
 )

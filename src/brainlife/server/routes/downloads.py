@@ -12,8 +12,10 @@ from fastapi.responses import Response
 
 from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, ShortSession
+from brainlife.server.errors import BadRequest
+from brainlife.server.query import parse_find
 from brainlife.server.routes import download, params
-from brainlife.server.services import downloads
+from brainlife.server.services import downloads, selection
 from brainlife.wire import Manifest, Manifests, routes
 
 router = APIRouter()
@@ -86,3 +88,56 @@ def download_dataset_file(
         ),
         on_last_byte=counted,
     )
+
+
+def _selection_response(
+    request: Request, tar: selection.SelectionTar, archive: ArchiveDep
+) -> Response:
+    chunk = archive.settings.chunk_size
+    return ranges.ranged_response(
+        request,
+        tar,
+        lambda start, end, nb: selection.stream(
+            tar, archive.store, start, end, chunk_size=chunk, nonblocking=nb
+        ),
+    )
+
+
+@router.get(routes.DATASET_TAR.path, openapi_extra=params.SELECTION_QUERY)
+@router.head(routes.DATASET_TAR.path, openapi_extra=params.SELECTION_QUERY)
+def download_selection(
+    request: Request, user: DownloadUser, session: ShortSession, archive: ArchiveDep
+) -> Response:
+    """Many data objects as one tar (`?ids=<id>,<id>…` or `?find=<json>`; each object's files
+    under `<id>/`; Range and a stable ETag, as for one object)."""
+    q = request.query_params
+    if q.getlist("ids"):
+        ids = selection.parse_ids(q.getlist("ids"))
+    elif q.get("find"):
+        ids = selection.ids_of_find(session=session, principal=user, find=parse_find(q["find"]))
+    else:
+        raise BadRequest("Say which data objects: ?ids=<id>,<id>… or ?find=<query>.")
+    tar = selection.open_selection(session=session, principal=user, ids=ids)
+    return _selection_response(request, tar, archive)
+
+
+@router.post(routes.DATASET_TAR.path, openapi_extra={**params.SELECTION, **params.DOWNLOAD})
+def download_selection_post(
+    request: Request,
+    payload: JsonBody,
+    user: DownloadUser,
+    session: ShortSession,
+    archive: ArchiveDep,
+) -> Response:
+    """The same, the set in a JSON body: `{"ids": [...]}` (up to `DATASET_TAR_MAX_OBJECTS`,
+    more than a URL holds) or `{"find": {...}}`."""
+    if not isinstance(payload, dict) or not ({"ids", "find"} & set(payload)):
+        raise BadRequest('The body must be a JSON object {"ids": [...]} or {"find": {...}}.')
+    if "ids" in payload:
+        ids = selection.parse_ids(payload["ids"])
+    else:
+        if not isinstance(payload["find"], dict):
+            raise BadRequest('"find" must be a JSON object (a query, as for GET /dataset).')
+        ids = selection.ids_of_find(session=session, principal=user, find=payload["find"])
+    tar = selection.open_selection(session=session, principal=user, ids=ids)
+    return _selection_response(request, tar, archive)

@@ -151,3 +151,15 @@ PUB_UPDATE = _body(
 PUB_RELEASE = {
     **_body({**_RELEASE, "properties": {**_RELEASE["properties"], "dry_run": {"type": "boolean"}}}),
 }
+#: `openapi_extra` of the selection tar (`routes.DATASET_TAR`): GET's parameters, POST's body
+IDS = _param("ids", "Data object ids, comma-separated or repeated.")
+SELECTION_QUERY = {"parameters": [IDS, FIND, AT]}
+SELECTION = _body(
+    {
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "find": {"type": "object"},
+        },
+    }
+)

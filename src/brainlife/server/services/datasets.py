@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, select
 from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
-from brainlife.server.access import readable_datasets
+from brainlife.server.access import browsable_datasets
 from brainlife.server.models import (
     Dataset,
     DatasetDatatypeTag,
@@ -29,9 +29,10 @@ from brainlife.wire import Document
 def list_datasets(
     *,
     session: Session,
-    principal: Principal,
+    principal: Principal | None,
     params: ListParams,
     datatype_tags: Sequence[str] = (),
+    count: bool = True,
 ) -> Listing[Dataset]:
     """Readable data objects matching `find`, with `count` and `size` over every readable match.
 
@@ -39,7 +40,8 @@ def list_datasets(
     release. Unlike brainlife, unreadable rows are filtered in the query, so `count`/`size`
     and page lengths only cover what the caller may read. `removed` is not filtered: clients
     send `removed: false` themselves. `datatype_tags` is brainlife's deprecated parameter
-    (`!tag` excludes).
+    (`!tag` excludes). Anonymous callers (the web pages; the API route asks for a token) get
+    `access.browsable_datasets`; `count=False` skips the totals (a page after the first).
     """
     find = params.find
     if datatype_tags:
@@ -52,7 +54,7 @@ def list_datasets(
             extra["$nin"] = avoid
         find = {"$and": [find, {"datatype_tags": extra}]}
         params = ListParams(find, params.sort, params.select, params.skip, params.limit)
-    access = readable_datasets(principal)
+    access = browsable_datasets(principal)
     terms = dataset_totals.conjunction(find)
     correlate: frozenset[str] = frozenset()
     correlate_negations: frozenset[str] = frozenset()
@@ -77,6 +79,7 @@ def list_datasets(
         DATASETS,
         access,
         params,
+        count=count,
         size_column=Dataset.size,
         options=NO_ARRAYS,
         correlate=correlate,

@@ -6,9 +6,10 @@ everything the stream needs) so that no session is held while bytes flow.
 Access (brainlife-server.md §2.3), checked in this order:
 
 1. unknown id → 404 "couldn't find the dataset specified";
-2. not readable (project not readable and not published) → 403. Unknown and forbidden are told
-   apart, as brainlife does: ids are 64 random bits, so existence cannot be enumerated, and a
-   403 tells a user to ask for access rather than to check the id;
+2. not readable (project not readable and not published; `access.browsable_datasets`, which
+   for a token is `readable_datasets`: only the web pages call without one) → 403. Unknown and
+   forbidden are told apart, as brainlife does: ids are 64 random bits, so existence cannot
+   be enumerated, and a 403 tells a user to ask for access rather than to check the id;
 3. status other than `stored` → 409 naming the status (brainlife answers 500 here).
 
 The batch manifest (`manifests_batch`) applies the same rules per id and reports each failing id
@@ -27,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from brainlife.server.access import readable_datasets
+from brainlife.server.access import browsable_datasets
 from brainlife.server.archive import Archive
 from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from brainlife.server.models import Dataset, DatasetFile
@@ -60,9 +61,9 @@ def _not_stored(status: str | None) -> str:
     )
 
 
-def _readable_dataset(session: Session, principal: Principal, dataset_id: str) -> Dataset:
+def _readable_dataset(session: Session, principal: Principal | None, dataset_id: str) -> Dataset:
     row = session.execute(
-        select(Dataset, readable_datasets(principal).label("readable")).where(
+        select(Dataset, browsable_datasets(principal).label("readable")).where(
             Dataset.id == dataset_id
         )
     ).first()
@@ -101,7 +102,7 @@ class TarDownload:
 
 
 def open_dataset_download(
-    *, session: Session, principal: Principal, dataset_id: str
+    *, session: Session, principal: Principal | None, dataset_id: str
 ) -> TarDownload:
     """Check access and lay out the data object's tar (no bytes are read yet)."""
     dataset = _readable_dataset(session, principal, dataset_id)
@@ -209,7 +210,9 @@ class ManifestBatch:
     missing: list[Missing]
 
 
-def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -> ManifestBatch:
+def manifests_batch(
+    *, session: Session, principal: Principal | None, ids: list[str]
+) -> ManifestBatch:
     """The files of each of `ids` (as the single manifest route gives them), and every id that
     has none in `missing` with the reason the single route would give. Two queries: the objects
     with their readability (access decided in SQL), then the files of the readable stored ones."""
@@ -221,7 +224,7 @@ def manifests_batch(*, session: Session, principal: Principal, ids: list[str]) -
                 Dataset.id,
                 Dataset.status,
                 Dataset.create_date,
-                readable_datasets(principal).label("readable"),
+                browsable_datasets(principal).label("readable"),
             ).where(Dataset.id.in_(wanted))
         )
         found = {r.id: (r.status, r.create_date, bool(r.readable)) for r in rows}
@@ -287,7 +290,7 @@ def guess_media_type(name: str) -> str:
 
 
 def open_dataset_file(
-    *, session: Session, principal: Principal, dataset_id: str, path: str
+    *, session: Session, principal: Principal | None, dataset_id: str, path: str
 ) -> FileDownload:
     dataset = _readable_dataset(session, principal, dataset_id)
     row = session.get(DatasetFile, (dataset.id, path))

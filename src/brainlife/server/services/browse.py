@@ -1,0 +1,294 @@
+"""What the web pages (`brainlife.server.web`) show beyond the API's listings: one project with its
+subjects × datatypes matrix, one data object with its files and releases, publications with their
+releases, and the names behind ids.
+
+Access is the API's (`brainlife.server.access`), decided in each query: a project page needs the
+project to be listable (`listable_projects`); its counts and matrix count only the objects the
+visitor may see (`browsable_datasets`: the API's rule, or for an anonymous visitor public and
+published objects). A project or object the visitor may not see is a 404 with the same message as
+an unknown id, so pages do not tell private ids from unknown ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from brainlife.server.access import browsable_datasets, listable_projects, readable_projects
+from brainlife.server.errors import NotFound
+from brainlife.server.models import (
+    Dataset,
+    DatasetCount,
+    DatasetFile,
+    DatasetPublication,
+    Datatype,
+    Project,
+    Publication,
+    Release,
+    User,
+)
+from brainlife.server.principal import Principal
+from brainlife.wire import is_object_id
+
+PROJECT_NOT_FOUND = "There is no project with this id, or you may not see it."
+DATASET_NOT_FOUND = "There is no data object with this id, or you may not see it."
+
+
+#: subjects (rows of the matrix) one project page shows; `matrix_after` pages through the rest
+MATRIX_SUBJECTS = 50
+
+
+@dataclass
+class ProjectPage:
+    project: Project
+    #: whether the visitor may read every object (public, or a role); otherwise only published
+    readable: bool
+    count: int
+    size: int
+    #: subject -> datatype id -> object count (subjects sorted; "" for objects without one), at
+    #: most `MATRIX_SUBJECTS` subjects from `matrix_after` on
+    matrix: dict[str, dict[str, int]]
+    #: the datatypes of the project's objects, by name
+    datatypes: list[Datatype]
+    #: role ("admins", "members", "guests") -> [(sub, username, fullname)]
+    people: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: the last subject shown when more follow (the next page's `matrix_after`)
+    matrix_next: str | None = None
+
+
+def get_project(
+    *,
+    session: Session,
+    principal: Principal | None,
+    project_id: str,
+    matrix: bool = True,
+    matrix_after: str | None = None,
+) -> ProjectPage:
+    """A project the visitor may list, with the counts of the objects they may see and (with
+    `matrix`) a page of its subjects × datatypes matrix."""
+    project = None
+    if is_object_id(project_id):
+        project = session.scalars(
+            select(Project).where(Project.id == project_id, listable_projects(principal))
+        ).first()
+    if project is None:
+        raise NotFound(PROJECT_NOT_FOUND)
+    readable = bool(
+        session.scalar(
+            select(func.count()).where(Project.id == project.id, readable_projects(principal))
+        )
+    )
+    count, size = _totals(session, project.id, readable)
+    table: dict[str, dict[str, int]] = {}
+    following = None
+    if matrix:
+        table, following = _matrix(session, principal, project.id, readable, matrix_after)
+    datatypes = datatype_rows(session, _datatype_ids(session, principal, project.id, readable))
+    subs = [r.sub for r in project.roles]
+    names = user_names(session, subs)
+    people: dict[str, list[tuple[str, str, str]]] = {"admins": [], "members": [], "guests": []}
+    for role in sorted(project.roles, key=lambda r: r.pos):
+        username, fullname = names.get(role.sub, ("", ""))
+        people.setdefault(role.role, []).append((role.sub, username, fullname))
+    return ProjectPage(project, readable, count, size, table, datatypes, people, following)
+
+
+def _datatype_ids(
+    session: Session, principal: Principal | None, project_id: str, readable: bool
+) -> list[str]:
+    """The datatypes the project's visible objects have: from the aggregates on SQLite."""
+    if session.get_bind().dialect.name == "sqlite":
+        c = DatasetCount
+        having = c.count if readable else c.pub_count
+        rows = session.scalars(
+            select(c.datatype_id)
+            .where(c.project_id == project_id, c.removed.is_(False), having > 0)
+            .distinct()
+        )
+        return list(rows)
+    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
+    if not readable:
+        where.append(browsable_datasets(principal))
+    return list(session.scalars(select(Dataset.datatype_id).where(*where).distinct()))
+
+
+def _totals(session: Session, project_id: str, readable: bool) -> tuple[int, int]:
+    """(count, bytes) of the project's objects the visitor sees: from the trigger-kept
+    aggregates (`DatasetCount`) on SQLite, else counted."""
+    if session.get_bind().dialect.name == "sqlite":
+        c = DatasetCount
+        count_col, size_col = (c.count, c.size) if readable else (c.pub_count, c.pub_size)
+        row = session.execute(
+            select(func.coalesce(func.sum(count_col), 0), func.coalesce(func.sum(size_col), 0))
+            .where(c.project_id == project_id)
+            .where(c.removed.is_(False))
+        ).one()
+        return int(row[0]), int(row[1])
+    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
+    if not readable:
+        where.append(exists().where(DatasetPublication.dataset_id == Dataset.id))
+    counted = session.execute(
+        select(func.count(), func.coalesce(func.sum(Dataset.size), 0)).where(*where)
+    ).one()
+    return int(counted[0]), int(counted[1] or 0)
+
+
+def _matrix(
+    session: Session,
+    principal: Principal | None,
+    project_id: str,
+    readable: bool,
+    after: str | None,
+) -> tuple[dict[str, dict[str, int]], str | None]:
+    """brainlife's subjects × datatypes table for `MATRIX_SUBJECTS` subjects after `after`: how
+    many objects of each datatype each subject has, and the last subject when more follow.
+
+    Two index walks: the page's subjects in order (stopping after the page), then the counts of
+    those subjects only, so a project of 300,000 objects costs what a page of it holds. When
+    the whole project is readable the access test is the project's (decided once, in
+    `get_project`); otherwise each object's (published ones only)."""
+    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
+    if not readable:
+        where.append(browsable_datasets(principal))
+    first = select(Dataset.subject).where(*where)
+    if after is not None:
+        first = first.where(Dataset.subject > after)
+    # GROUP BY, not DISTINCT: SQLite then walks the index in order and stops after the page
+    page = first.group_by(Dataset.subject).order_by(Dataset.subject)
+    subjects = list(session.scalars(page.limit(MATRIX_SUBJECTS + 1)))
+    following = None
+    if len(subjects) > MATRIX_SUBJECTS:
+        subjects = subjects[:MATRIX_SUBJECTS]
+        following = subjects[-1]
+    named = [s for s in subjects if s is not None]
+    matrix: dict[str, dict[str, int]] = {}
+    if not subjects:
+        return matrix, None
+    which: ColumnElement[bool] = Dataset.subject.in_(named)
+    if None in subjects:
+        which = or_(which, Dataset.subject.is_(None))
+    rows = session.execute(
+        select(Dataset.subject, Dataset.datatype_id, func.count())
+        .where(*where, which)
+        .group_by(Dataset.subject, Dataset.datatype_id)
+    )
+    for subject, datatype_id, n in rows:
+        matrix.setdefault(subject or "", {})[datatype_id] = int(n)
+    return dict(sorted(matrix.items())), following
+
+
+def datatype_rows(session: Session, ids: Iterable[str]) -> list[Datatype]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return list(
+        session.scalars(select(Datatype).where(Datatype.id.in_(wanted)).order_by(Datatype.name))
+    )
+
+
+def datatype_by_name(session: Session, name_or_id: str) -> Datatype | None:
+    """A datatype by its name (`neuro/anat/t1w`) or id, as `bl data query -d` takes it."""
+    if is_object_id(name_or_id):
+        found = session.get(Datatype, name_or_id)
+        if found is not None:
+            return found
+    return session.scalars(select(Datatype).where(Datatype.name == name_or_id)).first()
+
+
+def datatype_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    return {d.id: d.name for d in datatype_rows(session, ids)}
+
+
+def user_names(session: Session, subs: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """sub (as a string) -> (username, fullname) of existing accounts."""
+    numbers = sorted({int(s) for s in subs if str(s).isdigit()})
+    if not numbers:
+        return {}
+    rows = session.execute(
+        select(User.sub, User.username, User.fullname).where(User.sub.in_(numbers))
+    )
+    return {str(sub): (username, fullname) for sub, username, fullname in rows}
+
+
+def project_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(select(Project.id, Project.name).where(Project.id.in_(wanted)))
+    return {pid: name for pid, name in rows}
+
+
+@dataclass
+class DatasetPage:
+    dataset: Dataset
+    datatype: Datatype | None
+    project_name: str
+    files: list[DatasetFile]
+    #: (publication, release) of each release the object belongs to
+    releases: list[tuple[Publication, Release]]
+
+
+def get_dataset(*, session: Session, principal: Principal | None, dataset_id: str) -> DatasetPage:
+    """A data object the visitor may see, with its files (tar order) and releases."""
+    dataset = None
+    if is_object_id(dataset_id):
+        dataset = session.scalars(
+            select(Dataset).where(Dataset.id == dataset_id, browsable_datasets(principal))
+        ).first()
+    if dataset is None:
+        raise NotFound(DATASET_NOT_FOUND)
+    files = list(
+        session.scalars(
+            select(DatasetFile)
+            .where(DatasetFile.dataset_id == dataset.id)
+            .order_by(DatasetFile.pos)
+        )
+    )
+    release_ids = [p.release_id for p in dataset.publications]
+    releases: list[tuple[Publication, Release]] = []
+    if release_ids:
+        rows = session.execute(
+            select(Publication, Release)
+            .join(Release, Release.pub_id == Publication.id)
+            .where(Release.id.in_(release_ids))
+            .order_by(Publication.create_date, Release.pos)
+        )
+        releases = [(pub, rel) for pub, rel in rows]
+    return DatasetPage(
+        dataset,
+        session.get(Datatype, dataset.datatype_id),
+        project_names(session, [dataset.project_id]).get(dataset.project_id, ""),
+        files,
+        releases,
+    )
+
+
+def get_pub(*, session: Session, pub_id: str) -> Publication:
+    """A publication (public, as on brainlife.io) with its releases."""
+    pub = session.get(Publication, pub_id) if is_object_id(pub_id) else None
+    if pub is None:
+        raise NotFound("There is no publication with this id.")
+    return pub
+
+
+def get_release(*, session: Session, release_id: str) -> tuple[Publication, Release]:
+    row = None
+    if is_object_id(release_id):
+        row = session.execute(
+            select(Publication, Release)
+            .join(Release, Release.pub_id == Publication.id)
+            .where(Release.id == release_id)
+        ).first()
+    if row is None:
+        raise NotFound("There is no release with this id.")
+    return row[0], row[1]
+
+
+def summary(value: Any, limit: int = 200) -> str:
+    """A short one-line text of a value (a description in a list)."""
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

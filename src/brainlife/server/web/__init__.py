@@ -1,0 +1,53 @@
+"""The archive's web pages, served by `bl serve` at `/` next to the API under `/api/...`:
+browse and search projects, publications and data objects, download a file, an object or a
+selection, sign in with the API's accounts. Server-rendered (Jinja2), usable without JavaScript;
+`static/app.js` only adds copy buttons and "select all".
+
+`mount(app)` adds the pages (`pages.router`) and the static files; `wants_html` and `error_page`
+let the application's error handlers answer a browser with a page where an API client gets JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+STATIC = Path(__file__).parent / "static"
+
+
+def mount(app: FastAPI) -> None:
+    from brainlife.server.web import pages
+
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page: not under /api, and `Accept` names text/html."""
+    if request.url.path.startswith("/api/") or request.url.path == "/api":
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """An error as a page (the visitor shown as anonymous: the error may be about the session)."""
+    from brainlife.server.web import render
+
+    title = {404: "Not found", 403: "Not allowed", 401: "Sign in needed"}.get(status, "Error")
+    html = (
+        render.environment()
+        .get_template("error.html")
+        .render(
+            visitor=None,
+            csrf="",
+            path=request.url.path,
+            status=status,
+            title=title,
+            message=message,
+        )
+    )
+    return HTMLResponse(html, status_code=status, headers=render.SECURITY_HEADERS)

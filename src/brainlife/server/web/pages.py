@@ -1,0 +1,492 @@
+"""The web pages' routes: thin, like the API's (parse, call a service, render a template).
+
+Every page is server-rendered and works without JavaScript; the visitor is the session cookie's
+(`web.session`), and every service call enforces the API's access rules in SQL. Downloads stream
+through the same services and `ranges` as the API's download routes (Range, ETag, resume).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from brainlife.server import ranges
+from brainlife.server.deps import ArchiveDep, SessionDep, ShortSession
+from brainlife.server.errors import ApiError, BadRequest, NotFound
+from brainlife.server.query import ListParams
+from brainlife.server.services import (
+    auth,
+    browse,
+    datasets,
+    downloads,
+    projects,
+    pubs,
+    selection,
+    taskfiles,
+)
+from brainlife.server.web import render
+from brainlife.server.web import session as web_session
+from brainlife.server.web.filters import Filters, after_id
+from brainlife.server.web.session import VisitorDep
+
+router = APIRouter(include_in_schema=False)
+
+#: rows of a data-object list page
+PAGE_SIZE = 50
+#: projects and publications a home page lists
+HOME_LIMIT = 100
+#: longest form body a page takes (a sign-in)
+MAX_FORM = 8 * 1024
+
+
+def _text_search(q: str) -> dict[str, Any]:
+    text = {"$regex": "".join("\\" + c if not c.isalnum() and c != " " else c for c in q)}
+    text["$options"] = "i"
+    return {"$or": [{"name": text}, {"desc": text}]}
+
+
+@router.get("/")
+def home(
+    request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
+) -> Response:
+    """Search projects and publications by name or description."""
+    q = (request.query_params.get("q") or "").strip()[:200]
+    find: dict[str, Any] = {"removed": False}
+    if q:
+        find = {"$and": [find, _text_search(q)]}
+    found = projects.list_projects(
+        session=session,
+        principal=visitor.principal,
+        params=ListParams(find=find, sort=(("name", 1),), limit=HOME_LIMIT),
+    )
+    found_pubs = pubs.list_pubs(
+        session=session, params=ListParams(find=find, sort=(("name", 1),), limit=HOME_LIMIT)
+    )
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "home.html",
+        q=q,
+        projects=found.rows,
+        project_count=found.count,
+        pubs=found_pubs.rows,
+        pub_count=found_pubs.count,
+        summary=browse.summary,
+    )
+
+
+@router.get("/project/{project_id}")
+def project_page(
+    project_id: str,
+    request: Request,
+    session: SessionDep,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A project: readme, people, counts and the subjects × datatypes matrix (a page of
+    subjects at a time: `?subjects_after=` the last one shown)."""
+    after = (request.query_params.get("subjects_after") or "")[:256] or None
+    info = browse.get_project(
+        session=session, principal=visitor.principal, project_id=project_id, matrix_after=after
+    )
+    project_pubs = pubs.list_pubs(
+        session=session,
+        params=ListParams(find={"project": info.project.id, "removed": False}, limit=HOME_LIMIT),
+    )
+    readme = (info.project.extra or {}).get("readme") or info.project.desc
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "project.html",
+        info=info,
+        p=info.project,
+        readme=readme if isinstance(readme, str) else "",
+        pubs=project_pubs.rows,
+        command=Filters().command(project_id=info.project.id),
+        filters=Filters(),
+        subjects_after=after,
+    )
+
+
+@router.get("/project/{project_id}/data")
+def project_data(
+    project_id: str,
+    request: Request,
+    session: SessionDep,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A project's data objects with `bl data query`'s filters, `PAGE_SIZE` a page (keyset
+    paging on the id: `?after=` the last id of the previous page)."""
+    info = browse.get_project(
+        session=session, principal=visitor.principal, project_id=project_id, matrix=False
+    )
+    filters = Filters.parse(request.query_params)
+    after = after_id(request.query_params)
+    datatype_id = None
+    problem = ""
+    if filters.datatype:
+        dt = browse.datatype_by_name(session, filters.datatype)
+        if dt is None:
+            problem = f"There is no datatype named {filters.datatype!r}."
+        else:
+            datatype_id = dt.id
+    rows: list[Any] = []
+    count: int | None = 0
+    if not problem:
+        find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
+        if after is None:
+            page = datasets.list_datasets(
+                session=session,
+                principal=visitor.principal,
+                params=ListParams(find=find, limit=PAGE_SIZE),
+            )
+            count = page.count
+        else:
+            page = datasets.list_datasets(
+                session=session,
+                principal=visitor.principal,
+                params=ListParams(find={"$and": [find, {"_id": {"$gt": after}}]}, limit=PAGE_SIZE),
+                count=False,
+            )
+            count = None
+        rows = page.rows
+    names = browse.datatype_names(session, {r.datatype_id for r in rows})
+    docs = datasets.dataset_documents(session, rows)
+    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "data.html",
+        info=info,
+        p=info.project,
+        rows=list(zip(rows, docs, strict=True)),
+        names=names,
+        datatypes=info.datatypes,
+        filters=filters,
+        problem=problem,
+        count=count,
+        after=after,
+        next_query=filters.query(after=next_after) if next_after else None,
+        first_query=filters.query(),
+        tar_query=filters.query(project=info.project.id),
+        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
+        command=filters.command(project_id=info.project.id),
+    )
+
+
+@router.get("/object/{dataset_id}")
+def object_page(
+    dataset_id: str,
+    request: Request,
+    session: SessionDep,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A data object: metadata, tags, provenance, files (size, sha256) and releases."""
+    info = browse.get_dataset(session=session, principal=visitor.principal, dataset_id=dataset_id)
+    doc = datasets.dataset_documents(session, [info.dataset])[0]
+    prov = info.dataset.prov or {}
+    task_id = prov.get("task_id") if isinstance(prov, dict) else None
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "object.html",
+        info=info,
+        d=info.dataset,
+        doc=doc,
+        task_id=task_id if isinstance(task_id, str) else None,
+        command=f"bl data download {info.dataset.id}",
+    )
+
+
+@router.get("/pubs")
+def pubs_page(
+    request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
+) -> Response:
+    """Every publication with its releases."""
+    found = pubs.list_pubs(
+        session=session,
+        params=ListParams(find={"removed": False}, sort=(("create_date", -1),), limit=None),
+    )
+    return render.page(request, archive, visitor, "pubs.html", pubs=found.rows)
+
+
+@router.get("/pub/{pub_id}")
+def pub_page(
+    pub_id: str, request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
+) -> Response:
+    pub = browse.get_pub(session=session, pub_id=pub_id)
+    readme = (pub.extra or {}).get("readme") or pub.desc
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "pub.html",
+        pub=pub,
+        readme=readme if isinstance(readme, str) else "",
+        project_name=browse.project_names(session, [pub.project_id]).get(pub.project_id, ""),
+    )
+
+
+@router.get("/release/{release_id}")
+def release_page(
+    release_id: str,
+    request: Request,
+    session: SessionDep,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A release's data objects (public, as on brainlife.io), `PAGE_SIZE` a page."""
+    pub, release = browse.get_release(session=session, release_id=release_id)
+    after = after_id(request.query_params)
+    find: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
+    page = pubs.list_release_datasets(
+        session=session,
+        release_id=release.id,
+        params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE),
+    )
+    rows = page.rows
+    names = browse.datatype_names(session, {r.datatype_id for r in rows})
+    docs = datasets.dataset_documents(session, rows)
+    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "release.html",
+        pub=pub,
+        release=release,
+        rows=list(zip(rows, docs, strict=True)),
+        names=names,
+        count=page.count if not after else None,
+        after=after,
+        next_query=f"after={next_after}" if next_after else None,
+        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
+        command=Filters().command(pub=release.id),
+    )
+
+
+@router.get("/task/{task_id}")
+def task_page(
+    task_id: str,
+    request: Request,
+    session: SessionDep,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A task's output files, for the members of its group (its owner, amaretti admins)."""
+    if visitor.principal is None:
+        raise NotFound(f"couldn't find the task specified: {task_id}")
+    target = taskfiles.open_task_path(
+        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=""
+    )
+    files = taskfiles.task_manifest(archive=archive, target=target)
+    return render.page(request, archive, visitor, "task.html", task_id=target.task_id, files=files)
+
+
+# --- sign-in ------------------------------------------------------------------------------------
+
+
+def _next(value: str | None) -> str:
+    """Where to go after signing in: a path of this site only (no `//host`, no scheme)."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value[:1000]
+    return "/"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    raw = await request.body()
+    if not raw:
+        return {}  # refused by the CSRF check
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        raise BadRequest("Send the form (application/x-www-form-urlencoded).")
+    if len(raw) > MAX_FORM:
+        raise BadRequest("The form is too large.")
+    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+
+
+@router.get("/signin")
+def signin_form(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
+    return render.page(
+        request,
+        archive,
+        visitor,
+        "signin.html",
+        next=_next(request.query_params.get("next")),
+        error="",
+        username="",
+    )
+
+
+@router.post("/signin")
+async def signin(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
+    """Sign in with the API's login (same accounts, lockout and delays)."""
+    form = await _form(request)
+    web_session.check_csrf(archive, visitor, form)
+    username, password = form.get("username", "")[:256], form.get("password", "")[:1024]
+    nxt = _next(form.get("next"))
+    try:
+        if not username or not password:
+            raise BadRequest("Enter your username (or e-mail) and password.")
+        client = request.client.host if request.client else ""
+        result = await auth.login(
+            archive=archive,
+            username=username,
+            password=password,
+            ttl_ms=web_session.SESSION_TTL_MS,
+            client=client,
+        )
+    except ApiError as exc:
+        return render.page(
+            request,
+            archive,
+            visitor,
+            "signin.html",
+            status=exc.status_code,
+            next=nxt,
+            error=exc.message,
+            username=username,
+        )
+    response = RedirectResponse(nxt, status_code=303)
+    web_session.sign_in(request, response, result.jwt)
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
+    form = await _form(request)
+    web_session.check_csrf(archive, visitor, form)
+    response = RedirectResponse("/", status_code=303)
+    web_session.sign_out(response)
+    return response
+
+
+# --- downloads ----------------------------------------------------------------------------------
+
+
+@router.get("/download/object/{dataset_id}")
+@router.head("/download/object/{dataset_id}")
+def download_object(
+    dataset_id: str,
+    request: Request,
+    session: ShortSession,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A data object as a tar (as `GET /api/warehouse/dataset/download/:id`)."""
+    dl = downloads.open_dataset_download(
+        session=session, principal=visitor.principal, dataset_id=dataset_id
+    )
+    chunk = archive.settings.chunk_size
+    return ranges.ranged_response(
+        request,
+        dl,
+        lambda start, end, nb: downloads.stream_tar(
+            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nb
+        ),
+        on_last_byte=lambda: downloads.count_download(archive, dl.dataset_id),
+    )
+
+
+@router.get("/download/file/{dataset_id}/{path:path}")
+@router.head("/download/file/{dataset_id}/{path:path}")
+def download_file(
+    dataset_id: str,
+    path: str,
+    request: Request,
+    session: ShortSession,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """One file of a data object (as `GET /api/warehouse/dataset/file/:id/<path>`)."""
+    f = downloads.open_dataset_file(
+        session=session, principal=visitor.principal, dataset_id=dataset_id, path=path
+    )
+    chunk = archive.settings.chunk_size
+    return ranges.ranged_response(
+        request,
+        f,
+        lambda start, end, nb: downloads.stream_blob(
+            archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
+        ),
+    )
+
+
+@router.get("/download/tar")
+@router.head("/download/tar")
+def download_tar(
+    request: Request, session: ShortSession, archive: ArchiveDep, visitor: VisitorDep
+) -> Response:
+    """Selected objects (`?ids=`), a project's filtered list (`?project=` and the list page's
+    filters) or a release (`?pub=`) as one tar (as `GET /api/warehouse/dataset/tar`)."""
+    q = request.query_params
+    principal = visitor.principal
+    name = "selection"
+    if q.getlist("ids"):
+        ids = selection.parse_ids(q.getlist("ids"))
+    elif q.get("pub"):
+        _pub, release = browse.get_release(session=session, release_id=q.get("pub", ""))
+        name = release.id
+        ids = selection.ids_of_find(
+            session=session, principal=principal, find={"publications": release.id}
+        )
+    elif q.get("project"):
+        info = browse.get_project(
+            session=session, principal=principal, project_id=q["project"], matrix=False
+        )
+        filters = Filters.parse(q)
+        datatype_id = None
+        if filters.datatype:
+            dt = browse.datatype_by_name(session, filters.datatype)
+            if dt is None:
+                raise BadRequest(f"There is no datatype named {filters.datatype!r}.")
+            datatype_id = dt.id
+        name = info.project.id
+        find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
+        ids = selection.ids_of_find(session=session, principal=principal, find=find)
+    else:
+        raise BadRequest("Select data objects (ids=…), or give a project (project=…) or pub=….")
+    tar = selection.open_selection(session=session, principal=principal, ids=ids, name=name)
+    chunk = archive.settings.chunk_size
+    return ranges.ranged_response(
+        request,
+        tar,
+        lambda start, end, nb: selection.stream(
+            tar, archive.store, start, end, chunk_size=chunk, nonblocking=nb
+        ),
+    )
+
+
+@router.get("/task/{task_id}/file/{path:path}")
+def download_task_file(
+    task_id: str,
+    path: str,
+    request: Request,
+    session: ShortSession,
+    archive: ArchiveDep,
+    visitor: VisitorDep,
+) -> Response:
+    """A file of a task's outputs (for the members of its group)."""
+    if visitor.principal is None:
+        raise NotFound(f"couldn't find the task specified: {task_id}")
+    target = taskfiles.open_task_path(
+        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=path
+    )
+    if target.is_dir:
+        raise BadRequest("This is a folder; download its files one by one.")
+    chunk = archive.settings.chunk_size
+    return ranges.ranged_response(
+        request,
+        target,
+        lambda start, end, nb: taskfiles.stream_file(
+            archive=archive, target=target, start=start, end=end, chunk_size=chunk, nonblocking=nb
+        ),
+    )

@@ -1,0 +1,99 @@
+"""HTML rendering: Jinja2 templates (autoescaped) and Markdown without raw HTML."""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from brainlife.server.archive import Archive
+from brainlife.server.web import session as web_session
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    # html=False: raw HTML in a readme is shown as text; markdown-it refuses javascript:,
+    # vbscript:, file: and data: (other than images) links itself
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def markdown(text: str | None) -> Markup:
+    return Markup(_markdown().render(text or ""))
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else ""
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@functools.cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(markdown=markdown, size=human_size, day=day, json=pretty_json)
+    return env
+
+
+def page(
+    request: Request,
+    archive: Archive,
+    visitor: web_session.Visitor,
+    template: str,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """A page: the template with the visitor, its CSRF token and the current path."""
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            visitor=visitor,
+            csrf=web_session.csrf_token(archive, visitor),
+            path=request.url.path,
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    web_session.remember(request, response, visitor)
+    return response
+
+
+#: the pages load nothing from elsewhere and run only our own script
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}

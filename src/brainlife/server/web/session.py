@@ -1,0 +1,124 @@
+"""Who is visiting the web pages, and CSRF protection of their forms.
+
+Signing in (`/signin`) calls the same login as `POST /api/auth/local/auth` and keeps the signed
+token in a cookie (`bl_session`: HttpOnly, SameSite=Lax, Secure over https, i.e. under `--tls`),
+so the pages apply exactly the API's access rules to the token's claims. The token never appears
+in a URL or a page. Signing out forgets the cookie (the token itself expires after `SESSION_TTL`).
+
+Every form carries a CSRF token: an HMAC of the visitor's session id (the session token, or for an
+anonymous visitor a random `bl_csrf` cookie) under a key derived from the archive's signing key.
+A POST whose token does not match its own cookies is refused (403), whatever its origin: another
+site can make a browser send the cookies, never read the token. Signing in changes the session id,
+so tokens issued before it stop working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from brainlife.server.archive import Archive
+from brainlife.server.deps import get_archive
+from brainlife.server.errors import ApiError, Forbidden
+from brainlife.server.principal import Principal
+
+SESSION_COOKIE = "bl_session"
+ANON_COOKIE = "bl_csrf"
+#: lifetime of a web session's token (milliseconds)
+SESSION_TTL_MS = 12 * 3600 * 1000
+CSRF_FIELD = "csrf"
+
+
+@dataclass
+class Visitor:
+    principal: Principal | None
+    #: what the CSRF token is tied to: the session token, or the anonymous cookie's value
+    session_id: str
+    #: a new anonymous id to set as a cookie with the response
+    new_anon: bool = False
+    #: the session cookie held a token no longer valid: clear it
+    drop_session: bool = False
+
+    @property
+    def username(self) -> str | None:
+        if self.principal is None:
+            return None
+        return self.principal.username or f"user {self.principal.sub}"
+
+
+def _key(archive: Archive) -> bytes:
+    return hashlib.sha256(b"brainlife web csrf\x00" + archive.signer.keys.private_pem).digest()
+
+
+def csrf_token(archive: Archive, visitor: Visitor) -> str:
+    return hmac.new(_key(archive), visitor.session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def visitor(request: Request, archive: Annotated[Archive, Depends(get_archive)]) -> Visitor:
+    """The visitor of a page: signed in (a valid session cookie) or anonymous."""
+    token = request.cookies.get(SESSION_COOKIE)
+    drop = False
+    if token:
+        try:
+            return Visitor(archive.signer.principal(token), token)
+        except ApiError:
+            drop = True  # expired or from another key: carry on as anonymous
+    anon = request.cookies.get(ANON_COOKIE) or ""
+    if len(anon) == 43 and anon.replace("-", "").replace("_", "").isalnum():
+        return Visitor(None, anon, drop_session=drop)
+    return Visitor(None, secrets.token_urlsafe(32), new_anon=True, drop_session=drop)
+
+
+def check_csrf(archive: Archive, visitor: Visitor, form: dict[str, str]) -> None:
+    """Refuse a form whose CSRF token is missing or is not this session's."""
+    sent = form.get(CSRF_FIELD, "")
+    if visitor.new_anon or not hmac.compare_digest(sent, csrf_token(archive, visitor)):
+        raise Forbidden(
+            "This form has expired or did not come from this site (CSRF check failed): "
+            "reload the page and submit it again."
+        )
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def remember(request: Request, response: Response, visitor: Visitor) -> None:
+    """Set or clear the cookies a page's visitor needs."""
+    if visitor.drop_session:
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    if visitor.new_anon:
+        response.set_cookie(
+            ANON_COOKIE,
+            visitor.session_id,
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+            path="/",
+        )
+
+
+def sign_in(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_TTL_MS // 1000,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.delete_cookie(ANON_COOKIE, path="/")
+
+
+def sign_out(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+VisitorDep = Annotated[Visitor, Depends(visitor)]

@@ -1,0 +1,181 @@
+"""The web pages in a real browser: Debian's chromium, headless, driven by Playwright, against a
+real `bl serve` over the demo world. Sign in, search, browse, filter, open an object, download a
+file and a selection (and resume the selection with curl after a cut), keyboard use, a phone-sized
+screen, what an anonymous visitor cannot see, and a POST without a CSRF token."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.web.chromium import launch
+from tests.web.conftest import O3D, PRIVATE, T1
+
+
+@pytest.fixture(scope="module")
+def server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("web-live") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    live = start_server(data_dir)
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+def page(playwright, tmp_path: Path, server: LiveServer) -> Iterator[Page]:  # type: ignore[no-untyped-def]
+    context = launch(playwright, tmp_path / "profile", base_url=server.url)
+    context.set_default_timeout(20_000)
+    yield context.pages[0] if context.pages else context.new_page()
+    context.close()
+
+
+def sign_in(page: Page, username: str) -> None:
+    page.goto("/")
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_label("Username or e-mail").fill(username)
+    page.get_by_label("Password").fill(username)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_sign_in_search_browse_filter_open_and_download_a_file(page: Page) -> None:
+    sign_in(page, "demo")
+    page.get_by_label("Search projects and publications").fill("O3D")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="O3D", exact=True).first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("O3D")
+    expect(page.get_by_text("2,708")).to_be_visible()
+    page.get_by_role("link", name="Browse the data objects").click()
+    page.get_by_label("Datatype", exact=True).fill("neuro/anat/t1w")
+    page.get_by_label("Subject").fill("0001")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+    expect(page.get_by_label("bl command")).to_have_count(0)  # labelled by its <label>
+    command = page.get_by_label("Download the same set with bl:")
+    expect(command).to_have_value(
+        re.compile(r"bl data download -p \w+ --datatype neuro/anat/t1w -b 0001")
+    )
+    page.get_by_role("link", name=T1).click()
+    expect(page).to_have_url(re.compile(f"/object/{T1}$"))
+    shown = page.locator("code.hash").first.inner_text()
+    with page.expect_download() as info:
+        page.get_by_role("link", name="t1.nii.gz").click()
+    data = Path(info.value.path()).read_bytes()
+    assert info.value.suggested_filename == "t1.nii.gz"
+    assert hashlib.sha256(data).hexdigest() == shown
+
+
+def test_download_a_selection_as_a_tar_and_resume_it_with_curl(
+    page: Page, server: LiveServer, tmp_path: Path
+) -> None:
+    page.goto(f"/project/{O3D}/data?datatype=neuro/wmc&subject=0002")
+    boxes = page.locator('input[name="ids"]')
+    chosen = [boxes.nth(i).get_attribute("value") for i in range(3)]
+    for i in range(3):  # by keyboard: focus each box, Space ticks it
+        boxes.nth(i).focus()
+        page.keyboard.press("Space")
+        expect(boxes.nth(i)).to_be_checked()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download selected as one tar").click()
+    whole = Path(info.value.path()).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        assert sorted({n.split("/")[0] for n in tar.getnames()}) == sorted(chosen)
+    # the transfer is cut after 5,000 bytes; curl -C - fetches the rest
+    partial = tmp_path / "selection.tar"
+    partial.write_bytes(whole[:5000])
+    url = info.value.url
+    assert url.startswith(server.url + "/download/tar?")
+    done = subprocess.run(
+        ["curl", "-sS", "-f", "-C", "-", "-o", str(partial), url], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert partial.read_bytes() == whole
+    head = subprocess.run(["curl", "-sSI", "-r", "5000-", url], capture_output=True, text=True)
+    assert "206" in head.stdout.splitlines()[0] and "etag:" in head.stdout.lower()
+
+
+def test_select_all_and_copy_button_work_with_javascript(page: Page) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"/project/{O3D}/data?datatype=neuro/anat/t1w")
+    page.get_by_label("Select all on this page").check()
+    expect(page.locator('input[name="ids"]:checked')).to_have_count(21)
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith(f"bl data download -p {O3D} --datatype neuro/anat/t1w")
+
+
+def test_pages_work_without_javascript(playwright, tmp_path: Path, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = launch(playwright, tmp_path / "nojs", base_url=server.url, java_script_enabled=False)
+    page = context.pages[0] if context.pages else context.new_page()
+    page.goto("/")
+    page.get_by_label("Search projects and publications").fill("tractprofiles")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="2019 tractprofiles").click()
+    page.get_by_role("link", name="Browse the data objects").click()
+    page.get_by_label("Subject").fill("100206")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("data objects match")
+    # the command is still there to select and copy by hand; the Copy button stays hidden
+    expect(page.get_by_label("Download the same set with bl:")).to_be_visible()
+    expect(page.get_by_role("button", name="Copy")).to_have_count(0)
+    context.close()
+
+
+def test_private_project_is_invisible_when_signed_out(page: Page) -> None:
+    page.goto("/")
+    expect(page.get_by_text("Private demo")).to_have_count(0)
+    response = page.goto(f"/project/{PRIVATE}")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    sign_in(page, "avesani")
+    page.goto(f"/project/{PRIVATE}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Private demo")
+
+
+def test_post_without_csrf_token_is_refused(page: Page) -> None:
+    sign_in(page, "demo")
+    status = page.evaluate(
+        "fetch('/signout', {method: 'POST', headers: {'Content-Type':"
+        " 'application/x-www-form-urlencoded'}, body: 'x=1'}).then(r => r.status)"
+    )
+    assert status == 403
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()  # still signed in
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+
+
+def test_keyboard_skip_link_and_phone_width(playwright, tmp_path: Path, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = launch(
+        playwright, tmp_path / "phone", base_url=server.url, viewport={"width": 390, "height": 844}
+    )
+    page = context.pages[0] if context.pages else context.new_page()
+    for path in ("/", f"/project/{O3D}", f"/project/{O3D}/data", f"/object/{T1}"):
+        page.goto(path)
+        # nothing wider than the screen: wide tables scroll inside their own box
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    page.goto("/")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#main"
+    context.close()

@@ -1,0 +1,112 @@
+"""Signing in and out on the pages: the API's accounts and rules, a session cookie that scripts
+cannot read (HttpOnly, SameSite=Lax, Secure under https), CSRF tokens tied to the session on every
+form, and no token in a URL, a page or the log."""
+
+from __future__ import annotations
+
+import logging
+
+from tests.web.conftest import PRIVATE, csrf_of, sign_in
+
+
+def test_sign_in_sets_a_protected_session_cookie(browser) -> None:  # type: ignore[no-untyped-def]
+    done = sign_in(browser, "avesani")
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    cookie = next(c for c in done.headers.get_list("set-cookie") if c.startswith("bl_session="))
+    token = cookie.split(";")[0].split("=", 1)[1]
+    assert token.count(".") == 2  # the signed token, as a login gives
+    low = cookie.lower()
+    assert "httponly" in low and "samesite=lax" in low and "path=/" in low
+    assert "secure" not in low  # plain http: a Secure cookie would never come back
+    page = browser.get("/").text
+    assert "avesani" in page and "Sign out" in page
+    assert token not in page  # never shown
+
+
+def test_secure_cookie_over_https(demo_web) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(demo_web, base_url="https://testserver", follow_redirects=False) as client:
+        done = sign_in(client, "avesani")
+        cookie = next(c for c in done.headers.get_list("set-cookie") if c.startswith("bl_session="))
+        assert "secure" in cookie.lower()
+
+
+def test_wrong_password_shows_the_form_again(browser) -> None:  # type: ignore[no-untyped-def]
+    bad = sign_in(browser, "avesani", "wrong")
+    assert bad.status_code == 401 and 'role="alert"' in bad.text
+    assert "bl_session=" not in bad.headers.get("set-cookie", "")
+    assert 'value="avesani"' in bad.text  # the username is kept, never the password
+    assert "wrong" not in bad.text
+
+
+def test_post_without_csrf_token_is_refused(browser) -> None:  # type: ignore[no-untyped-def]
+    browser.get("/signin")  # has an anonymous cookie, but sends no token
+    got = browser.post("/signin", data={"username": "avesani", "password": "avesani"})
+    assert got.status_code == 403 and "CSRF" in got.text
+    assert "bl_session=" not in got.headers.get("set-cookie", "")
+    forged = browser.post(
+        "/signin", data={"csrf": "0" * 64, "username": "avesani", "password": "avesani"}
+    )
+    assert forged.status_code == 403
+
+
+def test_csrf_token_is_tied_to_the_session(browser, demo_web) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    token = csrf_of(browser.get("/signin").text)
+    with TestClient(demo_web, follow_redirects=False) as other:
+        other.get("/signin")  # another visitor's cookie: the first one's token is not its own
+        got = other.post("/signin", data={"csrf": token, "username": "demo", "password": "demo"})
+        assert got.status_code == 403
+    # signing in changes the session: a token from before no longer signs out
+    sign_in(browser, "demo")
+    assert browser.post("/signout", data={"csrf": token}).status_code == 403
+
+
+def test_sign_out_needs_the_token_and_forgets_the_session(browser) -> None:  # type: ignore[no-untyped-def]
+    sign_in(browser, "avesani")
+    assert browser.get(f"/project/{PRIVATE}").status_code == 200
+    assert browser.post("/signout", data={}).status_code == 403
+    assert browser.get(f"/project/{PRIVATE}").status_code == 200
+    token = csrf_of(browser.get("/").text)
+    out = browser.post("/signout", data={"csrf": token})
+    assert out.status_code == 303
+    assert browser.get(f"/project/{PRIVATE}").status_code == 404
+
+
+def test_next_stays_on_this_site(browser) -> None:  # type: ignore[no-untyped-def]
+    form = browser.get("/signin?next=//evil.example/x")
+    assert 'name="next" value="/"' in form.text
+    done = browser.post(
+        "/signin",
+        data={
+            "csrf": csrf_of(form.text),
+            "username": "demo",
+            "password": "demo",
+            "next": "https://evil.example/",
+        },
+    )
+    assert done.headers["location"] == "/"
+
+
+def test_a_bad_session_cookie_is_anonymous_not_an_error(browser) -> None:  # type: ignore[no-untyped-def]
+    browser.cookies.set("bl_session", "not.a.token")
+    page = browser.get("/")
+    assert page.status_code == 200 and "Sign in" in page.text
+    assert 'bl_session=""' in page.headers.get("set-cookie", "")
+
+
+def test_forms_are_not_json_and_are_bounded(browser) -> None:  # type: ignore[no-untyped-def]
+    browser.get("/signin")
+    assert browser.post("/signin", json={"username": "a"}).status_code == 400
+    big = browser.post("/signin", data={"username": "x" * 20_000, "password": "y"})
+    assert big.status_code == 400
+
+
+def test_no_token_in_the_log(browser, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG)
+    done = sign_in(browser, "demo")
+    token = done.cookies.get("bl_session") or ""
+    browser.get("/")
+    assert token and token not in caplog.text
