@@ -21,7 +21,15 @@ log = logging.getLogger("brainlife.server")
 
 
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
-    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, warehouse
+    from brainlife.server.routes import (
+        amaretti,
+        apps,
+        auth,
+        downloads,
+        resources,
+        taskfiles,
+        warehouse,
+    )
 
     archive = archive or open_archive(settings or Settings())
     app = FastAPI(
@@ -36,8 +44,10 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(apps.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
+    app.include_router(resources.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)
     app.add_middleware(
