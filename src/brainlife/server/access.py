@@ -52,6 +52,10 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
         # brainlife requires a token for /dataset and downloads; the anonymous listing of a
         # release (/pub/datasets/:id) applies its own rule.
         return false()
+    if principal.datasets is not None:
+        # a download script's token: its objects only, and only while its user may read them
+        user = Principal(sub=principal.sub)
+        return and_(Dataset.id.in_(sorted(principal.datasets)), readable_datasets(user))
     if principal.is_admin("warehouse"):
         return true()
     in_readable = Dataset.project_id.in_(select(Project.id).where(readable_projects(principal)))
@@ -61,7 +65,7 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
 
 def readable_tasks(principal: Principal | None) -> ColumnElement[bool]:
     """Tasks the caller owns or that belong to one of the groups in its token."""
-    if principal is None:
+    if principal is None or principal.scoped:
         return false()
     if principal.is_admin("amaretti"):
         return true()

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         apps,
         auth,
         downloads,
+        downscript,
         resources,
         taskfiles,
         warehouse,
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
     app.include_router(apps.router, prefix=API_WAREHOUSE)
+    app.include_router(downscript.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     app.include_router(resources.router, prefix=API_AMARETTI)

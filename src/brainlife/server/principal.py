@@ -12,6 +12,13 @@ class Principal:
     gids: tuple[int, ...] = ()
     scopes: dict[str, Any] = field(default_factory=dict)
     username: str | None = None
+    #: a download script's token (`services.downscript`): it reads these data objects (if its
+    #: user still may) through the data-object and download routes, and nothing else
+    datasets: frozenset[str] | None = None
+
+    @property
+    def scoped(self) -> bool:
+        return self.datasets is not None
 
     @property
     def sub_str(self) -> str:

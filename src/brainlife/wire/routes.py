@@ -82,6 +82,7 @@ DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
 DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
 APPS: Final = Route(API_WAREHOUSE, "/app")
 DATASET_STAGE: Final = Route(API_WAREHOUSE, "/dataset/stage")
+DATASET_DOWNSCRIPT: Final = Route(API_WAREHOUSE, "/dataset/downscript")
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")

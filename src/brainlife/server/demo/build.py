@@ -21,6 +21,7 @@ from brainlife.server.demo.world import (
     PROJECTS,
     SEED,
     SUB,
+    TP_PROJECT,
     USERS,
     oid_time,
     utc,
@@ -83,6 +84,9 @@ def build_demo(session: Session, archive: Archive) -> bool:
             for o in objects
             if o.project == O3D_PROJECT and o.datatype == "neuro/anat/t1w"
         },
+        profile_id=next(
+            o.id for o in objects if o.project == TP_PROJECT and o.datatype == "neuro/tractprofile"
+        ),
     )
     session.commit()
     marker.write_text("the demo world was built completely\n")
