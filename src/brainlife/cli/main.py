@@ -16,6 +16,7 @@ import click
 
 #: command name -> "module:attribute" (modules under brainlife.cli)
 COMMANDS: dict[str, str] = {
+    "app": "cmd_app:app",
     "data": "cmd_data:data",
     "dataset": "cmd_data:dataset",
     "datatype": "cmd_datatype:datatype",
@@ -25,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "project": "cmd_project:project",
     "pub": "cmd_pub:pub",
     "refresh": "cmd_login:refresh",
+    "resource": "cmd_resource:resource",
     "serve": "cmd_serve:serve",
     "task": "cmd_task:task",
     "version": "cmd_version:version",

@@ -19,6 +19,9 @@ PUBS: Final = routes.PUBS.url()
 DATASETS: Final = routes.DATASETS.url()
 DATASET_MANIFESTS: Final = routes.DATASET_MANIFESTS.url()
 TASKS: Final = routes.TASKS.url()
+APPS: Final = routes.APPS.url()
+RESOURCES: Final = routes.RESOURCES.url()
+INSTANCES: Final = routes.INSTANCES.url()
 
 
 def dataset_manifest(dataset_id: str) -> str:
