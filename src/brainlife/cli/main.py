@@ -17,6 +17,7 @@ import click
 #: command name -> "module:attribute" (modules under brainlife.cli)
 COMMANDS: dict[str, str] = {
     "app": "cmd_app:app",
+    "bids": "cmd_bids:bids",
     "data": "cmd_data:data",
     "dataset": "cmd_data:dataset",
     "datatype": "cmd_datatype:datatype",
