@@ -10,7 +10,7 @@ TODO (expected to be added, not yet served by `bl serve`):
 - `bl data update` — `PUT /api/warehouse/dataset/:id` (curation work);
 - `bl data delete` — `DELETE /api/warehouse/dataset/:id` (curation work);
 - `bl data upload` — instance + noop task + `POST /amaretti/task/upload/:id` + `POST
-  /warehouse/dataset` (upload work; today `POST /amaretti/instance` answers the 501 of "this
+  /warehouse/dataset` (upload work; today `POST /amaretti/instance` answers the 403 of "this
   archive runs no apps", which the upload flow must narrow to its noop task);
 - `bl bids upload` — the same upload flow, per BIDS file;
 - `bl data query --s3` and `bl data download --path` — project files (issue #13 item 5).

@@ -2,8 +2,8 @@
 `bl serve --tls` over the demo world; our `bl` prints the same for the same flags.
 
 `bl app run` cannot succeed on an archive that runs no apps: the server refuses its first write
-(`POST /amaretti/instance`) with a 501 whose message the official CLI prints (inside its
-`StatusCodeError: 501 - {"message": …}` line) before it exits 1, at once. Nothing is created.
+(`POST /amaretti/instance`) with a 403 whose message the official CLI prints (inside its
+`StatusCodeError: 403 - {"message": …}` line) before it exits 1, at once. Nothing is created.
 """
 
 # The official CLI's fixtures (installed CLI, TLS server, logged-in runner) are imported from
@@ -173,7 +173,7 @@ def test_official_app_run_is_refused_with_the_servers_message(run, tls_server):
     before = _instances(tls_server, run.home)
     res = run("app", "run", "--id", APP_FREESURFER, "--project", O3D, "--input", f"t1:{T1_EXAMPLE}")
     assert res.returncode == 1
-    assert "StatusCodeError: 501" in res.stderr
+    assert "StatusCodeError: 403" in res.stderr
     assert RUN_REFUSED in res.stderr
     assert _instances(tls_server, run.home) == before
 
@@ -183,8 +183,8 @@ def test_our_app_run_is_refused_with_the_servers_message(ours, run, tls_server):
     res = ours(
         "app", "run", "--id", "FreeSurfer", "--project", "O3D", "--input", f"t1:{T1_EXAMPLE}"
     )
-    assert res.returncode == 1
-    assert res.stderr.strip() == f"Error: The server answered HTTP 501: {RUN_REFUSED}"
+    assert res.returncode == 4  # permission
+    assert res.stderr.strip() == f"Error: Access denied: {RUN_REFUSED}"
     bad = ours("app", "run", "--id", "FreeSurfer", "--project", "O3D", "--input", "dwi:x")
     assert bad.returncode == 2 and "the app has no input 'dwi'" in bad.stderr
     assert _instances(tls_server, run.home) == before

@@ -227,6 +227,12 @@ def test_admin_adds_an_app_that_is_then_listed(http, tokens):
         ({"inputs": [{"id": "a", "datatype": DT["neuro/dwi"], "multi": "yes"}]}, "true or false"),
         ({"config": {"t1": {"type": "input", "input_id": "nope"}}}, "input_id"),
         ({"config": {"x": {"type": "shell"}}}, "type must be one of"),
+        ({"config": {"t1": {"type": "input", "input_id": ["t1"]}}}, "input_id"),
+        (
+            {"outputs": [{"id": "o", "datatype": DT["neuro/dwi"], "datatype_tags_pass": {}}]},
+            "datatype_tags_pass",
+        ),
+        ({"config": {"t1": {"type": {"x": 1}}}}, "type must be one of"),
         (
             {"inputs": [{"id": f"i{n}", "datatype": DT["neuro/dwi"]} for n in range(65)]},
             "at most 64",
@@ -274,7 +280,7 @@ def test_resource_query_by_service_as_the_official_cli_sends(http, tokens):
 )
 def test_every_route_that_would_run_an_app_is_refused(http, tokens, path):
     r = http.post(path, json={"name": "x"}, headers=tokens["hayashis"])
-    assert r.status_code == 501
+    assert r.status_code == 403
     assert r.json()["message"] == RUN_REFUSED
     assert http.post(path, json={}).status_code == 401
 

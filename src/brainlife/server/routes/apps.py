@@ -42,7 +42,7 @@ def list_apps(request: Request, session: SessionDep, user: MaybeUser) -> dict[st
     return documents.page("apps", docs, count=page.count)
 
 
-@router.post(routes.APPS.path)
+@router.post(routes.APPS.path, openapi_extra=params.APP)
 def add_app(payload: JsonBody, session: SessionDep, user: User) -> Document:
     row = apps.create_app(session=session, principal=user, body=payload)
     return documents.app_doc(row, canedit=True)

@@ -6,13 +6,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
+from brainlife.server.routes import params
 from brainlife.server.services import downscript
 from brainlife.wire import routes
 
 router = APIRouter()
 
 
-@router.post(routes.DATASET_DOWNSCRIPT.path, response_class=Response)
+@router.post(
+    routes.DATASET_DOWNSCRIPT.path, response_class=Response, openapi_extra=params.DOWNSCRIPT
+)
 def dataset_downscript(
     payload: JsonBody, request: Request, session: SessionDep, archive: ArchiveDep, user: User
 ) -> Response:

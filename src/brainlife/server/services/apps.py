@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_apps, readable_instances, readable_resources
-from brainlife.server.errors import ApiError, BadRequest, Conflict, Forbidden
+from brainlife.server.errors import BadRequest, Conflict, Forbidden
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import App, AppProject, Datatype, Instance, Project, Resource
 from brainlife.server.principal import Principal
@@ -47,11 +47,10 @@ RUN_REFUSED = (
 )
 
 
-class NotRunnable(ApiError):
+class NotRunnable(Forbidden):
     """A request to start an app (an instance, a staging task, a task): this archive runs none.
-    501: the server understood the request and does not implement running apps."""
-
-    status_code = 501
+    403, the server's refusal: not a 5xx, which would say the server failed (and clients retry
+    some of those)."""
 
 
 def refuse_to_run() -> None:
@@ -186,14 +185,15 @@ def _config(value: Any, input_ids: set[str]) -> dict[str, Any]:
         raise BadRequest(f"config has {len(value)} keys; at most {MAX_CONFIG_KEYS} are allowed")
     for key, entry in value.items():
         where = f"config.{key}: "
-        if not _ID.match(key):
+        if not isinstance(key, str) or not _ID.match(key):
             raise BadRequest(f"config: key {key[:70]!r} must be 1 to 64 letters, digits, '_.-'")
         if not isinstance(entry, dict):
             raise BadRequest(f'{where}must be an object such as {{"type": "string"}}')
         kind = entry.get("type")
         if kind not in _CONFIG_TYPES:
             raise BadRequest(f"{where}type must be one of {', '.join(_CONFIG_TYPES)}")
-        if kind == "input" and entry.get("input_id") not in input_ids:
+        input_id = entry.get("input_id")
+        if kind == "input" and not (isinstance(input_id, str) and input_id in input_ids):
             raise BadRequest(f"{where}input_id must name one of the app's inputs")
         if len(repr(entry)) > MAX_TEXT:
             raise BadRequest(f"{where}is longer than {MAX_TEXT} characters")
@@ -218,7 +218,7 @@ def create_app(*, session: Session, principal: Principal, body: Any) -> App:
     input_ids = {i["id"] for i in inputs}
     for n, out in enumerate(outputs):
         passed = out["datatype_tags_pass"]
-        if passed is not None and passed not in input_ids:
+        if passed is not None and not (isinstance(passed, str) and passed in input_ids):
             raise BadRequest(f"outputs[{n}].datatype_tags_pass must name one of the app's inputs")
     projects = _list(body.get("projects"), "projects")
     for pid in projects:

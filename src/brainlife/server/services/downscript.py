@@ -18,7 +18,8 @@ Everything from the archive that reaches the script (host, names, README, paths)
 a single-quoted shell word (`shlex.quote`), and every folder name is made of safe components
 (`safe_component`): no object can make the script write outside the folder it runs in or run a
 command. At most `MAX_OBJECTS` objects per script (the token lists them); the script says how to
-get the next ones.
+get the next ones (a larger `limit` is cut to it, so that the official CLI, which cannot show an
+error answer, still gets a script that says so).
 """
 
 from __future__ import annotations
@@ -94,13 +95,9 @@ def _request(body: Any) -> tuple[dict[str, Any], int, int]:
             raise BadRequest(f"{key} must be a whole number of at least 0.")
         limits.append(value)
     limit, skip = limits
-    if limit == 0:
-        limit = MAX_OBJECTS
-    if limit > MAX_OBJECTS:
-        raise BadRequest(
-            f"limit {limit} is over {MAX_OBJECTS}: one script downloads at most {MAX_OBJECTS} "
-            "objects (use --skip for the next ones, or 'bl data download' of brainlife for Python)."
-        )
+    # a larger (or no) limit gets the first MAX_OBJECTS and the script's closing line says how
+    # to get the rest: the official CLI would show an error answer only as a Node stack trace
+    limit = MAX_OBJECTS if limit == 0 else min(limit, MAX_OBJECTS)
     # `find` is checked like the parameter of every list route (depth, sizes, operators)
     return parse_find(json.dumps(find)), limit, skip
 
