@@ -81,9 +81,10 @@ def transfer_options(f: F) -> F:
     decorated = click.option(
         "--layout",
         metavar="PRESET|TEMPLATE",
-        help="Folder of each object: id (default), seed ({subject}/{tags}), bids (brainlife's "
-        "downscript layout) or a template of {id} {project} {project_name} {subject} {session} "
-        "{run} {datatype} {datatype_id} {datatype_tags} {tags} {desc} {create_date}.",
+        help="Folder of each object: id (default), seed ({subject}/{tags}), brainlife "
+        "(brainlife's download-script layout; formerly 'bids') or a template of {id} {project} "
+        "{project_name} {subject} {session} {run} {datatype} {datatype_id} {datatype_tags} "
+        "{tags} {desc} {create_date}.",
     )(decorated)
     return decorated
 
@@ -165,6 +166,14 @@ def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Tr
 def download_bulk(transfer: Transfer, *, directory: str | None, **query: Any) -> None:
     """:func:`run_bulk` of ``Client.plan_download`` into ``directory``; ``query`` is the rest of
     its arguments (filters, ids, lock, limit)."""
+    from brainlife.client.transfer.layout import LAYOUT_ALIASES
+
+    if transfer.layout in LAYOUT_ALIASES:
+        _output.err(
+            f"Warning: --layout {transfer.layout} is now called "
+            f"'{LAYOUT_ALIASES[transfer.layout]}' (brainlife's download-script folders, not a "
+            "BIDS dataset; 'bl bids download' makes one)."
+        )
     client = get_client()
     run_bulk(
         lambda on_event: client.plan_download(

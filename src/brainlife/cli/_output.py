@@ -479,3 +479,89 @@ def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callabl
     display = _BarDisplay("objects 0/?")
     with display.bar:
         yield display.event
+
+
+# -- apps and resources ---------------------------------------------------------------------------
+def js_text(value: Any) -> str:
+    """A value as JavaScript's string concatenation writes it (`"" + value`), which is what the
+    official CLI's plain output shows."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join("" if v is None else js_text(v) for v in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return str(value)
+
+
+def _js_truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "") and not (isinstance(value, float) and value != value)
+
+
+def _ports(ports: Any, names: Mapping[str, str]) -> str:
+    parts = []
+    for port in ports or []:
+        dtype = names.get(str(port.get("datatype")), str(port.get("datatype")))
+        tags = port.get("datatype_tags") or []
+        text = f"{port.get('id')}: {dtype}" + (f"<{','.join(tags)}>" if tags else "")
+        if port.get("multi"):
+            text += "[]"
+        if port.get("optional"):
+            text += "?"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def app_text(app: Doc, datatype_names: Mapping[str, str]) -> str:
+    """One app as the official `bl app query` prints it (Id … Config: and one line per
+    non-input config key; a default shows when JavaScript finds it true, as there)."""
+    config = app.get("config") or {}
+    lines = []
+    for key, entry in config.items():
+        entry = entry if isinstance(entry, dict) else {}
+        if entry.get("type") == "input":
+            continue
+        line = f"    {key}:"
+        if _js_truthy(entry.get("type")):
+            line += f" (type: {js_text(entry['type'])})"
+        if _js_truthy(entry.get("default")):
+            line += f" (default: {js_text(entry['default'])})"
+        lines.append(line)
+    inputs = _ports(app.get("inputs"), datatype_names)
+    outputs = _ports(app.get("outputs"), datatype_names)
+    return "\n".join(
+        [
+            f"Id: {app.get('_id')}",
+            f"DOI: {app.get('doi') or ''}",
+            f"Name: {js_text(app.get('name'))}",
+            f"Service: {js_text(app.get('github'))}",
+            f"Type: ({inputs}) -> ({outputs})",
+            f"Description: {js_text(app.get('desc'))}",
+            "Config:\n" + "\n".join(lines),
+        ]
+    )
+
+
+def print_apps(apps: Sequence[Doc], datatype_names: Mapping[str, str]) -> None:
+    texts = [app_text(a, datatype_names) for a in apps]
+    out("\n\n".join([*texts, returned(len(apps))]))
+
+
+def print_resources(resources: Sequence[Doc]) -> None:
+    """As the official `bl resource query`: four lines and a blank one per resource."""
+    for res in resources:
+        out(f"Id: {res.get('_id')}")
+        out(f"Name: {js_text(res.get('name'))}")
+        kind = js_text(res.get("type"))
+        out(f"Type: {kind}")
+        config = res.get("config")
+        if config:
+            host = config.get("hostname") or f"[{js_text(res.get('resource_id'))}]"
+            out(f"{kind}: {js_text(config.get('username'))}@{host}")
+        out("")

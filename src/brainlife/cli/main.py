@@ -17,6 +17,8 @@ import click
 #: command name -> "module:attribute" (modules under brainlife.cli)
 COMMANDS: dict[str, str] = {
     "admin": "cmd_admin:admin",
+    "app": "cmd_app:app",
+    "bids": "cmd_bids:bids",
     "data": "cmd_data:data",
     "dataset": "cmd_data:dataset",
     "datatype": "cmd_datatype:datatype",
@@ -26,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "project": "cmd_project:project",
     "pub": "cmd_pub:pub",
     "refresh": "cmd_login:refresh",
+    "resource": "cmd_resource:resource",
     "serve": "cmd_serve:serve",
     "task": "cmd_task:task",
     "token": "cmd_token:token",

@@ -30,12 +30,14 @@ from brainlife.client._exceptions import (
     AuthError,
     BrainlifeError,
     Conflict,
+    GaveUp,
     NotFound,
     PermissionDenied,
     ProtocolError,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._queries import (
+    app_find,
     dataset_find,
     datatype_find,
     in_list,
@@ -43,6 +45,7 @@ from brainlife.client._queries import (
     project_find,
     pub_find,
     release_set,
+    resource_find,
     sub_value,
 )
 from brainlife.client.transfer.engine import BulkResult, EventHandler
@@ -737,6 +740,131 @@ class Client:
         }
         return self._get_list(route, "tasks", params, token=self.token())
 
+    # -- apps and resources ------------------------------------------------------------------
+    def apps(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        doi: str | None = None,
+        input_datatypes: Sequence[str] = (),
+        output_datatypes: Sequence[str] = (),
+        skip: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Doc]:
+        """``GET /api/warehouse/app`` as ``bl app query`` asks it. A datatype (name or id)
+        starting with ``!`` excludes the apps taking (giving) it."""
+
+        def resolved(names: Sequence[str]) -> list[tuple[str, bool]]:
+            out = []
+            for name in names:
+                negated = name.startswith("!")
+                datatype = self.resolve_datatype(name[1:] if negated else name)
+                out.append((str(datatype["_id"]), negated))
+            return out
+
+        find = app_find(
+            id=id,
+            query=query,
+            doi=doi,
+            inputs=resolved(input_datatypes),
+            outputs=resolved(output_datatypes),
+        )
+        params = {"find": find, "sort": "name", "skip": str(skip), "limit": str(limit)}
+        return self._get_list(_urls.APPS, "apps", params)
+
+    def resolve_app(self, app: str) -> Doc:
+        """The one app with this id, or whose name or description contains ``app``."""
+        rows = self.apps(id=app) if is_object_id(app) else self.apps(query=app, limit=0)
+        if not rows and not is_object_id(app):
+            rows = [a for a in self.apps(limit=0) if a.get("github") == app]
+        if not rows:
+            raise NotFound(f"No app matches '{app}'. Try 'bl app query -q {app}'.")
+        if len(rows) > 1:
+            names = ", ".join(f"{a.get('name')} ({a.get('_id')})" for a in rows[:5])
+            raise ApiError(f"Several apps match '{app}': {names}. Give the app's id.")
+        return rows[0]
+
+    def resources(
+        self,
+        *,
+        id: str | None = None,
+        query: str | None = None,
+        status: str | None = None,
+        service: str | None = None,
+        skip: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Doc]:
+        """``GET /api/amaretti/resource`` as ``bl resource query`` asks it (needs a login)."""
+        params = {
+            "find": resource_find(id=id, query=query, status=status, service=service),
+            "sort": {"name": 1},
+            "skip": str(skip),
+            "limit": str(limit),
+        }
+        return self._get_list(_urls.RESOURCES, "resources", params, token=self.token())
+
+    def create_instance(self, *, name: str, desc: str, group_id: int) -> Doc:
+        """``POST /api/amaretti/instance``: where a task would run (a `bl serve` archive runs
+        no apps and refuses it with a message saying so)."""
+        body = {"name": name, "desc": desc, "config": {"brainlife": True}, "group_id": group_id}
+        doc = self.http.request_json("POST", _urls.INSTANCES, json_body=body, token=self.token())
+        if not isinstance(doc, dict):
+            raise ProtocolError(f"The server's answer to {_urls.INSTANCES} is not a document.")
+        return doc
+
+    def wait_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 3.0,
+        archive_poll: float = 5.0,
+        on_status: Callable[[Doc], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[Doc]:
+        """Wait, as ``bl app wait`` does, until the task has finished and each of its outputs
+        to archive is a stored data object; return those objects. A failed task or a failed
+        archive raises ApiError; ``timeout`` seconds without getting there raise GaveUp."""
+        started = time.monotonic()
+
+        def waited() -> None:
+            if timeout is not None and time.monotonic() - started >= timeout:
+                raise GaveUp(
+                    f"Task {task_id} is not done after {timeout:g} s (it is {status}); "
+                    "its outputs are not all archived yet."
+                )
+
+        while True:
+            rows = self.tasks({"_id": task_id}, limit=1)
+            if not rows:
+                raise NotFound(f"No task {task_id} (or it is not yours to read).")
+            task = rows[0]
+            status = str(task.get("status"))
+            if on_status is not None:
+                on_status(task)
+            if status in ("failed", "stopped", "removed"):
+                msg = task.get("status_msg") or ""
+                raise ApiError(f"Task {task_id} {status}: {msg}".rstrip(": "))
+            if status == "finished":
+                break
+            waited()
+            sleep(poll)
+        outputs = (task.get("config") or {}).get("_outputs") or []
+        expected = sum(1 for o in outputs if isinstance(o, dict) and o.get("archive"))
+        if expected == 0:
+            return []
+        while True:
+            objects = self.find_datasets({"prov.task_id": task_id}, limit=0).datasets
+            if any(d.get("status") == "failed" for d in objects):
+                raise ApiError(f"An output of task {task_id} failed to archive.")
+            stored = [d for d in objects if d.get("status") == "stored"]
+            if len(stored) >= expected:
+                return stored
+            status = f"finished, {len(stored)} of {expected} outputs archived"
+            waited()
+            sleep(archive_poll)
+
     def download_task_path(
         self,
         task_id: str,
@@ -803,7 +931,7 @@ class Client:
     ) -> Plan:
         """What a bulk download would do: the matching data objects (``filters`` of
         :meth:`dataset_find`, and/or ``ids``; or exactly the set of a lockfile), their folders
-        under ``root`` by ``layout`` (``id``, ``seed``, ``bids`` or a template such as
+        under ``root`` by ``layout`` (``id``, ``seed``, ``brainlife`` or a template such as
         ``{project}/{subject}/{id}``), their files, what is already on disk, and the problems
         that stop the run. ``root`` defaults to ``.`` (with ``lock``: the lockfile's folder).
         ``on_event`` gets ``planning`` events (``done``, ``total``: objects resolved, at most

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
+    "app_find",
     "dataset_find",
     "datatype_find",
     "escape_regex",
@@ -20,6 +21,7 @@ __all__ = [
     "pub_find",
     "regex",
     "release_set",
+    "resource_find",
     "sub_value",
 ]
 
@@ -183,3 +185,45 @@ def release_set(
         if values:
             out[key] = list(values)
     return out
+
+
+def app_find(
+    *,
+    id: str | None = None,
+    query: str | None = None,
+    doi: str | None = None,
+    inputs: Sequence[tuple[str, bool]] = (),
+    outputs: Sequence[tuple[str, bool]] = (),
+) -> dict[str, Any]:
+    """``bl app query``'s find (reference §4.6). ``inputs``/``outputs``: (datatype id,
+    negated) pairs; a negated one (``!neuro/dwi``) excludes the apps taking (giving) it, which
+    the official CLI means to send and never does (its datatype look-up fails on the ``!``)."""
+    clauses: list[dict[str, Any]] = []
+    if doi:
+        clauses.append({"doi": doi})
+    for key, pairs in (("inputs", inputs), ("outputs", outputs)):
+        for datatype, negated in pairs:
+            match = {"$elemMatch": {"datatype": datatype}}
+            clauses.append({key: {"$not": match} if negated else match})
+    clauses.extend(id_search_clauses(id, query))
+    find: dict[str, Any] = {"removed": False}
+    if clauses:
+        find["$and"] = clauses
+    return find
+
+
+def resource_find(
+    *,
+    id: str | None = None,
+    query: str | None = None,
+    status: str | None = None,
+    service: str | None = None,
+) -> dict[str, Any]:
+    """``bl resource query``'s find (reference §4.7)."""
+    clauses: list[dict[str, Any]] = []
+    if status:
+        clauses.append({"status": status})
+    if service:
+        clauses.append({"config.services": {"$elemMatch": {"name": service}}})
+    clauses.extend(id_search_clauses(id, query))
+    return {"$and": clauses} if clauses else {}

@@ -20,6 +20,9 @@ DATASETS: Final = routes.DATASETS.url()
 DATASET_MANIFESTS: Final = routes.DATASET_MANIFESTS.url()
 TASKS: Final = routes.TASKS.url()
 TOKENS: Final = routes.TOKENS.url()
+APPS: Final = routes.APPS.url()
+RESOURCES: Final = routes.RESOURCES.url()
+INSTANCES: Final = routes.INSTANCES.url()
 
 
 def project(project_id: str) -> str:

@@ -5,9 +5,20 @@ that a later edit could forget)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
-from brainlife.server.models import Dataset, DatasetPublication, Project, ProjectRole, Task
+from brainlife.server.models import (
+    App,
+    AppProject,
+    Dataset,
+    DatasetPublication,
+    Instance,
+    Project,
+    ProjectRole,
+    Resource,
+    ResourceGroup,
+    Task,
+)
 from brainlife.server.principal import Principal
 
 
@@ -68,6 +79,10 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
         # brainlife requires a token for /dataset and downloads; the anonymous listing of a
         # release (/pub/datasets/:id) applies its own rule.
         return false()
+    if principal.datasets is not None:
+        # a download script's token: its objects only, and only while its user may read them
+        user = Principal(sub=principal.sub)
+        return and_(Dataset.id.in_(sorted(principal.datasets)), readable_datasets(user))
     if principal.is_admin("warehouse"):
         return true()
     in_readable = Dataset.project_id.in_(select(Project.id).where(readable_projects(principal)))
@@ -87,7 +102,7 @@ def browsable_datasets(principal: Principal | None) -> ColumnElement[bool]:
 
 def readable_tasks(principal: Principal | None) -> ColumnElement[bool]:
     """Tasks the caller owns or that belong to one of the groups in its token."""
-    if principal is None:
+    if principal is None or principal.scoped:
         return false()
     if principal.is_admin("amaretti"):
         return true()
@@ -95,3 +110,40 @@ def readable_tasks(principal: Principal | None) -> ColumnElement[bool]:
     if principal.gids:
         clauses.append(Task.group_id.in_([g for g in principal.gids if g]))
     return or_(*clauses) if len(clauses) > 1 else and_(clauses[0])
+
+
+def readable_apps(principal: Principal | None) -> ColumnElement[bool]:
+    """Apps the caller may see: public ones (no `projects`), and those of a project whose data
+    the caller may read (brainlife's `GET /app` rule)."""
+    restricted = exists().where(AppProject.app_id == App.id)
+    if principal is None:
+        return not_(restricted)
+    if principal.is_admin("warehouse"):
+        return true()
+    in_readable = exists().where(
+        AppProject.app_id == App.id,
+        AppProject.project_id.in_(select(Project.id).where(readable_projects(principal))),
+    )
+    return or_(not_(restricted), in_readable)
+
+
+#: the group every user belongs to: a resource shared with it is public
+PUBLIC_GID = 1
+
+
+def readable_resources(principal: Principal) -> ColumnElement[bool]:
+    """Resources the caller may see: its own, public ones (group 1) and those shared with one of
+    the groups in its token (amaretti's rule)."""
+    if principal.is_admin("amaretti"):
+        return true()
+    gids = [PUBLIC_GID, *(g for g in principal.gids if g)]
+    shared = exists().where(ResourceGroup.resource_id == Resource.id, ResourceGroup.gid.in_(gids))
+    return or_(Resource.user_id == principal.sub_str, shared)
+
+
+def readable_instances(principal: Principal) -> ColumnElement[bool]:
+    """Instances the caller owns or that belong to one of the groups in its token (as tasks)."""
+    if principal.is_admin("amaretti"):
+        return true()
+    gids = [g for g in principal.gids if g]
+    return or_(Instance.user_id == principal.sub_str, Instance.group_id.in_(gids))

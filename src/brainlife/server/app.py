@@ -25,12 +25,15 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     from brainlife.server.routes import (
         accounts,
         amaretti,
+        apps,
         auth,
         catalogue,
         downloads,
+        downscript,
         participants,
         projects,
         publishing,
+        resources,
         taskfiles,
         warehouse,
     )
@@ -53,8 +56,11 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
     app.include_router(publishing.router, prefix=API_WAREHOUSE)
+    app.include_router(apps.router, prefix=API_WAREHOUSE)
+    app.include_router(downscript.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
+    app.include_router(resources.router, prefix=API_AMARETTI)
     web.mount(app)  # the pages at /: after the API routers, none under /api
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)

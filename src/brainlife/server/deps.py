@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from brainlife.server.archive import Archive
-from brainlife.server.errors import LOGIN_AGAIN, BadRequest, Unauthorized
+from brainlife.server.errors import LOGIN_AGAIN, BadRequest, Forbidden, Unauthorized
 from brainlife.server.limits import json_body
 from brainlife.server.principal import Principal
 
@@ -38,7 +38,22 @@ def _bearer(request: Request) -> str | None:
 def optional_principal(
     request: Request, archive: Annotated[Archive, Depends(get_archive)]
 ) -> Principal | None:
-    """The caller, if a token was sent. A bad token is an error even where none is needed."""
+    """The caller, if a token was sent. A bad token is an error even where none is needed; so
+    is a download script's token (`Principal.datasets`) anywhere but the routes that read data
+    objects (`ObjectReader`, `DownloadUser`)."""
+    principal = _any_principal(request, archive)
+    if principal is not None and principal.scoped:
+        raise Forbidden(SCOPED_TOKEN)
+    return principal
+
+
+SCOPED_TOKEN = (
+    "This token is a download script's: it can only download that script's data objects. "
+    "Use your own login for anything else (run 'bl login')."
+)
+
+
+def _any_principal(request: Request, archive: Archive) -> Principal | None:
     token = _bearer(request)
     return _checked(archive, archive.signer.principal(token)) if token else None
 
@@ -50,6 +65,15 @@ def _checked(archive: Archive, principal: Principal) -> Principal:
 
     with archive.session() as session:
         check_principal(session, principal)
+    return principal
+
+
+def object_reader(request: Request, archive: Annotated[Archive, Depends(get_archive)]) -> Principal:
+    """A login, or a download script's token (`GET /dataset`: its scope is applied in SQL by
+    `access.readable_datasets`)."""
+    principal = _any_principal(request, archive)
+    if principal is None:
+        raise Unauthorized(f"This needs a login: no token was sent. {LOGIN_AGAIN}")
     return principal
 
 
@@ -88,4 +112,5 @@ ShortSession = Annotated[Session, Depends(get_session, scope="function")]
 MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 User = Annotated[Principal, Depends(required_principal)]
 DownloadUser = Annotated[Principal, Depends(download_principal)]
+ObjectReader = Annotated[Principal, Depends(object_reader)]
 JsonBody = Annotated[Any, Depends(json_request_body)]

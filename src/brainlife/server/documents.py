@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from brainlife.server.models import (
+    App,
     AuthToken,
     Dataset,
     Datatype,
     Group,
+    Instance,
     Project,
     Publication,
     Release,
+    Resource,
     Task,
     User,
 )
@@ -385,3 +388,45 @@ def task_manifest_doc(
     return TaskManifest(
         _id=task_id, path=path, type="folder" if folder else "file", files=manifest_files(files)
     )
+
+
+# --- apps and resources ------------------------------------------------------------------------
+
+
+def app_doc(row: App, *, canedit: bool = False) -> Document:
+    """brainlife's App document (brainlife-server.md §1.5); `_canedit` is the caller's."""
+    doc = {
+        "_id": row.id,
+        **_columns(row, "name", "desc", "github", "github_branch", "doi", "removed", "user_id"),
+        **_dates(row, "create_date"),
+        "inputs": row.inputs or [],
+        "outputs": row.outputs or [],
+        "config": row.config or {},
+        "projects": [p.project_id for p in row.projects],
+        "__v": 0,
+        "_canedit": canedit,
+    }
+    return _merge(doc, row.extra, lists=("admins", "tags", "contributors"))
+
+
+def resource_doc(row: Resource) -> Document:
+    """amaretti's resource document, without any secret (this catalogue holds none)."""
+    doc = {
+        "_id": row.id,
+        **_columns(row, "name", "type", "status", "status_msg", "active", "user_id"),
+        "gids": sorted(g.gid for g in row.groups),
+        "config": row.config or {},
+        **_dates(row, "create_date"),
+        "__v": 0,
+    }
+    return _merge(doc, row.extra)
+
+
+def instance_doc(row: Instance) -> Document:
+    doc = {
+        "_id": row.id,
+        **_columns(row, "user_id", "group_id", "name", "desc", "status", "config"),
+        **_dates(row, "create_date", "update_date"),
+        "__v": 0,
+    }
+    return doc

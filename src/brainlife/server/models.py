@@ -425,3 +425,76 @@ class Task(Base):
         Index("ix_tasks_user", "user_id"),
         Index("ix_tasks_create_date", "create_date"),
     )
+
+
+class App(Base):
+    """A brainlife App (brainlife-server.md §1.5): what a task runs. `inputs`, `outputs` and
+    `config` are kept as brainlife's documents (JSON), searched with `$elemMatch`; `projects`
+    (who may see a private app) is an association table so that access is one indexed test."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    desc: Mapped[str] = mapped_column(Text, default="")
+    #: "org/repo": amaretti's `service`
+    github: Mapped[str] = mapped_column(String(256), index=True)
+    github_branch: Mapped[str | None] = mapped_column(String(128))
+    doi: Mapped[str | None] = mapped_column(String(256), index=True)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: admins, tags, avatar, stats, contributors, deprecated_by, …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    projects: Mapped[list[AppProject]] = relationship(
+        order_by="AppProject.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class AppProject(Base):
+    """One entry of an app's `projects` list: an app with none is public."""
+
+    __tablename__ = "app_projects"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(OID, primary_key=True, index=True)
+    pos: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Resource(Base):
+    """An amaretti compute resource (where tasks run). This archive runs no tasks: the
+    catalogue says where the archived tasks ran and answers `bl resource query`."""
+
+    __tablename__ = "resources"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    #: "ssh" (brainlife's only kind today)
+    type: Mapped[str] = mapped_column(String(32), default="ssh")
+    status: Mapped[str | None] = mapped_column(String(32))
+    status_msg: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the owner; the groups allowed to use it are in `resource_groups`
+    user_id: Mapped[str] = mapped_column(String(32), default="")
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: {hostname, username, services: [{name, score}], maxtask, desc, …}: never a secret
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: citation, avatar, stats, …
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    groups: Mapped[list[ResourceGroup]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ResourceGroup(Base):
+    """One of a resource's `gids` (group 1 is everybody's)."""
+
+    __tablename__ = "resource_groups"
+
+    resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id"), primary_key=True)
+    gid: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)

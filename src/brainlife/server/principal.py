@@ -14,6 +14,13 @@ class Principal:
     username: str | None = None
     #: the token's id (`jti`), recorded by the archive so that it can be revoked
     jti: str | None = None
+    #: a download script's token (`services.downscript`): it reads these data objects (if its
+    #: user still may) through the data-object and download routes, and nothing else
+    datasets: frozenset[str] | None = None
+
+    @property
+    def scoped(self) -> bool:
+        return self.datasets is not None
 
     @property
     def sub_str(self) -> str:

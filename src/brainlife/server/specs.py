@@ -11,15 +11,20 @@ from __future__ import annotations
 from sqlalchemy import func, literal_column
 
 from brainlife.server.models import (
+    App,
+    AppProject,
     Dataset,
     DatasetDatatypeTag,
     DatasetPublication,
     DatasetTag,
     Datatype,
+    Instance,
     Project,
     ProjectRole,
     Publication,
     Release,
+    Resource,
+    ResourceGroup,
     Task,
     User,
 )
@@ -160,6 +165,66 @@ PROFILES = Collection(
         "email": _col(User.email, S),
         "active": _col(User.active, Kind.BOOL),
         "create_date": _col(User.create_date, Kind.DATE),
+    },
+    extra=None,
+)
+
+#: warehouse apps: `inputs`/`outputs` are JSON arrays of documents, searched with `$elemMatch`
+#: (`{"inputs": {"$elemMatch": {"datatype": id}}}`, what `bl app query --input-datatype` sends);
+#: `$text` searches name, description, service and DOI
+APPS = Collection(
+    name="apps",
+    fields={
+        "_id": _col(App.id, Kind.OID),
+        "name": _col(App.name, S),
+        "desc": _col(App.desc, S),
+        "github": _col(App.github, S),
+        "github_branch": _col(App.github_branch, S),
+        "doi": _col(App.doi, S),
+        "removed": _col(App.removed, Kind.BOOL),
+        "user_id": _col(App.user_id, S),
+        "create_date": _col(App.create_date, Kind.DATE),
+        "inputs": App.inputs,
+        "outputs": App.outputs,
+        "config": App.config,
+        "projects": Assoc(AppProject.project_id, AppProject.app_id, App.id, kind=Kind.OID),
+    },
+    extra=App.extra,
+    text=(App.name, App.desc, App.github, App.doi),
+)
+
+#: amaretti compute resources (`config.services` is what `bl resource query -v` searches)
+RESOURCES = Collection(
+    name="resources",
+    fields={
+        "_id": _col(Resource.id, Kind.OID),
+        "name": _col(Resource.name, S),
+        "type": _col(Resource.type, S),
+        "status": _col(Resource.status, S),
+        "status_msg": _col(Resource.status_msg, S),
+        "active": _col(Resource.active, Kind.BOOL),
+        "user_id": _col(Resource.user_id, S),
+        "create_date": _col(Resource.create_date, Kind.DATE),
+        "config": Resource.config,
+        "gids": Assoc(ResourceGroup.gid, ResourceGroup.resource_id, Resource.id, kind=Kind.INT),
+    },
+    extra=Resource.extra,
+    text=(Resource.name, func.json_extract(Resource.config, literal_column("'$.desc'"))),
+)
+
+#: amaretti instances (the folders tasks run in), for `GET /api/amaretti/instance`
+INSTANCES = Collection(
+    name="instances",
+    fields={
+        "_id": _col(Instance.id, Kind.OID),
+        "user_id": _col(Instance.user_id, S),
+        "group_id": _col(Instance.group_id, Kind.INT),
+        "name": _col(Instance.name, S),
+        "desc": _col(Instance.desc, S),
+        "status": _col(Instance.status, S),
+        "config": Instance.config,
+        "create_date": _col(Instance.create_date, Kind.DATE),
+        "update_date": _col(Instance.update_date, Kind.DATE),
     },
     extra=None,
 )

@@ -54,6 +54,10 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+#: the claim of a download script's token: the ids of the data objects it may read
+DATASETS_CLAIM = "bl_datasets"
+
+
 class TokenSigner:
     def __init__(self, keys: KeyPair, issuer: str) -> None:
         self.keys = keys
@@ -89,6 +93,12 @@ class TokenSigner:
         profile = claims.get("profile") or {}
         scopes = claims.get("scopes") if isinstance(claims.get("scopes"), dict) else {}
         jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+        if DATASETS_CLAIM in claims:
+            listed = claims[DATASETS_CLAIM]
+            if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
+                raise Unauthorized(f"Your token's scope is malformed. {LOGIN_AGAIN}")
+            # a scoped token carries no groups or scopes: it cannot act as its user elsewhere
+            return Principal(sub=sub, datasets=frozenset(listed), jti=jti)
         return Principal(
             sub=sub, gids=gids, scopes=scopes or {}, username=profile.get("username"), jti=jti
         )

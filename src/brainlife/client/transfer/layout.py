@@ -7,8 +7,10 @@ checked by :func:`inside` to lie under the download folder: other group members 
 values, and a download must never write outside ``-d``.
 
 Presets: ``id`` (``{id}``, the official default), ``seed`` (``{subject}/{tags}``, the bulk loop of
-the user document) and ``bids`` (brainlife's downscript layout,
-``proj-<project>/sub-<subject>[.ses-<session>]/dt-<datatype>[.tag-<t>…][.run-<run>].id-<id>``).
+the user document) and ``brainlife`` (brainlife's downscript layout,
+``proj-<project>/sub-<subject>[.ses-<session>]/dt-<datatype>[.tag-<t>…][.run-<run>].id-<id>``;
+``bids`` is its old name, kept as an alias: it is not a BIDS dataset, which
+:mod:`brainlife.client.bids` makes).
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ FIELDS: dict[str, str] = {
 PRESETS: dict[str, str] = {
     "id": "{id}",
     "seed": "{subject}/{tags}",
-    "bids": "proj-{project}/sub-{subject}[.ses-{session}]/dt-{datatype}[.tag-…][.run-{run}]"
-    ".id-{id}",
+    "brainlife": "proj-{project}/sub-{subject}[.ses-{session}]/dt-{datatype}[.tag-…]"
+    "[.run-{run}].id-{id}",
 }
 #: a name longer than this (bytes, UTF-8) is refused by most file systems
 MAX_NAME = 255
@@ -180,11 +182,16 @@ class Layout:
         return "/".join(p for p in raw.split("/") if p not in ("", "."))
 
 
+#: old layout names → their names now (the CLI warns when one is used)
+LAYOUT_ALIASES: dict[str, str] = {"bids": "brainlife"}
+
+
 def resolve_layout(spec: str | None) -> Layout:
-    """A preset name (id, seed, bids) or a template such as ``{project}/{subject}/{id}``."""
-    spec = spec or "id"
-    if spec == "bids":
-        return Layout("bids", PRESETS["bids"], _bids, bids=True)
+    """A preset name (id, seed, brainlife) or a template such as ``{project}/{subject}/{id}``.
+    ``bids`` (the old name of ``brainlife``, see `LAYOUT_ALIASES`) is the same layout."""
+    spec = LAYOUT_ALIASES.get(spec or "id", spec or "id")
+    if spec == "brainlife":
+        return Layout("brainlife", PRESETS["brainlife"], _bids, bids=True)
     template = PRESETS.get(spec, spec)
     try:
         names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]

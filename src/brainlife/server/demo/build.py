@@ -1,6 +1,6 @@
-"""`build_demo`: fill an empty archive with the demo world (accounts, datatypes, projects,
-data objects, the publication and the tasks), in a fixed order so that the seeded random
-numbers, and so every id and every byte, are the same on every run."""
+"""`build_demo`: fill an empty archive with the demo world (accounts, datatypes, projects, apps
+and resources, data objects, the publication and the tasks), in a fixed order so that the
+seeded random numbers, and so every id and every byte, are the same on every run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.archive import Archive
 from brainlife.server.catalogue import datatype_extra
+from brainlife.server.demo.apps import add_apps
 from brainlife.server.demo.objects import add_publication, o3d_objects, other_objects, store_objects
 from brainlife.server.demo.tasks import add_tasks
 from brainlife.server.demo.world import (
@@ -20,6 +21,7 @@ from brainlife.server.demo.world import (
     PROJECTS,
     SEED,
     SUB,
+    TP_PROJECT,
     USERS,
     oid_time,
     utc,
@@ -59,6 +61,7 @@ def build_demo(session: Session, archive: Archive) -> bool:
         )
     _projects(session)
     session.flush()
+    add_apps(session)
     objects = o3d_objects(rng) + other_objects(rng)
     if len({o.id for o in objects}) != len(objects):
         raise AssertionError("demo object ids collide")
@@ -73,6 +76,9 @@ def build_demo(session: Session, archive: Archive) -> bool:
             for o in objects
             if o.project == O3D_PROJECT and o.datatype == "neuro/anat/t1w"
         },
+        profile_id=next(
+            o.id for o in objects if o.project == TP_PROJECT and o.datatype == "neuro/tractprofile"
+        ),
     )
     session.commit()
     marker.write_text("the demo world was built completely\n")

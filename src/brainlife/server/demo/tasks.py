@@ -22,10 +22,11 @@ from brainlife.server.demo.world import (
     GROUP_TP,
     O3D_PROJECT,
     SUB,
+    TP_PROJECT,
     IdMaker,
     utc,
 )
-from brainlife.server.models import Instance, Task
+from brainlife.server.models import Dataset, Instance, Task
 
 
 def _write_tree(root: Path, files: list[tuple[str, bytes]], mtime: datetime) -> None:
@@ -58,8 +59,15 @@ def _instance(
 
 
 def add_tasks(
-    session: Session, archive: Archive, rng: random.Random, t1_ids: dict[str, str]
+    session: Session,
+    archive: Archive,
+    rng: random.Random,
+    t1_ids: dict[str, str],
+    profile_id: str | None = None,
 ) -> None:
+    """The tasks and their folders. `profile_id`: the tract-profile object the finished
+    `app-tractanalysisprofiles` task archived (its `_outputs` and the object's `prov` then name
+    each other, so `bl app wait` on that task has an archived output to wait for)."""
     ids = IdMaker("7c0d8a0033", 0x51F000, rng)
     hayashis = SUB["hayashis"]
     start = utc(2019, 1, 24, 16, 2, 11)
@@ -229,15 +237,41 @@ def add_tasks(
         fs_config("0008", 8),
         [],
     )
-    add(
+    profiles_config: dict[str, Any] = {"_tid": 9, "_inputs": []}
+    if profile_id is not None:
+        profiles_config["_app"] = "5ae20b8b2d3dd400266b0c1c"
+        profiles_config["_outputs"] = [
+            {
+                "id": "profiles",
+                "datatype": DT["neuro/tractprofile"],
+                "datatype_tags": [],
+                "desc": "profiles from Tract Analysis Profiles",
+                "meta": {},
+                "tags": [],
+                "subdir": "profiles",
+                "archive": {"project": TP_PROJECT, "desc": "profiles from Tract Analysis Profiles"},
+                "dataset_id": profile_id,
+            }
+        ]
+    profiles_task = add(
         "brainlife/app-tractanalysisprofiles",
         "1.3",
         "finished",
         later + timedelta(minutes=6),
-        {"_tid": 9, "_inputs": []},
+        profiles_config,
         [("profiles/summary.json", b"[]\n")],
         hours=0.5,
     )
+    if profile_id is not None:
+        profile = session.get(Dataset, profile_id)
+        if profile is None:
+            raise AssertionError(f"demo: no tract-profile object {profile_id}")
+        profile.prov = {
+            "task_id": profiles_task,
+            "output_id": "profiles",
+            "subdir": "profiles",
+            "instance_id": instance_id,
+        }
     o3d_instance = ids.at(later + timedelta(minutes=8))
     session.add(_instance(o3d_instance, SUB["avesani"], GROUP_O3D, "O3D FreeSurfer check", later))
     add(

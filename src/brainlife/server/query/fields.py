@@ -52,12 +52,14 @@ class Collection:
 
     `fields` values: a `ScalarTarget` template (column + kind), an `Assoc`, a `SubDocs`, or a
     JSON column (sub-paths allowed). Keys may be dotted (`meta.subject`) to promote a path.
-    Anything else falls into the `extra` JSON column.
+    Anything else falls into the `extra` JSON column. `text`: the text expressions a
+    top-level `$text` search reads (none: the collection has no text index, as in Mongo).
     """
 
     name: str
     fields: Mapping[str, Any]
     extra: SqlExpr | None = None
+    text: tuple[SqlExpr, ...] = ()
 
     def resolve(
         self, key: str, *, correlated: bool = False, correlated_negations: bool = False

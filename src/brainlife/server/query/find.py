@@ -13,6 +13,7 @@ from brainlife.server.query.fields import Collection, json_document
 from brainlife.server.query.params import ListParams, parse_find
 from brainlife.server.query.regex import mongo_pattern
 from brainlife.server.query.targets import Target
+from brainlife.server.query.text import text_clause
 from brainlife.server.query.values import OPS, Clause
 
 _LOGICAL = ("$and", "$or", "$nor")
@@ -67,6 +68,8 @@ class Compiler:
                     clauses.append(not_(or_(*subs)))
             elif key in _IGNORED_TOP:
                 continue
+            elif key == "$text":
+                clauses.append(text_clause(self.spec.name, self.spec.text, value))
             elif key.startswith("$"):
                 raise BadRequest(f"find: unknown or unsupported top-level operator {key}")
             else:

@@ -163,3 +163,31 @@ SELECTION = _body(
         },
     }
 )
+#: POST /warehouse/app: an App document (checked field by field by `services.apps`)
+APP = _body(
+    {
+        "type": "object",
+        "required": ["name", "github"],
+        "properties": {
+            "name": {"type": "string"},
+            "github": {"type": "string"},
+            "desc": {"type": "string"},
+            "doi": {"type": "string"},
+            "inputs": {"type": "array", "items": {"type": "object"}},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+            "config": {"type": "object"},
+            "projects": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+)
+#: POST /warehouse/dataset/downscript: what the official `bl bids download` sends
+DOWNSCRIPT = _body(
+    {
+        "type": "object",
+        "properties": {
+            "find": {"type": "object"},
+            "limit": {"type": "integer"},
+            "skip": {"type": "integer"},
+        },
+    }
+)

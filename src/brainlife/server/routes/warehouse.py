@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
-from brainlife.server.deps import MaybeUser, SessionDep, User
+from brainlife.server.deps import MaybeUser, ObjectReader, SessionDep
 from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
 from brainlife.server.services import datasets, datatypes, projects, pubs
@@ -59,7 +59,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
-def list_datasets(request: Request, session: SessionDep, user: User) -> Any:
+def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> Any:
     q = request.query_params
     params = _params(request)
     single = (q.get("single") or "").lower() in ("1", "true", "yes")

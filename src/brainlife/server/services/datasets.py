@@ -85,7 +85,10 @@ def list_datasets(
         correlate=correlate,
         correlate_negations=correlate_negations,
         page_stmt=page_stmt,
-        totals=lambda where: (
+        # the precomputed totals know projects, not a download script's list of objects
+        totals=None
+        if principal is not None and principal.scoped
+        else lambda where: (
             dataset_totals.fast_totals(session, principal, find)
             or dataset_totals.tag_totals(session, principal, find, where)
         ),

@@ -1,0 +1,131 @@
+"""`bl bids download`: a BIDS dataset of data objects, with the official CLI's flags.
+
+The objects are fetched by the bulk engine (`bl data download`'s: parallel, resumable,
+verified, `bl-lock.json`) into `<output>/sourcedata/brainlife/`, then the BIDS tree is made
+from them by `brainlife.client.bids` (hard links). Objects that do not map to BIDS are listed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brainlife.cli import _output
+from brainlife.cli._bulk import Transfer, run_bulk, transfer_options
+from brainlife.cli._common import get_client
+
+
+@click.group()
+def bids() -> None:
+    """Export data objects as a BIDS dataset."""
+
+
+@bids.command("download")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="The BIDS dataset's folder.",
+)
+@click.option("--id", "ids", multiple=True, help="A data object id. Repeatable.")
+@click.option("--datatype", "datatypes", multiple=True, help="A datatype (name or id). Repeatable.")
+@click.option(
+    "--datatype_tag", "datatype_tags", multiple=True, help="A datatype tag ('!t' excludes)."
+)
+@click.option("--tag", "tags", multiple=True, help="A data object tag ('!t' excludes).")
+@click.option("--project", help="The project (id or name).")
+@click.option("--pub", help="A publication release id.")
+@click.option("--subject", "subjects", multiple=True, help="A subject. Repeatable.")
+@click.option("--skip", type=click.IntRange(min=0), default=0, help="Objects to skip.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=0,
+    help="At most this many objects (default 0: all; the official CLI stops at 100).",
+)
+@transfer_options
+def bids_download(
+    output: str,
+    ids: tuple[str, ...],
+    datatypes: tuple[str, ...],
+    datatype_tags: tuple[str, ...],
+    tags: tuple[str, ...],
+    project: str | None,
+    pub: str | None,
+    subjects: tuple[str, ...],
+    skip: int,
+    limit: int,
+    transfer: Transfer,
+) -> None:
+    """Download data objects as a BIDS dataset in --output (e.g. --project O3D)."""
+    from brainlife.client import NotFound
+    from brainlife.client.bids import SOURCE, bids_find, build_tree
+
+    if not (project or pub or ids):
+        raise click.UsageError("Name a --project, a --pub (release id) or data objects (--id).")
+    if transfer.layout:
+        raise click.UsageError("--layout does not apply: the BIDS layout is the point.")
+    client = get_client()
+    proj = client.resolve_project(project) if project else None
+    find = bids_find(
+        ids=ids,
+        datatype_ids=[str(client.resolve_datatype(d)["_id"]) for d in datatypes],
+        datatype_tags=datatype_tags,
+        tags=tags,
+        project_id=str(proj["_id"]) if proj else None,
+        pub=pub,
+        subjects=subjects,
+    )
+    docs = client.find_datasets(find, skip=skip, limit=limit).datasets
+    if not docs:
+        raise NotFound("No data objects match (or none you may read). Try 'bl data query'.")
+    root = Path(output)
+    source = root / SOURCE
+    holder: dict[str, Any] = {}
+
+    def plan(on_event: Any) -> Any:
+        holder["plan"] = client.plan_download(
+            root=source,
+            layout="id",
+            ids=[str(d["_id"]) for d in docs],
+            existing=transfer.existing,
+            jobs=transfer.jobs,
+            on_event=on_event,
+        )
+        return holder["plan"]
+
+    run_bulk(plan, transfer)
+    if transfer.dry_run:
+        return
+    names = {k: str(v.get("name")) for k, v in client.datatypes_by_id(
+        sorted({str(d.get("datatype")) for d in docs})).items()}  # fmt: skip
+    objects = []
+    for obj in holder["plan"].ok_objects:
+        folder = source / obj.folder
+        files = (
+            [f.rel for f in obj.files]
+            if obj.files is not None
+            else sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        )
+        files = [f for f in files if f != "_info.json"]
+        doc = obj.doc or {}
+        objects.append((doc, names.get(str(doc.get("datatype")), ""), folder, files))
+    name = str(proj["name"]) if proj else (f"publication release {pub}" if pub else "brainlife")
+    readme = str(proj.get("desc") or "") if proj else ""
+    report = build_tree(root, objects, name=name, readme=readme)
+    if transfer.as_json:
+        _output.json_line({"event": "bids", **report.to_json()})
+        return
+    _output.out(
+        f"BIDS dataset in {root}: {len(report.mapped)} data objects, {report.files} files, "
+        f"{len(report.subjects)} subjects."
+    )
+    if report.unmapped:
+        _output.out(f"Not in the BIDS tree ({len(report.unmapped)}; kept in {source}):")
+        for item in report.unmapped:
+            _output.out(f"  {item.id} {item.datatype}: {item.reason}")
+    _output.out(f"(report: {json.dumps(str(source / 'bl-bids.json'))})")

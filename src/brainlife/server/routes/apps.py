@@ -1,0 +1,53 @@
+"""Routes of the apps catalogue under /api/warehouse (`/app`), and the refusal of
+`/dataset/stage` (this archive runs no apps, see `services.apps`). Resources, instances and
+`POST /task` are under /api/amaretti, in `resources.py`.
+
+Thin: parse the brainlife list parameters, call the service, render the documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from brainlife.server import documents
+from brainlife.server.deps import JsonBody, MaybeUser, SessionDep, User
+from brainlife.server.query import parse_list_params
+from brainlife.server.routes import params
+from brainlife.server.services import apps
+from brainlife.wire import Document, routes
+
+router = APIRouter()
+
+
+def list_params(request: Request, *, default_sort: str | None = None) -> Any:
+    q = request.query_params
+    return parse_list_params(
+        find=q.get("find"),
+        sort=q.get("sort"),
+        select=q.get("select"),
+        skip=q.get("skip"),
+        limit=q.get("limit"),
+        default_sort=default_sort,
+    )
+
+
+@router.get(routes.APPS.path, openapi_extra=params.LIST)
+def list_apps(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
+    params = list_params(request)
+    page = apps.list_apps(session=session, principal=user, params=params)
+    docs = [documents.app_doc(row, canedit=apps.can_edit(user, row)) for row in page.rows]
+    if params.select:
+        docs = [params.select.apply(d) for d in docs]
+    return documents.page("apps", docs, count=page.count)
+
+
+@router.post(routes.APPS.path, openapi_extra=params.APP)
+def add_app(payload: JsonBody, session: SessionDep, user: User) -> Document:
+    row = apps.create_app(session=session, principal=user, body=payload)
+    return documents.app_doc(row, canedit=True)
+
+
+@router.post(routes.DATASET_STAGE.path)
+def stage_datasets(_user: User) -> None:
+    apps.refuse_to_run()

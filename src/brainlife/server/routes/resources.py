@@ -1,0 +1,47 @@
+"""Routes under /api/amaretti for what runs apps: the compute resources (`/resource`), the
+caller's instances (`/instance`), and the refusal of `POST /instance` and `POST /task` (this
+archive runs no apps, see `services.apps`).
+
+Thin: parse the brainlife list parameters, call the service, render the documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from brainlife.server import documents
+from brainlife.server.deps import SessionDep, User
+from brainlife.server.routes import params
+from brainlife.server.routes.apps import list_params
+from brainlife.server.services import apps
+from brainlife.wire import routes
+
+router = APIRouter()
+
+
+@router.get(routes.RESOURCES.path, openapi_extra=params.LIST)
+def list_resources(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
+    params = list_params(request)
+    page = apps.list_resources(session=session, principal=user, params=params)
+    docs = documents.render(page.rows, documents.resource_doc, params.select)
+    return documents.page("resources", docs, count=page.count)
+
+
+@router.get(routes.INSTANCES.path, openapi_extra=params.LIST)
+def list_instances(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
+    params = list_params(request)
+    page = apps.list_instances(session=session, principal=user, params=params)
+    return documents.page(
+        "instances", documents.render(page.rows, documents.instance_doc, params.select)
+    )
+
+
+@router.post(routes.INSTANCES.path)
+def create_instance(_user: User) -> None:
+    apps.refuse_to_run()
+
+
+@router.post(routes.TASKS.path)
+def create_task(_user: User) -> None:
+    apps.refuse_to_run()
