@@ -166,7 +166,7 @@ def run_bulk(plan_factory: Callable[[Callable[[Any], None]], Plan], transfer: Tr
 def download_bulk(transfer: Transfer, *, directory: str | None, **query: Any) -> None:
     """:func:`run_bulk` of ``Client.plan_download`` into ``directory``; ``query`` is the rest of
     its arguments (filters, ids, lock, limit)."""
-    from brainlife.client.transfer.layout import LAYOUT_ALIASES
+    from brainlife.client import LAYOUT_ALIASES
 
     if transfer.layout in LAYOUT_ALIASES:
         _output.err(

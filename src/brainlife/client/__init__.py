@@ -29,8 +29,8 @@ from brainlife.client._exceptions import (
 from brainlife.client._http import RetryPolicy, Transport
 from brainlife.client.transfer.engine import BulkResult, Event, EventHandler
 from brainlife.client.transfer.layout import FIELDS as LAYOUT_FIELDS
+from brainlife.client.transfer.layout import LAYOUT_ALIASES, Layout, LayoutProblem, resolve_layout
 from brainlife.client.transfer.layout import PRESETS as LAYOUT_PRESETS
-from brainlife.client.transfer.layout import Layout, LayoutProblem, resolve_layout
 from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyProblem, VerifyReport
 from brainlife.client.transfer.names import FOLDER_PART_SUFFIX as PARTIAL_SUFFIX
 from brainlife.client.transfer.plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
@@ -41,6 +41,7 @@ from brainlife.client.transfer.writes import human_size
 __all__ = [
     "DEFAULT_HOST",
     "EXISTING",
+    "LAYOUT_ALIASES",
     "LAYOUT_FIELDS",
     "LAYOUT_PRESETS",
     "LOCK_NAME",
