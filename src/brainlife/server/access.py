@@ -3,9 +3,18 @@ query and `count` only counts what the caller may read."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
-from brainlife.server.models import Dataset, DatasetPublication, Project, ProjectRole, Task
+from brainlife.server.models import (
+    Dataset,
+    DatasetPublication,
+    Instance,
+    Project,
+    ProjectRole,
+    Task,
+)
 from brainlife.server.principal import Principal
 
 
@@ -58,3 +67,33 @@ def readable_tasks(principal: Principal | None) -> ColumnElement[bool]:
     if principal.gids:
         clauses.append(Task.group_id.in_([g for g in principal.gids if g]))
     return or_(*clauses) if len(clauses) > 1 else and_(clauses[0])
+
+
+def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
+    """Projects the caller may write data objects into: its admins and members (brainlife's
+    `canedit` project rule), and archive admins (`warehouse` admin scope). Read from the
+    project's roles, not the token's `gids`: a user added to a project may upload at once, and
+    one removed may not, whatever an older token says."""
+    if principal is None:
+        return false()
+    if principal.is_admin("warehouse"):
+        return true()
+    return _has_role(principal, ("admins", "members"))
+
+
+def writable_groups(principal: Principal | None) -> Any:
+    """The `group_id`s of the projects the caller may write (a sub-select)."""
+    return select(Project.group_id).where(writable_projects(principal))
+
+
+def readable_instances(principal: Principal | None) -> ColumnElement[bool]:
+    """amaretti instances the caller may see and submit tasks to: its own, and those of a
+    project it may write (an upload instance `upload.<group_id>` is shared by the project's
+    uploaders, as on brainlife)."""
+    if principal is None:
+        return false()
+    if principal.is_admin("amaretti"):
+        return true()
+    return or_(
+        Instance.user_id == principal.sub_str, Instance.group_id.in_(writable_groups(principal))
+    )

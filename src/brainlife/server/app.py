@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,10 +23,31 @@ log = logging.getLogger("brainlife.server")
 
 
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
-    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, warehouse
+    from brainlife.server.routes import (
+        amaretti,
+        amaretti_upload,
+        auth,
+        downloads,
+        taskfiles,
+        warehouse,
+        warehouse_upload,
+    )
+    from brainlife.server.services.finalize import FinalizeRunner
 
     archive = archive or open_archive(settings or Settings())
+    finalizer = FinalizeRunner(archive)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the finalize jobs of uploads: those a killed server left are resumed now
+        finalizer.start()
+        try:
+            yield
+        finally:
+            finalizer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="brainlife archive",
         summary="brainlife.io's auth, warehouse and amaretti APIs on an embedded archive",
         docs_url="/api/docs",
@@ -32,11 +55,14 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         redoc_url=None,
     )
     app.state.archive = archive
+    app.state.finalizer = finalizer
     app.include_router(auth.router, prefix=API_AUTH)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(warehouse_upload.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
+    app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)
@@ -44,6 +70,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         RequestLimits,
         max_url_bytes=archive.settings.max_url_bytes,
         max_body_bytes=archive.settings.max_body_bytes,
+        upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
+        max_upload_bytes=archive.settings.max_upload_bytes,
     )
     app.add_middleware(_InternalErrors)
     _install_error_handlers(app)

@@ -16,7 +16,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task, User
+from brainlife.server.models import (
+    Dataset,
+    Datatype,
+    FinalizeJob,
+    Instance,
+    Project,
+    Publication,
+    Release,
+    Task,
+    User,
+)
 from brainlife.server.query import Projection
 from brainlife.wire import (
     Document,
@@ -145,6 +155,16 @@ def pub_doc(row: Publication) -> Document:
     return _merge(doc, row.extra, lists=("authors", "contributors", "fundings", "tags"))
 
 
+def instance_doc(row: Instance) -> Document:
+    doc: Document = {
+        "_id": row.id,
+        **_columns(row, "user_id", "group_id", "name", "desc", "status", "config"),
+        **_dates(row, "create_date", "update_date"),
+        "__v": 0,
+    }
+    return doc
+
+
 def task_doc(row: Task) -> Document:
     doc: Document = {
         "_id": row.id,
@@ -159,6 +179,55 @@ def task_doc(row: Task) -> Document:
         if doc[key] is None:
             del doc[key]
     return _merge(doc, row.extra)
+
+
+def archive_task_doc(job: FinalizeJob) -> Document:
+    """`finalize-upload`'s answer `{archive_task}`: brainlife names the task that archives the
+    upload; ours is the finalize job (`state` as an amaretti status)."""
+    status = {"pending": "requested", "running": "running"}.get(job.state, job.state)
+    if status == "done":
+        status = "finished"
+    doc: Document = {
+        "_id": job.id,
+        "name": "finalize-upload",
+        "service": "bl-serve/finalize",
+        "status": status,
+        "dataset_id": job.dataset_id,
+        "deps_config": [{"task": job.task_id, "subdirs": [job.folder] if job.folder else []}],
+        **_dates(job, "create_date", "update_date"),
+    }
+    if job.error:
+        doc["status_msg"] = job.error
+    return {"archive_task": doc}
+
+
+def upload_doc(received: Any) -> Document:
+    """`POST /task/upload/:id`'s answer (`services.taskupload.Received`)."""
+    doc: Document = {
+        "message": "File successfully uploaded",
+        "task_id": received.task_id,
+        "path": received.path,
+        "bytes": received.bytes,
+    }
+    if received.unpacked is not None:
+        u = received.unpacked
+        doc["unpacked"] = {
+            "files": u.files,
+            "folders": u.folders,
+            "links": u.links,
+            "bytes": u.bytes,
+        }
+    return doc
+
+
+def participants_doc(kept: Any) -> Document:
+    """`PUT /participant/:project`'s answer (`services.participants_upload.Participants`)."""
+    return {"project": kept.project_id, "subjects": kept.subjects, "columns": kept.columns}
+
+
+def task_submitted_doc(row: Task) -> Document:
+    """`POST /task`'s answer, as amaretti's."""
+    return {"message": "Task successfully registered", "task": task_doc(row)}
 
 
 def render(

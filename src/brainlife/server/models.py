@@ -382,3 +382,26 @@ class Task(Base):
         Index("ix_tasks_user", "user_id"),
         Index("ix_tasks_create_date", "create_date"),
     )
+
+
+class FinalizeJob(Base):
+    """Storing an uploaded data object's files (`services.finalize`): recorded in the same
+    transaction as the object (status `storing`), run by the server's job runner, resumed after
+    a restart until it is `done` (the object `stored`) or `failed` (the object `failed`, with
+    `status_msg` saying why). `id` is what `finalize-upload` answers as its `archive_task`."""
+
+    __tablename__ = "finalize_jobs"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), unique=True
+    )
+    task_id: Mapped[str] = mapped_column(String(24), index=True)
+    #: the folder of the task holding the object's files ("" for the whole task folder)
+    folder: Mapped[str] = mapped_column(String(1024), default="")
+    #: pending | running | done | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

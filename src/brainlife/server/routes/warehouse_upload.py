@@ -1,0 +1,48 @@
+"""The warehouse routes the official CLI's uploads use: `finalize-upload` (`bl data upload`),
+`POST /dataset` from a task output and `PUT /participant/:project` (`bl bids upload`). Thin:
+parse, call a service (`finalize`, `participants_upload`), render. The amaretti half is
+`amaretti_upload`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from brainlife.server import documents
+from brainlife.server.deps import ArchiveDep, Finalizer, JsonBody, SessionDep, User
+from brainlife.server.services import datasets, finalize, participants_upload
+from brainlife.wire import Document, routes
+
+router = APIRouter()
+
+#: how long a finalize request waits for its job (a small upload is then answered `stored`,
+#: and the official CLI's first poll finds it instead of sleeping 5 s); longer ones go on
+FINALIZE_WAIT = 3.0
+
+
+@router.post(routes.DATASET_FINALIZE_UPLOAD.path)
+def finalize_upload(
+    body: JsonBody, session: SessionDep, user: User, archive: ArchiveDep, runner: Finalizer
+) -> Document:
+    done = finalize.finalize_upload(session=session, archive=archive, principal=user, body=body)
+    runner.kick()
+    runner.wait_for(done.job_id, FINALIZE_WAIT)
+    return documents.archive_task_doc(finalize.job_of(session, done))
+
+
+@router.post(routes.DATASETS.path)
+def register_dataset(
+    body: JsonBody, session: SessionDep, user: User, archive: ArchiveDep, runner: Finalizer
+) -> Document:
+    done = finalize.register_output(session=session, archive=archive, principal=user, body=body)
+    runner.kick()
+    runner.wait_for(done.job_id, FINALIZE_WAIT)
+    row = finalize.dataset_of(session, done)
+    return datasets.dataset_documents(session, [row])[0]
+
+
+@router.put(routes.PARTICIPANTS.path)
+def put_participants(project_id: str, body: JsonBody, session: SessionDep, user: User) -> Document:
+    kept = participants_upload.put_participants(
+        session=session, principal=user, project_id=project_id, body=body
+    )
+    return documents.participants_doc(kept)
