@@ -44,6 +44,7 @@ EXIT_CODES: dict[str, int] = {
     "protocol": 6,
     "checksum": 7,
     "disk-full": 8,
+    "conflict": 9,  # a data object in a release (never changed) or removed (restore it first)
 }
 EXIT_INTERRUPTED = 130
 

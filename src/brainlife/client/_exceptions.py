@@ -97,6 +97,12 @@ class ApiError(BrainlifeError):
         self.server_message = server_message
 
 
+class Conflict(ApiError):
+    """The object is not in a state that allows the change (in a release, removed)."""
+
+    code = "conflict"
+
+
 class ServerUnavailable(BrainlifeError):
     """The server could not be reached, or kept failing after retries."""
 

@@ -49,3 +49,12 @@ def task_files(task_id: str, folder: str) -> str:
     stem = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=task_id)
     clean = folder.strip("/")
     return stem + (quote_path(clean) + "/" if clean else "")
+
+
+def dataset(dataset_id: str) -> str:
+    """One data object: `PUT` changes it, `DELETE` removes it."""
+    return routes.DATASET.url(dataset_id=dataset_id)
+
+
+def dataset_history(dataset_id: str) -> str:
+    return routes.DATASET_HISTORY.url(dataset_id=dataset_id)

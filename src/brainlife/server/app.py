@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         amaretti,
         amaretti_upload,
         auth,
+        curation,
         downloads,
         taskfiles,
         warehouse,
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse_upload.router, prefix=API_WAREHOUSE)
+    app.include_router(curation.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from brainlife.server.models import (
     Dataset,
+    DatasetEvent,
     Datatype,
     FinalizeJob,
     Instance,
@@ -228,6 +229,26 @@ def participants_doc(kept: Any) -> Document:
 def task_submitted_doc(row: Task) -> Document:
     """`POST /task`'s answer, as amaretti's."""
     return {"message": "Task successfully registered", "task": task_doc(row)}
+
+
+def edited_dataset_doc(doc: Document) -> Document:
+    """`PUT /dataset/:id`'s answer: the object's document with brainlife's `_canedit`."""
+    return {**doc, "_canedit": True}
+
+
+def removed_doc(count: int) -> Document:
+    """`DELETE /dataset/:id`'s answer, as brainlife's."""
+    return {"status": "ok", "removed": count}
+
+
+def dataset_event_doc(row: DatasetEvent) -> Document:
+    return {
+        "dataset_id": row.dataset_id,
+        "user_id": row.sub,
+        "date": format_date(row.at),
+        "action": row.action,
+        "changes": row.changes,
+    }
 
 
 def render(

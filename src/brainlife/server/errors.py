@@ -50,6 +50,12 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class Gone(ApiError):
+    """A data object that was removed (soft-deleted) and is not in a release."""
+
+    status_code = 410
+
+
 class PayloadTooLarge(ApiError):
     """A request body (an upload) over a limit of this server."""
 

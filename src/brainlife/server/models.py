@@ -405,3 +405,20 @@ class FinalizeJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetEvent(Base):
+    """One change of a data object by a user (`services.curation`), appended, never updated:
+    who (`sub`), when (`at`), what (`action`: update | remove | restore) and `changes`
+    (`{field: {"from": old, "to": new}}`). The object's `prov` is never touched by curation."""
+
+    __tablename__ = "dataset_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    sub: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -76,6 +76,10 @@ DATATYPES: Final = Route(API_WAREHOUSE, "/datatype")
 DATASETS: Final = Route(API_WAREHOUSE, "/dataset")
 PUBS: Final = Route(API_WAREHOUSE, "/pub")
 RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
+#: one data object: `PUT` (curation) and `DELETE` (soft delete)
+DATASET: Final = Route(API_WAREHOUSE, "/dataset/{dataset_id}")
+#: the changes of a data object (*ours*)
+DATASET_HISTORY: Final = Route(API_WAREHOUSE, "/dataset/history/{dataset_id}", False)
 #: the official CLI's upload: the object is registered from the task's upload folder
 DATASET_FINALIZE_UPLOAD: Final = Route(API_WAREHOUSE, "/dataset/finalize-upload")
 #: a project's participants table (`bl bids upload` writes it)
@@ -100,6 +104,13 @@ TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
     r
-    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    for r in (
+        DATASET_MANIFEST,
+        DATASET_MANIFESTS,
+        DATASET_FILE,
+        DATASET_HISTORY,
+        TASK_MANIFEST,
+        TASK_MANIFEST_PATH,
+    )
     if not r.brainlife
 )
