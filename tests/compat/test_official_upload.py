@@ -51,8 +51,14 @@ def _env(server: LiveServer, home: Path) -> dict[str, str]:
 
 def _runner(official_bl: Path, server: LiveServer, home: Path, work: Path, user: str) -> Any:
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(official_bl), *args], env=_env(server, home), cwd=work,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [str(official_bl), *args],
+            env=_env(server, home),
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     res = run("login", "--username", user, "--password", user)
     assert "Successfully logged in" in res.stdout, res.stdout + res.stderr
@@ -69,9 +75,13 @@ def run(official_bl: Path, tls_server: LiveServer, tmp_path_factory: pytest.Temp
 
 def _datasets(server: LiveServer, home: Path, find: dict[str, Any]) -> list[dict[str, Any]]:
     token = (home / ".config" / server.hostport / ".jwt").read_text()
-    res = requests.get(f"{server.url}/api/warehouse/dataset", params={"find": json.dumps(find)},
-                       headers={"Authorization": f"Bearer {token}"}, verify=str(server.cert),
-                       timeout=30)  # fmt: skip
+    res = requests.get(
+        f"{server.url}/api/warehouse/dataset",
+        params={"find": json.dumps(find)},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(server.cert),
+        timeout=30,
+    )
     assert res.status_code == 200, res.text
     return list(res.json()["datasets"])
 
@@ -98,9 +108,31 @@ def test_data_upload_json_prints_the_stored_object(run, tls_server: LiveServer) 
     t1.write_bytes(b"J" * 5000)
     sidecar = run.work / "sidecar.json"
     sidecar.write_text(json.dumps({"EchoTime": 0.0031, "subject": "ignored"}))
-    res = run("data", "upload", "-p", O3D, "-d", "neuro/anat/t1w", "-s", "0042", "-e", "2",
-              "-r", "1", "-t", "mine", "--datatype_tag", "defaced", "-n", "from the CLI",
-              "-m", str(sidecar), "-j", "--t1", str(t1))  # fmt: skip
+    res = run(
+        "data",
+        "upload",
+        "-p",
+        O3D,
+        "-d",
+        "neuro/anat/t1w",
+        "-s",
+        "0042",
+        "-e",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "mine",
+        "--datatype_tag",
+        "defaced",
+        "-n",
+        "from the CLI",
+        "-m",
+        str(sidecar),
+        "-j",
+        "--t1",
+        str(t1),
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["status"] == "stored" and doc["project"] == O3D
@@ -141,8 +173,9 @@ def test_a_project_the_user_may_not_write_is_refused(official_bl, tls_server, tm
     demo = _runner(official_bl, tls_server, home, work, "demo")  # a guest of GUEST
     (work / "t1.nii.gz").write_bytes(b"x" * 100)
     for project in (O3D, GUEST):
-        res = demo("data", "upload", "-p", project, "-d", "neuro/anat/t1w", "-s", "9",
-                   "--t1", "t1.nii.gz")  # fmt: skip
+        res = demo(
+            "data", "upload", "-p", project, "-d", "neuro/anat/t1w", "-s", "9", "--t1", "t1.nii.gz"
+        )
         assert res.returncode != 0
         assert "not member of the group you have specified" in res.stderr, res.stderr
         assert _datasets(tls_server, home, {"project": project, "meta.subject": "9"}) == []
@@ -174,10 +207,24 @@ def test_a_server_killed_mid_finalize_finishes_the_job_on_restart(
         run = _runner(official_bl, server, home, work, "hayashis")
         (work / "t1.nii.gz").write_bytes(b"K" * 200_000)
         cli = subprocess.Popen(
-            [str(official_bl), "data", "upload", "-p", O3D, "-d", "neuro/anat/t1w", "-s", "77",
-             "--t1", "t1.nii.gz"],
-            env=_env(server, home), cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                str(official_bl),
+                "data",
+                "upload",
+                "-p",
+                O3D,
+                "-d",
+                "neuro/anat/t1w",
+                "-s",
+                "77",
+                "--t1",
+                "t1.nii.gz",
+            ],
+            env=_env(server, home),
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         db = sqlite3.connect(f"file:{data_dir / 'archive.sqlite3'}?mode=ro", uri=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -207,3 +254,56 @@ def test_a_server_killed_mid_finalize_finishes_the_job_on_restart(
         assert (work / dataset_id / "t1.nii.gz").read_bytes() == b"K" * 200_000
     finally:
         stop_server(server)
+
+
+def test_data_update_and_delete_of_the_official_cli(run, tls_server: LiveServer) -> None:
+    t1 = run.work / "t1u.nii.gz"
+    t1.write_bytes(b"U" * 1000)
+    res = run(
+        "data",
+        "upload",
+        "-p",
+        O3D,
+        "-d",
+        "neuro/anat/t1w",
+        "-s",
+        "0100",
+        "-r",
+        "1",
+        "-j",
+        "--t1",
+        str(t1),
+    )
+    dataset_id = json.loads(res.stdout)["_id"]
+    sidecar = run.work / "more.json"
+    sidecar.write_text('{"Quality": "good"}')
+    res = run(
+        "data",
+        "update",
+        "--id",
+        dataset_id,
+        "--desc",
+        "curated",
+        "--add_tag",
+        "qc",
+        "--remove_tag",
+        "run-1",
+        "--session",
+        "3",
+        "--run",
+        "",
+        "-m",
+        str(sidecar),
+    )
+    assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+    # it prints nothing, but its process ends only once the PUT has been answered
+    [doc] = _datasets(tls_server, run.home, {"_id": dataset_id})
+    assert doc["desc"] == "curated" and doc["tags"] == ["qc"]
+    assert doc["meta"] == {"subject": "0100", "session": "3", "Quality": "good"}
+    res = run("data", "delete", dataset_id)
+    assert res.returncode == 0 and "successfully removed dataset" in res.stdout
+    res = run("data", "delete", dataset_id, "-j")
+    assert "removed: 0" in res.stdout and "status: 'ok'" in res.stdout
+    assert _datasets(tls_server, run.home, {"_id": dataset_id, "removed": False}) == []
+    res = run("data", "download", dataset_id)
+    assert res.returncode == 1 and "failed to download" in res.stdout + res.stderr

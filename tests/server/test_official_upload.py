@@ -488,3 +488,30 @@ def test_participants_are_kept_for_writers_only(http: TestClient, archive: Archi
     )
     assert res.status_code == 200 and res.json()["subjects"] == body["subjects"]
     assert http.put(f"/api/warehouse/participant/{O3D_PROJECT}", json=body).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/amaretti/instance"),
+        ("POST", "/api/amaretti/instance"),
+        ("POST", "/api/amaretti/task"),
+        ("POST", "/api/amaretti/task/upload/0123456789abcdef01234567?p=a.tar.gz&untar=true"),
+        ("POST", "/api/warehouse/dataset/finalize-upload"),
+        ("POST", "/api/warehouse/dataset"),
+        ("PUT", f"/api/warehouse/participant/{O3D_PROJECT}"),
+    ],
+)
+def test_every_upload_route_needs_a_token(http: TestClient, method: str, path: str) -> None:
+    res = http.request(method, path, json={"name": "x", "group_id": GROUP_O3D})
+    assert res.status_code == 401, res.text
+    assert "log in" in res.json()["message"]
+
+
+def test_an_upload_into_a_task_that_is_not_the_callers_is_404_like_an_unknown_one(
+    http: TestClient, archive: Archive
+) -> None:
+    task = noop_task(http, auth(archive, "hayashis"))
+    unknown = upload(http, auth(archive, "demo"), "0123456789abcdef01234567", b"x").json()
+    theirs = upload(http, auth(archive, "demo"), task, b"x").json()
+    assert unknown["message"].replace("0123456789abcdef01234567", task) == theirs["message"]

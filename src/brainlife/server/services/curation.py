@@ -89,11 +89,8 @@ def _load(session: Session, principal: Principal, dataset_id: str) -> tuple[Data
     return dataset, bool(admin)
 
 
-def _arrays(dataset: Dataset) -> dict[str, list[str]]:
-    return {
-        "tags": [t.tag for t in sorted(dataset.tags, key=lambda t: t.pos)],
-        "datatype_tags": [t.tag for t in sorted(dataset.datatype_tags, key=lambda t: t.pos)],
-    }
+def _tags(rows: Any) -> list[str]:
+    return [t.tag for t in sorted(rows, key=lambda t: t.pos)]
 
 
 def _record(
@@ -134,7 +131,6 @@ def update_dataset(
     """`PUT /dataset/:id`: see the module docstring."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object {desc, tags, datatype_tags, meta}.")
-    dataset, admin = _load(session, principal, dataset_id)
     restore = "removed" in body
     if restore and not isinstance(body["removed"], bool):
         raise BadRequest("removed must be true or false.")
@@ -146,6 +142,7 @@ def update_dataset(
             wanted[key] = objectfields.clean_tags(body[key], key)
     if "meta" in body:
         wanted["meta"] = objectfields.clean_meta(body["meta"])
+    dataset, admin = _load(session, principal, dataset_id)
     if restore and body["removed"] is True:
         _set_removed(session, principal, dataset, True)
         session.commit()
@@ -159,7 +156,12 @@ def update_dataset(
             f"The data object {dataset.id} was removed: a project admin must restore it "
             "(bl data update --restore) before it can be changed."
         )
-    old = {"desc": dataset.desc, "meta": _meta(dataset), **_arrays(dataset)}
+    old = {
+        "desc": dataset.desc,
+        "meta": _meta(dataset),
+        "tags": _tags(dataset.tags),
+        "datatype_tags": _tags(dataset.datatype_tags),
+    }
     changes = {k: {"from": old[k], "to": v} for k, v in wanted.items() if old[k] != v}
     if "desc" in changes:
         dataset.desc = wanted["desc"]
