@@ -515,3 +515,91 @@ def test_an_upload_into_a_task_that_is_not_the_callers_is_404_like_an_unknown_on
     unknown = upload(http, auth(archive, "demo"), "0123456789abcdef01234567", b"x").json()
     theirs = upload(http, auth(archive, "demo"), task, b"x").json()
     assert unknown["message"].replace("0123456789abcdef01234567", task) == theirs["message"]
+
+
+def test_a_full_disk_during_an_upload_keeps_nothing(
+    http: TestClient, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from brainlife.server import taskstore
+
+    h = auth(archive, "hayashis")
+    task = noop_task(http, h)
+
+    class FullDisk:
+        """The spool file of an upload on a disk that fills up."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        @property
+        def closed(self) -> bool:
+            return bool(self.real.closed)
+
+        def write(self, chunk: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            self.real.close()
+
+    opened = taskstore.LocalTaskUpload.__init__
+
+    def on_a_full_disk(self: Any, folder: Path, staging: Path) -> None:
+        opened(self, folder, staging)
+        self._fh = FullDisk(self._fh)
+
+    monkeypatch.setattr(taskstore.LocalTaskUpload, "__init__", on_a_full_disk)
+    res = upload(http, h, task, tgz({"t1.nii.gz": b"x" * 10_000}))
+    assert res.status_code == 507 and "disk is full" in res.json()["message"]
+    assert list((archive.settings.tasks_dir / task).iterdir()) == []
+    monkeypatch.undo()
+    assert upload(http, h, task, tgz({"t1.nii.gz": b"x"})).status_code == 200
+
+
+def test_a_full_disk_while_storing_fails_the_object_with_a_message(
+    http: TestClient, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    dataset_id, _job = _pending_job(http, archive)
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive.store, "put_stream", full)
+    FinalizeRunner(archive).run_pending()
+    with archive.session() as s:
+        ds = s.get(Dataset, dataset_id)
+        assert ds is not None and ds.status == "failed"
+        assert ds.status_msg == "The archive's disk is full: the files could not be stored."
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(DatasetFile)
+                .where(DatasetFile.dataset_id == dataset_id)
+            )
+            == 0
+        )
+
+
+def test_staging_left_by_a_killed_upload_is_cleaned_at_start(archive: Archive) -> None:
+    import os
+    import time
+
+    from brainlife.server.taskstore import LocalTaskFiles
+
+    files = archive.task_files
+    assert isinstance(files, LocalTaskFiles)
+    old = files.begin_upload("0123456789abcdef01234567")
+    old.write(b"half an upload")  # then the server is killed: nothing closes it
+    fresh = files.begin_upload("0123456789abcdef01234568")
+    hour_ago = time.time() - 3700
+    os.utime(old.staging, (hour_ago, hour_ago))
+    reopened = open_archive(archive.settings)
+    try:
+        assert not old.staging.exists()
+        assert fresh.staging.exists()  # may be another worker's upload in progress
+    finally:
+        reopened.engine.dispose()
+        fresh.abort()

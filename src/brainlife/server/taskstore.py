@@ -110,6 +110,10 @@ class TaskFiles(Protocol):
         """Free a folder of a task's outputs (`rel` normalised, not the task folder itself)."""
         ...
 
+    def clean_uploads(self, older_than: float = 3600.0) -> int:
+        """Remove what uploads that died (a killed server) left, older than `older_than` s."""
+        ...
+
 
 class TaskUpload(Protocol):
     """An upload being received: `write` each chunk, then `finish` (put it in place) or

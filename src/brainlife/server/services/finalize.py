@@ -60,6 +60,8 @@ from brainlife.wire import format_date, is_object_id
 
 log = logging.getLogger("brainlife.server.finalize")
 
+#: seconds between two sweeps of abandoned upload staging folders (`TaskFiles.clean_uploads`)
+CLEAN_EVERY = 600.0
 #: a job started this many times without finishing (its runner died each time) is failed
 MAX_ATTEMPTS = 3
 
@@ -452,9 +454,14 @@ class FinalizeRunner:
             return self._cond.wait_for(lambda: job_id in self._ended, timeout)
 
     def _loop(self) -> None:
+        cleaned = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.run_pending()
+                if time.monotonic() - cleaned > CLEAN_EVERY:
+                    # what uploads cut off by a killed server (another worker) left behind
+                    self.archive.task_files.clean_uploads()
+                    cleaned = time.monotonic()
             except Exception:  # the loop must survive a database hiccup
                 log.exception("finalize runner: a pass failed")
             self._wake.wait(self.poll)
