@@ -603,3 +603,42 @@ def test_staging_left_by_a_killed_upload_is_cleaned_at_start(archive: Archive) -
     finally:
         reopened.engine.dispose()
         fresh.abort()
+
+
+def test_an_owner_removed_from_the_project_uploads_nothing_more(
+    http: TestClient, archive: Archive
+) -> None:
+    from brainlife.server.models import ProjectRole
+
+    h = auth(archive, "avesani")
+    task = noop_task(http, h)
+    with archive.session() as s:
+        for role in s.scalars(
+            select(ProjectRole).where(ProjectRole.project_id == O3D_PROJECT, ProjectRole.sub == "2")
+        ):
+            s.delete(role)
+        s.commit()
+    res = upload(http, h, task, tgz({"t1.nii.gz": b"x"}))
+    assert res.status_code == 403 and "admins and members" in res.json()["message"]
+    assert not (archive.settings.tasks_dir / task).exists()
+
+
+def test_a_plain_upload_lands_at_its_path_and_never_over_a_folder(
+    http: TestClient, archive: Archive
+) -> None:
+    h = auth(archive, "hayashis")
+    task = noop_task(http, h)
+    (archive.settings.tasks_dir / task / "out").mkdir(parents=True)
+    res = http.post(
+        f"/api/amaretti/task/upload/{task}", params={"p": "out"}, content=b"x", headers=h
+    )
+    assert res.status_code == 400 and "is a folder" in res.json()["message"]
+    res = http.post(
+        f"/api/amaretti/task/upload/{task}",
+        params={"p": "out/notes.txt"},
+        content=b"hello",
+        headers=h,
+    )
+    assert res.status_code == 200, res.text
+    assert (archive.settings.tasks_dir / task / "out" / "notes.txt").read_bytes() == b"hello"
+    assert [p.name for p in (archive.settings.tasks_dir / task).iterdir()] == ["out"]

@@ -286,6 +286,8 @@ class LocalTaskUpload:
             if not inside(root, os.path.realpath(os.path.dirname(where) if not untar else where)):
                 raise BadRequest(f"The path {rel!r} leads outside the task folder (a link).")
             if not untar:
+                if os.path.isdir(where) or os.path.islink(where):
+                    raise BadRequest(f"{rel!r} is a folder or a link in the task; name a file.")
                 os.makedirs(os.path.dirname(where), exist_ok=True)
                 os.replace(self.body, where)
                 return None

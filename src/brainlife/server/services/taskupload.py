@@ -2,7 +2,9 @@
 the raw (chunked) body the official CLI streams, usually a tar.gz.
 
 Who: the task's owner only (as amaretti; amaretti admins too); anyone else, like an unknown id,
-gets the same 404 (task ids are not probed). The task must be `finished` and not have received
+gets the same 404 (task ids are not probed). The owner must still be able to write the task's
+project (`access.writable_groups`, in SQL; else 403): someone removed from a project uploads
+nothing more into it. The task must be `finished` and not have received
 an upload yet (amaretti locks a task after its upload; a second one is a 409, so a finalized
 object's files cannot be swapped under it).
 
@@ -23,8 +25,9 @@ from typing import Any
 
 from sqlalchemy import and_, select, true
 
+from brainlife.server.access import writable_groups
 from brainlife.server.archive import Archive
-from brainlife.server.errors import BadRequest, Conflict, NotFound
+from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from brainlife.server.models import Task
 from brainlife.server.principal import Principal
 from brainlife.server.services.taskfiles import normalize_task_path
@@ -63,14 +66,24 @@ def open_upload(
     *, archive: Archive, principal: Principal, task_id: str, p: str | None, untar: bool
 ) -> tuple[UploadTarget, TaskUpload]:
     """Check who, which task and where; start receiving (no byte has been read yet)."""
-    task = None
+    row = None
     if is_object_id(task_id):
+        writable = Task.group_id.in_(writable_groups(principal))
         with archive.request_session() as session:
-            task = session.scalar(select(Task).where(and_(Task.id == task_id, _owned(principal))))
-            if task is not None:
-                session.expunge(task)
-    if task is None:
+            row = session.execute(
+                select(Task, writable.label("writable")).where(
+                    and_(Task.id == task_id, _owned(principal))
+                )
+            ).first()
+            if row is not None:
+                session.expunge(row[0])
+    if row is None:
         raise NotFound(f"couldn't find the task specified: {task_id}")
+    task, may_write = row
+    if not may_write:
+        raise Forbidden(
+            "You may no longer add data to this task's project: only its admins and members may."
+        )
     if task.status != "finished":
         raise Conflict(f"Task {task_id} is {task.status}: only a finished task takes an upload.")
     if (task.extra or {}).get("upload"):
