@@ -642,3 +642,20 @@ def test_a_plain_upload_lands_at_its_path_and_never_over_a_folder(
     assert res.status_code == 200, res.text
     assert (archive.settings.tasks_dir / task / "out" / "notes.txt").read_bytes() == b"hello"
     assert [p.name for p in (archive.settings.tasks_dir / task).iterdir()] == ["out"]
+
+
+def test_an_archive_naming_the_servers_staging_is_refused(
+    http: TestClient, archive: Archive
+) -> None:
+    h = auth(archive, "hayashis")
+    task = noop_task(http, h)
+    res = upload(http, h, task, tgz({".bl-upload-0123/x": b"x"}), p="upload.tar.gz")
+    assert res.status_code == 400 and "a name this server keeps" in res.json()["message"]
+    assert list((archive.settings.tasks_dir / task).iterdir()) == []
+
+
+def test_a_finished_job_leaves_no_lock_file(http: TestClient, archive: Archive) -> None:
+    _dataset_id, job_id = _pending_job(http, archive)
+    runner = FinalizeRunner(archive)
+    assert runner.run_pending() == 1
+    assert not (runner.lock_dir / f"{job_id}.lock").exists()

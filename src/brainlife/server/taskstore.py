@@ -308,7 +308,11 @@ class LocalTaskUpload:
         """Every unpacked entry moved into `dest` (renames within one file system): an entry
         already there is replaced, as tar would."""
         dest.mkdir(parents=True, exist_ok=True)
-        for entry in sorted(unpacked.iterdir()):
+        entries = sorted(unpacked.iterdir())
+        reserved = [e.name for e in entries if e.name.startswith(UPLOAD_STAGING)]
+        if reserved:
+            raise BadRequest(f"The upload is refused: {reserved[0]!r} is a name this server keeps.")
+        for entry in entries:
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)

@@ -483,7 +483,9 @@ class FinalizeRunner:
                 if not taken:
                     continue
                 try:
-                    run_job(self.archive, job_id)
+                    state = run_job(self.archive, job_id)
+                    if state in ("done", "failed", "missing"):  # never run again
+                        (self.lock_dir / f"{job_id}.lock").unlink(missing_ok=True)
                 except Exception:
                     log.exception("finalize job %s: unexpected error", job_id)
                     with self.archive.session() as session:
