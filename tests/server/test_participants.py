@@ -72,8 +72,8 @@ READ = {
     "public": dict.fromkeys(("anonymous", "out", "gue", "mem", "adm", "root"), 200),
 }
 WRITE = {
-    "private": {"anonymous": 401, "out": 404, "gue": 403, "mem": 403, "adm": 200, "root": 200},
-    "public": {"anonymous": 401, "out": 403, "gue": 403, "mem": 403, "adm": 200, "root": 200},
+    "private": {"anonymous": 401, "out": 404, "gue": 403, "mem": 200, "adm": 200, "root": 200},
+    "public": {"anonymous": 401, "out": 403, "gue": 403, "mem": 200, "adm": 200, "root": 200},
 }
 
 

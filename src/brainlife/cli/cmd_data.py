@@ -1,4 +1,5 @@
-"""`bl data query` and `bl data download` (alias `bl dataset`)."""
+"""`bl data query` and `bl data download` (alias `bl dataset`); `update` and `delete` are in
+`cmd_data_curation`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import click
 from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, download_bulk, read_ids, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli.cmd_data_curation import data_delete, data_update
 
 
 @click.group()
@@ -338,6 +340,9 @@ def data_verify(directory: str, fast: bool, as_json: bool) -> None:
     if not report.ok:
         click.get_current_context().exit(7)
 
+
+data.add_command(data_update)
+data.add_command(data_delete)
 
 dataset = click.Group(
     "dataset",

@@ -49,7 +49,7 @@ EXIT_CODES: dict[str, int] = {
     "protocol": 6,
     "checksum": 7,
     "disk-full": 8,
-    "conflict": 9,  # HTTP 409: a release name already used, a released object
+    "conflict": 9,  # HTTP 409: a release name already used, a released object, a removed one
 }
 EXIT_INTERRUPTED = 130
 

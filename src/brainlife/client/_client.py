@@ -15,7 +15,7 @@ import contextlib
 import difflib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from brainlife.client._exceptions import (
     ApiError,
     AuthError,
     BrainlifeError,
+    ConfigError,
     Conflict,
     GaveUp,
     NotFound,
@@ -196,17 +197,20 @@ class Client:
             self.http.request_json("GET", route, params=params, token=token), key, route
         )
 
-    def _write(self, method: str, route: str, body: Doc) -> Any:
-        """A request that changes the archive (with the token): a 409 answer, the object's
-        state forbidding the change, is a :class:`Conflict` (reads keep 409 as ``ApiError``:
-        a download of an object not stored)."""
+    def _write(self, method: str, route: str, body: Doc | None) -> Doc:
+        """A request that changes the archive (with the token), answered by a JSON object: a
+        409 answer, the object's state forbidding the change, is a :class:`Conflict` (reads
+        keep 409 as ``ApiError``: a download of an object not stored)."""
         try:
-            return self.http.request_json(method, route, json_body=body, token=self.token())
+            doc = self.http.request_json(method, route, json_body=body, token=self.token())
         except ApiError as exc:
             if exc.status != 409 or isinstance(exc, Conflict):
                 raise
             said = exc.server_message or str(exc)
             raise Conflict(said, status=409, server_message=exc.server_message) from None
+        if not isinstance(doc, dict):
+            raise ProtocolError(f"The server's answer to {method} {route} is not a JSON object.")
+        return doc
 
     # -- auth -----------------------------------------------------------------------------
     def login(
@@ -694,6 +698,48 @@ class Client:
                 f"Couldn't find the data object with id {dataset_id} (or you cannot read it)."
             )
         return rows[0]
+
+    def update_dataset(
+        self,
+        dataset_id: str,
+        *,
+        desc: str | None = None,
+        tags: Sequence[str] | None = None,
+        datatype_tags: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        restore: bool = False,
+    ) -> Doc:
+        """Change a data object: each given field replaces the old one, except ``meta``, which
+        is merged into the object's (a ``None`` value removes a key); ``restore`` brings back a
+        removed object (project admins). Returns the changed object. Raises ``Conflict`` for an
+        object in a release (never changed) or removed (restore it first)."""
+        body: dict[str, Any] = {}
+        if desc is not None:
+            body["desc"] = desc
+        if tags is not None:
+            body["tags"] = list(tags)
+        if datatype_tags is not None:
+            body["datatype_tags"] = list(datatype_tags)
+        if meta is not None:
+            merged = {**(self.dataset(dataset_id).get("meta") or {}), **meta}
+            body["meta"] = {k: v for k, v in merged.items() if v is not None}
+        if restore:
+            body["removed"] = False
+        if not body:
+            raise ConfigError("Nothing to change: give a description, tags, datatype tags or meta.")
+        doc = self._write("PUT", _urls.dataset(dataset_id), body)
+        return dict(doc)
+
+    def remove_dataset(self, dataset_id: str) -> int:
+        """Remove a data object (brainlife's soft delete: ``removed: true``; the bytes stay and
+        a project admin can restore it). Returns 1, or 0 if it was removed already."""
+        doc = self._write("DELETE", _urls.dataset(dataset_id), None)
+        return int(doc.get("removed") or 0)
+
+    def dataset_history(self, dataset_id: str) -> list[Doc]:
+        """Who changed a data object, when and what, oldest first (our server's route)."""
+        route = _urls.dataset_history(dataset_id)
+        return _envelope(self.http.request_json("GET", route, token=self.token()), "events", route)
 
     def download_dataset(
         self,

@@ -102,7 +102,7 @@ class ApiError(BrainlifeError):
 
 class Conflict(ApiError):
     """The server refused a change that the object's state does not allow (HTTP 409): a release
-    name already used in the publication, a change to a released data object."""
+    name already used in the publication, a change to a released or removed data object."""
 
     code = "conflict"
 

@@ -75,3 +75,12 @@ def pub(pub_id: str) -> str:
 def pub_release(pub_id: str) -> str:
     """``bl serve``'s release route (``POST``): one release, or a dry run of it."""
     return routes.PUB_RELEASE.url(pub_id=pub_id)
+
+
+def dataset(dataset_id: str) -> str:
+    """One data object: `PUT` changes it, `DELETE` removes it."""
+    return routes.DATASET.url(dataset_id=dataset_id)
+
+
+def dataset_history(dataset_id: str) -> str:
+    return routes.DATASET_HISTORY.url(dataset_id=dataset_id)

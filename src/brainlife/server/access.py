@@ -5,6 +5,8 @@ that a later edit could forget)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
 from brainlife.server.models import (
@@ -141,9 +143,22 @@ def readable_resources(principal: Principal) -> ColumnElement[bool]:
     return or_(Resource.user_id == principal.sub_str, shared)
 
 
-def readable_instances(principal: Principal) -> ColumnElement[bool]:
-    """Instances the caller owns or that belong to one of the groups in its token (as tasks)."""
+def writable_groups(principal: Principal | None) -> Any:
+    """The `group_id`s of the projects the caller may write (a sub-select)."""
+    return select(Project.group_id).where(writable_projects(principal))
+
+
+def readable_instances(principal: Principal | None) -> ColumnElement[bool]:
+    """amaretti instances the caller may see and submit tasks to: its own, those of a group in
+    its token (as tasks), and those of a project it may write (an upload instance
+    `upload.<group_id>` is shared by the project's uploaders, as on brainlife)."""
+    if principal is None:
+        return false()
     if principal.is_admin("amaretti"):
         return true()
     gids = [g for g in principal.gids if g]
-    return or_(Instance.user_id == principal.sub_str, Instance.group_id.in_(gids))
+    return or_(
+        Instance.user_id == principal.sub_str,
+        Instance.group_id.in_(gids),
+        Instance.group_id.in_(writable_groups(principal)),
+    )

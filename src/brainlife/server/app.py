@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,9 +27,11 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     from brainlife.server.routes import (
         accounts,
         amaretti,
+        amaretti_upload,
         apps,
         auth,
         catalogue,
+        curation,
         downloads,
         downscript,
         participants,
@@ -36,10 +40,24 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         resources,
         taskfiles,
         warehouse,
+        warehouse_upload,
     )
+    from brainlife.server.services.finalize import FinalizeRunner
 
     archive = archive or open_archive(settings or Settings())
+    finalizer = FinalizeRunner(archive)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the finalize jobs of uploads: those a killed server left are resumed now
+        finalizer.start()
+        try:
+            yield
+        finally:
+            finalizer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="brainlife archive",
         summary="brainlife.io's auth, warehouse and amaretti APIs on an embedded archive",
         docs_url="/api/docs",
@@ -47,6 +65,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         redoc_url=None,
     )
     app.state.archive = archive
+    app.state.finalizer = finalizer
     app.include_router(auth.router, prefix=API_AUTH)
     app.include_router(accounts.router, prefix=API_AUTH)
     app.include_router(projects.router, prefix=API_WAREHOUSE)
@@ -58,7 +77,10 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(publishing.router, prefix=API_WAREHOUSE)
     app.include_router(apps.router, prefix=API_WAREHOUSE)
     app.include_router(downscript.router, prefix=API_WAREHOUSE)
+    app.include_router(warehouse_upload.router, prefix=API_WAREHOUSE)
+    app.include_router(curation.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
+    app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     app.include_router(resources.router, prefix=API_AMARETTI)
     web.mount(app)  # the pages at /: after the API routers, none under /api
@@ -68,6 +90,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         RequestLimits,
         max_url_bytes=archive.settings.max_url_bytes,
         max_body_bytes=archive.settings.max_body_bytes,
+        upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
+        max_upload_bytes=archive.settings.max_upload_bytes,
     )
     app.add_middleware(_InternalErrors)
     _install_error_handlers(app)

@@ -71,11 +71,13 @@ def open_archive(settings: Settings) -> Archive:
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     store = LocalStore(settings.store_dir)
     store.clean_tmp()
+    task_files = LocalTaskFiles(settings.tasks_dir)
+    task_files.clean_uploads()
     return Archive(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
         signer=TokenSigner(keys, settings.issuer),
         store=store,
-        task_files=LocalTaskFiles(settings.tasks_dir),
+        task_files=task_files,
     )

@@ -12,11 +12,17 @@ from brainlife.server.archive import Archive
 from brainlife.server.errors import LOGIN_AGAIN, BadRequest, Forbidden, Unauthorized
 from brainlife.server.limits import json_body
 from brainlife.server.principal import Principal
+from brainlife.server.services.finalize import FinalizeRunner
 
 
 def get_archive(request: Request) -> Archive:
     archive: Archive = request.app.state.archive
     return archive
+
+
+def get_finalizer(request: Request) -> FinalizeRunner:
+    runner: FinalizeRunner = request.app.state.finalizer
+    return runner
 
 
 def get_session(archive: Annotated[Archive, Depends(get_archive)]) -> Iterator[Session]:
@@ -114,3 +120,4 @@ User = Annotated[Principal, Depends(required_principal)]
 DownloadUser = Annotated[Principal, Depends(download_principal)]
 ObjectReader = Annotated[Principal, Depends(object_reader)]
 JsonBody = Annotated[Any, Depends(json_request_body)]
+Finalizer = Annotated[FinalizeRunner, Depends(get_finalizer)]

@@ -20,7 +20,9 @@ from brainlife.server.models import (
     App,
     AuthToken,
     Dataset,
+    DatasetEvent,
     Datatype,
+    FinalizeJob,
     Group,
     Instance,
     Project,
@@ -219,6 +221,70 @@ def task_doc(row: Task) -> Document:
         if doc[key] is None:
             del doc[key]
     return _merge(doc, row.extra)
+
+
+def archive_task_doc(job: FinalizeJob) -> Document:
+    """`finalize-upload`'s answer `{archive_task}`: brainlife names the task that archives the
+    upload; ours is the finalize job (`state` as an amaretti status)."""
+    status = {"pending": "requested", "running": "running"}.get(job.state, job.state)
+    if status == "done":
+        status = "finished"
+    doc: Document = {
+        "_id": job.id,
+        "name": "finalize-upload",
+        "service": "bl-serve/finalize",
+        "status": status,
+        "dataset_id": job.dataset_id,
+        "deps_config": [{"task": job.task_id, "subdirs": [job.folder] if job.folder else []}],
+        **_dates(job, "create_date", "update_date"),
+    }
+    if job.error:
+        doc["status_msg"] = job.error
+    return {"archive_task": doc}
+
+
+def upload_doc(received: Any) -> Document:
+    """`POST /task/upload/:id`'s answer (`services.taskupload.Received`)."""
+    doc: Document = {
+        "message": "File successfully uploaded",
+        "task_id": received.task_id,
+        "path": received.path,
+        "bytes": received.bytes,
+    }
+    if received.unpacked is not None:
+        u = received.unpacked
+        doc["unpacked"] = {
+            "files": u.files,
+            "folders": u.folders,
+            "links": u.links,
+            "bytes": u.bytes,
+        }
+    return doc
+
+
+def task_submitted_doc(row: Task) -> Document:
+    """`POST /task`'s answer, as amaretti's."""
+    return {"message": "Task successfully registered", "task": task_doc(row)}
+
+
+def edited_dataset_doc(doc: Document) -> Document:
+    """`PUT /dataset/:id`'s answer: the object's document with brainlife's `_canedit`."""
+    return {**doc, "_canedit": True}
+
+
+def removed_doc(count: int) -> Document:
+    """`DELETE /dataset/:id`'s answer, as brainlife's."""
+    return {"status": "ok", "removed": count}
+
+
+def dataset_event_doc(row: DatasetEvent) -> Document:
+    return {
+        "dataset_id": row.dataset_id,
+        "user_id": row.sub,
+        "date": format_date(row.at),
+        "action": row.action,
+        "changes": row.changes,
+    }
 
 
 def render(

@@ -50,6 +50,18 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class Gone(ApiError):
+    """A data object that was removed (soft-deleted) and is not in a release."""
+
+    status_code = 410
+
+
+class PayloadTooLarge(ApiError):
+    """A request body (an upload) over a limit of this server."""
+
+    status_code = 413
+
+
 class RangeNotSatisfiable(ApiError):
     status_code = 416
 
@@ -64,6 +76,12 @@ class TooManyRequests(ApiError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InsufficientStorage(ApiError):
+    """The archive's disk is full: nothing of the request was kept."""
+
+    status_code = 507
 
 
 LOGIN_AGAIN = "Please log in again (run 'bl login')."

@@ -62,10 +62,21 @@ class RequestLimits:
     """ASGI middleware: refuse URLs over `max_url_bytes` (414) and bodies over
     `max_body_bytes` (413), the latter before they are read (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, max_url_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_url_bytes: int,
+        max_body_bytes: int,
+        upload_prefixes: tuple[str, ...] = (),
+        max_upload_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_url_bytes = max_url_bytes
         self.max_body_bytes = max_body_bytes
+        #: paths taking a file's bytes (uploads): their bound is `max_upload_bytes`
+        self.upload_prefixes = upload_prefixes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,6 +88,9 @@ class RequestLimits:
             refusal = _refusal(414, url_too_long(url_length, self.max_url_bytes))
             await refusal(scope, receive, send)
             return
+        limit = self.max_body_bytes
+        if self.upload_prefixes and str(scope.get("path", "")).startswith(self.upload_prefixes):
+            limit = self.max_upload_bytes
         declared = None
         for name, value in scope.get("headers") or ():
             if name == b"content-length":
@@ -86,16 +100,15 @@ class RequestLimits:
                     )
                     return
                 declared = int(value)
-        if declared is not None and declared > self.max_body_bytes:
-            await _refusal(413, body_too_large(declared, self.max_body_bytes))(scope, receive, send)
+        if declared is not None and declared > limit:
+            await _refusal(413, body_too_large(declared, limit))(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive, limit), send)
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _counting(self, receive: Receive, limit: int) -> Receive:
         """`receive`, refusing the body (413, rendered by the app's handler) once it passes the
         limit: a body sent without Content-Length is only known as it arrives."""
         received = 0
-        limit = self.max_body_bytes
 
         async def counted() -> Message:
             nonlocal received

@@ -498,3 +498,43 @@ class ResourceGroup(Base):
 
     resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id"), primary_key=True)
     gid: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+
+
+class FinalizeJob(Base):
+    """Storing an uploaded data object's files (`services.finalize`): recorded in the same
+    transaction as the object (status `storing`), run by the server's job runner, resumed after
+    a restart until it is `done` (the object `stored`) or `failed` (the object `failed`, with
+    `status_msg` saying why). `id` is what `finalize-upload` answers as its `archive_task`."""
+
+    __tablename__ = "finalize_jobs"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), unique=True
+    )
+    task_id: Mapped[str] = mapped_column(String(24), index=True)
+    #: the folder of the task holding the object's files ("" for the whole task folder)
+    folder: Mapped[str] = mapped_column(String(1024), default="")
+    #: pending | running | done | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetEvent(Base):
+    """One change of a data object by a user (`services.curation`), appended, never updated:
+    who (`sub`), when (`at`), what (`action`: update | remove | restore) and `changes`
+    (`{field: {"from": old, "to": new}}`). The object's `prov` is never touched by curation."""
+
+    __tablename__ = "dataset_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    sub: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -15,6 +15,24 @@ from brainlife.server.settings import Settings
 FAILED_LOGIN_DELAY_ENV = "BL_TEST_FAILED_LOGIN_DELAY"
 
 
+#: Seconds a finalize job pauses once running (`Settings.finalize_pause`), for test servers
+#: only: the restart tests kill the server while a job is running.
+FINALIZE_PAUSE_ENV = "BL_TEST_FINALIZE_PAUSE"
+
+
+def _test_seconds(name: str) -> float | None:
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 600:
+        raise SystemExit(f"Error: {name}={text!r} must be a number of seconds from 0 to 600.")
+    return value
+
+
 def _failed_login_delay() -> float | None:
     text = os.environ.get(FAILED_LOGIN_DELAY_ENV)
     if not text:
@@ -53,6 +71,9 @@ def _settings(
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
+    pause = _test_seconds(FINALIZE_PAUSE_ENV)
+    if pause is not None:
+        kwargs["finalize_pause"] = pause
     return Settings(**kwargs)
 
 

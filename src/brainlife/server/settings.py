@@ -60,6 +60,16 @@ class Settings:
     #: Longest life of a token, in days: a login or refresh asking for more (`bl login --ttl`)
     #: gets this much. Tokens can be revoked before they expire (`bl admin token revoke`).
     max_token_days: float = 365.0
+    #: Largest upload (`POST /api/amaretti/task/upload/:id`, the official CLI's tar.gz), in
+    #: bytes as sent: larger ones get 413 (the `max_body_bytes` bound does not apply there).
+    max_upload_bytes: int = 100 * 1024**3
+    #: What an uploaded archive may unpack to: members (files, folders, links) and bytes. A
+    #: gzip bomb or a million tiny files is refused (400) and nothing of it is kept.
+    max_upload_members: int = 100_000
+    max_upload_unpacked_bytes: int = 200 * 1024**3
+    #: Seconds a finalize job waits, once marked running, before it stores the files: for test
+    #: servers only (`BL_TEST_FINALIZE_PAUSE`), so that a test can kill the server mid-job.
+    finalize_pause: float = 0.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

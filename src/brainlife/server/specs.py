@@ -155,6 +155,21 @@ TASKS = Collection(
     extra=Task.extra,
 )
 
+INSTANCES = Collection(
+    name="instances",
+    fields={
+        "_id": _col(Instance.id, Kind.OID),
+        "user_id": _col(Instance.user_id, S),
+        "group_id": _col(Instance.group_id, Kind.INT),
+        "name": _col(Instance.name, S),
+        "desc": _col(Instance.desc, S),
+        "status": _col(Instance.status, S),
+        "create_date": _col(Instance.create_date, Kind.DATE),
+        "update_date": _col(Instance.update_date, Kind.DATE),
+        "config": Instance.config,
+    },
+)
+
 #: auth users, for `GET /api/auth/profile/list` (public fields only: no password or private data)
 PROFILES = Collection(
     name="profiles",

@@ -12,6 +12,13 @@ store's implementation can replace the local one without touching them.
 - a folder's listing leaves out links that lead outside, hidden entries, sockets and devices
   (`taskwalk`).
 
+Uploads (the official CLI's `POST /task/upload/:id`) come in through the same interface:
+`begin_upload` spools the body into a hidden staging folder of the task (`.bl-upload-*`, never
+listed), `TaskUpload.finish` unpacks it there (`uploadtar`: nothing may leave the folder) and
+only then moves the result into place, so a task folder never holds half an upload; a staging
+folder left by a killed server is removed at the next start (`clean_uploads`). The finalize
+jobs read the files back with `chunks` and free them with `remove`.
+
 A file's sha256 is computed once per version of the file: digests are kept by the file's
 identity (device, inode, size, mtime_ns, ctime_ns, the stat fields a folder's ETag is made of),
 so asking again for the manifest of an unchanged folder reads no file data.
@@ -19,20 +26,28 @@ so asking again for the manifest of an unchanged folder reads no file data.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import secrets
+import shutil
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from brainlife.server.errors import BadRequest, NotFound
+from brainlife.server.errors import BadRequest, InsufficientStorage, NotFound
 from brainlife.server.foldertgz import snapshot_folder
 from brainlife.server.tarstream import Chunk, Regenerable, read_range
 from brainlife.server.taskwalk import Entry, inside, walk
+from brainlife.server.uploadtar import Unpacked, UnpackLimits, unpack
+
+#: the staging folders of uploads in progress (hidden: never listed or downloaded)
+UPLOAD_STAGING = ".bl-upload-"
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,39 @@ class TaskFiles(Protocol):
     def folder_body(self, path: TaskPath) -> Regenerable:
         """A folder's .tar.gz, byte-stable under its ETag (`foldertgz`)."""
         ...
+
+    def chunks(self, entry: Entry) -> Iterator[bytes]:
+        """The bytes of a file `files` listed, about 1 MiB at a time."""
+        ...
+
+    def begin_upload(self, task_id: str) -> TaskUpload:
+        """Start receiving an upload into the task's folder (made if missing)."""
+        ...
+
+    def remove(self, task_id: str, rel: str) -> None:
+        """Free a folder of a task's outputs (`rel` normalised, not the task folder itself)."""
+        ...
+
+    def clean_uploads(self, older_than: float = 3600.0) -> int:
+        """Remove what uploads that died (a killed server) left, older than `older_than` s."""
+        ...
+
+
+class TaskUpload(Protocol):
+    """An upload being received: `write` each chunk, then `finish` (put it in place) or
+    `abort` (forget it). Writes on a full disk raise `InsufficientStorage`."""
+
+    received: int
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def finish(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
+        """Put the bytes at `rel` (normalised), or, with `untar`, unpack them into the folder
+        of `rel` (refusing unsafe archives: `uploadtar.UnsafeUpload`). Returns what was
+        unpacked."""
+        ...
+
+    def abort(self) -> None: ...
 
 
 class LocalTaskFiles:
@@ -162,3 +210,117 @@ class LocalTaskFiles:
                 while len(self._digests) > self._digests_max:
                     self._digests.popitem(last=False)
         return size, sha256
+
+    def chunks(self, entry: Entry) -> Iterator[bytes]:
+        with open(entry.real, "rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                yield chunk
+
+    def begin_upload(self, task_id: str) -> LocalTaskUpload:
+        folder = self.tasks_dir / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f"{UPLOAD_STAGING}{secrets.token_hex(8)}"
+        staging.mkdir()
+        return LocalTaskUpload(folder, staging)
+
+    def remove(self, task_id: str, rel: str) -> None:
+        if not rel:
+            raise ValueError("the task folder itself is never removed this way")
+        root = os.path.realpath(self.tasks_dir / task_id)
+        target = os.path.join(root, *rel.split("/"))
+        if inside(root, os.path.realpath(target)) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+
+    def clean_uploads(self, older_than: float = 3600.0) -> int:
+        """Remove upload staging folders left by a server that died mid-upload (only those
+        older than `older_than` seconds: another worker process may be receiving one now)."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for staging in self.tasks_dir.glob(f"*/{UPLOAD_STAGING}*"):
+            try:
+                if staging.stat().st_mtime < cutoff:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _disk_full(exc: OSError) -> InsufficientStorage | None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(
+            "The archive's disk is full: the upload was not kept. Ask the archive's "
+            "administrator to free space, then upload again."
+        )
+    return None
+
+
+class LocalTaskUpload:
+    """An upload spooled to `<task>/.bl-upload-<random>/body`, unpacked beside it."""
+
+    def __init__(self, folder: Path, staging: Path) -> None:
+        self.folder = folder
+        self.staging = staging
+        self.body = staging / "body"
+        self._fh = open(self.body, "xb")  # noqa: SIM115 (closed in finish/abort)
+        self.received = 0
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._fh.write(chunk)
+        except OSError as exc:
+            full = _disk_full(exc)
+            if full is not None:
+                raise full from None
+            raise
+        self.received += len(chunk)
+
+    def finish(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            root = os.path.realpath(self.folder)
+            parts = rel.split("/")
+            where = os.path.join(root, *parts[:-1]) if untar else os.path.join(root, *parts)
+            if not inside(root, os.path.realpath(os.path.dirname(where) if not untar else where)):
+                raise BadRequest(f"The path {rel!r} leads outside the task folder (a link).")
+            if not untar:
+                if os.path.isdir(where) or os.path.islink(where):
+                    raise BadRequest(f"{rel!r} is a folder or a link in the task; name a file.")
+                os.makedirs(os.path.dirname(where), exist_ok=True)
+                os.replace(self.body, where)
+                return None
+            unpacked = self.staging / "unpacked"
+            with open(self.body, "rb") as fh:
+                done = unpack(fh, unpacked, limits)
+            self._move_into(unpacked, Path(where))
+            return done
+        except OSError as exc:
+            full = _disk_full(exc)
+            if full is not None:
+                raise full from None
+            raise
+        finally:
+            self.abort()
+
+    def _move_into(self, unpacked: Path, dest: Path) -> None:
+        """Every unpacked entry moved into `dest` (renames within one file system): an entry
+        already there is replaced, as tar would."""
+        dest.mkdir(parents=True, exist_ok=True)
+        entries = sorted(unpacked.iterdir())
+        reserved = [e.name for e in entries if e.name.startswith(UPLOAD_STAGING)]
+        if reserved:
+            raise BadRequest(f"The upload is refused: {reserved[0]!r} is a name this server keeps.")
+        for entry in entries:
+            target = dest / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        shutil.rmtree(self.staging, ignore_errors=True)

@@ -93,6 +93,12 @@ RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
 PUB: Final = Route(API_WAREHOUSE, "/pub/{pub_id}")
 #: `POST`: one new release of a publication, or with `dry_run` what it would hold (ours)
 PUB_RELEASE: Final = Route(API_WAREHOUSE, "/pub/release/{pub_id}", False)
+#: one data object: `PUT` (curation) and `DELETE` (soft delete)
+DATASET: Final = Route(API_WAREHOUSE, "/dataset/{dataset_id}")
+#: the changes of a data object (*ours*)
+DATASET_HISTORY: Final = Route(API_WAREHOUSE, "/dataset/history/{dataset_id}", False)
+#: the official CLI's upload: the object is registered from the task's upload folder
+DATASET_FINALIZE_UPLOAD: Final = Route(API_WAREHOUSE, "/dataset/finalize-upload")
 DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
@@ -108,6 +114,8 @@ TASKS: Final = Route(API_AMARETTI, "/task")
 TASK: Final = Route(API_AMARETTI, "/task/{task_id}")
 RESOURCES: Final = Route(API_AMARETTI, "/resource")
 INSTANCES: Final = Route(API_AMARETTI, "/instance")
+#: a raw upload into a task's folder (`?p=<path>&untar=true`)
+TASK_UPLOAD: Final = Route(API_AMARETTI, "/task/upload/{task_id}")
 TASK_DOWNLOAD: Final = Route(API_AMARETTI, "/task/download/{task_id}")
 TASK_DOWNLOAD_PATH: Final = Route(API_AMARETTI, "/task/download/{task_id}/{path:path}")
 TASK_MANIFEST: Final = Route(API_AMARETTI, "/task/manifest/{task_id}", False)
@@ -130,6 +138,7 @@ EXTENSIONS: Final = tuple(
         TOKEN,
         PUB_RELEASE,
         DATASET_TAR,
+        DATASET_HISTORY,
     )
     if not r.brainlife
 )

@@ -257,7 +257,7 @@ def _place_named(target: Path, name: str, existing: str) -> Path:
 
 
 #: the status the single manifest route answers for each reason of a batch's `missing`
-_MISSING_STATUS = {"not-found": 404, "forbidden": 403, "not-stored": 409}
+_MISSING_STATUS = {"not-found": 404, "forbidden": 403, "not-stored": 409, "removed": 410}
 
 
 class Downloader:

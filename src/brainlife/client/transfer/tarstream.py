@@ -16,6 +16,7 @@ from typing import IO, Any, Protocol
 
 from brainlife.client._exceptions import ProtocolError
 from brainlife.client.transfer.writes import WRITE_CHUNK, disk_full, write_chunks
+from brainlife.wire.tarnames import UnsafeMember, member_path
 
 __all__ = [
     "BLOCK",
@@ -125,14 +126,11 @@ class ChunkReader:
 
 def safe_relpath(name: str) -> PurePosixPath | None:
     """A member name as a safe relative path; None for the archive root itself. Raises for names
-    that would leave the destination."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise ProtocolError(f"The archive is unsafe: member {name!r} has an absolute path.")
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if ".." in parts:
-        raise ProtocolError(f"The archive is unsafe: member {name!r} points outside the folder.")
-    return PurePosixPath(*parts) if parts else None
+    that would leave the destination (the rule both sides share: `brainlife.wire.tarnames`)."""
+    try:
+        return member_path(name)
+    except UnsafeMember as exc:
+        raise ProtocolError(f"The archive is unsafe: {exc}.") from None
 
 
 #: bytes per read of a member's data: what a cut-off body can leave unwritten is about this

@@ -1,6 +1,6 @@
-"""Routes under /api/amaretti for what runs apps: the compute resources (`/resource`), the
-caller's instances (`/instance`), and the refusal of `POST /instance` and `POST /task` (this
-archive runs no apps, see `services.apps`).
+"""Routes under /api/amaretti for what runs apps: the compute resources (`/resource`). The
+instances and `POST /task` (which take only the official CLI's upload and refuse app runs: this
+archive runs no apps, see `services.apps`) are `routes.amaretti_upload`.
 
 Thin: parse the brainlife list parameters, call the service, render the documents."""
 
@@ -26,22 +26,3 @@ def list_resources(request: Request, session: SessionDep, user: User) -> dict[st
     page = apps.list_resources(session=session, principal=user, params=params)
     docs = documents.render(page.rows, documents.resource_doc, params.select)
     return documents.page("resources", docs, count=page.count)
-
-
-@router.get(routes.INSTANCES.path, openapi_extra=params.LIST)
-def list_instances(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
-    params = list_params(request)
-    page = apps.list_instances(session=session, principal=user, params=params)
-    return documents.page(
-        "instances", documents.render(page.rows, documents.instance_doc, params.select)
-    )
-
-
-@router.post(routes.INSTANCES.path)
-def create_instance(_user: User) -> None:
-    apps.refuse_to_run()
-
-
-@router.post(routes.TASKS.path)
-def create_task(_user: User) -> None:
-    apps.refuse_to_run()

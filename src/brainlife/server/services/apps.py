@@ -21,14 +21,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from brainlife.server.access import readable_apps, readable_instances, readable_resources
+from brainlife.server.access import readable_apps, readable_resources
 from brainlife.server.errors import BadRequest, Conflict, Forbidden
 from brainlife.server.ids import new_object_id
-from brainlife.server.models import App, AppProject, Datatype, Instance, Project, Resource
+from brainlife.server.models import App, AppProject, Datatype, Project, Resource
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams
 from brainlife.server.services.listing import Listing, run_listing
-from brainlife.server.specs import APPS, INSTANCES, RESOURCES
+from brainlife.server.specs import APPS, RESOURCES
 from brainlife.wire import is_object_id
 
 #: inputs, outputs, config keys, tags and projects of one app
@@ -75,16 +75,6 @@ def list_resources(
     *, session: Session, principal: Principal, params: ListParams
 ) -> Listing[Resource]:
     return run_listing(session, Resource, RESOURCES, readable_resources(principal), params)
-
-
-def list_instances(
-    *, session: Session, principal: Principal, params: ListParams
-) -> Listing[Instance]:
-    """The caller's instances (the official `bl app run` looks its new one up by name before
-    asking to create it, and is then refused)."""
-    return run_listing(
-        session, Instance, INSTANCES, readable_instances(principal), params, count=False
-    )
 
 
 # --- adding an app -------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Access (brainlife-server.md §2.3), checked in this order:
    for a token is `readable_datasets`: only the web pages call without one) → 403. Unknown and
    forbidden are told apart, as brainlife does: ids are 64 random bits, so existence cannot
    be enumerated, and a 403 tells a user to ask for access rather than to check the id;
-3. status other than `stored` → 409 naming the status (brainlife answers 500 here).
+3. removed (soft-deleted, `DELETE /dataset/:id`) and in no release → 410 (brainlife serves it
+   still; a release keeps serving its objects, removed or not);
+4. status other than `stored` → 409 naming the status (brainlife answers 500 here).
 
 The batch manifest (`manifests_batch`) applies the same rules per id and reports each failing id
 in `missing` with its reason, in two queries whatever the number of ids.
@@ -25,13 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import browsable_datasets
 from brainlife.server.archive import Archive
-from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
-from brainlife.server.models import Dataset, DatasetFile
+from brainlife.server.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from brainlife.server.models import Dataset, DatasetFile, DatasetPublication
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import dataset_members
 from brainlife.server.tarstream import (
@@ -61,17 +63,30 @@ def _not_stored(status: str | None) -> str:
     )
 
 
+def _removed(dataset_id: str) -> str:
+    return (
+        f"The data object {dataset_id} was removed; a project admin can restore it "
+        "(bl data update --restore)."
+    )
+
+
+def _published() -> Any:
+    return exists().where(DatasetPublication.dataset_id == Dataset.id)
+
+
 def _readable_dataset(session: Session, principal: Principal | None, dataset_id: str) -> Dataset:
     row = session.execute(
-        select(Dataset, browsable_datasets(principal).label("readable")).where(
-            Dataset.id == dataset_id
-        )
+        select(
+            Dataset, browsable_datasets(principal).label("readable"), _published().label("pub")
+        ).where(Dataset.id == dataset_id)
     ).first()
     if row is None:
         raise NotFound(NOT_FOUND)
-    dataset, readable = row
+    dataset, readable, published = row
     if not readable:
         raise Forbidden(FORBIDDEN)
+    if dataset.removed and not published:  # a release keeps serving its objects
+        raise Gone(_removed(dataset.id))
     if dataset.status != "stored":
         raise Conflict(_not_stored(dataset.status))
     return dataset
@@ -196,7 +211,8 @@ class ObjectFiles:
 
 @dataclass(frozen=True)
 class Missing:
-    """An id of a batch without a manifest: `reason` `not-found`, `forbidden` or `not-stored`,
+    """An id of a batch without a manifest: `reason` `not-found`, `forbidden`, `removed` or
+    `not-stored`,
     and the `message` the single manifest route would answer."""
 
     id: str
@@ -217,7 +233,7 @@ def manifests_batch(
     has none in `missing` with the reason the single route would give. Two queries: the objects
     with their readability (access decided in SQL), then the files of the readable stored ones."""
     wanted = [i for i in ids if is_object_id(i)]
-    found: dict[str, tuple[str | None, Any, bool]] = {}
+    found: dict[str, tuple[str | None, Any, bool, bool]] = {}
     if wanted:
         rows = session.execute(
             select(
@@ -225,10 +241,15 @@ def manifests_batch(
                 Dataset.status,
                 Dataset.create_date,
                 browsable_datasets(principal).label("readable"),
+                (Dataset.removed & ~_published()).label("gone"),
             ).where(Dataset.id.in_(wanted))
         )
-        found = {r.id: (r.status, r.create_date, bool(r.readable)) for r in rows}
-    ok = [i for i in wanted if i in found and found[i][2] and found[i][0] == "stored"]
+        found = {r.id: (r.status, r.create_date, bool(r.readable), bool(r.gone)) for r in rows}
+    ok = [
+        i
+        for i in wanted
+        if i in found and found[i][2] and not found[i][3] and found[i][0] == "stored"
+    ]
     members: dict[str, list[TarMember]] = defaultdict(list)
     if ok:
         files = session.execute(
@@ -249,9 +270,11 @@ def manifests_batch(
         if oid not in found:
             batch.missing.append(Missing(oid, "not-found", NOT_FOUND))
             continue
-        status, create_date, readable = found[oid]
+        status, create_date, readable, gone = found[oid]
         if not readable:
             batch.missing.append(Missing(oid, "forbidden", FORBIDDEN))
+        elif gone:
+            batch.missing.append(Missing(oid, "removed", _removed(oid)))
         elif status != "stored":
             batch.missing.append(Missing(oid, "not-stored", _not_stored(status)))
         else:

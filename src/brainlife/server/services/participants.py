@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from brainlife.server.access import administered_projects, readable_projects
+from brainlife.server.access import readable_projects, writable_projects
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Participants, Project
 from brainlife.server.principal import Principal
@@ -34,7 +34,7 @@ MAX_VALUE = 4096
 
 
 def _project(session: Session, principal: Principal | None, project_id: str, write: bool) -> str:
-    rule = administered_projects(principal) if write else readable_projects(principal)
+    rule = writable_projects(principal) if write else readable_projects(principal)
     found = session.scalar(select(Project.id).where(Project.id == project_id, rule))
     if found is not None:
         return found
@@ -43,7 +43,9 @@ def _project(session: Session, principal: Principal | None, project_id: str, wri
             select(Project.id).where(Project.id == project_id, readable_projects(principal))
         )
         if visible is not None:
-            raise Forbidden("Only the project's admins may change its participants table.")
+            raise Forbidden(
+                "Only the project's admins and members may change its participants table."
+            )
     raise NotFound(f"No project {project_id[:40]!r} that you can see.")
 
 
@@ -103,6 +105,10 @@ def put(session: Session, principal: Principal, project_id: str, body: Any) -> d
     if not isinstance(body, dict) or not ({"subjects", "columns"} & set(body)):
         raise BadRequest("Send {subjects: [...]} and/or {columns: {...}}.")
     pid = _project(session, principal, project_id, write=True)
+    if not body.get("subjects") and not body.get("columns"):
+        # the official `bl bids upload` sends `{subjects: []}` for a tree without
+        # participants.tsv, on every upload: that must not wipe the table
+        return get(session, principal, pid)
     subjects = _subjects(body["subjects"]) if "subjects" in body else None
     columns = _columns(body["columns"]) if "columns" in body else None
     row = session.get(Participants, pid)
