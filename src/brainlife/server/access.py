@@ -26,6 +26,16 @@ def readable_projects(principal: Principal | None) -> ColumnElement[bool]:
     return or_(Project.access == "public", _has_role(principal, ("admins", "members", "guests")))
 
 
+def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
+    """Projects into which the caller may put data objects: its admins and members (not
+    guests), and archive (warehouse) admins; never a removed project."""
+    if principal is None:
+        return false()
+    if principal.is_admin("warehouse"):
+        return Project.removed.is_(False)
+    return and_(Project.removed.is_(False), _has_role(principal, ("admins", "members")))
+
+
 def listable_projects(principal: Principal | None) -> ColumnElement[bool]:
     """Projects the caller may see in `GET /project`: readable ones plus private `listed` ones."""
     if principal is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
 from fastapi import FastAPI, Request
@@ -21,9 +22,11 @@ log = logging.getLogger("brainlife.server")
 
 
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
-    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, warehouse
+    from brainlife.server.routes import amaretti, auth, downloads, taskfiles, uploads, warehouse
+    from brainlife.server.services.uploads import clean_uploads
 
     archive = archive or open_archive(settings or Settings())
+    clean_uploads(archive)  # expired upload sessions and orphaned staged bytes
     app = FastAPI(
         title="brainlife archive",
         summary="brainlife.io's auth, warehouse and amaretti APIs on an embedded archive",
@@ -36,6 +39,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     # Download routers first: their paths are more specific than the listing routers'.
     app.include_router(downloads.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse.router, prefix=API_WAREHOUSE)
+    app.include_router(uploads.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
     if not archive.settings.extensions:
@@ -44,6 +48,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         RequestLimits,
         max_url_bytes=archive.settings.max_url_bytes,
         max_body_bytes=archive.settings.max_body_bytes,
+        streamed=re.compile(re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)),
     )
     app.add_middleware(_InternalErrors)
     _install_error_handlers(app)

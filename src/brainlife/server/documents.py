@@ -16,7 +16,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from brainlife.server.models import Dataset, Datatype, Project, Publication, Release, Task, User
+from brainlife.server.models import (
+    Dataset,
+    Datatype,
+    Project,
+    Publication,
+    Release,
+    Task,
+    Upload,
+    User,
+)
 from brainlife.server.query import Projection
 from brainlife.wire import (
     Document,
@@ -25,6 +34,8 @@ from brainlife.wire import (
     ManifestMissing,
     Manifests,
     TaskManifest,
+    UploadFileState,
+    UploadSession,
     format_date,
 )
 
@@ -297,3 +308,28 @@ def task_manifest_doc(
     return TaskManifest(
         _id=task_id, path=path, type="folder" if folder else "file", files=manifest_files(files)
     )
+
+
+def upload_doc(upload: Upload, received: dict[int, int]) -> UploadSession:
+    """An upload session and where each of its files stands (`received`: bytes held per file)."""
+    files: list[UploadFileState] = []
+    for f in upload.files:
+        state: UploadFileState = {
+            "name": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+            "state": "stored" if f.stored else "partial",
+            "received": f.size if f.stored else received.get(f.pos, 0),
+        }
+        if f.file_id is not None:
+            state["id"] = f.file_id
+        files.append(state)
+    return {
+        "_id": upload.id,
+        "project": upload.project_id,
+        "datatype": upload.datatype_id,
+        "status": "finalized" if upload.status == "finalized" else "open",
+        "dataset": upload.dataset_id,
+        "files": files,
+        "expires": format_date(upload.expires) or "",
+    }

@@ -50,6 +50,10 @@ class Conflict(ApiError):
     status_code = 409
 
 
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
 class RangeNotSatisfiable(ApiError):
     status_code = 416
 
@@ -64,6 +68,12 @@ class TooManyRequests(ApiError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InsufficientStorage(ApiError):
+    """The archive's disk is full (or would be): nothing accepted so far is lost."""
+
+    status_code = 507
 
 
 LOGIN_AGAIN = "Please log in again (run 'bl login')."

@@ -54,6 +54,11 @@ class Settings:
     #: with a 400 (`errors.QueryTimeout`): no query, however hostile, holds the server longer.
     #: Every real query of the demo and of a million-object archive takes well under a second.
     query_timeout: float = 5.0
+    #: Seconds an upload session may stay idle before it and its staged bytes are removed
+    #: (at start-up: `services.uploads.clean_uploads`).
+    upload_expiry: float = 7 * 24 * 3600
+    #: Largest upload session (all its files together), in bytes.
+    max_upload_bytes: int = 4 * 1024**4
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -69,6 +74,11 @@ class Settings:
     @property
     def tasks_dir(self) -> Path:
         return self.data_dir / "tasks"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Staged bytes of open upload sessions (`services.uploads`)."""
+        return self.data_dir / "uploads"
 
     @property
     def keys_dir(self) -> Path:

@@ -80,6 +80,11 @@ DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
 DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
 DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
 DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
+#: resumable uploads (`brainlife.wire.uploads`)
+UPLOADS: Final = Route(API_WAREHOUSE, "/upload", False)
+UPLOAD: Final = Route(API_WAREHOUSE, "/upload/{upload_id}", False)
+UPLOAD_FILE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}", False)
+UPLOAD_FINALIZE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/finalize", False)
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -93,6 +98,16 @@ TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:
 #: the routes of `bl serve` that brainlife.io does not have
 EXTENSIONS: Final = tuple(
     r
-    for r in (DATASET_MANIFEST, DATASET_MANIFESTS, DATASET_FILE, TASK_MANIFEST, TASK_MANIFEST_PATH)
+    for r in (
+        DATASET_MANIFEST,
+        DATASET_MANIFESTS,
+        DATASET_FILE,
+        UPLOADS,
+        UPLOAD,
+        UPLOAD_FILE,
+        UPLOAD_FINALIZE,
+        TASK_MANIFEST,
+        TASK_MANIFEST_PATH,
+    )
     if not r.brainlife
 )
