@@ -1,4 +1,5 @@
-"""`bl data query` and `bl data download` (alias `bl dataset`)."""
+"""`bl data query` and `bl data download` (alias `bl dataset`); `bl data upload` is in
+`cmd_upload`."""
 
 from __future__ import annotations
 
@@ -344,3 +345,13 @@ dataset = click.Group(
     commands=dict(data.commands),
     help="Query and download data objects (alias of 'bl data').",
 )
+
+
+def _register_upload() -> None:
+    # `bl data upload` lives in its own module (cmd_upload)
+    from brainlife.cli.cmd_upload import data_upload
+
+    data.add_command(data_upload)
+
+
+_register_upload()

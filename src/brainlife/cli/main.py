@@ -44,6 +44,8 @@ EXIT_CODES: dict[str, int] = {
     "protocol": 6,
     "checksum": 7,
     "disk-full": 8,
+    "upload-refused": 9,  # files that do not fit the datatype: nothing was sent
+    "source-changed": 10,  # a file changed while it was uploaded: run again
 }
 EXIT_INTERRUPTED = 130
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -47,6 +48,15 @@ from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyReport
 from brainlife.client.transfer.plan import Plan
 from brainlife.client.transfer.single import Downloader, DownloadResult, Progress, object_mtime
 from brainlife.client.transfer.tasks import ProgressFor, TaskRun
+from brainlife.client.transfer.units import Meter
+from brainlife.client.transfer.upload import (
+    UploadPlan,
+    UploadResult,
+    hash_sources,
+    match_files,
+    run_upload,
+)
+from brainlife.client.transfer.upload import state_dir as upload_state_dir
 from brainlife.wire import DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
@@ -691,6 +701,68 @@ class Client:
             on_event=on_event,
             ignore_expiry=ignore_expiry,
             policy=policy,
+        )
+
+    # -- uploads --------------------------------------------------------------------------
+    def plan_upload(
+        self,
+        *,
+        project: str,
+        datatype: str,
+        files: dict[str, str | os.PathLike[str]] | None = None,
+        folder: str | os.PathLike[str] | None = None,
+        meta: Doc | None = None,
+        subject: str | None = None,
+        session: str | None = None,
+        run: str | None = None,
+        tags: Sequence[str] = (),
+        datatype_tags: Sequence[str] = (),
+        desc: str = "",
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> UploadPlan:
+        """Plan one data object's upload: the project and datatype resolved, ``files`` (datatype
+        file id → local path) and/or the ``folder`` holding the datatype's file names matched
+        against the datatype's file list and hashed (``on_bytes`` hears the bytes read). Raises
+        :class:`UploadRefused` for files that do not fit, before a byte is sent. ``subject``,
+        ``session`` and ``run`` go into ``meta`` (a run also adds the tag ``run-<run>``, as the
+        official CLI does)."""
+        proj = self.resolve_project(project)
+        dtype = self.resolve_datatype(datatype)
+        sources = match_files(dtype, files or {}, folder)
+        merged: Doc = dict(meta or {})
+        for key, value in (("subject", subject), ("session", session), ("run", run)):
+            if value is not None:
+                merged[key] = str(value)
+        all_tags = list(dict.fromkeys([*tags, *([f"run-{run}"] if run is not None else [])]))
+        plan = UploadPlan(
+            project=str(proj["_id"]),
+            datatype=str(dtype["_id"]),
+            datatype_name=str(dtype.get("name") or dtype["_id"]),
+            files=sources,
+            meta=merged,
+            tags=all_tags,
+            datatype_tags=list(dict.fromkeys(datatype_tags)),
+            desc=desc,
+        )
+        hash_sources(sources, self.upload_state(plan), on_bytes)
+        return plan
+
+    def upload_state(self, plan: UploadPlan) -> Path:
+        """The state file that lets ``plan``'s upload resume (see ``transfer.upload``)."""
+        return upload_state_dir(self.config.token_path) / f"{plan.key(self.base_url)}.json"
+
+    def upload(
+        self,
+        plan: UploadPlan,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> UploadResult:
+        """Upload a planned data object, resuming an interrupted run of the same plan; the new
+        object's document (``result.dataset``) once every file is stored, never a half object."""
+        meter = Meter(progress, plan.size)
+        return run_upload(
+            self.http, self.token(), plan, meter, state=self.upload_state(plan), cancel=cancel
         )
 
 

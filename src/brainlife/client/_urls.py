@@ -19,6 +19,7 @@ PUBS: Final = routes.PUBS.url()
 DATASETS: Final = routes.DATASETS.url()
 DATASET_MANIFESTS: Final = routes.DATASET_MANIFESTS.url()
 TASKS: Final = routes.TASKS.url()
+UPLOADS: Final = routes.UPLOADS.url()
 
 
 def dataset_manifest(dataset_id: str) -> str:
@@ -49,3 +50,15 @@ def task_files(task_id: str, folder: str) -> str:
     stem = routes.TASK_DOWNLOAD_PATH.prefix_of(task_id=task_id)
     clean = folder.strip("/")
     return stem + (quote_path(clean) + "/" if clean else "")
+
+
+def upload(upload_id: str) -> str:
+    return routes.UPLOAD.url(upload_id=upload_id)
+
+
+def upload_file(upload_id: str, index: int) -> str:
+    return routes.UPLOAD_FILE.url(upload_id=upload_id, index=str(index))
+
+
+def upload_finalize(upload_id: str) -> str:
+    return routes.UPLOAD_FINALIZE.url(upload_id=upload_id)

@@ -1,0 +1,134 @@
+"""`bl data upload`: one data object from files (``--<file id> PATH``, as the official CLI) or a
+folder holding the datatype's file names; resumable (run the same command again)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brainlife.cli import _output
+from brainlife.cli._common import get_client, give_up_option
+
+#: options of the command that take a value (the rest of ``--x VALUE`` pairs are file ids)
+_EPILOG = (
+    "Files: one --<file id> PATH per file of the datatype (e.g. --t1 t1.nii.gz; a folder for a "
+    "'dirname' entry), or a FOLDER holding the datatype's file names. Interrupted uploads "
+    "resume when the same command is run again (state in ~/.config/<BLHOST>/uploads/)."
+)
+
+
+def _meta(value: str | None) -> dict[str, Any]:
+    """``-m``: a JSON object, or a JSON file (a sidecar: ``-m sub-01_T1w.json``)."""
+    if not value:
+        return {}
+    text = value
+    candidate = Path(value[1:] if value.startswith("@") else value)
+    if value.startswith("@") or (not value.lstrip().startswith("{") and candidate.is_file()):
+        try:
+            text = candidate.read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {candidate}: {exc}", param_hint="-m") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise click.BadParameter(
+            "must be a JSON object or a JSON file (e.g. '{\"age\": 32}')", param_hint="-m"
+        ) from None
+    if not isinstance(doc, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="-m")
+    return doc
+
+
+def _file_args(extra: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
+    """``--<id> PATH`` pairs (or ``--<id>=PATH``) and at most one FOLDER."""
+    files: dict[str, str] = {}
+    folder: str | None = None
+    items = list(extra)
+    while items:
+        item = items.pop(0)
+        if item.startswith("--") and len(item) > 2:
+            fid, eq, path = item[2:].partition("=")
+            if not eq:
+                if not items or items[0].startswith("--"):
+                    raise click.UsageError(f"--{fid} needs a path (e.g. --{fid} FILE).")
+                path = items.pop(0)
+            if fid in files:
+                raise click.UsageError(f"--{fid} is given twice.")
+            files[fid] = path
+        elif item.startswith("-"):
+            raise click.UsageError(f"No such option: {item}")
+        elif folder is None:
+            folder = item
+        else:
+            raise click.UsageError(f"Only one FOLDER may be given (got {folder} and {item}).")
+    return files, folder
+
+
+@click.command(
+    "upload",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
+    epilog=_EPILOG,
+)
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[--<file id> PATH…] [FOLDER]")
+@click.option("-p", "--project", required=True, help="Project id or name.")
+@click.option("-d", "--datatype", required=True, help="Datatype name (neuro/anat/t1w) or id.")
+@click.option("-s", "--subject", help="Subject (meta.subject).")
+@click.option("-e", "--session", help="Session (meta.session).")
+@click.option("-r", "--run", help="Run (meta.run; also adds the tag run-<run>).")
+@click.option("-n", "--desc", default="", help="Description.")
+@click.option("-t", "--tag", multiple=True, help="Tag (repeatable).")
+@click.option(
+    "--datatype_tag", "--datatype-tag", "datatype_tag", multiple=True, help="Datatype tag."
+)
+@click.option("-m", "--meta", help="Metadata: a JSON object, or a JSON sidecar file.")
+@click.option("-j", "--json", "as_json", is_flag=True, help="Print the new data object as JSON.")
+@give_up_option
+def data_upload(
+    extra: tuple[str, ...],
+    project: str,
+    datatype: str,
+    subject: str | None,
+    session: str | None,
+    run: str | None,
+    desc: str,
+    tag: tuple[str, ...],
+    datatype_tag: tuple[str, ...],
+    meta: str | None,
+    as_json: bool,
+) -> None:
+    """Upload one data object (resumable: run it again after an interruption)."""
+    files, folder = _file_args(extra)
+    client = get_client()
+    plan = client.plan_upload(
+        project=project,
+        datatype=datatype,
+        files=dict(files),
+        folder=folder if folder is not None else (None if files else "."),
+        meta=_meta(meta),
+        subject=subject,
+        session=session,
+        run=run,
+        tags=tag,
+        datatype_tags=datatype_tag,
+        desc=desc,
+    )
+    if not as_json:
+        _output.out(
+            f"uploading {_output.plural(len(plan.files), 'file')} "
+            f"({_output.human(plan.size)}) as {plan.datatype_name}.."
+        )
+    with _output.progress_bar(plan.datatype_name) as progress:
+        result = client.upload(plan, progress=progress)
+    if as_json:  # as the official CLI prints it
+        click.echo(json.dumps(result.dataset, indent=4, ensure_ascii=False))
+        return
+    moved = f"sent {_output.human(result.sent)}"
+    if result.resumed:
+        moved += f", {_output.human(result.resumed)} were on the server from an earlier run"
+    if result.present:
+        moved += f", {_output.human(result.present)} already in the archive"
+    _output.out(f"{moved}.")
+    _output.out(f"successfully uploaded. data object id: {result.dataset['_id']}")
