@@ -84,7 +84,20 @@ def _file_args(extra: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
     "--datatype_tag", "--datatype-tag", "datatype_tag", multiple=True, help="Datatype tag."
 )
 @click.option("-m", "--meta", help="Metadata: a JSON object, or a JSON sidecar file.")
-@click.option("-j", "--json", "as_json", is_flag=True, help="Print the new data object as JSON.")
+@click.option(
+    "--layout",
+    help="Bulk: FOLDER is a tree of objects named by this template ('seed' = {subject}/{tags}, "
+    "or e.g. '{subject}/{session}'); each folder holds the datatype's files.",
+)
+@click.option("--dry-run", is_flag=True, help="Bulk: print the plan, upload nothing.")
+@click.option("-J", "--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option(
+    "-j",
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the new data object (bulk: events) as JSON.",
+)
 @give_up_option
 def data_upload(
     extra: tuple[str, ...],
@@ -97,10 +110,23 @@ def data_upload(
     tag: tuple[str, ...],
     datatype_tag: tuple[str, ...],
     meta: str | None,
+    layout: str | None,
+    dry_run: bool,
+    jobs: int,
     as_json: bool,
 ) -> None:
-    """Upload one data object (resumable: run it again after an interruption)."""
+    """Upload one data object, or a tree of them with --layout (resumable and idempotent: run
+    it again after an interruption)."""
     files, folder = _file_args(extra)
+    if layout is not None or dry_run:
+        if files or subject or session or run:
+            raise click.UsageError(
+                "With --layout, files and subject/session/run come from the folders; drop "
+                "--<file id>, -s, -e and -r."
+            )
+        _bulk(folder or ".", layout or "seed", project, datatype, tag, datatype_tag,
+              _meta(meta), desc, dry_run, jobs, as_json)  # fmt: skip
+        return
     client = get_client()
     plan = client.plan_upload(
         project=project,
@@ -132,3 +158,81 @@ def data_upload(
         moved += f", {_output.human(result.present)} already in the archive"
     _output.out(f"{moved}.")
     _output.out(f"successfully uploaded. data object id: {result.dataset['_id']}")
+
+
+def _bulk(
+    root: str,
+    layout: str,
+    project: str,
+    datatype: str,
+    tags: tuple[str, ...],
+    datatype_tags: tuple[str, ...],
+    meta: dict[str, Any],
+    desc: str,
+    dry_run: bool,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    from brainlife.cli.main import exit_code, exit_code_of
+
+    client = get_client()
+    bulk = client.plan_bulk_upload(
+        root,
+        layout=layout,
+        project=project,
+        datatype=datatype,
+        tags=tags,
+        datatype_tags=datatype_tags,
+        meta=meta,
+        desc=desc,
+    )
+    for rel in bulk.unmatched:
+        _say(as_json, "refused", {"folder": rel, "refused": f"does not match --layout {layout}"})
+    for item in bulk.items:
+        if item.refused:
+            _say(as_json, "refused", item.to_json())
+        elif item.existing:
+            _say(as_json, "already-there", item.to_json())
+        elif dry_run:
+            _say(as_json, "to-upload", item.to_json())
+    plan = bulk.summary()
+    if dry_run:
+        _say(as_json, "plan", plan)
+        return
+    summary = client.bulk_upload(bulk, jobs=jobs, on_event=lambda k, d: _say(as_json, k, d))
+    failed = [i.error_code or "error" for i in bulk.items if i.error]
+    if failed:
+        raise SystemExit(exit_code_of(failed))
+    if summary["refused"]:
+        raise SystemExit(exit_code("upload-refused"))
+
+
+def _say(as_json: bool, kind: str, data: dict[str, Any]) -> None:
+    if as_json:
+        _output.json_line({"event": kind, **data})
+        return
+    where = data.get("folder", "")
+    if kind == "refused":
+        _output.err(f"refused {where}: {data.get('refused')}")
+    elif kind == "already-there":
+        _output.out(f"already there {where}: {data.get('existing')}")
+    elif kind == "to-upload":
+        _output.out(
+            f"to upload {where}: {_output.plural(data['files'], 'file')}, "
+            f"{_output.human(data['bytes'])}"
+        )
+    elif kind == "object-done":
+        _output.out(f"uploaded {where}: {data.get('dataset')}")
+    elif kind == "object-failed":
+        _output.err(f"failed {where}: {data.get('error')}")
+    elif kind in ("plan", "summary"):
+        parts = [
+            _output.plural(data["objects"], "object"),
+            f"{data['to_upload']} to upload ({_output.plural(data['files'], 'file')}, "
+            f"{_output.human(data['bytes'])})",
+            f"{data['already_there']} already there",
+            f"{data['refused']} refused",
+        ]
+        if kind == "summary":
+            parts += [f"{data['uploaded']} uploaded", f"{data['failed']} failed"]
+        _output.out(("plan: " if kind == "plan" else "done: ") + ", ".join(parts))

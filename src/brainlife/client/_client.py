@@ -31,6 +31,7 @@ from brainlife.client._exceptions import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    UploadRefused,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._queries import (
@@ -41,6 +42,13 @@ from brainlife.client._queries import (
     project_find,
     pub_find,
     sub_value,
+)
+from brainlife.client.transfer.bulkupload import (
+    BulkUpload,
+    find_existing,
+    plan_items,
+    run_bulk_upload,
+    scan_tree,
 )
 from brainlife.client.transfer.engine import BulkResult, EventHandler
 from brainlife.client.transfer.layout import Layout
@@ -764,6 +772,66 @@ class Client:
         return run_upload(
             self.http, self.token(), plan, meter, state=self.upload_state(plan), cancel=cancel
         )
+
+    def plan_bulk_upload(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        layout: str,
+        project: str,
+        datatype: str,
+        tags: Sequence[str] = (),
+        datatype_tags: Sequence[str] = (),
+        meta: Doc | None = None,
+        desc: str = "",
+    ) -> BulkUpload:
+        """Plan a tree of data objects (``transfer.bulkupload``): one per folder matching
+        ``layout`` (``seed`` or a template such as ``{subject}/{session}``), each checked against
+        the datatype and hashed, and those the project already holds marked ``existing``."""
+        base = Path(root)
+        if not base.is_dir():
+            raise UploadRefused(f"{base} is not a folder.")
+        proj = self.resolve_project(project)
+        dtype = self.resolve_datatype(datatype)
+        found, unmatched = scan_tree(base, layout)
+        bulk = BulkUpload(
+            str(proj["_id"]), str(dtype["_id"]), str(dtype.get("name")), unmatched=unmatched
+        )
+        bulk.items = plan_items(
+            found,
+            bulk.project,
+            dtype,
+            tags=tags,
+            datatype_tags=datatype_tags,
+            meta=meta,
+            desc=desc,
+        )
+        objects: list[Doc] = []
+        find = {"project": bulk.project, "datatype": bulk.datatype, "removed": False}
+        while True:
+            page = self.find_datasets(
+                find, skip=len(objects), limit=1000, select="meta status removed"
+            )
+            objects.extend(page.datasets)
+            if len(page.datasets) < 1000:
+                break
+        find_existing(self.http, self.token(), bulk.items, objects)
+        return bulk
+
+    def bulk_upload(
+        self,
+        bulk: BulkUpload,
+        *,
+        jobs: int = 4,
+        on_event: Callable[[str, Doc], None] | None = None,
+    ) -> Doc:
+        """Upload what ``bulk`` still needs on ``jobs`` workers; the summary."""
+
+        def one(plan: UploadPlan, cancel: threading.Event) -> Doc:
+            return self.upload(plan, cancel=cancel).dataset
+
+        self.http.ensure_pool_size(jobs)
+        return run_bulk_upload(one, bulk, jobs=jobs, on_event=on_event or (lambda _k, _d: None))
 
 
 def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:
