@@ -173,8 +173,6 @@ def _bulk(
     jobs: int,
     as_json: bool,
 ) -> None:
-    from brainlife.cli.main import exit_code, exit_code_of
-
     client = get_client()
     bulk = client.plan_bulk_upload(
         root,
@@ -188,6 +186,14 @@ def _bulk(
     )
     for rel in bulk.unmatched:
         _say(as_json, "refused", {"folder": rel, "refused": f"does not match --layout {layout}"})
+    report_bulk(client, bulk, dry_run=dry_run, jobs=jobs, as_json=as_json)
+
+
+def report_bulk(client: Any, bulk: Any, *, dry_run: bool, jobs: int, as_json: bool) -> None:
+    """Print a bulk plan (refused, already there, to upload), then run it unless ``dry_run``;
+    exit with the failed objects' code, or 9 when something was refused."""
+    from brainlife.cli.main import exit_code, exit_code_of
+
     for item in bulk.items:
         if item.refused:
             _say(as_json, "refused", item.to_json())

@@ -16,6 +16,7 @@ import click
 
 #: command name -> "module:attribute" (modules under brainlife.cli)
 COMMANDS: dict[str, str] = {
+    "bids": "cmd_bids:bids",
     "data": "cmd_data:data",
     "dataset": "cmd_data:dataset",
     "datatype": "cmd_datatype:datatype",

@@ -43,8 +43,10 @@ from brainlife.client._queries import (
     pub_find,
     sub_value,
 )
+from brainlife.client.transfer.bids import walk_bids
 from brainlife.client.transfer.bulkupload import (
     BulkUpload,
+    BulkUploadItem,
     find_existing,
     plan_items,
     run_bulk_upload,
@@ -806,17 +808,70 @@ class Client:
             meta=meta,
             desc=desc,
         )
+        objects = self._all_objects(bulk.project, bulk.datatype)
+        find_existing(self.http, self.token(), bulk.items, objects)
+        return bulk
+
+    def plan_bids_upload(
+        self, root: str | os.PathLike[str], *, project: str, tags: Sequence[str] = ()
+    ) -> BulkUpload:
+        """Plan a BIDS tree's upload (``transfer.bids``): one object per image as brainlife's
+        bids-walker maps them, checked against each datatype and hashed; objects the project
+        already holds marked ``existing``; images that do not fit (or whose datatype this
+        archive lacks) refused with why."""
+        base = Path(root)
+        if not base.is_dir():
+            raise UploadRefused(f"{base} is not a folder.")
+        proj = self.resolve_project(project)
+        bulk = BulkUpload(str(proj["_id"]), "", "bids")
+        datatypes: dict[str, Doc | None] = {}
+        for obj in walk_bids(base):
+            item = BulkUploadItem(base / obj.source, {"datatype": obj.datatype})
+            bulk.items.append(item)
+            if obj.refused:
+                item.refused = obj.refused
+                continue
+            if obj.datatype not in datatypes:
+                try:
+                    datatypes[obj.datatype] = self.resolve_datatype(obj.datatype)
+                except NotFound:
+                    datatypes[obj.datatype] = None
+            dtype = datatypes[obj.datatype]
+            if dtype is None:
+                item.refused = f"this archive has no datatype {obj.datatype}"
+                continue
+            try:
+                item.plan = UploadPlan(
+                    project=bulk.project,
+                    datatype=str(dtype["_id"]),
+                    datatype_name=obj.datatype,
+                    files=match_files(dtype, obj.files),
+                    meta=obj.meta,
+                    tags=list(dict.fromkeys(tags)),
+                    datatype_tags=obj.datatype_tags,
+                    desc=obj.source,
+                )
+                hash_sources(item.plan.files)
+            except UploadRefused as exc:
+                item.refused, item.plan = str(exc), None
+        for dtype in datatypes.values():
+            if dtype is None:
+                continue
+            group = [i for i in bulk.items if i.plan and i.plan.datatype == dtype["_id"]]
+            objects = self._all_objects(bulk.project, str(dtype["_id"]))
+            find_existing(self.http, self.token(), group, objects)
+        return bulk
+
+    def _all_objects(self, project: str, datatype: str) -> list[Doc]:
         objects: list[Doc] = []
-        find = {"project": bulk.project, "datatype": bulk.datatype, "removed": False}
+        find = {"project": project, "datatype": datatype, "removed": False}
         while True:
             page = self.find_datasets(
                 find, skip=len(objects), limit=1000, select="meta status removed"
             )
             objects.extend(page.datasets)
             if len(page.datasets) < 1000:
-                break
-        find_existing(self.http, self.token(), bulk.items, objects)
-        return bulk
+                return objects
 
     def bulk_upload(
         self,
