@@ -283,6 +283,11 @@ def test_content_already_held_is_not_sent_again_but_no_oracle(archive, http, wor
     assert http.post(f"{URL}/{uid}/finalize", headers=h).status_code == 200
     again = http.post(URL, json=t1_body(world["private"]), headers=h).json()
     assert again["files"][0]["state"] == "stored"
+    # the digest with another size is not "held": a manifest never gets a wrong size
+    body = t1_body(world["private"])
+    body["files"][0]["size"] = len(T1) + 1
+    lying = http.post(URL, json=body, headers=h).json()
+    assert lying["files"][0]["state"] == "partial"
     assert http.post(f"{URL}/{again['_id']}/finalize", headers=h).status_code == 200
     outsider = auth(archive, OTHER)
     theirs = http.post(URL, json=t1_body(world["other"]), headers=outsider).json()

@@ -258,32 +258,33 @@ def _writable_project(session: Session, principal: Principal, project_id: Any) -
     )
 
 
-def _held(session: Session, principal: Principal, files: Sequence[DeclaredFile]) -> set[str]:
-    """The digests of `files` that the caller may skip sending (module docstring)."""
+def _held(
+    session: Session, principal: Principal, files: Sequence[DeclaredFile]
+) -> set[tuple[str, int]]:
+    """The (sha256, size) of `files` that the caller may skip sending (module docstring): both
+    must match, so a wrong size never lands in a manifest."""
     wanted = sorted({f.sha256 for f in files})
-    held: set[str] = set()
+    held: set[tuple[str, int]] = set()
     for i in range(0, len(wanted), 500):
         batch = wanted[i : i + 500]
-        held.update(
-            session.scalars(
-                select(DatasetFile.sha256)
-                .join(Dataset, Dataset.id == DatasetFile.dataset_id)
-                .where(DatasetFile.sha256.in_(batch), readable_datasets(principal))
-                .distinct()
-            )
+        rows = session.execute(
+            select(DatasetFile.sha256, DatasetFile.size)
+            .join(Dataset, Dataset.id == DatasetFile.dataset_id)
+            .where(DatasetFile.sha256.in_(batch), readable_datasets(principal))
+            .distinct()
         )
-        held.update(
-            session.scalars(
-                select(UploadFile.sha256)
-                .join(Upload, Upload.id == UploadFile.upload_id)
-                .where(
-                    UploadFile.sha256.in_(batch),
-                    UploadFile.stored.is_(True),
-                    Upload.user_id == principal.sub_str,
-                )
-                .distinct()
+        held.update((sha, int(size)) for sha, size in rows)
+        rows = session.execute(
+            select(UploadFile.sha256, UploadFile.size)
+            .join(Upload, Upload.id == UploadFile.upload_id)
+            .where(
+                UploadFile.sha256.in_(batch),
+                UploadFile.stored.is_(True),
+                Upload.user_id == principal.sub_str,
             )
+            .distinct()
         )
+        held.update((sha, int(size)) for sha, size in rows)
     return held
 
 
@@ -321,8 +322,8 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
     for f in files:  # an empty file is stored at once: there is nothing to send
         if f.size == 0 and f.sha256 == hashlib.sha256(b"").hexdigest():
             archive.store.put_stream([], sha256=f.sha256)
-            held.add(f.sha256)
-    _check_space(archive, sum(f.size for f in files if f.sha256 not in held))
+            held.add((f.sha256, 0))
+    _check_space(archive, sum(f.size for f in files if (f.sha256, f.size) not in held))
     now = _now()
     upload = Upload(
         id=new_object_id(now),
@@ -340,7 +341,7 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
                 path=f.path,
                 size=f.size,
                 sha256=f.sha256,
-                stored=f.sha256 in held and archive.store.has(f.sha256),
+                stored=(f.sha256, f.size) in held and archive.store.has(f.sha256),
             )
             for i, f in enumerate(files)
         ],
