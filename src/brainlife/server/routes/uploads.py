@@ -1,13 +1,16 @@
 """Resumable uploads under /api/warehouse (*ours*): thin, the rules are `services.uploads`'.
 
 `PUT /upload/<id>/file/<n>` is async: its body is written to the staged file as it arrives, a
-megabyte at a time in a worker thread (the write and the sha256 run outside the event loop), so
-memory stays flat whatever the file's size. A client that goes away mid-body keeps every byte
-that arrived; a full disk is a 507 that keeps them too.
+megabyte at a time in a worker thread (the write and the sha256 run outside the event loop, and
+overlap with receiving the next megabyte: one write in flight, in order), so memory stays flat
+(about two megabytes a request) whatever the file's size. A client that goes away mid-body keeps
+every byte that arrived; a full disk is a 507 that keeps them too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -78,6 +81,7 @@ async def put_file(
     )
     pending: list[bytes] = []
     size = 0
+    in_flight: asyncio.Future[None] | None = None
     try:
         try:
             async for chunk in request.stream():
@@ -85,12 +89,20 @@ async def put_file(
                 size += len(chunk)
                 if size >= _WRITE_BATCH:
                     data, pending, size = b"".join(pending), [], 0
-                    await run_in_threadpool(write.write, data)
+                    if in_flight is not None:
+                        await in_flight  # in order, and its error (full disk) stops the body
+                    in_flight = asyncio.ensure_future(run_in_threadpool(write.write, data))
         except ClientDisconnect:
             pass
+        if in_flight is not None:
+            flight, in_flight = in_flight, None
+            await flight
         if pending:
             await run_in_threadpool(write.write, b"".join(pending))
     finally:
+        if in_flight is not None:  # never close the file under a running write
+            with contextlib.suppress(BaseException):
+                await in_flight
         write.close()
     await run_in_threadpool(uploads.finish_write, session, archive, write)
     upload = await run_in_threadpool(uploads.get_upload, session, user, upload_id)
