@@ -1,4 +1,6 @@
-"""`bl bids download`: a BIDS dataset of data objects, with the official CLI's flags.
+"""`bl bids download` and `bl bids upload`, with the official CLI's flags.
+
+`download`: a BIDS dataset of data objects.
 
 The objects are fetched by the bulk engine (`bl data download`'s: parallel, resumable,
 verified, `bl-lock.json`) into `<output>/sourcedata/brainlife/`, then the BIDS tree is made
@@ -15,12 +17,12 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, run_bulk, transfer_options
-from brainlife.cli._common import get_client
+from brainlife.cli._common import get_client, give_up_option
 
 
 @click.group()
 def bids() -> None:
-    """Export data objects as a BIDS dataset."""
+    """BIDS datasets: export data objects as one, or upload one into a project."""
 
 
 @bids.command("download")
@@ -129,3 +131,65 @@ def bids_download(
         for item in report.unmapped:
             _output.out(f"  {item.id} {item.datatype}: {item.reason}")
     _output.out(f"(report: {json.dumps(str(source / 'bl-bids.json'))})")
+
+
+def import_participants(
+    client: Any, project: str, path: Path, *, dry_run: bool, as_json: bool
+) -> None:
+    """``participants.tsv`` (and ``participants.json`` beside it) into the project's
+    participants table, as the official ``bl bids upload`` does; read and checked first, so a
+    malformed table stops the upload before any object is sent."""
+    from brainlife.client.participants import MAX_TSV_BYTES, parse_tsv
+
+    with open(path, "rb") as f:
+        rows = parse_tsv(f.read(MAX_TSV_BYTES + 1), str(path))
+    columns = None
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            columns = json.loads(sidecar.read_bytes()[: MAX_TSV_BYTES + 1])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{sidecar} is not JSON ({exc}).") from None
+        if not isinstance(columns, dict):
+            raise click.ClickException(f"{sidecar} must hold a JSON object.")
+    if not dry_run:
+        client.set_participants(project, subjects=rows, columns=columns)
+    if as_json:
+        _output.json_line(
+            {"event": "participants", "path": str(path), "rows": len(rows), "imported": not dry_run}
+        )
+    else:
+        verb = "would import" if dry_run else "imported"
+        _output.err(f"participants.tsv: {verb} {_output.plural(len(rows), 'participant')}.")
+
+
+@bids.command("upload")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("-d", "--directory", "dir_option", type=click.Path(file_okay=False))
+@click.option("-p", "--project", required=True, help="Project id or name.")
+@click.option("-t", "--tag", multiple=True, help="Tag every object (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the plan, upload nothing.")
+@click.option("-J", "--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option("-j", "--json", "as_json", is_flag=True, help="JSON events, one per line.")
+@give_up_option
+def bids_upload(
+    directory: str | None,
+    dir_option: str | None,
+    project: str,
+    tag: tuple[str, ...],
+    dry_run: bool,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """Upload a BIDS tree (anat T1w/T2w/FLAIR, dwi, func bold, fmap) into a project."""
+    from brainlife.cli.cmd_upload import report_bulk
+
+    root = directory or dir_option
+    if not root:
+        raise click.UsageError("Give the BIDS folder (bl bids upload -p PROJECT DIR).")
+    client = get_client()
+    bulk = client.plan_bids_upload(root, project=project, tags=tag)
+    participants = Path(root) / "participants.tsv"
+    if participants.is_file():
+        import_participants(client, bulk.project, participants, dry_run=dry_run, as_json=as_json)
+    report_bulk(client, bulk, dry_run=dry_run, jobs=jobs, as_json=as_json)

@@ -1,5 +1,5 @@
 """`bl data query` and `bl data download` (alias `bl dataset`); `update` and `delete` are in
-`cmd_data_curation`."""
+`cmd_data_curation`, `bl data upload` in `cmd_upload`."""
 
 from __future__ import annotations
 
@@ -349,3 +349,13 @@ dataset = click.Group(
     commands=dict(data.commands),
     help="Query and download data objects (alias of 'bl data').",
 )
+
+
+def _register_upload() -> None:
+    # `bl data upload` lives in its own module (cmd_upload)
+    from brainlife.cli.cmd_upload import data_upload
+
+    data.add_command(data_upload)
+
+
+_register_upload()

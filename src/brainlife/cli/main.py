@@ -50,6 +50,8 @@ EXIT_CODES: dict[str, int] = {
     "checksum": 7,
     "disk-full": 8,
     "conflict": 9,  # HTTP 409: a release name already used, a released object, a removed one
+    "upload-refused": 10,  # files that do not fit the datatype: nothing was sent
+    "source-changed": 11,  # a file changed while it was uploaded: run again
 }
 EXIT_INTERRUPTED = 130
 

@@ -25,6 +25,8 @@ from brainlife.client._exceptions import (
     PermissionDenied,
     ProtocolError,
     ServerUnavailable,
+    SourceChanged,
+    UploadRefused,
 )
 from brainlife.client._http import RetryPolicy, Transport
 from brainlife.client.transfer.engine import BulkResult, Event, EventHandler
@@ -36,6 +38,7 @@ from brainlife.client.transfer.names import FOLDER_PART_SUFFIX as PARTIAL_SUFFIX
 from brainlife.client.transfer.plan import EXISTING, Plan, PlanFile, PlanObject, describe_plan
 from brainlife.client.transfer.single import DownloadResult, Progress
 from brainlife.client.transfer.tasks import TaskRun, name_tasks, task_subject
+from brainlife.client.transfer.upload import UploadPlan, UploadResult, UploadSource
 from brainlife.client.transfer.writes import human_size
 
 __all__ = [
@@ -74,8 +77,13 @@ __all__ = [
     "ProtocolError",
     "RetryPolicy",
     "ServerUnavailable",
+    "SourceChanged",
     "TaskRun",
     "Transport",
+    "UploadPlan",
+    "UploadRefused",
+    "UploadResult",
+    "UploadSource",
     "VerifyProblem",
     "VerifyReport",
     "describe_plan",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from brainlife.client._exceptions import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    UploadRefused,
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._queries import (
@@ -49,12 +51,30 @@ from brainlife.client._queries import (
     resource_find,
     sub_value,
 )
+from brainlife.client.transfer.bids import walk_bids
+from brainlife.client.transfer.bulkupload import (
+    BulkUpload,
+    BulkUploadItem,
+    find_existing,
+    plan_items,
+    run_bulk_upload,
+    scan_tree,
+)
 from brainlife.client.transfer.engine import BulkResult, EventHandler
 from brainlife.client.transfer.layout import Layout
 from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
 from brainlife.client.transfer.plan import Plan
 from brainlife.client.transfer.single import Downloader, DownloadResult, Progress, object_mtime
 from brainlife.client.transfer.tasks import ProgressFor, TaskRun
+from brainlife.client.transfer.units import Meter
+from brainlife.client.transfer.upload import (
+    UploadPlan,
+    UploadResult,
+    hash_sources,
+    match_files,
+    run_upload,
+)
+from brainlife.client.transfer.upload import state_dir as upload_state_dir
 from brainlife.wire import DEFAULT_LIMIT, is_object_id
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
@@ -1086,6 +1106,181 @@ class Client:
             ignore_expiry=ignore_expiry,
             policy=policy,
         )
+
+    # -- uploads --------------------------------------------------------------------------
+    def plan_upload(
+        self,
+        *,
+        project: str,
+        datatype: str,
+        files: dict[str, str | os.PathLike[str]] | None = None,
+        folder: str | os.PathLike[str] | None = None,
+        meta: Doc | None = None,
+        subject: str | None = None,
+        session: str | None = None,
+        run: str | None = None,
+        tags: Sequence[str] = (),
+        datatype_tags: Sequence[str] = (),
+        desc: str = "",
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> UploadPlan:
+        """Plan one data object's upload: the project and datatype resolved, ``files`` (datatype
+        file id → local path) and/or the ``folder`` holding the datatype's file names matched
+        against the datatype's file list and hashed (``on_bytes`` hears the bytes read). Raises
+        :class:`UploadRefused` for files that do not fit, before a byte is sent. ``subject``,
+        ``session`` and ``run`` go into ``meta`` (a run also adds the tag ``run-<run>``, as the
+        official CLI does)."""
+        proj = self.resolve_project(project)
+        dtype = self.resolve_datatype(datatype)
+        sources = match_files(dtype, files or {}, folder)
+        merged: Doc = dict(meta or {})
+        for key, value in (("subject", subject), ("session", session), ("run", run)):
+            if value is not None:
+                merged[key] = str(value)
+        all_tags = list(dict.fromkeys([*tags, *([f"run-{run}"] if run is not None else [])]))
+        plan = UploadPlan(
+            project=str(proj["_id"]),
+            datatype=str(dtype["_id"]),
+            datatype_name=str(dtype.get("name") or dtype["_id"]),
+            files=sources,
+            meta=merged,
+            tags=all_tags,
+            datatype_tags=list(dict.fromkeys(datatype_tags)),
+            desc=desc,
+        )
+        hash_sources(sources, self.upload_state(plan), on_bytes)
+        return plan
+
+    def upload_state(self, plan: UploadPlan) -> Path:
+        """The state file that lets ``plan``'s upload resume (see ``transfer.upload``)."""
+        return upload_state_dir(self.config.token_path) / f"{plan.key(self.base_url)}.json"
+
+    def upload(
+        self,
+        plan: UploadPlan,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> UploadResult:
+        """Upload a planned data object, resuming an interrupted run of the same plan; the new
+        object's document (``result.dataset``) once every file is stored, never a half object."""
+        meter = Meter(progress, plan.size)
+        return run_upload(
+            self.http, self.token(), plan, meter, state=self.upload_state(plan), cancel=cancel
+        )
+
+    def plan_bulk_upload(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        layout: str,
+        project: str,
+        datatype: str,
+        tags: Sequence[str] = (),
+        datatype_tags: Sequence[str] = (),
+        meta: Doc | None = None,
+        desc: str = "",
+    ) -> BulkUpload:
+        """Plan a tree of data objects (``transfer.bulkupload``): one per folder matching
+        ``layout`` (``seed`` or a template such as ``{subject}/{session}``), each checked against
+        the datatype and hashed, and those the project already holds marked ``existing``."""
+        base = Path(root)
+        if not base.is_dir():
+            raise UploadRefused(f"{base} is not a folder.")
+        proj = self.resolve_project(project)
+        dtype = self.resolve_datatype(datatype)
+        found, unmatched = scan_tree(base, layout)
+        bulk = BulkUpload(
+            str(proj["_id"]), str(dtype["_id"]), str(dtype.get("name")), unmatched=unmatched
+        )
+        bulk.items = plan_items(
+            found,
+            bulk.project,
+            dtype,
+            tags=tags,
+            datatype_tags=datatype_tags,
+            meta=meta,
+            desc=desc,
+        )
+        objects = self._all_objects(bulk.project, bulk.datatype)
+        find_existing(self.http, self.token(), bulk.items, objects)
+        return bulk
+
+    def plan_bids_upload(
+        self, root: str | os.PathLike[str], *, project: str, tags: Sequence[str] = ()
+    ) -> BulkUpload:
+        """Plan a BIDS tree's upload (``transfer.bids``): one object per image as brainlife's
+        bids-walker maps them, checked against each datatype and hashed; objects the project
+        already holds marked ``existing``; images that do not fit (or whose datatype this
+        archive lacks) refused with why."""
+        base = Path(root)
+        if not base.is_dir():
+            raise UploadRefused(f"{base} is not a folder.")
+        proj = self.resolve_project(project)
+        bulk = BulkUpload(str(proj["_id"]), "", "bids")
+        datatypes: dict[str, Doc | None] = {}
+        for obj in walk_bids(base):
+            item = BulkUploadItem(base / obj.source, {"datatype": obj.datatype})
+            bulk.items.append(item)
+            if obj.refused:
+                item.refused = obj.refused
+                continue
+            if obj.datatype not in datatypes:
+                try:
+                    datatypes[obj.datatype] = self.resolve_datatype(obj.datatype)
+                except NotFound:
+                    datatypes[obj.datatype] = None
+            dtype = datatypes[obj.datatype]
+            if dtype is None:
+                item.refused = f"this archive has no datatype {obj.datatype}"
+                continue
+            try:
+                item.plan = UploadPlan(
+                    project=bulk.project,
+                    datatype=str(dtype["_id"]),
+                    datatype_name=obj.datatype,
+                    files=match_files(dtype, obj.files),
+                    meta=obj.meta,
+                    tags=list(dict.fromkeys(tags)),
+                    datatype_tags=obj.datatype_tags,
+                    desc=obj.source,
+                )
+                hash_sources(item.plan.files)
+            except UploadRefused as exc:
+                item.refused, item.plan = str(exc), None
+        for dtype in datatypes.values():
+            if dtype is None:
+                continue
+            group = [i for i in bulk.items if i.plan and i.plan.datatype == dtype["_id"]]
+            objects = self._all_objects(bulk.project, str(dtype["_id"]))
+            find_existing(self.http, self.token(), group, objects)
+        return bulk
+
+    def _all_objects(self, project: str, datatype: str) -> list[Doc]:
+        objects: list[Doc] = []
+        find = {"project": project, "datatype": datatype, "removed": False}
+        while True:
+            page = self.find_datasets(
+                find, skip=len(objects), limit=1000, select="meta status removed"
+            )
+            objects.extend(page.datasets)
+            if len(page.datasets) < 1000:
+                return objects
+
+    def bulk_upload(
+        self,
+        bulk: BulkUpload,
+        *,
+        jobs: int = 4,
+        on_event: Callable[[str, Doc], None] | None = None,
+    ) -> Doc:
+        """Upload what ``bulk`` still needs on ``jobs`` workers; the summary."""
+
+        def one(plan: UploadPlan, cancel: threading.Event) -> Doc:
+            return self.upload(plan, cancel=cancel).dataset
+
+        self.http.ensure_pool_size(jobs)
+        return run_bulk_upload(one, bulk, jobs=jobs, on_event=on_event or (lambda _k, _d: None))
 
 
 def _project_body(**fields: Any) -> Doc:

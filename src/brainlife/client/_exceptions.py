@@ -16,6 +16,9 @@ Every message is a sentence the user can act on; the CLI prints it after ``Error
     ├── ProtocolError        an unexpected answer (HTML or JSON instead of a tar)
     ├── ChecksumMismatch     a downloaded file's size or sha256 differs from the manifest
     ├── DiskFullError        no space left while writing (``needed`` bytes, ``free`` bytes)
+    ├── UploadRefused        files that do not fit the datatype (or the archive), refused
+    │                        before a byte moves
+    ├── SourceChanged        a file changed while it was being uploaded
     └── Cancelled            the run was stopped (Ctrl-C); partial files are kept
 """
 
@@ -38,6 +41,8 @@ __all__ = [
     "PermissionDenied",
     "ProtocolError",
     "ServerUnavailable",
+    "SourceChanged",
+    "UploadRefused",
 ]
 
 
@@ -156,6 +161,19 @@ class DiskFullError(BrainlifeError):
         super().__init__(message, hint=hint)
         self.needed = needed
         self.free = free
+
+
+class UploadRefused(BrainlifeError):
+    """An upload that cannot be made as asked: a file the datatype does not have, a required
+    file missing, an unsafe name, a folder that is not one; refused before a byte moves."""
+
+    code = "upload-refused"
+
+
+class SourceChanged(BrainlifeError):
+    """A file changed (size, time or content) between being planned and being sent."""
+
+    code = "source-changed"
 
 
 class Cancelled(BrainlifeError):

@@ -30,7 +30,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -603,6 +603,32 @@ class HttpClient:
                 f"The server answered {kind} instead of JSON for {path}; is "
                 f"{self.base_url} a brainlife server (check BLHOST)?"
             ) from None
+
+    def send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Iterable[bytes],
+        token: str | None,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """One request with a streamed body (an upload), never retried here: its body cannot be
+        replayed, so the caller resumes from what the server holds. A transport failure raises
+        :class:`ServerUnavailable`; any answer is returned as is (body read)."""
+        try:
+            return self.pool.request(
+                method,
+                self.url(path),
+                body=body,
+                headers=self._headers(token, headers),
+                retries=_NO_RETRY,
+                timeout=self.timeout,
+                preload_content=True,
+            )
+        except (MaxRetryError, HTTPError) as exc:
+            cause = (exc.reason or exc) if isinstance(exc, MaxRetryError) else exc
+            raise self._transport_error(cause) from exc
 
     @contextmanager
     def stream(

@@ -37,6 +37,9 @@ def token(jti: str) -> str:
     return routes.TOKEN.url(jti=jti)
 
 
+UPLOADS: Final = routes.UPLOADS.url()
+
+
 def dataset_manifest(dataset_id: str) -> str:
     return routes.DATASET_MANIFEST.url(dataset_id=dataset_id)
 
@@ -84,3 +87,15 @@ def dataset(dataset_id: str) -> str:
 
 def dataset_history(dataset_id: str) -> str:
     return routes.DATASET_HISTORY.url(dataset_id=dataset_id)
+
+
+def upload(upload_id: str) -> str:
+    return routes.UPLOAD.url(upload_id=upload_id)
+
+
+def upload_file(upload_id: str, index: int) -> str:
+    return routes.UPLOAD_FILE.url(upload_id=upload_id, index=str(index))
+
+
+def upload_finalize(upload_id: str) -> str:
+    return routes.UPLOAD_FINALIZE.url(upload_id=upload_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 
@@ -39,12 +40,15 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         publishing,
         resources,
         taskfiles,
+        uploads,
         warehouse,
         warehouse_upload,
     )
     from brainlife.server.services.finalize import FinalizeRunner
+    from brainlife.server.services.uploads import clean_uploads
 
     archive = archive or open_archive(settings or Settings())
+    clean_uploads(archive)  # expired upload sessions and orphaned staged bytes
     finalizer = FinalizeRunner(archive)
 
     @contextlib.asynccontextmanager
@@ -79,6 +83,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(downscript.router, prefix=API_WAREHOUSE)
     app.include_router(warehouse_upload.router, prefix=API_WAREHOUSE)
     app.include_router(curation.router, prefix=API_WAREHOUSE)
+    app.include_router(uploads.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_body_bytes=archive.settings.max_body_bytes,
         upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
         max_upload_bytes=archive.settings.max_upload_bytes,
+        streamed=re.compile(re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)),
     )
     app.add_middleware(_InternalErrors)
     _install_error_handlers(app)

@@ -30,6 +30,7 @@ from brainlife.server.models import (
     Release,
     Resource,
     Task,
+    Upload,
     User,
 )
 from brainlife.server.query import Projection
@@ -40,6 +41,8 @@ from brainlife.wire import (
     ManifestMissing,
     Manifests,
     TaskManifest,
+    UploadFileState,
+    UploadSession,
     format_date,
 )
 
@@ -243,7 +246,7 @@ def archive_task_doc(job: FinalizeJob) -> Document:
     return {"archive_task": doc}
 
 
-def upload_doc(received: Any) -> Document:
+def task_upload_doc(received: Any) -> Document:
     """`POST /task/upload/:id`'s answer (`services.taskupload.Received`)."""
     doc: Document = {
         "message": "File successfully uploaded",
@@ -496,3 +499,28 @@ def instance_doc(row: Instance) -> Document:
         "__v": 0,
     }
     return doc
+
+
+def upload_doc(upload: Upload, received: dict[int, int]) -> UploadSession:
+    """An upload session and where each of its files stands (`received`: bytes held per file)."""
+    files: list[UploadFileState] = []
+    for f in upload.files:
+        state: UploadFileState = {
+            "name": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+            "state": "stored" if f.stored else "partial",
+            "received": f.size if f.stored else received.get(f.pos, 0),
+        }
+        if f.file_id is not None:
+            state["id"] = f.file_id
+        files.append(state)
+    return {
+        "_id": upload.id,
+        "project": upload.project_id,
+        "datatype": upload.datatype_id,
+        "status": "finalized" if upload.status == "finalized" else "open",
+        "dataset": upload.dataset_id,
+        "files": files,
+        "expires": format_date(upload.expires) or "",
+    }

@@ -79,7 +79,7 @@ class TooManyRequests(ApiError):
 
 
 class InsufficientStorage(ApiError):
-    """The archive's disk is full: nothing of the request was kept."""
+    """The archive's disk is full (or would be): nothing accepted so far is lost."""
 
     status_code = 507
 

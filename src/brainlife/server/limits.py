@@ -8,7 +8,9 @@ login route was read in full before the 400 (RSS 172 → 1,160 MiB). Every refus
   `Settings.max_url_bytes` → 414; a declared `Content-Length` over `Settings.max_body_bytes` →
   413 without reading a byte of the body; a body without a length (chunked) is counted as it
   arrives and refused (413) the moment it passes the limit, so at most one limit's worth (plus
-  one chunk) is ever held.
+  one chunk) is ever held. The one exception is a request `streamed` names (an upload's
+  `PUT /upload/<id>/file/<n>`): its route writes the body to disk as it arrives, never holds
+  it, and bounds it itself by the file's declared size.
 - `httpproto.BoundedHttpToolsProtocol` (what `bl serve` hands uvicorn) bounds the request line
   (`MAX_REQUEST_LINE_BYTES`) and the headers (`MAX_HEADER_BYTES`), parsed before any
   middleware runs, and answers JSON 414 / 431 instead of uvicorn's plain-text 400.
@@ -70,6 +72,7 @@ class RequestLimits:
         max_body_bytes: int,
         upload_prefixes: tuple[str, ...] = (),
         max_upload_bytes: int = 0,
+        streamed: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.max_url_bytes = max_url_bytes
@@ -77,6 +80,8 @@ class RequestLimits:
         #: paths taking a file's bytes (uploads): their bound is `max_upload_bytes`
         self.upload_prefixes = upload_prefixes
         self.max_upload_bytes = max_upload_bytes
+        #: `PUT` paths whose bodies the route streams to disk and bounds itself
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +92,13 @@ class RequestLimits:
         if url_length > self.max_url_bytes:
             refusal = _refusal(414, url_too_long(url_length, self.max_url_bytes))
             await refusal(scope, receive, send)
+            return
+        if (
+            self.streamed is not None
+            and scope.get("method") == "PUT"
+            and self.streamed.fullmatch(str(scope.get("path", "")))
+        ):
+            await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
         if self.upload_prefixes and str(scope.get("path", "")).startswith(self.upload_prefixes):

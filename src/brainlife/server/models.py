@@ -538,3 +538,47 @@ class DatasetEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     action: Mapped[str] = mapped_column(String(16))
     changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Upload(Base):
+    """A resumable upload session (`services.uploads`): a data object declared with its files,
+    whose bytes are staged under `<data_dir>/uploads/<id>/` until it is finalized.
+
+    `status`: `open`, then `finalized` (`dataset_id` set, in the same commit as the object).
+    Open sessions idle past `expires` are removed with their staged bytes at start-up."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(OID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    datatype_id: Mapped[str] = mapped_column(ForeignKey("datatypes.id"))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    dataset_id: Mapped[str | None] = mapped_column(String(24))
+    #: desc, meta, tags, datatype_tags of the object to create
+    doc: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    files: Mapped[list[UploadFile]] = relationship(
+        order_by="UploadFile.pos", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (Index("ix_uploads_user", "user_id", "status"),)
+
+
+class UploadFile(Base):
+    """One declared file of an upload; `stored` once its bytes, checked against `sha256`, are
+    in the content store (`received` bytes are otherwise in its staged file)."""
+
+    __tablename__ = "upload_files"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    pos: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[str | None] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    stored: Mapped[bool] = mapped_column(Boolean, default=False)

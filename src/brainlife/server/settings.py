@@ -70,6 +70,12 @@ class Settings:
     #: Seconds a finalize job waits, once marked running, before it stores the files: for test
     #: servers only (`BL_TEST_FINALIZE_PAUSE`), so that a test can kill the server mid-job.
     finalize_pause: float = 0.0
+    #: Seconds a resumable upload session (`/api/warehouse/upload`, `bl data upload`) may stay
+    #: idle before it and its staged bytes are removed (at start-up:
+    #: `services.uploads.clean_uploads`).
+    upload_expiry: float = 7 * 24 * 3600
+    #: Largest resumable upload session (all its files together), in bytes.
+    max_upload_session_bytes: int = 4 * 1024**4
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -89,6 +95,11 @@ class Settings:
     @property
     def tasks_dir(self) -> Path:
         return self.data_dir / "tasks"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Staged bytes of open upload sessions (`services.uploads`)."""
+        return self.data_dir / "uploads"
 
     @property
     def keys_dir(self) -> Path:

@@ -12,6 +12,12 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypedDict
 
 from brainlife.wire.routes import API_AMARETTI, API_AUTH, API_WAREHOUSE, Route
+from brainlife.wire.uploads import (
+    UploadFileRequest,
+    UploadFileState,
+    UploadRequest,
+    UploadSession,
+)
 
 #: Default number of rows a brainlife list route returns when `limit` is not given.
 DEFAULT_LIMIT: Final = 100
@@ -129,6 +135,10 @@ __all__ = [
     "Manifests",
     "Route",
     "TaskManifest",
+    "UploadFileRequest",
+    "UploadFileState",
+    "UploadRequest",
+    "UploadSession",
     "format_date",
     "is_object_id",
     "parse_date",

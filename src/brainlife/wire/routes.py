@@ -108,6 +108,11 @@ DATASET_TAR: Final = Route(API_WAREHOUSE, "/dataset/tar", False)
 APPS: Final = Route(API_WAREHOUSE, "/app")
 DATASET_STAGE: Final = Route(API_WAREHOUSE, "/dataset/stage")
 DATASET_DOWNSCRIPT: Final = Route(API_WAREHOUSE, "/dataset/downscript")
+#: resumable uploads (`brainlife.wire.uploads`)
+UPLOADS: Final = Route(API_WAREHOUSE, "/upload", False)
+UPLOAD: Final = Route(API_WAREHOUSE, "/upload/{upload_id}", False)
+UPLOAD_FILE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}", False)
+UPLOAD_FINALIZE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/finalize", False)
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -139,6 +144,10 @@ EXTENSIONS: Final = tuple(
         PUB_RELEASE,
         DATASET_TAR,
         DATASET_HISTORY,
+        UPLOADS,
+        UPLOAD,
+        UPLOAD_FILE,
+        UPLOAD_FINALIZE,
     )
     if not r.brainlife
 )

@@ -17,6 +17,13 @@ Read it in this order:
 - ``lockfile``: ``bl-lock.json`` and offline verification;
 - ``tasks``, ``taskarchives``: the same path of many tasks; task archives saved as is.
 
+Uploads (the other direction) use the same meter, retry policy and give-up clock:
+
+- ``upload``: one data object's files matched to its datatype, hashed, sent to the server's
+  resumable upload API and finalized (``run_upload``);
+- ``bulkupload``: a tree of objects by layout template, planned, idempotent, parallel;
+- ``bids``: a BIDS tree read into objects as brainlife's bids-walker maps them.
+
 Every retry follows the client's ``RetryPolicy`` (``brainlife.client._http``), every URL comes
 from ``brainlife.client._urls``. Nothing here is public: ``brainlife.client`` re-exports what is.
 """

@@ -25,6 +25,7 @@ from typing import Any
 
 from brainlife.client._exceptions import ConfigError
 from brainlife.client.transfer.lockfile import LOCK_NAME
+from brainlife.wire.paths import MAX_NAME, is_inside, safe_name
 
 __all__ = [
     "FIELDS",
@@ -59,54 +60,20 @@ PRESETS: dict[str, str] = {
     "brainlife": "proj-{project}/sub-{subject}[.ses-{session}]/dt-{datatype}[.tag-…]"
     "[.run-{run}].id-{id}",
 }
-#: a name longer than this (bytes, UTF-8) is refused by most file systems
-MAX_NAME = 255
 #: an absolute path longer than this (bytes) is refused by Linux (PATH_MAX 4096, with the NUL)
 MAX_PATH = 4095
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.I)
 _UNSAFE_CHARS = re.compile(r'[<>:"|?*\x00-\x1f]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: an extension kept whole when a long name is shortened (``.tar.gz``, ``.nii.gz``)
-_EXTENSION = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}$")
-
-
-def safe_name(value: Any) -> str | None:
-    """One harmless file or folder name made from a server-supplied ``value``, or None when
-    nothing usable is left (empty, ``.``, ``..``).
-
-    Control characters (NUL included) go; ``/`` and ``\\`` become ``-`` (``../../x`` cannot
-    climb, ``/tmp/x`` is not absolute); ``<>:"|?*`` become ``_``; leading dots, spaces and dashes
-    go (no hidden file such as ``.bashrc``, nothing read as an option), and so do trailing dots and
-    spaces; a Windows device name gets a ``_`` in front; a name over ``MAX_NAME`` bytes is
-    shortened, keeping its extension."""
-    if value is None:
-        return None
-    text = _CONTROL.sub("", str(value)).replace("/", "-").replace("\\", "-")
-    text = re.sub(r'[<>:"|?*]', "_", text).lstrip(" .-").rstrip(" .")
-    if not text:
-        return None
-    if _WINDOWS_RESERVED.match(text):
-        text = "_" + text
-    if len(text.encode()) > MAX_NAME:
-        match = _EXTENSION.search(text)
-        ext = match.group(0) if match else ""
-        stem = text[: len(text) - len(ext)]
-        budget = MAX_NAME - len(ext.encode())
-        stem = stem.encode()[:budget].decode(errors="ignore").rstrip(" .")
-        text = stem + ext
-    return text
 
 
 def inside(root: Path, rel: str | Path) -> Path:
     """``root / rel``, refused (ConfigError) unless it lies under ``root`` once symbolic links
     and ``..`` are resolved: a folder that is a link to elsewhere does not take a download there."""
     path = root / rel
-    base = root.resolve()
-    resolved = path.resolve()
-    if resolved != base and not resolved.is_relative_to(base):
+    if not is_inside(root, path):
         raise ConfigError(
-            f"Refusing to write {path}: it resolves to {resolved}, outside the download "
-            f"folder {base}."
+            f"Refusing to write {path}: it resolves to {path.resolve()}, outside the download "
+            f"folder {root.resolve()}."
         )
     return path
 

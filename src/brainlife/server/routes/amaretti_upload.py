@@ -72,4 +72,4 @@ async def upload_task_file(
         )
     finally:
         upload.abort()
-    return documents.upload_doc(received)
+    return documents.task_upload_doc(received)

@@ -108,13 +108,26 @@ def store_dataset_files(
             mode = _mode_of(content)
             sha, size = _put(archive, content)
             members.append(TarMember(path=path, size=size, sha256=sha, mode=mode))
+    except BaseException:
+        session.rollback()
+        raise
+    commit_dataset_manifest(session, archive, dataset, members)
+
+
+def commit_dataset_manifest(
+    session: Session, archive: Archive, dataset: Dataset, members: Sequence[TarMember]
+) -> None:
+    """Step 2 of the module docstring for blobs already in the store: check that every one is
+    there, then commit the manifest, `dataset.size` and `status = "stored"` in one transaction
+    (with whatever else the session holds). On any error the session is rolled back."""
+    try:
         missing = [m.path for m in members if not archive.store.has(m.sha256)]
         if missing:  # the store lost a blob it just acknowledged: never mark the object stored
             raise OSError(f"content store is missing blobs just written for {missing[:3]}")
 
         if dataset.create_date is None:
             dataset.create_date = datetime.now(UTC)
-        layout = TarLayout(members, epoch_seconds(dataset.create_date))
+        layout = TarLayout(list(members), epoch_seconds(dataset.create_date))
         session.add(dataset)
         session.flush()
         session.execute(delete(DatasetFile).where(DatasetFile.dataset_id == dataset.id))

@@ -1,0 +1,261 @@
+"""Uploads (issue #10), side by side in one run:
+
+1. one 1 GiB file: `bl data upload` (a subprocess, as a user runs it: start-up, planning, sha256
+   of the file, the upload, the server's sha256 and finalize) against `curl -T` of the same file
+   to nginx's WebDAV `PUT` (Debian nginx, `dav_methods PUT`), alternating, 3 runs each. Each
+   `bl` run first changes the file's first bytes, so the archive never already holds it;
+2. resume after kill -9 at half way: `bl data upload` killed once the server has staged half
+   the file, then the same upload again (in-process, so that its byte counts are exact);
+3. peak RSS of the `bl` process tree during the 1 GiB uploads, and of the server (before,
+   peak).
+
+    .venv/bin/python bench/bench_upload.py [--size-mib 1024] [--runs 3]
+
+Writes bench/out/upload.json and the "Uploads (issue #10)" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    NGINX,
+    OUT,
+    PYTHON,
+    RssSampler,
+    bl_serve,
+    free_port,
+    login,
+    machine_notes,
+    median,
+    save_json,
+    say,
+    stop_process,
+    tree_rss_kib,
+    wait_port,
+    write_section,
+)
+
+TP_PROJECT = "5b0dad8041711001e958b519"  # the demo user is a member of it
+START = "<!-- upload-benchmarks:start -->"
+END = "<!-- upload-benchmarks:end -->"
+
+DAV_CONF = """\
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/.tmp;
+    client_max_body_size 0;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        dav_methods PUT;
+        create_full_put_path on;
+    }}
+}}
+"""
+
+
+def make_file(path: Path, size: int) -> None:
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            n = min(left, 8 << 20)
+            fh.write(os.urandom(n))
+            left -= n
+
+
+def touch_head(path: Path, run: int) -> None:
+    """New content (and digest) for a run: the first 16 bytes change."""
+    with open(path, "r+b") as fh:
+        fh.write(f"run{run:013d}".encode())
+
+
+def env_for(home: Path, url: str, token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+    home.mkdir(parents=True, exist_ok=True)
+    return {**env, "HOME": str(home), "BLHOST": url, "BL_TOKEN": token}
+
+
+def upload_cmd(path: Path, subject: str) -> list[str]:
+    return [
+        PYTHON, "-m", "brainlife", "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w",
+        "-s", subject, "--t1", str(path),
+    ]  # fmt: skip
+
+
+def run_bl(path: Path, subject: str, env: dict[str, str], server_pid: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(upload_cmd(path, subject), env=env, stdout=subprocess.PIPE)
+    with RssSampler(proc.pid, 0.05) as client_rss, RssSampler(server_pid, 0.1) as server_rss:
+        out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0 or b"successfully uploaded" not in out:
+        raise RuntimeError(f"bl data upload failed ({proc.returncode}): {out!r}")
+    return {
+        "seconds": seconds,
+        "client_peak_mib": client_rss.peak_mib,
+        "server_peak_mib": server_rss.peak_mib,
+    }
+
+
+def run_curl(path: Path, url: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(path), url], check=True)
+    return time.perf_counter() - t0
+
+
+def resume_after_kill(
+    path: Path, size: int, env: dict[str, str], data_dir: Path, url: str, token: str
+) -> dict[str, float]:
+    from brainlife.client import Client
+
+    touch_head(path, 999)
+    proc = subprocess.Popen(upload_cmd(path, "resume"), env=env, stdout=subprocess.DEVNULL)
+    staged: Path | None = None
+    while True:
+        found = sorted((data_dir / "uploads").glob("*/*"))
+        if found and found[0].stat().st_size >= size // 2:
+            staged = found[0]
+            break
+        if proc.poll() is not None:
+            raise RuntimeError("the upload ended before half way")
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = staged.stat().st_size
+    time.sleep(0.5)  # the server writes what was in flight, then sees the connection gone
+    held = staged.stat().st_size
+    os.environ["HOME"] = env["HOME"]
+    with Client(url, token=token) as c:
+        plan = c.plan_upload(
+            project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": path}, subject="resume"
+        )
+        t0 = time.perf_counter()
+        result = c.upload(plan)
+        seconds = time.perf_counter() - t0
+    return {
+        "staged_at_kill": at_kill,
+        "held_at_resume": held,
+        "rerun_resumed": result.resumed,
+        "rerun_sent": result.sent,
+        "sent_again_fraction": max(0, result.sent - (size - held)) / size,
+        "rerun_fraction": result.sent / size,
+        "rerun_seconds": seconds,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    size = args.size_mib * 1024 * 1024
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=OUT))
+    try:
+        data_dir = work / "data"
+        src = work / "big.nii.gz"
+        say(f"making a {args.size_mib} MiB file")
+        make_file(src, size)
+        dav_root = work / "dav"
+        (dav_root / ".tmp").mkdir(parents=True)
+        # nginx's worker (nobody, when started as root) writes there
+        for d in (work, dav_root, dav_root / ".tmp"):
+            d.chmod(0o777)
+        port = free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(DAV_CONF.format(tmp=work, port=port, root=dav_root))
+        log = work / "nginx.log"
+        with open(log, "wb") as fh:
+            nginx = subprocess.Popen(
+                [NGINX, "-p", str(work), "-c", str(conf)], stdout=fh, stderr=fh
+            )
+        wait_port(port, nginx, log)
+        try:
+            with bl_serve(data_dir, ["--demo"]) as server:
+                token = login(server.port, "demo", "demo")
+                env = env_for(work / "home", server.url, token)
+                server_idle = tree_rss_kib(server.pid) / 1024
+                bl_runs: list[dict[str, float]] = []
+                curl_runs: list[float] = []
+                for i in range(args.runs):
+                    curl_runs.append(run_curl(src, f"http://127.0.0.1:{port}/up/big-{i}.bin"))
+                    (dav_root / "up" / f"big-{i}.bin").unlink()
+                    touch_head(src, i)
+                    bl_runs.append(run_bl(src, f"bench{i}", env, server.pid))
+                    say(f"run {i}: curl {curl_runs[-1]:.2f} s, bl {bl_runs[-1]['seconds']:.2f} s")
+                resume = resume_after_kill(src, size, env, data_dir, server.url, token)
+                server_after = tree_rss_kib(server.pid) / 1024
+        finally:
+            stop_process(nginx)
+        bl_s = median([r["seconds"] for r in bl_runs])
+        curl_s = median(curl_runs)
+        result = {
+            "size": size,
+            "curl_seconds": curl_runs,
+            "bl": bl_runs,
+            "ratio": curl_s / bl_s,
+            "resume": resume,
+            "server_idle_mib": server_idle,
+            "server_after_mib": server_after,
+        }
+        save_json("upload.json", result)
+        report(result, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(r: dict, args: argparse.Namespace) -> None:
+    mib = r["size"] / 1024 / 1024
+    bl_s = median([x["seconds"] for x in r["bl"]])
+    curl_s = median(r["curl_seconds"])
+    res = r["resume"]
+    curl_list = ", ".join(f"{x:.2f}" for x in r["curl_seconds"])
+    bl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["bl"])
+    client_peak = max(x["client_peak_mib"] for x in r["bl"])
+    server_peak = max(x["server_peak_mib"] for x in r["bl"])
+    bl_row = "`bl data upload` (whole command: start, sha256, upload, server sha256, finalize)"
+    md = f"""## Uploads (issue #10)
+
+`.venv/bin/python bench/bench_upload.py --size-mib {args.size_mib} --runs {args.runs}`
+({machine_notes()})
+
+| one {mib:.0f} MiB file | median of {args.runs} | runs (s) | MiB/s |
+|---|---|---|---|
+| curl `-T` → nginx WebDAV `PUT` | {curl_s:.2f} s | {curl_list} | {mib / curl_s:.0f} |
+| {bl_row} | {bl_s:.2f} s | {bl_list} | {mib / bl_s:.0f} |
+
+**Ratio (curl time / bl time): {r["ratio"]:.2f}×** (target ≥ 0.7×).
+
+Resume after kill -9 of `bl data upload` at half way: the server held
+{res["held_at_resume"] / 2**20:.0f} MiB ({res["staged_at_kill"] / 2**20:.0f} MiB at the kill); the
+rerun kept {res["rerun_resumed"] / 2**20:.0f} MiB and sent {res["rerun_sent"] / 2**20:.0f} MiB
+({100 * res["rerun_fraction"]:.1f} % of the file) in {res["rerun_seconds"]:.2f} s; **bytes sent
+again: {100 * res["sent_again_fraction"]:.2f} %** of the file (target < 5 %).
+
+Memory: peak RSS of the `bl` process during the {mib:.0f} MiB uploads
+{client_peak:.0f} MiB (target < 150 MB); server
+{r["server_idle_mib"]:.0f} MiB idle, peak {server_peak:.0f} MiB during
+the uploads, {r["server_after_mib"]:.0f} MiB after all of them.
+"""
+    write_section(md, START, END)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Resumable uploads under /api/warehouse (*ours*): thin, the rules are `services.uploads`'.
+
+`PUT /upload/<id>/file/<n>` is async: its body is written to the staged file as it arrives, a
+megabyte at a time in a worker thread (the write and the sha256 run outside the event loop, and
+overlap with receiving the next megabyte: one write in flight, in order), so memory stays flat
+(about two megabytes a request) whatever the file's size. A client that goes away mid-body keeps
+every byte that arrived; a full disk is a 507 that keeps them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from brainlife.server import documents
+from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
+from brainlife.server.services import datasets, uploads
+from brainlife.wire import UploadSession, routes
+
+router = APIRouter()
+
+#: bytes gathered before one write (and hash update) in a worker thread
+_WRITE_BATCH = 1024 * 1024
+
+
+def _state(session: Any, archive: Any, upload: Any) -> UploadSession:
+    return documents.upload_doc(upload, uploads.received_bytes(archive, upload))
+
+
+@router.post(routes.UPLOADS.path, response_model=None, status_code=201)
+def create_upload(
+    body: JsonBody, user: User, session: SessionDep, archive: ArchiveDep
+) -> UploadSession:
+    """Declare a data object and its files; answers what each file still needs."""
+    upload = uploads.create_upload(session, archive, user, body)
+    return _state(session, archive, upload)
+
+
+@router.get(routes.UPLOAD.path, response_model=None)
+def get_upload(
+    upload_id: str, user: User, session: SessionDep, archive: ArchiveDep
+) -> UploadSession:
+    """Where an upload stands (what a resuming client asks first)."""
+    upload = uploads.get_upload(session, user, upload_id)
+    if upload.status == "open":
+        uploads.recover_complete(session, archive, upload)
+    return _state(session, archive, upload)
+
+
+@router.delete(routes.UPLOAD.path, status_code=204)
+def delete_upload(upload_id: str, user: User, session: SessionDep, archive: ArchiveDep) -> None:
+    """Abandon an upload: the session and its staged bytes go."""
+    uploads.delete_upload(session, archive, user, upload_id)
+
+
+@router.put(routes.UPLOAD_FILE.path, response_model=None)
+async def put_file(
+    upload_id: str,
+    index: str,
+    request: Request,
+    user: User,
+    session: SessionDep,
+    archive: ArchiveDep,
+) -> UploadSession:
+    """Append bytes `Content-Range: bytes a-b/size` of file `index` (a must be what the server
+    holds); answers the session's state."""
+    write = await run_in_threadpool(
+        uploads.begin_write,
+        session,
+        archive,
+        user,
+        upload_id,
+        index,
+        request.headers.get("content-range"),
+        request.headers.get("content-length"),
+    )
+    pending: list[bytes] = []
+    size = 0
+    in_flight: asyncio.Future[None] | None = None
+    try:
+        try:
+            async for chunk in request.stream():
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= _WRITE_BATCH:
+                    data, pending, size = b"".join(pending), [], 0
+                    if in_flight is not None:
+                        await in_flight  # in order, and its error (full disk) stops the body
+                    in_flight = asyncio.ensure_future(run_in_threadpool(write.write, data))
+        except ClientDisconnect:
+            pass
+        if in_flight is not None:
+            flight, in_flight = in_flight, None
+            await flight
+        if pending:
+            await run_in_threadpool(write.write, b"".join(pending))
+    finally:
+        if in_flight is not None:  # never close the file under a running write
+            with contextlib.suppress(BaseException):
+                await in_flight
+        write.close()
+    await run_in_threadpool(uploads.finish_write, session, archive, write)
+    upload = await run_in_threadpool(uploads.get_upload, session, user, upload_id)
+    return await run_in_threadpool(_state, session, archive, upload)
+
+
+@router.post(routes.UPLOAD_FINALIZE.path, response_model=None)
+def finalize_upload(
+    upload_id: str, user: User, session: SessionDep, archive: ArchiveDep
+) -> dict[str, Any]:
+    """Create the data object once every file is stored; answers its document."""
+    dataset = uploads.finalize_upload(session, archive, user, upload_id)
+    return datasets.dataset_documents(session, [dataset])[0]

@@ -1,0 +1,687 @@
+"""Resumable uploads (*ours*, `routes.uploads`; docs/api.md "Uploads"): a data object is declared
+with its files, each file's bytes are staged as they arrive, and the object is created only when
+every file is in the content store.
+
+- **Access**: a session is created only in a project the caller may write to
+  (`access.writable_projects`, inside the query), and finalizing checks it again; a session is
+  its creator's alone (anyone else gets the 404 of an unknown id).
+- **Checks before a byte moves**: the files against the datatype's file list (every required id,
+  `filename`s exactly, `dirname`s as folders, no unknown id), safe relative names
+  (`brainlife.wire.paths`), counts and sizes (`brainlife.wire.uploads`, `Settings`), free space.
+- **Staging**: file `n` of session `S` is appended to `<data_dir>/uploads/S/n`; its size is what
+  the server holds (every byte written is a correct prefix: bytes only ever arrive in order), so
+  a server killed mid-request loses at most what was in flight. The sha256 is computed as bytes
+  arrive (after re-reading the staged prefix when a request resumes) and compared once the last
+  byte is in: a mismatch drops the staged bytes (the file changed while it was sent). A verified
+  file enters the store (`store.put_verified_file`), is marked `stored`, then its staged copy
+  goes; a crash in between leaves a complete staged file that the next request verifies again.
+- **Content already held** is not sent again, but only content the caller could read anyway:
+  a declared (sha256, size) is "stored" at once when a data object the caller may read has a
+  file with it, or one of the caller's own sessions stored it. Any other digest, even one the
+  store holds, must be sent in full: the answer reveals nothing about other projects' files.
+- **Finalizing** follows `ingest`'s ordering (blobs first, one commit last): the object, its
+  manifest and the session's `finalized` state are one commit, so the object never appears
+  half, and finalizing twice answers the same object.
+- **Expiry**: an open session idle past `Settings.upload_expiry` is removed at start-up
+  (`clean_uploads`) with its staged bytes and the blobs only it referenced; so are staged
+  folders without a session (a crash between the two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from brainlife.server.access import readable_datasets, readable_projects, writable_projects
+from brainlife.server.archive import Archive
+from brainlife.server.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+)
+from brainlife.server.ids import new_object_id
+from brainlife.server.models import (
+    Dataset,
+    DatasetDatatypeTag,
+    DatasetFile,
+    DatasetTag,
+    Datatype,
+    Project,
+    Upload,
+    UploadFile,
+)
+from brainlife.server.principal import Principal
+from brainlife.server.services.ingest import commit_dataset_manifest
+from brainlife.server.store import CHUNK, put_verified_file
+from brainlife.server.tarstream import TarMember
+from brainlife.wire import is_object_id
+from brainlife.wire.paths import relative_path_problem
+from brainlife.wire.uploads import (
+    UPLOAD_MAX_DESC,
+    UPLOAD_MAX_FILES,
+    UPLOAD_MAX_TAG,
+    UPLOAD_MAX_TAGS,
+)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
+#: the longest subject/session/run (the indexed columns)
+_MAX_META_VALUE = 128
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# --- declaring -------------------------------------------------------------------------------
+
+
+def _strings(value: Any, what: str, *, limit: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"'{what}' must be a list of strings.")
+    if len(value) > limit:
+        raise BadRequest(f"'{what}' has {len(value)} entries; at most {limit} are accepted.")
+    out: list[str] = []
+    for v in value:
+        if not v.strip() or len(v) > UPLOAD_MAX_TAG:
+            raise BadRequest(
+                f"Each of '{what}' must be 1 to {UPLOAD_MAX_TAG} characters, not {v[:40]!r}."
+            )
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _meta(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest('\'meta\' must be a JSON object (e.g. {"subject": "0001"}).')
+    meta = dict(value)
+    for key in ("subject", "session", "run"):
+        v = meta.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            raise BadRequest(f"meta.{key} must be a string.")
+        v = str(v)
+        if not v or len(v) > _MAX_META_VALUE:
+            raise BadRequest(f"meta.{key} must be 1 to {_MAX_META_VALUE} characters.")
+        meta[key] = v
+    return meta
+
+
+@dataclass(frozen=True)
+class DeclaredFile:
+    file_id: str | None
+    path: str
+    size: int
+    sha256: str
+
+
+def _declared_files(value: Any, max_bytes: int) -> list[DeclaredFile]:
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'files' must be a non-empty list of {id, name, size, sha256}.")
+    if len(value) > UPLOAD_MAX_FILES:
+        raise BadRequest(
+            f"An upload may hold at most {UPLOAD_MAX_FILES} files; this one declares "
+            f"{len(value)}. Split it into several data objects."
+        )
+    files: list[DeclaredFile] = []
+    for i, f in enumerate(value):
+        if not isinstance(f, dict):
+            raise BadRequest(f"files[{i}] must be an object {{id, name, size, sha256}}.")
+        name = f.get("name")
+        problem = relative_path_problem(name)
+        if problem:
+            raise BadRequest(f"files[{i}]: {problem}.")
+        size = f.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadRequest(f"files[{i}] ({name}): 'size' must be a number of bytes.")
+        sha = f.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise BadRequest(f"files[{i}] ({name}): 'sha256' must be 64 lower-case hex digits.")
+        fid = f.get("id")
+        if fid is not None and (not isinstance(fid, str) or not fid or len(fid) > 256):
+            raise BadRequest(f"files[{i}] ({name}): 'id' must be a datatype file id.")
+        files.append(DeclaredFile(fid, str(name), size, sha))
+    total = sum(f.size for f in files)
+    if total > max_bytes:
+        raise PayloadTooLarge(
+            f"The upload declares {total} bytes; this archive accepts at most {max_bytes} "
+            "bytes per upload. Split it into several data objects."
+        )
+    seen: set[str] = set()
+    for f in files:
+        if f.path in seen:
+            raise BadRequest(f"The file path {f.path!r} appears twice in the upload.")
+        seen.add(f.path)
+    for f in files:
+        parts = f.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise BadRequest(f"{'/'.join(parts[:i])!r} is both a file and a folder.")
+    return files
+
+
+def check_datatype_files(datatype: Datatype, files: Sequence[DeclaredFile]) -> None:
+    """Refuse files that do not fit the datatype's file list (`files` of its document): an
+    unknown or missing id, a required id absent, a name other than the declared `filename`, a
+    file outside its `dirname`. A datatype without a file list takes any files."""
+    specs = [s for s in (datatype.extra or {}).get("files") or [] if isinstance(s, dict)]
+    if not specs:
+        return
+    by_id = {str(s.get("id")): s for s in specs}
+
+    def described(s: dict[str, Any]) -> str:
+        name = s.get("filename") or (str(s.get("dirname")) + "/")
+        return f"{s.get('id')} ({name}{', required' if s.get('required') else ''})"
+
+    listing = ", ".join(described(s) for s in specs)
+    where = f"Datatype {datatype.name} has the files {listing}"
+    counts: dict[str, int] = {}
+    for f in files:
+        if f.file_id is None:
+            raise BadRequest(f"The file {f.path!r} names no datatype file id. {where}.")
+        spec = by_id.get(f.file_id)
+        if spec is None:
+            raise BadRequest(f"Unknown file id {f.file_id!r} (for {f.path!r}). {where}.")
+        counts[f.file_id] = counts.get(f.file_id, 0) + 1
+        if spec.get("filename"):
+            if f.path != spec["filename"]:
+                raise BadRequest(
+                    f"The file id {f.file_id!r} must be named {spec['filename']!r} in the data "
+                    f"object, not {f.path!r}. {where}."
+                )
+            if counts[f.file_id] > 1:
+                raise BadRequest(f"The file id {f.file_id!r} is given twice. {where}.")
+        elif spec.get("dirname") and not f.path.startswith(str(spec["dirname"]).rstrip("/") + "/"):
+            raise BadRequest(
+                f"The file {f.path!r} (id {f.file_id!r}) must lie in the folder "
+                f"{spec['dirname']!r}. {where}."
+            )
+    missing = [str(s.get("id")) for s in specs if s.get("required") and s.get("id") not in counts]
+    if missing:
+        raise BadRequest(f"Required file(s) missing: {', '.join(missing)}. {where}.")
+
+
+def _datatype(session: Session, value: Any) -> Datatype:
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise BadRequest("'datatype' must be a datatype id or name (e.g. neuro/anat/t1w).")
+    column = Datatype.id if is_object_id(value) else Datatype.name
+    row = session.scalars(select(Datatype).where(column == value)).first()
+    if row is None:
+        raise NotFound(f"No datatype {value!r} (see 'bl datatype query').")
+    return row
+
+
+def _writable_project(session: Session, principal: Principal, project_id: Any) -> Project:
+    if not is_object_id(project_id):
+        raise BadRequest("'project' must be a project id (24 hex digits).")
+    row = session.scalars(
+        select(Project).where(Project.id == project_id, writable_projects(principal))
+    ).first()
+    if row is not None:
+        return row
+    readable = session.scalars(
+        select(Project.id).where(
+            Project.id == project_id, Project.removed.is_(False), readable_projects(principal)
+        )
+    ).first()
+    if readable is None:
+        raise NotFound(f"No project {project_id} (or it is not visible to you).")
+    raise Forbidden(
+        f"You may not add data objects to project {project_id}: only its admins and members "
+        "can (ask one of its admins to make you a member)."
+    )
+
+
+def _held(
+    session: Session, principal: Principal, files: Sequence[DeclaredFile]
+) -> set[tuple[str, int]]:
+    """The (sha256, size) of `files` that the caller may skip sending (module docstring): both
+    must match, so a wrong size never lands in a manifest."""
+    wanted = sorted({f.sha256 for f in files})
+    held: set[tuple[str, int]] = set()
+    for i in range(0, len(wanted), 500):
+        batch = wanted[i : i + 500]
+        rows = session.execute(
+            select(DatasetFile.sha256, DatasetFile.size)
+            .join(Dataset, Dataset.id == DatasetFile.dataset_id)
+            .where(DatasetFile.sha256.in_(batch), readable_datasets(principal))
+            .distinct()
+        )
+        held.update((sha, int(size)) for sha, size in rows)
+        rows = session.execute(
+            select(UploadFile.sha256, UploadFile.size)
+            .join(Upload, Upload.id == UploadFile.upload_id)
+            .where(
+                UploadFile.sha256.in_(batch),
+                UploadFile.stored.is_(True),
+                Upload.user_id == principal.sub_str,
+            )
+            .distinct()
+        )
+        held.update((sha, int(size)) for sha, size in rows)
+    return held
+
+
+def _check_space(archive: Archive, needed: int) -> None:
+    folder = archive.settings.uploads_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InsufficientStorage(
+            f"The archive has {free} bytes of free disk space; this upload needs {needed}. "
+            "Ask the archive's administrator to free or add space."
+        )
+
+
+def create_upload(session: Session, archive: Archive, principal: Principal, body: Any) -> Upload:
+    """`POST /upload`: check everything, then record the session (nothing staged yet)."""
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object {project, datatype, files, …}.")
+    project = _writable_project(session, principal, body.get("project"))
+    datatype = _datatype(session, body.get("datatype"))
+    files = _declared_files(body.get("files"), archive.settings.max_upload_session_bytes)
+    check_datatype_files(datatype, files)
+    desc = body.get("desc") or ""
+    if not isinstance(desc, str) or len(desc) > UPLOAD_MAX_DESC:
+        raise BadRequest(f"'desc' must be a string of at most {UPLOAD_MAX_DESC} characters.")
+    doc = {
+        "desc": desc,
+        "meta": _meta(body.get("meta")),
+        "tags": _strings(body.get("tags"), "tags", limit=UPLOAD_MAX_TAGS),
+        "datatype_tags": _strings(
+            body.get("datatype_tags"), "datatype_tags", limit=UPLOAD_MAX_TAGS
+        ),
+    }
+    held = _held(session, principal, files)
+    for f in files:  # an empty file is stored at once: there is nothing to send
+        if f.size == 0 and f.sha256 == hashlib.sha256(b"").hexdigest():
+            archive.store.put_stream([], sha256=f.sha256)
+            held.add((f.sha256, 0))
+    _check_space(archive, sum(f.size for f in files if (f.sha256, f.size) not in held))
+    now = _now()
+    upload = Upload(
+        id=new_object_id(now),
+        user_id=principal.sub_str,
+        project_id=project.id,
+        datatype_id=datatype.id,
+        status="open",
+        doc=doc,
+        create_date=now,
+        expires=now + timedelta(seconds=archive.settings.upload_expiry),
+        files=[
+            UploadFile(
+                pos=i,
+                file_id=f.file_id,
+                path=f.path,
+                size=f.size,
+                sha256=f.sha256,
+                stored=(f.sha256, f.size) in held and archive.store.has(f.sha256),
+            )
+            for i, f in enumerate(files)
+        ],
+    )
+    session.add(upload)
+    session.commit()
+    return upload
+
+
+# --- the session -----------------------------------------------------------------------------
+
+
+def get_upload(session: Session, principal: Principal, upload_id: str) -> Upload:
+    """The caller's session `upload_id`; anyone else's, or an unknown id, is a 404."""
+    row = session.get(Upload, upload_id) if is_object_id(upload_id) else None
+    if row is None or row.user_id != principal.sub_str:
+        raise NotFound(f"No upload session {upload_id} (it may have expired).")
+    return row
+
+
+def staged_path(archive: Archive, upload_id: str, pos: int) -> Path:
+    return archive.settings.uploads_dir / upload_id / str(pos)
+
+
+def received_bytes(archive: Archive, upload: Upload) -> dict[int, int]:
+    """How many bytes of each file the server holds (a stored file: all of them)."""
+    out: dict[int, int] = {}
+    for f in upload.files:
+        if f.stored:
+            out[f.pos] = f.size
+            continue
+        try:
+            out[f.pos] = min(staged_path(archive, upload.id, f.pos).stat().st_size, f.size)
+        except FileNotFoundError:
+            out[f.pos] = 0
+    return out
+
+
+def touch(session: Session, archive: Archive, upload: Upload) -> None:
+    upload.expires = _now() + timedelta(seconds=archive.settings.upload_expiry)
+    session.commit()
+
+
+def delete_upload(session: Session, archive: Archive, principal: Principal, upload_id: str) -> None:
+    """`DELETE /upload/<id>`: an open session and its staged bytes go (a finalized one: only the
+    session; its object stays)."""
+    upload = get_upload(session, principal, upload_id)
+    session.delete(upload)
+    session.commit()
+    shutil.rmtree(archive.settings.uploads_dir / upload_id, ignore_errors=True)
+
+
+# --- receiving bytes -------------------------------------------------------------------------
+
+
+@dataclass
+class FileWrite:
+    """One `PUT` of a file's bytes `[start, end)`, appended to its staged file: `open` takes the
+    file's lock (one writer at a time, across worker processes) and re-hashes the staged prefix;
+    `write` appends (raw writes: every byte written is on disk in order); `finish` verifies."""
+
+    upload_id: str
+    pos: int
+    path: Path
+    name: str
+    size: int
+    sha256: str
+    start: int
+    end: int
+    fd: int = -1
+    written: int = 0
+    hasher: Any = None
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            raise Conflict(
+                f"Another request is sending {self.name!r} of this upload right now; "
+                "wait for it to end (GET the session to see what the server holds)."
+            ) from None
+        held = os.fstat(self.fd).st_size
+        if held != self.start:
+            self.close()
+            raise Conflict(
+                f"The server holds {held} bytes of {self.name!r}; send from byte {held} "
+                f"(Content-Range: bytes {held}-…/{self.size}), not {self.start}."
+            )
+        self.hasher = hashlib.sha256()
+        if self.start:
+            with open(self.path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(CHUNK), b""):
+                    self.hasher.update(chunk)
+
+    def write(self, data: bytes) -> None:
+        room = self.end - self.start - self.written
+        extra = len(data) > room
+        view = memoryview(data)[:room] if extra else memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise InsufficientStorage(
+                        f"The archive's disk is full: {self.start + self.written} bytes of "
+                        f"{self.name!r} are kept; send the rest once space is freed."
+                    ) from None
+                raise
+            self.hasher.update(view[:n])
+            self.written += n
+            view = view[n:]
+        if extra:
+            raise BadRequest(
+                f"The body is longer than its Content-Range (bytes {self.start}-{self.end - 1}); "
+                f"the first {self.end - self.start} bytes were kept."
+            )
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # also releases the lock
+            self.fd = -1
+
+    def complete(self) -> bool:
+        return self.start + self.written == self.size
+
+
+def parse_content_range(value: str | None, size: int) -> tuple[int, int]:
+    """`[start, end)` of `Content-Range: bytes a-b/size`."""
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if not match:
+        raise BadRequest(
+            "A file's bytes need 'Content-Range: bytes <first>-<last>/<size>' (e.g. "
+            f"bytes 0-1048575/{size})."
+        )
+    first, last, total = (int(g) for g in match.groups())
+    if total != size:
+        raise BadRequest(f"Content-Range says the file has {total} bytes; it was declared {size}.")
+    if not first <= last < size:
+        raise BadRequest(f"Content-Range bytes {first}-{last} is not within the file's {size}.")
+    return first, last + 1
+
+
+def begin_write(
+    session: Session,
+    archive: Archive,
+    principal: Principal,
+    upload_id: str,
+    index: str,
+    content_range: str | None,
+    content_length: str | None,
+) -> FileWrite:
+    """Check a `PUT` and open its staged file (`FileWrite.open`)."""
+    upload = get_upload(session, principal, upload_id)
+    if upload.status != "open":
+        raise Conflict(f"Upload session {upload_id} is finalized already.")
+    if not index.isdigit() or int(index) >= len(upload.files):
+        raise NotFound(f"Upload session {upload_id} has no file {index[:20]!r}.")
+    f = upload.files[int(index)]
+    if f.stored:
+        raise Conflict(f"The server has every byte of {f.path!r} already; nothing to send.")
+    start, end = parse_content_range(content_range, f.size)
+    length = (content_length or "").strip()
+    if length.isdigit() and int(length) != end - start:
+        raise BadRequest(
+            f"Content-Length {length} does not match Content-Range ({end - start} bytes)."
+        )
+    touch(session, archive, upload)
+    write = FileWrite(
+        upload_id,
+        f.pos,
+        staged_path(archive, upload_id, f.pos),
+        f.path,
+        f.size,
+        f.sha256,
+        start,
+        end,
+    )
+    write.open()
+    return write
+
+
+def finish_write(session: Session, archive: Archive, write: FileWrite) -> None:
+    """After a `PUT`'s body: when the file is complete, verify its sha256, store it, mark it
+    stored (then drop the staged copy); a mismatch drops the staged bytes."""
+    write.close()
+    if not write.complete():
+        return
+    got = write.hasher.hexdigest()
+    if got != write.sha256:
+        os.truncate(write.path, 0)
+        raise BadRequest(
+            f"The bytes received for {write.name!r} do not have the sha256 declared "
+            f"({write.sha256[:12]}…, received {got[:12]}…): did the file change while it was "
+            "being uploaded? The staged bytes were dropped; upload it again."
+        )
+    _store_staged(session, archive, write.upload_id, write.pos)
+
+
+def _store_staged(session: Session, archive: Archive, upload_id: str, pos: int) -> None:
+    path = staged_path(archive, upload_id, pos)
+    f = session.get(UploadFile, (upload_id, pos))
+    if f is None:  # the session was deleted meanwhile
+        return
+    try:
+        put_verified_file(archive.store, path, f.sha256)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                f"The archive's disk is full: {f.path!r} is received but cannot be stored yet; "
+                "try again once space is freed (nothing is lost)."
+            ) from None
+        raise
+    f.stored = True
+    session.commit()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def recover_complete(session: Session, archive: Archive, upload: Upload) -> None:
+    """Files whose staged bytes are complete but not marked stored (the server stopped between
+    the last byte and the commit): verify and store them now."""
+    received = received_bytes(archive, upload)
+    for f in upload.files:
+        if f.stored or received[f.pos] != f.size or f.size == 0:
+            continue
+        path = staged_path(archive, upload.id, f.pos)
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(chunk)
+        if digest.hexdigest() == f.sha256:
+            _store_staged(session, archive, upload.id, f.pos)
+        else:
+            os.truncate(path, 0)
+
+
+# --- finalizing ------------------------------------------------------------------------------
+
+
+def finalize_upload(
+    session: Session, archive: Archive, principal: Principal, upload_id: str
+) -> Dataset:
+    """`POST /upload/<id>/finalize`: the data object, once every file is stored (409
+    otherwise); the same object again for a finalized session."""
+    upload = get_upload(session, principal, upload_id)
+    if upload.status == "finalized" and upload.dataset_id:
+        ds = session.get(Dataset, upload.dataset_id)
+        if ds is None:
+            raise NotFound(f"The data object of upload {upload_id} no longer exists.")
+        return ds
+    recover_complete(session, archive, upload)
+    waiting = [f.path for f in upload.files if not f.stored]
+    if waiting:
+        raise Conflict(
+            f"{len(waiting)} file(s) of upload {upload_id} are not complete yet (first: "
+            f"{waiting[0]!r}); send their bytes, then finalize."
+        )
+    _writable_project(session, principal, upload.project_id)
+    doc = upload.doc or {}
+    meta = dict(doc.get("meta") or {})
+    now = _now()
+    ds = Dataset(
+        id=new_object_id(now),
+        project_id=upload.project_id,
+        datatype_id=upload.datatype_id,
+        user_id=principal.sub_str,
+        desc=doc.get("desc") or "",
+        status="storing",
+        removed=False,
+        subject=meta.get("subject"),
+        session=meta.get("session"),
+        run=meta.get("run"),
+        create_date=now,
+        update_date=now,
+        meta=meta,
+        prov={"upload_id": upload.id},
+        extra={"download_count": 0},
+        tags=[DatasetTag(tag=t, pos=i) for i, t in enumerate(doc.get("tags") or [])],
+        datatype_tags=[
+            DatasetDatatypeTag(tag=t, pos=i) for i, t in enumerate(doc.get("datatype_tags") or [])
+        ],
+    )
+    upload.status = "finalized"
+    upload.dataset_id = ds.id
+    members = [
+        TarMember(path=f.path, size=f.size, sha256=f.sha256, mode=0o644) for f in upload.files
+    ]
+    commit_dataset_manifest(session, archive, ds, members)
+    shutil.rmtree(archive.settings.uploads_dir / upload.id, ignore_errors=True)
+    return ds
+
+
+# --- start-up cleaning -----------------------------------------------------------------------
+
+
+def _remove_blobs(session: Session, archive: Archive, digests: Iterable[str]) -> int:
+    """Remove blobs no data object and no stored file of a session references (local store)."""
+    removed = 0
+    for sha in set(digests):
+        used = (
+            session.scalars(
+                select(DatasetFile.sha256).where(DatasetFile.sha256 == sha).limit(1)
+            ).first()
+            or session.scalars(
+                select(UploadFile.sha256)
+                .where(UploadFile.sha256 == sha, UploadFile.stored.is_(True))
+                .limit(1)
+            ).first()
+        )
+        path = archive.store.local_path(sha) if not used else None
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def clean_uploads(archive: Archive, now: datetime | None = None) -> int:
+    """At start-up: remove expired sessions (open ones with their staged bytes and the blobs only
+    they referenced; finalized ones are only records), and staged folders that have no open
+    session. Returns how many sessions went."""
+    now = now or _now()
+    folder = archive.settings.uploads_dir
+    with archive.session() as session:
+        expired = [u for u in session.scalars(select(Upload)) if _aware(u.expires) < now]
+        digests = [f.sha256 for u in expired if u.status == "open" for f in u.files if f.stored]
+        if expired:
+            session.execute(
+                delete(UploadFile).where(UploadFile.upload_id.in_([u.id for u in expired]))
+            )
+            session.execute(delete(Upload).where(Upload.id.in_([u.id for u in expired])))
+            session.commit()
+        _remove_blobs(session, archive, digests)
+        live = set(session.scalars(select(Upload.id).where(Upload.status == "open")))
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name not in live:
+                shutil.rmtree(entry, ignore_errors=True)
+    return len(expired)

@@ -1,0 +1,71 @@
+"""The documents of our resumable upload API (*ours*, under /api/warehouse; docs/api.md,
+"Uploads"). Standard library only: the client imports this module.
+
+A client declares a data object and its files (`UploadRequest`), gets a session
+(`UploadSession`) saying what each file needs, sends each file's missing bytes with
+`PUT /upload/<id>/file/<n>` and `Content-Range: bytes <a>-<b>/<size>`, and finalizes: the data
+object appears then, with every file, or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, NotRequired, TypedDict
+
+#: The most files one upload session may declare (their list must also fit the server's request
+#: body limit, 256 KiB by default: about 2,300 short names).
+UPLOAD_MAX_FILES: Final = 2_000
+#: The longest description, and the most tags / datatype tags (and characters per tag).
+UPLOAD_MAX_DESC: Final = 10_000
+UPLOAD_MAX_TAGS: Final = 100
+UPLOAD_MAX_TAG: Final = 256
+
+#: `UploadFileState.state`: `stored` (the archive has the bytes: nothing to send), `partial`
+#: (`received` bytes staged so far: send the rest from there)
+UploadFileStatus = Literal["stored", "partial"]
+
+
+class UploadFileRequest(TypedDict):
+    """One file of an upload: `name` is its path inside the data object (`t1.nii.gz`,
+    `output/mri/aseg.mgz`), `id` the datatype file id it is (`t1`, `output`: a `dirname`
+    entry holds every file under its folder)."""
+
+    id: NotRequired[str]
+    name: str
+    size: int
+    sha256: str
+
+
+class UploadRequest(TypedDict):
+    """`POST /api/warehouse/upload`."""
+
+    project: str
+    datatype: str
+    desc: NotRequired[str]
+    meta: NotRequired[dict[str, object]]
+    tags: NotRequired[list[str]]
+    datatype_tags: NotRequired[list[str]]
+    files: list[UploadFileRequest]
+
+
+class UploadFileState(TypedDict):
+    id: NotRequired[str]
+    name: str
+    size: int
+    sha256: str
+    state: UploadFileStatus
+    #: bytes the server holds (`size` when stored)
+    received: int
+
+
+class UploadSession(TypedDict):
+    """What `POST /upload`, `GET /upload/<id>` and `PUT /upload/<id>/file/<n>` answer."""
+
+    _id: str
+    project: str
+    datatype: str
+    #: `open`, or `finalized` (then `dataset` is the new object's id)
+    status: Literal["open", "finalized"]
+    dataset: str | None
+    files: list[UploadFileState]
+    #: when the session and its staged bytes are removed if nothing happens (ISO 8601)
+    expires: str

@@ -1,0 +1,243 @@
+"""`bl data upload` and `Client.upload` against a real `bl serve`: one object end to end, files
+refused before a byte moves, a client killed half way and resumed, a server killed and restarted
+mid-upload, a file that changes while it is sent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from brainlife.client import Client, SourceChanged
+from brainlife.server.demo.world import GUEST_PROJECT, TP_PROJECT
+from tests.bulk._cli import bl_cmd, cli_env
+from tests.conftest import LiveServer, kill_and_restart
+
+
+def _data(n: int, seed: bytes = b"") -> bytes:
+    block = hashlib.sha256(seed).digest() * 32768  # 1 MiB of varied bytes
+    return (block * (n // len(block) + 1))[:n]
+
+
+def _staged(server: LiveServer) -> list[Path]:
+    return sorted((server.data_dir / "uploads").glob("*/*"))
+
+
+def _query(bl, dataset_id: str) -> dict:  # type: ignore[no-untyped-def]
+    r = bl("data", "query", "-i", dataset_id, "-j")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert len(rows) == 1
+    return rows[0]  # type: ignore[no-any-return]
+
+
+def test_upload_one_object_json(bl, tmp_path: Path, server: LiveServer) -> None:
+    t1 = tmp_path / "anat.nii.gz"
+    t1.write_bytes(_data(3 * 1024 * 1024 + 17, b"t1"))
+    r = bl(
+        "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "0042", "-e", "2",
+        "-r", "1", "-t", "mine", "--datatype_tag", "defaced", "-n", "my T1",
+        "-m", '{"age": 31}', "--t1", str(t1), "-j",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert r.output.startswith("{\n    ")  # as the official CLI prints it
+    assert doc["status"] == "stored" and doc["project"] == TP_PROJECT
+    assert doc["meta"] == {"age": 31, "subject": "0042", "session": "2", "run": "1"}
+    assert doc["tags"] == ["mine", "run-1"] and doc["datatype_tags"] == ["defaced"]
+    assert doc["desc"] == "my T1"
+    assert _query(bl, doc["_id"])["meta"]["subject"] == "0042"
+    out = tmp_path / "down"
+    r = bl("data", "download", doc["_id"], str(out))
+    assert r.exit_code == 0, r.output
+    assert (out / "t1.nii.gz").read_bytes() == t1.read_bytes()
+    # the same content again: nothing is sent, the object is new
+    r = bl(
+        "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "0043", "--t1", str(t1)
+    )
+    assert r.exit_code == 0, r.output
+    assert "sent 0 B" in r.output and "already in the archive" in r.output
+    assert not _staged(server)
+
+
+def test_folder_with_the_datatype_names(bl, tmp_path: Path) -> None:
+    folder = tmp_path / "dwi"
+    folder.mkdir()
+    for name in ("dwi.nii.gz", "dwi.bvecs", "dwi.bvals"):
+        (folder / name).write_bytes(name.encode() * 100)
+    r = bl("data", "upload", "-p", TP_PROJECT, "-d", "neuro/dwi", "-s", "7", str(folder), "-j")
+    assert r.exit_code == 0, r.output
+    r = bl("data", "query", "-i", json.loads(r.output)["_id"], "-j")
+    assert json.loads(r.output)[0]["size"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-d", "neuro/anat/t1w", "--t2", "F"], "Unknown file id --t2"),
+        (["-d", "neuro/dwi", "--dwi", "F"], "needs --bvecs"),
+        (["-d", "neuro/anat/t1w", "--t1", "DIR"], "must be a file"),
+        (["-d", "neuro/tractprofile", "--profiles", "F"], "must be a folder"),
+        (["-d", "neuro/anat/t1w", "--t1", "MISSING"], "no such file"),
+    ],
+)
+def test_wrong_files_refused_before_a_byte(
+    bl, tmp_path: Path, server: LiveServer, args: list[str], message: str
+) -> None:
+    f = tmp_path / "f.nii.gz"
+    f.write_bytes(b"x" * 1000)
+    (tmp_path / "dir").mkdir()
+    paths = {"F": str(f), "DIR": str(tmp_path / "dir"), "MISSING": str(tmp_path / "nope")}
+    r = bl("data", "upload", "-p", TP_PROJECT, "-s", "1", *[paths.get(a, a) for a in args])
+    assert r.exit_code == 10, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) <= 6  # one line, then the datatype's files
+    assert not _staged(server)
+
+
+def test_guest_project_refused(bl, tmp_path: Path) -> None:
+    f = tmp_path / "t1.nii.gz"
+    f.write_bytes(b"x" * 1000)
+    r = bl("data", "upload", "-p", GUEST_PROJECT, "-d", "neuro/anat/t1w", "-s", "1", "--t1", str(f))
+    assert r.exit_code == 4, r.output
+    assert "only its admins and members" in r.output
+
+
+def _upload_proc(server: LiveServer, token: str, home: Path, f: Path, subject: str):  # type: ignore[no-untyped-def]
+    args = ["data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", subject]
+    return subprocess.Popen(
+        bl_cmd(*args, "--t1", str(f)),
+        env=cli_env(server.url, token, home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_staged(server: LiveServer, at_least: int, proc, limit: float = 60) -> int:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        staged = _staged(server)
+        if staged and staged[0].stat().st_size >= at_least:
+            return staged[0].stat().st_size
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    raise AssertionError("the upload did not start")
+
+
+def test_client_killed_half_way_resumes(token: str, home: Path, tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    size = 160 * 1024 * 1024
+    f = tmp_path / "big.nii.gz"
+    f.write_bytes(_data(size, b"kill-client"))
+    proc = _upload_proc(server, token, home, f, "kill")
+    _wait_staged(server, size // 2, proc)
+    proc.kill()
+    proc.wait()
+    held = _staged(server)[0].stat().st_size
+    assert 0 < held < size
+    r = subprocess.run(
+        bl_cmd("data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "kill", "--t1",
+               str(f), "-j"),
+        env=cli_env(server.url, token, home), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    with Client(server.url, token=token) as c:
+        manifest = c.http.request_json(
+            "GET", f"/api/warehouse/dataset/manifest/{doc['_id']}", token=token
+        )
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    # resumed from what the server held: bytes sent again (the rerun's total) ≈ size - held
+    r2 = subprocess.run(
+        bl_cmd("data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "kill2", "--t1",
+               str(f)),
+        env=cli_env(server.url, token, home), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "already in the archive" in r2.stdout  # a second object of the same bytes: none sent
+    assert not _staged(server)
+
+
+def test_library_resume_counts_bytes(token: str, tmp_path: Path, server: LiveServer) -> None:
+    """Half the bytes on the server from an earlier, interrupted run: the rerun sends the rest
+    only (the counts `bl data upload` prints)."""
+    import threading
+
+    size = 8 * 1024 * 1024
+    f = tmp_path / "t1.nii.gz"
+    f.write_bytes(_data(size, b"library"))
+    with Client(server.url, token=token) as c:
+        plan = c.plan_upload(
+            project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="lib"
+        )
+        cancel = threading.Event()
+
+        def stop_half_way(done: int, _total: int | None) -> None:
+            if done >= size // 2:
+                cancel.set()
+
+        with pytest.raises(Exception, match="Interrupted"):
+            c.upload(plan, progress=stop_half_way, cancel=cancel)
+        assert c.upload_state(plan).exists()
+        plan2 = c.plan_upload(
+            project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="lib"
+        )
+        result = c.upload(plan2)
+    # the rerun sends only what the server did not hold (the first run stopped at half way,
+    # a megabyte or so in flight)
+    assert result.resumed + result.sent == size
+    assert result.resumed >= size // 2 - 2 * 1024 * 1024
+    assert result.dataset["status"] == "stored"
+    assert not c.upload_state(plan).exists()
+
+
+def test_server_killed_and_restarted_mid_upload(
+    token: str, home: Path, tmp_path: Path, server
+) -> None:  # type: ignore[no-untyped-def]
+    size = 160 * 1024 * 1024
+    f = tmp_path / "restart.nii.gz"
+    f.write_bytes(_data(size, b"restart"))
+    proc = _upload_proc(server, token, home, f, "restart")
+    _wait_staged(server, size // 4, proc)
+    new = kill_and_restart(server)
+    server.process = new.process
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"successfully uploaded" in out
+    with Client(server.url, token=token) as c:
+        rows = c.query_datasets(project=TP_PROJECT, subject="restart").datasets
+    assert len(rows) == 1 and rows[0]["status"] == "stored"
+    assert not _staged(server)
+
+
+def test_file_changed_while_sent(token: str, tmp_path: Path, server: LiveServer) -> None:
+    size = 4 * 1024 * 1024
+    f = tmp_path / "t1.nii.gz"
+    f.write_bytes(_data(size, b"change"))
+    with Client(server.url, token=token) as c:
+        plan = c.plan_upload(
+            project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="chg"
+        )
+
+        def rewrite(done: int, _total: int | None) -> None:
+            if 0 < done < size:  # after the first megabyte: same size, new bytes and mtime
+                f.write_bytes(_data(size, b"other"))
+
+        with pytest.raises(SourceChanged, match="changed while it was being uploaded"):
+            c.upload(plan, progress=rewrite)
+        # the same size and modification time, other bytes: the server's sha256 catches it
+        f.write_bytes(_data(size, b"change"))
+        st = f.stat()
+        plan = c.plan_upload(
+            project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="chg2"
+        )
+        with f.open("r+b") as fh:
+            fh.seek(size - 10)
+            fh.write(b"0123456789")
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with pytest.raises(SourceChanged, match="other bytes than were hashed"):
+            c.upload(plan)
+        assert not c.query_datasets(project=TP_PROJECT, subject="chg2").datasets
