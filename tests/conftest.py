@@ -22,6 +22,21 @@ from pathlib import Path
 
 import pytest
 
+#: the Argon2 cost profile (`brainlife.server.services.auth.PASSWORD_COSTS`) of every test
+#: process and test server
+TEST_PASSWORD_COST = "test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> None:
+    """Passwords hashed in the test processes (the demo build, users the tests make) cost
+    microseconds: each login of a test then does too (a hash is verified at its own cost), where
+    the default cost took a quarter second of CPU per login. The default cost is pinned by
+    tests/server/test_serve_env.py."""
+    from brainlife.server.services.auth import use_password_cost
+
+    use_password_cost(TEST_PASSWORD_COST)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -126,7 +141,8 @@ def start_server(
     port: int | None = None,
     env: dict[str, str] | None = None,
 ) -> LiveServer:
-    """A real `bl serve` on a free port; `env` adds to the environment it inherits."""
+    """A real `bl serve` on a free port; `env` adds to the environment it inherits. Its new
+    password hashes (the dummy one of unknown users) are cheap ones, like the test process's."""
     port = port or free_port()
     cmd = [
         sys.executable,
@@ -142,9 +158,10 @@ def start_server(
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env} if env else None
-    )
+    from brainlife.server.serve import PASSWORD_COST_ENV
+
+    env = {**os.environ, PASSWORD_COST_ENV: TEST_PASSWORD_COST, **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
