@@ -1,7 +1,7 @@
 """Shared fixtures.
 
-- `settings` / `archive` / `app` / `http`: a fresh, empty archive per test, served in-process
-  (Starlette's TestClient).
+- `settings` / `archive` / `app` / `http`: a fresh, empty archive per test (a copy of
+  `empty_archive_dir`), served in-process (Starlette's TestClient).
 - `demo_archive_dir`: the demo world built once per session into a folder (treat as read-only).
 - `live_server`: a real `bl serve` process on a real socket over a copy of the demo archive.
 """
@@ -56,10 +56,27 @@ def settings(tmp_path: Path):
     return Settings(data_dir=tmp_path / "data", failed_login_delay=0.0)
 
 
+@pytest.fixture(scope="session")
+def empty_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty archive (database migrated to head, key pair, store and task folders), made once
+    per test process: `archive` starts each test from a copy of it. Opening a new folder runs
+    every migration and makes an RSA key pair, ~0.2 s of CPU that hundreds of tests paid each;
+    opening a copy finds the database at head and the keys in place. The tests of migrations
+    and of key creation open folders of their own."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("empty-archive") / "data"
+    open_archive(Settings(data_dir=data_dir)).engine.dispose()
+    return data_dir
+
+
 @pytest.fixture
-def archive(settings):
+def archive(settings, empty_archive_dir: Path):
     from brainlife.server.archive import open_archive
 
+    if not settings.data_dir.exists():
+        shutil.copytree(empty_archive_dir, settings.data_dir)
     arch = open_archive(settings)
     yield arch
     arch.engine.dispose()
