@@ -1,7 +1,7 @@
 """Shared fixtures.
 
-- `settings` / `archive` / `app` / `http`: a fresh, empty archive per test, served in-process
-  (Starlette's TestClient).
+- `settings` / `archive` / `app` / `http`: a fresh, empty archive per test (a copy of
+  `empty_archive_dir`), served in-process (Starlette's TestClient).
 - `demo_archive_dir`: the demo world built once per session into a folder (treat as read-only).
 - `live_server`: a real `bl serve` process on a real socket over a copy of the demo archive.
 """
@@ -22,6 +22,21 @@ from pathlib import Path
 
 import pytest
 
+#: the Argon2 cost profile (`brainlife.server.services.auth.PASSWORD_COSTS`) of every test
+#: process and test server
+TEST_PASSWORD_COST = "test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> None:
+    """Passwords hashed in the test processes (the demo build, users the tests make) cost
+    microseconds: each login of a test then does too (a hash is verified at its own cost), where
+    the default cost took a quarter second of CPU per login. The default cost is pinned by
+    tests/server/test_serve_env.py."""
+    from brainlife.server.services.auth import use_password_cost
+
+    use_password_cost(TEST_PASSWORD_COST)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -41,10 +56,27 @@ def settings(tmp_path: Path):
     return Settings(data_dir=tmp_path / "data", failed_login_delay=0.0)
 
 
+@pytest.fixture(scope="session")
+def empty_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty archive (database migrated to head, key pair, store and task folders), made once
+    per test process: `archive` starts each test from a copy of it. Opening a new folder runs
+    every migration and makes an RSA key pair, ~0.2 s of CPU that hundreds of tests paid each;
+    opening a copy finds the database at head and the keys in place. The tests of migrations
+    and of key creation open folders of their own."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("empty-archive") / "data"
+    open_archive(Settings(data_dir=data_dir)).engine.dispose()
+    return data_dir
+
+
 @pytest.fixture
-def archive(settings):
+def archive(settings, empty_archive_dir: Path):
     from brainlife.server.archive import open_archive
 
+    if not settings.data_dir.exists():
+        shutil.copytree(empty_archive_dir, settings.data_dir)
     arch = open_archive(settings)
     yield arch
     arch.engine.dispose()
@@ -126,7 +158,8 @@ def start_server(
     port: int | None = None,
     env: dict[str, str] | None = None,
 ) -> LiveServer:
-    """A real `bl serve` on a free port; `env` adds to the environment it inherits."""
+    """A real `bl serve` on a free port; `env` adds to the environment it inherits. Its new
+    password hashes (the dummy one of unknown users) are cheap ones, like the test process's."""
     port = port or free_port()
     cmd = [
         sys.executable,
@@ -142,9 +175,10 @@ def start_server(
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env} if env else None
-    )
+    from brainlife.server.serve import PASSWORD_COST_ENV
+
+    env = {**os.environ, PASSWORD_COST_ENV: TEST_PASSWORD_COST, **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

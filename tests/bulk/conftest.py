@@ -1,29 +1,26 @@
-"""Fixtures of the bulk tests: `server`, a real `bl serve` over a copy of the demo world (one per
-module), and `bl`, the real CLI logged in to it as hayashis, run in the test's own folder."""
+"""Fixtures of the bulk tests: `server`, a real `bl serve` over a copy of the demo world (the
+session's read-only `live_server`), and `bl`, the real CLI logged in to it as hayashis, run in the
+test's own folder."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
 from tests.fake_server import fake  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def server(
-    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("bulk") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    srv = start_server(data_dir)
-    yield srv
-    stop_server(srv)
+def server(live_server: LiveServer) -> LiveServer:
+    """The session's `live_server`: the modules using this one only read the demo (no test
+    changes its files or sends wrong passwords), so they share one `bl serve` with the other
+    read-only tests instead of starting one each (a start and a copy of the demo cost ~1.5 s of
+    CPU). Modules that kill, restart or change their server start their own."""
+    return live_server
 
 
 @pytest.fixture

@@ -34,8 +34,10 @@ def alice(archive):
 def cheap_hashes(monkeypatch):
     """Argon2 at its lowest cost, for the lockout tests that send dozens of wrong passwords: what
     they pin is the counting, and each verification at the real cost took about 0.2 s (0.6 s on
-    a loaded machine). The real cost is pinned by the tests that do not use this. Ask for it
-    before `alice`, so that her hash is a cheap one too."""
+    a loaded machine). Every test process now hashes at the lowest cost anyway
+    (tests/conftest.py; the default cost is pinned in test_serve_env.py): this keeps these tests
+    cheap whatever that default becomes. Ask for it before `alice`, so that her hash is a cheap
+    one too."""
     from argon2 import PasswordHasher
 
     from brainlife.server.services import auth
@@ -219,7 +221,13 @@ def test_an_unknown_user_costs_an_argon2_verification_like_a_known_one(http, mon
             verified.append(hash)
             return super().verify(hash, password)
 
-    monkeypatch.setattr(auth, "_hasher", CountingHasher())
+    current = auth._hasher  # the cost alice's hash was made at
+    monkeypatch.setattr(
+        auth,
+        "_hasher",
+        CountingHasher(current.time_cost, current.memory_cost, current.parallelism),
+    )
+    auth._dummy_hash.cache_clear()
     assert login(http, username="alice", password="wrong").status_code == 401
     assert login(http, username="nobody", password="wrong").status_code == 401
     assert len(verified) == 2

@@ -291,18 +291,26 @@ def test_freesurfer_tasks_and_folders(built: Archive) -> None:
         assert subjects == ["0001", "0002", "0003", "0004", "0005", "0006"]
 
 
-def test_second_build_changes_nothing(built: Archive) -> None:
-    before = _fingerprint(built)
+@pytest.fixture(scope="module")
+def built_fingerprint(built: Archive) -> dict[str, Any]:
+    """`built`'s fingerprint once (reading every task file and row costs a second or two); the
+    tests below compare fresh fingerprints against it."""
+    return _fingerprint(built)
+
+
+def test_second_build_changes_nothing(built: Archive, built_fingerprint: dict[str, Any]) -> None:
     with built.session() as session:
         assert demo.build_demo(session, built) is False
-    assert _fingerprint(built) == before
+    assert _fingerprint(built) == built_fingerprint
 
 
-def test_deterministic_across_archives(built: Archive, demo_archive_dir: Path) -> None:
+def test_deterministic_across_archives(
+    built_fingerprint: dict[str, Any], demo_archive_dir: Path
+) -> None:
     """`built` against the session's own build (another folder, often another process)."""
     other = open_archive(Settings(data_dir=demo_archive_dir))
     try:
-        assert _fingerprint(other) == _fingerprint(built)
+        assert _fingerprint(other) == built_fingerprint
     finally:
         other.engine.dispose()
 

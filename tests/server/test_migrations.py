@@ -34,3 +34,83 @@ def test_reopening_keeps_data_and_keys(settings):
         assert session.scalar(select(User.username).where(User.username == "kept")) == "kept"
     assert second.signer.keys.public_pem == pub
     second.engine.dispose()
+
+
+# --- opening an archive at head skips Alembic (a cheap version check first) -------------------
+
+
+def test_the_scripts_heads_read_without_alembic_are_alembics_heads(tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from brainlife.server.archive import alembic_config, script_heads
+
+    cfg = alembic_config(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    assert script_heads() == frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+
+def _script(folder, name, body):
+    (folder / name).write_text(f'"""{name}"""\n\n{body}\n\ndef upgrade():\n    pass\n')
+
+
+def test_heads_of_branches_and_merges_and_unreadable_scripts(tmp_path):
+    from brainlife.server.archive import script_heads
+
+    v = tmp_path / "versions"
+    v.mkdir()
+    (v / "__init__.py").write_text("")
+    _script(v, "0001_a.py", 'revision = "0001"\ndown_revision = None')
+    _script(v, "0002_b.py", 'revision: str = "0002"\ndown_revision: str | None = "0001"')
+    _script(v, "0003_c.py", 'revision = "0003"\ndown_revision = "0001"')
+    assert script_heads(v) == {"0002", "0003"}  # two branches: both are heads
+    script_heads.cache_clear()
+    _script(v, "0004_merge.py", 'revision = "0004"\ndown_revision = ("0002", "0003")')
+    assert script_heads(v) == {"0004"}
+    script_heads.cache_clear()
+    _script(v, "0005_odd.py", 'revision = make_id()\ndown_revision = "0004"')
+    assert script_heads(v) is None  # not a literal: Alembic decides
+    script_heads.cache_clear()
+    _script(v, "0005_odd.py", 'revision = "0005"')
+    assert script_heads(v) is None  # no down_revision at all
+    script_heads.cache_clear()
+
+
+def test_an_archive_at_head_opens_without_running_alembic(settings, monkeypatch):
+    from alembic import command
+
+    open_archive(settings).engine.dispose()
+
+    def no_alembic(*args, **kwargs):
+        raise AssertionError("Alembic ran on an archive at head")
+
+    monkeypatch.setattr(command, "upgrade", no_alembic)
+    open_archive(settings).engine.dispose()  # at head: no upgrade
+    fresh = settings.__class__(data_dir=settings.data_dir.parent / "fresh")
+    with pytest.raises(AssertionError, match="Alembic ran"):
+        open_archive(fresh)  # an empty database is not at head
+
+
+def test_an_archive_behind_head_is_upgraded_and_keeps_its_data(settings):
+    from alembic import command
+    from sqlalchemy import text
+
+    from brainlife.server.archive import alembic_config, script_heads
+
+    first = open_archive(settings)
+    with first.session() as session:
+        create_user(session, username="kept", password="pw")
+        session.commit()
+    cfg = alembic_config(str(first.engine.url))
+    with first.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")  # one migration back
+        behind = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert set(behind).isdisjoint(script_heads())
+    first.engine.dispose()
+
+    second = open_archive(settings)
+    with second.engine.connect() as conn:
+        now = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert set(now) == script_heads()  # the newest migration ran again
+    with second.session() as session:
+        assert session.scalar(select(User.username).where(User.username == "kept")) == "kept"
+    second.engine.dispose()

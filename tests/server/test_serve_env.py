@@ -1,5 +1,7 @@
 """`bl serve`'s settings from the environment: the failed-login delay a test server may set
-(`BL_TEST_FAILED_LOGIN_DELAY`), so that tests sending many wrong passwords need not sleep."""
+(`BL_TEST_FAILED_LOGIN_DELAY`), so that tests sending many wrong passwords need not sleep, and the
+Argon2 cost of new password hashes (`BL_TEST_PASSWORD_COST`), so that each test login costs
+microseconds of CPU: both only ever for test servers, the defaults never weaker."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import sys
 import pytest
 
 from brainlife.server import serve
+from brainlife.server.services import auth
+from tests.conftest import TEST_PASSWORD_COST, LiveServer
 
 
 def test_the_delay_is_one_second_unless_a_test_server_sets_it(monkeypatch, tmp_path):
@@ -20,16 +24,95 @@ def test_the_delay_is_one_second_unless_a_test_server_sets_it(monkeypatch, tmp_p
     assert serve._settings(tmp_path, None).failed_login_delay == 0.25
 
 
-@pytest.mark.parametrize("value", ["soon", "-1", "nan", "3600"])
-def test_a_bad_delay_stops_bl_serve_with_a_message_not_a_traceback(tmp_path, value):
+def _refused(tmp_path, env: dict[str, str]) -> str:
+    """`bl serve`'s message when `env` makes it refuse to start, checked end to end."""
     result = subprocess.run(
         [sys.executable, "-m", "brainlife", "serve", "--data-dir", str(tmp_path / "d")],
-        env={"PATH": "/usr/bin:/bin", serve.FAILED_LOGIN_DELAY_ENV: value},
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert f"{serve.FAILED_LOGIN_DELAY_ENV}={value!r} must be a number of seconds" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "d").exists()  # refused before the archive was opened
+    return result.stderr
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "3600"])
+def test_a_bad_delay_stops_bl_serve_with_a_message_not_a_traceback(tmp_path, monkeypatch, value):
+    # each value in process (what `bl serve` runs, up to the point it refuses) ...
+    monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, value)
+    with pytest.raises(SystemExit) as refused:
+        serve.run(data_dir=tmp_path / "d", host="127.0.0.1", port=0, tls=False, demo=False,
+                  database_url=None)  # fmt: skip
+    message = f"{serve.FAILED_LOGIN_DELAY_ENV}={value!r} must be a number of seconds"
+    assert message in str(refused.value.code)
+    assert not (tmp_path / "d").exists()  # refused before the archive was opened
+    # ... and one through a real `bl serve` (a message on stderr, no traceback): one process
+    # start costs ~1 s of CPU, the same for every value
+    if value == "nan":
+        assert message in _refused(tmp_path, {serve.FAILED_LOGIN_DELAY_ENV: value})
+
+
+def _cost(password_hash: str) -> str:
+    return password_hash.split("$")[3]
+
+
+def test_a_fresh_process_hashes_passwords_at_argon2s_default_cost(tmp_path):
+    """What `bl serve` without the variable (every real archive) hashes with."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from brainlife.server.services import auth; print(auth.hash_password('pw'))",
+        ],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+def test_the_cost_is_the_default_unless_a_test_server_names_another(monkeypatch):
+    monkeypatch.delenv(serve.PASSWORD_COST_ENV, raising=False)
+    try:
+        assert serve._password_cost() is None
+        auth.use_password_cost("default")
+        strong = auth.hash_password("pw")
+        assert _cost(strong) == "m=65536,t=3,p=4"
+        monkeypatch.setenv(serve.PASSWORD_COST_ENV, "test")
+        assert serve._password_cost() == "test"
+        cheap = auth.hash_password("pw")
+        assert _cost(cheap) == "m=8,t=1,p=1"
+        # each hash is verified at its own cost, whatever this process hashes new ones at
+        assert auth.verify_password(strong, "pw") and not auth.verify_password(strong, "pW")
+        auth.use_password_cost("default")
+        assert auth.verify_password(cheap, "pw") and not auth.verify_password(cheap, "pW")
+        # the unknown-user dummy follows the cost, so it still costs what a known user costs
+        assert _cost(auth._dummy_hash()) == "m=65536,t=3,p=4"
+    finally:
+        auth.use_password_cost(TEST_PASSWORD_COST)
+
+
+def test_a_bad_cost_stops_bl_serve_with_a_message_not_a_traceback(tmp_path):
+    stderr = _refused(tmp_path, {serve.PASSWORD_COST_ENV: "weak"})
+    assert f"{serve.PASSWORD_COST_ENV}='weak' must be one of default, test" in stderr
+
+
+def test_test_servers_say_they_hash_cheaply_and_their_demo_accounts_are_cheap(
+    live_server: LiveServer,
+):
+    log = (live_server.data_dir.parent / f"server-{live_server.port}.log").read_text()
+    assert f"'test' Argon2 cost ({serve.PASSWORD_COST_ENV}, meant for test servers)" in log
+    from brainlife.server.archive import open_archive
+    from brainlife.server.models import User
+    from brainlife.server.settings import Settings
+
+    archive = open_archive(Settings(data_dir=live_server.data_dir))
+    with archive.session() as session:
+        hashes = session.query(User.password_hash).all()
+    archive.engine.dispose()
+    assert hashes and {_cost(h) for (h,) in hashes} == {"m=8,t=1,p=1"}

@@ -3,10 +3,13 @@ the task outputs."""
 
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,13 +32,62 @@ def alembic_config(url: str) -> Any:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (never drop-and-recreate)."""
+    """Bring the schema to the newest migration (never drop-and-recreate).
+
+    An archive already at head (every start but the first after an upgrade) skips Alembic:
+    loading it and its scripts cost about 0.7 s of CPU per `bl serve` start, to do nothing."""
+    if _at_head(engine):
+        return
     from alembic import command
 
     cfg = alembic_config(str(engine.url))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@functools.cache
+def script_heads(versions: Path = MIGRATIONS / "versions") -> frozenset[str] | None:
+    """The head revisions of the migration scripts in `versions`, read from their plain
+    `revision = "…"` and `down_revision = …` assignments without importing them or Alembic; None
+    when a script does not state them as literals (Alembic then decides, as it always may)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted(versions.glob("*.py")):
+        if script.name == "__init__.py":
+            continue
+        found: dict[str, Any] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and node.targets:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name):
+                try:
+                    found[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    found[target.id] = ...
+        revision, down = found.get("revision"), found.get("down_revision", ...)
+        downs = down if isinstance(down, tuple | list) else () if down is None else (down,)
+        if not isinstance(revision, str) or not all(isinstance(d, str) for d in downs):
+            return None
+        revisions.add(revision)
+        parents.update(downs)
+    return frozenset(revisions - parents) or None
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database's Alembic version rows are exactly the scripts' heads."""
+    heads = script_heads()
+    if heads is None:
+        return False
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        stamped = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return frozenset(stamped) == heads and len(stamped) == len(heads)
 
 
 @dataclass

@@ -13,6 +13,10 @@ from brainlife.server.settings import Settings
 #: that sends many wrong passwords (the schema fuzzer, the lockout tests) sets it to 0 rather than
 #: sleep through the delay. Never set it on a served archive: the delay slows password guessing.
 FAILED_LOGIN_DELAY_ENV = "BL_TEST_FAILED_LOGIN_DELAY"
+#: Argon2 cost profile for new password hashes (`services.auth.PASSWORD_COSTS`), for test
+#: servers only: "test" makes each login of a test cost microseconds instead of a quarter
+#: second of CPU. Never set it on a served archive: cheap hashes are cheap to guess.
+PASSWORD_COST_ENV = "BL_TEST_PASSWORD_COST"
 
 
 #: Seconds a finalize job pauses once running (`Settings.finalize_pause`), for test servers
@@ -49,6 +53,22 @@ def _failed_login_delay() -> float | None:
     return value
 
 
+def _password_cost() -> str | None:
+    """The cost profile `PASSWORD_COST_ENV` names, applied to this process; None when unset."""
+    from brainlife.server.services.auth import PASSWORD_COSTS, use_password_cost
+
+    name = os.environ.get(PASSWORD_COST_ENV)
+    if not name:
+        return None
+    if name not in PASSWORD_COSTS:
+        raise SystemExit(
+            f"Error: {PASSWORD_COST_ENV}={name!r} must be one of {', '.join(PASSWORD_COSTS)} "
+            "(it is for test servers; unset it to keep the default cost)."
+        )
+    use_password_cost(name)
+    return name
+
+
 def _settings(
     data_dir: Path | None,
     database_url: str | None,
@@ -81,6 +101,7 @@ def app_factory() -> Any:
     """Used by uvicorn when several workers run (settings travel in the environment)."""
     from brainlife.server.app import create_app
 
+    _password_cost()
     return create_app(
         _settings(
             None,
@@ -143,9 +164,15 @@ def run(
     settings = _settings(
         data_dir, database_url, extensions, query_timeout, allow_signup, max_token_days
     )
+    cost = _password_cost()
     archive = open_archive(settings)
     _seed(archive)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    if cost not in (None, "default"):
+        say(
+            f"WARNING: new passwords are hashed at the {cost!r} Argon2 cost "
+            f"({PASSWORD_COST_ENV}, meant for test servers)"
+        )
     say(f"bl serve: data directory {settings.data_dir}")
     if settings.failed_login_delay != Settings.failed_login_delay:
         say(

@@ -1,6 +1,11 @@
 """Users, passwords, logins and tokens (brainlife's auth service).
 
-Passwords are hashed with Argon2id. Password guessing is slowed and bounded; the rules:
+Passwords are hashed with Argon2id at argon2-cffi's default cost (RFC 9106's low-memory profile:
+3 passes over 64 MiB, 4 lanes). Each hash carries its own parameters and is verified at them, so
+changing the cost never invalidates a stored hash. A test server may hash at the lowest cost
+instead (`use_password_cost("test")`, `BL_TEST_PASSWORD_COST=test` for `bl serve`): a login
+against the demo accounts then costs microseconds instead of a quarter second of CPU. Password
+guessing is slowed and bounded; the rules:
 
 - every failed login is answered after `failed_login_delay` seconds (here, in `login`: an
   asynchronous wait, so waiting answers hold no worker thread);
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,11 +52,27 @@ from brainlife.server.errors import BadRequest, NotFound, TooManyRequests, Unaut
 from brainlife.server.models import AuthToken, GroupMember, LoginFailure, User
 from brainlife.server.principal import Principal
 
-_hasher = PasswordHasher()
+#: Argon2 cost profiles by name: "default" for every archive; "test" (one pass over 8 KiB, one
+#: lane: worthless against guessing) only for test servers and test processes, whose accounts
+#: are the demo's (password = username) anyway.
+PASSWORD_COSTS: dict[str, Callable[[], PasswordHasher]] = {
+    "default": PasswordHasher,
+    "test": functools.partial(PasswordHasher, time_cost=1, memory_cost=8, parallelism=1),
+}
+
+_hasher = PASSWORD_COSTS["default"]()
 
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_TTL_MS = 365 * 24 * 3600 * 1000
 BAD_LOGIN = "Incorrect user/password"
+
+
+def use_password_cost(name: str) -> None:
+    """Hash new passwords (and the unknown-user dummy) at the named cost (`PASSWORD_COSTS`) from
+    now on, in this process. Existing hashes keep verifying at their own cost."""
+    global _hasher
+    _hasher = PASSWORD_COSTS[name]()
+    _dummy_hash.cache_clear()
 
 
 def hash_password(password: str) -> str:
