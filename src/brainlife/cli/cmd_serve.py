@@ -53,7 +53,7 @@ import click
 @click.option(
     "--allow-signup",
     is_flag=True,
-    help="Let anyone create an account (POST /api/auth/signup). Off by default: accounts "
+    help="Let anyone create an account (brainlife's sign-up route). Off by default: accounts "
     "are made with 'bl admin user add'.",
 )
 @click.option(
