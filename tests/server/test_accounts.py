@@ -129,10 +129,9 @@ def test_members_change_by_name(archive, people) -> None:
         got = accounts.change_members(
             s, group, add=[people["dis"]], remove=[people["bob"]], add_admins=[people["root"]]
         )
-        assert got == {
-            "admins": sorted([people["ann"], people["root"]]),
-            "members": [people["dis"]],
-        }
+        assert got == accounts.Members(
+            admins=sorted([people["ann"], people["root"]]), members=[people["dis"]]
+        )
         with pytest.raises(NotFound):
             accounts.find_group(s, "nope")
         with pytest.raises(BadRequest, match="No user with sub 999"):

@@ -216,7 +216,19 @@ def test_no_app_but_the_upload_task(http: TestClient, archive: Archive) -> None:
         json={"instance_id": instance_id, "service": "brainlife/app-freesurfer"},
         headers=h,
     )
-    assert res.status_code == 400 and "runs no apps" in res.json()["message"]
+    assert res.status_code == 403 and "does not run apps" in res.json()["message"]
+    # an app run's instance (any name but the upload's `upload.<group>`) is refused too, and
+    # nothing is created
+    with archive.session() as s:
+        before = len(s.scalars(select(Instance.id)).all())
+    res = http.post(
+        "/api/amaretti/instance",
+        json={"name": "CLI Process.0.5", "group_id": GROUP_O3D},
+        headers=h,
+    )
+    assert res.status_code == 403 and "does not run apps" in res.json()["message"]
+    with archive.session() as s:
+        assert len(s.scalars(select(Instance.id)).all()) == before
 
 
 def test_a_task_of_another_user_takes_no_upload_and_no_finalize(

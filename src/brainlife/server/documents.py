@@ -357,12 +357,27 @@ def user_doc(user: User, *, admin: bool) -> Document:
     }
 
 
-def group_doc(group: Group, members: dict[str, list[int]]) -> Document:
-    """brainlife's auth group: `admins` and `members` as subs."""
+def group_doc(group: Group, members: Any) -> Document:
+    """brainlife's auth group: `admins` and `members` as subs (`services.accounts.Members`)."""
     return {
         **_columns(group, "id", "name", "desc", "active"),
-        "admins": members["admins"],
-        "members": members["members"],
+        "admins": list(members.admins),
+        "members": list(members.members),
+    }
+
+
+def group_created_doc(group: Document) -> Document:
+    """`POST /group`'s answer."""
+    return {"message": "group created", "group": group}
+
+
+def participants_doc(table: Any) -> Document:
+    """A project's participants table (`services.participants.Table`)."""
+    return {
+        "project": table.project,
+        "subjects": table.subjects,
+        "columns": table.columns,
+        "update_date": format_date(table.update_date),
     }
 
 

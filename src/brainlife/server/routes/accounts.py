@@ -105,7 +105,7 @@ def group_add(session: SessionDep, principal: User, body: JsonBody) -> dict[str,
         members=accounts.subs(body.get("members"), "members") or [],
     )
     session.commit()
-    return {"message": "group created", "group": _group(session, group)}
+    return documents.group_created_doc(_group(session, group))
 
 
 @router.put(routes.GROUP.path)

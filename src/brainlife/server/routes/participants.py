@@ -7,21 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from brainlife.server import documents
 from brainlife.server.deps import JsonBody, MaybeUser, SessionDep, User
 from brainlife.server.services import participants
-from brainlife.wire import format_date, routes
+from brainlife.wire import routes
 
 router = APIRouter()
-
-
-def _doc(doc: dict[str, Any]) -> dict[str, Any]:
-    return {**doc, "update_date": format_date(doc["update_date"])}
 
 
 @router.get(routes.PARTICIPANTS.path)
 def get_participants(session: SessionDep, user: MaybeUser, project_id: str) -> dict[str, Any]:
     """The project's participants table (whoever can read the project)."""
-    return _doc(participants.get(session, user, project_id))
+    return documents.participants_doc(participants.get(session, user, project_id))
 
 
 @router.put(routes.PARTICIPANTS.path)
@@ -29,6 +26,6 @@ def put_participants(
     session: SessionDep, user: User, project_id: str, body: JsonBody
 ) -> dict[str, Any]:
     """Replace its `subjects` and/or `columns` (project admins)."""
-    doc = participants.put(session, user, project_id, body)
+    table = participants.put(session, user, project_id, body)
     session.commit()
-    return _doc(doc)
+    return documents.participants_doc(table)

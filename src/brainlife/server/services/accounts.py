@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -231,16 +232,24 @@ def find_group(session: Session, ref: str | int) -> Group:
     return rows[0]
 
 
-def members_of(session: Session, group_id: int) -> dict[str, list[int]]:
+@dataclass(frozen=True)
+class Members:
+    """A group's people by role (subs), rendered by `documents.group_doc`."""
+
+    admins: list[int]
+    members: list[int]
+
+
+def members_of(session: Session, group_id: int) -> Members:
     rows = session.execute(
         select(GroupMember.sub, GroupMember.role)
         .where(GroupMember.group_id == group_id)
         .order_by(GroupMember.sub)
     ).all()
-    return {
-        "admins": [s for s, r in rows if r == "admin"],
-        "members": [s for s, r in rows if r == "member"],
-    }
+    return Members(
+        admins=[s for s, r in rows if r == "admin"],
+        members=[s for s, r in rows if r == "member"],
+    )
 
 
 def set_members(
@@ -280,13 +289,13 @@ def change_members(
     add: Iterable[int] = (),
     remove: Iterable[int] = (),
     add_admins: Iterable[int] = (),
-) -> dict[str, list[int]]:
+) -> Members:
     """Add members, add admins, remove people (from both roles)."""
     _not_a_projects_group(session, group)
     current = members_of(session, group.id)
     gone = set(remove)
-    admins = [s for s in current["admins"] if s not in gone]
-    members = [s for s in current["members"] if s not in gone]
+    admins = [s for s in current.admins if s not in gone]
+    members = [s for s in current.members if s not in gone]
     admins += [s for s in add_admins if s not in admins]
     members += [s for s in add if s not in members]
     set_members(session, group, admins=admins, members=members)
@@ -296,7 +305,7 @@ def change_members(
 def can_manage_group(session: Session, principal: Principal, group: Group) -> bool:
     if principal.is_admin("auth"):
         return True
-    return principal.sub in members_of(session, group.id)["admins"]
+    return principal.sub in members_of(session, group.id).admins
 
 
 def require_group_admin(session: Session, principal: Principal, group: Group) -> None:

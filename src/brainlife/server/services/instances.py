@@ -61,10 +61,6 @@ def create_instance(*, session: Session, principal: Principal, body: Any) -> Ins
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object {name, desc, config, group_id}.")
     group_id = body.get("group_id")
-    if body.get("name") != f"upload.{group_id}":
-        # only the official CLI's upload instance (`upload.<group_id>`); any other is an app
-        # run's (`bl app run`), refused before anything is created
-        refuse_to_run()
     if isinstance(group_id, str) and group_id.isdigit():
         group_id = int(group_id)
     if not isinstance(group_id, int) or isinstance(group_id, bool):
@@ -80,6 +76,10 @@ def create_instance(*, session: Session, principal: Principal, body: Any) -> Ins
             "not member of the group you have specified: only a project's admins and members "
             f"may upload to it (group {group_id})."
         )
+    if body.get("name") != f"upload.{group_id}":
+        # only the official CLI's upload instance (`upload.<group_id>`); any other is an app
+        # run's (`bl app run`), refused before anything is created
+        refuse_to_run()
     config = body.get("config") or {}
     if not isinstance(config, dict):
         raise BadRequest("config must be a JSON object.")

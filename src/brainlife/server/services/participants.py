@@ -16,6 +16,7 @@ kept, so a table reads back in its columns' order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,15 +50,25 @@ def _project(session: Session, principal: Principal | None, project_id: str, wri
     raise NotFound(f"No project {project_id[:40]!r} that you can see.")
 
 
-def get(session: Session, principal: Principal | None, project_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Table:
+    """A project's participants table (rendered by `documents.participants_doc`)."""
+
+    project: str
+    subjects: list[dict[str, Any]]
+    columns: dict[str, Any]
+    update_date: datetime | None
+
+
+def get(session: Session, principal: Principal | None, project_id: str) -> Table:
     pid = _project(session, principal, project_id, write=False)
     row = session.get(Participants, pid)
-    return {
-        "project": pid,
-        "subjects": row.subjects if row else [],
-        "columns": row.columns if row else {},
-        "update_date": row.update_date if row else None,
-    }
+    return Table(
+        project=pid,
+        subjects=row.subjects if row else [],
+        columns=row.columns if row else {},
+        update_date=row.update_date if row else None,
+    )
 
 
 def _scalar(value: Any, where: str) -> Any:
@@ -101,7 +112,7 @@ def _columns(value: Any) -> dict[str, Any]:
     return value
 
 
-def put(session: Session, principal: Principal, project_id: str, body: Any) -> dict[str, Any]:
+def put(session: Session, principal: Principal, project_id: str, body: Any) -> Table:
     if not isinstance(body, dict) or not ({"subjects", "columns"} & set(body)):
         raise BadRequest("Send {subjects: [...]} and/or {columns: {...}}.")
     pid = _project(session, principal, project_id, write=True)
