@@ -130,6 +130,7 @@ def main() -> None:
 def report(r: dict, args: argparse.Namespace) -> None:
     n, k = r["objects"], r["official_objects"]
     scaled = "" if k == n else f", scaled to {n}: {r['official_scaled_seconds']:.0f} s"
+    loop = f"{r['official_seconds']:.1f} s ({r['official_seconds'] / k:.2f} s an object{scaled})"
     md = f"""## Bulk upload: {n} small objects from a tree (issue #10)
 
 `.venv/bin/python bench/bench_bulk_upload.py --objects {n} --official-objects {k}`
@@ -137,7 +138,7 @@ def report(r: dict, args: argparse.Namespace) -> None:
 
 | {n} objects of 4 KiB (neuro/anat/t1w), one `bl serve --demo --tls` | time |
 |---|---|
-| official CLI (npm brainlife@1.8.2), a bash loop of `bl data upload` on {k} objects | {r["official_seconds"]:.1f} s ({r["official_seconds"] / k:.2f} s an object{scaled}) |
+| official CLI (npm brainlife@1.8.2), a bash loop of `bl data upload` on {k} objects | {loop} |
 | ours: `bl data upload --layout '{{subject}}' ROOT`, all {n} objects | {r["ours_seconds"]:.1f} s |
 | ours again, everything already there | {r["ours_rerun_seconds"]:.1f} s |
 
