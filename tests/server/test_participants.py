@@ -111,6 +111,17 @@ def test_put_replaces_only_what_is_sent(http, world) -> None:
     assert doc["subjects"] == TABLE and doc["columns"] == {"sex": {"Levels": {"F": "f"}}}
 
 
+def test_null_columns_keep_the_columns(http, world) -> None:
+    """The official `bl bids upload` sends `columns: null` beside a participants.tsv's rows."""
+    path = f"/api/warehouse/participant/{world['ids']['private']}"
+    adm = h(world["tokens"]["adm"])
+    http.put(path, headers=adm, json={"columns": {"age": {"Units": "y"}}})
+    r = http.put(path, headers=adm, json={"subjects": [{"subject": "01"}], "columns": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["subjects"] == [{"subject": "01"}]
+    assert r.json()["columns"] == {"age": {"Units": "y"}}
+
+
 def test_a_project_without_a_table_reads_empty(http, world) -> None:
     adm = h(world["tokens"]["adm"])
     pid = http.post("/api/warehouse/project", headers=adm, json={"name": "new"}).json()["_id"]

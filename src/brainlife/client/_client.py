@@ -1241,7 +1241,7 @@ class Client:
                     datatype_name=obj.datatype,
                     files=match_files(dtype, obj.files),
                     meta=obj.meta,
-                    tags=list(dict.fromkeys(tags)),
+                    tags=list(dict.fromkeys([*tags, *obj.tags])),
                     datatype_tags=obj.datatype_tags,
                     desc=obj.source,
                 )

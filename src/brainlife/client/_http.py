@@ -609,7 +609,7 @@ class HttpClient:
         method: str,
         path: str,
         *,
-        body: Iterable[bytes],
+        body: Iterable[bytes | memoryview],
         token: str | None,
         headers: Mapping[str, str],
     ) -> Response:

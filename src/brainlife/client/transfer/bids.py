@@ -43,6 +43,9 @@ class BidsObject:
     meta: Doc = field(default_factory=dict)
     datatype_tags: list[str] = field(default_factory=list)
     refused: str | None = None
+    #: ``<entity>-<value>`` for each entity of the name but sub and ses (``run-2``,
+    #: ``task-rest``, ``acq-hi``…): the tags the official `bl bids upload` gives an object
+    tags: list[str] = field(default_factory=list)
 
 
 def _entities(name: str) -> tuple[dict[str, str], str, str]:
@@ -77,6 +80,10 @@ def _meta(ents: dict[str, str], sidecar: Doc) -> Doc:
     for key, value in ents.items():
         meta[{"sub": "subject", "ses": "session"}.get(key, key)] = value
     return meta
+
+
+def _entity_tags(ents: dict[str, str]) -> list[str]:
+    return [f"{key}-{value}" for key, value in ents.items() if key not in ("sub", "ses")]
 
 
 def _folders(root: Path) -> Iterator[tuple[str, Path]]:
@@ -131,7 +138,7 @@ def walk_bids(root: Path) -> list[BidsObject]:
                 key = "_".join(p for p in stem.split("_")[:-1])
                 group = fmap_groups.get(key)
                 if group is None:
-                    group = BidsObject("neuro/fmap", rel, {}, {})
+                    group = BidsObject("neuro/fmap", rel, {}, {}, tags=_entity_tags(ents))
                     fmap_groups[key] = group
                     objects.append(group)
                 group.files[suffix] = image
@@ -145,5 +152,6 @@ def walk_bids(root: Path) -> list[BidsObject]:
                 continue
             if ext != ".nii.gz":
                 obj.refused = f"{rel}: brainlife expects .nii.gz, not {ext}"
+            obj.tags = _entity_tags(ents)
             objects.append(obj)
     return objects

@@ -323,7 +323,7 @@ class _Sender:
                     self.http.policy.cut_pause(failures), "server unreachable", self.cancel
                 )
 
-    def _chunks(self, f: UploadSource, start: int, sent: list[int]) -> Iterator[bytes]:
+    def _chunks(self, f: UploadSource, start: int, sent: list[int]) -> Iterator[memoryview]:
         """The file's bytes from ``start``, a megabyte at a time (counted in ``sent[0]`` and the
         meter)."""
         buf = bytearray(SEND_CHUNK)
@@ -340,7 +340,7 @@ class _Sender:
                 left -= n
                 sent[0] += n
                 self.meter.received(n)
-                yield bytes(view[:n])
+                yield view[:n]  # sent before the next read refills the buffer: no copy
 
     def send(self, upload_id: str, index: int, f: UploadSource, received: int) -> Doc | None:
         """Send file ``index`` from byte ``received`` until the server has all of it; the session

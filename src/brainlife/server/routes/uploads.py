@@ -3,8 +3,10 @@
 `PUT /upload/<id>/file/<n>` is async: its body is written to the staged file as it arrives, a
 megabyte at a time in a worker thread (the write and the sha256 run outside the event loop, and
 overlap with receiving the next megabyte: one write in flight, in order), so memory stays flat
-(about two megabytes a request) whatever the file's size. A client that goes away mid-body keeps
-every byte that arrived; a full disk is a 507 that keeps them too.
+(about two megabytes a request) whatever the file's size. The megabyte stays the list of chunks
+the server read (never joined: a join is one more copy of every byte, and the CPU a shared
+machine gives the server is what bounds an upload's speed, see bench/RESULTS.md). A client
+that goes away mid-body keeps every byte that arrived; a full disk is a 507 that keeps them too.
 """
 
 from __future__ import annotations
@@ -88,17 +90,17 @@ async def put_file(
                 pending.append(chunk)
                 size += len(chunk)
                 if size >= _WRITE_BATCH:
-                    data, pending, size = b"".join(pending), [], 0
+                    batch, pending, size = pending, [], 0
                     if in_flight is not None:
                         await in_flight  # in order, and its error (full disk) stops the body
-                    in_flight = asyncio.ensure_future(run_in_threadpool(write.write, data))
+                    in_flight = asyncio.ensure_future(run_in_threadpool(write.write_all, batch))
         except ClientDisconnect:
             pass
         if in_flight is not None:
             flight, in_flight = in_flight, None
             await flight
         if pending:
-            await run_in_threadpool(write.write, b"".join(pending))
+            await run_in_threadpool(write.write_all, pending)
     finally:
         if in_flight is not None:  # never close the file under a running write
             with contextlib.suppress(BaseException):

@@ -120,8 +120,10 @@ def put(session: Session, principal: Principal, project_id: str, body: Any) -> T
         # the official `bl bids upload` sends `{subjects: []}` for a tree without
         # participants.tsv, on every upload: that must not wipe the table
         return get(session, principal, pid)
-    subjects = _subjects(body["subjects"]) if "subjects" in body else None
-    columns = _columns(body["columns"]) if "columns" in body else None
+    # null is "not sent": the official `bl bids upload` sends `columns: null` for a tree with a
+    # participants.tsv and no participants.json
+    subjects = _subjects(body["subjects"]) if body.get("subjects") is not None else None
+    columns = _columns(body["columns"]) if body.get("columns") is not None else None
     row = session.get(Participants, pid)
     now = datetime.now(UTC)
     if row is None:

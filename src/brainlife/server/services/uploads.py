@@ -463,6 +463,11 @@ class FileWrite:
                 f"the first {self.end - self.start} bytes were kept."
             )
 
+    def write_all(self, chunks: Sequence[bytes]) -> None:
+        """`write` each chunk in order (a batch as it was read from the socket, not joined)."""
+        for chunk in chunks:
+            self.write(chunk)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)  # also releases the lock
