@@ -7,9 +7,11 @@ upload`) check what they changed through a second official command (`then`) and 
 other cases read: each case stands alone, so the module runs in any order and split across
 workers (`data delete` removes an object that the case itself uploads first).
 
+Project files (issue #13 item 5) have their own rows: `bl data query --s3 [--path]` and `bl
+data download -p P --path <file or folder/>` against O3D's demo tree.
+
 The table can mark a command that work in progress adds (it fails today, with the reason;
-`xfail(strict=True)`, so the table must be updated when it starts working). Left:
-`bl data query --s3` and `bl data download --path` (project files, issue #13 item 5).
+`xfail(strict=True)`, so the table must be updated when it starts working). None is left.
 """
 
 # The official CLI's fixtures are imported from test_official_cli (see test_official_apps).
@@ -28,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from brainlife.server.demo.projectfiles import O3D_FILES
 from brainlife.server.services.apps import RUN_REFUSED
 from tests.compat.test_official_cli import official_bl, run, tls_server  # noqa: F401
 
@@ -191,13 +194,37 @@ LEAVES: dict[str, Case] = {
 S3 = {
     "data query --s3": Case(
         ("data", "query", "-p", O3D, "--s3"),
-        out_has("Project: O3D"),
-        todo="GET /warehouse/files/<project> (project files)",
+        out_has(
+            f"Project: O3D ({O3D})",
+            "  [DIR]  docs/",
+            "  [DIR]  logs/",
+            "  [FILE] README.txt (",
+            "3 folder(s), 1 file(s)",
+        ),
+    ),
+    "data query --s3 --path": Case(
+        ("data", "query", "-p", "O3D", "--s3", "--path", "logs/events/"),
+        # the official CLI shows the first page only (it never follows the token)
+        out_has("[FILE] event-0001.txt (", "0 folder(s), 1000 file(s) (truncated"),
     ),
     "data download --path": Case(
-        ("data", "download", "-p", O3D, "--path", "ROOT/README.txt"),
-        out_has("Download complete."),
-        todo="GET /files/<project>/download/<path> (project files)",
+        ("data", "download", "-p", O3D, "--path", "docs/protocol.pdf", "-d", "pdf"),
+        lambda res, work: (
+            "Download complete." in res.stdout
+            and (work / "pdf" / "protocol.pdf").read_bytes() == O3D_FILES["docs/protocol.pdf"]
+        ),
+    ),
+    "data download --path folder/": Case(
+        ("data", "download", "-p", O3D, "--path", "docs/"),
+        lambda res, work: (
+            "Download complete. (2 files extracted)" in res.stdout
+            and (work / "docs" / "consent-template.txt").read_bytes()
+            == O3D_FILES["docs/consent-template.txt"]
+        ),
+    ),
+    "data download --path missing": Case(
+        ("data", "download", "-p", O3D, "--path", "nope.txt"),
+        lambda res, _w: res.returncode == 1 and "File not found: nope.txt" in res.stderr,
     ),
 }
 
