@@ -177,6 +177,8 @@ def test_a_missing_folder_is_404_and_an_empty_root_is_an_empty_listing(reader) -
         {"limit": "0"},
         {"limit": "-1"},
         {"limit": "ten"},
+        {"limit": "\u00b2"},  # a digit to str.isdigit, not to int()
+        {"limit": "9" * 5000},
         {"continuationToken": "!!!"},
         {"continuationToken": "ZG9jcy8"},  # "docs/": a token of another folder (the root's)
     ],

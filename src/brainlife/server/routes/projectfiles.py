@@ -35,7 +35,7 @@ router = APIRouter()
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", str(projectfiles.MAX_PAGE))
-    if not raw.isdigit() or not 0 < int(raw) <= 100_000:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) == 0:
         raise BadRequest("limit must be a whole number of entries, 1 to 1000.")
     return int(raw)
 
@@ -110,7 +110,9 @@ async def put_project_file(
     header must be the body's sha256. Project admins and members."""
     limit = archive.settings.max_project_file_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and not (declared.isascii() and declared.strip().isdigit()):
+        raise BadRequest("Content-Length must be a number of bytes.")
+    if declared is not None and int(declared) > limit:
         raise PayloadTooLarge(body_too_large(int(declared), limit))
 
     def begin() -> projectfiles.PutTarget:
