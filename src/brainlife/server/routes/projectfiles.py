@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -89,10 +89,11 @@ def download_project_folders(
 @router.get(routes.PROJECT_FILES_PREFIX.path, response_model=None)
 def list_project_files(
     request: Request, project_id: str, user: User, session: ShortSession, prefix: str = ""
-) -> FileListing:
+) -> Response:
     """One page (`?limit=`, at most 1000; `?continuationToken=`) of a folder of the project's
-    files: its files (`objects`) and subfolders (`folders`), in name order."""
-    return projectfiles.list_files(
+    files: its files (`objects`) and subfolders (`folders`), in name order. (A plain
+    `JSONResponse`: FastAPI's encoder would walk the 1,000 entries again, ~7x the time.)"""
+    listing: FileListing = projectfiles.list_files(
         session,
         user,
         project_id,
@@ -100,6 +101,7 @@ def list_project_files(
         limit=_limit(request),
         token=request.query_params.get("continuationToken"),
     )
+    return JSONResponse(listing)
 
 
 @router.put(routes.PROJECT_FILE.path, response_model=None)

@@ -53,6 +53,8 @@ MAX_TAR_FILES = 100_000
 #: the most folders one `download-multiple` names
 MAX_TAR_PATHS = 100
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: rows a listing reads at a time
+_BATCH = 128
 
 
 def _project(session: Session, principal: Principal | None, project_id: str, *, write: bool) -> str:
@@ -131,39 +133,45 @@ def list_files(
     folders: list[FolderEntry] = []
     last = ""
     truncated = False
+    grow = _BATCH
     while True:
-        query = select(ProjectFile).where(ProjectFile.project_id == pid)
+        # small batches after a folder (the next starts past it: a big one would mostly read
+        # rows of the folder just skipped), doubling while they hold files only
+        batch = min(limit - len(objects) - len(folders) + 1, grow)
+        query = select(ProjectFile.path, ProjectFile.size, ProjectFile.mtime, ProjectFile.sha256)
+        query = query.where(ProjectFile.project_id == pid)
         query = query.where(ProjectFile.path > cursor if strict else ProjectFile.path >= cursor)
         if upper is not None:
             query = query.where(ProjectFile.path < upper)
-        rows = session.scalars(query.order_by(ProjectFile.path).limit(limit + 1)).all()
+        rows = session.execute(query.order_by(ProjectFile.path).limit(batch)).all()
         if not rows:
             break
         reseek = False
-        for row in rows:
+        for path, size, mtime, sha256 in rows:
             if len(objects) + len(folders) == limit:
                 truncated = True
                 break
-            rest = row.path[len(prefix) :]
+            rest = path[len(prefix) :]
             if "/" in rest:
                 name = rest.split("/", 1)[0]
                 last = prefix + name + "/"
                 folders.append({"Name": name, "Prefix": last})
                 cursor, strict, reseek = _after(last), False, True
                 break
-            last = row.path
+            last = path
             objects.append(
                 {
                     "Name": rest,
-                    "Key": row.path,
-                    "Size": row.size,
-                    "LastModified": format_date(row.mtime) or "",
-                    "ETag": row.sha256,
+                    "Key": path,
+                    "Size": size,
+                    "LastModified": format_date(mtime) or "",
+                    "ETag": sha256,
                 }
             )
-            cursor, strict = row.path, True
-        if truncated or (not reseek and len(rows) <= limit):
+            cursor, strict = path, True
+        if truncated or (not reseek and len(rows) < batch):
             break
+        grow = _BATCH if reseek else grow * 2
     if prefix and not objects and not folders and token is None:
         raise NotFound(f"There is no folder {prefix!r} in this project's files.")
     return {
