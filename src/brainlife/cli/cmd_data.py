@@ -13,6 +13,7 @@ from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, download_bulk, read_ids, transfer_options
 from brainlife.cli._common import get_client, json_option, skip_limit_options
 from brainlife.cli.cmd_data_curation import data_delete, data_update
+from brainlife.cli.cmd_project_files import download_path, list_s3
 
 
 @click.group()
@@ -67,6 +68,8 @@ def _hint_command(params: dict[str, Any]) -> str:
 @click.option("--session", help="Session (meta.session).")
 @click.option("--run", help="Run (meta.run).")
 @click.option("--taskid", help="Id of the task that produced the data objects.")
+@click.option("--s3", is_flag=True, help="List the project's plain files (with -p) instead.")
+@click.option("--path", "s3_path", help="With --s3: the folder to list (default: the root).")
 @skip_limit_options()
 @json_option
 def data_query(
@@ -81,11 +84,18 @@ def data_query(
     session: str | None,
     run: str | None,
     taskid: str | None,
+    s3: bool,
+    s3_path: str | None,
     skip: int,
     limit: int,
     as_json: bool,
 ) -> None:
-    """Query data objects."""
+    """Query data objects (or, with -p P --s3 [--path FOLDER], list the project's files)."""
+    if s3 or s3_path is not None:
+        if not project:
+            raise click.UsageError("--s3 lists a project's files: give the project with -p.")
+        list_s3(project, s3_path, as_json)
+        return
     client = get_client()
     page = client.query_datasets(
         id=id_,
@@ -177,6 +187,11 @@ def _filter_options(f: Any) -> Any:
 @click.option(
     "-l", "--limit", type=click.IntRange(min=0), default=0, help="Bulk: at most this many objects."
 )
+@click.option(
+    "--path",
+    "files_path",
+    help="With -p: a project file (docs/a.pdf), or a folder (docs/; '' for all) to download.",
+)
 @transfer_options
 def data_download(
     args: tuple[str, ...],
@@ -195,6 +210,7 @@ def data_download(
     ids_from: str | None,
     lock: str | None,
     limit: int,
+    files_path: str | None,
     transfer: Transfer,
 ) -> None:
     """Download one data object into a folder, or (with filters, several ids, --ids-from,
@@ -206,11 +222,17 @@ def data_download(
         --layout seed -d 2019_tractprofile
     bl data query -p O3D --limit 0 --json | bl data download --ids-from - --dry-run
     bl data download --lock 2019_tractprofile/bl-lock.json
+    bl data download -p O3D --path docs/ [-d DIR]   (project files: a file, or a folder/)
 
     One object lands in DIRECTORY.bl-partial first and is moved into place only once complete.
     A bulk download resumes where it stopped, skips files that verify, fetches identical content
     once (hard links) and writes DIR/bl-lock.json (see 'bl data verify').
     """
+    if files_path is not None:
+        if not project:
+            raise click.UsageError("--path downloads a project's files: give the project with -p.")
+        download_path(project, files_path, directory, transfer.jobs, transfer.as_json)
+        return
     filters = {
         "query": query,
         "datatype": datatype,

@@ -10,6 +10,7 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli.cmd_project_files import files
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -246,3 +247,6 @@ def participants_import(project_ref: str, tsv: Any, columns_file: Any) -> None:
     _output.out(
         f"Imported {_output.plural(len(doc.get('subjects') or []), 'participant')} into {pid}."
     )
+
+
+project.add_command(files)

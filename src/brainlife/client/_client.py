@@ -51,6 +51,7 @@ from brainlife.client._queries import (
     resource_find,
     sub_value,
 )
+from brainlife.client.transfer import projectfiles
 from brainlife.client.transfer.bids import walk_bids
 from brainlife.client.transfer.bulkupload import (
     BulkUpload,
@@ -784,6 +785,37 @@ class Client:
         return Downloader(self.http, token).dataset(
             dataset_id, target, progress=progress, mtime=object_mtime(ds), jobs=jobs
         )
+
+    # -- project files ----------------------------------------------------------------------
+    def project_files(self, project_id: str, prefix: str = "") -> Doc:
+        """One folder of a project's plain files, every page joined: ``{"prefix", "folders",
+        "objects"}`` (each object: Name, Key, Size, LastModified, ETag = its sha256)."""
+        return projectfiles.list_folder(self.http, self.token(), project_id, prefix)
+
+    def download_project_files(
+        self,
+        project_id: str,
+        path: str,
+        directory: str | os.PathLike[str] = ".",
+        *,
+        jobs: int = 4,
+        on_file: Callable[[str], None] | None = None,
+    ) -> projectfiles.FilesResult:
+        """Download a project file (``docs/a.pdf`` → ``directory/a.pdf``) or a folder (``docs/``:
+        its files at their paths under ``directory``; ``""``: the whole tree), resumable, each
+        file checked against its size and sha256; files already there and identical are kept."""
+        self.http.liveness.reset()
+        return projectfiles.download(
+            self.http, self.token(), project_id, path, Path(directory), jobs=jobs, on_file=on_file
+        )
+
+    def put_project_file(self, project_id: str, local: str | os.PathLike[str], remote: str) -> Doc:
+        """Store a local file as the project file ``remote`` (project admins and members);
+        returns its listing entry."""
+        return projectfiles.put(self.http, self.token(), project_id, Path(local), remote)
+
+    def remove_project_file(self, project_id: str, remote: str) -> None:
+        projectfiles.remove(self.http, self.token(), project_id, remote)
 
     # -- tasks ----------------------------------------------------------------------------
     def tasks(

@@ -99,3 +99,20 @@ def upload_file(upload_id: str, index: int) -> str:
 
 def upload_finalize(upload_id: str) -> str:
     return routes.UPLOAD_FINALIZE.url(upload_id=upload_id)
+
+
+def project_files(project_id: str, prefix: str = "") -> str:
+    """A folder of a project's files (its root when ``prefix`` is empty)."""
+    prefix = prefix.strip("/")
+    if not prefix:
+        return routes.PROJECT_FILES.url(project_id=project_id)
+    return routes.PROJECT_FILES_PREFIX.url(project_id=project_id, prefix=prefix)
+
+
+def project_file_download(project_id: str, path: str) -> str:
+    return routes.PROJECT_FILE_DOWNLOAD.url(project_id=project_id, path=path)
+
+
+def project_file(project_id: str, path: str) -> str:
+    """Ours: ``PUT`` stores a project file, ``DELETE`` removes it."""
+    return routes.PROJECT_FILE.url(project_id=project_id, path=path)

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         downloads,
         downscript,
         participants,
+        projectfiles,
         projects,
         publishing,
         resources,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(warehouse_upload.router, prefix=API_WAREHOUSE)
     app.include_router(curation.router, prefix=API_WAREHOUSE)
     app.include_router(uploads.router, prefix=API_WAREHOUSE)
+    app.include_router(projectfiles.router, prefix=API_WAREHOUSE)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
@@ -97,7 +99,12 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_body_bytes=archive.settings.max_body_bytes,
         upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
         max_upload_bytes=archive.settings.max_upload_bytes,
-        streamed=re.compile(re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)),
+        streamed=re.compile(
+            re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)
+            + "|"
+            + re.escape(routes.PROJECT_FILE.full.split("{")[0])
+            + "[^/]+/.+"
+        ),
     )
     app.add_middleware(_InternalErrors)
     _install_error_handlers(app)

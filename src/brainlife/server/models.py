@@ -582,3 +582,20 @@ class UploadFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     stored: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProjectFile(Base):
+    """One plain file of a project's file tree (brainlife's "S3 project files"), beside its data
+    objects: a relative path naming a blob of the content store (`services.projectfiles`)."""
+
+    __tablename__ = "project_files"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: who put it (a user's sub)
+    user_id: Mapped[str] = mapped_column(String(32), default="")

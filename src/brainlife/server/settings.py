@@ -76,6 +76,10 @@ class Settings:
     upload_expiry: float = 7 * 24 * 3600
     #: Largest resumable upload session (all its files together), in bytes.
     max_upload_session_bytes: int = 4 * 1024**4
+    #: Largest project file (`PUT /api/warehouse/projectfile/...`, `bl project files put`), in
+    #: bytes: larger ones get 413 and nothing is kept. Project files are documents, protocols,
+    #: spreadsheets; data belongs in data objects.
+    max_project_file_bytes: int = 5 * 1024**3
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

@@ -113,6 +113,14 @@ UPLOADS: Final = Route(API_WAREHOUSE, "/upload", False)
 UPLOAD: Final = Route(API_WAREHOUSE, "/upload/{upload_id}", False)
 UPLOAD_FILE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}", False)
 UPLOAD_FINALIZE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/finalize", False)
+#: a project's plain files (brainlife's "S3 project files", official CLI 1.8.2): the listing of
+#: its root or of a folder, one file, and folders as one tar (`?paths[]=<folder>`)
+PROJECT_FILES: Final = Route(API_WAREHOUSE, "/files/{project_id}")
+PROJECT_FILES_PREFIX: Final = Route(API_WAREHOUSE, "/files/{project_id}/{prefix:path}")
+PROJECT_FILE_DOWNLOAD: Final = Route(API_WAREHOUSE, "/files/{project_id}/download/{path:path}")
+PROJECT_FILES_TAR: Final = Route(API_WAREHOUSE, "/files/{project_id}/download-multiple")
+#: ours: `PUT` (a streamed body) stores one project file, `DELETE` removes it
+PROJECT_FILE: Final = Route(API_WAREHOUSE, "/projectfile/{project_id}/{path:path}", False)
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -148,6 +156,7 @@ EXTENSIONS: Final = tuple(
         UPLOAD,
         UPLOAD_FILE,
         UPLOAD_FINALIZE,
+        PROJECT_FILE,
     )
     if not r.brainlife
 )

@@ -14,6 +14,7 @@ from brainlife.server.archive import Archive
 from brainlife.server.catalogue import datatype_extra
 from brainlife.server.demo.apps import add_apps
 from brainlife.server.demo.objects import add_publication, o3d_objects, other_objects, store_objects
+from brainlife.server.demo.projectfiles import add_project_files
 from brainlife.server.demo.tasks import add_tasks
 from brainlife.server.demo.world import (
     DATATYPES,
@@ -80,6 +81,7 @@ def build_demo(session: Session, archive: Archive) -> bool:
             o.id for o in objects if o.project == TP_PROJECT and o.datatype == "neuro/tractprofile"
         ),
     )
+    add_project_files(session, archive)
     session.commit()
     marker.write_text("the demo world was built completely\n")
     return True
