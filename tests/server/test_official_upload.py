@@ -182,7 +182,8 @@ def test_only_writers_create_instances_and_tasks(http: TestClient, archive: Arch
         )
         assert res.status_code == 403, res.text
         assert "not member of the group" in res.json()["message"]
-    assert http.post("/api/amaretti/instance", json={"name": "x"}, headers=demo).status_code == 400
+    no_group = {"name": "upload.x"}  # an upload instance must name its project's group
+    assert http.post("/api/amaretti/instance", json=no_group, headers=demo).status_code == 400
     assert (
         http.post("/api/amaretti/instance", json={"name": "x", "group_id": 53}).status_code == 401
     )

@@ -45,6 +45,7 @@ from brainlife.wire import (
     UploadSession,
     format_date,
 )
+from brainlife.wire.projectfiles import FileEntry, FileListing
 
 
 @dataclass
@@ -538,4 +539,31 @@ def upload_doc(upload: Upload, received: dict[int, int]) -> UploadSession:
         "dataset": upload.dataset_id,
         "files": files,
         "expires": format_date(upload.expires) or "",
+    }
+
+
+# --- project files (brainlife's S3-shaped listing) ---------------------------------------------
+
+
+def file_entry_doc(name: str, key: str, size: int, mtime: Any, sha256: str) -> FileEntry:
+    """One file of a project's files listing (`Name` relative to the listed folder)."""
+    return {
+        "Name": name,
+        "Key": key,
+        "Size": size,
+        "LastModified": format_date(mtime) or "",
+        "ETag": sha256,
+    }
+
+
+def file_listing_doc(
+    objects: list[FileEntry], folders: list[Any], truncated: bool, token: str, prefix: str
+) -> FileListing:
+    """A page of a project's files listing (`services.projectfiles.list_files`)."""
+    return {
+        "objects": objects,
+        "folders": folders,
+        "isTruncated": truncated,
+        "nextContinuationToken": token,
+        "prefix": prefix,
     }

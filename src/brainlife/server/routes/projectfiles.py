@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from brainlife.server import ranges
+from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession, User
 from brainlife.server.errors import BadRequest, PayloadTooLarge
 from brainlife.server.limits import body_too_large
@@ -148,7 +148,8 @@ async def put_project_file(
                 row = projectfiles.finish_put(
                     session, archive.store, user, target, spooled, digest.hexdigest(), size
                 )
-                return projectfiles.file_doc(row)
+                name = row.path.rsplit("/", 1)[-1]
+                return documents.file_entry_doc(name, row.path, row.size, row.mtime, row.sha256)
 
         return await run_in_threadpool(finish)
     finally:

@@ -63,6 +63,9 @@ def create_instance(*, session: Session, principal: Principal, body: Any) -> Ins
     group_id = body.get("group_id")
     if isinstance(group_id, str) and group_id.isdigit():
         group_id = int(group_id)
+    upload = isinstance(body.get("name"), str) and body["name"].startswith("upload.")
+    if not upload and (not isinstance(group_id, int) or isinstance(group_id, bool)):
+        refuse_to_run()  # an app run's instance (`bl app run`): nothing is created
     if not isinstance(group_id, int) or isinstance(group_id, bool):
         raise BadRequest(
             "group_id (the project's group) is required: this archive keeps every instance "

@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from brainlife.server import documents
 from brainlife.server.access import readable_projects, writable_projects
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Project, ProjectFile
@@ -38,7 +39,7 @@ from brainlife.server.principal import Principal
 from brainlife.server.services.downloads import FileDownload, guess_media_type
 from brainlife.server.store import ByteStore, put_verified_file
 from brainlife.server.tarstream import TarLayout, TarMember
-from brainlife.wire import format_date, is_object_id
+from brainlife.wire import is_object_id
 from brainlife.wire.paths import relative_path_problem
 from brainlife.wire.projectfiles import (
     MAX_PAGE,
@@ -159,28 +160,15 @@ def list_files(
                 cursor, strict, reseek = _after(last), False, True
                 break
             last = path
-            objects.append(
-                {
-                    "Name": rest,
-                    "Key": path,
-                    "Size": size,
-                    "LastModified": format_date(mtime) or "",
-                    "ETag": sha256,
-                }
-            )
+            objects.append(documents.file_entry_doc(rest, path, size, mtime, sha256))
             cursor, strict = path, True
         if truncated or (not reseek and len(rows) < batch):
             break
         grow = _BATCH if reseek else grow * 2
     if prefix and not objects and not folders and token is None:
         raise NotFound(f"There is no folder {prefix!r} in this project's files.")
-    return {
-        "objects": objects,
-        "folders": folders,
-        "isTruncated": truncated,
-        "nextContinuationToken": _encode_token(last) if truncated else "",
-        "prefix": prefix,
-    }
+    token_out = _encode_token(last) if truncated else ""
+    return documents.file_listing_doc(objects, folders, truncated, token_out, prefix)
 
 
 def open_file(
@@ -343,13 +331,3 @@ def remove_file(session: Session, principal: Principal, project_id: str, path: s
         raise NotFound(f"There is no file {path!r} in this project's files.")
     session.delete(row)
     session.commit()
-
-
-def file_doc(row: ProjectFile) -> FileEntry:
-    return {
-        "Name": row.path.rsplit("/", 1)[-1],
-        "Key": row.path,
-        "Size": row.size,
-        "LastModified": format_date(row.mtime) or "",
-        "ETag": row.sha256,
-    }
