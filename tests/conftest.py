@@ -4,6 +4,11 @@
   `empty_archive_dir`), served in-process (Starlette's TestClient).
 - `demo_archive_dir`: the demo world built once per session into a folder (treat as read-only).
 - `live_server`: a real `bl serve` process on a real socket over a copy of the demo archive.
+- `tls_live_server`: the same with `--tls`.
+
+The two live servers are session-scoped (one each per xdist worker) and shared by every module
+that only reads the demo world; a module that changes its server's data (or kills it, or sends
+many wrong passwords) starts its own.
 """
 
 from __future__ import annotations
@@ -229,6 +234,20 @@ def live_server(
     data_dir = tmp_path_factory.mktemp("live") / "data"
     shutil.copytree(demo_archive_dir, data_dir)
     server = start_server(data_dir)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def tls_live_server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real `bl serve --tls` over a private copy of the demo archive, read-only like
+    `live_server`: our CLI's certificate tests and the official CLI's read-only modules share it
+    (a start costs ~1.5 s of CPU, a copy of the demo and a new certificate)."""
+    data_dir = tmp_path_factory.mktemp("live-tls") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    server = start_server(data_dir, tls=True)
     yield server
     stop_server(server)
 

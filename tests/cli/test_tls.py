@@ -5,26 +5,19 @@ https:// against a plain one): it says which one to use."""
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
 
 
 @pytest.fixture(scope="module")
-def tls_server(
-    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("tls") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    server = start_server(data_dir, tls=True)
-    yield server
-    stop_server(server)
+def tls_server(tls_live_server: LiveServer) -> LiveServer:
+    """The session's read-only TLS server: these tests only read datatypes."""
+    return tls_live_server
 
 
 def test_untrusted_certificate_says_what_to_do(tls_server: LiveServer, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,7 +33,8 @@ import pytest
 
 from brainlife.server.demo.projectfiles import O3D_FILES
 from brainlife.server.services.apps import RUN_REFUSED
-from tests.compat.test_official_cli import official_bl, run, tls_server  # noqa: F401
+from tests.compat.test_official_cli import official_bl, run  # noqa: F401
+from tests.conftest import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.compat
 
@@ -56,6 +58,17 @@ class Case:
     #: after a write: the same archive seen through other commands (and what other cases read
     #: put back); returns whether the write did what it said
     then: Callable[[Run, Result[str]], bool] | None = None
+
+
+@pytest.fixture(scope="module")
+def tls_server(demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """This module's own TLS server: its commands write (project and data updates, uploads),
+    which the read-only modules sharing the session's `tls_live_server` must not see."""
+    data_dir = tmp_path_factory.mktemp("compat-every") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    server: LiveServer = start_server(data_dir, tls=True)
+    yield server
+    stop_server(server)
 
 
 def out_has(*texts: str) -> Callable[[Result[str], Path], bool]:

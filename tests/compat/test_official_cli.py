@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.compat.official import install_official_cli
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.compat
 
@@ -29,12 +28,11 @@ def official_bl() -> Path:
 
 
 @pytest.fixture(scope="module")
-def tls_server(demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("compat") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    server = start_server(data_dir, tls=True)
-    yield server
-    stop_server(server)
+def tls_server(tls_live_server: LiveServer) -> LiveServer:
+    """The session's read-only TLS server: this module and the ones importing its fixtures
+    (bids, apps) only read the demo world (an app run is refused, one wrong password is far from
+    a lockout and the next login clears it). test_every_command writes and starts its own."""
+    return tls_live_server
 
 
 @pytest.fixture(scope="module")

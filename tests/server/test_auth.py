@@ -233,3 +233,40 @@ def test_an_unknown_user_costs_an_argon2_verification_like_a_known_one(http, mon
     assert len(verified) == 2
     known, unknown = verified
     assert known.split("$")[:4] == unknown.split("$")[:4]  # same algorithm and cost parameters
+
+
+def test_the_signing_key_is_parsed_once_not_per_token(http, archive, alice, monkeypatch):
+    """Each token used to parse (and check) the RSA key from its PEM again, ~50 ms of CPU per
+    login; the signer keeps the parsed key. Logins, refreshes and the keys' own checks still
+    pass: each token verifies against the archive's public key."""
+    from cryptography.hazmat.primitives import serialization
+    from jwt import algorithms
+
+    parses: list[int] = []
+    real = serialization.load_pem_private_key
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parses.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(algorithms, "load_pem_private_key", counting)
+    monkeypatch.setattr(serialization, "load_pem_private_key", counting)
+    tokens = []
+    for _ in range(3):
+        r = http.post("/api/auth/local/auth", json={"username": "alice", "password": "s3cret"})
+        assert r.status_code == 200, r.text
+        tokens.append(r.json()["jwt"])
+    refreshed = http.post(
+        "/api/auth/refresh", headers={"Authorization": f"Bearer {tokens[0]}"}, json={}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    tokens.append(refreshed.json()["jwt"])
+    assert len(parses) <= 1
+    for token in tokens:
+        claims = jwt.decode(
+            token,
+            archive.signer.keys.public_pem,
+            algorithms=["RS256"],
+            options={"verify_sub": False},  # brainlife's sub is a number
+        )
+        assert claims["sub"] == alice

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -17,20 +16,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import LiveServer, start_server, stop_server
-from tests.web.chromium import launch
+from tests.conftest import LiveServer
+from tests.web.chromium import launch_browser, new_context
 from tests.web.conftest import O3D, PRIVATE, T1
 
 
 @pytest.fixture(scope="module")
-def server(
-    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("web-live") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    live = start_server(data_dir)
-    yield live
-    stop_server(live)
+def server(live_server: LiveServer) -> LiveServer:
+    """The session's read-only `live_server`: these tests sign in and out and read (sessions
+    are rows of their own, no demo object changes)."""
+    return live_server
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +34,22 @@ def playwright() -> Iterator:
         yield p
 
 
+@pytest.fixture(scope="module")
+def chromium(playwright) -> Iterator:  # type: ignore[no-untyped-def]
+    """One chromium for the module (the only one driving a browser); each test gets its own
+    context (`new_context`). Module-scoped, not session-scoped: Playwright's sync API keeps an
+    event loop of its own on the main thread, which must not outlive this module into tests
+    that run theirs."""
+    browser = launch_browser(playwright)
+    yield browser
+    browser.close()
+
+
 @pytest.fixture
-def page(playwright, tmp_path: Path, server: LiveServer) -> Iterator[Page]:  # type: ignore[no-untyped-def]
-    context = launch(playwright, tmp_path / "profile", base_url=server.url)
+def page(chromium, server: LiveServer) -> Iterator[Page]:  # type: ignore[no-untyped-def]
+    context = new_context(chromium, base_url=server.url)
     context.set_default_timeout(20_000)
-    yield context.pages[0] if context.pages else context.new_page()
+    yield context.new_page()
     context.close()
 
 
@@ -123,9 +129,9 @@ def test_select_all_and_copy_button_work_with_javascript(page: Page) -> None:
     assert copied.startswith(f"bl data download -p {O3D} --datatype neuro/anat/t1w")
 
 
-def test_pages_work_without_javascript(playwright, tmp_path: Path, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
-    context = launch(playwright, tmp_path / "nojs", base_url=server.url, java_script_enabled=False)
-    page = context.pages[0] if context.pages else context.new_page()
+def test_pages_work_without_javascript(chromium, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = new_context(chromium, base_url=server.url, java_script_enabled=False)
+    page = context.new_page()
     page.goto("/")
     page.get_by_label("Search projects and publications").fill("tractprofiles")
     page.keyboard.press("Enter")
@@ -164,11 +170,9 @@ def test_post_without_csrf_token_is_refused(page: Page) -> None:
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
 
 
-def test_keyboard_skip_link_and_phone_width(playwright, tmp_path: Path, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
-    context = launch(
-        playwright, tmp_path / "phone", base_url=server.url, viewport={"width": 390, "height": 844}
-    )
-    page = context.pages[0] if context.pages else context.new_page()
+def test_keyboard_skip_link_and_phone_width(chromium, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = new_context(chromium, base_url=server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
     for path in ("/", f"/project/{O3D}", f"/project/{O3D}/data", f"/object/{T1}"):
         page.goto(path)
         # nothing wider than the screen: wide tables scroll inside their own box
