@@ -232,6 +232,30 @@ class TarLayout:
             yield bytes(buf)
 
 
+@dataclass(frozen=True)
+class NamedTar:
+    """A tar answered as one download: its layout (bytes, size, ETag) and the name it is saved
+    under (`<name>.tar`). A data object's, a selection's and a project files' tar are this."""
+
+    layout: TarLayout
+    name: str
+
+    media_type = "application/x-tar"
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def etag(self) -> str:
+        """The tar's validator (unquoted): it determines every byte."""
+        return self.layout.etag
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.tar"
+
+
 def blob_chunks(
     store: BlobSource,
     sha256: str,

@@ -39,6 +39,7 @@ from brainlife.server.services.ingest import dataset_members
 from brainlife.server.tarstream import (
     BlobSource,
     Chunk,
+    NamedTar,
     TarLayout,
     TarMember,
     blob_chunks,
@@ -95,25 +96,12 @@ def _readable_dataset(session: Session, principal: Principal | None, dataset_id:
 # --- the tar -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TarDownload:
-    dataset_id: str
-    layout: TarLayout
+class TarDownload(NamedTar):
+    """A data object's tar, saved as `<id>.tar`."""
 
     @property
-    def size(self) -> int:
-        return self.layout.size
-
-    @property
-    def etag(self) -> str:
-        """The tar's validator (unquoted): it determines every byte."""
-        return self.layout.etag
-
-    @property
-    def filename(self) -> str:
-        return f"{self.dataset_id}.tar"
-
-    media_type = "application/x-tar"
+    def dataset_id(self) -> str:
+        return self.name
 
 
 def open_dataset_download(
@@ -129,7 +117,7 @@ def open_dataset_download(
             dataset.size,
             layout.size,
         )
-    return TarDownload(dataset.id, layout)
+    return TarDownload(layout, dataset.id)
 
 
 def stream_tar(

@@ -38,7 +38,7 @@ from brainlife.server.models import Project, ProjectFile
 from brainlife.server.principal import Principal
 from brainlife.server.services.downloads import FileDownload, guess_media_type
 from brainlife.server.store import ByteStore, put_verified_file
-from brainlife.server.tarstream import TarLayout, TarMember
+from brainlife.server.tarstream import NamedTar, TarLayout, TarMember
 from brainlife.wire import is_object_id
 from brainlife.wire.paths import relative_path_problem
 from brainlife.wire.projectfiles import (
@@ -185,26 +185,8 @@ def open_file(
     return FileDownload(row.sha256, row.size, name, guess_media_type(name), False)
 
 
-@dataclass(frozen=True)
-class FilesTar:
+class FilesTar(NamedTar):
     """Folders of a project's tree as one tar (`download-multiple`)."""
-
-    layout: TarLayout
-    name: str
-
-    @property
-    def size(self) -> int:
-        return self.layout.size
-
-    @property
-    def etag(self) -> str:
-        return self.layout.etag
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.tar"
-
-    media_type = "application/x-tar"
 
 
 def open_tar(

@@ -26,29 +26,22 @@ from brainlife.server.models import Dataset
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams
 from brainlife.server.services import datasets, downloads
-from brainlife.server.tarstream import BlobSource, Chunk, TarLayout, TarMember, epoch_seconds
+from brainlife.server.tarstream import (
+    BlobSource,
+    Chunk,
+    NamedTar,
+    TarLayout,
+    TarMember,
+    epoch_seconds,
+)
 from brainlife.wire import DATASET_TAR_MAX_OBJECTS, is_object_id
 
 
 @dataclass(frozen=True)
-class SelectionTar:
+class SelectionTar(NamedTar):
+    """Several data objects as one tar, and which (in id order)."""
+
     ids: list[str]
-    layout: TarLayout
-    name: str
-
-    @property
-    def size(self) -> int:
-        return self.layout.size
-
-    @property
-    def etag(self) -> str:
-        return self.layout.etag
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.tar"
-
-    media_type = "application/x-tar"
 
 
 def parse_ids(values: Any) -> list[str]:
@@ -112,7 +105,7 @@ def open_selection(
         for obj in batch.found
         for m in obj.members
     ]
-    return SelectionTar(ids, TarLayout(members, epoch_seconds(newest)), name)
+    return SelectionTar(TarLayout(members, epoch_seconds(newest)), name, ids)
 
 
 def stream(
