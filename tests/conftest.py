@@ -22,6 +22,34 @@ from pathlib import Path
 
 import pytest
 
+from tests import pgdb
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgresql_run() -> Iterator[None]:
+    """With BL_TEST_DATABASE_URL, every archive lives in PostgreSQL (see tests/pgdb.py)."""
+    if pgdb.ADMIN_URL is None:
+        yield
+        return
+    from brainlife.server.settings import Settings
+
+    original = Settings.db_url
+
+    def db_url(self: Settings) -> str:
+        return self.database_url or pgdb.database_url(self.data_dir)
+
+    Settings.db_url = property(db_url)  # type: ignore[method-assign,assignment]
+    yield
+    Settings.db_url = original  # type: ignore[method-assign]
+    pgdb.drop_under(None)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_test_databases(tmp_path: Path) -> Iterator[None]:
+    yield
+    if pgdb.ADMIN_URL is not None:
+        pgdb.drop_under(tmp_path)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -139,6 +167,8 @@ def start_server(
         str(port),
         *(extra or []),
     ]
+    if pgdb.ADMIN_URL is not None and "--database-url" not in cmd:
+        cmd += ["--database-url", pgdb.database_url(data_dir)]
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
