@@ -26,35 +26,34 @@ ADMIN_URL = os.environ.get("BL_TEST_DATABASE_URL") or None
 MARKER = ".test-database"
 _MIGRATIONS = Path(__file__).parents[1] / "src/brainlife/server/migrations/versions"
 
-#: data folder -> database name, of this process
-_made: dict[Path, str] = {}
+#: data folder -> (database name, admin URL of its server), of this process
+_made: dict[Path, tuple[str, str]] = {}
 
 
-def _connect(dbname: str | None = None):
+def _connect(admin: str):
     import psycopg
     from sqlalchemy.engine import make_url
 
-    url = make_url(ADMIN_URL or "")
+    url = make_url(admin)
     return psycopg.connect(
         host=url.host,
         port=url.port,
         user=url.username,
         password=url.password,
-        dbname=dbname or url.database,
+        dbname=url.database,
         autocommit=True,
     )
 
 
-def url_of(name: str) -> str:
+def url_of(name: str, admin: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(ADMIN_URL or "").set(database=name).render_as_string(hide_password=False)
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
 
 
 def _exists(conn, name: str) -> bool:
-    return (
-        conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-    )
+    found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return found is not None
 
 
 def _create(conn, name: str, template: str) -> None:
@@ -69,12 +68,12 @@ def _create(conn, name: str, template: str) -> None:
             time.sleep(0.05)
 
 
-def _empty_template() -> str:
+def _empty_template(admin: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(_MIGRATIONS.glob("*.py")):
         digest.update(path.read_bytes())
     name = f"bl_template_{digest.hexdigest()[:12]}"
-    with _connect() as conn:
+    with _connect(admin) as conn:
         conn.execute("SELECT pg_advisory_lock(7411)")
         try:
             if not _exists(conn, name):
@@ -84,7 +83,7 @@ def _empty_template() -> str:
                 from brainlife.server.archive import migrate
                 from brainlife.server.db import make_engine
 
-                engine = make_engine(url_of(scratch))
+                engine = make_engine(url_of(scratch, admin))
                 migrate(engine)
                 engine.dispose()
                 conn.execute(f'ALTER DATABASE "{scratch}" RENAME TO "{name}"')
@@ -93,30 +92,31 @@ def _empty_template() -> str:
     return name
 
 
-def database_url(data_dir: Path) -> str:
-    """The URL of the database of `data_dir` (made on first use)."""
+def database_url(data_dir: Path, admin: str | None = None) -> str:
+    """The URL of the database of `data_dir` (made on first use) on the server of `admin`
+    (default: BL_TEST_DATABASE_URL)."""
+    admin = admin or ADMIN_URL or ""
     data_dir = Path(data_dir).resolve()
-    name = _made.get(data_dir)
-    if name is None:
-        name = "bl_t_" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-        marker = data_dir / MARKER
-        source = marker.read_text().strip() if marker.exists() else None
-        with _connect() as conn:
-            if _exists(conn, name) and source != name:
-                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # a previous run's
-            if not _exists(conn, name):
-                _create(conn, name, source or _empty_template())
-        data_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(name)
-        _made[data_dir] = name
-    return url_of(name)
+    if data_dir in _made:
+        return url_of(_made[data_dir][0], admin)
+    name = "bl_t_" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    marker = data_dir / MARKER
+    source = marker.read_text().strip() if marker.exists() else None
+    with _connect(admin) as conn:
+        if _exists(conn, name) and source != name:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # a previous run's
+        if not _exists(conn, name):
+            _create(conn, name, source or _empty_template(admin))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(name)
+    _made[data_dir] = (name, admin)
+    return url_of(name, admin)
 
 
 def drop_under(folder: Path | None) -> None:
     """Drop the databases of the data folders under `folder` (None: all of this process)."""
     doomed = [d for d in _made if folder is None or d.is_relative_to(folder.resolve())]
-    if not doomed:
-        return
-    with _connect() as conn:
-        for data_dir in doomed:
-            conn.execute(f'DROP DATABASE IF EXISTS "{_made.pop(data_dir)}" WITH (FORCE)')
+    for data_dir in doomed:
+        name, admin = _made.pop(data_dir)
+        with _connect(admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

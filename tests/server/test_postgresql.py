@@ -41,12 +41,9 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [str(ROOT / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     url = dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
-    pgdb.ADMIN_URL = url
     try:
         yield url
     finally:
-        pgdb.drop_under(None)
-        pgdb.ADMIN_URL = None
         subprocess.run([str(ROOT / "scripts/pg-stop"), str(folder), "--purge"], check=True)
 
 
@@ -58,7 +55,11 @@ def pg_archive(admin_url: str, tmp_path: Path) -> Iterator[Any]:
 
     data_dir = tmp_path / "data"
     arch = open_archive(
-        Settings(data_dir=data_dir, database_url=pgdb.database_url(data_dir), query_timeout=5.0)
+        Settings(
+            data_dir=data_dir,
+            database_url=pgdb.database_url(data_dir, admin_url),
+            query_timeout=5.0,
+        )
     )
     yield arch
     arch.engine.dispose()
@@ -266,3 +267,45 @@ def test_aggregates_are_kept_by_triggers_on_postgresql(pg_archive: Any) -> None:
         counts, kept, missing_tags = _recount(conn)
     assert kept == counts and len(counts) >= 3
     assert missing_tags == []
+
+
+def test_what_postgresql_cannot_hold_is_a_400_or_no_match(pg_archive: Any) -> None:
+    """PostgreSQL text cannot hold U+0000: a find comparing with it is a 400 naming the NUL,
+    a `$regex` with it matches nothing (as nothing stored can hold it); never a 500."""
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+
+    with pg_archive.session() as s:
+        f.dataset(s, f.project(s, access="public"), f.datatype(s), meta={"subject": "1"})
+        s.commit()
+    with TestClient(create_app(archive=pg_archive), raise_server_exceptions=False) as http:
+        for find in ({"meta.x": "a\u0000"}, {"name": "a\u0000"}):
+            r = http.get(
+                "/api/warehouse/dataset",
+                params={"find": json.dumps(find)},
+                headers=_auth(pg_archive),
+            )
+            assert r.status_code == 400 and "NUL" in r.json()["message"], (find, r.text)
+        regex = {"meta.subject": {"$regex": "1|\u0000"}, "desc": {"$regex": "^(?:.|.){2}\u0000"}}
+        for key, test in regex.items():
+            r = http.get(
+                "/api/warehouse/dataset",
+                params={"find": json.dumps({key: test})},
+                headers=_auth(pg_archive),
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["count"] == (1 if key == "meta.subject" else 0)
+        # an unknown field is missing everywhere: `null` matches it (a typed NULL on PostgreSQL)
+        r = http.get(
+            "/api/auth/profile/list",
+            params={"find": '{"nosuch": null}'},
+            headers=_auth(pg_archive),
+        )
+        assert r.status_code == 200, r.text
+        r = http.get(
+            "/api/warehouse/dataset",
+            params={"find": '{"nosuch.x": null, "nosuch": null}'},
+            headers=_auth(pg_archive),
+        )
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text

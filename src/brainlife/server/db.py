@@ -166,7 +166,17 @@ def _translate_error(context: ExceptionContext) -> None:
     if getattr(original, "sqlstate", None) == "57014" or getattr(original, "pgcode", None) == (
         "57014"
     ):  # PostgreSQL: statement_timeout
-        raise QueryTimeout(None) from original
+        context_options = getattr(context.execution_context, "execution_options", None) or {}
+        options = context.connection.get_execution_options() if context.connection else {}
+        raise QueryTimeout(
+            context_options.get(QUERY_TIMEOUT) or options.get(QUERY_TIMEOUT)
+        ) from original
+    if "nul (0x00)" in text or getattr(original, "sqlstate", None) == "22P05":
+        # PostgreSQL text and jsonb cannot hold U+0000: nothing stored has it, none can be stored
+        raise BadRequest(
+            "text with a NUL character (\\u0000) cannot be stored or matched by this "
+            "archive's database (PostgreSQL); remove it"
+        ) from original
     if any(reason in text for reason in _TOO_BIG):
         raise BadRequest(
             f"the query is too large for the database ({original}); narrow it"

@@ -166,14 +166,15 @@ class _Json:
         """Members of an object (SQLite: text keys), not elements of an array or a scalar."""
         return per_engine(
             sqlite=func.typeof(row.c.key) == "text",
-            postgresql=func.jsonb_typeof(row.c.key) == "string",
+            # never NULL (a scalar's key is): the compiler negates it
+            postgresql=func.coalesce(func.jsonb_typeof(row.c.key), "null") == "string",
         )
 
     @staticmethod
     def is_element(row: Any) -> Clause:
         return per_engine(
             sqlite=func.typeof(row.c.key) == "integer",
-            postgresql=func.jsonb_typeof(row.c.key) == "number",
+            postgresql=func.coalesce(func.jsonb_typeof(row.c.key), "null") == "number",
         )
 
     @staticmethod

@@ -197,7 +197,9 @@ def postgresql_pattern(pattern: str) -> str:
             out.append(text)
             i = end
             continue
-        if ch == "." and not dotall:
+        if ch == "\x00":  # PostgreSQL text never holds a NUL: a NUL never matches
+            out.append("\\U00000000")
+        elif ch == "." and not dotall:
             out.append("[^\\n]")
         elif ch == "(" and body.startswith("(?", i):
             if body.startswith("(?:", i):
@@ -283,6 +285,8 @@ def _bracket(body: str, start: int, refuse: Any) -> tuple[int, str]:
             continue
         if ch == "[":
             out.append("\\[")
+        elif ch == "\x00":
+            out.append("\\U00000000")
         else:
             out.append(ch)
         i += 1
