@@ -26,7 +26,7 @@ from tests import pgdb
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _postgresql_run() -> Iterator[None]:
+def _postgresql_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """With BL_TEST_DATABASE_URL, every archive lives in PostgreSQL (see tests/pgdb.py)."""
     if pgdb.ADMIN_URL is None:
         yield
@@ -41,7 +41,9 @@ def _postgresql_run() -> Iterator[None]:
     Settings.db_url = property(db_url)  # type: ignore[method-assign,assignment]
     yield
     Settings.db_url = original  # type: ignore[method-assign]
-    pgdb.drop_under(None)
+    # this process's databases; the demo's, shared by the xdist workers (demo_archive_dir),
+    # stays for the workers still running (scripts/test purges the whole cluster)
+    pgdb.drop_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)

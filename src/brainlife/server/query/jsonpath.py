@@ -192,7 +192,8 @@ class _Json:
                 func.json_type(doc, sqlite_path).is_not(None),
                 doc.op("->")(sqlite_path) == self.canonical(value),
             ),
-            postgresql=_pg_at(doc, path) == _pg_json(value),
+            # never NULL (a missing value is): the compiler negates it
+            postgresql=func.coalesce(_pg_at(doc, path) == _pg_json(value), false()),
         )
 
     @staticmethod
