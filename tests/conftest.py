@@ -38,6 +38,37 @@ def _cheap_password_hashes() -> None:
     use_password_cost(TEST_PASSWORD_COST)
 
 
+from tests import pgdb
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgresql_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With BL_TEST_DATABASE_URL, every archive lives in PostgreSQL (see tests/pgdb.py)."""
+    if pgdb.ADMIN_URL is None:
+        yield
+        return
+    from brainlife.server.settings import Settings
+
+    original = Settings.db_url
+
+    def db_url(self: Settings) -> str:
+        return self.database_url or pgdb.database_url(self.data_dir)
+
+    Settings.db_url = property(db_url)  # type: ignore[method-assign,assignment]
+    yield
+    Settings.db_url = original  # type: ignore[method-assign]
+    # this process's databases; the demo's, shared by the xdist workers (demo_archive_dir),
+    # stays for the workers still running (scripts/test purges the whole cluster)
+    pgdb.drop_under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_test_databases(tmp_path: Path) -> Iterator[None]:
+    yield
+    if pgdb.ADMIN_URL is not None:
+        pgdb.drop_under(tmp_path)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's real login or server settings."""
@@ -172,6 +203,8 @@ def start_server(
         str(port),
         *(extra or []),
     ]
+    if pgdb.ADMIN_URL is not None and "--database-url" not in cmd:
+        cmd += ["--database-url", pgdb.database_url(data_dir)]
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
