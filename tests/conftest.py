@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pgdb
+
 #: the Argon2 cost profile (`brainlife.server.services.auth.PASSWORD_COSTS`) of every test
 #: process and test server
 TEST_PASSWORD_COST = "test"
@@ -38,7 +40,6 @@ def _cheap_password_hashes() -> None:
     use_password_cost(TEST_PASSWORD_COST)
 
 
-from tests import pgdb
 
 
 @pytest.fixture(scope="session", autouse=True)
