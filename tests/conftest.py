@@ -40,8 +40,6 @@ def _cheap_password_hashes() -> None:
     use_password_cost(TEST_PASSWORD_COST)
 
 
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _postgresql_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """With BL_TEST_DATABASE_URL, every archive lives in PostgreSQL (see tests/pgdb.py)."""
