@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pgdb
+
 #: the Argon2 cost profile (`brainlife.server.services.auth.PASSWORD_COSTS`) of every test
 #: process and test server
 TEST_PASSWORD_COST = "test"
@@ -41,6 +43,34 @@ def _cheap_password_hashes() -> None:
     from brainlife.server.services.auth import use_password_cost
 
     use_password_cost(TEST_PASSWORD_COST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgresql_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With BL_TEST_DATABASE_URL, every archive lives in PostgreSQL (see tests/pgdb.py)."""
+    if pgdb.ADMIN_URL is None:
+        yield
+        return
+    from brainlife.server.settings import Settings
+
+    original = Settings.db_url
+
+    def db_url(self: Settings) -> str:
+        return self.database_url or pgdb.database_url(self.data_dir)
+
+    Settings.db_url = property(db_url)  # type: ignore[method-assign,assignment]
+    yield
+    Settings.db_url = original  # type: ignore[method-assign]
+    # this process's databases; the demo's, shared by the xdist workers (demo_archive_dir),
+    # stays for the workers still running (scripts/test purges the whole cluster)
+    pgdb.drop_under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_test_databases(tmp_path: Path) -> Iterator[None]:
+    yield
+    if pgdb.ADMIN_URL is not None:
+        pgdb.drop_under(tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -177,6 +207,8 @@ def start_server(
         str(port),
         *(extra or []),
     ]
+    if pgdb.ADMIN_URL is not None and "--database-url" not in cmd:
+        cmd += ["--database-url", pgdb.database_url(data_dir)]
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115

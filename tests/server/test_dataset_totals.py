@@ -137,9 +137,9 @@ def aggregates_from_scratch(session: Session) -> tuple[set[tuple], set[tuple]]:
     counts = session.execute(
         text(
             "SELECT project_id, datatype_id, removed, count(*), sum(coalesce(size, 0)),"
-            " sum(p), sum(p * coalesce(size, 0)) FROM (SELECT d.*, EXISTS (SELECT 1 FROM"
-            " dataset_publications x WHERE x.dataset_id = d.id) AS p FROM datasets d)"
-            " GROUP BY project_id, datatype_id, removed"
+            " sum(p), sum(p * coalesce(size, 0)) FROM (SELECT d.*, CASE WHEN EXISTS (SELECT 1"
+            " FROM dataset_publications x WHERE x.dataset_id = d.id) THEN 1 ELSE 0 END AS p"
+            " FROM datasets d) AS r GROUP BY project_id, datatype_id, removed"
         )
     ).all()
     releases = session.execute(
@@ -162,10 +162,10 @@ def tag_search_mismatch(session: Session) -> list[tuple]:
     stored = (
         "SELECT kind, tag, project_id, removed, datatype_id, dataset_id FROM dataset_tag_search"
     )
-    missing = session.execute(text(f"SELECT * FROM ({recount}) EXCEPT {stored}")).all()
-    extra = session.execute(text(f"{stored} EXCEPT SELECT * FROM ({recount})")).all()
+    missing = session.execute(text(f"SELECT * FROM ({recount}) AS r EXCEPT {stored}")).all()
+    extra = session.execute(text(f"{stored} EXCEPT SELECT * FROM ({recount}) AS r")).all()
     total = session.scalar(text("SELECT count(*) FROM dataset_tag_search"))
-    want = session.scalar(text(f"SELECT count(*) FROM ({recount})"))
+    want = session.scalar(text(f"SELECT count(*) FROM ({recount}) AS r"))
     return (
         [tuple(r) for r in missing] + [tuple(r) for r in extra] + [(total, want)] * (total != want)
     )

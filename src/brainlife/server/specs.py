@@ -3,12 +3,10 @@
 Wire names differ from column names in a few places: `_id` is `id`, a dataset's `project` and
 `datatype` are `project_id`/`datatype_id`, a task's `_group_id` is `group_id`. `meta.subject`,
 `meta.session` and `meta.run` of datasets are promoted, indexed columns; `prov.task_id` is read
-with `json_extract` (one expression, so an expression index can serve it).
+with `JSON.text_field` (one expression per engine, so an expression index can serve it).
 """
 
 from __future__ import annotations
-
-from sqlalchemy import func, literal_column
 
 from brainlife.server.models import (
     App,
@@ -29,6 +27,7 @@ from brainlife.server.models import (
     User,
 )
 from brainlife.server.query import Assoc, Collection, Kind, ScalarTarget, SubDocs
+from brainlife.server.query.jsonpath import JSON
 
 S = Kind.STR
 
@@ -82,7 +81,7 @@ DATASETS = Collection(
         "meta.session": _col(Dataset.session, S),
         "meta.run": _col(Dataset.run, S),
         "meta": Dataset.meta,
-        "prov.task_id": _col(func.json_extract(Dataset.prov, literal_column("'$.task_id'")), S),
+        "prov.task_id": _col(JSON.text_field(Dataset.prov, "task_id"), S),
         "prov": Dataset.prov,
         "tags": Assoc(DatasetTag.tag, DatasetTag.dataset_id, Dataset.id),
         "datatype_tags": Assoc(DatasetDatatypeTag.tag, DatasetDatatypeTag.dataset_id, Dataset.id),
@@ -224,7 +223,7 @@ RESOURCES = Collection(
         "gids": Assoc(ResourceGroup.gid, ResourceGroup.resource_id, Resource.id, kind=Kind.INT),
     },
     extra=Resource.extra,
-    text=(Resource.name, func.json_extract(Resource.config, literal_column("'$.desc'"))),
+    text=(Resource.name, JSON.text_field(Resource.config, "desc")),
 )
 
 #: amaretti instances (the folders tasks run in), for `GET /api/amaretti/instance`

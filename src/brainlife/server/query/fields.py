@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, literal, select
+from sqlalchemy import ColumnElement, String, exists, func, literal, select
 
 from brainlife.server.errors import BadRequest
 from brainlife.server.query.targets import (
@@ -83,11 +83,11 @@ class Collection:
         spec = self.fields.get(head)
         if spec is None:
             if self.extra is None:
-                return ScalarTarget(literal(None), Kind.STR, key), False
+                return ScalarTarget(literal(None, String()), Kind.STR, key), False
             return JsonTarget(self.extra, parts, key), False
         if isinstance(spec, ScalarTarget):
             if rest:  # a scalar has no sub-fields: matches like a missing field
-                return JsonTarget(literal(None), rest, key), False
+                return JsonTarget(literal(None, String()), rest, key), False
             return ScalarTarget(spec.expr, spec.kind, key), True
         if isinstance(spec, Assoc):
             element = ScalarTarget(spec.value, spec.kind, key)
@@ -105,7 +105,7 @@ class Collection:
                 return select(func.count()).where(a.fk == a.parent, *narrow).scalar_subquery()
 
             if rest:
-                return JsonTarget(literal(None), rest, key), False
+                return JsonTarget(literal(None, String()), rest, key), False
             wrap = probe if correlated else in_set
             negated = probe if correlated or correlated_negations else in_set
             return AnyOf(element, wrap, count, key, negated_wrap=negated), True

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, true
 
+from brainlife.server.engines import per_engine
 from brainlife.server.errors import BadRequest
 from brainlife.server.query.fields import Collection, json_document
 from brainlife.server.query.params import ListParams, parse_find
@@ -184,7 +185,13 @@ def order_by(
         if expr is None:
             raise BadRequest(f"sort: cannot sort {spec.name} by {key!r}")
         has_id = has_id or key == "_id"
-        out.append(expr.desc() if direction < 0 else expr.asc())
+        ordered: ColumnElement[Any] = expr.desc() if direction < 0 else expr.asc()
+        if getattr(expr, "nullable", True) is not False:
+            # missing values first ascending, last descending: SQLite's order (NULL is the
+            # smallest value), which PostgreSQL must be told (it puts NULL after everything)
+            nulls = expr.desc().nulls_last() if direction < 0 else expr.asc().nulls_first()
+            ordered = per_engine(sqlite=ordered, postgresql=nulls)
+        out.append(ordered)
     if not has_id:
         out.append(id_column.asc())
     return out

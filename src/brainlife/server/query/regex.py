@@ -1,4 +1,4 @@
-"""`$regex` on RE2, a linear-time engine.
+r"""`$regex` on RE2, a linear-time engine.
 
 Python's `re` backtracks: `((.{1,100}){1,100}){1,100}x` or `^(?:.|.){28}\\u0000` take seconds
 to forever on one short value, inside one SQLite function call that holds the GIL, so the
@@ -9,7 +9,15 @@ linear in the text for any pattern it accepts; what it cannot do in linear time
 A pattern is validated (and compiled, once: `compiled` caches it) when the find is compiled;
 the SQL then carries the pattern text with Mongo's options as inline flags, and SQLite calls
 `sqlite_regexp` (registered as its REGEXP function by `brainlife.server.db`) per row.
-PostgreSQL's own `~` is already linear-time (Spencer's engine with a state cache).
+
+PostgreSQL cannot call RE2: there the validated pattern is translated to PostgreSQL's own
+syntax (Spencer's ARE, matched by `~`) so that it matches exactly what RE2 matches
+(`postgresql_pattern`: `.` and the `\d \w \s` classes spelled out in ASCII as RE2 reads
+them, `\b` as `\y`, the `m`/`s` flags as ARE's newline modes), and the few RE2 constructs
+that have no faithful ARE spelling (Unicode classes `\p{…}`, `\Q…\E`, flag groups inside the
+pattern, counts over 255) are refused with a 400 there. ARE matching is not guaranteed
+linear, but the statement time budget (`statement_timeout`) bounds it, and RE2's
+validation has already refused backreferences and look-around.
 """
 
 from __future__ import annotations
@@ -127,3 +135,158 @@ def sqlite_regexp(pattern: str, value: Any) -> bool | None:
         return compiled(pattern).search(value) is not None
     except Exception:  # see the docstring
         return False
+
+
+def regex_match(expr: Any, pattern: str) -> Any:
+    """`expr` matches the validated `pattern` (from `mongo_pattern`), on either engine."""
+    from sqlalchemy import literal
+
+    from brainlife.server.engines import per_engine
+
+    try:
+        translated, error = postgresql_pattern(pattern), None
+    except BadRequest as exc:
+        translated, error = "", exc.message
+    return per_engine(
+        sqlite=expr.regexp_match(pattern),
+        postgresql=expr.op("~")(literal(translated)),
+        postgresql_error=error,
+    )
+
+
+#: RE2's Perl classes, in ASCII as RE2 defines them: (outside a class, inside a class)
+_CLASSES = {
+    "d": ("[0-9]", "0-9"),
+    "D": ("[^0-9]", None),
+    "w": ("[0-9A-Za-z_]", "0-9A-Za-z_"),
+    "W": ("[^0-9A-Za-z_]", None),
+    "s": ("[\\t\\n\\f\\r ]", "\\t\\n\\f\\r "),
+    "S": ("[^\\t\\n\\f\\r ]", None),
+}
+_SAME_ESCAPES = "tnrfva"
+_FLAGS = re.compile(r"\(\?([imsU]*)\)")
+
+
+def postgresql_pattern(pattern: str) -> str:
+    """A pattern `mongo_pattern` accepted, in PostgreSQL ARE syntax with RE2's meaning."""
+
+    def refuse(what: str) -> BadRequest:
+        return BadRequest(
+            f"find: $regex {pattern[:100]!r}: {what} is not supported by this archive's "
+            "database (PostgreSQL); write it another way"
+        )
+
+    flags = ""
+    body = pattern
+    while (m := _FLAGS.match(body)) is not None:
+        flags += m.group(1)
+        body = body[m.end() :]
+    if "U" in flags:
+        raise refuse("the U flag")
+    dotall = "s" in flags
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\":
+            out.append(_escape(body, i, inside=False, refuse=refuse))
+            i += 2 if body[i + 1] not in "x" else _hex_end(body, i) - i
+            continue
+        if ch == "[":
+            end, text = _bracket(body, i, refuse)
+            out.append(text)
+            i = end
+            continue
+        if ch == "\x00":  # PostgreSQL text never holds a NUL: a NUL never matches
+            out.append("\\U00000000")
+        elif ch == "." and not dotall:
+            out.append("[^\\n]")
+        elif ch == "(" and body.startswith("(?", i):
+            if body.startswith("(?:", i):
+                out.append("(?:")
+                i += 3
+                continue
+            name = re.match(r"\(\?P?<[A-Za-z0-9_]+>", body[i:])
+            if name is None:
+                raise refuse("a flag group inside the pattern")
+            out.append("(")
+            i += name.end()
+            continue
+        elif ch == "{":
+            count = re.match(r"\{(\d+)(?:,(\d*))?\}", body[i:])
+            if count is not None:
+                if any(g and int(g) > 255 for g in count.groups()):
+                    raise refuse(f"a repetition count over 255 ({count.group(0)})")
+                out.append(count.group(0))
+                i += count.end()
+                continue
+            out.append("\\{")
+        else:
+            out.append(ch)
+        i += 1
+    mode = ("w" if "m" in flags else "") + ("i" if "i" in flags else "")
+    return (f"(?{mode})" if mode else "") + "".join(out)
+
+
+def _hex_end(body: str, i: int) -> int:
+    """The end of the `\\xHH` or `\\x{H…}` escape starting at `i`."""
+    if body.startswith("{", i + 2):
+        return body.index("}", i) + 1
+    return i + 4
+
+
+def _escape(body: str, i: int, *, inside: bool, refuse: Any) -> str:
+    c = body[i + 1]
+    if c in _CLASSES:
+        outer, inner = _CLASSES[c]
+        if not inside:
+            return outer
+        if inner is None:
+            raise refuse(f"\\{c} inside [...]")
+        return inner
+    if c == "x":
+        digits = (
+            body[i + 3 : _hex_end(body, i) - 1]
+            if body.startswith("{", i + 2)
+            else body[i + 2 : i + 4]
+        )
+        return f"\\U{int(digits, 16):08X}"
+    if c in _SAME_ESCAPES:
+        return "\\" + c
+    if not inside and c in "bBAz":
+        return {"b": "\\y", "B": "\\Y", "A": "\\A", "z": "\\Z"}[c]
+    if not c.isalnum():
+        return "\\" + c
+    raise refuse(f"the escape \\{c}")
+
+
+def _bracket(body: str, start: int, refuse: Any) -> tuple[int, str]:
+    """The character class at `start`: its end and its ARE spelling."""
+    out = ["["]
+    i = start + 1
+    if body.startswith("^", i):
+        out.append("^")
+        i += 1
+    first = True
+    while True:
+        ch = body[i]
+        if ch == "]" and not first:
+            out.append("]")
+            return i + 1, "".join(out)
+        first = False
+        if ch == "\\":
+            out.append(_escape(body, i, inside=True, refuse=refuse))
+            i += 2 if body[i + 1] != "x" else _hex_end(body, i) - i
+            continue
+        if ch == "[" and body.startswith("[:", i):
+            end = body.index(":]", i) + 2
+            out.append(body[i:end])
+            i = end
+            continue
+        if ch == "[":
+            out.append("\\[")
+        elif ch == "\x00":
+            out.append("\\U00000000")
+        else:
+            out.append(ch)
+        i += 1

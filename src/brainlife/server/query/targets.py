@@ -22,7 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
-from brainlife.server.query.jsonpath import JSON, JsonRow
+from brainlife.server.query.jsonpath import JSON, JsonPath, JsonRow
+from brainlife.server.query.regex import regex_match
 from brainlife.server.query.values import NOMATCH, OPS, Clause, Kind, SqlExpr, cast
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class ScalarTarget(Target):
     def regex(self, pattern: str) -> Clause:
         if self.kind is not Kind.STR:
             return false()
-        return self._known(self.expr.regexp_match(pattern))
+        return self._known(regex_match(self.expr, pattern))
 
     def exists(self) -> Clause:
         return self.expr.is_not(None)
@@ -250,7 +251,7 @@ class JsonTarget(Target):
     def sortable(self) -> ColumnElement[Any]:  # type: ignore[override]
         return JSON.scalar_at(self.doc, JSON.path(self.segments))
 
-    def _at(self, terminal: Callable[[ColumnElement[Any], str], Clause]) -> Clause:
+    def _at(self, terminal: Callable[[ColumnElement[Any], JsonPath], Clause]) -> Clause:
         """terminal(container, path-of-last-segment) for every container on the way."""
         return self._walk(self.doc, self._groups(), terminal)
 
@@ -268,10 +269,10 @@ class JsonTarget(Target):
         self,
         doc: ColumnElement[Any],
         groups: list[list[str]],
-        terminal: Callable[[ColumnElement[Any], str], Clause],
+        terminal: Callable[[ColumnElement[Any], JsonPath], Clause],
     ) -> Clause:
         if not groups:  # the whole document
-            return terminal(doc, "$")
+            return terminal(doc, ())
         path = JSON.path(groups[0])
         if len(groups) == 1:
             return terminal(doc, path)
@@ -280,7 +281,7 @@ class JsonTarget(Target):
         return exists(select(literal(1)).select_from(row).where(row.c.type == "object", inner))
 
     def _values(self, test: Callable[[JsonRow], Clause]) -> Clause:
-        def terminal(doc: ColumnElement[Any], path: str) -> Clause:
+        def terminal(doc: ColumnElement[Any], path: JsonPath) -> Clause:
             row = JSON.each(doc, path)
             cond = and_(not_(JSON.is_member(row)), test(JsonRow(row.c.value, row.c.type)))
             return exists(select(literal(1)).select_from(row).where(cond))
@@ -291,11 +292,7 @@ class JsonTarget(Target):
         if value is None:
             return or_(not_(self.exists()), self._values(lambda r: JSON.eq(r, None)))
         if isinstance(value, list | dict):
-            whole = self._at(
-                lambda d, p: and_(
-                    JSON.type_at(d, p).is_not(None), JSON.text_at(d, p) == JSON.canonical(value)
-                )
-            )
+            whole = self._at(lambda d, p: JSON.whole_eq(d, p, value))
             return or_(whole, self._values(lambda r: JSON.eq(r, value)))
         return self._values(lambda r: JSON.eq(r, value))
 
@@ -325,7 +322,7 @@ class JsonTarget(Target):
             return false()
         operators = all(k.startswith("$") for k in query)
 
-        def terminal(doc: ColumnElement[Any], path: str) -> Clause:
+        def terminal(doc: ColumnElement[Any], path: JsonPath) -> Clause:
             row = JSON.each(doc, path)
             if operators:
                 cond = compiler.operators(JsonValueTarget(JsonRow(row.c.value, row.c.type)), query)

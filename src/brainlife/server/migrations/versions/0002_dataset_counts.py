@@ -10,9 +10,8 @@ and byte sums, so that the `count`/`size` of a listing that only pins those fiel
 a few rows instead of a walk over hundreds of thousands of index entries.
 
 The triggers below are the ONLY writers of these tables, and this is the one place their DDL
-lives. It is SQLite DDL: on any other dialect the tables are created empty and without
-triggers, and `brainlife.server.services.dataset_totals` never reads them (it checks the
-dialect). PostgreSQL would need the same logic as plpgsql trigger functions.
+lives for SQLite; on PostgreSQL the tables are created empty here and migration
+`0012_postgresql` adds the same logic as PL/pgSQL trigger functions and fills them.
 
 Invariant (what the tests check): after every statement,
 

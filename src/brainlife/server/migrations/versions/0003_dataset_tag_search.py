@@ -10,9 +10,8 @@ object, keyed (kind, tag, project_id, removed, datatype_id, dataset_id): the obj
 project and datatype having a tag are one range of its primary key.
 
 The triggers below are the ONLY writers of the table, and this is the one place their DDL
-lives. It is SQLite DDL: on any other dialect the table is created empty and without triggers,
-and `brainlife.server.services.dataset_totals` never reads it (it checks the dialect).
-PostgreSQL would need the same logic as plpgsql trigger functions.
+lives for SQLite; on PostgreSQL the table is created empty here and migration
+`0012_postgresql` adds the same logic as PL/pgSQL trigger functions and fills it.
 
 Invariant (what the tests check): after every statement the table holds exactly the rows of
 `SELECT kind, tag, d.project_id, d.removed, d.datatype_id, d.id FROM <tag table> JOIN

@@ -1,0 +1,311 @@
+"""PostgreSQL, for real: the SQL every find compiles to there, `$regex` translated from RE2 to
+PostgreSQL's syntax with RE2's meaning, the query time budget as a 400, the aggregate tables
+kept by the PL/pgSQL triggers of migration 0005.
+
+These run against a real PostgreSQL on every run: the one of BL_TEST_DATABASE_URL (the
+PostgreSQL pass of scripts/test), else a private one started here with scripts/pg-start.
+The rest of the server suite runs on PostgreSQL in that second pass (tests/pgdb.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import re2
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql
+
+from brainlife.server.errors import BadRequest
+from brainlife.server.query import compile_find
+from brainlife.server.query.regex import mongo_pattern, postgresql_pattern
+from tests import pgdb
+from tests.server import factories as f
+from tests.server.test_query import CASES, SPECS
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if pgdb.ADMIN_URL is not None:
+        yield pgdb.ADMIN_URL
+        return
+    folder = tmp_path_factory.mktemp("pg")
+    out = subprocess.run(
+        [str(ROOT / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    url = dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
+    try:
+        yield url
+    finally:
+        subprocess.run([str(ROOT / "scripts/pg-stop"), str(folder), "--purge"], check=True)
+
+
+@pytest.fixture
+def pg_archive(admin_url: str, tmp_path: Path) -> Iterator[Any]:
+    """An empty archive whose database is a fresh PostgreSQL database."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    data_dir = tmp_path / "data"
+    arch = open_archive(
+        Settings(
+            data_dir=data_dir,
+            database_url=pgdb.database_url(data_dir, admin_url),
+            query_timeout=5.0,
+        )
+    )
+    yield arch
+    arch.engine.dispose()
+    pgdb.drop_under(tmp_path)
+
+
+def _auth(archive: Any) -> dict[str, str]:
+    claims = {"sub": 1, "gids": [], "scopes": {}, "profile": {"username": "alice"}}
+    return {"Authorization": "Bearer " + archive.signer.sign(claims, 60_000)}
+
+
+def _pg_sql(coll: str, find: str) -> str:
+    find = re.sub(r'"\{\w+\}"', '"650000000000000000000000"', find)  # the world's ids
+    clause = compile_find(SPECS[coll], json.loads(find))
+    return str(select(text("1")).where(clause).compile(dialect=postgresql.dialect()))
+
+
+#: SQLite's JSON functions and REGEXP (PostgreSQL's are jsonb_…)
+SQLITE_ONLY = re.compile(r"\b(json_extract|json_each|json_type|typeof|json_array_length|REGEXP)\b")
+
+
+@pytest.mark.parametrize(("coll", "find"), [(c, q) for c, q, _ in CASES])
+def test_finds_compile_to_postgresql_sql(coll: str, find: str) -> None:
+    """No SQLite function reaches PostgreSQL, whatever the operator or path."""
+    sql = _pg_sql(coll, find)
+    assert not SQLITE_ONLY.findall(sql), sql
+
+
+def test_json_paths_compile_to_jsonb() -> None:
+    sql = _pg_sql("ds", '{"meta.nums": {"$elemMatch": {"$gt": 6}}, "prov.task_id": "T1"}')
+    assert "jsonb_each" in sql and "jsonb_array_elements" in sql
+    assert "->>" in sql  # prov.task_id: the exact expression of ix_datasets_prov_task_id
+
+
+#: (pattern, $options): what RE2 and PostgreSQL read differently unless translated
+PATTERNS = [
+    ("a.c", ""),  # `.` never matches a newline in RE2 without `s`
+    ("a.c", "s"),
+    ("^b$", ""),  # ^ $: the whole text without `m`
+    ("^b$", "m"),
+    ("^b.c$", "ms"),
+    ("\\d+", ""),  # ASCII digits only in RE2
+    ("\\w+x", ""),
+    ("[\\w-]+!", ""),
+    ("\\bcat\\b", ""),  # \b is a word boundary in RE2, a backspace in PostgreSQL
+    ("\\Bat", ""),
+    ("\\s", ""),
+    ("[^\\s]z", ""),
+    ("CAT", "i"),
+    ("(?i)cat", ""),
+    ("\\x41", ""),
+    ("\\x{e9}", ""),
+    ("x{2,3}", ""),
+    ("[[.]", ""),  # a `[` inside a class is a literal in RE2
+    ("(?P<n>ab)+", ""),
+    ("a\\.b", ""),
+    ("colou?r$", ""),
+    ("\\Aab", ""),
+    ("ab\\z", ""),
+    ("[[:digit:]]x", ""),
+]
+SUBJECTS = [
+    "abc",
+    "a\nc",
+    "a\nb\nc",
+    "b",
+    "x\nb\ny",
+    "x\nb\nc\n",
+    "١٢٣",  # Arabic-Indic digits: not \d in RE2
+    "é",
+    "éx",
+    "--x!",
+    "a cat!",
+    "concatenate",
+    "bat",
+    "\t",
+    "yz",
+    " z",
+    "CAT",
+    "Cat",
+    "A",
+    "xxx",
+    "x",
+    "[",
+    ".",
+    "abab",
+    "a.b",
+    "axb",
+    "color",
+    "colours",
+    "ab",
+    "cab",
+    "abc\n",
+    "1x",
+]
+
+
+def test_regex_on_postgresql_matches_what_re2_matches(pg_archive: Any) -> None:
+    with pg_archive.engine.connect() as conn:
+        for pattern, options in PATTERNS:
+            full = mongo_pattern(pattern, options)
+            translated = postgresql_pattern(full)
+            for subject in SUBJECTS:
+                want = re2.search(full, subject) is not None
+                got = conn.execute(text("SELECT :s ~ :p"), {"s": subject, "p": translated}).scalar()
+                assert got == want, (pattern, options, subject, translated)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("\\pL", "escape \\p"),
+        ("\\Qa.b\\E", "escape \\Q"),
+        ("a(?i)b", "flag group"),
+        ("x{300}", "over 255"),
+        ("[\\D]", "\\D inside"),
+    ],
+)
+def test_regex_without_a_postgresql_spelling_is_refused_there(
+    pg_archive: Any, pattern: str, reason: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+
+    find = json.dumps({"desc": {"$regex": pattern}})
+    with pytest.raises(BadRequest, match="PostgreSQL"):
+        postgresql_pattern(mongo_pattern(pattern, ""))
+    with TestClient(create_app(archive=pg_archive)) as http:
+        r = http.get("/api/warehouse/dataset", params={"find": find}, headers=_auth(pg_archive))
+    assert r.status_code == 400, r.text
+    assert reason in r.json()["message"] and "PostgreSQL" in r.json()["message"]
+
+
+def test_query_budget_stops_a_statement_on_postgresql_with_a_400(pg_archive: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+
+    with pg_archive.session() as s:
+        p = f.project(s, access="public")
+        t = f.datatype(s)
+        f.dataset(s, p, t, meta={"subject": "1", "n": list(range(200_000))})
+        s.commit()
+    pg_archive.settings.query_timeout = 0.001
+    slow = json.dumps({"meta.n": {"$elemMatch": {"$regex": "^(a|b)*c$"}}})
+    with TestClient(create_app(archive=pg_archive)) as http:
+        r = http.get("/api/warehouse/dataset", params={"find": slow}, headers=_auth(pg_archive))
+        assert r.status_code == 400, r.text
+        assert "took longer than" in r.json()["message"]
+        pg_archive.settings.query_timeout = 5.0
+        pg_archive.request_sessions = None
+        again = http.get(
+            "/api/warehouse/dataset",
+            params={"find": '{"meta.subject": "1"}'},
+            headers=_auth(pg_archive),
+        )
+    assert again.status_code == 200 and again.json()["count"] == 1
+
+
+def _recount(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    counts = conn.execute(
+        text(
+            "SELECT project_id, datatype_id, removed, count(*), sum(coalesce(size, 0)),"
+            " sum(p::int), sum(p::int * coalesce(size, 0)) FROM (SELECT d.*, EXISTS (SELECT 1"
+            " FROM dataset_publications x WHERE x.dataset_id = d.id) AS p FROM datasets d) AS r"
+            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+    ).all()
+    kept = conn.execute(
+        text(
+            "SELECT project_id, datatype_id, removed, count, size, pub_count, pub_size"
+            " FROM dataset_counts WHERE count <> 0 ORDER BY 1, 2, 3"
+        )
+    ).all()
+    tags = conn.execute(
+        text(
+            "SELECT 't', tag, d.project_id, d.removed, d.datatype_id, d.id FROM dataset_tags x"
+            " JOIN datasets d ON d.id = x.dataset_id EXCEPT SELECT * FROM dataset_tag_search"
+        )
+    ).all()
+    return [tuple(r) for r in counts], [tuple(r) for r in kept], tags
+
+
+def test_aggregates_are_kept_by_triggers_on_postgresql(pg_archive: Any) -> None:
+    from brainlife.server.models import Dataset
+
+    with pg_archive.session() as s:
+        p1, p2 = f.project(s, access="public"), f.project(s, access="private")
+        t = f.datatype(s)
+        pub = f.publication(s, p1, releases=["1"])
+        ds = [f.dataset(s, p1 if i % 2 else p2, t, size=10 * i, tags=["a"]) for i in range(6)]
+        s.commit()
+        s.execute(
+            text(
+                "INSERT INTO dataset_publications (dataset_id, release_id, pos) VALUES (:d, :r, 0)"
+            ),
+            {"d": ds[1].id, "r": pub.releases[0].id},
+        )
+        s.get(Dataset, ds[3].id).removed = True  # type: ignore[union-attr]
+        s.get(Dataset, ds[5].id).size = 7  # type: ignore[union-attr]
+        s.delete(s.get(Dataset, ds[0].id))
+        s.commit()
+    with pg_archive.engine.connect() as conn:
+        counts, kept, missing_tags = _recount(conn)
+    assert kept == counts and len(counts) >= 3
+    assert missing_tags == []
+
+
+def test_what_postgresql_cannot_hold_is_a_400_or_no_match(pg_archive: Any) -> None:
+    """PostgreSQL text cannot hold U+0000: a find comparing with it is a 400 naming the NUL,
+    a `$regex` with it matches nothing (as nothing stored can hold it); never a 500."""
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+
+    with pg_archive.session() as s:
+        f.dataset(s, f.project(s, access="public"), f.datatype(s), meta={"subject": "1"})
+        s.commit()
+    with TestClient(create_app(archive=pg_archive), raise_server_exceptions=False) as http:
+        for find in ({"meta.x": "a\u0000"}, {"name": "a\u0000"}):
+            r = http.get(
+                "/api/warehouse/dataset",
+                params={"find": json.dumps(find)},
+                headers=_auth(pg_archive),
+            )
+            assert r.status_code == 400 and "NUL" in r.json()["message"], (find, r.text)
+        regex = {"meta.subject": {"$regex": "1|\u0000"}, "desc": {"$regex": "^(?:.|.){2}\u0000"}}
+        for key, test in regex.items():
+            r = http.get(
+                "/api/warehouse/dataset",
+                params={"find": json.dumps({key: test})},
+                headers=_auth(pg_archive),
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["count"] == (1 if key == "meta.subject" else 0)
+        # an unknown field is missing everywhere: `null` matches it (a typed NULL on PostgreSQL)
+        r = http.get(
+            "/api/auth/profile/list",
+            params={"find": '{"nosuch": null}'},
+            headers=_auth(pg_archive),
+        )
+        assert r.status_code == 200, r.text
+        r = http.get(
+            "/api/warehouse/dataset",
+            params={"find": '{"nosuch.x": null, "nosuch": null}'},
+            headers=_auth(pg_archive),
+        )
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text
