@@ -11,7 +11,9 @@ the local store holds here too: an object never holds bytes other than its name 
   copied server-side under its name and the temporary object deleted (a crash in between
   leaves a `tmp/` object: a bucket lifecycle rule may expire them).
 - Parts are `part_size` bytes (default 16 MiB, above S3's 5 MiB floor), one part in memory
-  per write; a blob smaller than one part is a single PUT.
+  per write. A blob smaller than one part is hashed in memory and sent as one PUT under its
+  name, without asking first (rewriting a key with the bytes it holds changes nothing; one
+  request per blob: the demo's ~1000 files went from 129 s to a fraction of it).
 
 Reads are ranged GETs (`read_range`), which is what the tar streamer needs. `presign` gives a
 SigV4 URL of short life with the file name as `Content-Disposition`, so per-file downloads
@@ -25,7 +27,9 @@ Credentials and endpoint come the way boto3 reads them (`AWS_ACCESS_KEY_ID`,
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,8 @@ from brainlife.server.store import CHUNK, DigestMismatch
 #: 16 MiB parts reach 156 GiB; larger writes grow the part size)
 PART_SIZE = 16 * 1024 * 1024
 MAX_PARTS = 10_000
+#: digests whose size `S3Store` remembers (about 100 bytes each)
+KNOWN_MAX = 100_000
 
 
 class StoreUnavailable(RuntimeError):
@@ -81,6 +87,9 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self.part_size = part_size
+        #: sizes of blobs this process wrote or saw, so a write's follow-up `has`/`size` asks
+        #: nothing (blobs are never changed, and an S3 store never removes one)
+        self._known: OrderedDict[str, int] = OrderedDict()
         self.client = client or boto3.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -130,14 +139,32 @@ class S3Store:
     # -- writes ----------------------------------------------------------------------------
 
     def put_stream(self, chunks: Iterable[bytes], *, sha256: str | None = None) -> tuple[str, int]:
+        stream = iter(chunks)
+        first, digest, size = bytearray(), hashlib.sha256(), 0
+        for chunk in stream:
+            digest.update(chunk)
+            size += len(chunk)
+            first += chunk
+            if len(first) >= self.part_size:
+                break
+        else:
+            # a small blob, whole in memory: one PUT under its name (writing the same bytes
+            # again to a key that has them changes nothing: cheaper than asking first)
+            got = digest.hexdigest()
+            if sha256 is not None and got != sha256:
+                raise DigestMismatch(sha256, got, size)
+            self.client.put_object(Bucket=self.bucket, Key=self.key(got), Body=bytes(first))
+            return self._remember(got, size)
+        rest = itertools.chain([bytes(first)], stream)
+        del first
         if sha256 is not None and self.has(sha256):
-            return self._hash_only(chunks, sha256)
+            return self._hash_only(rest, sha256)
         key = (
             self.key(sha256) if sha256 is not None else f"{self.prefix}tmp/{secrets.token_hex(16)}"
         )
-        got, size = self._upload(key, chunks, sha256)
+        got, size = self._upload(key, rest, sha256)
         if sha256 is not None:
-            return got, size
+            return self._remember(got, size)
         final = self.key(got)
         try:
             if not self.has(got):
@@ -146,7 +173,14 @@ class S3Store:
                 )  # managed: multipart copy past 5 GiB
         finally:
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        return got, size
+        return self._remember(got, size)
+
+    def _remember(self, sha256: str, size: int) -> tuple[str, int]:
+        self._known[sha256] = size
+        self._known.move_to_end(sha256)
+        while len(self._known) > KNOWN_MAX:
+            self._known.popitem(last=False)
+        return sha256, size
 
     def _hash_only(self, chunks: Iterable[bytes], sha256: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
@@ -220,13 +254,20 @@ class S3Store:
             raise
 
     def has(self, sha256: str) -> bool:
-        return self._head(sha256) is not None
+        if sha256 in self._known:
+            return True
+        head = self._head(sha256)
+        if head is not None:
+            self._remember(sha256, int(head["ContentLength"]))
+        return head is not None
 
     def size(self, sha256: str) -> int:
+        if sha256 in self._known:
+            return self._known[sha256]
         head = self._head(sha256)
         if head is None:
             raise FileNotFoundError(f"blob {sha256} is not in bucket {self.bucket}")
-        return int(head["ContentLength"])
+        return self._remember(sha256, int(head["ContentLength"]))[1]
 
     def read_range(
         self, sha256: str, start: int, end: int, *, chunk_size: int = CHUNK
