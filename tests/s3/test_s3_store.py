@@ -175,3 +175,21 @@ def test_store_urls_and_unusable_buckets(s3_env, bucket) -> None:
         S3Store(bucket, client=s3_client(wrong))
     with pytest.raises(StoreUnavailable, match="reach"):
         S3Store(bucket, client=s3_client(s3_env, endpoint="http://127.0.0.1:9"))
+
+
+def test_bl_serve_refuses_an_unusable_store_with_a_message(tmp_path, s3_env) -> None:
+    from click.testing import CliRunner
+
+    from brainlife.cli.main import cli
+
+    runner = CliRunner()
+    data = ["serve", "--data-dir", str(tmp_path / "data"), "--port", "0"]
+    r = runner.invoke(cli, [*data, "--s3-endpoint", "http://127.0.0.1:9"])
+    assert r.exit_code == 2 and "--s3-endpoint goes with --store" in r.output
+    r = runner.invoke(cli, [*data, "--store", "bucket-without-scheme"])
+    assert r.exit_code == 1 and "s3://BUCKET" in str(r.exception) + r.output
+    r = runner.invoke(
+        cli, [*data, "--store", "s3://bl-unreachable", "--s3-endpoint", "http://127.0.0.1:9"]
+    )
+    assert r.exit_code == 1 and "cannot reach the S3 endpoint" in str(r.exception) + r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
