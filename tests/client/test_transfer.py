@@ -56,7 +56,13 @@ class FakeHttp:
 
     @contextlib.contextmanager
     def stream(
-        self, route: str, *, token: str, headers: dict[str, str], cancel: Any = None
+        self,
+        route: str,
+        *,
+        token: str,
+        headers: dict[str, str],
+        cancel: Any = None,
+        follow_redirects: bool = True,
     ) -> Iterator[FakeBody]:
         self.requests.append(dict(headers))
         start = int(headers["Range"].removeprefix("bytes=").rstrip("-")) if headers else 0

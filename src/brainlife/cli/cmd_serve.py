@@ -63,6 +63,27 @@ import click
     help="Longest life of a token, in days (default 365): 'bl login --ttl' asking for "
     "more gets this much.",
 )
+@click.option(
+    "--store",
+    "store_url",
+    metavar="s3://BUCKET[/PREFIX]",
+    default=None,
+    help="Keep file bytes in an S3 bucket (made if missing) instead of the data directory; "
+    "credentials and endpoint as boto3 reads them (AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3).",
+)
+@click.option(
+    "--s3-endpoint",
+    metavar="URL",
+    default=None,
+    help="S3 endpoint for --store (overrides AWS_ENDPOINT_URL_S3).",
+)
+@click.option(
+    "--presign-seconds",
+    type=click.IntRange(1, 7 * 24 * 3600),
+    default=None,
+    help="Life of the presigned URLs per-file downloads are redirected to (default 300).",
+)
 def serve(
     data_dir: Path | None,
     host: str,
@@ -76,8 +97,13 @@ def serve(
     query_timeout: float | None,
     allow_signup: bool,
     max_token_days: float | None,
+    store_url: str | None,
+    s3_endpoint: str | None,
+    presign_seconds: int | None,
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
+    if s3_endpoint and not store_url:
+        raise click.UsageError("--s3-endpoint goes with --store s3://BUCKET")
     try:
         from brainlife.server.serve import run
     except ImportError as exc:  # the server extra is not installed
@@ -98,4 +124,7 @@ def serve(
         query_timeout=query_timeout,
         allow_signup=allow_signup,
         max_token_days=max_token_days,
+        store_url=store_url,
+        s3_endpoint=s3_endpoint,
+        presign_seconds=presign_seconds,
     )

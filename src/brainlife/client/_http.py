@@ -445,10 +445,12 @@ class HttpClient:
         stream: bool,
         patient: bool = False,
         cancel: threading.Event | None = None,
+        redirect: bool = True,
     ) -> Response:
         """One request, retried by the rules of the module docstring: ``patient`` retries until
         the liveness clock gives up, else at most ``retries`` times. A retryable status still
-        there at the end is returned (the caller maps it to an exception)."""
+        there at the end is returned (the caller maps it to an exception). ``redirect=False``
+        returns a redirect as it is (the caller follows it)."""
         idempotent = method in IDEMPOTENT
         failures = 0
         first: float | None = None  # wall-clock time of the first failure
@@ -464,6 +466,7 @@ class HttpClient:
                     retries=_NO_RETRY,
                     timeout=self.timeout,
                     preload_content=not stream,
+                    redirect=redirect,
                 )
             except (MaxRetryError, HTTPError) as exc:
                 cause = (exc.reason or exc) if isinstance(exc, MaxRetryError) else exc
@@ -639,17 +642,24 @@ class HttpClient:
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
         cancel: threading.Event | None = None,
+        follow_redirects: bool = True,
+        absolute: bool = False,
     ) -> Iterator[Response]:
         """GET with a streamed body (a download: retried while the liveness clock allows);
-        error statuses raise before the body is read."""
+        error statuses raise before the body is read. ``follow_redirects=False`` yields a
+        redirect as it is; ``absolute``: ``path`` is a whole URL of another host (a presigned
+        URL of an object store), sent without a token."""
+        if absolute and token:
+            raise ValueError("a token is never sent to another host")
         resp = self._send(
             "GET",
-            self.url(path, params),
+            path if absolute else self.url(path, params),
             body=None,
             headers=self._headers(token, headers),
             stream=True,
             patient=True,
             cancel=cancel,
+            redirect=follow_redirects,
         )
         try:
             if resp.status >= 400:

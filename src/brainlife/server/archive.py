@@ -115,14 +115,24 @@ class Archive:
         return self.request_sessions()
 
 
+def open_store(settings: Settings) -> ByteStore:
+    """The content store the settings name: the local one, or a bucket (`s3store`)."""
+    if settings.store_url:
+        from brainlife.server.s3store import S3Store
+
+        return S3Store.from_url(settings.store_url, endpoint_url=settings.s3_endpoint)
+    store = LocalStore(settings.store_dir)
+    store.clean_tmp()
+    return store
+
+
 def open_archive(settings: Settings) -> Archive:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     migrate(engine)
     keys = load_or_create_keys(settings.keys_dir)
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
-    store = LocalStore(settings.store_dir)
-    store.clean_tmp()
+    store = open_store(settings)
     task_files = LocalTaskFiles(settings.tasks_dir)
     task_files.clean_uploads()
     return Archive(

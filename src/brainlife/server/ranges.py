@@ -21,7 +21,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import anyio.lowlevel
 import anyio.to_thread
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
+from brainlife.server.disposition import content_disposition
 from brainlife.server.errors import BadRequest, RangeNotSatisfiable
 from brainlife.server.tarstream import BodyChanged, Chunk, Regenerable
 
@@ -104,16 +104,6 @@ def not_modified(etag: str) -> Response:
     return Response(status_code=304, headers={"ETag": etag})
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment; filename=…` as brainlife sends it, quoted (RFC 6266) only when needed."""
-    if filename and all(c.isascii() and (c.isalnum() or c in "._-+") for c in filename):
-        return f"attachment; filename={filename}"
-    ascii_name = "".join(
-        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
-    )
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
 async def paced(
     chunks: Iterator[Chunk | None], on_complete: Callable[[], None] | None = None
 ) -> AsyncIterator[Chunk]:
@@ -173,15 +163,30 @@ def ranged_response(
     body: BodyFactory,
     *,
     on_last_byte: Callable[[], None] | None = None,
+    presign: Callable[[], str | None] | None = None,
 ) -> Response:
     """A 200 or 206 response for `[0, download.size)` honouring `Range`/`If-Range`, or 304 when
     `If-None-Match` names the current ETag; HEAD gets the headers only. `on_last_byte` runs
     once a GET body that ends with the last byte (a 200, or a 206 up to the end: a resumed
-    download) has been handed to the server in full."""
+    download) has been handed to the server in full.
+
+    `presign` (a store that can give a URL for the bytes, `store.ByteStore.presign`): a GET is
+    answered with a 307 to that URL, so the bytes flow from the store, not through us; the
+    client sends its `Range` there. `on_last_byte` then runs when a whole file is asked for
+    (no `Range`), since the end of a body we do not send is never seen."""
     size, media_type = download.size, download.media_type
     etag = quote_etag(download.etag) if download.etag else None
     if etag and etag_matches(request.headers.get("if-none-match"), etag):
         return not_modified(etag)
+    if presign is not None and request.method == "GET":
+        url = presign()
+        if url is not None:
+            if on_last_byte is not None and "range" not in request.headers:
+                on_last_byte()
+            headers = {"Location": url, "Cache-Control": "no-store"}
+            if etag:
+                headers["ETag"] = etag
+            return Response(status_code=307, headers=headers)
     span = parse_range(
         request.headers.get("range"),
         size,

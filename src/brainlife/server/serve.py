@@ -76,8 +76,13 @@ def _settings(
     query_timeout: float | None = None,
     allow_signup: bool = False,
     max_token_days: float | None = None,
+    store_url: str | None = None,
+    s3_endpoint: str | None = None,
+    presign_seconds: int | None = None,
 ) -> Settings:
     kwargs: dict[str, Any] = {
+        "store_url": store_url,
+        "s3_endpoint": s3_endpoint,
         "database_url": database_url,
         "extensions": extensions,
         "allow_signup": allow_signup,
@@ -88,6 +93,8 @@ def _settings(
         kwargs["data_dir"] = data_dir
     if query_timeout is not None:
         kwargs["query_timeout"] = query_timeout
+    if presign_seconds is not None:
+        kwargs["presign_seconds"] = presign_seconds
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
@@ -113,6 +120,11 @@ def app_factory() -> Any:
             allow_signup=os.environ.get("BL_ALLOW_SIGNUP") == "1",
             max_token_days=float(os.environ["BL_MAX_TOKEN_DAYS"])
             if os.environ.get("BL_MAX_TOKEN_DAYS")
+            else None,
+            store_url=os.environ.get("BL_STORE") or None,
+            s3_endpoint=os.environ.get("BL_S3_ENDPOINT") or None,
+            presign_seconds=int(os.environ["BL_PRESIGN_SECONDS"])
+            if os.environ.get("BL_PRESIGN_SECONDS")
             else None,
         )
     )
@@ -155,6 +167,9 @@ def run(
     query_timeout: float | None = None,
     allow_signup: bool = False,
     max_token_days: float | None = None,
+    store_url: str | None = None,
+    s3_endpoint: str | None = None,
+    presign_seconds: int | None = None,
 ) -> None:
     import uvicorn
 
@@ -162,10 +177,27 @@ def run(
     from brainlife.server.archive import open_archive
 
     settings = _settings(
-        data_dir, database_url, extensions, query_timeout, allow_signup, max_token_days
+        data_dir,
+        database_url,
+        extensions,
+        query_timeout,
+        allow_signup,
+        max_token_days,
+        store_url,
+        s3_endpoint,
+        presign_seconds,
     )
     cost = _password_cost()
-    archive = open_archive(settings)
+    if store_url:
+        from brainlife.server.s3store import StoreUnavailable, parse_store_url
+
+        try:
+            parse_store_url(store_url)
+            archive = open_archive(settings)
+        except (ValueError, StoreUnavailable) as exc:
+            raise SystemExit(f"Error: {exc}") from None
+    else:
+        archive = open_archive(settings)
     _seed(archive)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     if cost not in (None, "default"):
@@ -174,6 +206,8 @@ def run(
             f"({PASSWORD_COST_ENV}, meant for test servers)"
         )
     say(f"bl serve: data directory {settings.data_dir}")
+    if store_url:
+        say(f"bl serve: file bytes in {store_url} (per-file downloads redirect to it)")
     if settings.failed_login_delay != Settings.failed_login_delay:
         say(
             f"WARNING: failed logins are answered after {settings.failed_login_delay:g} s "
@@ -240,6 +274,12 @@ def run(
             os.environ["BL_ALLOW_SIGNUP"] = "1"
         if max_token_days is not None:
             os.environ["BL_MAX_TOKEN_DAYS"] = str(max_token_days)
+        if store_url:
+            os.environ["BL_STORE"] = store_url
+        if s3_endpoint:
+            os.environ["BL_S3_ENDPOINT"] = s3_endpoint
+        if presign_seconds is not None:
+            os.environ["BL_PRESIGN_SECONDS"] = str(presign_seconds)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

@@ -81,6 +81,16 @@ class Settings:
     #: spreadsheets; data belongs in data objects.
     max_project_file_bytes: int = 5 * 1024**3
 
+    #: Where file bytes live: None, the local store in the data directory; `s3://BUCKET[/PREFIX]`
+    #: a bucket (`s3store`), with credentials and endpoint as boto3 reads them.
+    store_url: str | None = None
+    #: S3 endpoint overriding boto3's (`AWS_ENDPOINT_URL_S3`), e.g. http://127.0.0.1:7480.
+    s3_endpoint: str | None = None
+    #: Seconds a presigned URL of a per-file download lives: long enough to start the
+    #: download (the client asks us again when one expires mid-file), short so a leaked URL
+    #: soon stops working.
+    presign_seconds: int = 300
+
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
 

@@ -7,6 +7,12 @@ old bytes), hashing the prefix already on disk first. Only when the size and sha
 part renamed to its final name. Dropped connections and restarts of the server are retried with
 backoff, each time from where the bytes stopped.
 
+A server whose files live in an object store answers a file with a redirect (307) to a
+presigned URL of the store: the bytes are fetched from there, without our token (the URL is the
+credential), resumed there with ``Range`` after a cut, and when the URL has expired (the store
+answers 403, or 400) a fresh one is asked of our server. ``If-Range`` is not sent to the store
+(its ETags are not ours); the sha256 checked at the end pins the content instead.
+
 Retries here are only for bodies cut off after the server answered (at most ``attempts``); a
 server that does not answer is waited for inside ``HttpClient.stream``, and every pause goes
 through the client's run-wide :class:`~brainlife.client._http.Liveness` clock, which ends the
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from brainlife.client._exceptions import (
     ApiError,
@@ -32,6 +39,8 @@ from brainlife.client._exceptions import (
     Cancelled,
     ChecksumMismatch,
     GaveUp,
+    PermissionDenied,
+    ProtocolError,
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
@@ -204,6 +213,10 @@ class _FileFetch:
         self.resumed = self.offset
         self.transferred = 0
         self.failures = 0
+        #: the presigned URL our server redirected to (None: ask our server)
+        self.direct: str | None = None
+        #: redirects and refused presigned URLs since bytes last arrived
+        self.hops = 0
         #: bytes told to ``on_bytes`` (taken back when the file is fetched again)
         self.told = 0
 
@@ -232,7 +245,15 @@ class _FileFetch:
                 break  # everything is already here; verified by the caller
             try:
                 self._request(received, cancel, on_response, headers)
-            except ApiError as exc:
+            except _Redirected:
+                self._hop()
+                continue
+            except (ApiError, PermissionDenied) as exc:
+                if self.direct is not None and exc.status in (400, 403):
+                    # the presigned URL expired (or was refused): ask our server for a new one
+                    self.direct = None
+                    self._hop()
+                    continue
                 if exc.status != 416:
                     raise
                 # our partial is longer than the file: start again
@@ -244,6 +265,8 @@ class _FileFetch:
             except _Partial as cut:
                 self.offset += cut.written
                 self.transferred += cut.written
+                if cut.written:
+                    self.hops = 0
                 self._failed(cut.error, cancel, "connection lost")
                 continue
             except GaveUp:
@@ -258,6 +281,16 @@ class _FileFetch:
             transferred=self.transferred,
             resumed=self.resumed,
         )
+
+    def _hop(self) -> None:
+        """A redirect followed, or a refused presigned URL dropped: a server that keeps
+        redirecting without any byte arriving is a broken one, not one to retry forever."""
+        self.hops += 1
+        if self.hops > 2 * self.policy.attempts + 2:
+            raise ProtocolError(
+                "The server keeps redirecting this file to a URL that does not deliver it "
+                "(an expired or refused presigned URL of its object store?)."
+            )
 
     def _failed(
         self, error: BrainlifeError, cancel: threading.Event | None, reason: str | None = None
@@ -282,8 +315,24 @@ class _FileFetch:
             sent["Range"] = f"bytes={self.offset}-"
             if self.etag:
                 sent["If-Range"] = self.etag
-        with self.http.stream(self.route, token=self.token, headers=sent, cancel=cancel) as resp:
-            if on_response is not None:
+        direct = self.direct
+        if direct is not None:
+            # the store's validators are not ours: the sha256 at the end pins the content
+            sent.pop("If-Range", None)
+            sent.pop("If-None-Match", None)
+            opened = self.http.stream(direct, headers=sent, cancel=cancel, absolute=True)
+        else:
+            opened = self.http.stream(
+                self.route, token=self.token, headers=sent, cancel=cancel, follow_redirects=False
+            )
+        with opened as resp:
+            if direct is None and resp.status in (301, 302, 303, 307, 308):
+                location = resp.headers.get("Location")
+                if not location:
+                    raise ProtocolError("The server answered a redirect without a Location.")
+                self.direct = urljoin(self.http.url(self.route), location)
+                raise _Redirected
+            if on_response is not None and direct is None:
                 on_response(resp)
             start = 0
             if resp.status == 206:
@@ -292,7 +341,8 @@ class _FileFetch:
                 if start != 0:
                     raise ServerUnavailable("The server sent an unexpected byte range.")
                 self._start_over()
-            self.etag = resp.headers.get("ETag", "") or self.etag
+            if direct is None:
+                self.etag = resp.headers.get("ETag", "") or self.etag
             if self.offset == 0:
                 _write_sidecar(
                     self.side, {"size": self.size, "sha256": self.sha256, "etag": self.etag}
@@ -302,6 +352,11 @@ class _FileFetch:
             )
             self.offset += got
             self.transferred += got
+            self.hops = 0
+
+
+class _Redirected(Exception):
+    """Our server sent the file's bytes elsewhere (``_FileFetch.direct``): fetch them there."""
 
 
 class _Partial(Exception):

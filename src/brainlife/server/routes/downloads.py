@@ -72,7 +72,8 @@ def download_dataset_file(
     user: DownloadUser,
     session: ShortSession,
 ) -> Response:
-    """Download one file of a data object (Range supported; the ETag is its sha256)."""
+    """Download one file of a data object (Range supported; the ETag is its sha256). With an
+    object store (`bl serve --store s3://…`) a GET is redirected (307) to a presigned URL."""
     f = downloads.open_dataset_file(
         session=session, principal=user, dataset_id=dataset_id, path=path
     )
@@ -87,6 +88,7 @@ def download_dataset_file(
             archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
         ),
         on_last_byte=counted,
+        presign=lambda: downloads.presign_file(archive, f),
     )
 
 

@@ -317,6 +317,14 @@ def open_dataset_file(
     return FileDownload(row.sha256, row.size, name, guess_media_type(name), last == path)
 
 
+def presign_file(archive: Archive, f: FileDownload) -> str | None:
+    """A short-lived URL of the store for the file's bytes, named as the file (None: the
+    store has none, we send the bytes). Asked only after access was checked (`open_*`)."""
+    return archive.store.presign(
+        f.sha256, filename=f.filename, expires_in=archive.settings.presign_seconds
+    )
+
+
 def stream_blob(
     store: BlobSource,
     sha256: str,

@@ -417,6 +417,7 @@ def download_file(
         lambda start, end, nb: downloads.stream_blob(
             archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
         ),
+        presign=lambda: downloads.presign_file(archive, f),
     )
 
 

@@ -1,0 +1,146 @@
+"""One 1 GiB object from an S3 store (issue #11): `bl data download` against curl fetching the
+same presigned URL from radosgw, 3 runs each, alternating; the target is bl >= 0.9x curl.
+
+`bl serve --demo --store s3://bl-bench` runs on a radosgw started by `scripts/s3-start`
+(bench/out/s3). The object is uploaded once with `bl data upload` (cached: the bucket and the
+archive stay under bench/out/). Both clients write to the same folder (/dev/shm when present);
+`bl` also checks the sha256, curl does not. The server's own written bytes (/proc/PID/io wchar)
+are recorded around each `bl` run: it sends no byte of the file.
+
+    .venv/bin/python bench/bench_s3.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from common import OUT, PYTHON, ROOT, bl_serve, login, machine_notes, median, say, write_section
+
+GIB = 1024**3
+TP_PROJECT = "5b0dad8041711001e958b519"  # the demo's "2019 tractprofiles"
+
+
+def s3_env() -> dict[str, str]:
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "s3-start"), str(OUT / "s3")],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("=", 1) for line in out.splitlines() if line.startswith("AWS_"))
+
+
+def wchar(pid: int) -> int:
+    return int(re.search(r"wchar: (\d+)", Path(f"/proc/{pid}/io").read_text()).group(1))  # type: ignore[union-attr]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    env = s3_env()
+    os.environ.update(env)
+    OUT.mkdir(parents=True, exist_ok=True)
+    src = OUT / "s3-object" / "t1.nii.gz"
+    if not src.exists():
+        src.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, "wb") as fh:
+            for _ in range(GIB // (64 << 20)):
+                fh.write(os.urandom(64 << 20))
+    dest_root = Path("/dev/shm") if Path("/dev/shm").is_dir() else OUT
+    with bl_serve(OUT / "s3-archive", ["--demo", "--store", "s3://bl-bench"]) as srv:
+        token = login(srv.port, "demo", "demo")
+        home = OUT / "s3-home"
+        home.mkdir(exist_ok=True)
+        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+        cli_env.update(HOME=str(home), BLHOST=srv.url, BL_TOKEN=token)
+        q = subprocess.run(
+            [PYTHON, "-m", "brainlife", "data", "query", "-p", TP_PROJECT, "--tag", "s3bench",
+             "-j"], env=cli_env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        rows = json.loads(q.stdout)
+        if not rows:
+            say("uploading the 1 GiB object ...")
+            subprocess.run(
+                [PYTHON, "-m", "brainlife", "data", "upload", "-p", TP_PROJECT, "-d",
+                 "neuro/anat/t1w", "-t", "s3bench", "-s", "bench", "-j", str(src.parent)],
+                env=cli_env, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            q = subprocess.run(q.args, env=cli_env, capture_output=True, text=True, check=True)
+            rows = json.loads(q.stdout)
+        oid = rows[0]["_id"]
+        opener = urllib.request.build_opener(_NoRedirect)
+        bl_s: list[float] = []
+        curl_s: list[float] = []
+        server_bytes: list[int] = []
+        for run in range(args.runs):
+            out = dest_root / "bl-bench-s3"
+            shutil.rmtree(out, ignore_errors=True)
+            before = wchar(srv.pid)
+            t0 = time.perf_counter()
+            subprocess.run(
+                [PYTHON, "-m", "brainlife", "data", "download", "-i", oid, "-d", str(out),
+                 "--jobs", "1", "--json"],
+                env=cli_env, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            bl_s.append(time.perf_counter() - t0)
+            server_bytes.append(wchar(srv.pid) - before)
+            assert (out / oid / "t1.nii.gz").stat().st_size == GIB
+            shutil.rmtree(out, ignore_errors=True)
+            req = urllib.request.Request(
+                f"{srv.url}/api/warehouse/dataset/file/{oid}/t1.nii.gz",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                opener.open(req)
+                raise RuntimeError("expected a redirect")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 307, exc.code
+                url = exc.headers["Location"]
+            out.mkdir(parents=True)
+            t0 = time.perf_counter()
+            subprocess.run(["curl", "-sSf", "-o", str(out / "t1.nii.gz"), url], check=True)
+            curl_s.append(time.perf_counter() - t0)
+            shutil.rmtree(out, ignore_errors=True)
+            say(f"run {run + 1}: bl {bl_s[-1]:.2f} s, curl {curl_s[-1]:.2f} s")
+    mib = GIB / 2**20
+    ratio = median(curl_s) / median(bl_s)
+    rows_md = "\n".join(
+        f"| {i + 1} | {mib / b:.0f} | {mib / c:.0f} | {s / 2**20:.2f} |"
+        for i, (b, c, s) in enumerate(zip(bl_s, curl_s, server_bytes, strict=True))
+    )
+    write_section(
+        f"""## One 1 GiB object from S3 (radosgw) via a presigned URL (issue #11)
+
+`.venv/bin/python bench/bench_s3.py --runs {args.runs}`: `bl data download` (follows the 307,
+writes and checks the sha256) against `curl -o` of the same presigned URL, into {dest_root}.
+
+| run | bl MiB/s | curl MiB/s | bytes bl serve wrote during the bl run (MiB) |
+| --- | --- | --- | --- |
+{rows_md}
+
+Median: bl {mib / median(bl_s):.0f} MiB/s, curl {mib / median(curl_s):.0f} MiB/s: bl =
+{ratio:.2f}x curl (target >= 0.9x{"" if ratio >= 0.9 else ": not met in this run"}; the bl
+figure includes its process start, login check and manifest request).
+
+{machine_notes()}
+""",
+        "<!-- s3-benchmark:start -->",
+        "<!-- s3-benchmark:end -->",
+    )
+    say(f"bl = {ratio:.2f}x curl")
+
+
+if __name__ == "__main__":
+    main()
