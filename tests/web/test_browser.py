@@ -164,6 +164,27 @@ def test_post_without_csrf_token_is_refused(page: Page) -> None:
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
 
 
+def test_sign_out_ends_the_session_for_a_copied_cookie_too(
+    page: Page, playwright, tmp_path: Path, server: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, "avesani")
+    copied = [c for c in page.context.cookies() if c["name"] == "bl_session"]
+    assert copied and copied[0]["httpOnly"]
+    other = launch(playwright, tmp_path / "copy", base_url=server.url)
+    other.add_cookies(copied)  # the same cookie in another browser
+    second = other.pages[0] if other.pages else other.new_page()
+    second.goto(f"/project/{PRIVATE}")
+    expect(second.get_by_role("heading", level=1)).to_have_text("Private demo")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    response = second.goto(f"/project/{PRIVATE}")
+    assert response is not None and response.status == 404
+    expect(second.get_by_role("link", name="Sign in")).to_be_visible()
+    second.goto("/")  # a page (not an error) also clears the dead cookie
+    assert not [c for c in other.cookies() if c["name"] == "bl_session"]
+    other.close()
+
+
 def test_keyboard_skip_link_and_phone_width(playwright, tmp_path: Path, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     context = launch(
         playwright, tmp_path / "phone", base_url=server.url, viewport={"width": 390, "height": 844}

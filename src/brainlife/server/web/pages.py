@@ -363,9 +363,12 @@ async def signin(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> 
 @router.post("/signout")
 async def signout(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
     form = await _form(request)
-    web_session.check_csrf(archive, visitor, form)
     response = RedirectResponse("/", status_code=303)
-    web_session.sign_out(response)
+    if visitor.drop_session:  # the session already ended (revoked, expired): nothing to protect
+        web_session.remember(request, response, visitor)
+        return response
+    web_session.check_csrf(archive, visitor, form)
+    web_session.sign_out(archive, visitor, response)
     return response
 
 

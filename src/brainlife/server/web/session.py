@@ -3,7 +3,10 @@
 Signing in (`/signin`) calls the same login as `POST /api/auth/local/auth` and keeps the signed
 token in a cookie (`bl_session`: HttpOnly, SameSite=Lax, Secure over https, i.e. under `--tls`),
 so the pages apply exactly the API's access rules to the token's claims. The token never appears
-in a URL or a page. Signing out forgets the cookie (the token itself expires after `SESSION_TTL`).
+in a URL or a page. The cookie's token is checked as an API token is (`auth.check_principal`): a
+revoked token, or a disabled account's, makes the visitor anonymous. Signing out revokes the
+session's token (its `jti`) before forgetting the cookie, so a copy of the cookie taken before
+(another browser, a stolen backup) stops working at once rather than when the token expires.
 
 Every form carries a CSRF token: an HMAC of the visitor's session id (the session token, or for an
 anonymous visitor a random `bl_csrf` cookie) under a key derived from the archive's signing key.
@@ -27,6 +30,8 @@ from brainlife.server.archive import Archive
 from brainlife.server.deps import get_archive
 from brainlife.server.errors import ApiError, Forbidden
 from brainlife.server.principal import Principal
+from brainlife.server.services.accounts import revoke_token
+from brainlife.server.services.auth import check_principal
 
 SESSION_COOKIE = "bl_session"
 ANON_COOKIE = "bl_csrf"
@@ -66,13 +71,19 @@ def visitor(request: Request, archive: Annotated[Archive, Depends(get_archive)])
     drop = False
     if token:
         try:
-            return Visitor(archive.signer.principal(token), token)
+            return Visitor(_checked(archive, archive.signer.principal(token)), token)
         except ApiError:
-            drop = True  # expired or from another key: carry on as anonymous
+            drop = True  # expired, revoked or from another key: carry on as anonymous
     anon = request.cookies.get(ANON_COOKIE) or ""
     if len(anon) == 43 and anon.replace("-", "").replace("_", "").isalnum():
         return Visitor(None, anon, drop_session=drop)
     return Visitor(None, secrets.token_urlsafe(32), new_anon=True, drop_session=drop)
+
+
+def _checked(archive: Archive, principal: Principal) -> Principal:
+    with archive.session() as session:
+        check_principal(session, principal)
+    return principal
 
 
 def check_csrf(archive: Archive, visitor: Visitor, form: dict[str, str]) -> None:
@@ -117,7 +128,14 @@ def sign_in(request: Request, response: Response, token: str) -> None:
     response.delete_cookie(ANON_COOKIE, path="/")
 
 
-def sign_out(response: Response) -> None:
+def sign_out(archive: Archive, visitor: Visitor, response: Response) -> None:
+    """Revoke the session's token (a token without an id, signed by a tool holding the key,
+    cannot be revoked: it expires) and forget the cookie."""
+    principal = visitor.principal
+    if principal is not None and principal.jti is not None:
+        with archive.session() as session:
+            revoke_token(session, principal.jti, principal=principal)
+            session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 
