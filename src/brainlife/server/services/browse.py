@@ -25,6 +25,7 @@ from brainlife.server.models import (
     DatasetCount,
     DatasetFile,
     DatasetPublication,
+    DatasetSubjectCount,
     Datatype,
     Project,
     Publication,
@@ -150,7 +151,10 @@ def _matrix(
     Two index walks: the page's subjects in order (stopping after the page), then the counts of
     those subjects only, so a project of 300,000 objects costs what a page of it holds. When
     the whole project is readable the access test is the project's (decided once, in
-    `get_project`); otherwise each object's (published ones only)."""
+    `get_project`); otherwise each object's (published ones only). On SQLite both walks read
+    the trigger-kept per-subject counts (`_matrix_from_counts`) instead of the objects."""
+    if session.get_bind().dialect.name == "sqlite":
+        return _matrix_from_counts(session, project_id, readable, after)
     where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
     if not readable:
         where.append(browsable_datasets(principal))
@@ -178,6 +182,35 @@ def _matrix(
     )
     for subject, datatype_id, n in rows:
         matrix.setdefault(subject or "", {})[datatype_id] = int(n)
+    return dict(sorted(matrix.items())), following
+
+
+def _matrix_from_counts(
+    session: Session, project_id: str, readable: bool, after: str | None
+) -> tuple[dict[str, dict[str, int]], str | None]:
+    """`_matrix` from `DatasetSubjectCount`: a page is about (subjects × datatypes) rows of one
+    primary-key range, whatever the number of objects behind them. A not readable project
+    shows its published objects (`pub_count`), as `_totals` counts them."""
+    c = DatasetSubjectCount
+    n = c.count if readable else c.pub_count
+    where = [c.project_id == project_id, c.removed.is_(False), n > 0]
+    first = select(c.subject).where(*where)
+    if after is not None:
+        first = first.where(c.subject > after)
+    page = first.group_by(c.subject).order_by(c.subject).limit(MATRIX_SUBJECTS + 1)
+    subjects = list(session.scalars(page))
+    following = None
+    if len(subjects) > MATRIX_SUBJECTS:
+        subjects = subjects[:MATRIX_SUBJECTS]
+        following = subjects[-1]
+    matrix: dict[str, dict[str, int]] = {}
+    if not subjects:
+        return matrix, None
+    rows = session.execute(
+        select(c.subject, c.datatype_id, n).where(*where, c.subject.in_(subjects))
+    )
+    for subject, datatype_id, count in rows:
+        matrix.setdefault(subject, {})[datatype_id] = int(count)
     return dict(sorted(matrix.items())), following
 
 
