@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.web.chromium import launch
-from tests.web.conftest import O3D, PRIVATE, T1
+from tests.web.conftest import O3D, PRIVATE, T1, TP
 
 
 @pytest.fixture(scope="module")
@@ -199,4 +199,53 @@ def test_keyboard_skip_link_and_phone_width(playwright, tmp_path: Path, server: 
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     assert page.evaluate("location.hash") == "#main"
+    context.close()
+
+
+def test_upload_a_data_object_from_the_project_page(page: Page, tmp_path: Path) -> None:
+    sign_in(page, "demo")  # a member of 2019 tractprofiles
+    page.goto(f"/project/{TP}")
+    expect(page.get_by_text("Uploading from this page needs JavaScript")).to_be_hidden()
+    # the page's SHA-256 agrees with hashlib at the padding's edge lengths
+    for n in (0, 1, 55, 56, 63, 64, 65, 1000):
+        data = bytes((i * 7 + n) % 256 for i in range(n))
+        got = page.evaluate("(a) => window.blSha256(new Uint8Array(a))", list(data))
+        assert got == hashlib.sha256(data).hexdigest(), n
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"web upload " * 100_000)  # 1.1 MB
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("web-upload-01")
+    form.get_by_label("Description").fill("from the browser")
+    form.get_by_label("Tags (comma-separated)").fill("web, test")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    expect(form.get_by_role("progressbar")).to_have_attribute("value", "1")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []
+    page.goto(f"/project/{TP}/data?subject=web-upload-01")
+    expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+    page.locator("table.objects a[href^='/object/']").first.click()
+    expect(page.get_by_text("from the browser")).to_be_visible()
+    assert (
+        page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
+    )
+    # the page's session token never reached a URL, and the upload token is not in the page
+    assert "token" not in page.url
+
+
+def test_upload_form_needs_javascript_and_a_writer(
+    playwright, tmp_path: Path, server: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    context = launch(
+        playwright, tmp_path / "nojs-up", base_url=server.url, java_script_enabled=False
+    )
+    page = context.pages[0] if context.pages else context.new_page()
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    expect(page.get_by_text("Uploading from this page needs JavaScript")).to_be_visible()
+    expect(page.get_by_text(f"bl data upload -p {TP}")).to_be_visible()
+    expect(page.get_by_role("button", name="Upload")).to_be_hidden()
+    page.goto(f"/project/{O3D}")  # demo may read O3D but not write it
+    expect(page.get_by_role("heading", name="Upload a data object")).to_have_count(0)
     context.close()

@@ -151,3 +151,33 @@ def test_signing_out_of_a_session_revoked_elsewhere_just_clears_the_cookie(
         session.commit()
     out = browser.post("/signout", data={"csrf": stale})
     assert out.status_code == 303 and 'bl_session=""' in out.headers.get("set-cookie", "")
+
+
+def test_upload_token_needs_csrf_a_session_and_dies_with_it(browser, demo_web) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    anon = csrf_of(browser.get("/signin").text)
+    assert browser.post("/upload-token", data={"csrf": anon}).status_code == 401
+    sign_in(browser, "demo")
+    assert browser.post("/upload-token", data={}).status_code == 403  # no CSRF token
+    assert browser.post("/upload-token", data={"csrf": anon}).status_code == 403  # old one
+    csrf = csrf_of(browser.get("/").text)
+    got = browser.post("/upload-token", data={"csrf": csrf})
+    assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
+    token = got.json()["token"]
+    with TestClient(demo_web) as api:
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert api.get("/api/auth/me", headers=bearer).json()["username"] == "demo"
+        assert browser.post("/signout", data={"csrf": csrf}).status_code == 303
+        assert api.get("/api/auth/me", headers=bearer).status_code == 401  # revoked with it
+
+
+def test_upload_form_only_for_writers(browser) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.conftest import O3D, TP
+
+    assert "Upload a data object" not in browser.get(f"/project/{TP}").text  # anonymous
+    sign_in(browser, "demo")
+    page = browser.get(f"/project/{TP}").text  # a member
+    assert 'id="upload-form"' in page and "neuro/anat/t1w" in page
+    assert f"bl data upload -p {TP}" in page  # what to do without JavaScript
+    assert "Upload a data object" not in browser.get(f"/project/{O3D}").text  # may only read

@@ -18,7 +18,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from brainlife.server.access import browsable_datasets, listable_projects, readable_projects
+from brainlife.server.access import (
+    browsable_datasets,
+    listable_projects,
+    readable_projects,
+    writable_projects,
+)
 from brainlife.server.errors import NotFound
 from brainlife.server.models import (
     Dataset,
@@ -59,6 +64,8 @@ class ProjectPage:
     people: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     #: the last subject shown when more follow (the next page's `matrix_after`)
     matrix_next: str | None = None
+    #: whether the visitor may upload data objects into it (`access.writable_projects`)
+    writable: bool = False
 
 
 def get_project(
@@ -95,7 +102,30 @@ def get_project(
     for role in sorted(project.roles, key=lambda r: r.pos):
         username, fullname = names.get(role.sub, ("", ""))
         people.setdefault(role.role, []).append((role.sub, username, fullname))
-    return ProjectPage(project, readable, count, size, table, datatypes, people, following)
+    writable = bool(
+        session.scalar(
+            select(func.count()).where(Project.id == project.id, writable_projects(principal))
+        )
+    )
+    return ProjectPage(
+        project, readable, count, size, table, datatypes, people, following, writable
+    )
+
+
+def upload_datatypes(session: Session) -> list[dict[str, Any]]:
+    """Every datatype with the files an upload gives (`{id, name, files: [{id, filename |
+    dirname, required, desc}]}`, by name), for the project page's upload form."""
+    out = []
+    for dt in session.scalars(select(Datatype).order_by(Datatype.name)):
+        files = []
+        for spec in (dt.extra or {}).get("files") or []:
+            if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+                continue
+            entry = {k: spec[k] for k in ("id", "filename", "dirname", "desc") if k in spec}
+            entry["required"] = bool(spec.get("required"))
+            files.append(entry)
+        out.append({"id": dt.id, "name": dt.name, "files": files})
+    return out
 
 
 def _datatype_ids(

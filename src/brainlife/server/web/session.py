@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,16 +29,19 @@ from starlette.responses import Response
 
 from brainlife.server.archive import Archive
 from brainlife.server.deps import get_archive
-from brainlife.server.errors import ApiError, Forbidden
+from brainlife.server.errors import ApiError, Forbidden, Unauthorized
+from brainlife.server.models import AuthToken, User
 from brainlife.server.principal import Principal
-from brainlife.server.services.accounts import revoke_token
-from brainlife.server.services.auth import check_principal
+from brainlife.server.services.accounts import revoke_labelled_tokens, revoke_token
+from brainlife.server.services.auth import check_principal, claims_for, sign_recorded
 
 SESSION_COOKIE = "bl_session"
 ANON_COOKIE = "bl_csrf"
 #: lifetime of a web session's token (milliseconds)
 SESSION_TTL_MS = 12 * 3600 * 1000
 CSRF_FIELD = "csrf"
+#: lifetime of the bearer token a page's upload script gets (`upload_token`, milliseconds)
+UPLOAD_TOKEN_TTL_MS = 3600 * 1000
 
 
 @dataclass
@@ -135,8 +139,40 @@ def sign_out(archive: Archive, visitor: Visitor, response: Response) -> None:
     if principal is not None and principal.jti is not None:
         with archive.session() as session:
             revoke_token(session, principal.jti, principal=principal)
+            revoke_labelled_tokens(session, sub=principal.sub, label=_upload_label(principal))
             session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+def _upload_label(principal: Principal) -> str:
+    return f"web upload {principal.jti}"
+
+
+def upload_token(archive: Archive, visitor: Visitor) -> str:
+    """A bearer token for the page's upload script (the API's upload routes take bearer tokens
+    only, so the cookie never authorises an API call): the session's claims fresh from the
+    database, for `UPLOAD_TOKEN_TTL_MS` at most and never past the session, recorded with the
+    session's id so that signing out revokes it too. Handed out only to a CSRF-checked POST
+    (`POST /upload-token`), in a response body, never in a URL."""
+    principal = visitor.principal
+    if principal is None or principal.jti is None or principal.scoped:
+        raise Unauthorized("Sign in to upload.")
+    with archive.session() as session:
+        user = session.get(User, principal.sub)
+        if user is None or not user.active:
+            raise Unauthorized("This account no longer exists or is disabled.")
+        row = session.get(AuthToken, principal.jti)
+        ends = row.expires if row is not None else datetime.now(UTC)
+        ends = ends if ends.tzinfo is not None else ends.replace(tzinfo=UTC)  # SQLite: naive
+        left = (ends - datetime.now(UTC)).total_seconds() * 1000
+        ttl = min(UPLOAD_TOKEN_TTL_MS, left)
+        if ttl < 60_000:
+            raise Unauthorized("Your session is about to end: sign in again to upload.")
+        token = sign_recorded(
+            session, archive, claims_for(session, user), ttl, _upload_label(principal)
+        )
+        session.commit()
+    return token
 
 
 VisitorDep = Annotated[Visitor, Depends(visitor)]
