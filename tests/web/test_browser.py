@@ -249,3 +249,46 @@ def test_upload_form_needs_javascript_and_a_writer(
     page.goto(f"/project/{O3D}")  # demo may read O3D but not write it
     expect(page.get_by_role("heading", name="Upload a data object")).to_have_count(0)
     context.close()
+
+
+def test_an_interrupted_browser_upload_resumes_after_a_reload(page: Page, tmp_path: Path) -> None:
+    sign_in(page, "demo")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(bytes(range(256)) * (36 * 1024 + 7))  # 9 MiB and a bit: two PUTs
+    puts: list[str] = []
+
+    def cut_after_the_first(route) -> None:  # type: ignore[no-untyped-def]
+        puts.append(route.request.headers.get("content-range", ""))
+        if len(puts) == 1:
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    def fill_and_send() -> None:
+        form = page.get_by_role("region", name="Upload a data object")
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill("web-resume-01")
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+        form.get_by_role("button", name="Upload").click()
+
+    page.route("**/api/warehouse/upload/*/file/*", cut_after_the_first)
+    page.goto(f"/project/{TP}")
+    fill_and_send()
+    expect(page.get_by_role("status").last).to_contain_text("The upload stopped", timeout=60_000)
+    assert puts[0] == f"bytes 0-{8 * 1024 * 1024 - 1}/{t1.stat().st_size}"
+    page.unroute("**/api/warehouse/upload/*/file/*")
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.headers.get("content-range", "")) if "/file/" in r.url else None,
+    )
+    page.reload()
+    expect(page.get_by_text("was interrupted")).to_be_visible()
+    fill_and_send()
+    expect(page.get_by_role("status").last).to_contain_text("Uploaded", timeout=60_000)
+    # only the rest was sent: the first 8 MiB were kept by the server
+    assert sent == [f"bytes {8 * 1024 * 1024}-{t1.stat().st_size - 1}/{t1.stat().st_size}"]
+    page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
+    assert (
+        page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
+    )
