@@ -20,6 +20,7 @@ from tests.web.chromium import launch  # noqa: E402
 
 O3D = "5a022fc99c0d250055709e9c"
 T1 = "5a050ad5d76a2a002737e572"
+TP = "5b0dad8041711001e958b519"
 PAGES = {
     "home": "/?q=O3D",
     "project": f"/project/{O3D}",
@@ -39,6 +40,17 @@ def main(base: str, out: Path) -> None:
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(PAGES["data"])
         page.screenshot(path=str(out / "data-phone.png"))
+        # the upload form, as a member of 2019 tractprofiles sees it
+        page.set_viewport_size({"width": 1280, "height": 860})
+        page.goto("/signin")
+        page.get_by_label("Username or e-mail").fill("demo")
+        page.get_by_label("Password").fill("demo")
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(f"/project/{TP}")
+        form = page.get_by_role("region", name="Upload a data object")
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill("0001")
+        form.screenshot(path=str(out / "upload.png"))
         context.close()
 
 

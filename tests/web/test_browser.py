@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, stop_server
 from tests.web.chromium import launch_browser, new_context
-from tests.web.conftest import O3D, PRIVATE, T1
+from tests.web.conftest import O3D, PRIVATE, T1, TP
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,18 @@ def server(live_server: LiveServer) -> LiveServer:
     """The session's read-only `live_server`: these tests sign in and out and read (sessions
     are rows of their own, no demo object changes)."""
     return live_server
+
+
+@pytest.fixture(scope="module")
+def writable_server(
+    demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server on a copy of the demo of this module's own, for the tests that upload."""
+    data_dir = tmp_path_factory.mktemp("web-live") / "data"
+    shutil.copytree(demo_archive_dir, data_dir)
+    live = start_server(data_dir)
+    yield live
+    stop_server(live)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +61,15 @@ def chromium(playwright) -> Iterator:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def page(chromium, server: LiveServer) -> Iterator[Page]:  # type: ignore[no-untyped-def]
     context = new_context(chromium, base_url=server.url)
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def upage(chromium, writable_server: LiveServer) -> Iterator[Page]:  # type: ignore[no-untyped-def]
+    """A page on `writable_server`."""
+    context = new_context(chromium, base_url=writable_server.url)
     context.set_default_timeout(20_000)
     yield context.new_page()
     context.close()
@@ -170,6 +192,27 @@ def test_post_without_csrf_token_is_refused(page: Page) -> None:
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
 
 
+def test_sign_out_ends_the_session_for_a_copied_cookie_too(
+    page: Page, chromium, server: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, "avesani")
+    copied = [c for c in page.context.cookies() if c["name"] == "bl_session"]
+    assert copied and copied[0]["httpOnly"]
+    other = new_context(chromium, base_url=server.url)
+    other.add_cookies(copied)  # the same cookie in another browser
+    second = other.new_page()
+    second.goto(f"/project/{PRIVATE}")
+    expect(second.get_by_role("heading", level=1)).to_have_text("Private demo")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    response = second.goto(f"/project/{PRIVATE}")
+    assert response is not None and response.status == 404
+    expect(second.get_by_role("link", name="Sign in")).to_be_visible()
+    second.goto("/")  # a page (not an error) also clears the dead cookie
+    assert not [c for c in other.cookies() if c["name"] == "bl_session"]
+    other.close()
+
+
 def test_keyboard_skip_link_and_phone_width(chromium, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     context = new_context(chromium, base_url=server.url, viewport={"width": 390, "height": 844})
     page = context.new_page()
@@ -183,3 +226,93 @@ def test_keyboard_skip_link_and_phone_width(chromium, server: LiveServer) -> Non
     page.keyboard.press("Enter")
     assert page.evaluate("location.hash") == "#main"
     context.close()
+
+
+def test_upload_a_data_object_from_the_project_page(upage: Page, tmp_path: Path) -> None:
+    page = upage
+    sign_in(page, "demo")  # a member of 2019 tractprofiles
+    page.goto(f"/project/{TP}")
+    expect(page.get_by_text("Uploading from this page needs JavaScript")).to_be_hidden()
+    # the page's SHA-256 agrees with hashlib at the padding's edge lengths
+    for n in (0, 1, 55, 56, 63, 64, 65, 1000):
+        data = bytes((i * 7 + n) % 256 for i in range(n))
+        got = page.evaluate("(a) => window.blSha256(new Uint8Array(a))", list(data))
+        assert got == hashlib.sha256(data).hexdigest(), n
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"web upload " * 100_000)  # 1.1 MB
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("web-upload-01")
+    form.get_by_label("Description").fill("from the browser")
+    form.get_by_label("Tags (comma-separated)").fill("web, test")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    expect(form.get_by_role("progressbar")).to_have_attribute("value", "1")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []
+    page.goto(f"/project/{TP}/data?subject=web-upload-01")
+    expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+    page.locator("table.objects a[href^='/object/']").first.click()
+    expect(page.get_by_text("from the browser")).to_be_visible()
+    assert (
+        page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
+    )
+    # the page's session token never reached a URL, and the upload token is not in the page
+    assert "token" not in page.url
+
+
+def test_upload_form_needs_javascript_and_a_writer(chromium, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = new_context(chromium, base_url=server.url, java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    expect(page.get_by_text("Uploading from this page needs JavaScript")).to_be_visible()
+    expect(page.get_by_text(f"bl data upload -p {TP}")).to_be_visible()
+    expect(page.get_by_role("button", name="Upload")).to_be_hidden()
+    page.goto(f"/project/{O3D}")  # demo may read O3D but not write it
+    expect(page.get_by_role("heading", name="Upload a data object")).to_have_count(0)
+    context.close()
+
+
+def test_an_interrupted_browser_upload_resumes_after_a_reload(upage: Page, tmp_path: Path) -> None:
+    page = upage
+    sign_in(page, "demo")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(bytes(range(256)) * (36 * 1024 + 7))  # 9 MiB and a bit: two PUTs
+    puts: list[str] = []
+
+    def cut_after_the_first(route) -> None:  # type: ignore[no-untyped-def]
+        puts.append(route.request.headers.get("content-range", ""))
+        if len(puts) == 1:
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    def fill_and_send() -> None:
+        form = page.get_by_role("region", name="Upload a data object")
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill("web-resume-01")
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+        form.get_by_role("button", name="Upload").click()
+
+    page.route("**/api/warehouse/upload/*/file/*", cut_after_the_first)
+    page.goto(f"/project/{TP}")
+    fill_and_send()
+    expect(page.get_by_role("status").last).to_contain_text("The upload stopped", timeout=60_000)
+    assert puts[0] == f"bytes 0-{8 * 1024 * 1024 - 1}/{t1.stat().st_size}"
+    page.unroute("**/api/warehouse/upload/*/file/*")
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.headers.get("content-range", "")) if "/file/" in r.url else None,
+    )
+    page.reload()
+    expect(page.get_by_text("was interrupted")).to_be_visible()
+    fill_and_send()
+    expect(page.get_by_role("status").last).to_contain_text("Uploaded", timeout=60_000)
+    # only the rest was sent: the first 8 MiB were kept by the server
+    assert sent == [f"bytes {8 * 1024 * 1024}-{t1.stat().st_size - 1}/{t1.stat().st_size}"]
+    page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
+    assert (
+        page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
+    )

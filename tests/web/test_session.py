@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from tests.web.conftest import PRIVATE, csrf_of, sign_in
+from tests.web.conftest import HTML, PRIVATE, csrf_of, sign_in
 
 
 def test_sign_in_sets_a_protected_session_cookie(browser) -> None:  # type: ignore[no-untyped-def]
@@ -110,3 +110,74 @@ def test_no_token_in_the_log(browser, caplog) -> None:  # type: ignore[no-untype
     token = done.cookies.get("bl_session") or ""
     browser.get("/")
     assert token and token not in caplog.text
+
+
+def test_sign_out_revokes_the_token_so_a_copied_cookie_stops_working(browser, demo_web) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    done = sign_in(browser, "avesani")
+    token = done.cookies.get("bl_session") or ""
+    with TestClient(demo_web, headers=HTML, follow_redirects=False) as thief:
+        thief.cookies.set("bl_session", token)  # a copy of the cookie, in another browser
+        assert thief.get(f"/project/{PRIVATE}").status_code == 200
+        out = browser.post("/signout", data={"csrf": csrf_of(browser.get("/").text)})
+        assert out.status_code == 303
+        assert thief.get(f"/project/{PRIVATE}").status_code == 404
+        page = thief.get("/")
+        assert "Sign in" in page.text and "avesani" not in page.text
+        assert 'bl_session=""' in page.headers.get("set-cookie", "")  # the dead cookie is cleared
+        # the API refuses the token too, and the archive records it as revoked
+        api = thief.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 401 and "revoked" in api.json()["message"]
+    from brainlife.server.models import AuthToken
+
+    archive = demo_web.state.archive
+    jti = archive.signer.principal(token).jti
+    with archive.session() as session:
+        assert session.get(AuthToken, jti).revoked is not None
+
+
+def test_signing_out_of_a_session_revoked_elsewhere_just_clears_the_cookie(
+    browser, demo_web
+) -> None:  # type: ignore[no-untyped-def]
+    done = sign_in(browser, "demo")
+    token = done.cookies.get("bl_session") or ""
+    stale = csrf_of(browser.get("/").text)  # a page opened before the revocation
+    from brainlife.server.services.accounts import revoke_token
+
+    archive = demo_web.state.archive
+    with archive.session() as session:
+        revoke_token(session, archive.signer.principal(token).jti)
+        session.commit()
+    out = browser.post("/signout", data={"csrf": stale})
+    assert out.status_code == 303 and 'bl_session=""' in out.headers.get("set-cookie", "")
+
+
+def test_upload_token_needs_csrf_a_session_and_dies_with_it(browser, demo_web) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    anon = csrf_of(browser.get("/signin").text)
+    assert browser.post("/upload-token", data={"csrf": anon}).status_code == 401
+    sign_in(browser, "demo")
+    assert browser.post("/upload-token", data={}).status_code == 403  # no CSRF token
+    assert browser.post("/upload-token", data={"csrf": anon}).status_code == 403  # old one
+    csrf = csrf_of(browser.get("/").text)
+    got = browser.post("/upload-token", data={"csrf": csrf})
+    assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
+    token = got.json()["token"]
+    with TestClient(demo_web) as api:
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert api.get("/api/auth/me", headers=bearer).json()["username"] == "demo"
+        assert browser.post("/signout", data={"csrf": csrf}).status_code == 303
+        assert api.get("/api/auth/me", headers=bearer).status_code == 401  # revoked with it
+
+
+def test_upload_form_only_for_writers(browser) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.conftest import O3D, TP
+
+    assert "Upload a data object" not in browser.get(f"/project/{TP}").text  # anonymous
+    sign_in(browser, "demo")
+    page = browser.get(f"/project/{TP}").text  # a member
+    assert 'id="upload-form"' in page and "neuro/anat/t1w" in page
+    assert f"bl data upload -p {TP}" in page  # what to do without JavaScript
+    assert "Upload a data object" not in browser.get(f"/project/{O3D}").text  # may only read

@@ -295,6 +295,22 @@ class DatasetReleaseCount(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DatasetSubjectCount(Base):
+    """Per (project, removed, subject, datatype): how many data objects, and how many of them
+    are published; a missing subject is "". The project page's subjects × datatypes matrix
+    reads its pages from here (`brainlife.server.services.browse`). Trigger-maintained like
+    `DatasetCount` (migration 0013_web_matrix; SQLite only), never by application code."""
+
+    __tablename__ = "dataset_subject_counts"
+
+    project_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    datatype_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    pub_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DatasetTagSearch(Base):
     """Every tag (`kind` "t") and datatype tag (`kind` "d") of every data object, with the
     object's project, removed flag and datatype, in one index: the objects of a project (and

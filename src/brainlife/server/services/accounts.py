@@ -349,6 +349,17 @@ def revoke_tokens(session: Session, *, sub: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def revoke_labelled_tokens(session: Session, *, sub: int, label: str) -> int:
+    """Revoke an account's tokens issued under `label` (a web session's upload tokens)."""
+    result = session.execute(
+        update(AuthToken)
+        .where(AuthToken.sub == sub, AuthToken.label == label[:128], AuthToken.revoked.is_(None))
+        .values(revoked=datetime.now(UTC))
+    )
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # -- what the API adds: who may call --------------------------------------------------------
 
 

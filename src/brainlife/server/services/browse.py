@@ -18,13 +18,19 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from brainlife.server.access import browsable_datasets, listable_projects, readable_projects
+from brainlife.server.access import (
+    browsable_datasets,
+    listable_projects,
+    readable_projects,
+    writable_projects,
+)
 from brainlife.server.errors import NotFound
 from brainlife.server.models import (
     Dataset,
     DatasetCount,
     DatasetFile,
     DatasetPublication,
+    DatasetSubjectCount,
     Datatype,
     Project,
     Publication,
@@ -58,6 +64,8 @@ class ProjectPage:
     people: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     #: the last subject shown when more follow (the next page's `matrix_after`)
     matrix_next: str | None = None
+    #: whether the visitor may upload data objects into it (`access.writable_projects`)
+    writable: bool = False
 
 
 def get_project(
@@ -94,7 +102,30 @@ def get_project(
     for role in sorted(project.roles, key=lambda r: r.pos):
         username, fullname = names.get(role.sub, ("", ""))
         people.setdefault(role.role, []).append((role.sub, username, fullname))
-    return ProjectPage(project, readable, count, size, table, datatypes, people, following)
+    writable = bool(
+        session.scalar(
+            select(func.count()).where(Project.id == project.id, writable_projects(principal))
+        )
+    )
+    return ProjectPage(
+        project, readable, count, size, table, datatypes, people, following, writable
+    )
+
+
+def upload_datatypes(session: Session) -> list[dict[str, Any]]:
+    """Every datatype with the files an upload gives (`{id, name, files: [{id, filename |
+    dirname, required, desc}]}`, by name), for the project page's upload form."""
+    out = []
+    for dt in session.scalars(select(Datatype).order_by(Datatype.name)):
+        files = []
+        for spec in (dt.extra or {}).get("files") or []:
+            if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+                continue
+            entry = {k: spec[k] for k in ("id", "filename", "dirname", "desc") if k in spec}
+            entry["required"] = bool(spec.get("required"))
+            files.append(entry)
+        out.append({"id": dt.id, "name": dt.name, "files": files})
+    return out
 
 
 def _datatype_ids(
@@ -150,7 +181,10 @@ def _matrix(
     Two index walks: the page's subjects in order (stopping after the page), then the counts of
     those subjects only, so a project of 300,000 objects costs what a page of it holds. When
     the whole project is readable the access test is the project's (decided once, in
-    `get_project`); otherwise each object's (published ones only)."""
+    `get_project`); otherwise each object's (published ones only). On SQLite both walks read
+    the trigger-kept per-subject counts (`_matrix_from_counts`) instead of the objects."""
+    if session.get_bind().dialect.name == "sqlite":
+        return _matrix_from_counts(session, project_id, readable, after)
     where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
     if not readable:
         where.append(browsable_datasets(principal))
@@ -178,6 +212,35 @@ def _matrix(
     )
     for subject, datatype_id, n in rows:
         matrix.setdefault(subject or "", {})[datatype_id] = int(n)
+    return dict(sorted(matrix.items())), following
+
+
+def _matrix_from_counts(
+    session: Session, project_id: str, readable: bool, after: str | None
+) -> tuple[dict[str, dict[str, int]], str | None]:
+    """`_matrix` from `DatasetSubjectCount`: a page is about (subjects × datatypes) rows of one
+    primary-key range, whatever the number of objects behind them. A not readable project
+    shows its published objects (`pub_count`), as `_totals` counts them."""
+    c = DatasetSubjectCount
+    n = c.count if readable else c.pub_count
+    where = [c.project_id == project_id, c.removed.is_(False), n > 0]
+    first = select(c.subject).where(*where)
+    if after is not None:
+        first = first.where(c.subject > after)
+    page = first.group_by(c.subject).order_by(c.subject).limit(MATRIX_SUBJECTS + 1)
+    subjects = list(session.scalars(page))
+    following = None
+    if len(subjects) > MATRIX_SUBJECTS:
+        subjects = subjects[:MATRIX_SUBJECTS]
+        following = subjects[-1]
+    matrix: dict[str, dict[str, int]] = {}
+    if not subjects:
+        return matrix, None
+    rows = session.execute(
+        select(c.subject, c.datatype_id, n).where(*where, c.subject.in_(subjects))
+    )
+    for subject, datatype_id, count in rows:
+        matrix.setdefault(subject, {})[datatype_id] = int(count)
     return dict(sorted(matrix.items())), following
 
 

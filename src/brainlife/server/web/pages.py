@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from brainlife.server import ranges
 from brainlife.server.deps import ArchiveDep, SessionDep, ShortSession
@@ -110,6 +110,7 @@ def project_page(
         command=Filters().command(project_id=info.project.id),
         filters=Filters(),
         subjects_after=after,
+        upload_types=browse.upload_datatypes(session) if info.writable else [],
     )
 
 
@@ -363,10 +364,25 @@ async def signin(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> 
 @router.post("/signout")
 async def signout(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
     form = await _form(request)
-    web_session.check_csrf(archive, visitor, form)
     response = RedirectResponse("/", status_code=303)
-    web_session.sign_out(response)
+    if visitor.drop_session:  # the session already ended (revoked, expired): nothing to protect
+        web_session.remember(request, response, visitor)
+        return response
+    web_session.check_csrf(archive, visitor, form)
+    web_session.sign_out(archive, visitor, response)
     return response
+
+
+@router.post("/upload-token")
+async def upload_token(request: Request, archive: ArchiveDep, visitor: VisitorDep) -> Response:
+    """A short-lived bearer token for the project page's upload script (`web.session`)."""
+    form = await _form(request)
+    web_session.check_csrf(archive, visitor, form)
+    token = web_session.upload_token(archive, visitor)
+    return JSONResponse(
+        {"token": token},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 # --- downloads ----------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 Signing in (`/signin`) calls the same login as `POST /api/auth/local/auth` and keeps the signed
 token in a cookie (`bl_session`: HttpOnly, SameSite=Lax, Secure over https, i.e. under `--tls`),
 so the pages apply exactly the API's access rules to the token's claims. The token never appears
-in a URL or a page. Signing out forgets the cookie (the token itself expires after `SESSION_TTL`).
+in a URL or a page. The cookie's token is checked as an API token is (`auth.check_principal`): a
+revoked token, or a disabled account's, makes the visitor anonymous. Signing out revokes the
+session's token (its `jti`) before forgetting the cookie, so a copy of the cookie taken before
+(another browser, a stolen backup) stops working at once rather than when the token expires.
 
 Every form carries a CSRF token: an HMAC of the visitor's session id (the session token, or for an
 anonymous visitor a random `bl_csrf` cookie) under a key derived from the archive's signing key.
@@ -18,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,14 +29,19 @@ from starlette.responses import Response
 
 from brainlife.server.archive import Archive
 from brainlife.server.deps import get_archive
-from brainlife.server.errors import ApiError, Forbidden
+from brainlife.server.errors import ApiError, Forbidden, Unauthorized
+from brainlife.server.models import AuthToken, User
 from brainlife.server.principal import Principal
+from brainlife.server.services.accounts import revoke_labelled_tokens, revoke_token
+from brainlife.server.services.auth import check_principal, claims_for, sign_recorded
 
 SESSION_COOKIE = "bl_session"
 ANON_COOKIE = "bl_csrf"
 #: lifetime of a web session's token (milliseconds)
 SESSION_TTL_MS = 12 * 3600 * 1000
 CSRF_FIELD = "csrf"
+#: lifetime of the bearer token a page's upload script gets (`upload_token`, milliseconds)
+UPLOAD_TOKEN_TTL_MS = 3600 * 1000
 
 
 @dataclass
@@ -66,13 +75,19 @@ def visitor(request: Request, archive: Annotated[Archive, Depends(get_archive)])
     drop = False
     if token:
         try:
-            return Visitor(archive.signer.principal(token), token)
+            return Visitor(_checked(archive, archive.signer.principal(token)), token)
         except ApiError:
-            drop = True  # expired or from another key: carry on as anonymous
+            drop = True  # expired, revoked or from another key: carry on as anonymous
     anon = request.cookies.get(ANON_COOKIE) or ""
     if len(anon) == 43 and anon.replace("-", "").replace("_", "").isalnum():
         return Visitor(None, anon, drop_session=drop)
     return Visitor(None, secrets.token_urlsafe(32), new_anon=True, drop_session=drop)
+
+
+def _checked(archive: Archive, principal: Principal) -> Principal:
+    with archive.session() as session:
+        check_principal(session, principal)
+    return principal
 
 
 def check_csrf(archive: Archive, visitor: Visitor, form: dict[str, str]) -> None:
@@ -117,8 +132,47 @@ def sign_in(request: Request, response: Response, token: str) -> None:
     response.delete_cookie(ANON_COOKIE, path="/")
 
 
-def sign_out(response: Response) -> None:
+def sign_out(archive: Archive, visitor: Visitor, response: Response) -> None:
+    """Revoke the session's token (a token without an id, signed by a tool holding the key,
+    cannot be revoked: it expires) and forget the cookie."""
+    principal = visitor.principal
+    if principal is not None and principal.jti is not None:
+        with archive.session() as session:
+            revoke_token(session, principal.jti, principal=principal)
+            revoke_labelled_tokens(session, sub=principal.sub, label=_upload_label(principal))
+            session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+def _upload_label(principal: Principal) -> str:
+    return f"web upload {principal.jti}"
+
+
+def upload_token(archive: Archive, visitor: Visitor) -> str:
+    """A bearer token for the page's upload script (the API's upload routes take bearer tokens
+    only, so the cookie never authorises an API call): the session's claims fresh from the
+    database, for `UPLOAD_TOKEN_TTL_MS` at most and never past the session, recorded with the
+    session's id so that signing out revokes it too. Handed out only to a CSRF-checked POST
+    (`POST /upload-token`), in a response body, never in a URL."""
+    principal = visitor.principal
+    if principal is None or principal.jti is None or principal.scoped:
+        raise Unauthorized("Sign in to upload.")
+    with archive.session() as session:
+        user = session.get(User, principal.sub)
+        if user is None or not user.active:
+            raise Unauthorized("This account no longer exists or is disabled.")
+        row = session.get(AuthToken, principal.jti)
+        ends = row.expires if row is not None else datetime.now(UTC)
+        ends = ends if ends.tzinfo is not None else ends.replace(tzinfo=UTC)  # SQLite: naive
+        left = (ends - datetime.now(UTC)).total_seconds() * 1000
+        ttl = min(UPLOAD_TOKEN_TTL_MS, left)
+        if ttl < 60_000:
+            raise Unauthorized("Your session is about to end: sign in again to upload.")
+        token = sign_recorded(
+            session, archive, claims_for(session, user), ttl, _upload_label(principal)
+        )
+        session.commit()
+    return token
 
 
 VisitorDep = Annotated[Visitor, Depends(visitor)]
