@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 
 from brainlife.server import documents
 from brainlife.server.deps import SessionDep, User
-from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
+from brainlife.server.routes.params import list_params
 from brainlife.server.services import tasks
 from brainlife.wire import Document, routes
 
@@ -21,14 +21,7 @@ router = APIRouter()
 
 @router.get(routes.TASKS.path, openapi_extra=params.LIST)
 def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
-    q = request.query_params
-    params = parse_list_params(
-        find=q.get("find"),
-        sort=q.get("sort"),
-        select=q.get("select"),
-        skip=q.get("skip"),
-        limit=q.get("limit"),
-    )
+    params = list_params(request)
     page = tasks.list_tasks(session=session, principal=user, params=params)
     return documents.page("tasks", documents.render(page.rows, documents.task_doc, params.select))
 

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
-from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
+from brainlife.server.routes.params import list_params
 from brainlife.server.services import instances, taskupload
 from brainlife.wire import Document, routes
 
@@ -21,16 +21,9 @@ router = APIRouter()
 
 @router.get(routes.INSTANCES.path, openapi_extra=params.LIST)
 def list_instances(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
-    q = request.query_params
-    list_params = parse_list_params(
-        find=q.get("find"),
-        sort=q.get("sort"),
-        select=q.get("select"),
-        skip=q.get("skip"),
-        limit=q.get("limit"),
-    )
-    page = instances.list_instances(session=session, principal=user, params=list_params)
-    docs = documents.render(page.rows, documents.instance_doc, list_params.select)
+    params = list_params(request)
+    page = instances.list_instances(session=session, principal=user, params=params)
+    docs = documents.render(page.rows, documents.instance_doc, params.select)
     return documents.page("instances", docs)
 
 

@@ -12,24 +12,12 @@ from fastapi import APIRouter, Request
 
 from brainlife.server import documents
 from brainlife.server.deps import JsonBody, MaybeUser, SessionDep, User
-from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
+from brainlife.server.routes.params import list_params
 from brainlife.server.services import apps
 from brainlife.wire import Document, routes
 
 router = APIRouter()
-
-
-def list_params(request: Request, *, default_sort: str | None = None) -> Any:
-    q = request.query_params
-    return parse_list_params(
-        find=q.get("find"),
-        sort=q.get("sort"),
-        select=q.get("select"),
-        skip=q.get("skip"),
-        limit=q.get("limit"),
-        default_sort=default_sort,
-    )
 
 
 @router.get(routes.APPS.path, openapi_extra=params.LIST)

@@ -3,12 +3,17 @@
 The list routes read `find`, `sort`, `select`, … from the raw query string (`query.parse_*`
 knows brainlife's spellings: JSON or mongoose strings), so FastAPI would declare none of them and
 schema-driven clients and fuzzers would never send them. These declarations (`openapi_extra`)
-give each its name and shape; they change nothing in how a request is read.
+give each its name and shape; they change nothing in how a request is read. `list_params` is how
+every list route reads them, so the names declared here and the names read are one list.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from fastapi import Request
+
+from brainlife.server.query import ListParams, parse_list_params
 
 
 def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -55,6 +60,20 @@ DATATYPE_TAGS = {
     "explode": True,
 }
 AT = _param("at", "A token, for download links (instead of an Authorization header).")
+
+
+def list_params(request: Request, *, default_sort: str | None = None) -> ListParams:
+    """The list parameters (`LIST`) of a request, parsed."""
+    q = request.query_params
+    return parse_list_params(
+        find=q.get("find"),
+        sort=q.get("sort"),
+        select=q.get("select"),
+        skip=q.get("skip"),
+        limit=q.get("limit"),
+        default_sort=default_sort,
+    )
+
 
 #: `openapi_extra` of the list routes
 LIST = {"parameters": [FIND, SORT, SELECT, SKIP, LIMIT]}

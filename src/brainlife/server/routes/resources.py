@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from brainlife.server import documents
 from brainlife.server.deps import SessionDep, User
 from brainlife.server.routes import params
-from brainlife.server.routes.apps import list_params
+from brainlife.server.routes.params import list_params
 from brainlife.server.services import apps
 from brainlife.wire import routes
 

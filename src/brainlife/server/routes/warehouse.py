@@ -14,25 +14,13 @@ from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, ObjectReader, SessionDep
-from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
+from brainlife.server.routes.params import list_params
 from brainlife.server.services import datasets, datatypes, projects, pubs
 from brainlife.wire import routes
 from brainlife.wire.routes import Route
 
 router = APIRouter()
-
-
-def _params(request: Request, *, default_sort: str | None = None) -> Any:
-    q = request.query_params
-    return parse_list_params(
-        find=q.get("find"),
-        sort=q.get("sort"),
-        select=q.get("select"),
-        skip=q.get("skip"),
-        limit=q.get("limit"),
-        default_sort=default_sort,
-    )
 
 
 def _dataset_docs(request: Request, session: SessionDep, rows: Any, params: Any) -> list[Any]:
@@ -52,7 +40,7 @@ def health() -> dict[str, Any]:
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
 def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
-    params = _params(request)
+    params = list_params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
     docs = documents.render(page.rows, documents.project_doc, params.select)
     return documents.page("projects", docs, count=page.count)
@@ -61,7 +49,7 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
 def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> Any:
     q = request.query_params
-    params = _params(request)
+    params = list_params(request)
     single = (q.get("single") or "").lower() in ("1", "true", "yes")
     tags = q.getlist("datatype_tags") + q.getlist("datatype_tags[]")
     page = datasets.list_datasets(
@@ -81,7 +69,7 @@ def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> 
 def list_release_datasets(
     release_id: str, request: Request, session: SessionDep, _user: MaybeUser
 ) -> dict[str, Any]:
-    params = _params(request)
+    params = list_params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
     docs = _dataset_docs(request, session, page.rows, params)
     return documents.page("datasets", docs, count=page.count)
@@ -92,7 +80,7 @@ def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) ->
     `list_<key>` (looked up per request, like every route's service call), render."""
 
     def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
-        params = _params(request)
+        params = list_params(request)
         page = getattr(service, f"list_{key}")(session=session, params=params)
         docs = documents.render(page.rows, to_doc, params.select)
         return documents.page(key, docs, count=page.count)
