@@ -80,3 +80,10 @@ def test_the_client_writes_no_route_and_reads_the_table_in_one_module() -> None:
     uses = {p.name: _route_uses(p) for p in modules}
     assert {name: found for name, (found, _) in uses.items() if found} == {}
     assert sorted(name for name, (_, reads) in uses.items() if reads) == ["_urls.py"]
+
+
+def test_at_fills_the_parameters_in_path_order() -> None:
+    assert routes.UPLOAD_FILE.at("u/1", 3) == "/api/warehouse/upload/u%2F1/file/3"
+    assert routes.TASK_DOWNLOAD_PATH.at("t", "/out/x") == "/api/amaretti/task/download/t/out/x"
+    with pytest.raises(TypeError, match="takes 2 values, got 1"):
+        routes.UPLOAD_FILE.at("u")

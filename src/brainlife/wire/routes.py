@@ -53,6 +53,13 @@ class Route:
 
         return self.prefix + _PARAM.sub(fill, self.path)
 
+    def at(self, *values: object) -> str:
+        """`url` with the parameters given in the order the path names them (`UPLOAD_FILE.at(
+        upload_id, 3)`), for a caller that holds the values rather than their names."""
+        if len(values) != len(self.params):
+            raise TypeError(f"{self.full}: takes {len(self.params)} values, got {len(values)}")
+        return self.url(**{name: str(v) for name, v in zip(self.params, values, strict=True)})
+
     def prefix_of(self, **values: str) -> str:
         """The URL up to (not including) the last parameter, which must be a `{…:path}`: the
         stem to which many quoted file paths are appended (`…/dataset/file/<id>/`)."""
