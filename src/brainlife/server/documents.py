@@ -314,6 +314,21 @@ def page(
     return doc
 
 
+class _Found(Protocol):
+    rows: list[Any]
+    count: int | None
+
+
+def listing(
+    name: str, found: _Found, to_doc: Any, projection: Projection | None, *, counted: bool = True
+) -> Document:
+    """A list route's answer: a service's page of rows as documents, `select` applied, in the
+    envelope (with the number of all matches, unless the route has none: amaretti's lists)."""
+    return page(
+        name, render(found.rows, to_doc, projection), count=found.count if counted else None
+    )
+
+
 def health_doc() -> Document:
     return {"status": "ok", "messages": [], "reports": {}}
 

@@ -23,7 +23,7 @@ router = APIRouter()
 def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
     params = list_params(request)
     page = tasks.list_tasks(session=session, principal=user, params=params)
-    return documents.page("tasks", documents.render(page.rows, documents.task_doc, params.select))
+    return documents.listing("tasks", page, documents.task_doc, params.select, counted=False)
 
 
 @router.get(routes.TASK.path)

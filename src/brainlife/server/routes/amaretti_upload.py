@@ -23,8 +23,9 @@ router = APIRouter()
 def list_instances(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
     params = list_params(request)
     page = instances.list_instances(session=session, principal=user, params=params)
-    docs = documents.render(page.rows, documents.instance_doc, params.select)
-    return documents.page("instances", docs)
+    return documents.listing(
+        "instances", page, documents.instance_doc, params.select, counted=False
+    )
 
 
 @router.post(routes.INSTANCES.path)

@@ -24,5 +24,4 @@ router = APIRouter()
 def list_resources(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
     params = list_params(request)
     page = apps.list_resources(session=session, principal=user, params=params)
-    docs = documents.render(page.rows, documents.resource_doc, params.select)
-    return documents.page("resources", docs, count=page.count)
+    return documents.listing("resources", page, documents.resource_doc, params.select)

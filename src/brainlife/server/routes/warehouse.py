@@ -42,8 +42,7 @@ def health() -> dict[str, Any]:
 def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
     params = list_params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
-    docs = documents.render(page.rows, documents.project_doc, params.select)
-    return documents.page("projects", docs, count=page.count)
+    return documents.listing("projects", page, documents.project_doc, params.select)
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
@@ -82,8 +81,7 @@ def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) ->
     def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
         params = list_params(request)
         page = getattr(service, f"list_{key}")(session=session, params=params)
-        docs = documents.render(page.rows, to_doc, params.select)
-        return documents.page(key, docs, count=page.count)
+        return documents.listing(key, page, to_doc, params.select)
 
     listing.__name__ = listing.__qualname__ = f"list_{key}"  # the OpenAPI operation's name
     router.get(route.path, openapi_extra=params.LIST)(listing)
