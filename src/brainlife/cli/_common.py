@@ -78,3 +78,53 @@ def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:
         return f
 
     return decorate
+
+
+def option_set(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click options as one decorator, listed by --help in the order given."""
+
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def datatype_options(*, short: bool = True) -> Callable[[F], F]:
+    """What a data object is: its datatype (``-d`` too, unless that is the command's folder),
+    datatype tags and tags, as every command that picks data objects takes them."""
+    return option_set(
+        click.option(
+            *(["-d"] if short else []),
+            "--datatype",
+            help="Datatype name (e.g. neuro/anat/t1w) or id.",
+        ),
+        click.option(
+            "--datatype_tag",
+            "--datatype-tag",
+            "datatype_tag",
+            multiple=True,
+            help="Datatype tag (repeatable; '!tag' excludes).",
+        ),
+        click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes)."),
+    )
+
+
+def meta_options(*, several: bool = False) -> Callable[[F], F]:
+    """``--subject``, ``--session``, ``--run`` (``meta.*``): one value each, or with ``several``
+    any of many."""
+    return option_set(
+        *(
+            click.option(
+                *flags,
+                multiple=several,
+                help=f"{what} (repeatable: any of them)." if several else f"{what} (meta.{name}).",
+            )
+            for flags, what, name in (
+                (("-b", "--subject"), "Subject", "subject"),
+                (("--session",), "Session", "session"),
+                (("--run",), "Run", "run"),
+            )
+        )
+    )

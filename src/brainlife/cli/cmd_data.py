@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,15 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, download_bulk, read_ids, transfer_options
-from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli._common import (
+    F,
+    datatype_options,
+    get_client,
+    json_option,
+    meta_options,
+    option_set,
+    skip_limit_options,
+)
 from brainlife.cli.cmd_data_curation import data_delete, data_update
 from brainlife.cli.cmd_project_files import download_path, list_s3
 
@@ -50,24 +59,21 @@ def _hint_command(params: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _filter_options(*, short_datatype: bool) -> Callable[[F], F]:
+    """The filters of `bl data query`, and of bulk downloads (where `-d` is the folder)."""
+    return option_set(
+        click.option("-q", "--query", help="Text in the name or description."),
+        datatype_options(short=short_datatype),
+        click.option("-p", "--project", help="Project id or name."),
+        meta_options(),
+        click.option("--taskid", help="Id of the task that produced the data objects."),
+    )
+
+
 @data.command("query")
 @click.option("-i", "--id", "id_", help="Filter by data object id.")
-@click.option("-q", "--query", help="Text in the name or description.")
-@click.option("-d", "--datatype", help="Datatype name (e.g. neuro/anat/t1w) or id.")
-@click.option(
-    "--datatype_tag",
-    "--datatype-tag",
-    "datatype_tag",
-    multiple=True,
-    help="Datatype tag (repeatable; '!tag' excludes).",
-)
-@click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes).")
-@click.option("-p", "--project", help="Project id or name.")
+@_filter_options(short_datatype=True)
 @click.option("-u", "--pub", help="Publication release id.")
-@click.option("-b", "--subject", help="Subject (meta.subject).")
-@click.option("--session", help="Session (meta.session).")
-@click.option("--run", help="Run (meta.run).")
-@click.option("--taskid", help="Id of the task that produced the data objects.")
 @click.option("--s3", is_flag=True, help="List the project's plain files (with -p) instead.")
 @click.option("--path", "s3_path", help="With --s3: the folder to list (default: the root).")
 @skip_limit_options()
@@ -137,27 +143,6 @@ def data_query(
     _output.print_blocks(blocks, _output.dataset_footer(len(rows), page.count, skip, limit, hint))
 
 
-def _filter_options(f: Any) -> Any:
-    """The filters of `bl data query`, for downloads (`--datatype` has no short flag here: `-d`
-    is the folder)."""
-    f = click.option("--taskid", help="Objects produced by this task.")(f)
-    f = click.option("--run", help="Run (meta.run).")(f)
-    f = click.option("--session", help="Session (meta.session).")(f)
-    f = click.option("-b", "--subject", help="Subject (meta.subject).")(f)
-    f = click.option("-p", "--project", help="Project id or name.")(f)
-    f = click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes).")(f)
-    f = click.option(
-        "--datatype_tag",
-        "--datatype-tag",
-        "datatype_tag",
-        multiple=True,
-        help="Datatype tag (repeatable; '!tag' excludes).",
-    )(f)
-    f = click.option("--datatype", help="Datatype name (e.g. neuro/anat/t1w) or id.")(f)
-    f = click.option("-q", "--query", help="Text in the name or description.")(f)
-    return f
-
-
 @data.command("download")
 @click.argument("args", nargs=-1, metavar="[ID] [DIRECTORY]")
 @click.option(
@@ -169,7 +154,7 @@ def _filter_options(f: Any) -> Any:
     help="Folder to download into. One object: default its id; missing parent folders are "
     "created and an existing folder gets the files merged in. Bulk: the root (default '.').",
 )
-@_filter_options
+@_filter_options(short_datatype=False)
 @click.option("-u", "--pub", help="Publication release id (bulk: every object of the release).")
 @click.option(
     "--ids-from",

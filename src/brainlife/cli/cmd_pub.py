@@ -8,7 +8,13 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, download_bulk, transfer_options
-from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli._common import (
+    datatype_options,
+    get_client,
+    json_option,
+    meta_options,
+    skip_limit_options,
+)
 
 
 @click.group()
@@ -138,18 +144,8 @@ def pub_create(
 @click.argument("pub_id", metavar="PUB")
 @click.option("-n", "--name", required=True, help="Name of the new release (e.g. 1, 2).")
 @click.option("--desc", help="Description of the release.")
-@click.option("-d", "--datatype", help="Datatype name (e.g. neuro/anat/t1w) or id; default: all.")
-@click.option(
-    "--datatype_tag",
-    "--datatype-tag",
-    "datatype_tag",
-    multiple=True,
-    help="Datatype tag (repeatable; '!tag' excludes).",
-)
-@click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes).")
-@click.option("-b", "--subject", multiple=True, help="Subject (repeatable: any of them).")
-@click.option("--session", multiple=True, help="Session (repeatable: any of them).")
-@click.option("--run", multiple=True, help="Run (repeatable: any of them).")
+@datatype_options()
+@meta_options(several=True)
 @click.option("-i", "--id", "ids", multiple=True, help="Data object id (repeatable).")
 @click.option(
     "--dry-run", is_flag=True, help="Show exactly what would be released; change nothing."
