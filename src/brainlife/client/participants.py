@@ -33,29 +33,8 @@ class ParticipantsTableError(BrainlifeError):
 
 
 def parse_tsv(data: bytes, name: str = "participants.tsv") -> list[dict[str, str]]:
-    if len(data) > MAX_TSV_BYTES:
-        raise ParticipantsTableError(
-            f"{name} is {len(data)} bytes; a participants table may have at most "
-            f"{MAX_TSV_BYTES} bytes."
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParticipantsTableError(
-            f"{name} is not UTF-8 text (byte {exc.start} cannot be read)."
-        ) from None
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines or not lines[0].strip():
-        raise ParticipantsTableError(f"{name} has no header line (participant_id, …).")
-    header = lines[0].split("\t")
-    for i, column in enumerate(header):
-        if not column.strip():
-            raise ParticipantsTableError(f"{name}, line 1: column {i + 1} has no name.")
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise ParticipantsTableError(f"{name}, line 1: column {repeated[0]!r} appears twice.")
+    lines = _lines(data, name)
+    header = _header(lines[0], name)
     id_col = next((header.index(c) for c in ID_COLUMNS if c in header), 0)
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
@@ -81,6 +60,39 @@ def parse_tsv(data: bytes, name: str = "participants.tsv") -> list[dict[str, str
         )
         rows.append(row)
     return rows
+
+
+def _lines(data: bytes, name: str) -> list[str]:
+    """The table's lines (any line ending; trailing blank lines dropped), the header first."""
+    if len(data) > MAX_TSV_BYTES:
+        raise ParticipantsTableError(
+            f"{name} is {len(data)} bytes; a participants table may have at most "
+            f"{MAX_TSV_BYTES} bytes."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParticipantsTableError(
+            f"{name} is not UTF-8 text (byte {exc.start} cannot be read)."
+        ) from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or not lines[0].strip():
+        raise ParticipantsTableError(f"{name} has no header line (participant_id, …).")
+    return lines
+
+
+def _header(line: str, name: str) -> list[str]:
+    """The column names: each named, none twice."""
+    header = line.split("\t")
+    for i, column in enumerate(header):
+        if not column.strip():
+            raise ParticipantsTableError(f"{name}, line 1: column {i + 1} has no name.")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ParticipantsTableError(f"{name}, line 1: column {repeated[0]!r} appears twice.")
+    return header
 
 
 def _cell(value: Any) -> str:
