@@ -98,60 +98,110 @@ def _folders(root: Path) -> Iterator[tuple[str, Path]]:
                     yield kind, folder
 
 
+@dataclass
+class _Image:
+    """An image file of a BIDS folder, its name read."""
+
+    path: Path
+    rel: str
+    ents: dict[str, str]
+    suffix: str
+    ext: str
+    meta: Doc
+
+    @property
+    def stem(self) -> str:
+        return self.path.name[: -len(self.ext)]
+
+    def sibling(self, name: str) -> Path | None:
+        path = self.path.with_name(name)
+        return path if path.is_file() else None
+
+
+def _images(root: Path, folder: Path) -> Iterator[_Image]:
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        ents, suffix, ext = _entities(path.name)
+        if ext in (".nii.gz", ".nii"):
+            rel = path.relative_to(root).as_posix()
+            yield _Image(path, rel, ents, suffix, ext, _meta(ents, _sidecar(path, ext)))
+
+
+def _anat(image: _Image) -> BidsObject | None:
+    if image.suffix not in ANAT:
+        return None
+    datatype, fid = ANAT[image.suffix]
+    return BidsObject(datatype, image.rel, {fid: image.path}, image.meta)
+
+
+def _dwi(image: _Image) -> BidsObject | None:
+    if image.suffix != "dwi":
+        return None
+    obj = BidsObject("neuro/dwi", image.rel, {"dwi": image.path}, image.meta)
+    missing = []
+    for fid, ext in (("bvecs", ".bvec"), ("bvals", ".bval")):
+        path = image.sibling(image.stem + ext)
+        if path:
+            obj.files[fid] = path
+        else:
+            missing.append(image.stem + ext)
+    if missing:
+        obj.refused = f"{image.rel} has no {' and no '.join(missing)} beside it"
+    return obj
+
+
+def _func(image: _Image) -> BidsObject | None:
+    if image.suffix != "bold":
+        return None
+    obj = BidsObject("neuro/func/task", image.rel, {"bold": image.path}, image.meta)
+    if image.ents.get("task"):
+        obj.datatype_tags.append(image.ents["task"])
+    for fid, name in (("events", "events.tsv"), ("sbref", "sbref.nii.gz")):
+        path = image.sibling(image.stem[: -len("bold")] + name)
+        if path:
+            obj.files[fid] = path
+    return obj
+
+
+def _fmap_epi(image: _Image) -> BidsObject | None:
+    if image.suffix != "epi":
+        return None
+    return BidsObject("neuro/fmap", image.rel, {"epi": image.path}, image.meta)
+
+
+#: folder kind -> the object one image of it is (None: not an object of its own)
+_ONE_IMAGE_OBJECTS = {"anat": _anat, "dwi": _dwi, "func": _func, "fmap": _fmap_epi}
+
+
+def _refuse_nii(obj: BidsObject, image: _Image) -> None:
+    if image.ext != ".nii.gz":
+        obj.refused = f"{image.rel}: brainlife expects .nii.gz, not {image.ext}"
+
+
 def walk_bids(root: Path) -> list[BidsObject]:
     """Every data object of the BIDS tree ``root``, in a stable order."""
     objects: list[BidsObject] = []
     for kind, folder in _folders(root):
+        #: a phasediff (or phase1/2, fieldmap) and its magnitudes: one object per name stem
         fmap_groups: dict[str, BidsObject] = {}
-        for image in sorted(folder.iterdir()):
-            if not image.is_file() or image.name.startswith("."):
-                continue
-            ents, suffix, ext = _entities(image.name)
-            rel = image.relative_to(root).as_posix()
-            if ext not in (".nii.gz", ".nii"):
-                continue
-            meta = _meta(ents, _sidecar(image, ext))
-            stem = image.name[: -len(ext)]
-            if kind == "anat" and suffix in ANAT:
-                datatype, fid = ANAT[suffix]
-                obj = BidsObject(datatype, rel, {fid: image}, meta)
-            elif kind == "dwi" and suffix == "dwi":
-                obj = BidsObject("neuro/dwi", rel, {"dwi": image}, meta)
-                missing = []
-                for fid, sib in (("bvecs", ".bvec"), ("bvals", ".bval")):
-                    path = image.with_name(stem + sib)
-                    if path.is_file():
-                        obj.files[fid] = path
-                    else:
-                        missing.append(stem + sib)
-                if missing:
-                    obj.refused = f"{rel} has no {' and no '.join(missing)} beside it"
-            elif kind == "func" and suffix == "bold":
-                obj = BidsObject("neuro/func/task", rel, {"bold": image}, meta)
-                if ents.get("task"):
-                    obj.datatype_tags.append(ents["task"])
-                for fid, name in (("events", "events.tsv"), ("sbref", "sbref.nii.gz")):
-                    path = image.with_name(stem[: -len("bold")] + name)
-                    if path.is_file():
-                        obj.files[fid] = path
-            elif kind == "fmap" and suffix in FMAP_FILES:
-                key = "_".join(p for p in stem.split("_")[:-1])
+        for image in _images(root, folder):
+            if kind == "fmap" and image.suffix in FMAP_FILES:
+                key = "_".join(image.stem.split("_")[:-1])
                 group = fmap_groups.get(key)
                 if group is None:
-                    group = BidsObject("neuro/fmap", rel, {}, {}, tags=_entity_tags(ents))
+                    group = BidsObject(
+                        "neuro/fmap", image.rel, {}, {}, tags=_entity_tags(image.ents)
+                    )
                     fmap_groups[key] = group
                     objects.append(group)
-                group.files[suffix] = image
-                group.meta.update(meta)
-                if ext != ".nii.gz":
-                    group.refused = f"{rel}: brainlife expects .nii.gz, not {ext}"
+                group.files[image.suffix] = image.path
+                group.meta.update(image.meta)
+                _refuse_nii(group, image)
                 continue
-            elif kind == "fmap" and suffix == "epi":
-                obj = BidsObject("neuro/fmap", rel, {"epi": image}, meta)
-            else:
-                continue
-            if ext != ".nii.gz":
-                obj.refused = f"{rel}: brainlife expects .nii.gz, not {ext}"
-            obj.tags = _entity_tags(ents)
-            objects.append(obj)
+            obj = _ONE_IMAGE_OBJECTS[kind](image)
+            if obj is not None:
+                _refuse_nii(obj, image)
+                obj.tags = _entity_tags(image.ents)
+                objects.append(obj)
     return objects
