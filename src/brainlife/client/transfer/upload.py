@@ -188,6 +188,39 @@ def _describe(spec: Mapping[str, Any]) -> str:
     return f"--{spec.get('id')} {name} ({required}{desc})"
 
 
+def _undeclared_files(name: Any, given: Mapping[str, Any], base: Path | None) -> list[UploadSource]:
+    """A datatype without a file list: the folder's files as they are."""
+    if given:
+        raise UploadRefused(f"Datatype {name} declares no file ids; upload a folder instead.")
+    if base is None or not base.is_dir():
+        raise UploadRefused(f"Datatype {name} declares no files: give a folder to upload.")
+    return _folder_files(base, "", None)
+
+
+def _found_in(base: Path | None, target: str) -> Path | None:
+    """``base/target`` if it exists (where the official CLI looks for a file not given)."""
+    return base / target if base is not None and (base / target).exists() else None
+
+
+def _spec_sources(sid: str, spec: Mapping[str, Any], path: Path) -> list[UploadSource]:
+    """The files the datatype's file ``sid`` takes from ``path``: the file its ``filename``
+    names, or the files of the folder its ``dirname`` names."""
+    if not path.exists():
+        raise UploadRefused(f"--{sid} {path}: no such file or folder.")
+    if path.is_symlink() and not path.resolve().exists():
+        raise UploadRefused(f"--{sid} {path}: a broken symbolic link.")
+    if spec.get("filename"):
+        if not path.is_file():
+            raise UploadRefused(f"--{sid} {path} must be a file ({spec['filename']}).")
+        return [_source(path, str(spec["filename"]), sid)]
+    if not path.is_dir():
+        raise UploadRefused(f"--{sid} {path} must be a folder ({spec['dirname']}/).")
+    found = _folder_files(path, str(spec["dirname"]).strip("/"), sid)
+    if not found and spec.get("required"):
+        raise UploadRefused(f"--{sid} {path} is an empty folder.")
+    return found
+
+
 def match_files(
     datatype: Mapping[str, Any],
     given: Mapping[str, str | os.PathLike[str]],
@@ -207,17 +240,11 @@ def match_files(
         )
     sources: list[UploadSource] = []
     base = Path(folder) if folder is not None else None
-    if not specs:  # a datatype without a file list: the folder's files as they are
-        if given:
-            raise UploadRefused(f"Datatype {name} declares no file ids; upload a folder instead.")
-        if base is None or not base.is_dir():
-            raise UploadRefused(f"Datatype {name} declares no files: give a folder to upload.")
-        return _folder_files(base, "", None)
+    if not specs:
+        return _undeclared_files(name, given, base)
     for sid, spec in by_id.items():
         target = spec.get("filename") or spec.get("dirname")
-        path: Path | None = Path(given[sid]) if sid in given else None
-        if path is None and base is not None and (base / str(target)).exists():
-            path = base / str(target)
+        path = Path(given[sid]) if sid in given else _found_in(base, str(target))
         if path is None:
             if spec.get("required"):
                 where = f" and {base} has no {target}" if base is not None else ""
@@ -226,21 +253,7 @@ def match_files(
                     f"Its files are:\n  {listing}"
                 )
             continue
-        if not path.exists():
-            raise UploadRefused(f"--{sid} {path}: no such file or folder.")
-        if path.is_symlink() and not path.resolve().exists():
-            raise UploadRefused(f"--{sid} {path}: a broken symbolic link.")
-        if spec.get("filename"):
-            if not path.is_file():
-                raise UploadRefused(f"--{sid} {path} must be a file ({spec['filename']}).")
-            sources.append(_source(path, str(spec["filename"]), sid))
-        else:
-            if not path.is_dir():
-                raise UploadRefused(f"--{sid} {path} must be a folder ({spec['dirname']}/).")
-            found = _folder_files(path, str(spec["dirname"]).strip("/"), sid)
-            if not found and spec.get("required"):
-                raise UploadRefused(f"--{sid} {path} is an empty folder.")
-            sources.extend(found)
+        sources.extend(_spec_sources(sid, spec, path))
     if not sources:
         raise UploadRefused(f"Nothing to upload for datatype {name}: no file was given or found.")
     return sources
