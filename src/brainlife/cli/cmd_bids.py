@@ -103,19 +103,7 @@ def bids_download(
     run_bulk(plan, transfer)
     if transfer.dry_run:
         return
-    names = {k: str(v.get("name")) for k, v in client.datatypes_by_id(
-        sorted({str(d.get("datatype")) for d in docs})).items()}  # fmt: skip
-    objects = []
-    for obj in holder["plan"].ok_objects:
-        folder = source / obj.folder
-        files = (
-            [f.rel for f in obj.files]
-            if obj.files is not None
-            else sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-        )
-        files = [f for f in files if f != "_info.json"]
-        doc = obj.doc or {}
-        objects.append((doc, names.get(str(doc.get("datatype")), ""), folder, files))
+    objects = _downloaded(client, holder["plan"], source, docs)
     name = str(proj["name"]) if proj else (f"publication release {pub}" if pub else "brainlife")
     readme = str(proj.get("desc") or "") if proj else ""
     report = build_tree(root, objects, name=name, readme=readme)
@@ -131,6 +119,27 @@ def bids_download(
         for item in report.unmapped:
             _output.out(f"  {item.id} {item.datatype}: {item.reason}")
     _output.out(f"(report: {json.dumps(str(source / 'bl-bids.json'))})")
+
+
+def _downloaded(
+    client: Any, plan: Any, source: Path, docs: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], str, Path, list[str]]]:
+    """(document, datatype name, folder, files) of each object the download completed, as
+    `build_tree` maps them (the files as the plan listed them, else as found on disk)."""
+    names = {k: str(v.get("name")) for k, v in client.datatypes_by_id(
+        sorted({str(d.get("datatype")) for d in docs})).items()}  # fmt: skip
+    objects = []
+    for obj in plan.ok_objects:
+        folder = source / obj.folder
+        files = (
+            [f.rel for f in obj.files]
+            if obj.files is not None
+            else sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        )
+        files = [f for f in files if f != "_info.json"]
+        doc = obj.doc or {}
+        objects.append((doc, names.get(str(doc.get("datatype")), ""), folder, files))
+    return objects
 
 
 def import_participants(
