@@ -335,15 +335,23 @@ class _BarDisplay:
             self.bar.console.print(f"failed: {d['id']} ({d['folder']}): {d['error']}")
 
 
+def _json_event(event: Any) -> None:
+    """``--json``: each event as one JSON line on stdout."""
+    json_line(event.to_json())
+
+
+def _on_terminal(enabled: bool | None) -> bool:
+    """Whether a display draws on stderr (``enabled``; by default when stderr is a terminal)."""
+    return sys.stderr.isatty() if enabled is None else enabled
+
+
 @contextmanager
 def progress_bar(
     label: str, enabled: bool | None = None
 ) -> Iterator[Callable[[int, int | None], None]]:
     """A progress callback: the download bar (bytes, rate, ETA) on stderr when it is a
     terminal, else nothing at all."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    if not _on_terminal(enabled):
         yield lambda done, total: None
         return
     display = _BarDisplay(label)
@@ -385,11 +393,9 @@ def planning_display(as_json: bool, enabled: bool | None = None) -> Iterator[Cal
     on stderr (``Planning: 1200/2708 data objects…``), rewritten in place and erased when the
     block ends (the plan summary takes its place); else nothing."""
     if as_json:
-        yield lambda event: json_line(event.to_json())
+        yield _json_event
         return
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    if not _on_terminal(enabled):
         yield lambda event: None
         return
     stream = sys.stderr
@@ -460,11 +466,9 @@ def bulk_display(as_json: bool, enabled: bool | None = None) -> Iterator[Callabl
     retries wait for the server; else only the waiting lines on stderr (the command prints the
     summary)."""
     if as_json:
-        yield lambda event: json_line(event.to_json())
+        yield _json_event
         return
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    if not _on_terminal(enabled):
         lines = WaitingLines()
 
         def quiet(event: Any) -> None:
