@@ -5,11 +5,22 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client
+from brainlife.cli._common import F, get_client
+
+
+def _ttl_option(days: float, what: str) -> Callable[[F], F]:
+    return click.option(
+        "--ttl",
+        type=click.FloatRange(min=0, min_open=True),
+        default=days,
+        show_default=True,
+        help=f"How long {what} stays valid, in days.",
+    )
 
 
 @click.command()
@@ -24,13 +35,7 @@ from brainlife.cli._common import get_client
     is_flag=True,
     help="Read the password from the first line of standard input (notebooks, CI).",
 )
-@click.option(
-    "--ttl",
-    type=click.FloatRange(min=0, min_open=True),
-    default=7,
-    show_default=True,
-    help="How long the token stays valid, in days.",
-)
+@_ttl_option(7, "the token")
 def login(username: str | None, password: str | None, password_stdin: bool, ttl: float) -> None:
     """Log in and save the token to ~/.config/<BLHOST>/.jwt (shared with the official CLI)."""
     if password and password_stdin:
@@ -72,13 +77,7 @@ def logout() -> None:
 
 
 @click.command()
-@click.option(
-    "--ttl",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1,
-    show_default=True,
-    help="How long the new token stays valid, in days.",
-)
+@_ttl_option(1, "the new token")
 def refresh(ttl: float) -> None:
     """Swap the saved (still valid) token for a fresh one."""
     get_client().refresh(ttl_days=ttl)
