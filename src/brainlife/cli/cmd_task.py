@@ -13,7 +13,13 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option, json_option
+from brainlife.cli._common import (
+    get_client,
+    give_up_option,
+    json_option,
+    option_set,
+    skip_limit_options,
+)
 
 
 @click.group()
@@ -51,34 +57,24 @@ def _task_find(
     return doc
 
 
-def _filters(f: Any) -> Any:
-    f = click.option(
-        "--find", "find", metavar="JSON", help="Extra Mongo filter as a JSON object, merged in."
-    )(f)
-    f = click.option("--status", help="Task status (e.g. finished).")(f)
-    f = click.option("--branch", help="Service branch (service_branch).")(f)
-    f = click.option("--service", help="Service (App repository), e.g. brainlife/app-freesurfer.")(
-        f
-    )
-    f = click.option(
+_filters = option_set(
+    click.option(
         "--group", metavar="GROUP_ID", help="Project group id (_group_id; see the project page)."
-    )(f)
-    return f
+    ),
+    click.option("--service", help="Service (App repository), e.g. brainlife/app-freesurfer."),
+    click.option("--branch", help="Service branch (service_branch)."),
+    click.option("--status", help="Task status (e.g. finished)."),
+    click.option(
+        "--find", "find", metavar="JSON", help="Extra Mongo filter as a JSON object, merged in."
+    ),
+)
 
 
 @task.command("query")
 @click.option("-i", "--id", "id_", help="Filter by task id.")
 @_filters
 @click.option("--select", help="Fields to return, space separated (e.g. 'config._inputs.meta').")
-@click.option("-s", "--skip", type=click.IntRange(min=0), default=0, help="Tasks to skip.")
-@click.option(
-    "-l",
-    "--limit",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="Maximum number of tasks (0: no limit).",
-)
+@skip_limit_options()
 @json_option
 def task_query(
     id_: str | None,
