@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option
+from brainlife.cli._common import get_client, give_up_option, option_set
 from brainlife.cli.main import exit_code_of
 
 if TYPE_CHECKING:
@@ -46,22 +46,28 @@ def transfer_options(f: F) -> F:
         transfer = Transfer(**{name: kwargs.pop(name) for name in names})
         return f(*args, transfer=transfer, **kwargs)
 
-    decorated = give_up_option(cast(F, command))
-    decorated = click.option(
-        "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
-    )(decorated)
-    decorated = click.option(
-        "--ignore-expiry",
-        is_flag=True,
-        help="Start even if the token may expire before the download can finish.",
-    )(decorated)
-    decorated = click.option(
-        "--dry-run",
-        is_flag=True,
-        help="Print the plan (objects, files, bytes, bytes present, free space, first folders, "
-        "problems) and stop.",
-    )(decorated)
-    decorated = click.option(
+    return _TRANSFER_OPTIONS(cast(F, command))
+
+
+#: in the order --help lists them; the command gets them as one `Transfer`
+_TRANSFER_OPTIONS = option_set(
+    click.option(
+        "--layout",
+        metavar="PRESET|TEMPLATE",
+        help="Folder of each object: id (default), seed ({subject}/{tags}), brainlife "
+        "(brainlife's download-script layout; formerly 'bids') or a template of {id} {project} "
+        "{project_name} {subject} {session} {run} {datatype} {datatype_id} {datatype_tags} "
+        "{tags} {desc} {create_date}.",
+    ),
+    click.option(
+        "-J",
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Files downloaded in parallel.",
+    ),
+    click.option(
         "--existing",
         type=click.Choice(["skip", "verify", "refresh", "overwrite"]),
         default="skip",
@@ -69,24 +75,23 @@ def transfer_options(f: F) -> F:
         help="Files already there: skip those that verify (lockfile size+mtime, else sha256); "
         "verify: re-hash every one; refresh: also re-read the server's manifests; "
         "overwrite: fetch everything again.",
-    )(decorated)
-    decorated = click.option(
-        "-J",
-        "--jobs",
-        type=click.IntRange(1, 64),
-        default=8,
-        show_default=True,
-        help="Files downloaded in parallel.",
-    )(decorated)
-    decorated = click.option(
-        "--layout",
-        metavar="PRESET|TEMPLATE",
-        help="Folder of each object: id (default), seed ({subject}/{tags}), brainlife "
-        "(brainlife's download-script layout; formerly 'bids') or a template of {id} {project} "
-        "{project_name} {subject} {session} {run} {datatype} {datatype_id} {datatype_tags} "
-        "{tags} {desc} {create_date}.",
-    )(decorated)
-    return decorated
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the plan (objects, files, bytes, bytes present, free space, first folders, "
+        "problems) and stop.",
+    ),
+    click.option(
+        "--ignore-expiry",
+        is_flag=True,
+        help="Start even if the token may expire before the download can finish.",
+    ),
+    click.option(
+        "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
+    ),
+    give_up_option,
+)
 
 
 def read_ids(source: str) -> list[str]:

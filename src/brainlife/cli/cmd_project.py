@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli._common import get_client, json_option, option_set, skip_limit_options
 from brainlife.cli.cmd_project_files import files
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,26 +82,27 @@ def _role_options(f: F) -> F:
     return f
 
 
-def _common_options(f: F) -> F:
-    f = click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the project's document as JSON."
-    )(f)
-    f = click.option(
-        "--listed/--unlisted",
-        default=None,
-        help="A private project is listed for every user (its data stays private), or not.",
-    )(f)
-    f = click.option(
+#: what `create` and `update` both set
+_common_options = option_set(
+    click.option("--desc", default=None, help="Description."),
+    click.option(
+        "--readme", type=click.Path(dir_okay=False), default=None, help="A Markdown file."
+    ),
+    click.option(
         "--access",
         type=click.Choice(["public", "private"]),
         default=None,
         help="Who reads its data objects: anyone, or its admins, members and guests.",
-    )(f)
-    f = click.option(
-        "--readme", type=click.Path(dir_okay=False), default=None, help="A Markdown file."
-    )(f)
-    f = click.option("--desc", default=None, help="Description.")(f)
-    return f
+    ),
+    click.option(
+        "--listed/--unlisted",
+        default=None,
+        help="A private project is listed for every user (its data stays private), or not.",
+    ),
+    click.option(
+        "-j", "--json", "as_json", is_flag=True, help="Print the project's document as JSON."
+    ),
+)
 
 
 def _said(doc: dict[str, Any], verb: str, as_json: bool) -> None:
