@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -30,6 +31,19 @@ def get_client(ctx: click.Context | None = None) -> Client:
         root.obj = obj
         root.call_on_close(client.close)
     return client
+
+
+@contextmanager
+def server_packages(who: str) -> Iterator[None]:
+    """Around the imports of `brainlife.server`: without the server extra installed, one line
+    that says what to install instead of a traceback."""
+    try:
+        yield
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{who} needs the server's packages ({exc.name} is missing): "
+            "pip install 'brainlife[server]'"
+        ) from None
 
 
 def give_up_option(f: F) -> F:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from brainlife.cli import _output
+from brainlife.cli._common import server_packages
 from brainlife.cli.main import exit_code
 
 if TYPE_CHECKING:
@@ -58,16 +59,11 @@ def _fail(message: str, code: int = 1) -> None:
 @contextmanager
 def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
     """The archive's session; a server rule broken becomes one `Error:` line."""
-    try:
+    with server_packages("bl admin"):
         from brainlife.server.archive import open_archive
         from brainlife.server.catalogue import seed_catalogue
         from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
         from brainlife.server.settings import Settings, default_data_dir
-    except ImportError as exc:  # the server extra is not installed
-        raise click.ClickException(
-            f"bl admin needs the server's packages ({exc.name} is missing): "
-            "pip install 'brainlife[server]'"
-        ) from None
     obj = click.get_current_context().find_root().obj or {}
     data_dir: Path = obj.get("admin_data_dir") or default_data_dir()
     url = obj.get("admin_database_url")

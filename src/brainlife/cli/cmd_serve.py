@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from brainlife.cli._common import server_packages
+
 
 @click.command()
 @click.option(
@@ -104,13 +106,8 @@ def serve(
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     if s3_endpoint and not store_url:
         raise click.UsageError("--s3-endpoint goes with --store s3://BUCKET")
-    try:
+    with server_packages("bl serve"):
         from brainlife.server.serve import run
-    except ImportError as exc:  # the server extra is not installed
-        raise click.ClickException(
-            f"the server needs extra packages ({exc.name} is missing): "
-            "pip install 'brainlife[server]'"
-        ) from None
     run(
         data_dir=data_dir,
         host=host,
