@@ -24,7 +24,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,6 +254,16 @@ class NamedTar:
     @property
     def filename(self) -> str:
         return f"{self.name}.tar"
+
+    def body(
+        self, store: BlobSource, chunk_size: int
+    ) -> Callable[[int, int, bool], Iterator[Chunk | None]]:
+        """The tar's bytes `[start, end)` as `ranges.ranged_response` reads a body."""
+
+        def read(start: int, end: int, nonblocking: bool) -> Iterator[Chunk | None]:
+            return self.layout.iter_chunks(store, start, end, chunk_size, nonblocking=nonblocking)
+
+        return read
 
 
 def blob_chunks(

@@ -31,13 +31,10 @@ def download_dataset(
 ) -> Response:
     """Download a data object as an uncompressed tar of its files (Range supported)."""
     dl = downloads.open_dataset_download(session=session, principal=user, dataset_id=dataset_id)
-    chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
         dl,
-        lambda start, end, nb: downloads.stream_tar(
-            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nb
-        ),
+        dl.body(archive.store, archive.settings.chunk_size),
         on_last_byte=lambda: downloads.count_download(archive, dl.dataset_id),
     )
 
@@ -95,13 +92,10 @@ def download_dataset_file(
 def _selection_response(
     request: Request, tar: selection.SelectionTar, archive: ArchiveDep
 ) -> Response:
-    chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
         tar,
-        lambda start, end, nb: selection.stream(
-            tar, archive.store, start, end, chunk_size=chunk, nonblocking=nb
-        ),
+        tar.body(archive.store, archive.settings.chunk_size),
     )
 
 

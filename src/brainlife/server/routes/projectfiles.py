@@ -75,13 +75,10 @@ def download_project_folders(
     q = request.query_params
     paths = q.getlist("paths[]") + q.getlist("paths")
     tar = projectfiles.open_tar(session, user, project_id, paths)
-    chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
         tar,
-        lambda start, end, nb: tar.layout.iter_chunks(
-            archive.store, start, end, chunk, nonblocking=nb
-        ),
+        tar.body(archive.store, archive.settings.chunk_size),
     )
 
 

@@ -120,19 +120,6 @@ def open_dataset_download(
     return TarDownload(layout, dataset.id)
 
 
-def stream_tar(
-    download: TarDownload,
-    store: BlobSource,
-    start: int,
-    end: int,
-    *,
-    chunk_size: int,
-    nonblocking: bool = False,
-) -> Iterator[Chunk | None]:
-    """Bytes `[start, end)` of the tar (`None` items: see `tarstream.read_range`)."""
-    return download.layout.iter_chunks(store, start, end, chunk_size, nonblocking=nonblocking)
-
-
 def count_download(archive: Archive, dataset_id: str) -> None:
     """Add one to the data object's `download_count` (never raises: bookkeeping only).
 

@@ -14,7 +14,6 @@ most `DATASET_TAR_MAX_OBJECTS` objects: the layout is built in memory before the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,6 @@ from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams
 from brainlife.server.services import datasets, downloads
 from brainlife.server.tarstream import (
-    BlobSource,
-    Chunk,
     NamedTar,
     TarLayout,
     TarMember,
@@ -106,16 +103,3 @@ def open_selection(
         for m in obj.members
     ]
     return SelectionTar(TarLayout(members, epoch_seconds(newest)), name, ids)
-
-
-def stream(
-    tar: SelectionTar,
-    store: BlobSource,
-    start: int,
-    end: int,
-    *,
-    chunk_size: int,
-    nonblocking: bool = False,
-) -> Iterator[Chunk | None]:
-    """Bytes `[start, end)` of the tar (`None` items: see `tarstream.read_range`)."""
-    return tar.layout.iter_chunks(store, start, end, chunk_size, nonblocking=nonblocking)

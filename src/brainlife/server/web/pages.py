@@ -401,13 +401,10 @@ def download_object(
     dl = downloads.open_dataset_download(
         session=session, principal=visitor.principal, dataset_id=dataset_id
     )
-    chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
         dl,
-        lambda start, end, nb: downloads.stream_tar(
-            dl, archive.store, start, end, chunk_size=chunk, nonblocking=nb
-        ),
+        dl.body(archive.store, archive.settings.chunk_size),
         on_last_byte=lambda: downloads.count_download(archive, dl.dataset_id),
     )
 
@@ -472,13 +469,10 @@ def download_tar(
     else:
         raise BadRequest("Select data objects (ids=…), or give a project (project=…) or pub=….")
     tar = selection.open_selection(session=session, principal=principal, ids=ids, name=name)
-    chunk = archive.settings.chunk_size
     return ranges.ranged_response(
         request,
         tar,
-        lambda start, end, nb: selection.stream(
-            tar, archive.store, start, end, chunk_size=chunk, nonblocking=nb
-        ),
+        tar.body(archive.store, archive.settings.chunk_size),
     )
 
 
