@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, select, true
 from sqlalchemy.orm import Session
@@ -59,6 +59,8 @@ from brainlife.server.services.taskfiles import normalize_task_path
 from brainlife.wire import format_date, is_object_id
 
 log = logging.getLogger("brainlife.server.finalize")
+
+_Row = TypeVar("_Row", FinalizeJob, Dataset)
 
 #: seconds between two sweeps of abandoned upload staging folders (`TaskFiles.clean_uploads`)
 CLEAN_EVERY = 600.0
@@ -501,15 +503,16 @@ class FinalizeRunner:
 
 
 def job_of(session: Session, finalized: Finalized) -> FinalizeJob:
-    job = session.get(FinalizeJob, finalized.job_id)
-    if job is None:
-        raise Conflict("the data object was removed meanwhile")
-    session.refresh(job)
-    return job
+    return _fresh(session, FinalizeJob, finalized.job_id)
 
 
 def dataset_of(session: Session, finalized: Finalized) -> Dataset:
-    row = session.get(Dataset, finalized.dataset_id)
+    return _fresh(session, Dataset, finalized.dataset_id)
+
+
+def _fresh(session: Session, model: type[_Row], key: str) -> _Row:
+    """The row as the finalize worker left it (re-read: it was written in another session)."""
+    row = session.get(model, key)
     if row is None:
         raise Conflict("the data object was removed meanwhile")
     session.refresh(row)
