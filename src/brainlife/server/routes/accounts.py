@@ -25,6 +25,18 @@ def _group(session: Any, group: Any) -> dict[str, Any]:
     return documents.group_doc(group, accounts.members_of(session, group.id))
 
 
+def _add_user(session: Any, body: dict[str, Any], *, admin: bool = False) -> Any:
+    """The account a sign-up or an admin's `POST /user` body describes."""
+    return accounts.add_user(
+        session,
+        username=body.get("username"),
+        password=body.get("password"),
+        email=body.get("email"),
+        fullname=body.get("fullname") or "",
+        admin=admin,
+    )
+
+
 @router.post(routes.SIGNUP.path)
 def signup(session: SessionDep, archive: ArchiveDep, body: JsonBody) -> dict[str, Any]:
     """Create an account and log in (only when the archive allows sign-up)."""
@@ -34,13 +46,7 @@ def signup(session: SessionDep, archive: ArchiveDep, body: JsonBody) -> dict[str
             "('bl admin user add')."
         )
     body = accounts.body_object(body)
-    user = accounts.add_user(
-        session,
-        username=body.get("username"),
-        password=body.get("password"),
-        email=body.get("email"),
-        fullname=body.get("fullname") or "",
-    )
+    user = _add_user(session, body)
     claims = auth.claims_for(session, user)
     ttl = auth.parse_ttl(body.get("ttl"), archive.settings.max_token_ms)
     token = auth.sign_recorded(session, archive, claims, ttl, "signup")
@@ -62,14 +68,7 @@ def user_add(session: SessionDep, principal: User, body: JsonBody) -> dict[str, 
     `admin`."""
     accounts.require_archive_admin(principal)
     body = accounts.body_object(body)
-    user = accounts.add_user(
-        session,
-        username=body.get("username"),
-        password=body.get("password"),
-        email=body.get("email"),
-        fullname=body.get("fullname") or "",
-        admin=accounts.flag(body.get("admin", False), "admin"),
-    )
+    user = _add_user(session, body, admin=accounts.flag(body.get("admin", False), "admin"))
     session.commit()
     return _user(session, user)
 
