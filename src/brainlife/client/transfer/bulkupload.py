@@ -37,11 +37,7 @@ from brainlife.client._exceptions import (
 )
 from brainlife.client._http import HttpClient
 from brainlife.client.transfer.layout import PRESETS
-from brainlife.client.transfer.upload import (
-    UploadPlan,
-    hash_sources,
-    match_files,
-)
+from brainlife.client.transfer.upload import UploadPlan, hash_sources, match_files
 from brainlife.client.transfer.workers import run_parallel
 
 __all__ = ["BulkUpload", "BulkUploadItem", "layout_fields", "scan_tree"]

@@ -25,13 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainlife.client._exceptions import (
-    AuthError,
-    BrainlifeError,
-    Cancelled,
-    DiskFullError,
-    GaveUp,
-)
+from brainlife.client._exceptions import AuthError, BrainlifeError, Cancelled, DiskFullError, GaveUp
 from brainlife.client._http import HttpClient, RetryPolicy, Waiting, quote_path
 from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.lockfile import Lockfile
