@@ -105,6 +105,15 @@ def option_set(*options: Callable[[F], F]) -> Callable[[F], F]:
     return decorate
 
 
+def query_options(what: str, text_in: str = "the name or description") -> Callable[[F], F]:
+    """``-i/--id`` and ``-q/--query``: the first two filters of every ``query`` command
+    (``what``: the id's description, ``text_in``: where the text is looked for)."""
+    return option_set(
+        click.option("-i", "--id", "id_", help=f"Filter by {what}."),
+        click.option("-q", "--query", help=f"Text in {text_in}."),
+    )
+
+
 def datatype_options(*, short: bool = True) -> Callable[[F], F]:
     """What a data object is: its datatype (``-d`` too, unless that is the command's folder),
     datatype tags and tags, as every command that picks data objects takes them."""

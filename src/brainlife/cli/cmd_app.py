@@ -16,7 +16,7 @@ import random
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli._common import get_client, json_option, query_options, skip_limit_options
 
 
 @click.group()
@@ -25,9 +25,8 @@ def app() -> None:
 
 
 @app.command("query")
-@click.option("-i", "--id", "id_", help="Filter apps by id.")
+@query_options("app id", "the app's name or description")
 @click.option("-d", "--doi", help="Filter apps by DOI (exact).")
-@click.option("-q", "--query", help="Text in the app's name or description.")
 @click.option(
     "--input-datatype",
     "inputs",

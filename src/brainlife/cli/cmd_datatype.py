@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, skip_limit_options
+from brainlife.cli._common import get_client, json_option, query_options, skip_limit_options
 
 
 @click.group()
@@ -14,8 +14,7 @@ def datatype() -> None:
 
 
 @datatype.command("query")
-@click.option("-i", "--id", "id_", help="Filter by datatype id.")
-@click.option("-q", "--query", help="Text in the name or description.")
+@query_options("datatype id")
 @skip_limit_options(default_limit=None)
 @json_option
 def datatype_query(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option
+from brainlife.cli._common import get_client, json_option, query_options
 
 
 @click.group()
@@ -14,8 +14,7 @@ def profile() -> None:
 
 
 @profile.command("query")
-@click.option("-i", "--id", "id_", help="Filter by user id (sub).")
-@click.option("-q", "--query", help="Text in the full name, email or username.")
+@query_options("user id (sub)", "the full name, email or username")
 @json_option
 def profile_query(id_: str | None, query: str | None, as_json: bool) -> None:
     """Query active user profiles."""

@@ -9,7 +9,13 @@ from typing import Any, TypeVar
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, option_set, skip_limit_options
+from brainlife.cli._common import (
+    get_client,
+    json_option,
+    option_set,
+    query_options,
+    skip_limit_options,
+)
 from brainlife.cli.cmd_project_files import files
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,8 +27,7 @@ def project() -> None:
 
 
 @project.command("query")
-@click.option("-i", "--id", "id_", help="Filter by project id.")
-@click.option("-q", "--query", help="Text in the name or description.")
+@query_options("project id")
 @click.option("-a", "--admin", help="Projects this user (name, username or email) administers.")
 @click.option("-m", "--member", help="Projects this user is a member of.")
 @click.option("-g", "--guest", help="Projects this user is a guest of.")

@@ -13,6 +13,7 @@ from brainlife.cli._common import (
     get_client,
     json_option,
     meta_options,
+    query_options,
     skip_limit_options,
 )
 
@@ -23,8 +24,7 @@ def pub() -> None:
 
 
 @pub.command("query")
-@click.option("-i", "--id", "id_", help="Filter by publication id.")
-@click.option("-q", "--query", help="Text in the name or description.")
+@query_options("publication id")
 @click.option("-a", "--author", help="Publications by this user (name, username or email).")
 @click.option("-d", "--doi", help="Text in the DOI.")
 @skip_limit_options()
