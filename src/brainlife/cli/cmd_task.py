@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from brainlife.cli import _output
 from brainlife.cli._common import (
+    F,
     get_client,
     give_up_option,
     json_option,
@@ -28,7 +30,6 @@ def task() -> None:
 
 
 def _task_find(
-    id_: str | None,
     group: str | None,
     service: str | None,
     branch: str | None,
@@ -36,8 +37,6 @@ def _task_find(
     find: str | None,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {}
-    if id_:
-        doc["_id"] = id_
     if group:
         doc["_group_id"] = int(group) if group.isdigit() else group
     if service:
@@ -57,7 +56,7 @@ def _task_find(
     return doc
 
 
-_filters = option_set(
+_FILTER_OPTIONS = option_set(
     click.option(
         "--group", metavar="GROUP_ID", help="Project group id (_group_id; see the project page)."
     ),
@@ -70,6 +69,20 @@ _filters = option_set(
 )
 
 
+def _filters(f: F) -> F:
+    """--group, --service, --branch, --status, --find: given to the command as one Mongo
+    ``task_find`` (empty when none is given), as `_bulk.transfer_options` gives a `Transfer`."""
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        given = {
+            name: kwargs.pop(name) for name in ("group", "service", "branch", "status", "find")
+        }
+        return f(*args, task_find=_task_find(**given), **kwargs)
+
+    return _FILTER_OPTIONS(cast(F, command))
+
+
 @task.command("query")
 @click.option("-i", "--id", "id_", help="Filter by task id.")
 @_filters
@@ -78,20 +91,15 @@ _filters = option_set(
 @json_option
 def task_query(
     id_: str | None,
-    group: str | None,
-    service: str | None,
-    branch: str | None,
-    status: str | None,
-    find: str | None,
+    task_find: dict[str, Any],
     select: str | None,
     skip: int,
     limit: int,
     as_json: bool,
 ) -> None:
     """Query tasks you can see (yours, and your projects')."""
-    rows = get_client().tasks(
-        _task_find(id_, group, service, branch, status, find), select=select, skip=skip, limit=limit
-    )
+    query = {"_id": id_, **task_find} if id_ else task_find
+    rows = get_client().tasks(query, select=select, skip=skip, limit=limit)
     if as_json:
         _output.print_json(rows)
         return
@@ -154,11 +162,7 @@ def task_download(
     output: str | None,
     directory: str | None,
     extract: bool,
-    group: str | None,
-    service: str | None,
-    branch: str | None,
-    status: str | None,
-    find: str | None,
+    task_find: dict[str, Any],
     bulk_path: str | None,
     name_by: str,
     existing: str,
@@ -176,10 +180,11 @@ def task_download(
     if task_id is None or bulk_path is not None:
         if task_id is not None or path is not None:
             raise click.UsageError("Give either TASK_ID PATH, or --path with filters, not both.")
-        query = _task_find(None, group, service, branch, status, find)
-        _check_bulk(bulk_path, output, query)
+        _check_bulk(bulk_path, output, task_find)
         assert bulk_path is not None
-        _bulk(query, bulk_path, Path(directory or "."), extract, name_by, existing, limit, as_json)
+        _bulk(
+            task_find, bulk_path, Path(directory or "."), extract, name_by, existing, limit, as_json
+        )
         return
     if path is None:
         raise click.UsageError("Which file or folder of the task? bl task download TASK_ID PATH.")
