@@ -84,6 +84,24 @@ import click
     default=None,
     help="Life of the presigned URLs per-file downloads are redirected to (default 300).",
 )
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="BL_SIGNING_KEY_FILE",
+    default=None,
+    help="PEM RSA private key to sign tokens with (default: the data directory's own, made on "
+    "first start); replicas sharing it accept each other's tokens. Or $BL_SIGNING_KEY_FILE, "
+    "or the PEM itself in $BL_SIGNING_KEY.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    multiple=True,
+    metavar="IPS",
+    envvar="BL_FORWARDED_ALLOW_IPS",
+    help="Reverse proxies (IPs or networks, comma-separated, repeatable; * for any) whose "
+    "X-Forwarded-For/-Proto/-Host are believed: the client address of the login limits, the "
+    "URL in download scripts, Secure cookies. Default: none.",
+)
 def serve(
     data_dir: Path | None,
     host: str,
@@ -100,6 +118,8 @@ def serve(
     store_url: str | None,
     s3_endpoint: str | None,
     presign_seconds: int | None,
+    key_file: Path | None,
+    forwarded_allow_ips: tuple[str, ...],
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     if s3_endpoint and not store_url:
@@ -127,4 +147,6 @@ def serve(
         store_url=store_url,
         s3_endpoint=s3_endpoint,
         presign_seconds=presign_seconds,
+        key_file=key_file,
+        forwarded_allow_ips=list(forwarded_allow_ips),
     )
