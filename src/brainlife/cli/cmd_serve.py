@@ -34,7 +34,10 @@ import click
 )
 @click.option("--demo", is_flag=True, help="Fill an empty archive with the demo world first.")
 @click.option(
-    "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory)."
+    "--database-url",
+    default=None,
+    envvar="BL_DATABASE_URL",
+    help="SQLAlchemy URL (default: SQLite in the data directory, or $BL_DATABASE_URL).",
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
@@ -68,6 +71,7 @@ import click
     "store_url",
     metavar="s3://BUCKET[/PREFIX]",
     default=None,
+    envvar="BL_STORE",
     help="Keep file bytes in an S3 bucket (made if missing) instead of the data directory; "
     "credentials and endpoint as boto3 reads them (AWS_ACCESS_KEY_ID, "
     "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3).",

@@ -22,8 +22,9 @@ the claim is a session-level advisory lock of the job held on its own connection
 backend at a time whatever machine the runner is on, and released by the server when the
 runner's connection ends, so a killed replica's job is taken over by another replica's next
 pass (every `FinalizeRunner.poll` seconds) instead of being lost. On SQLite (one machine by
-nature) it is a lock file in the data directory, released by the kernel when its process dies. Nothing is half-registered:
-an object is `stored` only with every file in the store.
+nature) it is a lock file in the data directory, released by the kernel when its process dies.
+
+Nothing is half-registered: an object is `stored` only with every file in the store.
 
 Finalizing the same task twice answers the first object again (a retried request creates no
 duplicate).
