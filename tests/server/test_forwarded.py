@@ -181,3 +181,26 @@ def test_a_real_server_believes_no_one_by_default(live_server: LiveServer) -> No
     )
     assert res.status_code == 200, res.text
     assert re.search(rf"host='?http://127\.0\.0\.1:{live_server.port}'?\n", res.text)
+
+
+def test_redirects_name_the_proxys_url(proxied: Any) -> None:
+    res = proxied.get(
+        "/signin/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "archive.example.org"},
+        follow_redirects=False,
+    )
+    assert res.status_code == 307
+    assert res.headers["location"] == "https://archive.example.org/signin"
+
+
+def test_a_real_servers_redirects_ignore_an_untrusted_clients_headers(
+    live_server: LiveServer,
+) -> None:
+    res = requests.get(
+        f"{live_server.url}/signin/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert res.status_code == 307
+    assert res.headers["location"] == f"{live_server.url}/signin"
