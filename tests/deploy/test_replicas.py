@@ -229,12 +229,27 @@ def test_workers_on_postgresql_share_the_key_and_store_an_upload_once(
     replica_data: tuple[Path, str], key_file: Path
 ) -> None:
     data_dir, url = replica_data
-    server = replica(data_dir, url, "--workers", "2", "--key-file", str(key_file))
+    server = replica(
+        data_dir,
+        url,
+        "--workers",
+        "2",
+        "--key-file",
+        str(key_file),
+        "--forwarded-allow-ips",
+        "127.0.0.1",
+    )
     try:
         tokens = [login(server) for _ in range(6)]  # spread over both workers
         headers = {"Authorization": f"Bearer {tokens[0]}"}
         for token in tokens:
             assert me(server, token).status_code == 200
+        for _ in range(6):  # every worker believes the proxy named on the command line
+            res = httpx.get(
+                f"{server.url}/signin/",
+                headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "archive.example.org"},
+            )
+            assert res.headers["location"] == "https://archive.example.org/signin"
         with httpx.Client(base_url=server.url, timeout=60) as http:
             task = noop_task(http, headers)  # type: ignore[arg-type]
             res = upload(http, headers, task, tgz({"t1.nii.gz": T1_BYTES}))  # type: ignore[arg-type]
