@@ -11,7 +11,8 @@ stored through the real ingest.
 1. **Benchmark**: `--clients` curl processes download at once through nginx (per-file route,
    `--clients / --objects` clients per object), every output's sha256 checked, while each
    replica's RSS (process tree, /proc VmRSS) is sampled every 100 ms. Same run, same files:
-   nginx serving the store's bytes statically (`sendfile on`, plain HTTP) to the same curls.
+   nginx serving the store's bytes statically (`sendfile on`) to the same curls, in plain HTTP
+   and over TLS with the proxy's certificate.
 2. **Load test**: `--clients` downloads at once through nginx by our client's engine
    (`Client.download_dataset`, one client per thread, its retry policy); replica 1 is killed
    with SIGKILL once a third of the bytes have arrived, and restarted a second later. Every
@@ -123,6 +124,66 @@ def login(front: Nginx) -> str:
         return client.login("hayashis", "hayashis", save=False).jwt
 
 
+TLS_STATIC = """\
+daemon off;
+worker_processes 2;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    client_body_temp_path {folder}/client_body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root};
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def tls_static(root: Path, front: Nginx) -> Iterator[str]:
+    """nginx serving `root` over TLS with the proxy's certificate: the baseline with the same
+    encryption as the path through the replicas."""
+    from common import free_port, stop_process, wait_port
+
+    folder = WORK / "nginx-tls-static"
+    folder.mkdir()
+    port = free_port()
+    conf = folder / "nginx.conf"
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    conf.write_text(
+        user
+        + TLS_STATIC.format(
+            folder=folder,
+            port=port,
+            cert=front.cert,
+            key=front.cert.with_name("key.pem"),
+            root=root.resolve(),
+        )
+    )
+    log = folder / "stderr.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            ["/usr/sbin/nginx", "-p", str(folder), "-c", str(conf)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_port(port, proc, log, timeout=20)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
 def curls(urls: list[str], folder: Path, headers: list[str], cacert: Path | None) -> float:
     """Run one curl per URL at once into folder/<n>; seconds until the last one ended."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -173,6 +234,9 @@ def benchmark(
     with nginx(static) as plain:
         base = curls([f"{plain.url}/{i}" for i in chosen], WORK / "curl-static", [], None)
     base_good = verify(WORK / "curl-static", expected)
+    with tls_static(static, front) as tls_url:
+        tls = curls([f"{tls_url}/{i}" for i in chosen], WORK / "curl-tls", [], front.cert)
+    tls_good = verify(WORK / "curl-tls", expected)
     size = (WORK / "curl-proxy" / "0").stat().st_size
     return {
         "clients": clients,
@@ -181,6 +245,8 @@ def benchmark(
         "seconds": took,
         "static_verified": base_good,
         "static_seconds": base,
+        "static_tls_verified": tls_good,
+        "static_tls_seconds": tls,
         "peak_rss_mib": [round(s.peak_mib, 1) for s in samplers],
     }
 
@@ -269,6 +335,7 @@ def report(bench: dict[str, Any], load: dict[str, Any]) -> str:
     mib = bench["bytes_each"] / 1024**2
     n = bench["clients"]
     ratio = bench["seconds"] / bench["static_seconds"] if bench["static_seconds"] else 0
+    tls_ratio = bench["seconds"] / bench["static_tls_seconds"] if bench["static_tls_seconds"] else 0
     peaks = ", ".join(f"{p:.0f} MiB" for p in bench["peak_rss_mib"])
     target = "met" if max(bench["peak_rss_mib"]) < 150 else "**not met**"
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -303,10 +370,17 @@ def report(bench: dict[str, Any], load: dict[str, Any]) -> str:
             f"{bench['static_verified']}/{n}",
             "–",
         ),
+        _row(
+            "nginx static (sendfile, TLS)",
+            f"{bench['static_tls_seconds']:.2f} s",
+            f"{bench['static_tls_verified']}/{n}",
+            "–",
+        ),
         "",
-        f"Through the replicas: {ratio:.1f}× the static baseline's time; peak RSS target (< 150 MB",
-        f"per replica) {target}. The machine is shared (2 cores, other engineers' test runs):",
-        "times vary from run to run, the ratio and the memory less.",
+        f"Through the replicas: {ratio:.1f}× the plain static baseline's time, "
+        f"{tls_ratio:.1f}× the TLS one's (the proxy's certificate: the same encryption); peak RSS",
+        f"target (< 150 MB per replica) {target}. The machine is shared (2 cores, other engineers'",
+        "test runs): times vary from run to run, the ratio and the memory less.",
         "",
         "**Load test: a replica killed mid-run.** "
         f"{load['clients']} concurrent downloads by our client's engine",
