@@ -22,7 +22,8 @@ stored through the real ingest.
 
 Results: printed, and written into bench/RESULTS.md between the load-replicas markers (and
 bench/out/load-replicas.json). Exit status 1 if a download is lost or a byte is wrong.
-Every process is stopped at the end (PostgreSQL purged), also on failure.
+Every process is stopped at the end (PostgreSQL purged), also on failure; the downloaded copies
+and the data folder are removed once verified (the logs stay in bench/out/replicas-run/).
 """
 
 from __future__ import annotations
@@ -443,6 +444,8 @@ def main() -> int:
                 if replica.process.poll() is None:
                     stop_server(replica)
         pg_note = f"{admin.rsplit('@', 1)[-1]}"
+    for name in ("curl-proxy", "curl-static", "curl-tls", "engine", "static", "data"):
+        shutil.rmtree(WORK / name, ignore_errors=True)  # gigabytes of verified copies
     markdown = report(bench, load)
     print(markdown)
     write_section(markdown, START, END)
