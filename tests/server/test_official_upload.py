@@ -435,11 +435,11 @@ def test_a_job_whose_files_vanished_fails_with_a_message(
 def test_a_running_job_locked_by_a_live_runner_is_left_alone(
     http: TestClient, archive: Archive
 ) -> None:
-    from brainlife.server.services.finalize import _job_lock
+    from brainlife.server.services.finalize import _claim
 
     dataset_id, job_id = _pending_job(http, archive)
     runner = FinalizeRunner(archive)
-    with _job_lock(runner.lock_dir, job_id) as taken:
+    with _claim(archive, runner.lock_dir, job_id) as taken:  # another runner's claim
         assert taken
         assert runner.run_pending() == 0
     assert runner.run_pending() == 1

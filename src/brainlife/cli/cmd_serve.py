@@ -36,7 +36,10 @@ from brainlife.cli._common import server_packages
 )
 @click.option("--demo", is_flag=True, help="Fill an empty archive with the demo world first.")
 @click.option(
-    "--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data directory)."
+    "--database-url",
+    default=None,
+    envvar="BL_DATABASE_URL",
+    help="SQLAlchemy URL (default: SQLite in the data directory, or $BL_DATABASE_URL).",
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
@@ -70,6 +73,7 @@ from brainlife.cli._common import server_packages
     "store_url",
     metavar="s3://BUCKET[/PREFIX]",
     default=None,
+    envvar="BL_STORE",
     help="Keep file bytes in an S3 bucket (made if missing) instead of the data directory; "
     "credentials and endpoint as boto3 reads them (AWS_ACCESS_KEY_ID, "
     "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3).",
@@ -85,6 +89,24 @@ from brainlife.cli._common import server_packages
     type=click.IntRange(1, 7 * 24 * 3600),
     default=None,
     help="Life of the presigned URLs per-file downloads are redirected to (default 300).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="BL_SIGNING_KEY_FILE",
+    default=None,
+    help="PEM RSA private key to sign tokens with (default: the data directory's own, made on "
+    "first start); replicas sharing it accept each other's tokens. Or $BL_SIGNING_KEY_FILE, "
+    "or the PEM itself in $BL_SIGNING_KEY.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    multiple=True,
+    metavar="IPS",
+    envvar="BL_FORWARDED_ALLOW_IPS",
+    help="Reverse proxies (IPs or networks, comma-separated, repeatable; * for any) whose "
+    "X-Forwarded-For/-Proto/-Host are believed: the client address of the login limits, the "
+    "URL in download scripts, Secure cookies. Default: none.",
 )
 def serve(
     data_dir: Path | None,
@@ -102,6 +124,8 @@ def serve(
     store_url: str | None,
     s3_endpoint: str | None,
     presign_seconds: int | None,
+    key_file: Path | None,
+    forwarded_allow_ips: tuple[str, ...],
 ) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
     if s3_endpoint and not store_url:
@@ -124,4 +148,6 @@ def serve(
         store_url=store_url,
         s3_endpoint=s3_endpoint,
         presign_seconds=presign_seconds,
+        key_file=key_file,
+        forwarded_allow_ips=list(forwarded_allow_ips),
     )

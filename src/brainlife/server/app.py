@@ -107,6 +107,10 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         ),
     )
     app.add_middleware(_InternalErrors)
+    if archive.settings.forwarded_allow_ips:  # outermost: every layer sees the client's view
+        from brainlife.server.proxy import ForwardedHeaders
+
+        app.add_middleware(ForwardedHeaders, trusted=archive.settings.forwarded_allow_ips)
     _install_error_handlers(app)
     return app
 

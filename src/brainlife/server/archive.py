@@ -17,7 +17,7 @@ from brainlife.server.db import make_engine, make_sessionmaker
 from brainlife.server.settings import Settings
 from brainlife.server.store import ByteStore, LocalStore
 from brainlife.server.taskstore import LocalTaskFiles, TaskFiles
-from brainlife.server.tokens import TokenSigner, load_or_create_keys
+from brainlife.server.tokens import TokenSigner, signing_keys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -128,9 +128,12 @@ def open_store(settings: Settings) -> ByteStore:
 
 def open_archive(settings: Settings) -> Archive:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # the key first: a replica given an unusable one stops before it touches the database
+    keys = signing_keys(
+        settings.keys_dir, pem=settings.signing_key, key_file=settings.signing_key_file
+    )
     engine = make_engine(settings.db_url)
     migrate(engine)
-    keys = load_or_create_keys(settings.keys_dir)
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     task_files = LocalTaskFiles(settings.tasks_dir)

@@ -79,8 +79,11 @@ def _settings(
     store_url: str | None = None,
     s3_endpoint: str | None = None,
     presign_seconds: int | None = None,
+    key_file: Path | None = None,
+    forwarded_allow_ips: tuple[str, ...] = (),
 ) -> Settings:
     kwargs: dict[str, Any] = {
+        "forwarded_allow_ips": forwarded_allow_ips,
         "store_url": store_url,
         "s3_endpoint": s3_endpoint,
         "database_url": database_url,
@@ -95,6 +98,8 @@ def _settings(
         kwargs["query_timeout"] = query_timeout
     if presign_seconds is not None:
         kwargs["presign_seconds"] = presign_seconds
+    if key_file is not None:
+        kwargs["signing_key_file"] = key_file.expanduser().resolve()
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
@@ -126,8 +131,25 @@ def app_factory() -> Any:
             presign_seconds=int(os.environ["BL_PRESIGN_SECONDS"])
             if os.environ.get("BL_PRESIGN_SECONDS")
             else None,
+            forwarded_allow_ips=_forwarded_allow_ips(
+                [os.environ.get(FORWARDED_ALLOW_IPS_ENV) or ""]
+            ),
         )
     )
+
+
+#: `--forwarded-allow-ips` as the environment gives it (the flag's default, and how it travels
+#: to `--workers` processes)
+FORWARDED_ALLOW_IPS_ENV = "BL_FORWARDED_ALLOW_IPS"
+
+
+def _forwarded_allow_ips(values: list[str]) -> tuple[str, ...]:
+    from brainlife.server.proxy import parse_trusted
+
+    try:
+        return parse_trusted(values)
+    except ValueError as exc:
+        raise SystemExit(f"Error: {exc}") from None
 
 
 def _seed(archive: Any) -> None:
@@ -170,6 +192,8 @@ def run(
     store_url: str | None = None,
     s3_endpoint: str | None = None,
     presign_seconds: int | None = None,
+    key_file: Path | None = None,
+    forwarded_allow_ips: list[str] | None = None,
 ) -> None:
     import uvicorn
 
@@ -186,8 +210,12 @@ def run(
         store_url,
         s3_endpoint,
         presign_seconds,
+        key_file,
+        _forwarded_allow_ips(forwarded_allow_ips or []),
     )
     cost = _password_cost()
+    from brainlife.server.tokens import SigningKeyError
+
     if store_url:
         from brainlife.server.s3store import StoreUnavailable, parse_store_url
 
@@ -197,7 +225,10 @@ def run(
         except (ValueError, StoreUnavailable) as exc:
             raise SystemExit(f"Error: {exc}") from None
     else:
-        archive = open_archive(settings)
+        try:
+            archive = open_archive(settings)
+        except SigningKeyError as exc:
+            raise SystemExit(f"Error: {exc}") from None
     _seed(archive)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     if cost not in (None, "default"):
@@ -208,6 +239,15 @@ def run(
     say(f"bl serve: data directory {settings.data_dir}")
     if store_url:
         say(f"bl serve: file bytes in {store_url} (per-file downloads redirect to it)")
+    if settings.signing_key is not None:
+        say("bl serve: tokens signed with the key of BL_SIGNING_KEY")
+    elif settings.signing_key_file is not None:
+        say(f"bl serve: tokens signed with the key of {settings.signing_key_file}")
+    if settings.forwarded_allow_ips:
+        say(
+            "bl serve: X-Forwarded-For/-Proto/-Host believed from "
+            + ", ".join(settings.forwarded_allow_ips)
+        )
     if settings.failed_login_delay != Settings.failed_login_delay:
         say(
             f"WARNING: failed logins are answered after {settings.failed_login_delay:g} s "
@@ -260,6 +300,8 @@ def run(
         "log_level": "warning",
         "access_log": False,
         "timeout_keep_alive": 30,
+        # the forwarded headers are ours to read, from trusted proxies only (`proxy`)
+        "proxy_headers": False,
         **ssl,
     }
     if workers > 1:
@@ -280,6 +322,10 @@ def run(
             os.environ["BL_S3_ENDPOINT"] = s3_endpoint
         if presign_seconds is not None:
             os.environ["BL_PRESIGN_SECONDS"] = str(presign_seconds)
+        if settings.signing_key_file is not None and settings.signing_key is None:
+            os.environ["BL_SIGNING_KEY_FILE"] = str(settings.signing_key_file)
+        if settings.forwarded_allow_ips:
+            os.environ[FORWARDED_ALLOW_IPS_ENV] = ",".join(settings.forwarded_allow_ips)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

@@ -17,6 +17,16 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("brainlife-archive", appauthor=False))
 
 
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _env_bytes(name: str) -> bytes | None:
+    value = os.environ.get(name)
+    return value.encode() if value else None
+
+
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -90,6 +100,18 @@ class Settings:
     #: download (the client asks us again when one expires mid-file), short so a leaked URL
     #: soon stops working.
     presign_seconds: int = 300
+
+    #: The RSA private key tokens are signed with, as PEM (`BL_SIGNING_KEY`), or a file holding
+    #: it (`--key-file`, `BL_SIGNING_KEY_FILE`); neither: the data directory's own pair
+    #: (`tokens.signing_keys`). Replicas that do not share a data directory share the key so.
+    signing_key: bytes | None = field(
+        default_factory=lambda: _env_bytes("BL_SIGNING_KEY"), repr=False
+    )
+    signing_key_file: Path | None = field(default_factory=lambda: _env_path("BL_SIGNING_KEY_FILE"))
+    #: Addresses of the reverse proxies whose `X-Forwarded-For/-Proto/-Host` headers are
+    #: believed (`--forwarded-allow-ips`, `proxy.ForwardedHeaders`): IPs or networks, or "*".
+    #: Empty: no one's; the client address, scheme and host are the connection's.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

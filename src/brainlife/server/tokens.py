@@ -1,5 +1,7 @@
 """RS256 tokens with brainlife's claims. The key pair is made on first start and kept in
-`<data_dir>/keys/` (private key 0600)."""
+`<data_dir>/keys/` (private key 0600), unless the private key is given (`signing_keys`): replicas
+of one archive (`bl serve` processes on several machines, docs/deploy.md) must sign with the same
+key, so that a token one of them issued is accepted by the others."""
 
 from __future__ import annotations
 
@@ -43,6 +45,64 @@ def load_or_create_keys(keys_dir: Path) -> KeyPair:
         _write_private(private_path, private_pem)
         public_path.write_bytes(public_pem)
     return KeyPair(private_path.read_bytes(), public_path.read_bytes())
+
+
+class SigningKeyError(ValueError):
+    """A given signing key that cannot be used; the message says which and why."""
+
+
+def keys_from_private_pem(pem: bytes, where: str) -> KeyPair:
+    """The key pair of an unencrypted PEM RSA private key (PKCS#8 or PKCS#1, at least 2048
+    bits), as `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072` writes it; `where`
+    names its origin in the error."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:
+        raise SigningKeyError(
+            f"the signing key in {where} is encrypted: give it unencrypted "
+            "(openssl pkey -in KEY -out PLAIN), readable by the server's user only"
+        ) from None
+    except (ValueError, Exception):
+        raise SigningKeyError(
+            f"{where} holds no PEM private key (make one with: openssl genpkey -algorithm RSA "
+            "-pkeyopt rsa_keygen_bits:3072 -out KEY)"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+        raise SigningKeyError(
+            f"the signing key in {where} must be an RSA key of at least 2048 bits "
+            "(tokens are RS256, as brainlife.io's)"
+        )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyPair(pem, public_pem)
+
+
+def signing_keys(
+    keys_dir: Path, *, pem: bytes | None = None, key_file: Path | None = None
+) -> KeyPair:
+    """The key pair tokens are signed with: the PEM given (`BL_SIGNING_KEY`), else the key file
+    (`--key-file`, `BL_SIGNING_KEY_FILE`), else the data directory's own pair (made on first
+    start). Given keys are never written to the data directory."""
+    if pem is not None and key_file is not None:
+        raise SigningKeyError(
+            "both BL_SIGNING_KEY and a key file (--key-file, BL_SIGNING_KEY_FILE) are set: "
+            "give the signing key one way"
+        )
+    if pem is not None:
+        return keys_from_private_pem(pem, "BL_SIGNING_KEY")
+    if key_file is not None:
+        try:
+            data = key_file.read_bytes()
+        except OSError as exc:
+            raise SigningKeyError(
+                f"cannot read the signing key file {key_file}: {exc.strerror or exc}"
+            ) from None
+        return keys_from_private_pem(data, str(key_file))
+    return load_or_create_keys(keys_dir)
 
 
 def _write_private(path: Path, data: bytes) -> None:

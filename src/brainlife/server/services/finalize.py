@@ -13,9 +13,18 @@ the official CLI's polling finds it) and its `FinalizeJob`. The job runner store
 the folder in the content store and only then marks the object `stored`, in one commit
 (`ingest.store_dataset_files`: blobs first, commit last); a failure marks it `failed` with a
 `status_msg` the official CLI prints. The job is in the database, so a server killed mid-way
-resumes it when it starts again: a job whose runner died (its lock file is free) is run again
-from the start (content already stored is deduplicated by digest). Nothing is half-registered:
-an object is `stored` only with every file in the store.
+resumes it when it starts again: a job whose runner died (its claim is free) is run again
+from the start (content already stored is deduplicated by digest).
+
+Several server processes (`--workers`, replicas on one database, docs/deploy.md) each run a
+job runner; a job is claimed before it runs, so one of them runs it (`_claim`). On PostgreSQL
+the claim is a session-level advisory lock of the job held on its own connection: taken by one
+backend at a time whatever machine the runner is on, and released by the server when the
+runner's connection ends, so a killed replica's job is taken over by another replica's next
+pass (every `FinalizeRunner.poll` seconds) instead of being lost. On SQLite (one machine by
+nature) it is a lock file in the data directory, released by the kernel when its process dies.
+
+Nothing is half-registered: an object is `stored` only with every file in the store.
 
 Finalizing the same task twice answers the first object again (a retried request creates no
 duplicate).
@@ -26,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -36,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, select, true
+from sqlalchemy import and_, select, text, true
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import writable_projects
@@ -418,12 +428,41 @@ def _job_lock(lock_dir: Path, job_id: str) -> Iterator[bool]:
         os.close(fd)
 
 
+def _advisory_key(job_id: str) -> int:
+    """The job's PostgreSQL advisory lock key: 63 bits of a digest of the job id (in a namespace
+    of its own, so no other advisory lock of the archive can collide with it)."""
+    digest = hashlib.sha256(b"brainlife finalize job\x00" + job_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def _claim(archive: Archive, lock_dir: Path, job_id: str) -> Iterator[bool]:
+    """Claim the job for this process while the block runs; yields whether it was claimed (see
+    the module docstring: an advisory lock on PostgreSQL, a lock file on SQLite)."""
+    if archive.engine.dialect.name != "postgresql":
+        with _job_lock(lock_dir, job_id) as taken:
+            yield taken
+        return
+    key = _advisory_key(job_id)
+    with archive.engine.connect() as conn:
+        taken = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+        conn.commit()
+        try:
+            yield taken
+        finally:
+            if taken:  # a connection back in the pool must hold no lock
+                try:
+                    conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+                except Exception:  # a broken connection: the server dropped the lock with it
+                    conn.invalidate()
+
+
 class FinalizeRunner:
     """Runs the pending finalize jobs in a background thread of the server process: at start
     (jobs a killed server left), when `kick`ed by a request, and every `poll` seconds (jobs of
-    another worker process that died). Several processes may run one each: a job's lock file
-    makes sure one runs it (on one machine; a multi-host deployment would need database
-    locks)."""
+    another worker process or replica that died). Several processes may run one each: a job's
+    claim (`_claim`) makes sure one runs it."""
 
     def __init__(self, archive: Archive, *, poll: float = 5.0) -> None:
         self.archive = archive
@@ -481,7 +520,7 @@ class FinalizeRunner:
         for job_id in ids:
             if self._stop.is_set():
                 break
-            with _job_lock(self.lock_dir, job_id) as taken:
+            with _claim(self.archive, self.lock_dir, job_id) as taken:
                 if not taken:
                     continue
                 try:
