@@ -97,6 +97,10 @@ def upload_file(upload_id: str, index: int) -> str:
     return routes.UPLOAD_FILE.url(upload_id=upload_id, index=str(index))
 
 
+def upload_file_sha256(upload_id: str, index: int) -> str:
+    return routes.UPLOAD_FILE_SHA256.url(upload_id=upload_id, index=str(index))
+
+
 def upload_finalize(upload_id: str) -> str:
     return routes.UPLOAD_FINALIZE.url(upload_id=upload_id)
 
