@@ -6,7 +6,9 @@ as one selection tar against 1,000 separate object downloads with curl (the demo
 
 Times are client-side medians over one keep-alive connection on loopback (what the server takes
 plus a loopback round trip), signed in as the listing benchmark's member user through the pages'
-own sign-in cookie. Results go to bench/out/web.json and a section of bench/RESULTS.md.
+own sign-in cookie; beside them, the CPU time the `bl serve` process spent per request (all its
+threads, from /proc), which the shared machine's load changes far less than wall time. Results
+go to bench/out/web.json and a section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -28,6 +31,7 @@ from common import (
     bl_serve,
     load_json,
     login,
+    machine_notes,
     median,
     percentile,
     save_json,
@@ -39,20 +43,34 @@ START = "<!-- web-benchmarks:start -->"
 END = "<!-- web-benchmarks:end -->"
 
 
-def time_page(client: KeepAlive, path: str, cookie: str, warmup: int, repeat: int) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of process `pid` so far."""
+    ticks = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def time_page(
+    client: KeepAlive, path: str, cookie: str, warmup: int, repeat: int, pid: int
+) -> tuple[list[float], float]:
+    """(client-side times, the server's CPU seconds per request)."""
     headers = {"Cookie": f"bl_session={cookie}", "Accept": "text/html"}
     for _ in range(warmup):
         status, body = client.request("GET", path, headers=headers)
         if status != 200:
             raise RuntimeError(f"GET {path} → {status}: {body[:300]!r}")
     times = []
+    cpu0 = cpu_seconds(pid)
     for _ in range(repeat):
         t0 = time.perf_counter()
         status, body = client.request("GET", path, headers=headers)
         times.append(time.perf_counter() - t0)
         if status != 200:
             raise RuntimeError(f"GET {path} → {status}")
-    return times
+    return times, (cpu_seconds(pid) - cpu0) / repeat
 
 
 def pages(rows: int, warmup: int, repeat: int) -> list[dict]:
@@ -74,11 +92,13 @@ def pages(rows: int, warmup: int, repeat: int) -> list[dict]:
                 ("project page (public project)", f"/project/{public}"),
                 ("home (all projects)", "/"),
             ):
-                times = time_page(client, path, token, warmup, repeat)
+                times, cpu = time_page(client, path, token, warmup, repeat, server.pid)
                 row = {"page": name, "path": path, "median_s": median(times)}
                 row["p90_s"] = percentile(times, 90)
+                row["server_cpu_s"] = cpu
                 out.append(row)
-                say(f"  {name}: median {row['median_s'] * 1000:.1f} ms")
+                ms = row["median_s"] * 1000
+                say(f"  {name}: median {ms:.1f} ms, server CPU {cpu * 1000:.1f} ms")
         finally:
             client.close()
     return out
@@ -195,13 +215,19 @@ def main() -> None:
         f"`bl serve` over the listing benchmark's archive ({args.rows:,} objects), signed in",
         "through the pages' session cookie; client-side medians over one keep-alive connection on",
         "loopback",
-        f"({args.repeat} requests after {args.warmup} warm-ups).",
+        f"({args.repeat} requests after {args.warmup} warm-ups); server CPU: the `bl serve`",
+        "process's CPU time (all threads) over those requests, per request.",
+        f"({machine_notes()})",
         "",
-        "| page | median ms | p90 ms |",
-        "|---|---|---|",
+        "| page | median ms | p90 ms | server CPU ms |",
+        "|---|---|---|---|",
     ]
     lines += [
-        f"| {r['page']} | {r['median_s'] * 1000:.1f} | {r['p90_s'] * 1000:.1f} |" for r in page_rows
+        f"| {r['page']} | {r['median_s'] * 1000:.1f} | {r['p90_s'] * 1000:.1f} | "
+        f"{r['server_cpu_s'] * 1000:.1f} |"
+        if "server_cpu_s" in r
+        else f"| {r['page']} | {r['median_s'] * 1000:.1f} | {r['p90_s'] * 1000:.1f} | – |"
+        for r in page_rows
     ]
     lines += [
         "",

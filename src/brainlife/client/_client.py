@@ -69,6 +69,7 @@ from brainlife.client.transfer.single import Downloader, DownloadResult, Progres
 from brainlife.client.transfer.tasks import ProgressFor, TaskRun
 from brainlife.client.transfer.units import Meter
 from brainlife.client.transfer.upload import (
+    HASH_WHILE_SENDING,
     UploadPlan,
     UploadResult,
     hash_sources,
@@ -1158,7 +1159,8 @@ class Client:
     ) -> UploadPlan:
         """Plan one data object's upload: the project and datatype resolved, ``files`` (datatype
         file id → local path) and/or the ``folder`` holding the datatype's file names matched
-        against the datatype's file list and hashed (``on_bytes`` hears the bytes read). Raises
+        against the datatype's file list and hashed (``on_bytes`` hears the bytes read; files of
+        ``HASH_WHILE_SENDING`` bytes or more are hashed while they are sent instead). Raises
         :class:`UploadRefused` for files that do not fit, before a byte is sent. ``subject``,
         ``session`` and ``run`` go into ``meta`` (a run also adds the tag ``run-<run>``, as the
         official CLI does)."""
@@ -1180,7 +1182,7 @@ class Client:
             datatype_tags=list(dict.fromkeys(datatype_tags)),
             desc=desc,
         )
-        hash_sources(sources, self.upload_state(plan), on_bytes)
+        hash_sources(sources, self.upload_state(plan), on_bytes, defer_from=HASH_WHILE_SENDING)
         return plan
 
     def upload_state(self, plan: UploadPlan) -> Path:

@@ -44,6 +44,7 @@ dataset: Final = routes.DATASET.at
 dataset_history: Final = routes.DATASET_HISTORY.at
 upload: Final = routes.UPLOAD.at
 upload_file: Final = routes.UPLOAD_FILE.at
+upload_file_sha256: Final = routes.UPLOAD_FILE_SHA256.at
 upload_finalize: Final = routes.UPLOAD_FINALIZE.at
 project_file_download: Final = routes.PROJECT_FILE_DOWNLOAD.at
 #: ours: `PUT` stores a project file, `DELETE` removes it

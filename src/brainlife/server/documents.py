@@ -539,7 +539,7 @@ def upload_doc(upload: Upload, received: dict[int, int]) -> UploadSession:
         state: UploadFileState = {
             "name": f.path,
             "size": f.size,
-            "sha256": f.sha256,
+            "sha256": f.sha256 or None,  # "" until declared (`services.uploads`)
             "state": "stored" if f.stored else "partial",
             "received": f.size if f.stored else received.get(f.pos, 0),
         }

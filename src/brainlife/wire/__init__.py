@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, TypedDict
 
 from brainlife.wire.routes import API_AMARETTI, API_AUTH, API_WAREHOUSE, Route
 from brainlife.wire.uploads import (
+    UploadDigest,
     UploadFileRequest,
     UploadFileState,
     UploadRequest,
@@ -135,6 +136,7 @@ __all__ = [
     "Manifests",
     "Route",
     "TaskManifest",
+    "UploadDigest",
     "UploadFileRequest",
     "UploadFileState",
     "UploadRequest",

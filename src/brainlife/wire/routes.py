@@ -120,6 +120,7 @@ UPLOADS: Final = Route(API_WAREHOUSE, "/upload", False)
 UPLOAD: Final = Route(API_WAREHOUSE, "/upload/{upload_id}", False)
 UPLOAD_FILE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}", False)
 UPLOAD_FINALIZE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/finalize", False)
+UPLOAD_FILE_SHA256: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}/sha256", False)
 #: a project's plain files (brainlife's "S3 project files", official CLI 1.8.2): the listing of
 #: its root or of a folder, one file, and folders as one tar (`?paths[]=<folder>`)
 PROJECT_FILES: Final = Route(API_WAREHOUSE, "/files/{project_id}")
@@ -163,6 +164,7 @@ EXTENSIONS: Final = tuple(
         UPLOAD,
         UPLOAD_FILE,
         UPLOAD_FINALIZE,
+        UPLOAD_FILE_SHA256,
         PROJECT_FILE,
     )
     if not r.brainlife

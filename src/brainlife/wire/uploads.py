@@ -5,6 +5,10 @@ A client declares a data object and its files (`UploadRequest`), gets a session
 (`UploadSession`) saying what each file needs, sends each file's missing bytes with
 `PUT /upload/<id>/file/<n>` and `Content-Range: bytes <a>-<b>/<size>`, and finalizes: the data
 object appears then, with every file, or not at all.
+
+A file's `sha256` may also be declared later (`PUT /upload/<id>/file/<n>/sha256`), so that a
+client can start sending a large file while it is still hashing it: the server takes every
+byte but the last before the digest is known, and checks the whole file against it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ class UploadFileRequest(TypedDict):
     id: NotRequired[str]
     name: str
     size: int
+    #: omitted: declared later with `UploadDigest` (before the file's last byte)
+    sha256: NotRequired[str]
+
+
+class UploadDigest(TypedDict):
+    """`PUT /api/warehouse/upload/<id>/file/<n>/sha256`: the digest of a file declared
+    without one."""
+
     sha256: str
 
 
@@ -51,7 +63,8 @@ class UploadFileState(TypedDict):
     id: NotRequired[str]
     name: str
     size: int
-    sha256: str
+    #: None until declared (`UploadDigest`)
+    sha256: str | None
     state: UploadFileStatus
     #: bytes the server holds (`size` when stored)
     received: int

@@ -8,7 +8,12 @@ resumed from what the server holds.
   a file and the reverse.
 - :func:`hash_sources` computes each file's sha256 (the server checks it, and skips content it
   can show the caller already has); digests are kept in the state file with each file's size,
-  mtime and inode, so a resumed run does not read the files again.
+  mtime and inode, so a resumed run does not read the files again. A large file
+  (``HASH_WHILE_SENDING`` bytes or more) is left unhashed when planned: :func:`run_upload`
+  declares it without a digest, hashes it in a thread while its first bytes go in growing
+  pieces, declares the digest as soon as it is known (the server may hold that content already:
+  the rest is not sent) and sends the rest: hashing overlaps sending instead of coming before
+  it (bench/RESULTS.md, "Uploads").
 - :func:`run_upload` creates (or resumes) the session, sends every file the server does not hold
   as one ``PUT`` from where the server's bytes end, and finalizes. A cut connection or a server
   restart is retried under the client's :class:`RetryPolicy` and run-wide give-up clock, each
@@ -61,6 +66,12 @@ __all__ = [
 Doc = dict[str, Any]
 #: bytes read from a file and handed to the socket at a time
 SEND_CHUNK = 1024 * 1024
+#: files at least this large are hashed while they are sent rather than before (module docstring)
+HASH_WHILE_SENDING = 64 * 1024 * 1024
+#: the first piece of a file sent while it is hashed; each next one is twice as large, up to
+#: `LAST_PIECE` (every piece is one `PUT`; the server keeps its running sha256 between them)
+FIRST_PIECE = 16 * 1024 * 1024
+LAST_PIECE = 256 * 1024 * 1024
 
 
 @dataclass
@@ -112,10 +123,12 @@ class UploadPlan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
     def request(self) -> Doc:
-        """The ``POST /upload`` body (``wire.UploadRequest``); every file hashed."""
+        """The ``POST /upload`` body (``wire.UploadRequest``)."""
         files = []
         for f in self.files:
-            entry: Doc = {"name": f.name, "size": f.size, "sha256": f.sha256}
+            entry: Doc = {"name": f.name, "size": f.size}
+            if f.sha256 is not None:  # else declared while it is sent (`HASH_WHILE_SENDING`)
+                entry["sha256"] = f.sha256
             if f.file_id is not None:
                 entry["id"] = f.file_id
             files.append(entry)
@@ -283,14 +296,24 @@ def hash_sources(
     sources: Sequence[UploadSource],
     state: Path | None = None,
     on_bytes: Any = None,
+    *,
+    defer_from: int | None = None,
 ) -> None:
     """Fill in each file's sha256, reusing a digest the state file holds for the same size,
-    mtime and inode; ``on_bytes(n)`` hears the bytes read."""
+    mtime and inode; ``on_bytes(n)`` hears the bytes read. Files of ``defer_from`` bytes or more
+    without a known digest are left for :func:`run_upload` to hash while it sends them."""
     known = (_read_state(state) if state else {}).get("digests") or {}
     for f in sources:
         cached = known.get(str(f.path))
-        if isinstance(cached, list) and cached[:3] == f.stat_key() and len(cached) == 4:
-            f.sha256 = str(cached[3])
+        if (
+            isinstance(cached, list)
+            and cached[:3] == f.stat_key()
+            and len(cached) == 4
+            and isinstance(cached[3], str)
+        ):
+            f.sha256 = cached[3]
+            continue
+        if defer_from is not None and f.size >= defer_from:
             continue
         digest, n = hash_file(f.path)
         if n != f.size:
@@ -336,14 +359,16 @@ class _Sender:
                     self.http.policy.cut_pause(failures), "server unreachable", self.cancel
                 )
 
-    def _chunks(self, f: UploadSource, start: int, sent: list[int]) -> Iterator[memoryview]:
-        """The file's bytes from ``start``, a megabyte at a time (counted in ``sent[0]`` and the
-        meter)."""
+    def _chunks(
+        self, f: UploadSource, start: int, end: int, sent: list[int]
+    ) -> Iterator[memoryview]:
+        """The file's bytes ``[start, end)``, a megabyte at a time (counted in ``sent[0]`` and
+        the meter)."""
         buf = bytearray(SEND_CHUNK)
         view = memoryview(buf)
         with open(f.path, "rb", buffering=0) as fh:
             fh.seek(start)
-            left = f.size - start
+            left = end - start
             while left > 0:
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled("Interrupted.")
@@ -355,18 +380,30 @@ class _Sender:
                 self.meter.received(n)
                 yield view[:n]  # sent before the next read refills the buffer: no copy
 
-    def send(self, upload_id: str, index: int, f: UploadSource, received: int) -> Doc | None:
-        """Send file ``index`` from byte ``received`` until the server has all of it; the session
-        as the last answer says it (None if the server stored it through another path)."""
+    def send(
+        self,
+        upload_id: str,
+        index: int,
+        f: UploadSource,
+        received: int,
+        *,
+        end: int | None = None,
+        kept: bool = True,
+    ) -> Doc | None:
+        """Send file ``index`` from byte ``received`` until the server has all of it (or its
+        first ``end`` bytes); the session as the last answer says it (None if the server stored
+        it through another path). ``kept``: count ``received`` as kept from an earlier run."""
         failures = 0
-        self.meter.kept(received)
+        stop = f.size if end is None else end
+        if kept:
+            self.meter.kept(received)
         while True:
             _unchanged(f)
             self.http.liveness.check()
             counted = received
             headers = {
-                "Content-Range": f"bytes {received}-{f.size - 1}/{f.size}",
-                "Content-Length": str(f.size - received),
+                "Content-Range": f"bytes {received}-{stop - 1}/{f.size}",
+                "Content-Length": str(stop - received),
                 "Content-Type": "application/octet-stream",
             }
             sent = [0]
@@ -375,7 +412,7 @@ class _Sender:
                 resp = self.http.send_once(
                     "PUT",
                     _urls.upload_file(upload_id, index),
-                    body=self._chunks(f, received, sent),
+                    body=self._chunks(f, received, stop, sent),
                     token=self.token,
                     headers=headers,
                 )
@@ -391,6 +428,8 @@ class _Sender:
                         return doc
                     self.meter.received(int(state["received"]) - counted - sent[0])
                     received = int(state["received"])
+                    if received >= stop:
+                        return doc
                     continue
                 error = error_for_status(
                     resp.status, resp.data, resp.headers.get("Content-Type", ""), self.http.base_url
@@ -413,6 +452,111 @@ class _Sender:
             if state["state"] == "stored":
                 return None
             received = now
+            if received >= stop:
+                return self.session(upload_id)
+
+    def declare(self, upload_id: str, index: int, sha256: str) -> Doc:
+        """``PUT /upload/<id>/file/<n>/sha256`` (idempotent: retried like ``session``)."""
+        failures = 0
+        while True:
+            try:
+                doc: Doc = self.http.request_json(
+                    "PUT",
+                    _urls.upload_file_sha256(upload_id, index),
+                    json_body={"sha256": sha256},
+                    token=self.token,
+                )
+                self.http.liveness.alive()
+                return doc
+            except ServerUnavailable:
+                failures += 1
+                self.http.liveness.wait(
+                    self.http.policy.cut_pause(failures), "server unreachable", self.cancel
+                )
+
+    def send_hashing(
+        self, upload_id: str, index: int, f: UploadSource, received: int, on_digest: Any
+    ) -> tuple[Doc | None, int]:
+        """Send a file the server has no digest of: hash it in a thread while its bytes go in
+        growing pieces (never the last byte: the server needs the digest first), declare the
+        digest once known (``on_digest`` hears it), then send the rest unless the server holds
+        that content already. (the session, bytes found present on the server)."""
+        hashing = _Hashing(f, self.cancel)
+        hashing.start()
+        piece = FIRST_PIECE
+        self.meter.kept(received)
+        try:
+            while not hashing.finished.is_set() and received + piece < f.size:
+                doc = self.send(upload_id, index, f, received, end=received + piece, kept=False)
+                if doc is None:
+                    return None, 0
+                if doc["files"][index]["state"] == "stored":
+                    return doc, 0
+                received = int(doc["files"][index]["received"])
+                piece = min(2 * piece, LAST_PIECE)
+            digest = hashing.result()
+        finally:
+            hashing.stop()
+        f.sha256 = digest
+        on_digest()
+        doc = self.declare(upload_id, index, digest)
+        state = doc["files"][index]
+        if state["state"] == "stored":
+            self.meter.present(f.size - received)
+            return doc, f.size - received
+        return self.send(upload_id, index, f, int(state["received"]), kept=False), 0
+
+
+class _Hashing(threading.Thread):
+    """The sha256 of a file, computed in a thread (hashlib lets go of the GIL on large buffers,
+    so it runs beside the sending thread); a size other than the planned one is a change."""
+
+    def __init__(self, f: UploadSource, cancel: threading.Event | None) -> None:
+        super().__init__(name=f"sha256 {f.name}", daemon=True)
+        self.source = f
+        self.cancel = cancel
+        self.finished = threading.Event()
+        self._stop_now = threading.Event()
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            done = 0
+            view = memoryview(bytearray(SEND_CHUNK))
+            with open(self.source.path, "rb", buffering=0) as fh:
+                while not self._stop_now.is_set():
+                    n = fh.readinto(view)
+                    if not n:
+                        break
+                    digest.update(view[:n])
+                    done += n
+            if done != self.source.size and not self._stop_now.is_set():
+                raise SourceChanged(
+                    f"{self.source.path} changed while it was read ({self.source.size} → "
+                    f"{done} bytes)."
+                )
+            self._digest = digest.hexdigest()
+        except BaseException as exc:  # handed to the sending thread by `result`
+            self._error = exc
+        finally:
+            self.finished.set()
+
+    def result(self) -> str:
+        while not self.finished.wait(0.2):
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("Interrupted.")
+        if self._error is not None:
+            if isinstance(self._error, OSError):
+                raise SourceChanged(f"{self.source.path} can no longer be read ({self._error}).")
+            raise self._error
+        if self._stop_now.is_set() or self._digest is None:
+            raise Cancelled("Interrupted.")
+        return self._digest
+
+    def stop(self) -> None:
+        self._stop_now.set()
 
 
 def run_upload(
@@ -449,22 +593,28 @@ def run_upload(
                 ) from None
             raise
         assert doc is not None
-        _write_state(
-            state,
-            {
-                "upload_id": doc["_id"],
-                "server": http.base_url,
-                "digests": {str(f.path): [*f.stat_key(), f.sha256] for f in plan.files},
-            },
-        )
+
+    def save_state() -> None:
+        assert doc is not None
+        digests = {str(f.path): [*f.stat_key(), f.sha256] for f in plan.files if f.sha256}
+        _write_state(state, {"upload_id": doc["_id"], "server": http.base_url, "digests": digests})
+
+    save_state()
     present = 0
     if doc.get("status") != "finalized":
+        upload_id = str(doc["_id"])
         for index, (f, st) in enumerate(zip(plan.files, doc["files"], strict=True)):
+            if st["state"] != "stored" and st.get("sha256") is None and f.sha256 is not None:
+                st = sender.declare(upload_id, index, f.sha256)["files"][index]
             if st["state"] == "stored":
                 meter.present(f.size)
                 present += f.size
                 continue
-            sender.send(str(doc["_id"]), index, f, int(st["received"]))
+            if st.get("sha256") is None:
+                _, held = sender.send_hashing(upload_id, index, f, int(st["received"]), save_state)
+                present += held
+                continue
+            sender.send(upload_id, index, f, int(st["received"]))
     dataset = _finalize(http, token, str(doc["_id"]), cancel)
     with contextlib.suppress(OSError):
         state.unlink()

@@ -111,6 +111,16 @@ async def put_file(
     return await run_in_threadpool(_state, session, archive, upload)
 
 
+@router.put(routes.UPLOAD_FILE_SHA256.path, response_model=None)
+def declare_sha256(
+    upload_id: str, index: str, body: JsonBody, user: User, session: SessionDep, archive: ArchiveDep
+) -> UploadSession:
+    """Declare the sha256 of a file declared without one (`{"sha256"}`); answers the session
+    (the file `stored` when the caller may read content with that digest already)."""
+    upload = uploads.declare_sha256(session, archive, user, upload_id, index, body)
+    return _state(session, archive, upload)
+
+
 @router.post(routes.UPLOAD_FINALIZE.path, response_model=None)
 def finalize_upload(
     upload_id: str, user: User, session: SessionDep, archive: ArchiveDep

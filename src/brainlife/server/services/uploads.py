@@ -36,6 +36,8 @@ import hashlib
 import os
 import re
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,6 +82,9 @@ from brainlife.wire.uploads import (
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: `UploadFile.sha256` of a file declared without a digest (it comes later: `declare_sha256`)
+UNDECLARED = ""
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 #: the longest subject/session/run (the indexed columns)
 _MAX_META_VALUE = 128
@@ -161,7 +166,11 @@ def _declared_files(value: Any, max_bytes: int) -> list[DeclaredFile]:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise BadRequest(f"files[{i}] ({name}): 'size' must be a number of bytes.")
         sha = f.get("sha256")
-        if not isinstance(sha, str) or not _SHA256.match(sha):
+        if sha is None and size == 0:
+            sha = _EMPTY_SHA256
+        elif sha is None:
+            sha = UNDECLARED  # declared later, before the last byte (`declare_sha256`)
+        elif not isinstance(sha, str) or not _SHA256.match(sha):
             raise BadRequest(f"files[{i}] ({name}): 'sha256' must be 64 lower-case hex digits.")
         fid = f.get("id")
         if fid is not None and (not isinstance(fid, str) or not fid or len(fid) > 256):
@@ -318,9 +327,9 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
             body.get("datatype_tags"), "datatype_tags", limit=UPLOAD_MAX_TAGS
         ),
     }
-    held = _held(session, principal, files)
+    held = _held(session, principal, [f for f in files if f.sha256 != UNDECLARED])
     for f in files:  # an empty file is stored at once: there is nothing to send
-        if f.size == 0 and f.sha256 == hashlib.sha256(b"").hexdigest():
+        if f.size == 0 and f.sha256 == _EMPTY_SHA256:
             archive.store.put_stream([], sha256=f.sha256)
             held.add((f.sha256, 0))
     _check_space(archive, sum(f.size for f in files if (f.sha256, f.size) not in held))
@@ -394,7 +403,96 @@ def delete_upload(session: Session, archive: Archive, principal: Principal, uplo
     shutil.rmtree(archive.settings.uploads_dir / upload_id, ignore_errors=True)
 
 
+def _upload_file(upload: Upload, index: str) -> UploadFile:
+    if not index.isdigit() or int(index) >= len(upload.files):
+        raise NotFound(f"Upload session {upload.id} has no file {index[:20]!r}.")
+    return upload.files[int(index)]
+
+
+def _lock_staged(path: Path, name: str) -> int:
+    """Open (creating) a staged file and take its lock, or 409 when a request is sending it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(
+            f"Another request is sending {name!r} of this upload right now; "
+            "wait for it to end (GET the session to see what the server holds)."
+        ) from None
+    return fd
+
+
+def declare_sha256(
+    session: Session, archive: Archive, principal: Principal, upload_id: str, index: str, body: Any
+) -> Upload:
+    """`PUT /upload/<id>/file/<n>/sha256`: the digest of a file declared without one (a client
+    that hashes while it sends). The same rule as at creation decides whether its bytes are
+    needed at all: "stored" only for content a data object the caller may read holds (or one of
+    the caller's sessions stored), and then the bytes staged so far go. Declaring the digest
+    already declared is a no-op (a retried request); another one is a 409."""
+    upload = get_upload(session, principal, upload_id)
+    if upload.status != "open":
+        raise Conflict(f"Upload session {upload_id} is finalized already.")
+    f = _upload_file(upload, index)
+    sha = body.get("sha256") if isinstance(body, dict) else None
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise BadRequest('The body must be {"sha256": <64 lower-case hex digits>}.')
+    if f.sha256 == sha:
+        return upload
+    if f.sha256 != UNDECLARED or f.stored:
+        raise Conflict(
+            f"The sha256 of {f.path!r} is declared already ({f.sha256[:12]}…); a file's digest "
+            "does not change within an upload (start a new one for new content)."
+        )
+    path = staged_path(archive, upload.id, f.pos)
+    fd = _lock_staged(path, f.path)
+    try:
+        declared = DeclaredFile(f.file_id, f.path, f.size, sha)
+        held = (sha, f.size) in _held(session, principal, [declared]) and archive.store.has(sha)
+        f.sha256 = sha
+        f.stored = held
+        touch(session, archive, upload)
+        if held:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        os.close(fd)
+    return upload
+
+
 # --- receiving bytes -------------------------------------------------------------------------
+
+#: The running sha256 of a staged file between two `PUT`s of it in this process: staged path ->
+#: (inode, size, mtime, ctime, hasher), saved when a request ends before the file's last byte.
+#: A hit spares the next request re-reading the staged prefix (a client sending a large file in
+#: pieces); any other change of the file (another worker process wrote it, a mismatch truncated
+#: it) changes its size or times, misses, and the prefix is read again as after a restart.
+_HASHERS: OrderedDict[str, tuple[tuple[int, int, int, int], Any]] = OrderedDict()
+_HASHERS_LOCK = threading.Lock()
+_HASHERS_MAX = 64
+
+
+def _stat_key(fd: int) -> tuple[int, int, int, int]:
+    st = os.fstat(fd)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _take_hasher(path: Path, fd: int) -> Any:
+    with _HASHERS_LOCK:
+        entry = _HASHERS.pop(str(path), None)
+    if entry is not None and entry[0] == _stat_key(fd):
+        return entry[1]
+    return None
+
+
+def _keep_hasher(path: Path, fd: int, hasher: Any) -> None:
+    key = _stat_key(fd)
+    with _HASHERS_LOCK:
+        _HASHERS[str(path)] = (key, hasher)
+        while len(_HASHERS) > _HASHERS_MAX:
+            _HASHERS.popitem(last=False)
 
 
 @dataclass
@@ -416,17 +514,7 @@ class FileWrite:
     hasher: Any = None
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = -1
-            raise Conflict(
-                f"Another request is sending {self.name!r} of this upload right now; "
-                "wait for it to end (GET the session to see what the server holds)."
-            ) from None
+        self.fd = _lock_staged(self.path, self.name)
         held = os.fstat(self.fd).st_size
         if held != self.start:
             self.close()
@@ -434,8 +522,9 @@ class FileWrite:
                 f"The server holds {held} bytes of {self.name!r}; send from byte {held} "
                 f"(Content-Range: bytes {held}-…/{self.size}), not {self.start}."
             )
-        self.hasher = hashlib.sha256()
-        if self.start:
+        cached = _take_hasher(self.path, self.fd) if self.start else None
+        self.hasher = cached if cached is not None else hashlib.sha256()
+        if self.start and cached is None:
             with open(self.path, "rb") as fh:
                 for chunk in iter(lambda: fh.read(CHUNK), b""):
                     self.hasher.update(chunk)
@@ -470,6 +559,8 @@ class FileWrite:
 
     def close(self) -> None:
         if self.fd >= 0:
+            if self.hasher is not None and not self.complete():
+                _keep_hasher(self.path, self.fd, self.hasher)
             os.close(self.fd)  # also releases the lock
             self.fd = -1
 
@@ -506,12 +597,15 @@ def begin_write(
     upload = get_upload(session, principal, upload_id)
     if upload.status != "open":
         raise Conflict(f"Upload session {upload_id} is finalized already.")
-    if not index.isdigit() or int(index) >= len(upload.files):
-        raise NotFound(f"Upload session {upload_id} has no file {index[:20]!r}.")
-    f = upload.files[int(index)]
+    f = _upload_file(upload, index)
     if f.stored:
         raise Conflict(f"The server has every byte of {f.path!r} already; nothing to send.")
     start, end = parse_content_range(content_range, f.size)
+    if end == f.size and f.sha256 == UNDECLARED:
+        raise Conflict(
+            f"Declare the sha256 of {f.path!r} (PUT …/file/{f.pos}/sha256) before sending its "
+            "last byte: the server checks the whole file against it."
+        )
     length = (content_length or "").strip()
     if length.isdigit() and int(length) != end - start:
         raise BadRequest(
@@ -541,6 +635,10 @@ def finish_write(session: Session, archive: Archive, write: FileWrite) -> None:
     got = write.hasher.hexdigest()
     if got != write.sha256:
         os.truncate(write.path, 0)
+        f = session.get(UploadFile, (write.upload_id, write.pos))
+        if f is not None:  # a new digest may be declared with the new bytes
+            f.sha256 = UNDECLARED
+            session.commit()
         raise BadRequest(
             f"The bytes received for {write.name!r} do not have the sha256 declared "
             f"({write.sha256[:12]}…, received {got[:12]}…): did the file change while it was "
@@ -574,7 +672,7 @@ def recover_complete(session: Session, archive: Archive, upload: Upload) -> None
     the last byte and the commit): verify and store them now."""
     received = received_bytes(archive, upload)
     for f in upload.files:
-        if f.stored or received[f.pos] != f.size or f.size == 0:
+        if f.stored or received[f.pos] != f.size or f.size == 0 or f.sha256 == UNDECLARED:
             continue
         path = staged_path(archive, upload.id, f.pos)
         digest = hashlib.sha256()
