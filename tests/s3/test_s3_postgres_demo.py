@@ -10,10 +10,7 @@ import os
 import secrets
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from brainlife.server.demo.world import O3D_PROJECT, T1_EXAMPLE
 from tests import pgdb
@@ -22,22 +19,6 @@ from tests.conftest import start_server, stop_server
 from tests.s3 import radosgw
 
 s3_env = radosgw.s3_env  # the fixture
-ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture(scope="module")
-def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if pgdb.ADMIN_URL is not None:
-        yield pgdb.ADMIN_URL
-        return
-    folder = tmp_path_factory.mktemp("pg")
-    out = subprocess.run(
-        [str(ROOT / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    try:
-        yield dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
-    finally:
-        subprocess.run([str(ROOT / "scripts/pg-stop"), str(folder), "--purge"], check=True)
 
 
 def test_the_documents_download_path_on_postgresql_and_s3(

@@ -601,6 +601,17 @@ class TaskOutputFile(Base):
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ArchiveMigration(Base):
+    """A database that `bl admin migrate` copies an embedded archive into (`migrate_archive`):
+    which archive (its signing key's sha256), so an interrupted run may be resumed on it and no
+    other archive's migration lands in it."""
+
+    __tablename__ = "archive_migrations"
+
+    source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class UploadFile(Base):
     """One declared file of an upload; `stored` once its bytes, checked against `sha256`, are
     in the content store (`received` bytes are otherwise in its staged file)."""

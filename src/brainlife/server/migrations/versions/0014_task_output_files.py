@@ -6,7 +6,8 @@ Create Date: 2026-12-01 23:10:00
 
 `task_output_files` (see `brainlife.server.storetaskfiles`): with an object store, a task's
 outputs are paths naming content-store blobs instead of a folder on the server's disk. A new
-table only.
+table only. `archive_migrations` (`brainlife.server.migrate_archive`): which embedded archive
+`bl admin migrate` copies into this database.
 """
 
 from __future__ import annotations
@@ -33,8 +34,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("task_id", "path"),
     )
     op.create_index("ix_task_output_files_sha256", "task_output_files", ["sha256"], unique=False)
+    op.create_table(
+        "archive_migrations",
+        sa.Column("source_id", sa.String(length=64), nullable=False),
+        sa.Column("done", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("source_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("archive_migrations")
     op.drop_index("ix_task_output_files_sha256", table_name="task_output_files")
     op.drop_table("task_output_files")
