@@ -40,7 +40,7 @@ from brainlife.server.errors import BadRequest, NotFound
 from brainlife.server.foldertgz import TGZ_FORMAT, FolderTgz
 from brainlife.server.models import TaskOutputFile
 from brainlife.server.store import ByteStore, put_file
-from brainlife.server.tarstream import Chunk
+from brainlife.server.tarstream import Chunk, blob_chunks
 from brainlife.server.taskstore import UPLOAD_STAGING, TaskPath, _disk_full
 from brainlife.server.taskwalk import Entry, walk
 from brainlife.server.uploadtar import Unpacked, UnpackLimits, unpack
@@ -142,7 +142,10 @@ class StoreTaskFiles:
     def read_range(
         self, path: TaskPath, start: int, end: int, *, chunk_size: int, nonblocking: bool = False
     ) -> Iterator[Chunk | None]:
-        return self.store.read_range(path.real, start, end, chunk_size=chunk_size)
+        # through `blob_chunks`: with `nonblocking`, each network read runs in a worker thread
+        return blob_chunks(
+            self.store, path.real, start, end, chunk_size=chunk_size, nonblocking=nonblocking
+        )
 
     def digest(self, entry: Entry) -> tuple[int, str]:
         return entry.size, entry.real
