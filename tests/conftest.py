@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import pgdb
+from tests import pgdb, s3mode
 
 #: the Argon2 cost profile (`brainlife.server.services.auth.PASSWORD_COSTS`) of every test
 #: process and test server
@@ -64,6 +64,26 @@ def _postgresql_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # this process's databases; the demo's, shared by the xdist workers (demo_archive_dir),
     # stays for the workers still running (scripts/test purges the whole cluster)
     pgdb.drop_under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _s3_run() -> Iterator[None]:
+    """With BL_TEST_STORE_URL, every archive keeps its bytes in the bucket (tests/s3mode.py)."""
+    if s3mode.STORE_URL is None:
+        yield
+        return
+    from brainlife.server.settings import Settings
+
+    def get(self: Settings) -> str | None:
+        given = self.__dict__.get("_test_store_url")
+        return given if given is not None else s3mode.store_url(self.data_dir)
+
+    def put(self: Settings, value: str | None) -> None:
+        self.__dict__["_test_store_url"] = value
+
+    Settings.store_url = property(get, put)  # type: ignore[assignment]
+    yield
+    Settings.store_url = None  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +123,8 @@ def empty_archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("empty-archive") / "data"
     open_archive(Settings(data_dir=data_dir)).engine.dispose()
+    if s3mode.STORE_URL is not None:
+        s3mode.forget(data_dir)  # its bucket prefix holds nothing: each copy gets its own
     return data_dir
 
 
@@ -192,9 +214,11 @@ def start_server(
     extra: list[str] | None = None,
     port: int | None = None,
     env: dict[str, str] | None = None,
+    start_timeout: float = 60.0,
 ) -> LiveServer:
     """A real `bl serve` on a free port; `env` adds to the environment it inherits. Its new
-    password hashes (the dummy one of unknown users) are cheap ones, like the test process's."""
+    password hashes (the dummy one of unknown users) are cheap ones, like the test process's.
+    `start_timeout`: seconds it may take to listen (a `--demo` build on remote stores is slow)."""
     port = port or free_port()
     cmd = [
         sys.executable,
@@ -209,6 +233,8 @@ def start_server(
     ]
     if pgdb.ADMIN_URL is not None and "--database-url" not in cmd:
         cmd += ["--database-url", pgdb.database_url(data_dir)]
+    if s3mode.STORE_URL is not None and "--store" not in cmd:
+        cmd += ["--store", s3mode.store_url(data_dir)]
     if tls:
         cmd.append("--tls")
     log = open(data_dir.parent / f"server-{port}.log", "wb")  # noqa: SIM115
@@ -218,7 +244,7 @@ def start_server(
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
@@ -231,7 +257,7 @@ def start_server(
             time.sleep(0.1)
     else:
         proc.kill()
-        raise RuntimeError("bl serve did not start within 60 s")
+        raise RuntimeError(f"bl serve did not start within {start_timeout:.0f} s")
     cert = data_dir / "tls" / "cert.pem" if tls else None
     return LiveServer(url=url, data_dir=data_dir, process=proc, port=port, cert=cert)
 

@@ -16,6 +16,7 @@ import re
 import secrets
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -260,3 +261,52 @@ def test_a_url_expiring_mid_file_is_replaced(world: World, tmp_path: Path) -> No
     assert sig(fresh) != sig(first)  # a new URL, asked of our server
     sent = (Path(world.env["HOME"]).parent / "upload" / "t1.nii.gz").read_bytes()
     assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent
+
+
+def _task_ids(world: World) -> list[str]:
+    r = subprocess.run(
+        bl_cmd("task", "query", "--service", "brainlife/app-freesurfer", "--status", "finished",
+               "-j"),
+        env=world.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return [t["_id"] for t in json.loads(r.stdout)]
+
+
+def test_task_outputs_live_in_the_bucket_and_download_from_it(
+    world: World, s3_env, tmp_path: Path
+) -> None:
+    """The demo's task folders went to the bucket; `bl task download` gets a folder's .tar.gz
+    (made by the server from ranged reads), a folder extracted file by file and a single file
+    (both through presigned URLs), every byte a blob of the bucket."""
+    tasks_dir = world.server.data_dir / "tasks"
+    assert not [p for p in tasks_dir.rglob("*") if p.is_file()]  # nothing on the server's disk
+    blobs = set(radosgw.keys(s3_env, world.bucket))
+    tids = _task_ids(world)
+    assert tids
+    tid = tids[0]
+    run = lambda *args: subprocess.run(  # noqa: E731
+        bl_cmd("task", "download", *args), env=world.env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    r = run(tid, "freesurfer/output/stats", "-d", str(tmp_path / "tgz"))
+    assert r.returncode == 0, r.stderr
+    (tgz,) = (tmp_path / "tgz").iterdir()
+    with tarfile.open(tgz) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    assert "aseg.stats" in members
+    for data in members.values():
+        assert f"blobs/{hashlib.sha256(data).hexdigest()}" in blobs
+    n = len(world.relay.requests)
+    r = run(tid, "freesurfer/output/stats", "-x", "-d", str(tmp_path / "x"))
+    assert r.returncode == 0, r.stderr
+    got = {
+        str(p.relative_to(tmp_path / "x")): p.read_bytes()
+        for p in (tmp_path / "x").rglob("*")
+        if p.is_file()
+    }
+    assert {k.rsplit("/", 1)[-1]: v for k, v in got.items()} == members
+    r = run(tid, "freesurfer/output/stats/aseg.stats", "-d", str(tmp_path / "one"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "one" / "aseg.stats").read_bytes() == members["aseg.stats"]
+    assert len(world.relay.requests) > n  # the files came through presigned URLs

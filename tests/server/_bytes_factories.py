@@ -18,6 +18,7 @@ from brainlife.server.models import (
     Task,
 )
 from brainlife.server.services.ingest import store_dataset_files
+from brainlife.server.storetaskfiles import StoreTaskFiles
 
 WHEN = datetime(2024, 5, 17, 12, 30, 0, tzinfo=UTC)
 MEMBER_SUB = 5
@@ -95,7 +96,8 @@ def make_task(
     group_id: int | None = MEMBER_GID,
     files: dict[str, bytes] | None = None,
 ) -> tuple[str, Path]:
-    """A task row and its folder under `tasks_dir` (filled with `files`)."""
+    """A task row and its folder under `tasks_dir` (filled with `files`; with an object store,
+    the files are also put there: later changes to the folder are not)."""
     with archive.session() as s:
         task = Task(
             id=new_object_id(),
@@ -115,4 +117,6 @@ def make_task(
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+    if files and isinstance(archive.task_files, StoreTaskFiles):  # BL_TEST_STORE_URL
+        archive.task_files.import_folder(task_id, folder)
     return task_id, folder

@@ -80,6 +80,9 @@ class MemoryTaskFiles:
     def folder_body(self, path: TaskPath) -> Joined:
         return Joined(tuple(self._under(path).items()))
 
+    def presign(self, path: TaskPath, *, filename: str, expires_in: int) -> str | None:
+        return None
+
 
 def test_task_routes_read_only_through_the_task_files_interface(archive, http):
     tid, folder = make_task(archive)

@@ -136,12 +136,20 @@ def open_archive(settings: Settings) -> Archive:
     migrate(engine)
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
-    task_files = LocalTaskFiles(settings.tasks_dir)
+    sessions = make_sessionmaker(engine)
+    task_files: TaskFiles
+    if settings.store_url:
+        # every byte in the bucket, task outputs included (`storetaskfiles`)
+        from brainlife.server.storetaskfiles import StoreTaskFiles
+
+        task_files = StoreTaskFiles(sessions, store, settings.tasks_dir)
+    else:
+        task_files = LocalTaskFiles(settings.tasks_dir)
     task_files.clean_uploads()
     return Archive(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         signer=TokenSigner(keys, settings.issuer),
         store=store,
         task_files=task_files,

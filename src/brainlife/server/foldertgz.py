@@ -22,6 +22,10 @@ byte-stable, so that an interrupted download can be resumed with `Range` / `If-R
   never read: its bytes are zeros.
 
 Ranges of it are served by `ranges.RegeneratedResponse` (`FolderTgz` is a `tarstream.Regenerable`).
+
+The same tar is made from task outputs kept in an object store (`storetaskfiles`): the entries
+then come from the database, `FolderTgz.read` gives a file's bytes, and the tag hashes each
+file's sha256 instead of its inode (blobs never change, so such a stream is always intact).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import struct
 import sys
 import tarfile
 import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from brainlife.server.tarstream import END_OF_ARCHIVE, BodyChanged, member_header, padding
@@ -80,12 +84,14 @@ class FolderTgz:
 
     entries: tuple[Entry, ...]
     etag: str
+    #: a file's bytes, `(entry, chunk_size)` → iterator (None: open `entry.real` on disk)
+    read: Callable[[Entry, int], Iterator[bytes]] | None = None
 
     def stream(self, *, chunk_size: int, strict: bool = False) -> Generator[bytes, None, bool]:
         """The .tar.gz, produced while it is sent, in pieces of about `chunk_size` bytes.
         Returns whether every file was as the walk saw it; with `strict`, raises
         `FolderChanged` as soon as one is not."""
-        return _stream(self.entries, chunk_size=chunk_size, strict=strict)
+        return _stream(self.entries, chunk_size=chunk_size, strict=strict, read=self.read)
 
 
 def snapshot_folder(root: str, folder: str) -> FolderTgz:
@@ -108,7 +114,11 @@ def folder_etag(entries: tuple[Entry, ...]) -> str:
 
 
 def _stream(
-    entries: tuple[Entry, ...], *, chunk_size: int, strict: bool
+    entries: tuple[Entry, ...],
+    *,
+    chunk_size: int,
+    strict: bool,
+    read: Callable[[Entry, int], Iterator[bytes]] | None = None,
 ) -> Generator[bytes, None, bool]:
     deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -_WINDOW_BITS, _MEM_LEVEL)
     crc = 0
@@ -131,7 +141,11 @@ def _stream(
             )
         else:
             feed(member_header(entry.rel, entry.size, mode=entry.mode, mtime=entry.mtime))
-            pieces = _file_bytes(entry, chunk_size, strict=strict)
+            pieces = (
+                _file_bytes(entry, chunk_size, strict=strict)
+                if read is None
+                else _read_bytes(entry, read, chunk_size, strict=strict)
+            )
             try:
                 while True:
                     try:
@@ -193,3 +207,36 @@ def _file_bytes(entry: Entry, chunk_size: int, *, strict: bool) -> Generator[byt
             remaining -= n
             yield bytes(n)
     return same
+
+
+def _read_bytes(
+    entry: Entry,
+    read: Callable[[Entry, int], Iterator[bytes]],
+    chunk_size: int,
+    *,
+    strict: bool,
+) -> Generator[bytes, None, bool]:
+    """Exactly `entry.size` bytes from `read` (a blob: it cannot change, only be missing or
+    cut short, which pads with zeros as `_file_bytes` does, or raises `FolderChanged` when
+    `strict`)."""
+    remaining = entry.size
+    try:
+        for data in read(entry, chunk_size):
+            data = data[:remaining]
+            remaining -= len(data)
+            if data:
+                yield data
+            if remaining == 0:
+                break
+    except OSError as exc:
+        log.warning("cannot read %s (%s): %s", entry.rel, entry.real, exc)
+    if remaining:
+        if strict:
+            raise FolderChanged(f"{entry.rel}: {remaining} bytes missing from the store")
+        log.warning("%s: %d bytes missing; padded with zeros", entry.rel, remaining)
+        while remaining > 0:
+            n = min(remaining, chunk_size)
+            remaining -= n
+            yield bytes(n)
+        return False
+    return True

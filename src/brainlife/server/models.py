@@ -583,6 +583,35 @@ class Upload(Base):
     __table_args__ = (Index("ix_uploads_user", "user_id", "status"),)
 
 
+class TaskOutputFile(Base):
+    """One file of a task's outputs when bytes live in an object store (`bl serve --store
+    s3://…`, `storetaskfiles`): a path of the task folder naming a content-store blob. Folders
+    are implied by the paths. With the local store, task outputs are plain folders instead."""
+
+    __tablename__ = "task_output_files"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    #: the file's mtime in nanoseconds (tar headers carry whole seconds)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ArchiveMigration(Base):
+    """A database that `bl admin migrate` copies an embedded archive into (`migrate_archive`):
+    which archive (its signing key's sha256), so an interrupted run may be resumed on it and no
+    other archive's migration lands in it."""
+
+    __tablename__ = "archive_migrations"
+
+    source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class UploadFile(Base):
     """One declared file of an upload; `stored` once its bytes, checked against `sha256`, are
     in the content store (`received` bytes are otherwise in its staged file)."""

@@ -12,6 +12,9 @@ store's implementation can replace the local one without touching them.
 - a folder's listing leaves out links that lead outside, hidden entries, sockets and devices
   (`taskwalk`).
 
+With an object store (`bl serve --store s3://…`) task outputs are kept there instead
+(`storetaskfiles.StoreTaskFiles`, same interface).
+
 Uploads (the official CLI's `POST /task/upload/:id`) come in through the same interface:
 `begin_upload` spools the body into a hidden staging folder of the task (`.bl-upload-*`, never
 listed), `TaskUpload.finish` unpacks it there (`uploadtar`: nothing may leave the folder) and
@@ -100,6 +103,11 @@ class TaskFiles(Protocol):
 
     def chunks(self, entry: Entry) -> Iterator[bytes]:
         """The bytes of a file `files` listed, about 1 MiB at a time."""
+        ...
+
+    def presign(self, path: TaskPath, *, filename: str, expires_in: int) -> str | None:
+        """A URL a file's bytes may be fetched from without our token (an object store's,
+        `store.ByteStore.presign`), or None: the bytes come from our route."""
         ...
 
     def begin_upload(self, task_id: str) -> TaskUpload:
@@ -215,6 +223,9 @@ class LocalTaskFiles:
         with open(entry.real, "rb") as fh:
             while chunk := fh.read(1024 * 1024):
                 yield chunk
+
+    def presign(self, path: TaskPath, *, filename: str, expires_in: int) -> str | None:
+        return None
 
     def begin_upload(self, task_id: str) -> LocalTaskUpload:
         folder = self.tasks_dir / task_id

@@ -5,6 +5,7 @@ seeded random numbers, and so every id and every byte, are the same on every run
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -83,8 +84,23 @@ def build_demo(session: Session, archive: Archive) -> bool:
     )
     add_project_files(session, archive)
     session.commit()
+    _tasks_to_store(archive)
     marker.write_text("the demo world was built completely\n")
     return True
+
+
+def _tasks_to_store(archive: Archive) -> None:
+    """With an object store (`--store s3://…`) the task folders just written go to the store
+    (`storetaskfiles`), as every task output of such an archive."""
+    from brainlife.server.storetaskfiles import StoreTaskFiles
+
+    files = archive.task_files
+    if not isinstance(files, StoreTaskFiles):
+        return
+    for folder in sorted(archive.settings.tasks_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            files.import_folder(folder.name, folder)
+            shutil.rmtree(folder)
 
 
 def _accounts(session: Session) -> None:

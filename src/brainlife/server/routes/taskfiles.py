@@ -1,7 +1,8 @@
 """Task-folder downloads under /api/amaretti: `GET /task/download/:id/<path>` (or `?p=`) and
 our task manifest. A file streams with Range support; a folder streams as a byte-stable gzip tar
 (`foldertgz`) with an ETag, and Range too (`ranges.RegeneratedResponse`). Every byte comes from
-`Archive.task_files` (`taskstore.TaskFiles`), through `services.taskfiles`."""
+`Archive.task_files` (`taskstore.TaskFiles`), through `services.taskfiles`; with an object store
+(`bl serve --store s3://…`) a file's GET is redirected (307) to a presigned URL instead."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def download_task_path(request: Request, target: Target, archive: ArchiveDep) ->
         lambda start, end, nb: taskfiles.stream_file(
             archive=archive, target=target, start=start, end=end, chunk_size=chunk, nonblocking=nb
         ),
+        presign=lambda: taskfiles.presign_file(archive, target),
     )
 
 

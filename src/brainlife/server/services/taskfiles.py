@@ -115,6 +115,16 @@ def stream_file(
     )
 
 
+def presign_file(archive: Archive, target: TaskTarget) -> str | None:
+    """A presigned URL of a file's bytes when task outputs are in an object store (None for
+    folders and for the local task folders: the bytes come from our route)."""
+    if target.is_dir:
+        return None
+    return archive.task_files.presign(
+        target.path, filename=target.filename, expires_in=archive.settings.presign_seconds
+    )
+
+
 def folder_body(*, archive: Archive, target: TaskTarget) -> Regenerable:
     """A folder's .tar.gz (made while it is sent, byte-stable under its ETag)."""
     return archive.task_files.folder_body(target.path)

@@ -1,0 +1,127 @@
+"""`bl admin migrate`: the demo archive (SQLite, local store, task folders) into a real
+PostgreSQL and a real radosgw bucket, killed with SIGKILL mid-copy and run again: it goes on,
+ends verified, with the source's row counts and every blob once; the migrated archive serves.
+A target holding another archive, or unreachable, is refused with a message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from brainlife.server.archive import open_archive
+from brainlife.server.db import Base, make_engine
+from brainlife.server.models import Dataset, TaskOutputFile
+from brainlife.server.settings import Settings
+from tests import pgdb
+from tests.bulk._cli import bl_cmd
+from tests.s3 import radosgw
+
+s3_env, bucket = radosgw.s3_env, radosgw.bucket  # the fixtures
+
+
+def blob_keys(env: dict[str, str], bucket: str) -> list[str]:
+    try:
+        return radosgw.keys(env, bucket)
+    except Exception:  # the bucket is not made yet
+        return []
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                t.name: int(conn.scalar(select(func.count()).select_from(t)) or 0)
+                for t in Base.metadata.sorted_tables
+                if t.name not in ("archive_migrations", "task_output_files")
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_killed_migration_resumes_and_ends_verified(
+    demo_archive_dir: Path, pg_admin: str, s3_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "data"
+    shutil.copytree(demo_archive_dir, src)
+    target = pgdb.database_url(tmp_path / "target", pg_admin)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+    env.update(s3_env)
+    cmd = bl_cmd("admin", "--data-dir", str(src), "migrate", "--to-database", target,
+                 "--to-store", f"s3://{bucket}", "--json")  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while len(blob_keys(s3_env, bucket)) < 40:  # the rows are in, the blobs under way
+        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(radosgw.keys(s3_env, bucket))
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert 0 < report["blobs_copied"] < report["blobs"]  # went on where it stopped
+    source = counts(Settings(data_dir=src).db_url)
+    assert counts(target) == source and source["datasets"] > 1000
+    keys = radosgw.keys(s3_env, bucket)
+    assert len(keys) >= partial and report["verified_blobs"] == len(keys) - 1  # + the claim
+    # the migrated archive serves from PostgreSQL + the bucket, task outputs included
+    for k, v in s3_env.items():
+        os.environ[k] = v
+    try:
+        arch = open_archive(Settings(data_dir=src, database_url=target, store_url=f"s3://{bucket}"))
+        with arch.session() as s:
+            assert s.scalar(select(func.count()).select_from(Dataset)) == source["datasets"]
+            task_id = s.scalars(select(TaskOutputFile.task_id)).first()
+        assert task_id is not None
+        assert arch.task_files.stat(task_id, "").is_dir
+        arch.engine.dispose()
+    finally:
+        for k in s3_env:
+            os.environ.pop(k, None)
+    # a third run finds everything there and verifies again
+    third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0 and json.loads(third.stdout)["blobs_copied"] == 0
+    assert counts(target) == source
+
+
+def test_targets_that_are_not_this_archives_are_refused(
+    demo_archive_dir: Path, pg_admin: str, s3_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+    env.update(s3_env)
+    other = tmp_path / "other"
+    open_archive(Settings(data_dir=other)).engine.dispose()  # another (empty) archive
+    target = pgdb.database_url(tmp_path / "target", pg_admin)
+    first = subprocess.run(
+        bl_cmd("admin", "--data-dir", str(other), "migrate", "--to-database", target),
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    run = lambda *args: subprocess.run(  # noqa: E731
+        bl_cmd("admin", "--data-dir", str(demo_archive_dir), "migrate", *args),
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    r = run("--to-database", target)
+    assert r.returncode == 1
+    assert "not empty and is not a previous migration of this archive" in r.stderr
+    assert "Traceback" not in r.stderr
+    radosgw.s3_client(s3_env).create_bucket(Bucket=bucket)
+    radosgw.s3_client(s3_env).put_object(Bucket=bucket, Key="blobs/x", Body=b"someone's")
+    r = run("--to-store", f"s3://{bucket}")
+    assert r.returncode == 1 and "store" in r.stderr and "not empty" in r.stderr
+    r = run("--to-database", "postgresql+psycopg://postgres:postgres@127.0.0.1:1/none")
+    assert r.returncode == 1 and "Cannot use the target database" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("--to-database", "sqlite:////tmp/x.sqlite3")
+    assert r.returncode == 1 and "PostgreSQL URL" in r.stderr
+    r = run()
+    assert r.returncode == 1 and "Name a target" in r.stderr
