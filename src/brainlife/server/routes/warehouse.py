@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, ObjectReader, SessionDep
+from brainlife.server.gate import QuerySlot
 from brainlife.server.query import parse_list_params
 from brainlife.server.routes import params
 from brainlife.server.services import datasets, datatypes, projects, pubs
@@ -51,7 +52,9 @@ def health() -> dict[str, Any]:
 
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
-def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
+def list_projects(
+    _slot: QuerySlot, request: Request, session: SessionDep, user: MaybeUser
+) -> dict[str, Any]:
     params = _params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
     docs = documents.render(page.rows, documents.project_doc, params.select)
@@ -59,7 +62,9 @@ def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dic
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
-def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> Any:
+def list_datasets(
+    _slot: QuerySlot, request: Request, session: SessionDep, user: ObjectReader
+) -> Any:
     q = request.query_params
     params = _params(request)
     single = (q.get("single") or "").lower() in ("1", "true", "yes")
@@ -79,7 +84,7 @@ def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> 
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
 def list_release_datasets(
-    release_id: str, request: Request, session: SessionDep, _user: MaybeUser
+    _slot: QuerySlot, release_id: str, request: Request, session: SessionDep, _user: MaybeUser
 ) -> dict[str, Any]:
     params = _params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
@@ -91,7 +96,9 @@ def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) ->
     """A list route anyone may read (datatypes, publications): parse, list with the service's
     `list_<key>` (looked up per request, like every route's service call), render."""
 
-    def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
+    def listing(
+        _slot: QuerySlot, request: Request, session: SessionDep, _user: MaybeUser
+    ) -> dict[str, Any]:
         params = _params(request)
         page = getattr(service, f"list_{key}")(session=session, params=params)
         docs = documents.render(page.rows, to_doc, params.select)
