@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import listing_db
-from common import KeepAlive, bl_serve, login, median, percentile, save_json, say
+from common import KeepAlive, bl_serve, login, median, percentile, save_json, say, set_nice
 
 TARGET_S = 0.050
 
@@ -267,7 +267,12 @@ def main() -> None:
         help="a PostgreSQL server (…/postgres): the same world is copied there (pg_listing_db)",
     )
     parser.add_argument("--copies", type=int, default=1, help="PostgreSQL: rows × this")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of this process and its server (root)"
+    )
     args = parser.parse_args()
+    if args.nice:
+        set_nice(args.nice)
 
     world = listing_db.ensure_world(args.rows)
     all_shapes = shapes(world)
@@ -361,6 +366,8 @@ def _pg_report(args: argparse.Namespace) -> None:
     command = ".venv/bin/python bench/bench_listing.py --database-url postgresql+psycopg://…"
     if args.copies > 1:
         command += f" --copies {args.copies}"
+    if args.nice:
+        command += f" --nice {args.nice}"
     text = report.listing_section(data).replace(report.LISTING_CMD, command)
     text = text.replace("### 1. Listing:", "### Listing on PostgreSQL:", 1)
     write_section(
