@@ -48,6 +48,7 @@ from common import (
     KeepAlive,
     _children,
     bl_serve,
+    load_json,
     login,
     machine_notes,
     median,
@@ -307,7 +308,7 @@ def render(data: dict[str, Any]) -> str:
     runs = data["runs"]
     by_w = {r["workers"]: r for r in runs}
     lines = [
-        "## Concurrent queries (issue #11 item 5)",
+        f"## Concurrent queries (issue #11 item 5) on {data['engine']}",
         "",
         f"Command: `{data['command']}` (run {data['started']}; {data['clients']} clients, "
         f"{data['seconds']:g} s per phase, paced rate {data['rate']:g} request/s per client; "
@@ -362,6 +363,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--no-report", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument(
+        "--report", action="store_true", help="only re-render RESULTS.md from the saved JSON"
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -372,6 +376,16 @@ def main() -> None:
     if args.nice:
         set_nice(args.nice)
 
+    if args.report:
+        for tag in ("", "-pg"):
+            saved = load_json(f"concurrent-queries{tag}.json")
+            if saved:
+                write_section(
+                    render(saved) + "\n\n" + saved.get("machine", ""),
+                    START.replace(":start", f"{tag}:start"),
+                    END.replace(":end", f"{tag}:end"),
+                )
+        return
     world = listing_db.ensure_world(args.rows)
     ids = sample_ids(world, 4)
     mix = request_mix(world, ids)
@@ -400,11 +414,12 @@ def main() -> None:
     for workers in args.workers:
         data["runs"].append(measure(args, world, mix, workers))
     name = "concurrent-queries" + ("-pg" if args.database_url else "") + ".json"
+    data["machine"] = machine_notes()
     save_json(name, data)
     if not args.no_report:
         tag = "-pg" if args.database_url else ""
         write_section(
-            render(data) + "\n\n" + machine_notes(),
+            render(data) + "\n\n" + data["machine"],
             START.replace(":start", f"{tag}:start"),
             END.replace(":end", f"{tag}:end"),
         )
