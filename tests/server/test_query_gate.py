@@ -176,3 +176,36 @@ def test_a_gate_needs_a_slot():
 
     with pytest.raises(ValueError, match="at least one slot"):
         QueryGate(0)
+
+
+def test_bl_serve_query_slots_reach_every_worker(monkeypatch, empty_archive_dir, tmp_path):
+    """`bl serve --workers N --query-slots K` hands K to each worker through the environment
+    (`serve.app_factory`, what uvicorn calls in every worker process)."""
+    import shutil
+
+    from brainlife.server import serve
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(empty_archive_dir, data_dir)
+    monkeypatch.setenv("BL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("BL_QUERY_SLOTS", "3")
+    app = serve.app_factory()
+    try:
+        assert app.state.query_gate.slots == 3
+    finally:
+        app.state.archive.engine.dispose()
+    assert serve._settings(data_dir, None, query_slots=7).query_slots == 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_bad_query_slots_is_a_usage_error_not_a_traceback(value, tmp_path):
+    from click.testing import CliRunner
+
+    from brainlife.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli, ["serve", "--data-dir", str(tmp_path / "d"), "--query-slots", value]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--query-slots" in result.output
+    assert "Traceback" not in result.output

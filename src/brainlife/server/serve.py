@@ -79,6 +79,7 @@ def _settings(
     store_url: str | None = None,
     s3_endpoint: str | None = None,
     presign_seconds: int | None = None,
+    query_slots: int | None = None,
 ) -> Settings:
     kwargs: dict[str, Any] = {
         "store_url": store_url,
@@ -95,6 +96,8 @@ def _settings(
         kwargs["query_timeout"] = query_timeout
     if presign_seconds is not None:
         kwargs["presign_seconds"] = presign_seconds
+    if query_slots is not None:
+        kwargs["query_slots"] = query_slots
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
@@ -125,6 +128,9 @@ def app_factory() -> Any:
             s3_endpoint=os.environ.get("BL_S3_ENDPOINT") or None,
             presign_seconds=int(os.environ["BL_PRESIGN_SECONDS"])
             if os.environ.get("BL_PRESIGN_SECONDS")
+            else None,
+            query_slots=int(os.environ["BL_QUERY_SLOTS"])
+            if os.environ.get("BL_QUERY_SLOTS")
             else None,
         )
     )
@@ -170,6 +176,7 @@ def run(
     store_url: str | None = None,
     s3_endpoint: str | None = None,
     presign_seconds: int | None = None,
+    query_slots: int | None = None,
 ) -> None:
     import uvicorn
 
@@ -186,6 +193,7 @@ def run(
         store_url,
         s3_endpoint,
         presign_seconds,
+        query_slots,
     )
     cost = _password_cost()
     if store_url:
@@ -280,6 +288,8 @@ def run(
             os.environ["BL_S3_ENDPOINT"] = s3_endpoint
         if presign_seconds is not None:
             os.environ["BL_PRESIGN_SECONDS"] = str(presign_seconds)
+        if query_slots is not None:
+            os.environ["BL_QUERY_SLOTS"] = str(query_slots)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:
