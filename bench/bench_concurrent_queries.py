@@ -237,6 +237,8 @@ def run_phase(
 @contextlib.contextmanager
 def server_for(args: argparse.Namespace, world: listing_db.World, workers: int) -> Iterator[Any]:
     extra = ["--workers", str(workers)]
+    if args.query_slots:
+        extra += ["--query-slots", str(args.query_slots)]
     if args.database_url:
         extra += ["--database-url", args.database_url]
     with bl_serve(world.data_dir, extra) as server:
@@ -361,6 +363,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=1.0, help="paced requests/s per client")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--query-slots", type=int, default=None, help="bl serve --query-slots")
     parser.add_argument("--no-report", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument(
         "--report", action="store_true", help="only re-render RESULTS.md from the saved JSON"
@@ -408,6 +411,7 @@ def main() -> None:
         "seconds": args.seconds,
         "rate": args.rate,
         "nice": args.nice,
+        "query_slots": args.query_slots,
         "mix": [label for label, _ in mix],
         "runs": [],
     }
