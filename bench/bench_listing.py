@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import listing_db
-from common import KeepAlive, bl_serve, login, median, percentile, save_json, say
+from common import KeepAlive, bl_serve, login, median, percentile, save_json, say, set_nice
 
 TARGET_S = 0.050
 
@@ -164,15 +164,23 @@ def shapes(w: listing_db.World) -> list[Shape]:
     ]
 
 
-def expected_count(w: listing_db.World, shape: Shape) -> int:
+def expected_count(w: listing_db.World, shape: Shape, database_url: str | None = None) -> int:
     readable = ", ".join(f"'{w.projects[i]}'" for i in (*listing_db.MEMBER_OF, *listing_db.PUBLIC))
     access = (
         f"(d.project_id IN ({readable}) OR EXISTS (SELECT 1 FROM dataset_publications x"
         " WHERE x.dataset_id = d.id))"
     )
+    sql = f"SELECT count(*) FROM datasets d WHERE {access} AND {shape.sql}"
+    if database_url:  # PostgreSQL: a boolean column
+        import psycopg
+
+        url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(url) as pg:
+            found = pg.execute(sql.replace("d.removed = 0", "NOT d.removed")).fetchone()
+            return int(found[0]) if found else 0
     conn = sqlite3.connect(f"file:{w.data_dir / 'archive.sqlite3'}?mode=ro", uri=True)
     try:
-        row = conn.execute(f"SELECT count(*) FROM datasets d WHERE {access} AND {shape.sql}")
+        row = conn.execute(sql)
         return int(row.fetchone()[0])
     finally:
         conn.close()
@@ -202,7 +210,11 @@ def time_http(client: KeepAlive, path: str, warmup: int, repeat: int) -> tuple[l
 
 
 def time_in_process(
-    w: listing_db.World, token: str, shapes_: list[Shape], repeat: int
+    w: listing_db.World,
+    token: str,
+    shapes_: list[Shape],
+    repeat: int,
+    database_url: str | None = None,
 ) -> list[float]:
     """Median service time per shape: `list_datasets` + document rendering, no HTTP."""
     from brainlife.server import documents
@@ -211,7 +223,7 @@ def time_in_process(
     from brainlife.server.services import datasets
     from brainlife.server.settings import Settings
 
-    archive = open_archive(Settings(data_dir=w.data_dir))
+    archive = open_archive(Settings(data_dir=w.data_dir, database_url=database_url))
     try:
         principal = _principal(archive, token)
         medians = []
@@ -250,12 +262,32 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (…/postgres): the same world is copied there (pg_listing_db)",
+    )
+    parser.add_argument("--copies", type=int, default=1, help="PostgreSQL: rows × this")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of this process and its server (root)"
+    )
     args = parser.parse_args()
+    if args.nice:
+        set_nice(args.nice)
 
     world = listing_db.ensure_world(args.rows)
     all_shapes = shapes(world)
     rows_out = []
-    with bl_serve(world.data_dir) as server:
+    extra: list[str] = []
+    db_url = None
+    if args.database_url:
+        import pg_listing_db
+
+        db_url, data_dir = pg_listing_db.ensure_pg_world(args.database_url, world, args.copies)
+        world = listing_db.World(
+            data_dir, world.projects, world.datatypes, world.releases, world.n_rows * args.copies
+        )
+        extra = ["--database-url", db_url]
+    with bl_serve(world.data_dir, extra) as server:
         token = login(server.port, listing_db.USERNAME, listing_db.PASSWORD)
         client = KeepAlive(server.port, token)
         try:
@@ -270,7 +302,7 @@ def main() -> None:
                     say(f"  {shape.name}: FAILED {exc}")
                     rows_out.append({"shape": shape.name, "find": shape.find, "error": str(exc)})
                     continue
-                want = expected_count(world, shape)
+                want = expected_count(world, shape, db_url)
                 row = {
                     "shape": shape.name,
                     "find": shape.find,
@@ -298,14 +330,17 @@ def main() -> None:
             for row, shape in zip(rows_out, all_shapes, strict=True)
             if "error" not in row
         ]
-        medians = time_in_process(world, token, [s for _r, s in ok], max(5, args.repeat // 3))
+        medians = time_in_process(
+            world, token, [s for _r, s in ok], max(5, args.repeat // 3), db_url
+        )
         for (row, _shape), m in zip(ok, medians, strict=True):
             row["in_process_median_s"] = m
     save_json(
-        "listing.json",
+        f"listing-pg-{world.n_rows}.json" if db_url else "listing.json",
         {
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "n_rows": world.n_rows,
+            "engine": "PostgreSQL" if db_url else "SQLite",
             "repeat": args.repeat,
             "warmup": args.warmup,
             "limit": args.limit,
@@ -315,6 +350,30 @@ def main() -> None:
             "shapes": rows_out,
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         },
+    )
+    if db_url:
+        _pg_report(args)
+
+
+def _pg_report(args: argparse.Namespace) -> None:
+    """The PostgreSQL figures (issue #11): their own section of RESULTS.md, per size."""
+    import run_server_benchmarks as report
+    from common import load_json, machine_notes, write_section
+
+    rows = args.rows * args.copies
+    data = load_json(f"listing-pg-{rows}.json")
+    data["target_s"] = 0.020 if rows <= 1_000_000 else 0.050
+    command = ".venv/bin/python bench/bench_listing.py --database-url postgresql+psycopg://…"
+    if args.copies > 1:
+        command += f" --copies {args.copies}"
+    if args.nice:
+        command += f" --nice {args.nice}"
+    text = report.listing_section(data).replace(report.LISTING_CMD, command)
+    text = text.replace("### 1. Listing:", "### Listing on PostgreSQL:", 1)
+    write_section(
+        text + "\n" + machine_notes(),
+        f"<!-- listing-pg-{rows}:start -->",
+        f"<!-- listing-pg-{rows}:end -->",
     )
 
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from common import OUT, say
 
@@ -117,6 +118,17 @@ def ensure_world(n_rows: int = N_ROWS) -> World:
 
 def _build(data_dir: Path, ids: dict[str, list[str]], n_rows: int) -> None:
     from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    archive = open_archive(Settings(data_dir=data_dir))
+    build_small(archive, ids)
+    archive.engine.dispose()
+    _bulk_datasets(data_dir / "archive.sqlite3", ids, n_rows)
+
+
+def build_small(archive: Any, ids: dict[str, list[str]]) -> None:
+    """The small tables (users, projects, datatypes, publications), through the ORM."""
     from brainlife.server.models import (
         Datatype,
         Group,
@@ -127,10 +139,7 @@ def _build(data_dir: Path, ids: dict[str, list[str]], n_rows: int) -> None:
         Release,
     )
     from brainlife.server.services.auth import create_user
-    from brainlife.server.settings import Settings
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    archive = open_archive(Settings(data_dir=data_dir))
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with archive.session() as session:
         user = create_user(session, username=USERNAME, password=PASSWORD, fullname="Bench User")
@@ -181,8 +190,6 @@ def _build(data_dir: Path, ids: dict[str, list[str]], n_rows: int) -> None:
             )
             session.add(pub)
         session.commit()
-    archive.engine.dispose()
-    _bulk_datasets(data_dir / "archive.sqlite3", ids, n_rows)
 
 
 def _bulk_datasets(db: Path, ids: dict[str, list[str]], n_rows: int) -> None:

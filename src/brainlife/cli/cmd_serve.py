@@ -56,6 +56,13 @@ from brainlife.cli._common import server_packages
     "and answered with a 400 (default: 5).",
 )
 @click.option(
+    "--query-slots",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Listing requests each server process works on at once; more wait their turn, "
+    "holding no memory (default: 4; see --workers).",
+)
+@click.option(
     "--allow-signup",
     is_flag=True,
     help="Let anyone create an account (brainlife's sign-up route). Off by default: accounts "
@@ -119,6 +126,7 @@ def serve(
     workers: int,
     no_extensions: bool,
     query_timeout: float | None,
+    query_slots: int | None,
     allow_signup: bool,
     max_token_days: float | None,
     store_url: str | None,
@@ -143,6 +151,7 @@ def serve(
         workers=workers,
         extensions=not no_extensions,
         query_timeout=query_timeout,
+        query_slots=query_slots,
         allow_signup=allow_signup,
         max_token_days=max_token_days,
         store_url=store_url,

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from brainlife.server import web
 from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
+from brainlife.server.gate import QueryGate
 from brainlife.server.limits import RequestLimits
 from brainlife.server.settings import Settings
 from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, ErrorBody, routes
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     )
     app.state.archive = archive
     app.state.finalizer = finalizer
+    app.state.query_gate = QueryGate(archive.settings.query_slots)
     app.include_router(auth.router, prefix=API_AUTH)
     app.include_router(accounts.router, prefix=API_AUTH)
     app.include_router(projects.router, prefix=API_WAREHOUSE)

@@ -81,6 +81,7 @@ def _settings(
     presign_seconds: int | None = None,
     key_file: Path | None = None,
     forwarded_allow_ips: tuple[str, ...] = (),
+    query_slots: int | None = None,
 ) -> Settings:
     kwargs: dict[str, Any] = {
         "forwarded_allow_ips": forwarded_allow_ips,
@@ -100,6 +101,8 @@ def _settings(
         kwargs["presign_seconds"] = presign_seconds
     if key_file is not None:
         kwargs["signing_key_file"] = key_file.expanduser().resolve()
+    if query_slots is not None:
+        kwargs["query_slots"] = query_slots
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
@@ -134,6 +137,9 @@ def app_factory() -> Any:
             forwarded_allow_ips=_forwarded_allow_ips(
                 [os.environ.get(FORWARDED_ALLOW_IPS_ENV) or ""]
             ),
+            query_slots=int(os.environ["BL_QUERY_SLOTS"])
+            if os.environ.get("BL_QUERY_SLOTS")
+            else None,
         )
     )
 
@@ -194,6 +200,7 @@ def run(
     presign_seconds: int | None = None,
     key_file: Path | None = None,
     forwarded_allow_ips: list[str] | None = None,
+    query_slots: int | None = None,
 ) -> None:
     import uvicorn
 
@@ -212,6 +219,7 @@ def run(
         presign_seconds,
         key_file,
         _forwarded_allow_ips(forwarded_allow_ips or []),
+        query_slots,
     )
     cost = _password_cost()
     from brainlife.server.tokens import SigningKeyError
@@ -326,6 +334,8 @@ def run(
             os.environ["BL_SIGNING_KEY_FILE"] = str(settings.signing_key_file)
         if settings.forwarded_allow_ips:
             os.environ[FORWARDED_ALLOW_IPS_ENV] = ",".join(settings.forwarded_allow_ips)
+        if query_slots is not None:
+            os.environ["BL_QUERY_SLOTS"] = str(query_slots)
         archive.engine.dispose()
         uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
     else:

@@ -64,6 +64,9 @@ class Settings:
     #: with a 400 (`errors.QueryTimeout`): no query, however hostile, holds the server longer.
     #: Every real query of the demo and of a million-object archive takes well under a second.
     query_timeout: float = 5.0
+    #: Query requests (the listing routes) one process works on at once; the others wait their
+    #: turn holding no thread, connection or rows (`gate.QueryGate`). Per `--workers` process.
+    query_slots: int = 4
     #: Let anyone create an account (`POST /api/auth/signup`, `bl serve --allow-signup`). Off:
     #: an archive's accounts are made by its admins (`bl admin user add`).
     allow_signup: bool = False

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, ObjectReader, SessionDep
+from brainlife.server.gate import QuerySlot
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
 from brainlife.server.services import datasets, datatypes, projects, pubs
@@ -39,14 +40,18 @@ def health() -> dict[str, Any]:
 
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
-def list_projects(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
+def list_projects(
+    _slot: QuerySlot, request: Request, session: SessionDep, user: MaybeUser
+) -> dict[str, Any]:
     params = list_params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
     return documents.listing("projects", page, documents.project_doc, params.select)
 
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
-def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> Any:
+def list_datasets(
+    _slot: QuerySlot, request: Request, session: SessionDep, user: ObjectReader
+) -> Any:
     q = request.query_params
     params = list_params(request)
     single = (q.get("single") or "").lower() in ("1", "true", "yes")
@@ -66,7 +71,7 @@ def list_datasets(request: Request, session: SessionDep, user: ObjectReader) -> 
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
 def list_release_datasets(
-    release_id: str, request: Request, session: SessionDep, _user: MaybeUser
+    _slot: QuerySlot, release_id: str, request: Request, session: SessionDep, _user: MaybeUser
 ) -> dict[str, Any]:
     params = list_params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
@@ -78,7 +83,9 @@ def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) ->
     """A list route anyone may read (datatypes, publications): parse, list with the service's
     `list_<key>` (looked up per request, like every route's service call), render."""
 
-    def listing(request: Request, session: SessionDep, _user: MaybeUser) -> dict[str, Any]:
+    def listing(
+        _slot: QuerySlot, request: Request, session: SessionDep, _user: MaybeUser
+    ) -> dict[str, Any]:
         params = list_params(request)
         page = getattr(service, f"list_{key}")(session=session, params=params)
         return documents.listing(key, page, to_doc, params.select)
