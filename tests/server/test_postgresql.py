@@ -309,3 +309,63 @@ def test_what_postgresql_cannot_hold_is_a_400_or_no_match(pg_archive: Any) -> No
             headers=_auth(pg_archive),
         )
         assert r.status_code == 200 and r.json()["count"] == 1, r.text
+
+
+def test_subject_counts_are_kept_by_triggers_on_postgresql(pg_archive: Any) -> None:
+    """`dataset_subject_counts` (0013_web_matrix) on PostgreSQL (0014_pg_subject_counts),
+    including what only a statement can do at once: two first publications of one object in
+    one INSERT, publication rows moved between objects, an object deleted with its
+    publications by the cascade."""
+    from sqlalchemy import delete, update
+
+    from brainlife.server.models import Dataset, DatasetPublication
+    from tests.server.test_dataset_totals import subject_counts_mismatch
+
+    def exact(s: Any) -> None:
+        s.commit()
+        assert subject_counts_mismatch(s) == (set(), set())
+
+    with pg_archive.session() as s:
+        p1, p2 = f.project(s, access="public"), f.project(s, access="private")
+        t = f.datatype(s)
+        pub = f.publication(s, p1, releases=["1", "2"])
+        r1, r2 = (r.id for r in pub.releases)
+        ds = [
+            f.dataset(s, p1 if i % 2 else p2, t, meta={"subject": "s1"} if i % 3 else None)
+            for i in range(8)
+        ]
+        exact(s)
+        assert s.scalar(text("SELECT count(*) FROM dataset_subject_counts")) >= 3
+        insert = "INSERT INTO dataset_publications (dataset_id, release_id, pos) VALUES "
+        s.execute(
+            text(insert + "(:d, :r1, 0), (:d, :r2, 1), (:e, :r1, 0)"),
+            {"d": ds[1].id, "e": ds[3].id, "r1": r1, "r2": r2},
+        )
+        exact(s)
+        assert s.scalar(text("SELECT sum(pub_count) FROM dataset_subject_counts")) == 2
+        s.execute(
+            update(DatasetPublication)
+            .where(DatasetPublication.dataset_id == ds[3].id)
+            .values(dataset_id=ds[5].id)
+            .execution_options(synchronize_session=False)
+        )
+        s.execute(update(DatasetPublication).values(pos=DatasetPublication.pos + 1))
+        exact(s)
+        s.execute(text("DELETE FROM dataset_publications WHERE release_id = :r"), {"r": r1})
+        exact(s)
+        s.execute(
+            update(Dataset)
+            .where(Dataset.id.in_([d.id for d in ds[:4]]))
+            .values(subject="s2", removed=True)
+        )
+        exact(s)
+        s.execute(
+            delete(Dataset)
+            .where(Dataset.id.in_([ds[1].id, ds[2].id]))
+            .execution_options(synchronize_session=False)
+        )
+        exact(s)
+        assert s.scalar(text("SELECT sum(pub_count) FROM dataset_subject_counts")) == 0
+        s.execute(delete(Dataset).execution_options(synchronize_session=False))
+        exact(s)
+        assert s.scalar(text("SELECT count(*) FROM dataset_subject_counts")) == 0
