@@ -369,3 +369,84 @@ def test_subject_counts_are_kept_by_triggers_on_postgresql(pg_archive: Any) -> N
         s.execute(delete(Dataset).execution_options(synchronize_session=False))
         exact(s)
         assert s.scalar(text("SELECT count(*) FROM dataset_subject_counts")) == 0
+
+
+@pytest.fixture
+def icu_archive(admin_url: str, tmp_path: Path) -> Iterator[Any]:
+    """An archive in a database whose default collation is linguistic (ICU `en-US`), as a
+    `createdb` on a server installed with an English locale gives."""
+    from sqlalchemy.engine import make_url
+
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    name = "bl_icu_" + str(abs(hash(tmp_path)))[:12]
+    with pgdb._connect(admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+            " LOCALE 'C.UTF-8'"
+        )
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    arch = open_archive(Settings(data_dir=tmp_path / "data", database_url=url))
+    try:
+        yield arch
+    finally:
+        arch.engine.dispose()
+        with pgdb._connect(admin_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: names whose byte order (SQLite's) differs from an English collation's
+ODD_NAMES = ["B", "Z", "a", "a b", "a-b", "a0", "a_b", "ab", "é", "ß", "Ω"]
+
+
+def test_names_sort_in_byte_order_under_a_linguistic_collation(icu_archive: Any) -> None:
+    """Every text column is in byte order (0015_pg_byte_order): the project files listing, its
+    folder ranges and continuation tokens, and sorted names come out as on SQLite."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+    from brainlife.server.models import ProjectFile
+
+    with icu_archive.session() as s:
+        project = f.project(s, access="public")
+        paths = [*ODD_NAMES, *(f"a/{n}" for n in ODD_NAMES), "a.b/x", "a0/y"]
+        for path in paths:
+            s.add(ProjectFile(project_id=project.id, path=path, sha256="0" * 64, size=1,
+                              mtime=datetime.now(UTC)))  # fmt: skip
+        for n in ODD_NAMES:
+            f.datatype(s, name=n)
+        s.commit()
+        columns = s.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name <> 'alembic_version'"
+                " AND data_type IN ('text', 'character varying')"
+                " AND coalesce(collation_name, '') <> 'C'"
+            )
+        ).all()
+    assert columns == []
+    # the keys of a folder's entries, in the order pages must give them: a file by its name,
+    # a subfolder by its name and "/" (a file "a" comes before the folder "a.b/", "a/", "a0")
+    root = sorted({p if "/" not in p else p.split("/")[0] + "/" for p in paths}, key=str.encode)
+    with TestClient(create_app(archive=icu_archive)) as http:
+        for prefix, want in (("", root), ("a/", sorted(ODD_NAMES, key=str.encode))):
+            got, token = [], None
+            while True:
+                params = {"limit": "2", **({"continuationToken": token} if token else {})}
+                url = f"/api/warehouse/files/{project.id}/{prefix}"
+                r = http.get(url, params=params, headers=_auth(icu_archive))
+                assert r.status_code == 200, r.text
+                body = r.json()
+                keys = [e["Name"] + "/" for e in body["folders"]]
+                got += sorted(keys + [e["Name"] for e in body["objects"]], key=str.encode)
+                if not body["isTruncated"]:
+                    break
+                token = body["nextContinuationToken"]
+            assert got == want, prefix
+        r = http.get("/api/warehouse/datatype", params={"sort": "name", "limit": 100})
+        names = [d["name"] for d in r.json()["datatypes"]]
+        assert names == sorted(names, key=str.encode) and len(names) == len(ODD_NAMES)
