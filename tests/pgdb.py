@@ -92,9 +92,9 @@ def _empty_template(admin: str) -> str:
     return name
 
 
-def database_url(data_dir: Path, admin: str | None = None) -> str:
+def database_url(data_dir: Path, admin: str | None = None, *, empty: bool = False) -> str:
     """The URL of the database of `data_dir` (made on first use) on the server of `admin`
-    (default: BL_TEST_DATABASE_URL)."""
+    (default: BL_TEST_DATABASE_URL); `empty`: made without any table, as a new server's."""
     admin = admin or ADMIN_URL or ""
     data_dir = Path(data_dir).resolve()
     if data_dir in _made:
@@ -106,7 +106,7 @@ def database_url(data_dir: Path, admin: str | None = None) -> str:
         if _exists(conn, name) and source != name:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # a previous run's
         if not _exists(conn, name):
-            _create(conn, name, source or _empty_template(admin))
+            _create(conn, name, "template0" if empty else source or _empty_template(admin))
     data_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(name)
     _made[data_dir] = (name, admin)

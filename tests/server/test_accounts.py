@@ -314,3 +314,20 @@ def test_odd_ids_are_400_or_404_never_500(http, tokens, ref) -> None:
     assert r.status_code in (404, 405), r.text
     r = http.post("/api/auth/group", headers=root, json={"name": "g", "members": [ref]})
     assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/auth/group", {"name": "lab\u0000b"}),
+        ("/api/auth/group", {"name": "lab", "desc": "a\u0000"}),
+        ("/api/auth/user", {"username": "zed", "password": "12345678", "fullname": "Z\u0000"}),
+        ("/api/auth/user", {"username": "zed", "password": "12345678", "email": "z\u0000@x.org"}),
+    ],
+)
+def test_nul_in_names_is_a_400_on_every_engine(http, tokens, path, body) -> None:
+    """PostgreSQL text cannot hold U+0000: refused with the field's name on SQLite too, so an
+    archive behaves the same whichever database holds it, and moves between them."""
+    r = http.post(path, headers=bearer(tokens["root"]), json=body)
+    assert r.status_code == 400, r.text
+    assert "NUL" in r.json()["message"] or "e-mail" in r.json()["message"], r.text

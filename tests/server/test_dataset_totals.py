@@ -169,8 +169,9 @@ def subject_counts_mismatch(session: Session) -> tuple[set[tuple], set[tuple]]:
     counted = session.execute(
         text(
             "SELECT project_id, removed, coalesce(subject, ''), datatype_id, count(*), sum(p)"
-            " FROM (SELECT d.*, EXISTS (SELECT 1 FROM dataset_publications x"
-            " WHERE x.dataset_id = d.id) AS p FROM datasets d) GROUP BY 1, 2, 3, 4"
+            " FROM (SELECT d.*, CASE WHEN EXISTS (SELECT 1 FROM dataset_publications x"
+            " WHERE x.dataset_id = d.id) THEN 1 ELSE 0 END AS p FROM datasets d) AS r"
+            " GROUP BY 1, 2, 3, 4"
         )
     ).all()
     a, b = {tuple(r) for r in stored}, {tuple(r) for r in counted}

@@ -11,6 +11,7 @@ from brainlife.server.archive import open_archive
 from brainlife.server.db import Base
 from brainlife.server.models import User
 from brainlife.server.services.auth import create_user
+from tests import pgdb
 
 
 # The expression index on prov.task_id (migrations 0001 and 0005, one per engine) is not in
@@ -88,7 +89,10 @@ def test_an_archive_at_head_opens_without_running_alembic(settings, monkeypatch)
 
     monkeypatch.setattr(command, "upgrade", no_alembic)
     open_archive(settings).engine.dispose()  # at head: no upgrade
-    fresh = settings.__class__(data_dir=settings.data_dir.parent / "fresh")
+    folder = settings.data_dir.parent / "fresh"
+    # on PostgreSQL a new folder's test database is a copy of a migrated one: ask for an empty one
+    url = pgdb.database_url(folder, empty=True) if pgdb.ADMIN_URL is not None else None
+    fresh = settings.__class__(data_dir=folder, database_url=url)
     with pytest.raises(AssertionError, match="Alembic ran"):
         open_archive(fresh)  # an empty database is not at head
 

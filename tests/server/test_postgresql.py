@@ -309,3 +309,144 @@ def test_what_postgresql_cannot_hold_is_a_400_or_no_match(pg_archive: Any) -> No
             headers=_auth(pg_archive),
         )
         assert r.status_code == 200 and r.json()["count"] == 1, r.text
+
+
+def test_subject_counts_are_kept_by_triggers_on_postgresql(pg_archive: Any) -> None:
+    """`dataset_subject_counts` (0013_web_matrix) on PostgreSQL (0015_pg_subject_counts),
+    including what only a statement can do at once: two first publications of one object in
+    one INSERT, publication rows moved between objects, an object deleted with its
+    publications by the cascade."""
+    from sqlalchemy import delete, update
+
+    from brainlife.server.models import Dataset, DatasetPublication
+    from tests.server.test_dataset_totals import subject_counts_mismatch
+
+    def exact(s: Any) -> None:
+        s.commit()
+        assert subject_counts_mismatch(s) == (set(), set())
+
+    with pg_archive.session() as s:
+        p1, p2 = f.project(s, access="public"), f.project(s, access="private")
+        t = f.datatype(s)
+        pub = f.publication(s, p1, releases=["1", "2"])
+        r1, r2 = (r.id for r in pub.releases)
+        ds = [
+            f.dataset(s, p1 if i % 2 else p2, t, meta={"subject": "s1"} if i % 3 else None)
+            for i in range(8)
+        ]
+        exact(s)
+        assert s.scalar(text("SELECT count(*) FROM dataset_subject_counts")) >= 3
+        insert = "INSERT INTO dataset_publications (dataset_id, release_id, pos) VALUES "
+        s.execute(
+            text(insert + "(:d, :r1, 0), (:d, :r2, 1), (:e, :r1, 0)"),
+            {"d": ds[1].id, "e": ds[3].id, "r1": r1, "r2": r2},
+        )
+        exact(s)
+        assert s.scalar(text("SELECT sum(pub_count) FROM dataset_subject_counts")) == 2
+        s.execute(
+            update(DatasetPublication)
+            .where(DatasetPublication.dataset_id == ds[3].id)
+            .values(dataset_id=ds[5].id)
+            .execution_options(synchronize_session=False)
+        )
+        s.execute(update(DatasetPublication).values(pos=DatasetPublication.pos + 1))
+        exact(s)
+        s.execute(text("DELETE FROM dataset_publications WHERE release_id = :r"), {"r": r1})
+        exact(s)
+        s.execute(
+            update(Dataset)
+            .where(Dataset.id.in_([d.id for d in ds[:4]]))
+            .values(subject="s2", removed=True)
+        )
+        exact(s)
+        s.execute(
+            delete(Dataset)
+            .where(Dataset.id.in_([ds[1].id, ds[2].id]))
+            .execution_options(synchronize_session=False)
+        )
+        exact(s)
+        assert s.scalar(text("SELECT sum(pub_count) FROM dataset_subject_counts")) == 0
+        s.execute(delete(Dataset).execution_options(synchronize_session=False))
+        exact(s)
+        assert s.scalar(text("SELECT count(*) FROM dataset_subject_counts")) == 0
+
+
+@pytest.fixture
+def icu_archive(admin_url: str, tmp_path: Path) -> Iterator[Any]:
+    """An archive in a database whose default collation is linguistic (ICU `en-US`), as a
+    `createdb` on a server installed with an English locale gives."""
+    from sqlalchemy.engine import make_url
+
+    from brainlife.server.archive import open_archive
+    from brainlife.server.settings import Settings
+
+    name = "bl_icu_" + str(abs(hash(tmp_path)))[:12]
+    with pgdb._connect(admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+            " LOCALE 'C.UTF-8'"
+        )
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    arch = open_archive(Settings(data_dir=tmp_path / "data", database_url=url))
+    try:
+        yield arch
+    finally:
+        arch.engine.dispose()
+        with pgdb._connect(admin_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: names whose byte order (SQLite's) differs from an English collation's
+ODD_NAMES = ["B", "Z", "a", "a b", "a-b", "a0", "a_b", "ab", "é", "ß", "Ω"]
+
+
+def test_names_sort_in_byte_order_under_a_linguistic_collation(icu_archive: Any) -> None:
+    """Every text column is in byte order (0016_pg_byte_order): the project files listing, its
+    folder ranges and continuation tokens, and sorted names come out as on SQLite."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.app import create_app
+    from brainlife.server.models import ProjectFile
+
+    with icu_archive.session() as s:
+        project = f.project(s, access="public")
+        paths = [*ODD_NAMES, *(f"a/{n}" for n in ODD_NAMES), "a.b/x", "a0/y"]
+        for path in paths:
+            s.add(ProjectFile(project_id=project.id, path=path, sha256="0" * 64, size=1,
+                              mtime=datetime.now(UTC)))  # fmt: skip
+        for n in ODD_NAMES:
+            f.datatype(s, name=n)
+        s.commit()
+        columns = s.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name <> 'alembic_version'"
+                " AND data_type IN ('text', 'character varying')"
+                " AND coalesce(collation_name, '') <> 'C'"
+            )
+        ).all()
+    assert columns == []
+    # the keys of a folder's entries, in the order pages must give them: a file by its name,
+    # a subfolder by its name and "/" (a file "a" comes before the folder "a.b/", "a/", "a0")
+    root = sorted({p if "/" not in p else p.split("/")[0] + "/" for p in paths}, key=str.encode)
+    with TestClient(create_app(archive=icu_archive)) as http:
+        for prefix, want in (("", root), ("a/", sorted(ODD_NAMES, key=str.encode))):
+            got, token = [], None
+            while True:
+                params = {"limit": "2", **({"continuationToken": token} if token else {})}
+                url = f"/api/warehouse/files/{project.id}/{prefix}"
+                r = http.get(url, params=params, headers=_auth(icu_archive))
+                assert r.status_code == 200, r.text
+                body = r.json()
+                keys = [e["Name"] + "/" for e in body["folders"]]
+                got += sorted(keys + [e["Name"] for e in body["objects"]], key=str.encode)
+                if not body["isTruncated"]:
+                    break
+                token = body["nextContinuationToken"]
+            assert got == want, prefix
+        r = http.get("/api/warehouse/datatype", params={"sort": "name", "limit": 100})
+        names = [d["name"] for d in r.json()["datatypes"]]
+        assert names == sorted(names, key=str.encode) and len(names) == len(ODD_NAMES)

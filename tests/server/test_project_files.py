@@ -190,6 +190,16 @@ def test_bad_listing_parameters_are_400(reader, params: dict[str, str]) -> None:
     assert res.json()["message"]
 
 
+@pytest.mark.parametrize("prefix", ["", "logs"])
+def test_a_search_is_refused_not_ignored(reader, prefix: str) -> None:
+    """brainlife's listing has no name filter: `?search=` answering the whole folder would
+    look like every file matched."""
+    http, h, _archive = reader
+    res = listing(http, h["demo"], O3D_PROJECT, prefix, search="events")
+    assert res.status_code == 400, res.text
+    assert "search" in res.json()["message"]
+
+
 def test_a_limit_over_1000_gives_1000(reader) -> None:
     http, h, _archive = reader
     body = listing(http, h["demo"], O3D_PROJECT, "logs/events", limit=5000).json()

@@ -299,7 +299,8 @@ class DatasetSubjectCount(Base):
     """Per (project, removed, subject, datatype): how many data objects, and how many of them
     are published; a missing subject is "". The project page's subjects × datatypes matrix
     reads its pages from here (`brainlife.server.services.browse`). Trigger-maintained like
-    `DatasetCount` (migration 0013_web_matrix; SQLite only), never by application code."""
+    `DatasetCount` (migrations 0013_web_matrix, 0015_pg_subject_counts), never by application
+    code."""
 
     __tablename__ = "dataset_subject_counts"
 

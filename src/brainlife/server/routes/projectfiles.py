@@ -90,6 +90,11 @@ def list_project_files(
     """One page (`?limit=`, at most 1000; `?continuationToken=`) of a folder of the project's
     files: its files (`objects`) and subfolders (`folders`), in name order. (A plain
     `JSONResponse`: FastAPI's encoder would walk the 1,000 entries again, ~7x the time.)"""
+    if "search" in request.query_params:  # answering the whole folder would look like a match
+        raise BadRequest(
+            "search: the project files listing does not filter by name; list the folder "
+            "(/files/<project>/<folder>) and pick the names from it."
+        )
     listing: FileListing = projectfiles.list_files(
         session,
         user,

@@ -38,7 +38,7 @@ from brainlife.server.services.auth import create_user, hash_password
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-EMAIL = re.compile(r"[^@\s]{1,128}@[^@\s]{1,127}")
+EMAIL = re.compile(r"[^@\s\x00]{1,128}@[^@\s\x00]{1,127}")
 MAX_FULLNAME = 256
 MAX_GROUP_NAME = 256
 MAX_DESC = 64 * 1024
@@ -96,6 +96,8 @@ def _text(value: Any, what: str, limit: int) -> str:
         raise BadRequest(f"{what} must be a string.")
     if len(value) > limit:
         raise BadRequest(f"{what} is too long (at most {limit} characters).")
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refused alike on every engine
+        raise BadRequest(f"{what} must not contain NUL characters.")
     return value
 
 
@@ -134,8 +136,13 @@ def find_user(session: Session, ref: str | int) -> User:
         user = session.get(User, int(text))
         if user is not None:
             return user
-    user = session.scalar(
-        select(User).where((User.username == text) | (func.lower(User.email) == text.lower()))
+    # no name or e-mail holds a NUL (and PostgreSQL could not even compare with one)
+    user = (
+        None
+        if "\x00" in text
+        else session.scalar(
+            select(User).where((User.username == text) | (func.lower(User.email) == text.lower()))
+        )
     )
     if user is None:
         raise NotFound(f"No user {text[:80]!r} in this archive.")
@@ -224,7 +231,8 @@ def find_group(session: Session, ref: str | int) -> Group:
         group = session.get(Group, int(text))
         if group is not None:
             return group
-    rows = list(session.scalars(select(Group).where(Group.name == text).limit(2)))
+    named = select(Group).where(Group.name == text).limit(2)
+    rows = [] if "\x00" in text else list(session.scalars(named))  # no name holds a NUL
     if not rows:
         raise NotFound(f"No group {text[:80]!r} in this archive.")
     if len(rows) > 1:

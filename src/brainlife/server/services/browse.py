@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import (
@@ -29,7 +29,6 @@ from brainlife.server.models import (
     Dataset,
     DatasetCount,
     DatasetFile,
-    DatasetPublication,
     DatasetSubjectCount,
     Datatype,
     Project,
@@ -127,41 +126,29 @@ def upload_datatypes(session: Session) -> list[dict[str, Any]]:
 def _datatype_ids(
     session: Session, principal: Principal | None, project_id: str, readable: bool
 ) -> list[str]:
-    """The datatypes the project's visible objects have: from the aggregates on SQLite."""
-    if session.get_bind().dialect.name == "sqlite":
-        c = DatasetCount
-        having = c.count if readable else c.pub_count
-        rows = session.scalars(
-            select(c.datatype_id)
-            .where(c.project_id == project_id, c.removed.is_(False), having > 0)
-            .distinct()
-        )
-        return list(rows)
-    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
-    if not readable:
-        where.append(browsable_datasets(principal))
-    return list(session.scalars(select(Dataset.datatype_id).where(*where).distinct()))
+    """The datatypes the project's visible objects have, from the aggregates (`DatasetCount`,
+    trigger-kept on every engine: migrations 0002 and 0012)."""
+    c = DatasetCount
+    having = c.count if readable else c.pub_count
+    rows = session.scalars(
+        select(c.datatype_id)
+        .where(c.project_id == project_id, c.removed.is_(False), having > 0)
+        .distinct()
+    )
+    return list(rows)
 
 
 def _totals(session: Session, project_id: str, readable: bool) -> tuple[int, int]:
-    """(count, bytes) of the project's objects the visitor sees: from the trigger-kept
-    aggregates (`DatasetCount`) on SQLite, else counted."""
-    if session.get_bind().dialect.name == "sqlite":
-        c = DatasetCount
-        count_col, size_col = (c.count, c.size) if readable else (c.pub_count, c.pub_size)
-        row = session.execute(
-            select(func.coalesce(func.sum(count_col), 0), func.coalesce(func.sum(size_col), 0))
-            .where(c.project_id == project_id)
-            .where(c.removed.is_(False))
-        ).one()
-        return int(row[0]), int(row[1])
-    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
-    if not readable:
-        where.append(exists().where(DatasetPublication.dataset_id == Dataset.id))
-    counted = session.execute(
-        select(func.count(), func.coalesce(func.sum(Dataset.size), 0)).where(*where)
+    """(count, bytes) of the project's objects the visitor sees, from the trigger-kept
+    aggregates (`DatasetCount`)."""
+    c = DatasetCount
+    count_col, size_col = (c.count, c.size) if readable else (c.pub_count, c.pub_size)
+    row = session.execute(
+        select(func.coalesce(func.sum(count_col), 0), func.coalesce(func.sum(size_col), 0))
+        .where(c.project_id == project_id)
+        .where(c.removed.is_(False))
     ).one()
-    return int(counted[0]), int(counted[1] or 0)
+    return int(row[0]), int(row[1])
 
 
 def _matrix(
@@ -174,41 +161,12 @@ def _matrix(
     """brainlife's subjects × datatypes table for `MATRIX_SUBJECTS` subjects after `after`: how
     many objects of each datatype each subject has, and the last subject when more follow.
 
-    Two index walks: the page's subjects in order (stopping after the page), then the counts of
-    those subjects only, so a project of 300,000 objects costs what a page of it holds. When
-    the whole project is readable the access test is the project's (decided once, in
-    `get_project`); otherwise each object's (published ones only). On SQLite both walks read
-    the trigger-kept per-subject counts (`_matrix_from_counts`) instead of the objects."""
-    if session.get_bind().dialect.name == "sqlite":
-        return _matrix_from_counts(session, project_id, readable, after)
-    where = [Dataset.project_id == project_id, Dataset.removed.is_(False)]
-    if not readable:
-        where.append(browsable_datasets(principal))
-    first = select(Dataset.subject).where(*where)
-    if after is not None:
-        first = first.where(Dataset.subject > after)
-    # GROUP BY, not DISTINCT: SQLite then walks the index in order and stops after the page
-    page = first.group_by(Dataset.subject).order_by(Dataset.subject)
-    subjects = list(session.scalars(page.limit(MATRIX_SUBJECTS + 1)))
-    following = None
-    if len(subjects) > MATRIX_SUBJECTS:
-        subjects = subjects[:MATRIX_SUBJECTS]
-        following = subjects[-1]
-    named = [s for s in subjects if s is not None]
-    matrix: dict[str, dict[str, int]] = {}
-    if not subjects:
-        return matrix, None
-    which: ColumnElement[bool] = Dataset.subject.in_(named)
-    if None in subjects:
-        which = or_(which, Dataset.subject.is_(None))
-    rows = session.execute(
-        select(Dataset.subject, Dataset.datatype_id, func.count())
-        .where(*where, which)
-        .group_by(Dataset.subject, Dataset.datatype_id)
-    )
-    for subject, datatype_id, n in rows:
-        matrix.setdefault(subject or "", {})[datatype_id] = int(n)
-    return dict(sorted(matrix.items())), following
+    Read from the trigger-kept per-subject counts (`_matrix_from_counts`; migrations
+    0013_web_matrix and 0015_pg_subject_counts) instead of the objects, so a project of 300,000
+    objects costs what a page of it holds. When the whole project is readable every object
+    counts (the access test is the project's, decided once in `get_project`); otherwise the
+    published ones."""
+    return _matrix_from_counts(session, project_id, readable, after)
 
 
 def _matrix_from_counts(

@@ -586,12 +586,20 @@ def _totals(
 ) -> None:
     """The outcome's totals over the objects in `scope`, and each set's count and size per
     datatype (an object matched by two sets is counted in each set, once in the totals)."""
+    # the distinct (subject, session) pairs of objects that have both, counted as pairs: no
+    # separator character (PostgreSQL text cannot hold the NUL that used to join them)
+    pairs = (
+        select(Dataset.subject, Dataset.session)
+        .where(scope, Dataset.subject.is_not(None), Dataset.session.is_not(None))
+        .distinct()
+        .subquery()
+    )
     totals = session.execute(
         select(
             func.count(),
             func.coalesce(func.sum(Dataset.size), 0),
             func.count(func.distinct(Dataset.subject)),
-            func.count(func.distinct(Dataset.subject + "\x00" + Dataset.session)),
+            select(func.count()).select_from(pairs).scalar_subquery(),
         ).where(scope),
         execution_options=_LONG,
     ).one()
