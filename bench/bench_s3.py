@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import time
@@ -34,6 +35,12 @@ def s3_env() -> dict[str, str]:
         check=True, stdout=subprocess.PIPE, text=True,
     ).stdout  # fmt: skip
     return dict(line.split("=", 1) for line in out.splitlines() if line.startswith("AWS_"))
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wchar(pid: int) -> int:
@@ -84,10 +91,13 @@ def main() -> None:
         bl_s: list[float] = []
         curl_s: list[float] = []
         server_bytes: list[int] = []
+        bl_cpu: list[float] = []
+        curl_cpu: list[float] = []
         for run in range(args.runs):
             out = dest_root / "bl-bench-s3"
             shutil.rmtree(out, ignore_errors=True)
             before = wchar(srv.pid)
+            cpu0 = children_cpu()
             t0 = time.perf_counter()
             subprocess.run(
                 [PYTHON, "-m", "brainlife", "data", "download", "-i", oid, "-d", str(out),
@@ -95,6 +105,7 @@ def main() -> None:
                 env=cli_env, check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             bl_s.append(time.perf_counter() - t0)
+            bl_cpu.append(children_cpu() - cpu0)
             server_bytes.append(wchar(srv.pid) - before)
             assert (out / oid / "t1.nii.gz").stat().st_size == GIB
             shutil.rmtree(out, ignore_errors=True)
@@ -109,16 +120,20 @@ def main() -> None:
                 assert exc.code == 307, exc.code
                 url = exc.headers["Location"]
             out.mkdir(parents=True)
+            cpu0 = children_cpu()
             t0 = time.perf_counter()
             subprocess.run(["curl", "-sSf", "-o", str(out / "t1.nii.gz"), url], check=True)
             curl_s.append(time.perf_counter() - t0)
+            curl_cpu.append(children_cpu() - cpu0)
             shutil.rmtree(out, ignore_errors=True)
             say(f"run {run + 1}: bl {bl_s[-1]:.2f} s, curl {curl_s[-1]:.2f} s")
     mib = GIB / 2**20
     ratio = median(curl_s) / median(bl_s)
     rows_md = "\n".join(
-        f"| {i + 1} | {mib / b:.0f} | {mib / c:.0f} | {s / 2**20:.2f} |"
-        for i, (b, c, s) in enumerate(zip(bl_s, curl_s, server_bytes, strict=True))
+        f"| {i + 1} | {mib / b:.0f} | {mib / c:.0f} | {bc:.2f} | {cc:.2f} | {s / 2**20:.2f} |"
+        for i, (b, c, bc, cc, s) in enumerate(
+            zip(bl_s, curl_s, bl_cpu, curl_cpu, server_bytes, strict=True)
+        )
     )
     write_section(
         f"""## One 1 GiB object from S3 (radosgw) via a presigned URL (issue #11)
@@ -126,13 +141,17 @@ def main() -> None:
 `.venv/bin/python bench/bench_s3.py --runs {args.runs}`: `bl data download` (follows the 307,
 writes and checks the sha256) against `curl -o` of the same presigned URL, into {dest_root}.
 
-| run | bl MiB/s | curl MiB/s | bytes bl serve wrote during the bl run (MiB) |
-| --- | --- | --- | --- |
+| run | bl MiB/s | curl MiB/s | bl CPU s | curl CPU s | bl serve wrote (MiB) |
+| --- | --- | --- | --- | --- | --- |
 {rows_md}
 
 Median: bl {mib / median(bl_s):.0f} MiB/s, curl {mib / median(curl_s):.0f} MiB/s: bl =
 {ratio:.2f}x curl (target >= 0.9x{"" if ratio >= 0.9 else ": not met in this run"}; the bl
-figure includes its process start, login check and manifest request).
+figure includes its process start, login check and manifest request). CPU s: user + system
+time of the process; bl's includes the sha256 (about 0.85 s per GiB here), which curl does not
+compute: on a machine with no idle core that time is the gap (docs/decisions.md, "Presigned
+downloads against curl"). bl serve wrote: bytes the server process wrote during the bl run (its
+answers; none of the file).
 
 {machine_notes()}
 """,

@@ -75,6 +75,13 @@ class FakeHttp:
         self.sent += body.pos
 
 
+@pytest.fixture(autouse=True)
+def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cores and no load: the pipeline's thread is used, whatever runs beside the tests."""
+    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_transfer.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+
+
 def _hash_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "bl-sha256"]
 
@@ -163,3 +170,49 @@ def test_hash_thread_failure_stops_the_body_and_the_part_resumes(
     assert target.read_bytes() == data
     assert not _transfer.part_path(target).exists()
     assert not _transfer.sidecar_path(target).exists()
+
+
+def _threads_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    started: list[str] = []
+    real = _transfer.threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real(self)
+
+    monkeypatch.setattr(_transfer.threading.Thread, "start", start)
+    return started
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "threaded"),
+    [(2, 7.5, False), (2, 1.5, False), (4, 2.0, True), (2, 0.2, True), (1, 0.0, False)],
+)
+def test_a_busy_machine_hashes_inline_an_idle_one_in_a_second_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, load: float, threaded: bool
+) -> None:
+    # with no idle core the thread only adds a scheduler wake-up per buffer: the hash runs on
+    # the receiving thread, and the digest and the bytes are the same either way
+    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(_transfer.os, "getloadavg", lambda: (load, load, load))
+    started = _threads_started(monkeypatch)
+    data = os.urandom(4 * CHUNK_SIZE + 5)
+    part = tmp_path / "f.bl-part"
+    digest = hashlib.sha256()
+    seen: list[int] = []
+    assert _stream(part, FakeBody(data), 0, digest, seen) == len(data) == sum(seen)
+    assert part.read_bytes() == data
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert started == (["bl-sha256"] if threaded else [])
+    assert not _hash_threads()
+
+
+def test_unknown_load_uses_the_thread_on_two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_load() -> tuple[float, float, float]:
+        raise OSError("load average unobtainable")
+
+    monkeypatch.setattr(_transfer.os, "getloadavg", no_load)
+    assert _transfer.hash_thread_pays(None) is True
+    assert _transfer.hash_thread_pays(CHUNK_SIZE) is False  # one buffer: never a thread
+    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: 1)
+    assert _transfer.hash_thread_pays(10 * CHUNK_SIZE) is False

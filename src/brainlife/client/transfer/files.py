@@ -397,6 +397,29 @@ def _body_readinto(resp: Any) -> Callable[[memoryview], int]:
 PIPELINE_BUFFERS = 3
 
 
+def hash_thread_pays(length: int | None) -> bool:
+    """Whether a body of ``length`` bytes (None: unknown) is hashed in a second thread.
+
+    Only a body longer than one buffer, and only while a core is free for the thread: the
+    1-minute load average leaves at least one of ``os.cpu_count()`` cores idle. On a busy machine
+    the second thread gains nothing (no idle core to run on) and costs a wake-up per buffer
+    handed over, each one waiting for the scheduler: with a 2-core VM at load 6-9, a 1 GiB
+    presigned download hashed inline took 4.0 s where the thread took 4.4 s (median of 5
+    interleaved runs, curl 3.0 s; bench/bench_s3.py, docs/decisions.md). Idle, the thread
+    overlaps the hash with the next receive and write (1.10 s instead of 1.30 s to /dev/shm).
+    Where the load is unknown (no ``os.getloadavg``) the thread is used whenever there are two
+    cores or more.
+    """
+    if length is not None and length <= CHUNK_SIZE:
+        return False
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores > 1
+    return cores > 1 and load <= cores - 1
+
+
 class _Hasher:
     """sha256 of the body in a second thread, one buffer behind the receive and the write.
 
@@ -404,8 +427,9 @@ class _Hasher:
     (hashlib releases the GIL for large buffers) then overlaps the next receive and write: the
     two threads' shares are about 0.4 s + 0.6 s and 0.6 s per GiB, so on two cores a 1 GiB
     ``bl data download`` to /dev/shm takes about 1.10 s instead of 1.30 s. At most
-    ``PIPELINE_BUFFERS`` preallocated buffers exist per transfer, so memory stays flat. A body
-    that fits in one buffer (or ``threaded=False``) is hashed inline: no thread, one buffer.
+    ``PIPELINE_BUFFERS`` preallocated buffers exist per transfer, so memory stays flat. With
+    ``threaded=False`` (a body that fits in one buffer, or a machine with no idle core:
+    :func:`hash_thread_pays`) the hash runs inline: no thread, one buffer.
     ``close`` waits until every byte handed over is hashed, so the digest always covers exactly
     the bytes written, whatever stops the transfer.
     """
@@ -493,7 +517,7 @@ def _stream_into(
             os.lseek(fd, offset, os.SEEK_SET)
             piece = write_size(fd)
             readinto = _body_readinto(resp)
-            hasher = _Hasher(digest, threaded=length is None or length > CHUNK_SIZE)
+            hasher = _Hasher(digest, threaded=hash_thread_pays(length))
             while True:
                 view = hasher.buffer()
                 if cancel is not None and cancel.is_set():
