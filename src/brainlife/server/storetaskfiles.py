@@ -41,7 +41,7 @@ from brainlife.server.foldertgz import TGZ_FORMAT, FolderTgz
 from brainlife.server.models import TaskOutputFile
 from brainlife.server.store import ByteStore, put_file
 from brainlife.server.tarstream import Chunk, blob_chunks
-from brainlife.server.taskstore import UPLOAD_STAGING, TaskPath, _disk_full
+from brainlife.server.taskstore import UPLOAD_STAGING, SpooledUpload, TaskPath, refuse_reserved
 from brainlife.server.taskwalk import Entry, walk
 from brainlife.server.uploadtar import Unpacked, UnpackLimits, unpack
 
@@ -265,61 +265,28 @@ def _entry(rel: str, row: TaskOutputFile) -> Entry:
     )
 
 
-class StoreTaskUpload:
+class StoreTaskUpload(SpooledUpload):
     """An upload spooled to `<staging>/body`, unpacked beside it, then stored."""
 
     def __init__(self, files: StoreTaskFiles, task_id: str, staging: Path) -> None:
         self.files = files
         self.task_id = task_id
-        self.staging = staging
-        self.body = staging / "body"
-        self._fh = open(self.body, "xb")  # noqa: SIM115 (closed in finish/abort)
-        self.received = 0
+        super().__init__(staging)
 
-    def write(self, chunk: bytes) -> None:
-        try:
-            self._fh.write(chunk)
-        except OSError as exc:
-            full = _disk_full(exc)
-            if full is not None:
-                raise full from None
-            raise
-        self.received += len(chunk)
-
-    def finish(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
-        try:
-            self._fh.close()
-            if not untar:
-                self.files.check_target(self.task_id, rel, folder=False)
-                sha256, size = put_file(self.files.store, self.body)
-                one = StoredFile(rel, sha256, size, 0o644, time.time_ns())
-                self.files.replace(self.task_id, [rel], [one])
-                return None
-            where = rel.rpartition("/")[0]
-            self.files.check_target(self.task_id, where, folder=True)
-            unpacked = self.staging / "unpacked"
-            with open(self.body, "rb") as fh:
-                done = unpack(fh, unpacked, limits)
-            names = sorted(e.name for e in unpacked.iterdir()) if unpacked.is_dir() else []
-            reserved = [n for n in names if n.startswith(UPLOAD_STAGING)]
-            if reserved:
-                raise BadRequest(
-                    f"The upload is refused: {reserved[0]!r} is a name this server keeps."
-                )
-            stored = self.files.store_tree(unpacked, where)
-            self.files.replace(
-                self.task_id, [f"{where}/{n}" if where else n for n in names], stored
-            )
-            return done
-        except OSError as exc:
-            full = _disk_full(exc)
-            if full is not None:
-                raise full from None
-            raise
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
+    def _place(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
+        if not untar:
+            self.files.check_target(self.task_id, rel, folder=False)
+            sha256, size = put_file(self.files.store, self.body)
+            one = StoredFile(rel, sha256, size, 0o644, time.time_ns())
+            self.files.replace(self.task_id, [rel], [one])
+            return None
+        where = rel.rpartition("/")[0]
+        self.files.check_target(self.task_id, where, folder=True)
+        unpacked = self.staging / "unpacked"
+        with open(self.body, "rb") as fh:
+            done = unpack(fh, unpacked, limits)
+        names = sorted(e.name for e in unpacked.iterdir()) if unpacked.is_dir() else []
+        refuse_reserved(names)
+        stored = self.files.store_tree(unpacked, where)
+        self.files.replace(self.task_id, [f"{where}/{n}" if where else n for n in names], stored)
+        return done

@@ -38,7 +38,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -266,11 +266,22 @@ def _disk_full(exc: OSError) -> InsufficientStorage | None:
     return None
 
 
-class LocalTaskUpload:
-    """An upload spooled to `<task>/.bl-upload-<random>/body`, unpacked beside it."""
+def refuse_reserved(names: Iterable[str]) -> None:
+    """An upload may not bring an entry named like this server's staging folders."""
+    reserved = [n for n in names if n.startswith(UPLOAD_STAGING)]
+    if reserved:
+        raise BadRequest(f"The upload is refused: {reserved[0]!r} is a name this server keeps.")
 
-    def __init__(self, folder: Path, staging: Path) -> None:
-        self.folder = folder
+
+class SpooledUpload:
+    """What every task upload does the same: the body spooled to `<staging>/body` (a full disk
+    is a 507, never a half-written file taken for whole), `finish` by the backend's `_place`,
+    and the staging folder removed whatever happens."""
+
+    #: flush the body to disk before placing it (the local folder keeps the very file)
+    durable = False
+
+    def __init__(self, staging: Path) -> None:
         self.staging = staging
         self.body = staging / "body"
         self._fh = open(self.body, "xb")  # noqa: SIM115 (closed in finish/abort)
@@ -288,25 +299,11 @@ class LocalTaskUpload:
 
     def finish(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
         try:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self.durable:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
             self._fh.close()
-            root = os.path.realpath(self.folder)
-            parts = rel.split("/")
-            where = os.path.join(root, *parts[:-1]) if untar else os.path.join(root, *parts)
-            if not inside(root, os.path.realpath(os.path.dirname(where) if not untar else where)):
-                raise BadRequest(f"The path {rel!r} leads outside the task folder (a link).")
-            if not untar:
-                if os.path.isdir(where) or os.path.islink(where):
-                    raise BadRequest(f"{rel!r} is a folder or a link in the task; name a file.")
-                os.makedirs(os.path.dirname(where), exist_ok=True)
-                os.replace(self.body, where)
-                return None
-            unpacked = self.staging / "unpacked"
-            with open(self.body, "rb") as fh:
-                done = unpack(fh, unpacked, limits)
-            self._move_into(unpacked, Path(where))
-            return done
+            return self._place(rel, untar=untar, limits=limits)
         except OSError as exc:
             full = _disk_full(exc)
             if full is not None:
@@ -315,14 +312,48 @@ class LocalTaskUpload:
         finally:
             self.abort()
 
+    def _place(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class LocalTaskUpload(SpooledUpload):
+    """An upload spooled to `<task>/.bl-upload-<random>/body`, unpacked beside it."""
+
+    durable = True
+
+    def __init__(self, folder: Path, staging: Path) -> None:
+        self.folder = folder
+        super().__init__(staging)
+
+    def _place(self, rel: str, *, untar: bool, limits: UnpackLimits) -> Unpacked | None:
+        root = os.path.realpath(self.folder)
+        parts = rel.split("/")
+        where = os.path.join(root, *parts[:-1]) if untar else os.path.join(root, *parts)
+        if not inside(root, os.path.realpath(os.path.dirname(where) if not untar else where)):
+            raise BadRequest(f"The path {rel!r} leads outside the task folder (a link).")
+        if not untar:
+            if os.path.isdir(where) or os.path.islink(where):
+                raise BadRequest(f"{rel!r} is a folder or a link in the task; name a file.")
+            os.makedirs(os.path.dirname(where), exist_ok=True)
+            os.replace(self.body, where)
+            return None
+        unpacked = self.staging / "unpacked"
+        with open(self.body, "rb") as fh:
+            done = unpack(fh, unpacked, limits)
+        self._move_into(unpacked, Path(where))
+        return done
+
     def _move_into(self, unpacked: Path, dest: Path) -> None:
         """Every unpacked entry moved into `dest` (renames within one file system): an entry
         already there is replaced, as tar would."""
         dest.mkdir(parents=True, exist_ok=True)
         entries = sorted(unpacked.iterdir())
-        reserved = [e.name for e in entries if e.name.startswith(UPLOAD_STAGING)]
-        if reserved:
-            raise BadRequest(f"The upload is refused: {reserved[0]!r} is a name this server keeps.")
+        refuse_reserved(e.name for e in entries)
         for entry in entries:
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():
@@ -330,8 +361,3 @@ class LocalTaskUpload:
             elif target.exists() or target.is_symlink():
                 target.unlink()
             os.replace(entry, target)
-
-    def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
