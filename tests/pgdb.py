@@ -17,9 +17,12 @@ use by `CREATE DATABASE … TEMPLATE` (a file copy, ~0.1 s) from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ADMIN_URL = os.environ.get("BL_TEST_DATABASE_URL") or None
@@ -120,3 +123,21 @@ def drop_under(folder: Path | None) -> None:
         name, admin = _made.pop(data_dir)
         with _connect(admin) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def postgresql(folder: Path) -> Iterator[str]:
+    """The admin URL of a PostgreSQL for a module or session fixture: the pass's
+    (BL_TEST_DATABASE_URL) when set, else a private one started in `folder` with
+    scripts/pg-start, stopped and purged on exit."""
+    if ADMIN_URL is not None:
+        yield ADMIN_URL
+        return
+    root = Path(__file__).parents[1]
+    out = subprocess.run(
+        [str(root / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    try:
+        yield dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
+    finally:
+        subprocess.run([str(root / "scripts/pg-stop"), str(folder), "--purge"], check=True)

@@ -11,7 +11,6 @@ sharing the signing key, behind a real nginx (deploy/), as docs/deploy.md sets t
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,19 +23,12 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture(scope="session")
 def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if pgdb.ADMIN_URL is not None:
-        yield pgdb.ADMIN_URL
-        return
-    folder = tmp_path_factory.mktemp("deploy-pg")
-    out = subprocess.run(
-        [str(ROOT / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    url = dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
-    try:
-        yield url
-    finally:
-        pgdb.drop_under(None)
-        subprocess.run([str(ROOT / "scripts/pg-stop"), str(folder), "--purge"], check=True)
+    with pgdb.postgresql(tmp_path_factory.mktemp("deploy-pg")) as url:
+        try:
+            yield url
+        finally:
+            if pgdb.ADMIN_URL is None:
+                pgdb.drop_under(None)
 
 
 @pytest.fixture(scope="session")

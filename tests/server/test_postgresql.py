@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,8 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture(scope="module")
 def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if pgdb.ADMIN_URL is not None:
-        yield pgdb.ADMIN_URL
-        return
-    folder = tmp_path_factory.mktemp("pg")
-    out = subprocess.run(
-        [str(ROOT / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
-    url = dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
-    try:
+    with pgdb.postgresql(tmp_path_factory.mktemp("pg")) as url:
         yield url
-    finally:
-        subprocess.run([str(ROOT / "scripts/pg-stop"), str(folder), "--purge"], check=True)
 
 
 @pytest.fixture
