@@ -137,7 +137,12 @@ def postgresql(folder: Path) -> Iterator[str]:
     out = subprocess.run(
         [str(root / "scripts/pg-start"), str(folder)], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
+    url = dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
     try:
-        yield dict(line.split("=", 1) for line in out.splitlines())["BL_PG_URL"]
+        yield url
     finally:
+        # its databases go with the purged cluster: forget them, so that no later
+        # `drop_under(None)` knocks on a server that is gone
+        for data_dir in [d for d, (_, admin) in _made.items() if admin == url]:
+            del _made[data_dir]
         subprocess.run([str(root / "scripts/pg-stop"), str(folder), "--purge"], check=True)

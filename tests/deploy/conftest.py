@@ -24,11 +24,7 @@ ROOT = Path(__file__).parents[2]
 @pytest.fixture(scope="session")
 def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with pgdb.postgresql(tmp_path_factory.mktemp("deploy-pg")) as url:
-        try:
-            yield url
-        finally:
-            if pgdb.ADMIN_URL is None:
-                pgdb.drop_under(None)
+        yield url
 
 
 @pytest.fixture(scope="session")
