@@ -13,6 +13,7 @@ many wrong passwords) starts its own.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import os
@@ -284,16 +285,28 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait()
 
 
+@contextlib.contextmanager
+def served_copy(
+    archive_dir: Path, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LiveServer]:
+    """A real `bl serve` (plain http) over a private copy of `archive_dir`, for a fixture whose
+    tests may change its world; stopped on exit."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(archive_dir, data_dir)
+    server = start_server(data_dir)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 @pytest.fixture(scope="session")
 def live_server(
     demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A real `bl serve` (plain http) over a private copy of the demo archive."""
-    data_dir = tmp_path_factory.mktemp("live") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    server = start_server(data_dir)
-    yield server
-    stop_server(server)
+    with served_copy(demo_archive_dir, tmp_path_factory, "live") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

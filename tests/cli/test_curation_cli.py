@@ -4,16 +4,14 @@ the demo world): what changes, what the user sees, and the exit codes of each re
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from brainlife.cli.main import cli
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.cli.conftest import signed_in_runner
+from tests.conftest import LiveServer, served_copy
 
 O3D = "5a022fc99c0d250055709e9c"
 TP = "5b0dad8041711001e958b519"
@@ -24,24 +22,13 @@ RELEASE = "5bab993aa918ae0027024192"
 def server(
     demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("curation") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    live = start_server(data_dir)
-    yield live
-    stop_server(live)
+    with served_copy(demo_archive_dir, tmp_path_factory, "curation") as live:
+        yield live
 
 
 @pytest.fixture
 def bl(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("BLHOST", server.url)
-    runner = CliRunner()
-
-    def run(*args: str, user: str = "hayashis") -> Any:
-        r = runner.invoke(cli, ["login", "--username", user, "--password-stdin"], input=f"{user}\n")
-        assert r.exit_code == 0, r.output
-        return runner.invoke(cli, list(args))
-
-    return run
+    return signed_in_runner(server, monkeypatch)
 
 
 def _first(bl: Any, project: str, skip: int = 0) -> dict[str, Any]:

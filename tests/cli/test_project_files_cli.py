@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from brainlife.cli.main import cli
 from brainlife.server.demo.projectfiles import EVENT_LOGS, O3D_FILES, demo_files
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.cli.conftest import signed_in_runner
+from tests.conftest import LiveServer, served_copy
 
 O3D = "5a022fc99c0d250055709e9c"
 
@@ -27,24 +25,13 @@ O3D = "5a022fc99c0d250055709e9c"
 def server(
     demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("projectfiles") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    live = start_server(data_dir)
-    yield live
-    stop_server(live)
+    with served_copy(demo_archive_dir, tmp_path_factory, "projectfiles") as live:
+        yield live
 
 
 @pytest.fixture
 def bl(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("BLHOST", server.url)
-    runner = CliRunner()
-
-    def run(*args: str, user: str = "hayashis") -> Any:
-        r = runner.invoke(cli, ["login", "--username", user, "--password-stdin"], input=f"{user}\n")
-        assert r.exit_code == 0, r.output
-        return runner.invoke(cli, list(args))
-
-    return run
+    return signed_in_runner(server, monkeypatch)
 
 
 def test_query_s3_lists_the_root_as_the_official_cli_does(bl: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, served_copy
 from tests.web.chromium import launch_browser, new_context
 from tests.web.conftest import O3D, PRIVATE, T1, TP
 
@@ -34,11 +33,8 @@ def writable_server(
     demo_archive_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server on a copy of the demo of this module's own, for the tests that upload."""
-    data_dir = tmp_path_factory.mktemp("web-live") / "data"
-    shutil.copytree(demo_archive_dir, data_dir)
-    live = start_server(data_dir)
-    yield live
-    stop_server(live)
+    with served_copy(demo_archive_dir, tmp_path_factory, "web-live") as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
