@@ -150,6 +150,7 @@ def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         extra=["--demo", "--store", f"s3://{bucket}", "--s3-endpoint", relay.url,
                "--presign-seconds", "2"],
         env=s3_env,
+        start_timeout=600,  # a --demo build into the bucket, through the relay, on a loaded machine
     )  # fmt: skip
     home = root / "home"
     home.mkdir()
