@@ -30,7 +30,7 @@ from brainlife.server.services import (
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
 from brainlife.server.web.filters import Filters, after_id
-from brainlife.server.web.session import VisitorDep
+from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -157,9 +157,7 @@ def project_data(
             )
             count = None
         rows = page.rows
-    names = browse.datatype_names(session, {r.datatype_id for r in rows})
-    docs = datasets.dataset_documents(session, rows)
-    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
+    table, next_after = _object_table(session, rows)
     return render.page(
         request,
         archive,
@@ -167,8 +165,7 @@ def project_data(
         "data.html",
         info=info,
         p=info.project,
-        rows=list(zip(rows, docs, strict=True)),
-        names=names,
+        **table,
         datatypes=info.datatypes,
         filters=filters,
         problem=problem,
@@ -177,9 +174,20 @@ def project_data(
         next_query=filters.query(after=next_after) if next_after else None,
         first_query=filters.query(),
         tar_query=filters.query(project=info.project.id),
-        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=filters.command(project_id=info.project.id),
     )
+
+
+def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any], str | None]:
+    """What the page of data objects `rows` shows (`macros.selection`: the rows with their
+    documents, datatype names, the tar limit), and the id the next page starts after (None on
+    the last page)."""
+    table = {
+        "rows": list(zip(rows, datasets.dataset_documents(session, rows), strict=True)),
+        "names": browse.datatype_names(session, {r.datatype_id for r in rows}),
+        "max_tar": selection.DATASET_TAR_MAX_OBJECTS,
+    }
+    return table, rows[-1].id if len(rows) == PAGE_SIZE else None
 
 
 @router.get("/object/{dataset_id}")
@@ -255,9 +263,7 @@ def release_page(
         params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE),
     )
     rows = page.rows
-    names = browse.datatype_names(session, {r.datatype_id for r in rows})
-    docs = datasets.dataset_documents(session, rows)
-    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
+    table, next_after = _object_table(session, rows)
     return render.page(
         request,
         archive,
@@ -265,13 +271,23 @@ def release_page(
         "release.html",
         pub=pub,
         release=release,
-        rows=list(zip(rows, docs, strict=True)),
-        names=names,
+        **table,
         count=page.count if not after else None,
         after=after,
         next_query=f"after={next_after}" if next_after else None,
-        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=Filters().command(pub=release.id),
+    )
+
+
+def _task_target(
+    session: SessionDep, archive: ArchiveDep, visitor: Visitor, task_id: str, path: str
+) -> taskfiles.TaskTarget:
+    """A task's path, for the members of its group: a visitor who is not signed in is told the
+    task is not found, as one outside the group is."""
+    if visitor.principal is None:
+        raise NotFound(f"couldn't find the task specified: {task_id}")
+    return taskfiles.open_task_path(
+        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=path
     )
 
 
@@ -284,11 +300,7 @@ def task_page(
     visitor: VisitorDep,
 ) -> Response:
     """A task's output files, for the members of its group (its owner, amaretti admins)."""
-    if visitor.principal is None:
-        raise NotFound(f"couldn't find the task specified: {task_id}")
-    target = taskfiles.open_task_path(
-        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=""
-    )
+    target = _task_target(session, archive, visitor, task_id, "")
     files = taskfiles.task_manifest(archive=archive, target=target)
     return render.page(request, archive, visitor, "task.html", task_id=target.task_id, files=files)
 
@@ -486,11 +498,7 @@ def download_task_file(
     visitor: VisitorDep,
 ) -> Response:
     """A file of a task's outputs (for the members of its group)."""
-    if visitor.principal is None:
-        raise NotFound(f"couldn't find the task specified: {task_id}")
-    target = taskfiles.open_task_path(
-        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=path
-    )
+    target = _task_target(session, archive, visitor, task_id, path)
     if target.is_dir:
         raise BadRequest("This is a folder; download its files one by one.")
     chunk = archive.settings.chunk_size
