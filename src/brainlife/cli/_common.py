@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -64,6 +65,13 @@ def give_up_option(f: F) -> F:
         help="Stop once the server has not answered for this long (default 120; any answer or "
         "byte received resets the clock): exit 5, partial files kept, the rest named.",
     )(f)
+
+
+def data_dir_option(help: str) -> Callable[[F], F]:
+    """--data-dir: the folder of the archive `bl serve` serves and `bl admin` manages."""
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=help
+    )
 
 
 def json_option(f: F) -> F:
