@@ -74,10 +74,13 @@ def data_dir_option(help: str) -> Callable[[F], F]:
     )
 
 
-def json_option(f: F) -> F:
-    return click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the server's array as JSON (for jq)."
-    )(f)
+def json_flag(help: str) -> Callable[[F], F]:
+    """-j/--json (the command's `as_json`): what is printed as JSON instead of text."""
+    return click.option("-j", "--json", "as_json", is_flag=True, help=help)
+
+
+#: a listing's -j/--json
+json_option = json_flag("Print the server's array as JSON (for jq).")
 
 
 def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:

@@ -11,6 +11,7 @@ import click
 from brainlife.cli import _output
 from brainlife.cli._common import (
     get_client,
+    json_flag,
     json_option,
     option_set,
     query_options,
@@ -107,9 +108,7 @@ _common_options = option_set(
         default=None,
         help="A private project is listed for every user (its data stays private), or not.",
     ),
-    click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the project's document as JSON."
-    ),
+    json_flag("Print the project's document as JSON."),
 )
 
 
