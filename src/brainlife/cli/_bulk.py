@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option, option_set
+from brainlife.cli._common import get_client, give_up_option, json_flag, option_set
 from brainlife.cli.main import exit_code_of
 
 if TYPE_CHECKING:
@@ -87,9 +87,7 @@ _TRANSFER_OPTIONS = option_set(
         is_flag=True,
         help="Start even if the token may expire before the download can finish.",
     ),
-    click.option(
-        "-j", "--json", "as_json", is_flag=True, help="One JSON event per line (for pipelines)."
-    ),
+    json_flag("One JSON event per line (for pipelines)."),
     give_up_option,
 )
 

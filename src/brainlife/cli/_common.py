@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -66,10 +67,20 @@ def give_up_option(f: F) -> F:
     )(f)
 
 
-def json_option(f: F) -> F:
+def data_dir_option(help: str) -> Callable[[F], F]:
+    """--data-dir: the folder of the archive `bl serve` serves and `bl admin` manages."""
     return click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the server's array as JSON (for jq)."
-    )(f)
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=help
+    )
+
+
+def json_flag(help: str) -> Callable[[F], F]:
+    """-j/--json (the command's `as_json`): what is printed as JSON instead of text."""
+    return click.option("-j", "--json", "as_json", is_flag=True, help=help)
+
+
+#: a listing's -j/--json
+json_option = json_flag("Print the server's array as JSON (for jq).")
 
 
 def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import server_packages
+from brainlife.cli._common import data_dir_option, server_packages
 from brainlife.cli.main import exit_code
 
 if TYPE_CHECKING:
@@ -32,12 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The archive's data folder, as given to 'bl serve' (default: the per-user data "
-    "folder, or $BL_DATA_DIR).",
+@data_dir_option(
+    "The archive's data folder, as given to 'bl serve' (default: the per-user data folder, or "
+    "$BL_DATA_DIR)."
 )
 @click.option(
     "--database-url", default=None, help="SQLAlchemy URL, as given to 'bl serve' (if it was)."

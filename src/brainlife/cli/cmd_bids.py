@@ -17,7 +17,7 @@ import click
 
 from brainlife.cli import _output
 from brainlife.cli._bulk import Transfer, run_bulk, transfer_options
-from brainlife.cli._common import get_client, give_up_option
+from brainlife.cli._common import get_client, give_up_option, json_flag
 
 
 @click.group()
@@ -179,7 +179,7 @@ def import_participants(
 @click.option("-t", "--tag", multiple=True, help="Tag every object (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the plan, upload nothing.")
 @click.option("-J", "--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
-@click.option("-j", "--json", "as_json", is_flag=True, help="JSON events, one per line.")
+@json_flag("JSON events, one per line.")
 @give_up_option
 def bids_upload(
     directory: str | None,

@@ -16,6 +16,7 @@ from brainlife.cli._common import (
     F,
     datatype_options,
     get_client,
+    json_flag,
     json_option,
     meta_options,
     option_set,
@@ -324,7 +325,7 @@ def _single(id_: str, directory: str | None, transfer: Transfer) -> None:
 @click.option(
     "--fast", is_flag=True, help="Trust files whose size and mtime match the lockfile (no hashing)."
 )
-@click.option("-j", "--json", "as_json", is_flag=True, help="The report as JSON.")
+@json_flag("The report as JSON.")
 def data_verify(directory: str, fast: bool, as_json: bool) -> None:
     """Check a bulk download offline against its bl-lock.json: every file's size and sha256, and
     files that do not belong. Exit 0 when all is well, 7 when anything is corrupt, missing,

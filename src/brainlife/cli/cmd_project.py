@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from brainlife.cli import _output
 from brainlife.cli._common import (
     get_client,
+    json_flag,
     json_option,
     option_set,
     query_options,
     skip_limit_options,
 )
 from brainlife.cli.cmd_project_files import files
+
+if TYPE_CHECKING:
+    from brainlife.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,10 +108,20 @@ _common_options = option_set(
         default=None,
         help="A private project is listed for every user (its data stays private), or not.",
     ),
-    click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the project's document as JSON."
-    ),
+    json_flag("Print the project's document as JSON."),
 )
+
+
+def _fields(options: dict[str, Any]) -> dict[str, Any]:
+    """What `_common_options` set, as `create_project` and `update_project` take it (the
+    readme read from its file); the commands take those options, and the roles, as
+    `**options`."""
+    return {
+        "desc": options["desc"],
+        "readme": _readme(options["readme"]),
+        "access": options["access"],
+        "listed": options["listed"],
+    }
 
 
 def _said(doc: dict[str, Any], verb: str, as_json: bool) -> None:
@@ -121,34 +135,33 @@ def _said(doc: dict[str, Any], verb: str, as_json: bool) -> None:
 @click.option("--name", required=True, help="The project's name.")
 @_common_options
 @_role_options
-def project_create(
-    name: str,
-    desc: str | None,
-    readme: str | None,
-    access: str | None,
-    listed: bool | None,
-    as_json: bool,
-    **roles: tuple[str, ...],
-) -> None:
+def project_create(name: str, as_json: bool, **options: Any) -> None:
     """Create a project (you are its admin; your saved token is refreshed to include it)."""
     client = get_client()
-    if any(roles[f"remove_{r}"] for r in _ROLES):
+    if any(options[f"remove_{r}"] for r in _ROLES):
         raise click.UsageError("A new project has nobody to remove.")
-    subs = {r: [client.user_sub(u) for u in roles[r]] or None for r in _ROLES}
-    doc = client.create_project(
-        name=name,
-        desc=desc,
-        readme=_readme(readme),
-        access=access,
-        listed=listed,
-        admins=subs["admins"],
-        members=subs["members"],
-        guests=subs["guests"],
-    )
+    subs: dict[str, Any] = {r: [client.user_sub(u) for u in options[r]] or None for r in _ROLES}
+    doc = client.create_project(name=name, **_fields(options), **subs)
     _said(doc, "Created", as_json)
 
 
 _ROLES = ("admins", "members", "guests")
+
+
+def _roles(client: Client, pid: str, options: dict[str, Any]) -> dict[str, list[str]]:
+    """The role lists `--admin`, `--remove-admin`, … change (each: the project's, less the
+    removed subs, then the added ones); nothing unless one is given."""
+    if not any(options[r] or options[f"remove_{r}"] for r in _ROLES):
+        return {}
+    current = client.resolve_project(pid)
+    lists: dict[str, list[str]] = {}
+    for role in _ROLES:
+        add = [client.user_sub(u) for u in options[role]]
+        gone = {client.user_sub(u) for u in options[f"remove_{role}"]}
+        if add or gone:
+            now = [str(s) for s in current.get(role) or []]
+            lists[role] = [s for s in now if s not in gone] + [s for s in add if s not in now]
+    return lists
 
 
 @project.command("update")
@@ -161,12 +174,8 @@ def project_update(
     project_id: str | None,
     id_option: str | None,
     name: str | None,
-    desc: str | None,
-    readme: str | None,
-    access: str | None,
-    listed: bool | None,
     as_json: bool,
-    **roles: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Change a project you administer: name, description, readme, access, people."""
     pid = project_id or id_option
@@ -175,21 +184,7 @@ def project_update(
     if project_id and id_option and project_id != id_option:
         raise click.UsageError("Two different project ids given.")
     client = get_client()
-    fields: dict[str, Any] = {
-        "name": name,
-        "desc": desc,
-        "readme": _readme(readme),
-        "access": access,
-        "listed": listed,
-    }
-    if any(roles.values()):
-        current = client.resolve_project(pid)
-        for role in _ROLES:
-            add = [client.user_sub(u) for u in roles[role]]
-            gone = {client.user_sub(u) for u in roles[f"remove_{role}"]}
-            if add or gone:
-                now = [str(s) for s in current.get(role) or []]
-                fields[role] = [s for s in now if s not in gone] + [s for s in add if s not in now]
+    fields: dict[str, Any] = {"name": name, **_fields(options), **_roles(client, pid, options)}
     if all(v is None for v in fields.values()):
         raise click.UsageError("Nothing to change: give --name, --desc, --access, --admin, ….")
     _said(client.update_project(pid, **fields), "Updated", as_json)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from brainlife.cli import _output
@@ -11,6 +9,7 @@ from brainlife.cli._bulk import Transfer, download_bulk, transfer_options
 from brainlife.cli._common import (
     datatype_options,
     get_client,
+    json_flag,
     json_option,
     meta_options,
     query_options,
@@ -82,10 +81,7 @@ def pub_download(
     )
 
 
-def _doc_json_option(f: Any) -> Any:
-    return click.option(
-        "-j", "--json", "as_json", is_flag=True, help="Print the server's answer as JSON."
-    )(f)
+_doc_json_option = json_flag("Print the server's answer as JSON.")
 
 
 @pub.command("create")

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import click
 
-from brainlife.cli._common import server_packages
+from brainlife.cli._common import data_dir_option, server_packages
 
 
 @click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder holding the database, content store, keys and certificate "
-    "(default: a per-user data folder, or $BL_DATA_DIR).",
+@data_dir_option(
+    "Folder holding the database, content store, keys and certificate "
+    "(default: a per-user data folder, or $BL_DATA_DIR)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))

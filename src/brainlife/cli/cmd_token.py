@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client
+from brainlife.cli._common import get_client, json_flag
 
 
 @click.group()
@@ -16,7 +16,7 @@ def token() -> None:
 
 
 @token.command("list")
-@click.option("-j", "--json", "as_json", is_flag=True, help="Print JSON (for jq).")
+@json_flag("Print JSON (for jq).")
 def token_list(as_json: bool) -> None:
     """The tokens issued to you (ids and dates; never the tokens themselves)."""
     rows = get_client().tokens()

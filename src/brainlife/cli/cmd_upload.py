@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option
+from brainlife.cli._common import get_client, give_up_option, json_flag
 
 #: options of the command that take a value (the rest of ``--x VALUE`` pairs are file ids)
 _EPILOG = (
@@ -91,13 +91,7 @@ def _file_args(extra: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
 )
 @click.option("--dry-run", is_flag=True, help="Bulk: print the plan, upload nothing.")
 @click.option("-J", "--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
-@click.option(
-    "-j",
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the new data object (bulk: events) as JSON.",
-)
+@json_flag("Print the new data object (bulk: events) as JSON.")
 @give_up_option
 def data_upload(
     extra: tuple[str, ...],

@@ -24,7 +24,8 @@ PASSWORD_COST_ENV = "BL_TEST_PASSWORD_COST"
 FINALIZE_PAUSE_ENV = "BL_TEST_FINALIZE_PAUSE"
 
 
-def _test_seconds(name: str) -> float | None:
+def _test_seconds(name: str, most: float = 600, hint: str = "") -> float | None:
+    """The seconds a test server sets in `name` (0 to `most`); None when unset."""
     text = os.environ.get(name)
     if not text:
         return None
@@ -32,25 +33,19 @@ def _test_seconds(name: str) -> float | None:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value <= 600:
-        raise SystemExit(f"Error: {name}={text!r} must be a number of seconds from 0 to 600.")
+    if not 0 <= value <= most:
+        raise SystemExit(
+            f"Error: {name}={text!r} must be a number of seconds from 0 to {most:g}{hint}."
+        )
     return value
 
 
 def _failed_login_delay() -> float | None:
-    text = os.environ.get(FAILED_LOGIN_DELAY_ENV)
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 60:
-        raise SystemExit(
-            f"Error: {FAILED_LOGIN_DELAY_ENV}={text!r} must be a number of seconds from 0 to 60 "
-            "(it is for test servers; unset it to keep the default delay)."
-        )
-    return value
+    return _test_seconds(
+        FAILED_LOGIN_DELAY_ENV,
+        most=60,
+        hint=" (it is for test servers; unset it to keep the default delay)",
+    )
 
 
 def _password_cost() -> str | None:

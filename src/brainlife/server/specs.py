@@ -36,6 +36,16 @@ def _col(expr: object, kind: Kind) -> ScalarTarget:
     return ScalarTarget(expr, kind)
 
 
+def _columns(model: type, **names: str) -> dict[str, ScalarTarget]:
+    """The wire fields that are `model`'s columns of the same name (`_id`: its `id`), listed
+    by kind: `_columns(Release, OID="_id", STR="name desc")`."""
+    return {
+        name: _col(getattr(model, "id" if name == "_id" else name), Kind[kind])
+        for kind, spaced in names.items()
+        for name in spaced.split()
+    }
+
+
 def _role(role: str) -> Assoc:
     return Assoc(
         ProjectRole.sub, ProjectRole.project_id, Project.id, lambda: ProjectRole.role == role
@@ -45,16 +55,8 @@ def _role(role: str) -> Assoc:
 PROJECTS = Collection(
     name="projects",
     fields={
-        "_id": _col(Project.id, Kind.OID),
-        "group_id": _col(Project.group_id, Kind.INT),
-        "user_id": _col(Project.user_id, S),
-        "name": _col(Project.name, S),
-        "desc": _col(Project.desc, S),
-        "access": _col(Project.access, S),
-        "listed": _col(Project.listed, Kind.BOOL),
-        "removed": _col(Project.removed, Kind.BOOL),
-        "create_date": _col(Project.create_date, Kind.DATE),
-        "update_date": _col(Project.update_date, Kind.DATE),
+        **_columns(Project, OID="_id", INT="group_id", STR="user_id name desc access"),
+        **_columns(Project, BOOL="listed removed", DATE="create_date update_date"),
         "admins": _role("admins"),
         "members": _role("members"),
         "guests": _role("guests"),
@@ -65,18 +67,10 @@ PROJECTS = Collection(
 DATASETS = Collection(
     name="datasets",
     fields={
-        "_id": _col(Dataset.id, Kind.OID),
+        **_columns(Dataset, OID="_id", STR="user_id desc storage status status_msg"),
+        **_columns(Dataset, BOOL="removed", INT="size", DATE="create_date update_date"),
         "project": _col(Dataset.project_id, Kind.OID),
         "datatype": _col(Dataset.datatype_id, Kind.OID),
-        "user_id": _col(Dataset.user_id, S),
-        "desc": _col(Dataset.desc, S),
-        "storage": _col(Dataset.storage, S),
-        "status": _col(Dataset.status, S),
-        "status_msg": _col(Dataset.status_msg, S),
-        "removed": _col(Dataset.removed, Kind.BOOL),
-        "size": _col(Dataset.size, Kind.INT),
-        "create_date": _col(Dataset.create_date, Kind.DATE),
-        "update_date": _col(Dataset.update_date, Kind.DATE),
         "meta.subject": _col(Dataset.subject, S),
         "meta.session": _col(Dataset.session, S),
         "meta.run": _col(Dataset.run, S),
@@ -94,39 +88,22 @@ DATASETS = Collection(
 
 DATATYPES = Collection(
     name="datatypes",
-    fields={
-        "_id": _col(Datatype.id, Kind.OID),
-        "name": _col(Datatype.name, S),
-        "desc": _col(Datatype.desc, S),
-        "create_date": _col(Datatype.create_date, Kind.DATE),
-    },
+    fields=_columns(Datatype, OID="_id", STR="name desc", DATE="create_date"),
     extra=Datatype.extra,
 )
 
 RELEASES = Collection(
     name="releases",
-    fields={
-        "_id": _col(Release.id, Kind.OID),
-        "name": _col(Release.name, S),
-        "desc": _col(Release.desc, S),
-        "removed": _col(Release.removed, Kind.BOOL),
-        "create_date": _col(Release.create_date, Kind.DATE),
-    },
+    fields=_columns(Release, OID="_id", STR="name desc", BOOL="removed", DATE="create_date"),
     extra=Release.extra,
 )
 
 PUBLICATIONS = Collection(
     name="publications",
     fields={
-        "_id": _col(Publication.id, Kind.OID),
+        **_columns(Publication, OID="_id", STR="user_id name desc doi license"),
+        **_columns(Publication, BOOL="removed", DATE="create_date"),
         "project": _col(Publication.project_id, Kind.OID),
-        "user_id": _col(Publication.user_id, S),
-        "name": _col(Publication.name, S),
-        "desc": _col(Publication.desc, S),
-        "doi": _col(Publication.doi, S),
-        "license": _col(Publication.license, S),
-        "removed": _col(Publication.removed, Kind.BOOL),
-        "create_date": _col(Publication.create_date, Kind.DATE),
         "releases": SubDocs(lambda: RELEASES, lambda: Release.pub_id == Publication.id),
     },
     extra=Publication.extra,
@@ -135,51 +112,21 @@ PUBLICATIONS = Collection(
 TASKS = Collection(
     name="tasks",
     fields={
-        "_id": _col(Task.id, Kind.OID),
-        "user_id": _col(Task.user_id, S),
+        **_columns(Task, OID="_id instance_id", STR="user_id service service_branch name desc"),
+        **_columns(Task, STR="status status_msg", DATE="create_date start_date finish_date"),
+        **_columns(Task, DATE="update_date"),
         "_group_id": _col(Task.group_id, Kind.INT),
-        "instance_id": _col(Task.instance_id, Kind.OID),
-        "service": _col(Task.service, S),
-        "service_branch": _col(Task.service_branch, S),
-        "name": _col(Task.name, S),
-        "desc": _col(Task.desc, S),
-        "status": _col(Task.status, S),
-        "status_msg": _col(Task.status_msg, S),
-        "create_date": _col(Task.create_date, Kind.DATE),
-        "start_date": _col(Task.start_date, Kind.DATE),
-        "finish_date": _col(Task.finish_date, Kind.DATE),
-        "update_date": _col(Task.update_date, Kind.DATE),
         "config": Task.config,
     },
     extra=Task.extra,
 )
 
-INSTANCES = Collection(
-    name="instances",
-    fields={
-        "_id": _col(Instance.id, Kind.OID),
-        "user_id": _col(Instance.user_id, S),
-        "group_id": _col(Instance.group_id, Kind.INT),
-        "name": _col(Instance.name, S),
-        "desc": _col(Instance.desc, S),
-        "status": _col(Instance.status, S),
-        "create_date": _col(Instance.create_date, Kind.DATE),
-        "update_date": _col(Instance.update_date, Kind.DATE),
-        "config": Instance.config,
-    },
-)
-
 #: auth users, for `GET /api/auth/profile/list` (public fields only: no password or private data)
 PROFILES = Collection(
     name="profiles",
-    fields={
-        "sub": _col(User.sub, Kind.INT),
-        "username": _col(User.username, S),
-        "fullname": _col(User.fullname, S),
-        "email": _col(User.email, S),
-        "active": _col(User.active, Kind.BOOL),
-        "create_date": _col(User.create_date, Kind.DATE),
-    },
+    fields=_columns(
+        User, INT="sub", STR="username fullname email", BOOL="active", DATE="create_date"
+    ),
     extra=None,
 )
 
@@ -189,15 +136,8 @@ PROFILES = Collection(
 APPS = Collection(
     name="apps",
     fields={
-        "_id": _col(App.id, Kind.OID),
-        "name": _col(App.name, S),
-        "desc": _col(App.desc, S),
-        "github": _col(App.github, S),
-        "github_branch": _col(App.github_branch, S),
-        "doi": _col(App.doi, S),
-        "removed": _col(App.removed, Kind.BOOL),
-        "user_id": _col(App.user_id, S),
-        "create_date": _col(App.create_date, Kind.DATE),
+        **_columns(App, OID="_id", STR="name desc github github_branch doi user_id"),
+        **_columns(App, BOOL="removed", DATE="create_date"),
         "inputs": App.inputs,
         "outputs": App.outputs,
         "config": App.config,
@@ -211,14 +151,8 @@ APPS = Collection(
 RESOURCES = Collection(
     name="resources",
     fields={
-        "_id": _col(Resource.id, Kind.OID),
-        "name": _col(Resource.name, S),
-        "type": _col(Resource.type, S),
-        "status": _col(Resource.status, S),
-        "status_msg": _col(Resource.status_msg, S),
-        "active": _col(Resource.active, Kind.BOOL),
-        "user_id": _col(Resource.user_id, S),
-        "create_date": _col(Resource.create_date, Kind.DATE),
+        **_columns(Resource, OID="_id", STR="name type status status_msg user_id"),
+        **_columns(Resource, BOOL="active", DATE="create_date"),
         "config": Resource.config,
         "gids": Assoc(ResourceGroup.gid, ResourceGroup.resource_id, Resource.id, kind=Kind.INT),
     },
@@ -230,15 +164,9 @@ RESOURCES = Collection(
 INSTANCES = Collection(
     name="instances",
     fields={
-        "_id": _col(Instance.id, Kind.OID),
-        "user_id": _col(Instance.user_id, S),
-        "group_id": _col(Instance.group_id, Kind.INT),
-        "name": _col(Instance.name, S),
-        "desc": _col(Instance.desc, S),
-        "status": _col(Instance.status, S),
+        **_columns(Instance, OID="_id", STR="user_id name desc status"),
+        **_columns(Instance, INT="group_id", DATE="create_date update_date"),
         "config": Instance.config,
-        "create_date": _col(Instance.create_date, Kind.DATE),
-        "update_date": _col(Instance.update_date, Kind.DATE),
     },
     extra=None,
 )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,7 +40,13 @@ from brainlife.server.foldertgz import TGZ_FORMAT, FolderTgz
 from brainlife.server.models import TaskOutputFile
 from brainlife.server.store import ByteStore, put_file
 from brainlife.server.tarstream import Chunk, blob_chunks
-from brainlife.server.taskstore import UPLOAD_STAGING, SpooledUpload, TaskPath, refuse_reserved
+from brainlife.server.taskstore import (
+    UPLOAD_STAGING,
+    SpooledUpload,
+    TaskPath,
+    refuse_reserved,
+    remove_stale_staging,
+)
 from brainlife.server.taskwalk import Entry, walk
 from brainlife.server.uploadtar import Unpacked, UnpackLimits, unpack
 
@@ -245,18 +250,9 @@ class StoreTaskFiles:
     def clean_uploads(self, older_than: float = 3600.0) -> int:
         """Remove upload staging folders left by a server that died mid-upload (only those
         older than `older_than` seconds: another worker process may be receiving one now)."""
-        cutoff = time.time() - older_than
-        removed = 0
         if not self.staging.is_dir():
             return 0
-        for staging in self.staging.glob(f"{UPLOAD_STAGING}*"):
-            try:
-                if staging.stat().st_mtime < cutoff:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return remove_stale_staging(self.staging.glob(f"{UPLOAD_STAGING}*"), older_than)
 
 
 def _entry(rel: str, row: TaskOutputFile) -> Entry:

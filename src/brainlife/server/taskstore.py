@@ -245,16 +245,22 @@ class LocalTaskFiles:
     def clean_uploads(self, older_than: float = 3600.0) -> int:
         """Remove upload staging folders left by a server that died mid-upload (only those
         older than `older_than` seconds: another worker process may be receiving one now)."""
-        cutoff = time.time() - older_than
-        removed = 0
-        for staging in self.tasks_dir.glob(f"*/{UPLOAD_STAGING}*"):
-            try:
-                if staging.stat().st_mtime < cutoff:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return remove_stale_staging(self.tasks_dir.glob(f"*/{UPLOAD_STAGING}*"), older_than)
+
+
+def remove_stale_staging(folders: Iterable[Path], older_than: float) -> int:
+    """Remove the upload staging `folders` last changed over `older_than` seconds ago (one
+    another worker process receives into now is younger); how many were removed."""
+    cutoff = time.time() - older_than
+    removed = 0
+    for staging in folders:
+        try:
+            if staging.stat().st_mtime < cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _disk_full(exc: OSError) -> InsufficientStorage | None:

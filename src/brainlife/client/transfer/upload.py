@@ -347,10 +347,15 @@ class _Sender:
 
     def session(self, upload_id: str) -> Doc:
         """``GET /upload/<id>``, waited for while the give-up clock allows (a restarting server)."""
+        return self._idempotent("GET", _urls.upload(upload_id))
+
+    def _idempotent(self, method: str, url: str, body: Doc | None = None) -> Doc:
+        """One idempotent JSON request, sent again after each pause of the retry policy while
+        the server is unreachable and the give-up clock allows."""
         failures = 0
         while True:
             try:
-                doc: Doc = self.http.request_json("GET", _urls.upload(upload_id), token=self.token)
+                doc: Doc = self.http.request_json(method, url, json_body=body, token=self.token)
                 self.http.liveness.alive()
                 return doc
             except ServerUnavailable:
@@ -457,22 +462,9 @@ class _Sender:
 
     def declare(self, upload_id: str, index: int, sha256: str) -> Doc:
         """``PUT /upload/<id>/file/<n>/sha256`` (idempotent: retried like ``session``)."""
-        failures = 0
-        while True:
-            try:
-                doc: Doc = self.http.request_json(
-                    "PUT",
-                    _urls.upload_file_sha256(upload_id, index),
-                    json_body={"sha256": sha256},
-                    token=self.token,
-                )
-                self.http.liveness.alive()
-                return doc
-            except ServerUnavailable:
-                failures += 1
-                self.http.liveness.wait(
-                    self.http.policy.cut_pause(failures), "server unreachable", self.cancel
-                )
+        return self._idempotent(
+            "PUT", _urls.upload_file_sha256(upload_id, index), {"sha256": sha256}
+        )
 
     def send_hashing(
         self, upload_id: str, index: int, f: UploadSource, received: int, on_digest: Any

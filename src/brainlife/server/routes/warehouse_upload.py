@@ -5,6 +5,8 @@ and `POST /dataset` from a task output (`bl bids upload`; its `PUT /participant/
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 
 from brainlife.server import documents
@@ -19,13 +21,26 @@ router = APIRouter()
 FINALIZE_WAIT = 3.0
 
 
+def _started(
+    register: Callable[..., finalize.Finalized],
+    body: JsonBody,
+    session: SessionDep,
+    user: User,
+    archive: ArchiveDep,
+    runner: Finalizer,
+) -> finalize.Finalized:
+    """The data object `register` records, its job started and waited for `FINALIZE_WAIT`."""
+    done = register(session=session, archive=archive, principal=user, body=body)
+    runner.kick()
+    runner.wait_for(done.job_id, FINALIZE_WAIT)
+    return done
+
+
 @router.post(routes.DATASET_FINALIZE_UPLOAD.path)
 def finalize_upload(
     body: JsonBody, session: SessionDep, user: User, archive: ArchiveDep, runner: Finalizer
 ) -> Document:
-    done = finalize.finalize_upload(session=session, archive=archive, principal=user, body=body)
-    runner.kick()
-    runner.wait_for(done.job_id, FINALIZE_WAIT)
+    done = _started(finalize.finalize_upload, body, session, user, archive, runner)
     return documents.archive_task_doc(finalize.job_of(session, done))
 
 
@@ -33,8 +48,6 @@ def finalize_upload(
 def register_dataset(
     body: JsonBody, session: SessionDep, user: User, archive: ArchiveDep, runner: Finalizer
 ) -> Document:
-    done = finalize.register_output(session=session, archive=archive, principal=user, body=body)
-    runner.kick()
-    runner.wait_for(done.job_id, FINALIZE_WAIT)
+    done = _started(finalize.register_output, body, session, user, archive, runner)
     row = finalize.dataset_of(session, done)
     return datasets.dataset_documents(session, [row])[0]

@@ -55,8 +55,6 @@ from brainlife.server.errors import ApiError, BadRequest, Conflict, Forbidden, N
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import (
     Dataset,
-    DatasetDatatypeTag,
-    DatasetTag,
     Datatype,
     FinalizeJob,
     Project,
@@ -64,7 +62,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.services import objectfields
-from brainlife.server.services.ingest import store_dataset_files
+from brainlife.server.services.ingest import store_dataset_files, storing_dataset
 from brainlife.server.services.taskfiles import normalize_task_path
 from brainlife.wire import format_date, is_object_id
 
@@ -173,21 +171,13 @@ def _register(
     fields: objectfields.ObjectFields,
 ) -> Finalized:
     now = datetime.now(UTC)
-    meta = fields.meta
-    dataset = Dataset(
-        id=new_object_id(now),
-        project_id=project.id,
-        datatype_id=datatype.id,
-        user_id=principal.sub_str,
-        desc=fields.desc,
-        status="storing",
+    dataset = storing_dataset(
+        now,
+        principal.sub_str,
+        project.id,
+        datatype.id,
+        fields,
         status_msg="Waiting for the archiver ..",
-        removed=False,
-        subject=meta.get("subject"),
-        session=meta.get("session"),
-        run=meta.get("run"),
-        create_date=now,
-        meta=meta,
         prov={
             "task_id": task.id,
             "instance_id": task.instance_id,
@@ -205,10 +195,6 @@ def _register(
         },
         extra={},
     )
-    dataset.tags = [DatasetTag(tag=t, pos=i) for i, t in enumerate(fields.tags)]
-    dataset.datatype_tags = [
-        DatasetDatatypeTag(tag=t, pos=i) for i, t in enumerate(fields.datatype_tags)
-    ]
     job = FinalizeJob(
         id=new_object_id(now),
         dataset_id=dataset.id,

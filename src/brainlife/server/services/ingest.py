@@ -21,14 +21,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.archive import Archive
 from brainlife.server.errors import BadRequest
-from brainlife.server.models import Dataset, DatasetFile
+from brainlife.server.ids import new_object_id
+from brainlife.server.models import Dataset, DatasetDatatypeTag, DatasetFile, DatasetTag
+from brainlife.server.services.objectfields import ObjectFields
 from brainlife.server.store import put_file
 from brainlife.server.tarstream import TarLayout, TarMember, epoch_seconds
 
@@ -38,6 +40,39 @@ log = logging.getLogger("brainlife.server.ingest")
 FileContent: TypeAlias = bytes | Path | Iterable[bytes]
 
 MAX_PATH = 1024  # DatasetFile.path
+
+
+def storing_dataset(
+    now: datetime,
+    user_id: str,
+    project_id: str,
+    datatype_id: str,
+    fields: ObjectFields,
+    **columns: Any,
+) -> Dataset:
+    """A new data object of `user_id`, `storing` until its files are, with the `fields` its
+    client set (`meta`'s subject, session and run promoted to their columns, tags in their
+    order) and the other `columns` as given."""
+    meta = fields.meta
+    return Dataset(
+        id=new_object_id(now),
+        project_id=project_id,
+        datatype_id=datatype_id,
+        user_id=user_id,
+        desc=fields.desc,
+        status="storing",
+        removed=False,
+        subject=meta.get("subject"),
+        session=meta.get("session"),
+        run=meta.get("run"),
+        create_date=now,
+        meta=meta,
+        tags=[DatasetTag(tag=t, pos=i) for i, t in enumerate(fields.tags)],
+        datatype_tags=[
+            DatasetDatatypeTag(tag=t, pos=i) for i, t in enumerate(fields.datatype_tags)
+        ],
+        **columns,
+    )
 
 
 def check_relative_path(path: str) -> str:

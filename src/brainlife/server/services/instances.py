@@ -15,7 +15,7 @@ only to an instance the caller owns or one of a project it may write.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from brainlife.wire import is_object_id
 #: the one service this archive takes: the official CLI's upload task
 NOOP = "brainlife/app-noop"
 MAX_NAME = 512
+_Row = TypeVar("_Row", Instance, Task)
 
 
 def list_instances(
@@ -53,6 +54,26 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
     if not isinstance(value, str) or len(value) > limit:
         raise BadRequest(f"{key} must be a string of at most {limit} characters.")
     return value
+
+
+def _created(
+    model: type[_Row], principal: Principal, body: dict[str, Any], config: Any, group_id: int | None
+) -> _Row:
+    """A new instance or task of the caller in `group_id`, named and described by `body`,
+    made (and changed) now."""
+    if not isinstance(config, dict):
+        raise BadRequest("config must be a JSON object.")
+    now = datetime.now(UTC)
+    return model(
+        id=new_object_id(now),
+        user_id=principal.sub_str,
+        group_id=group_id,
+        name=_text(body, "name", MAX_NAME),
+        desc=_text(body, "desc", 10_000),
+        config=config,
+        create_date=now,
+        update_date=now,
+    )
 
 
 def create_instance(*, session: Session, principal: Principal, body: Any) -> Instance:
@@ -83,21 +104,8 @@ def create_instance(*, session: Session, principal: Principal, body: Any) -> Ins
         # only the official CLI's upload instance (`upload.<group_id>`); any other is an app
         # run's (`bl app run`), refused before anything is created
         refuse_to_run()
-    config = body.get("config") or {}
-    if not isinstance(config, dict):
-        raise BadRequest("config must be a JSON object.")
-    now = datetime.now(UTC)
-    row = Instance(
-        id=new_object_id(now),
-        user_id=principal.sub_str,
-        group_id=group_id,
-        name=_text(body, "name", MAX_NAME),
-        desc=_text(body, "desc", 10_000),
-        config=config,
-        status="requested",
-        create_date=now,
-        update_date=now,
-    )
+    row = _created(Instance, principal, body, body.get("config") or {}, group_id=group_id)
+    row.status = "requested"
     session.add(row)
     session.commit()
     return row
@@ -120,28 +128,15 @@ def submit_task(*, session: Session, principal: Principal, body: Any) -> Task:
     if instance is None:
         raise NotFound(f"couldn't find the instance {instance_id}")
     config = body.get("config")
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise BadRequest("config must be a JSON object.")
-    now = datetime.now(UTC)
-    row = Task(
-        id=new_object_id(now),
-        user_id=principal.sub_str,
-        group_id=instance.group_id,
-        instance_id=instance.id,
-        service=NOOP,
-        name=_text(body, "name", MAX_NAME),
-        desc=_text(body, "desc", 10_000),
-        status="finished",
-        status_msg="an upload task: finished at once, ready to receive the files",
-        create_date=now,
-        start_date=now,
-        finish_date=now,
-        update_date=now,
-        config=config,
-        extra={"gids": [g for g in (1, instance.group_id) if g is not None]},
+    row = _created(
+        Task, principal, body, {} if config is None else config, group_id=instance.group_id
     )
+    row.instance_id = instance.id
+    row.service = NOOP
+    row.status = "finished"
+    row.status_msg = "an upload task: finished at once, ready to receive the files"
+    row.start_date = row.finish_date = row.create_date
+    row.extra = {"gids": [g for g in (1, instance.group_id) if g is not None]}
     session.add(row)
     session.commit()
     return row

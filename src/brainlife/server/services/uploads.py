@@ -60,16 +60,15 @@ from brainlife.server.errors import (
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import (
     Dataset,
-    DatasetDatatypeTag,
     DatasetFile,
-    DatasetTag,
     Datatype,
     Project,
     Upload,
     UploadFile,
 )
 from brainlife.server.principal import Principal
-from brainlife.server.services.ingest import commit_dataset_manifest
+from brainlife.server.services.ingest import commit_dataset_manifest, storing_dataset
+from brainlife.server.services.objectfields import ObjectFields
 from brainlife.server.store import CHUNK, put_verified_file
 from brainlife.server.tarstream import TarMember
 from brainlife.wire import is_object_id
@@ -710,26 +709,21 @@ def finalize_upload(
     doc = upload.doc or {}
     meta = dict(doc.get("meta") or {})
     now = _now()
-    ds = Dataset(
-        id=new_object_id(now),
-        project_id=upload.project_id,
-        datatype_id=upload.datatype_id,
-        user_id=principal.sub_str,
+    fields = ObjectFields(
         desc=doc.get("desc") or "",
-        status="storing",
-        removed=False,
-        subject=meta.get("subject"),
-        session=meta.get("session"),
-        run=meta.get("run"),
-        create_date=now,
-        update_date=now,
+        tags=doc.get("tags") or [],
+        datatype_tags=doc.get("datatype_tags") or [],
         meta=meta,
+    )
+    ds = storing_dataset(
+        now,
+        principal.sub_str,
+        upload.project_id,
+        upload.datatype_id,
+        fields,
+        update_date=now,
         prov={"upload_id": upload.id},
         extra={"download_count": 0},
-        tags=[DatasetTag(tag=t, pos=i) for i, t in enumerate(doc.get("tags") or [])],
-        datatype_tags=[
-            DatasetDatatypeTag(tag=t, pos=i) for i, t in enumerate(doc.get("datatype_tags") or [])
-        ],
     )
     upload.status = "finalized"
     upload.dataset_id = ds.id

@@ -7,10 +7,11 @@ through the same services and `ranges` as the API's download routes (Range, ETag
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from brainlife.server import ranges
@@ -30,7 +31,7 @@ from brainlife.server.services import (
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
 from brainlife.server.web.filters import Filters, after_id
-from brainlife.server.web.session import VisitorDep
+from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,6 +43,35 @@ HOME_LIMIT = 100
 MAX_FORM = 8 * 1024
 
 
+@dataclass(frozen=True)
+class View:
+    """What a page's handler works with: the request, a database session, the archive and its
+    visitor; `render` answers with a template."""
+
+    request: Request
+    session: SessionDep
+    archive: ArchiveDep
+    visitor: Visitor
+
+    def render(self, template: str, **context: Any) -> Response:
+        return render.page(self.request, self.archive, self.visitor, template, **context)
+
+
+def _view(request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep) -> View:
+    return View(request, session, archive, visitor)
+
+
+def _short_view(
+    request: Request, session: ShortSession, archive: ArchiveDep, visitor: VisitorDep
+) -> View:
+    return View(request, session, archive, visitor)
+
+
+ViewDep = Annotated[View, Depends(_view)]
+#: a download's: its session closes before the response starts (`deps.ShortSession`)
+ShortViewDep = Annotated[View, Depends(_short_view)]
+
+
 def _text_search(q: str) -> dict[str, Any]:
     text = {"$regex": "".join("\\" + c if not c.isalnum() and c != " " else c for c in q)}
     text["$options"] = "i"
@@ -49,26 +79,21 @@ def _text_search(q: str) -> dict[str, Any]:
 
 
 @router.get("/")
-def home(
-    request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
-) -> Response:
+def home(view: ViewDep) -> Response:
     """Search projects and publications by name or description."""
-    q = (request.query_params.get("q") or "").strip()[:200]
+    q = (view.request.query_params.get("q") or "").strip()[:200]
     find: dict[str, Any] = {"removed": False}
     if q:
         find = {"$and": [find, _text_search(q)]}
     found = projects.list_projects(
-        session=session,
-        principal=visitor.principal,
+        session=view.session,
+        principal=view.visitor.principal,
         params=ListParams(find=find, sort=(("name", 1),), limit=HOME_LIMIT),
     )
     found_pubs = pubs.list_pubs(
-        session=session, params=ListParams(find=find, sort=(("name", 1),), limit=HOME_LIMIT)
+        session=view.session, params=ListParams(find=find, sort=(("name", 1),), limit=HOME_LIMIT)
     )
-    return render.page(
-        request,
-        archive,
-        visitor,
+    return view.render(
         "home.html",
         q=q,
         projects=found.rows,
@@ -80,28 +105,22 @@ def home(
 
 
 @router.get("/project/{project_id}")
-def project_page(
-    project_id: str,
-    request: Request,
-    session: SessionDep,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def project_page(project_id: str, view: ViewDep) -> Response:
     """A project: readme, people, counts and the subjects × datatypes matrix (a page of
     subjects at a time: `?subjects_after=` the last one shown)."""
-    after = (request.query_params.get("subjects_after") or "")[:256] or None
+    after = (view.request.query_params.get("subjects_after") or "")[:256] or None
     info = browse.get_project(
-        session=session, principal=visitor.principal, project_id=project_id, matrix_after=after
+        session=view.session,
+        principal=view.visitor.principal,
+        project_id=project_id,
+        matrix_after=after,
     )
     project_pubs = pubs.list_pubs(
-        session=session,
+        session=view.session,
         params=ListParams(find={"project": info.project.id, "removed": False}, limit=HOME_LIMIT),
     )
     readme = (info.project.extra or {}).get("readme") or info.project.desc
-    return render.page(
-        request,
-        archive,
-        visitor,
+    return view.render(
         "project.html",
         info=info,
         p=info.project,
@@ -110,29 +129,23 @@ def project_page(
         command=Filters().command(project_id=info.project.id),
         filters=Filters(),
         subjects_after=after,
-        upload_types=browse.upload_datatypes(session) if info.writable else [],
+        upload_types=browse.upload_datatypes(view.session) if info.writable else [],
     )
 
 
 @router.get("/project/{project_id}/data")
-def project_data(
-    project_id: str,
-    request: Request,
-    session: SessionDep,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def project_data(project_id: str, view: ViewDep) -> Response:
     """A project's data objects with `bl data query`'s filters, `PAGE_SIZE` a page (keyset
     paging on the id: `?after=` the last id of the previous page)."""
     info = browse.get_project(
-        session=session, principal=visitor.principal, project_id=project_id, matrix=False
+        session=view.session, principal=view.visitor.principal, project_id=project_id, matrix=False
     )
-    filters = Filters.parse(request.query_params)
-    after = after_id(request.query_params)
+    filters = Filters.parse(view.request.query_params)
+    after = after_id(view.request.query_params)
     datatype_id = None
     problem = ""
     if filters.datatype:
-        dt = browse.datatype_by_name(session, filters.datatype)
+        dt = browse.datatype_by_name(view.session, filters.datatype)
         if dt is None:
             problem = f"There is no datatype named {filters.datatype!r}."
         else:
@@ -143,32 +156,26 @@ def project_data(
         find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
         if after is None:
             page = datasets.list_datasets(
-                session=session,
-                principal=visitor.principal,
+                session=view.session,
+                principal=view.visitor.principal,
                 params=ListParams(find=find, limit=PAGE_SIZE),
             )
             count = page.count
         else:
             page = datasets.list_datasets(
-                session=session,
-                principal=visitor.principal,
+                session=view.session,
+                principal=view.visitor.principal,
                 params=ListParams(find={"$and": [find, {"_id": {"$gt": after}}]}, limit=PAGE_SIZE),
                 count=False,
             )
             count = None
         rows = page.rows
-    names = browse.datatype_names(session, {r.datatype_id for r in rows})
-    docs = datasets.dataset_documents(session, rows)
-    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
-    return render.page(
-        request,
-        archive,
-        visitor,
+    table, next_after = _object_table(view.session, rows)
+    return view.render(
         "data.html",
         info=info,
         p=info.project,
-        rows=list(zip(rows, docs, strict=True)),
-        names=names,
+        **table,
         datatypes=info.datatypes,
         filters=filters,
         problem=problem,
@@ -177,28 +184,32 @@ def project_data(
         next_query=filters.query(after=next_after) if next_after else None,
         first_query=filters.query(),
         tar_query=filters.query(project=info.project.id),
-        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=filters.command(project_id=info.project.id),
     )
 
 
+def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any], str | None]:
+    """What the page of data objects `rows` shows (`macros.selection`: the rows with their
+    documents, datatype names, the tar limit), and the id the next page starts after (None on
+    the last page)."""
+    table = {
+        "rows": list(zip(rows, datasets.dataset_documents(session, rows), strict=True)),
+        "names": browse.datatype_names(session, {r.datatype_id for r in rows}),
+        "max_tar": selection.DATASET_TAR_MAX_OBJECTS,
+    }
+    return table, rows[-1].id if len(rows) == PAGE_SIZE else None
+
+
 @router.get("/object/{dataset_id}")
-def object_page(
-    dataset_id: str,
-    request: Request,
-    session: SessionDep,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def object_page(dataset_id: str, view: ViewDep) -> Response:
     """A data object: metadata, tags, provenance, files (size, sha256) and releases."""
-    info = browse.get_dataset(session=session, principal=visitor.principal, dataset_id=dataset_id)
-    doc = datasets.dataset_documents(session, [info.dataset])[0]
+    info = browse.get_dataset(
+        session=view.session, principal=view.visitor.principal, dataset_id=dataset_id
+    )
+    doc = datasets.dataset_documents(view.session, [info.dataset])[0]
     prov = info.dataset.prov or {}
     task_id = prov.get("task_id") if isinstance(prov, dict) else None
-    return render.page(
-        request,
-        archive,
-        visitor,
+    return view.render(
         "object.html",
         info=info,
         d=info.dataset,
@@ -209,88 +220,70 @@ def object_page(
 
 
 @router.get("/pubs")
-def pubs_page(
-    request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
-) -> Response:
+def pubs_page(view: ViewDep) -> Response:
     """Every publication with its releases."""
     found = pubs.list_pubs(
-        session=session,
+        session=view.session,
         params=ListParams(find={"removed": False}, sort=(("create_date", -1),), limit=None),
     )
-    return render.page(request, archive, visitor, "pubs.html", pubs=found.rows)
+    return view.render("pubs.html", pubs=found.rows)
 
 
 @router.get("/pub/{pub_id}")
-def pub_page(
-    pub_id: str, request: Request, session: SessionDep, archive: ArchiveDep, visitor: VisitorDep
-) -> Response:
-    pub = browse.get_pub(session=session, pub_id=pub_id)
+def pub_page(pub_id: str, view: ViewDep) -> Response:
+    pub = browse.get_pub(session=view.session, pub_id=pub_id)
     readme = (pub.extra or {}).get("readme") or pub.desc
-    return render.page(
-        request,
-        archive,
-        visitor,
+    return view.render(
         "pub.html",
         pub=pub,
         readme=readme if isinstance(readme, str) else "",
-        project_name=browse.project_names(session, [pub.project_id]).get(pub.project_id, ""),
+        project_name=browse.project_names(view.session, [pub.project_id]).get(pub.project_id, ""),
     )
 
 
 @router.get("/release/{release_id}")
-def release_page(
-    release_id: str,
-    request: Request,
-    session: SessionDep,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def release_page(release_id: str, view: ViewDep) -> Response:
     """A release's data objects (public, as on brainlife.io), `PAGE_SIZE` a page."""
-    pub, release = browse.get_release(session=session, release_id=release_id)
-    after = after_id(request.query_params)
+    pub, release = browse.get_release(session=view.session, release_id=release_id)
+    after = after_id(view.request.query_params)
     find: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
     page = pubs.list_release_datasets(
-        session=session,
+        session=view.session,
         release_id=release.id,
         params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE),
     )
     rows = page.rows
-    names = browse.datatype_names(session, {r.datatype_id for r in rows})
-    docs = datasets.dataset_documents(session, rows)
-    next_after = rows[-1].id if len(rows) == PAGE_SIZE else None
-    return render.page(
-        request,
-        archive,
-        visitor,
+    table, next_after = _object_table(view.session, rows)
+    return view.render(
         "release.html",
         pub=pub,
         release=release,
-        rows=list(zip(rows, docs, strict=True)),
-        names=names,
+        **table,
         count=page.count if not after else None,
         after=after,
         next_query=f"after={next_after}" if next_after else None,
-        max_tar=selection.DATASET_TAR_MAX_OBJECTS,
         command=Filters().command(pub=release.id),
     )
 
 
-@router.get("/task/{task_id}")
-def task_page(
-    task_id: str,
-    request: Request,
-    session: SessionDep,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
-    """A task's output files, for the members of its group (its owner, amaretti admins)."""
+def _task_target(
+    session: SessionDep, archive: ArchiveDep, visitor: Visitor, task_id: str, path: str
+) -> taskfiles.TaskTarget:
+    """A task's path, for the members of its group: a visitor who is not signed in is told the
+    task is not found, as one outside the group is."""
     if visitor.principal is None:
         raise NotFound(f"couldn't find the task specified: {task_id}")
-    target = taskfiles.open_task_path(
-        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=""
+    return taskfiles.open_task_path(
+        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=path
     )
-    files = taskfiles.task_manifest(archive=archive, target=target)
-    return render.page(request, archive, visitor, "task.html", task_id=target.task_id, files=files)
+
+
+@router.get("/task/{task_id}")
+def task_page(task_id: str, view: ViewDep) -> Response:
+    """A task's output files, for the members of its group (its owner, amaretti admins)."""
+    target = _task_target(view.session, view.archive, view.visitor, task_id, "")
+    files = taskfiles.task_manifest(archive=view.archive, target=target)
+    return view.render("task.html", task_id=target.task_id, files=files)
 
 
 # --- sign-in ------------------------------------------------------------------------------------
@@ -390,112 +383,87 @@ async def upload_token(request: Request, archive: ArchiveDep, visitor: VisitorDe
 
 @router.get("/download/object/{dataset_id}")
 @router.head("/download/object/{dataset_id}")
-def download_object(
-    dataset_id: str,
-    request: Request,
-    session: ShortSession,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def download_object(dataset_id: str, view: ShortViewDep) -> Response:
     """A data object as a tar (as `GET /api/warehouse/dataset/download/:id`)."""
     dl = downloads.open_dataset_download(
-        session=session, principal=visitor.principal, dataset_id=dataset_id
+        session=view.session, principal=view.visitor.principal, dataset_id=dataset_id
     )
     return ranges.ranged_response(
-        request,
+        view.request,
         dl,
-        dl.body(archive.store, archive.settings.chunk_size),
-        on_last_byte=lambda: downloads.count_download(archive, dl.dataset_id),
+        dl.body(view.archive.store, view.archive.settings.chunk_size),
+        on_last_byte=lambda: downloads.count_download(view.archive, dl.dataset_id),
     )
 
 
 @router.get("/download/file/{dataset_id}/{path:path}")
 @router.head("/download/file/{dataset_id}/{path:path}")
-def download_file(
-    dataset_id: str,
-    path: str,
-    request: Request,
-    session: ShortSession,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def download_file(dataset_id: str, path: str, view: ShortViewDep) -> Response:
     """One file of a data object (as `GET /api/warehouse/dataset/file/:id/<path>`)."""
     f = downloads.open_dataset_file(
-        session=session, principal=visitor.principal, dataset_id=dataset_id, path=path
+        session=view.session, principal=view.visitor.principal, dataset_id=dataset_id, path=path
     )
-    chunk = archive.settings.chunk_size
+    chunk = view.archive.settings.chunk_size
     return ranges.ranged_response(
-        request,
+        view.request,
         f,
         lambda start, end, nb: downloads.stream_blob(
-            archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
+            view.archive.store, f.sha256, start, end, chunk_size=chunk, nonblocking=nb
         ),
-        presign=lambda: downloads.presign_file(archive, f),
+        presign=lambda: downloads.presign_file(view.archive, f),
     )
 
 
 @router.get("/download/tar")
 @router.head("/download/tar")
-def download_tar(
-    request: Request, session: ShortSession, archive: ArchiveDep, visitor: VisitorDep
-) -> Response:
+def download_tar(view: ShortViewDep) -> Response:
     """Selected objects (`?ids=`), a project's filtered list (`?project=` and the list page's
     filters) or a release (`?pub=`) as one tar (as `GET /api/warehouse/dataset/tar`)."""
-    q = request.query_params
-    principal = visitor.principal
+    q = view.request.query_params
+    principal = view.visitor.principal
     name = "selection"
     if q.getlist("ids"):
         ids = selection.parse_ids(q.getlist("ids"))
     elif q.get("pub"):
-        _pub, release = browse.get_release(session=session, release_id=q.get("pub", ""))
+        _pub, release = browse.get_release(session=view.session, release_id=q.get("pub", ""))
         name = release.id
         ids = selection.ids_of_find(
-            session=session, principal=principal, find={"publications": release.id}
+            session=view.session, principal=principal, find={"publications": release.id}
         )
     elif q.get("project"):
         info = browse.get_project(
-            session=session, principal=principal, project_id=q["project"], matrix=False
+            session=view.session, principal=principal, project_id=q["project"], matrix=False
         )
         filters = Filters.parse(q)
         datatype_id = None
         if filters.datatype:
-            dt = browse.datatype_by_name(session, filters.datatype)
+            dt = browse.datatype_by_name(view.session, filters.datatype)
             if dt is None:
                 raise BadRequest(f"There is no datatype named {filters.datatype!r}.")
             datatype_id = dt.id
         name = info.project.id
         find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
-        ids = selection.ids_of_find(session=session, principal=principal, find=find)
+        ids = selection.ids_of_find(session=view.session, principal=principal, find=find)
     else:
         raise BadRequest("Select data objects (ids=…), or give a project (project=…) or pub=….")
-    tar = selection.open_selection(session=session, principal=principal, ids=ids, name=name)
+    tar = selection.open_selection(session=view.session, principal=principal, ids=ids, name=name)
     return ranges.ranged_response(
-        request,
+        view.request,
         tar,
-        tar.body(archive.store, archive.settings.chunk_size),
+        tar.body(view.archive.store, view.archive.settings.chunk_size),
     )
 
 
 @router.get("/task/{task_id}/file/{path:path}")
-def download_task_file(
-    task_id: str,
-    path: str,
-    request: Request,
-    session: ShortSession,
-    archive: ArchiveDep,
-    visitor: VisitorDep,
-) -> Response:
+def download_task_file(task_id: str, path: str, view: ShortViewDep) -> Response:
     """A file of a task's outputs (for the members of its group)."""
-    if visitor.principal is None:
-        raise NotFound(f"couldn't find the task specified: {task_id}")
-    target = taskfiles.open_task_path(
-        session=session, archive=archive, principal=visitor.principal, task_id=task_id, path=path
-    )
+    target = _task_target(view.session, view.archive, view.visitor, task_id, path)
     if target.is_dir:
         raise BadRequest("This is a folder; download its files one by one.")
+    archive = view.archive
     chunk = archive.settings.chunk_size
     return ranges.ranged_response(
-        request,
+        view.request,
         target,
         lambda start, end, nb: taskfiles.stream_file(
             archive=archive, target=target, start=start, end=end, chunk_size=chunk, nonblocking=nb
