@@ -70,8 +70,15 @@ class NoRanges(Exception):
 
 def worth_it(size: int | None, sha256: str | None) -> bool:
     """Whether a file is fetched in pieces: a known size of at least :data:`SEGMENTED_MIN`
-    and a known sha256 (which pins what the pieces add up to)."""
-    return size is not None and size >= SEGMENTED_MIN and sha256 is not None
+    and a known sha256 (which pins what the pieces add up to), where the system writes and
+    reads at an offset (``pwrite``, ``preadv``: not on Windows)."""
+    return (
+        size is not None
+        and size >= SEGMENTED_MIN
+        and sha256 is not None
+        and hasattr(os, "pwrite")
+        and hasattr(os, "preadv")
+    )
 
 
 def valid_ranges(value: Any, size: int | None) -> Ranges | None:
