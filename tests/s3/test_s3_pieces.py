@@ -208,3 +208,23 @@ def test_a_url_expiring_mid_file_is_replaced_for_every_connection(
     assert resumed
     assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
     assert summary(r.stdout)["bytes_transferred"] == SIZE
+
+
+def test_a_store_that_ignores_range_is_read_in_one_stream(
+    world: World, oid: str, tmp_path: Path
+) -> None:
+    n = len(world.relay.requests)
+    world.relay.ignore_range_next()  # the first piece's GET comes back whole (200)
+    r = subprocess.run(
+        download(world, oid, tmp_path / "out"), env=world.env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    seen = world.relay.requests[n:]
+    statuses = world.relay.answers[-len(seen) :]
+    assert 200 in statuses, (seen, statuses)
+    assert re.search(r"range=bytes=\d+-\d+$", seen[0]), seen  # it was asked for a piece
+    # then one stream: an open range from what the pieces had completed (or the whole file)
+    assert re.search(r"range=(bytes=\d+-)?$", seen[-1]), seen
+    assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
+    assert not list((tmp_path / "out").rglob("*.bl-part*"))

@@ -38,7 +38,8 @@ class Relay:
     """127.0.0.1:port -> radosgw, one request per connection (it adds `Connection: close`).
     `cut_after(n, stall)`: the next presigned GET's answer stops after `n` body bytes, is held
     `stall` seconds, then the connection is closed. `corrupt_next(k)`: the next `k` presigned
-    GETs' answers each arrive with one body byte changed."""
+    GETs' answers each arrive with one body byte changed. `ignore_range_next()`: the next
+    presigned GET reaches the store without its `Range` header (a store that ignores it)."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
@@ -48,6 +49,7 @@ class Relay:
         self.answers: list[int] = []  # their statuses
         self._cut: tuple[int, float] | None = None
         self._corrupt = 0
+        self._no_range = False
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -60,6 +62,9 @@ class Relay:
 
     def corrupt_next(self, k: int = 1) -> None:
         self._corrupt = k
+
+    def ignore_range_next(self) -> None:
+        self._no_range = True
 
     def _accept(self) -> None:
         while True:
@@ -125,6 +130,9 @@ class Relay:
                     )
                     if self._cut is not None:
                         state["cut"], self._cut = self._cut, None
+                    if self._no_range and rng:
+                        self._no_range = False
+                        head = re.sub(rb"(?i)\r\nrange: *[^\r]*", b"", head, count=1)
                     if self._corrupt:
                         self._corrupt -= 1
                         state["corrupt"] = True
