@@ -34,7 +34,16 @@ def s3_env() -> dict[str, str]:
         ["bash", str(ROOT / "scripts" / "s3-start"), str(OUT / "s3")],
         check=True, stdout=subprocess.PIPE, text=True,
     ).stdout  # fmt: skip
-    return dict(line.split("=", 1) for line in out.splitlines() if line.startswith("AWS_"))
+    return dict(line.split("=", 1) for line in out.splitlines() if line.startswith(("AWS_", "S3_")))
+
+
+def store_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the store's daemons (radosgw, OSD, mon)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu() -> float:
@@ -47,6 +56,13 @@ def wchar(pid: int) -> int:
     return int(re.search(r"wchar: (\d+)", Path(f"/proc/{pid}/io").read_text()).group(1))  # type: ignore[union-attr]
 
 
+HEAD = (
+    "| run | load (1 min) | bl MiB/s | curl MiB/s | bl / curl | bl CPU s | curl CPU s "
+    "| store CPU s (bl / curl) | bl serve wrote (MiB) |\n| --- | --- | --- | --- | --- | --- "
+    "| --- | --- | --- |"
+)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
@@ -57,7 +73,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     env = s3_env()
-    os.environ.update(env)
+    pids = [int(p) for p in env.pop("S3_PIDS").split(",")]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
     OUT.mkdir(parents=True, exist_ok=True)
     src = OUT / "s3-object" / "t1.nii.gz"
     if not src.exists():
@@ -93,11 +110,15 @@ def main() -> None:
         server_bytes: list[int] = []
         bl_cpu: list[float] = []
         curl_cpu: list[float] = []
+        bl_store: list[float] = []
+        curl_store: list[float] = []
+        loads: list[float] = []
         for run in range(args.runs):
             out = dest_root / "bl-bench-s3"
             shutil.rmtree(out, ignore_errors=True)
+            loads.append(os.getloadavg()[0])
             before = wchar(srv.pid)
-            cpu0 = children_cpu()
+            cpu0, store0 = children_cpu(), store_cpu(pids)
             t0 = time.perf_counter()
             subprocess.run(
                 [PYTHON, "-m", "brainlife", "data", "download", "-i", oid, "-d", str(out),
@@ -106,6 +127,7 @@ def main() -> None:
             )  # fmt: skip
             bl_s.append(time.perf_counter() - t0)
             bl_cpu.append(children_cpu() - cpu0)
+            bl_store.append(store_cpu(pids) - store0)
             server_bytes.append(wchar(srv.pid) - before)
             assert (out / oid / "t1.nii.gz").stat().st_size == GIB
             shutil.rmtree(out, ignore_errors=True)
@@ -120,38 +142,43 @@ def main() -> None:
                 assert exc.code == 307, exc.code
                 url = exc.headers["Location"]
             out.mkdir(parents=True)
-            cpu0 = children_cpu()
+            cpu0, store0 = children_cpu(), store_cpu(pids)
             t0 = time.perf_counter()
             subprocess.run(["curl", "-sSf", "-o", str(out / "t1.nii.gz"), url], check=True)
             curl_s.append(time.perf_counter() - t0)
             curl_cpu.append(children_cpu() - cpu0)
+            curl_store.append(store_cpu(pids) - store0)
             shutil.rmtree(out, ignore_errors=True)
             say(f"run {run + 1}: bl {bl_s[-1]:.2f} s, curl {curl_s[-1]:.2f} s")
     mib = GIB / 2**20
     ratio = median(curl_s) / median(bl_s)
     rows_md = "\n".join(
-        f"| {i + 1} | {mib / b:.0f} | {mib / c:.0f} | {bc:.2f} | {cc:.2f} | {s / 2**20:.2f} |"
-        for i, (b, c, bc, cc, s) in enumerate(
-            zip(bl_s, curl_s, bl_cpu, curl_cpu, server_bytes, strict=True)
+        f"| {i + 1} | {ld:.1f} | {mib / b:.0f} | {mib / c:.0f} | {c / b:.2f} | {bc:.2f} | "
+        f"{cc:.2f} | {bs:.2f} / {cs:.2f} | {s / 2**20:.2f} |"
+        for i, (ld, b, c, bc, cc, bs, cs, s) in enumerate(
+            zip(loads, bl_s, curl_s, bl_cpu, curl_cpu, bl_store, curl_store, server_bytes,
+                strict=True)
         )
-    )
+    )  # fmt: skip
     write_section(
         f"""## One 1 GiB object from S3 (radosgw) via a presigned URL (issue #11)
 
 `.venv/bin/python bench/bench_s3.py --runs {args.runs}`: `bl data download` (follows the 307,
-writes and checks the sha256) against `curl -o` of the same presigned URL, into {dest_root}.
+fetches the 1 GiB file as 16 MiB ranged GETs over 4 connections, writes and checks the sha256)
+against `curl -o` of the same presigned URL (one GET), into {dest_root}; bl then curl in each
+run, both at the same priority.
 
-| run | bl MiB/s | curl MiB/s | bl CPU s | curl CPU s | bl serve wrote (MiB) |
-| --- | --- | --- | --- | --- | --- |
+{HEAD}
 {rows_md}
 
 Median: bl {mib / median(bl_s):.0f} MiB/s, curl {mib / median(curl_s):.0f} MiB/s: bl =
 {ratio:.2f}x curl (target >= 0.9x{"" if ratio >= 0.9 else ": not met in this run"}; the bl
 figure includes its process start, login check and manifest request). CPU s: user + system
-time of the process; bl's includes the sha256 (about 0.85 s per GiB here), which curl does not
-compute: on a machine with no idle core that time is the gap (docs/decisions.md, "Presigned
-downloads against curl"). bl serve wrote: bytes the server process wrote during the bl run (its
-answers; none of the file).
+time of the process; bl's includes the sha256 (about 0.8 s per GiB here), which curl does not
+compute, and its start (about 0.3 s). Store CPU s: what radosgw and its OSD used meanwhile.
+On a machine with no idle core the three share the CPU, which bounds the ratio
+(docs/decisions.md, "Presigned downloads against curl"). bl serve wrote: bytes the server
+process wrote during the bl run (its answers; none of the file).
 
 {machine_notes()}
 """,

@@ -37,7 +37,9 @@ BIG = 48 * 1024 * 1024
 class Relay:
     """127.0.0.1:port -> radosgw, one request per connection (it adds `Connection: close`).
     `cut_after(n, stall)`: the next presigned GET's answer stops after `n` body bytes, is held
-    `stall` seconds, then the connection is closed."""
+    `stall` seconds, then the connection is closed. `corrupt_next(k)`: the next `k` presigned
+    GETs' answers each arrive with one body byte changed. `ignore_range_next()`: the next
+    presigned GET reaches the store without its `Range` header (a store that ignores it)."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
@@ -46,6 +48,8 @@ class Relay:
         self.requests: list[str] = []  # "GET <path?query> range=<Range>" of presigned GETs
         self.answers: list[int] = []  # their statuses
         self._cut: tuple[int, float] | None = None
+        self._corrupt = 0
+        self._no_range = False
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -55,6 +59,12 @@ class Relay:
 
     def cut_after(self, n: int, stall: float) -> None:
         self._cut = (n, stall)
+
+    def corrupt_next(self, k: int = 1) -> None:
+        self._corrupt = k
+
+    def ignore_range_next(self) -> None:
+        self._no_range = True
 
     def _accept(self) -> None:
         while True:
@@ -81,6 +91,10 @@ class Relay:
                             self.answers.append(status)
                         body_at = data.index(b"\r\n\r\n") + 4
                         sent -= body_at
+                    at = -sent if sent < 0 else 0  # where the body starts in `data`
+                    if head_done and state.get("corrupt") and len(data) > at:
+                        state["corrupt"] = False
+                        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
                     if isinstance(cut, tuple):
                         n, stall = cut
                         room = n - sent
@@ -116,6 +130,12 @@ class Relay:
                     )
                     if self._cut is not None:
                         state["cut"], self._cut = self._cut, None
+                    if self._no_range and rng:
+                        self._no_range = False
+                        head = re.sub(rb"(?i)\r\nrange: *[^\r]*", b"", head, count=1)
+                    if self._corrupt:
+                        self._corrupt -= 1
+                        state["corrupt"] = True
                 state["presigned"] = True
             # one request per connection, so that each one is seen here
             up.sendall(head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))

@@ -11,7 +11,9 @@ A server whose files live in an object store answers a file with a redirect (307
 presigned URL of the store: the bytes are fetched from there, without our token (the URL is the
 credential), resumed there with ``Range`` after a cut, and when the URL has expired (the store
 answers 403, or 400) a fresh one is asked of our server. ``If-Range`` is not sent to the store
-(its ETags are not ours); the sha256 checked at the end pins the content instead.
+(its ETags are not ours); the sha256 checked at the end pins the content instead. A large file
+(``segments.worth_it``) is fetched from the presigned URL in pieces over several connections
+(``segments``): its sidecar then also lists the byte ranges written.
 
 Retries here are only for bodies cut off after the server answered (at most ``attempts``); a
 server that does not answer is waited for inside ``HttpClient.stream``, and every pause goes
@@ -44,6 +46,7 @@ from brainlife.client._exceptions import (
     ServerUnavailable,
 )
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
+from brainlife.client.transfer import segments
 from brainlife.client.transfer.names import atomic_write, part_path, sidecar_path
 from brainlife.client.transfer.writes import disk_full_on_write, write_all, write_size
 
@@ -94,14 +97,25 @@ def _discard(*paths: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _resume_point(part: Path, side: Path, size: int | None, sha256: str | None) -> tuple[int, str]:
-    """Bytes of a usable partial file and its ETag; (0, "") after discarding an unusable one."""
+def _resume_point(
+    part: Path, side: Path, size: int | None, sha256: str | None
+) -> tuple[int, str, list[list[int]] | None]:
+    """Bytes of a usable partial file, its ETag and, for a part fetched in pieces
+    (``segments``), the byte ranges it holds; (0, "", None) after discarding an unusable one.
+    A part in pieces continues from its complete prefix (the rest is in ``ranges``)."""
     doc = _read_sidecar(side)
     try:
         have = part.stat().st_size
     except OSError:
         have = -1
     etag = str((doc or {}).get("etag") or "")
+    ranges = None
+    if doc is not None and "ranges" in doc:
+        ranges = segments.valid_ranges(doc["ranges"], size)
+        if ranges is None or sha256 is None or have < 0:
+            _discard(part, side)
+            return 0, "", None
+        have = segments.prefix_of(ranges)
     usable = (
         doc is not None
         and have >= 0
@@ -114,8 +128,8 @@ def _resume_point(part: Path, side: Path, size: int | None, sha256: str | None) 
     )
     if not usable:
         _discard(part, side)
-        return 0, ""
-    return have, etag
+        return 0, "", None
+    return have, etag, ranges
 
 
 def fetch_file(
@@ -206,11 +220,16 @@ class _FileFetch:
     ) -> None:
         self.http, self.token, self.route, self.policy = http, token, route, policy
         self.part, self.side, self.size, self.sha256 = part, side, size, sha256
-        self.offset, self.etag = _resume_point(part, side, size, sha256)
+        self.offset, self.etag, self.ranges = _resume_point(part, side, size, sha256)
         self.digest: Any = hashlib.sha256()
         if self.offset:
             self.digest, self.offset = hash_file(part, limit=self.offset)
         self.resumed = self.offset
+        if self.ranges is not None:  # a part in pieces: everything it holds is kept
+            self.resumed = sum(b - a for a, b in self.ranges)
+        self._url_lock = threading.Lock()
+        #: the store does not serve this file in pieces (``segments.NoRanges``)
+        self.one_stream = False
         self.transferred = 0
         self.failures = 0
         #: the presigned URL our server redirected to (None: ask our server)
@@ -221,7 +240,7 @@ class _FileFetch:
         self.told = 0
 
     def _start_over(self) -> None:
-        self.offset, self.digest, self.resumed = 0, hashlib.sha256(), 0
+        self.offset, self.digest, self.resumed, self.ranges = 0, hashlib.sha256(), 0, None
 
     def run(
         self,
@@ -243,6 +262,8 @@ class _FileFetch:
                 raise Cancelled("Interrupted.")
             if self.size is not None and self.offset == self.size and self.sha256 is not None:
                 break  # everything is already here; verified by the caller
+            if self._in_pieces(received, cancel, headers):
+                break
             try:
                 self._request(received, cancel, on_response, headers)
             except _Redirected:
@@ -281,6 +302,79 @@ class _FileFetch:
             transferred=self.transferred,
             resumed=self.resumed,
         )
+
+    def _in_pieces(
+        self,
+        received: Callable[[int], None],
+        cancel: threading.Event | None,
+        headers: dict[str, str] | None,
+    ) -> bool:
+        """Fetch the rest from the presigned URL in pieces (``segments``) when the file is
+        worth it and no other file of this process is; False: go on with one stream."""
+        if (
+            self.direct is None
+            or self.one_stream
+            or headers
+            or not segments.worth_it(self.size, self.sha256)
+        ):
+            return False
+        assert self.size is not None and self.sha256 is not None
+        slot = segments.slot()
+        if not slot.acquire(blocking=False):
+            return False
+        try:
+            ranges = self.ranges if self.ranges is not None else []
+            if self.ranges is None and self.offset:
+                ranges = [[0, self.offset]]
+
+            def save(done: list[list[int]]) -> None:
+                _write_sidecar(self.side, self._sidecar(done))
+
+            save(ranges)  # before any byte lands past the prefix
+
+            def got(n: int) -> None:
+                self.hops = 0
+                received(n)
+
+            fetch = segments.Segmented(
+                self.http, self.part, self.size, ranges, self.digest, self.offset,
+                self.direct, self._fresh_url, save, got, self.policy,
+            )  # fmt: skip
+            try:
+                fetch.run(cancel)
+            except segments.NoRanges:
+                self.one_stream = True
+                self.ranges = fetch.ranges
+                prefix = segments.prefix_of(fetch.ranges)
+                self.digest, self.offset = hash_file(self.part, limit=prefix)
+                self.transferred += fetch.transferred
+                return False
+            self.offset = self.size
+            self.transferred += fetch.transferred
+            return True
+        finally:
+            slot.release()
+
+    def _sidecar(self, ranges: list[list[int]] | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {"size": self.size, "sha256": self.sha256, "etag": self.etag}
+        if ranges is not None:
+            doc["ranges"] = ranges
+        return doc
+
+    def _fresh_url(self, stale: str) -> str:
+        """A new presigned URL from our server, in place of ``stale`` (which the store
+        refused): asked once, whichever stream of a file in pieces finds it refused first."""
+        with self._url_lock:
+            if self.direct is not None and self.direct != stale:
+                return self.direct
+            self._hop()
+            with self.http.stream(self.route, token=self.token, follow_redirects=False) as resp:
+                location = resp.headers.get("Location")
+                if resp.status not in (301, 302, 303, 307, 308) or not location:
+                    raise segments.NoRanges  # our server sends the bytes itself now
+                resp.drain_conn()
+            self.direct = urljoin(self.http.url(self.route), location)
+            return self.direct
 
     def _hop(self) -> None:
         """A redirect followed, or a refused presigned URL dropped: a server that keeps
@@ -343,7 +437,14 @@ class _FileFetch:
                 self._start_over()
             if direct is None:
                 self.etag = resp.headers.get("ETag", "") or self.etag
-            if self.offset == 0:
+            if self.ranges is not None:
+                # a part in pieces, continued by one stream: cut to its prefix, so that its
+                # length is its prefix again (what a plain sidecar promises)
+                with contextlib.suppress(FileNotFoundError):
+                    os.truncate(self.part, self.offset)
+                self.ranges, self.resumed = None, min(self.resumed, self.offset)
+                _write_sidecar(self.side, self._sidecar())
+            elif self.offset == 0:
                 _write_sidecar(
                     self.side, {"size": self.size, "sha256": self.sha256, "etag": self.etag}
                 )
