@@ -41,6 +41,7 @@ from bench.common import (
     save_json,
     say,
     stop_process,
+    tree_cpu_seconds,
     tree_rss_kib,
     wait_port,
     write_section,
@@ -98,25 +99,44 @@ def upload_cmd(path: Path, subject: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _wait_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for `proc`; its user + system CPU seconds."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_bl(path: Path, subject: str, env: dict[str, str], server_pid: int) -> dict[str, float]:
+    server_cpu = tree_cpu_seconds(server_pid)
     t0 = time.perf_counter()
     proc = subprocess.Popen(upload_cmd(path, subject), env=env, stdout=subprocess.PIPE)
     with RssSampler(proc.pid, 0.05) as client_rss, RssSampler(server_pid, 0.1) as server_rss:
-        out, _ = proc.communicate()
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        client_cpu = _wait_cpu(proc)
     seconds = time.perf_counter() - t0
+    server_cpu = tree_cpu_seconds(server_pid) - server_cpu
     if proc.returncode != 0 or b"successfully uploaded" not in out:
         raise RuntimeError(f"bl data upload failed ({proc.returncode}): {out!r}")
     return {
         "seconds": seconds,
+        "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
         "client_peak_mib": client_rss.peak_mib,
         "server_peak_mib": server_rss.peak_mib,
     }
 
 
-def run_curl(path: Path, url: str) -> float:
+def run_curl(path: Path, url: str, nginx_pid: int) -> dict[str, float]:
+    server_cpu = tree_cpu_seconds(nginx_pid)
     t0 = time.perf_counter()
-    subprocess.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(path), url], check=True)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(path), url])
+    client_cpu = _wait_cpu(proc)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"curl failed ({proc.returncode})")
+    server_cpu = tree_cpu_seconds(nginx_pid) - server_cpu
+    return {"seconds": seconds, "client_cpu": client_cpu, "server_cpu": server_cpu}
 
 
 def resume_after_kill(
@@ -192,22 +212,24 @@ def main() -> None:
                 env = env_for(work / "home", server.url, token)
                 server_idle = tree_rss_kib(server.pid) / 1024
                 bl_runs: list[dict[str, float]] = []
-                curl_runs: list[float] = []
+                curl_runs: list[dict[str, float]] = []
                 for i in range(args.runs):
-                    curl_runs.append(run_curl(src, f"http://127.0.0.1:{port}/up/big-{i}.bin"))
+                    url = f"http://127.0.0.1:{port}/up/big-{i}.bin"
+                    curl_runs.append(run_curl(src, url, nginx.pid))
                     (dav_root / "up" / f"big-{i}.bin").unlink()
                     touch_head(src, i)
                     bl_runs.append(run_bl(src, f"bench{i}", env, server.pid))
-                    say(f"run {i}: curl {curl_runs[-1]:.2f} s, bl {bl_runs[-1]['seconds']:.2f} s")
+                    curl_t, bl_t = curl_runs[-1]["seconds"], bl_runs[-1]["seconds"]
+                    say(f"run {i}: curl {curl_t:.2f} s, bl {bl_t:.2f} s")
                 resume = resume_after_kill(src, size, env, data_dir, server.url, token)
                 server_after = tree_rss_kib(server.pid) / 1024
         finally:
             stop_process(nginx)
         bl_s = median([r["seconds"] for r in bl_runs])
-        curl_s = median(curl_runs)
+        curl_s = median([r["seconds"] for r in curl_runs])
         result = {
             "size": size,
-            "curl_seconds": curl_runs,
+            "curl": curl_runs,
             "bl": bl_runs,
             "ratio": curl_s / bl_s,
             "resume": resume,
@@ -220,12 +242,16 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _cpu(runs: list[dict[str, float]]) -> str:
+    return ", ".join(f"{x['client_cpu']:.2f} / {x['server_cpu']:.2f}" for x in runs)
+
+
 def report(r: dict, args: argparse.Namespace) -> None:
     mib = r["size"] / 1024 / 1024
     bl_s = median([x["seconds"] for x in r["bl"]])
-    curl_s = median(r["curl_seconds"])
+    curl_s = median([x["seconds"] for x in r["curl"]])
     res = r["resume"]
-    curl_list = ", ".join(f"{x:.2f}" for x in r["curl_seconds"])
+    curl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["curl"])
     bl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["bl"])
     client_peak = max(x["client_peak_mib"] for x in r["bl"])
     server_peak = max(x["server_peak_mib"] for x in r["bl"])
@@ -241,6 +267,9 @@ def report(r: dict, args: argparse.Namespace) -> None:
 | {bl_row} | {bl_s:.2f} s | {bl_list} | {mib / bl_s:.0f} |
 
 **Ratio (curl time / bl time): {r["ratio"]:.2f}×** (target ≥ 0.7×).
+
+CPU seconds per run (user + system; client / server), which the shared machine's load turns
+into wall time: curl / nginx {_cpu(r["curl"])}; bl / `bl serve` {_cpu(r["bl"])}.
 
 Resume after kill -9 of `bl data upload` at half way: the server held
 {res["held_at_resume"] / 2**20:.0f} MiB ({res["staged_at_kill"] / 2**20:.0f} MiB at the kill); the

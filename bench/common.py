@@ -83,6 +83,19 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (/proc/<pid>/stat)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        todo += _children(p)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     url: str

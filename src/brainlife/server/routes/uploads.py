@@ -1,12 +1,15 @@
 """Resumable uploads under /api/warehouse (*ours*): thin, the rules are `services.uploads`'.
 
-`PUT /upload/<id>/file/<n>` is async: its body is written to the staged file as it arrives, a
-megabyte at a time in a worker thread (the write and the sha256 run outside the event loop, and
-overlap with receiving the next megabyte: one write in flight, in order), so memory stays flat
-(about two megabytes a request) whatever the file's size. The megabyte stays the list of chunks
-the server read (never joined: a join is one more copy of every byte, and the CPU a shared
-machine gives the server is what bounds an upload's speed, see bench/RESULTS.md). A client
-that goes away mid-body keeps every byte that arrived; a full disk is a 507 that keeps them too.
+`PUT /upload/<id>/file/<n>` is async. Under `bl serve` (plain HTTP, a body of a megabyte or
+more) its body is read from the socket in a worker thread (`socketbody`: one thread call per
+body, the write and the sha256 overlapping the next megabyte's receive); otherwise it arrives
+through ASGI `receive` and is written a megabyte at a time in a worker thread (one write in
+flight, in order; the megabyte stays the list of chunks the server read, never joined: a join
+is one more copy of every byte). Either way memory stays flat (about two megabytes a request)
+whatever the file's size, and the CPU a shared machine gives the server is what bounds an
+upload's speed (bench/RESULTS.md). A client that goes away mid-body, or stays silent
+`socketbody.IDLE_TIMEOUT` seconds, keeps every byte that arrived; a full disk is a 507 that
+keeps them too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
 from brainlife.server.services import datasets, uploads
+from brainlife.server.socketbody import socket_body
 from brainlife.wire import UploadSession, routes
 
 router = APIRouter()
@@ -81,6 +85,20 @@ async def put_file(
         request.headers.get("content-range"),
         request.headers.get("content-length"),
     )
+    try:
+        direct = socket_body(request.scope)
+        if direct is None or not await direct.read_into(write.write):
+            await _receive_body(request, write)
+    finally:
+        write.close()
+    await run_in_threadpool(uploads.finish_write, session, archive, write)
+    upload = await run_in_threadpool(uploads.get_upload, session, user, upload_id)
+    return await run_in_threadpool(_state, session, archive, upload)
+
+
+async def _receive_body(request: Request, write: uploads.FileWrite) -> None:
+    """The body through ASGI `receive`, written a batch at a time in worker threads (the
+    path of TLS connections, small bodies, and servers other than `bl serve`)."""
     pending: list[bytes] = []
     size = 0
     in_flight: asyncio.Future[None] | None = None
@@ -105,10 +123,6 @@ async def put_file(
         if in_flight is not None:  # never close the file under a running write
             with contextlib.suppress(BaseException):
                 await in_flight
-        write.close()
-    await run_in_threadpool(uploads.finish_write, session, archive, write)
-    upload = await run_in_threadpool(uploads.get_upload, session, user, upload_id)
-    return await run_in_threadpool(_state, session, archive, upload)
 
 
 @router.put(routes.UPLOAD_FILE_SHA256.path, response_model=None)

@@ -528,7 +528,7 @@ class FileWrite:
                 for chunk in iter(lambda: fh.read(CHUNK), b""):
                     self.hasher.update(chunk)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         room = self.end - self.start - self.written
         extra = len(data) > room
         view = memoryview(data)[:room] if extra else memoryview(data)
