@@ -17,11 +17,11 @@ from tests.conftest import TEST_PASSWORD_COST, LiveServer
 
 def test_the_delay_is_one_second_unless_a_test_server_sets_it(monkeypatch, tmp_path):
     monkeypatch.delenv(serve.FAILED_LOGIN_DELAY_ENV, raising=False)
-    assert serve._settings(tmp_path, None).failed_login_delay == 1.0
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 1.0
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, "0")
-    assert serve._settings(tmp_path, None).failed_login_delay == 0.0
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 0.0
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, "0.25")
-    assert serve._settings(tmp_path, None).failed_login_delay == 0.25
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 0.25
 
 
 def _refused(tmp_path, env: dict[str, str]) -> str:
@@ -44,8 +44,7 @@ def test_a_bad_delay_stops_bl_serve_with_a_message_not_a_traceback(tmp_path, mon
     # each value in process (what `bl serve` runs, up to the point it refuses) ...
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, value)
     with pytest.raises(SystemExit) as refused:
-        serve.run(data_dir=tmp_path / "d", host="127.0.0.1", port=0, tls=False, demo=False,
-                  database_url=None)  # fmt: skip
+        serve.run(serve.ServeOptions(data_dir=tmp_path / "d", port=0))
     message = f"{serve.FAILED_LOGIN_DELAY_ENV}={value!r} must be a number of seconds"
     assert message in str(refused.value.code)
     assert not (tmp_path / "d").exists()  # refused before the archive was opened
