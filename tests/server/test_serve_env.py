@@ -5,6 +5,7 @@ microseconds of CPU: both only ever for test servers, the defaults never weaker.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -115,3 +116,21 @@ def test_test_servers_say_they_hash_cheaply_and_their_demo_accounts_are_cheap(
         hashes = session.query(User.password_hash).all()
     archive.engine.dispose()
     assert hashes and {_cost(h) for (h,) in hashes} == {"m=8,t=1,p=1"}
+
+
+def test_bl_serve_hands_every_option_to_serve_options_with_the_same_defaults(monkeypatch):
+    """`bl serve` builds `ServeOptions(**options)` from click's parsed values: a new option
+    without its field (or a field whose default differs from the option's) is caught here, not
+    by the first researcher starting a server."""
+    from brainlife.cli.cmd_serve import serve as command
+
+    for name in ("BL_DATA_DIR", "BL_DATABASE_URL", "BL_STORE", "BL_SIGNING_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(serve.FORWARDED_ALLOW_IPS_ENV, raising=False)
+    fields = [f.name for f in dataclasses.fields(serve.ServeOptions)]
+    assert sorted(p.name for p in command.params if p.name) == sorted(fields)
+    parsed = command.make_context("serve", []).params
+    assert serve.ServeOptions(**parsed) == serve.ServeOptions()
+    given = command.make_context("serve", ["--port", "9", "--tls-name", "a", "--no-extensions"])
+    options = serve.ServeOptions(**given.params)
+    assert (options.port, options.tls_names, options.no_extensions) == (9, ("a",), True)
