@@ -127,7 +127,7 @@ def test_an_unusable_key_file_stops_the_replica_before_it_opens_anything(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    from brainlife.server.serve import run
+    from brainlife.server.serve import ServeOptions, run
 
     path = tmp_path / "key.pem"
     if content == "ec":
@@ -146,15 +146,7 @@ def test_an_unusable_key_file_stops_the_replica_before_it_opens_anything(
         path.write_bytes(content)
     data = tmp_path / "data"
     with pytest.raises(SystemExit, match=message):
-        run(
-            data_dir=data,
-            host="127.0.0.1",
-            port=0,
-            tls=False,
-            demo=False,
-            database_url=None,
-            key_file=path,
-        )
+        run(ServeOptions(data_dir=data, port=0, key_file=path))
     assert not (data / "archive.sqlite3").exists() and not (data / "keys").exists()
 
 

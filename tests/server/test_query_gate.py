@@ -194,7 +194,7 @@ def test_bl_serve_query_slots_reach_every_worker(monkeypatch, empty_archive_dir,
         assert app.state.query_gate.slots == 3
     finally:
         app.state.archive.engine.dispose()
-    assert serve._settings(data_dir, None, query_slots=7).query_slots == 7
+    assert serve._settings(serve.ServeOptions(data_dir=data_dir, query_slots=7)).query_slots == 7
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "many"])

@@ -5,6 +5,7 @@ microseconds of CPU: both only ever for test servers, the defaults never weaker.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -17,11 +18,11 @@ from tests.conftest import TEST_PASSWORD_COST, LiveServer
 
 def test_the_delay_is_one_second_unless_a_test_server_sets_it(monkeypatch, tmp_path):
     monkeypatch.delenv(serve.FAILED_LOGIN_DELAY_ENV, raising=False)
-    assert serve._settings(tmp_path, None).failed_login_delay == 1.0
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 1.0
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, "0")
-    assert serve._settings(tmp_path, None).failed_login_delay == 0.0
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 0.0
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, "0.25")
-    assert serve._settings(tmp_path, None).failed_login_delay == 0.25
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).failed_login_delay == 0.25
 
 
 def _refused(tmp_path, env: dict[str, str]) -> str:
@@ -44,8 +45,7 @@ def test_a_bad_delay_stops_bl_serve_with_a_message_not_a_traceback(tmp_path, mon
     # each value in process (what `bl serve` runs, up to the point it refuses) ...
     monkeypatch.setenv(serve.FAILED_LOGIN_DELAY_ENV, value)
     with pytest.raises(SystemExit) as refused:
-        serve.run(data_dir=tmp_path / "d", host="127.0.0.1", port=0, tls=False, demo=False,
-                  database_url=None)  # fmt: skip
+        serve.run(serve.ServeOptions(data_dir=tmp_path / "d", port=0))
     message = f"{serve.FAILED_LOGIN_DELAY_ENV}={value!r} must be a number of seconds"
     assert message in str(refused.value.code)
     assert not (tmp_path / "d").exists()  # refused before the archive was opened
@@ -116,3 +116,21 @@ def test_test_servers_say_they_hash_cheaply_and_their_demo_accounts_are_cheap(
         hashes = session.query(User.password_hash).all()
     archive.engine.dispose()
     assert hashes and {_cost(h) for (h,) in hashes} == {"m=8,t=1,p=1"}
+
+
+def test_bl_serve_hands_every_option_to_serve_options_with_the_same_defaults(monkeypatch):
+    """`bl serve` builds `ServeOptions(**options)` from click's parsed values: a new option
+    without its field (or a field whose default differs from the option's) is caught here, not
+    by the first researcher starting a server."""
+    from brainlife.cli.cmd_serve import serve as command
+
+    for name in ("BL_DATA_DIR", "BL_DATABASE_URL", "BL_STORE", "BL_SIGNING_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(serve.FORWARDED_ALLOW_IPS_ENV, raising=False)
+    fields = [f.name for f in dataclasses.fields(serve.ServeOptions)]
+    assert sorted(p.name for p in command.params if p.name) == sorted(fields)
+    parsed = command.make_context("serve", []).params
+    assert serve.ServeOptions(**parsed) == serve.ServeOptions()
+    given = command.make_context("serve", ["--port", "9", "--tls-name", "a", "--no-extensions"])
+    options = serve.ServeOptions(**given.params)
+    assert (options.port, options.tls_names, options.no_extensions) == (9, ("a",), True)

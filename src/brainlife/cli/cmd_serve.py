@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -112,48 +113,11 @@ from brainlife.cli._common import data_dir_option, server_packages
     "X-Forwarded-For/-Proto/-Host are believed: the client address of the login limits, the "
     "URL in download scripts, Secure cookies. Default: none.",
 )
-def serve(
-    data_dir: Path | None,
-    host: str,
-    port: int,
-    tls: bool,
-    tls_names: tuple[str, ...],
-    demo: bool,
-    database_url: str | None,
-    workers: int,
-    no_extensions: bool,
-    query_timeout: float | None,
-    query_slots: int | None,
-    allow_signup: bool,
-    max_token_days: float | None,
-    store_url: str | None,
-    s3_endpoint: str | None,
-    presign_seconds: int | None,
-    key_file: Path | None,
-    forwarded_allow_ips: tuple[str, ...],
-) -> None:
+def serve(**options: Any) -> None:
     """Start the archive server (brainlife.io's /api/auth, /api/warehouse, /api/amaretti)."""
-    if s3_endpoint and not store_url:
+    if options["s3_endpoint"] and not options["store_url"]:
         raise click.UsageError("--s3-endpoint goes with --store s3://BUCKET")
     with server_packages("bl serve"):
-        from brainlife.server.serve import run
-    run(
-        data_dir=data_dir,
-        host=host,
-        port=port,
-        tls=tls,
-        tls_names=list(tls_names),
-        demo=demo,
-        database_url=database_url,
-        workers=workers,
-        extensions=not no_extensions,
-        query_timeout=query_timeout,
-        query_slots=query_slots,
-        allow_signup=allow_signup,
-        max_token_days=max_token_days,
-        store_url=store_url,
-        s3_endpoint=s3_endpoint,
-        presign_seconds=presign_seconds,
-        key_file=key_file,
-        forwarded_allow_ips=list(forwarded_allow_ips),
-    )
+        from brainlife.server.serve import ServeOptions, run
+    # the parameters are `ServeOptions`' fields: declared, typed and documented there
+    run(ServeOptions(**options))

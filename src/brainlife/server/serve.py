@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from brainlife.server.settings import Settings
+
+_N = TypeVar("_N", int, float)
 
 #: Seconds a failed login waits (`Settings.failed_login_delay`), for test servers only: a test
 #: that sends many wrong passwords (the schema fuzzer, the lockout tests) sets it to 0 rather than
@@ -64,40 +68,54 @@ def _password_cost() -> str | None:
     return name
 
 
-def _settings(
-    data_dir: Path | None,
-    database_url: str | None,
-    extensions: bool = True,
-    query_timeout: float | None = None,
-    allow_signup: bool = False,
-    max_token_days: float | None = None,
-    store_url: str | None = None,
-    s3_endpoint: str | None = None,
-    presign_seconds: int | None = None,
-    key_file: Path | None = None,
-    forwarded_allow_ips: tuple[str, ...] = (),
-    query_slots: int | None = None,
-) -> Settings:
+@dataclass(frozen=True)
+class ServeOptions:
+    """`bl serve`'s options as its command parsed them (the field names are its parameter
+    names), in one typed object: the CLI cannot import the server at module level, so the
+    options are declared here, once, and travel whole from the command to `run` and
+    `_settings` (or, for `--workers` processes, through the environment: `app_factory`)."""
+
+    data_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls: bool = False
+    tls_names: tuple[str, ...] = ()
+    demo: bool = False
+    database_url: str | None = None
+    workers: int = 1
+    no_extensions: bool = False
+    query_timeout: float | None = None
+    query_slots: int | None = None
+    allow_signup: bool = False
+    max_token_days: float | None = None
+    store_url: str | None = None
+    s3_endpoint: str | None = None
+    presign_seconds: int | None = None
+    key_file: Path | None = None
+    forwarded_allow_ips: tuple[str, ...] = ()
+
+
+def _settings(options: ServeOptions) -> Settings:
     kwargs: dict[str, Any] = {
-        "forwarded_allow_ips": forwarded_allow_ips,
-        "store_url": store_url,
-        "s3_endpoint": s3_endpoint,
-        "database_url": database_url,
-        "extensions": extensions,
-        "allow_signup": allow_signup,
+        "forwarded_allow_ips": _forwarded_allow_ips(options.forwarded_allow_ips),
+        "store_url": options.store_url,
+        "s3_endpoint": options.s3_endpoint,
+        "database_url": options.database_url,
+        "extensions": not options.no_extensions,
+        "allow_signup": options.allow_signup,
     }
-    if max_token_days is not None:
-        kwargs["max_token_days"] = max_token_days
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
-    if query_timeout is not None:
-        kwargs["query_timeout"] = query_timeout
-    if presign_seconds is not None:
-        kwargs["presign_seconds"] = presign_seconds
-    if key_file is not None:
-        kwargs["signing_key_file"] = key_file.expanduser().resolve()
-    if query_slots is not None:
-        kwargs["query_slots"] = query_slots
+    if options.max_token_days is not None:
+        kwargs["max_token_days"] = options.max_token_days
+    if options.data_dir is not None:
+        kwargs["data_dir"] = options.data_dir
+    if options.query_timeout is not None:
+        kwargs["query_timeout"] = options.query_timeout
+    if options.presign_seconds is not None:
+        kwargs["presign_seconds"] = options.presign_seconds
+    if options.key_file is not None:
+        kwargs["signing_key_file"] = options.key_file.expanduser().resolve()
+    if options.query_slots is not None:
+        kwargs["query_slots"] = options.query_slots
     delay = _failed_login_delay()
     if delay is not None:
         kwargs["failed_login_delay"] = delay
@@ -112,31 +130,28 @@ def app_factory() -> Any:
     from brainlife.server.app import create_app
 
     _password_cost()
+    env = os.environ.get
     return create_app(
         _settings(
-            None,
-            os.environ.get("BL_DATABASE_URL") or None,
-            extensions=os.environ.get("BL_NO_EXTENSIONS") != "1",
-            query_timeout=float(os.environ["BL_QUERY_TIMEOUT"])
-            if os.environ.get("BL_QUERY_TIMEOUT")
-            else None,
-            allow_signup=os.environ.get("BL_ALLOW_SIGNUP") == "1",
-            max_token_days=float(os.environ["BL_MAX_TOKEN_DAYS"])
-            if os.environ.get("BL_MAX_TOKEN_DAYS")
-            else None,
-            store_url=os.environ.get("BL_STORE") or None,
-            s3_endpoint=os.environ.get("BL_S3_ENDPOINT") or None,
-            presign_seconds=int(os.environ["BL_PRESIGN_SECONDS"])
-            if os.environ.get("BL_PRESIGN_SECONDS")
-            else None,
-            forwarded_allow_ips=_forwarded_allow_ips(
-                [os.environ.get(FORWARDED_ALLOW_IPS_ENV) or ""]
-            ),
-            query_slots=int(os.environ["BL_QUERY_SLOTS"])
-            if os.environ.get("BL_QUERY_SLOTS")
-            else None,
+            ServeOptions(
+                database_url=env("BL_DATABASE_URL") or None,
+                no_extensions=env("BL_NO_EXTENSIONS") == "1",
+                query_timeout=_number(float, env("BL_QUERY_TIMEOUT")),
+                allow_signup=env("BL_ALLOW_SIGNUP") == "1",
+                max_token_days=_number(float, env("BL_MAX_TOKEN_DAYS")),
+                store_url=env("BL_STORE") or None,
+                s3_endpoint=env("BL_S3_ENDPOINT") or None,
+                presign_seconds=_number(int, env("BL_PRESIGN_SECONDS")),
+                forwarded_allow_ips=(env(FORWARDED_ALLOW_IPS_ENV) or "",),
+                query_slots=_number(int, env("BL_QUERY_SLOTS")),
+            )
         )
     )
+
+
+def _number(kind: Callable[[str], _N], text: str | None) -> _N | None:
+    """An option `run` put in the environment for `--workers` processes; None when unset."""
+    return kind(text) if text else None
 
 
 #: `--forwarded-allow-ips` as the environment gives it (the flag's default, and how it travels
@@ -144,7 +159,7 @@ def app_factory() -> Any:
 FORWARDED_ALLOW_IPS_ENV = "BL_FORWARDED_ALLOW_IPS"
 
 
-def _forwarded_allow_ips(values: list[str]) -> tuple[str, ...]:
+def _forwarded_allow_ips(values: Iterable[str]) -> tuple[str, ...]:
     from brainlife.server.proxy import parse_trusted
 
     try:
@@ -176,54 +191,22 @@ def _first_admin_hint(archive: Any, settings: Settings, database_url: str | None
     say("  (then 'bl login --username NAME'; run 'bl serve --demo' for a demo world instead)")
 
 
-def run(
-    *,
-    data_dir: Path | None,
-    host: str,
-    port: int,
-    tls: bool,
-    demo: bool,
-    database_url: str | None,
-    workers: int = 1,
-    extensions: bool = True,
-    tls_names: list[str] | None = None,
-    query_timeout: float | None = None,
-    allow_signup: bool = False,
-    max_token_days: float | None = None,
-    store_url: str | None = None,
-    s3_endpoint: str | None = None,
-    presign_seconds: int | None = None,
-    key_file: Path | None = None,
-    forwarded_allow_ips: list[str] | None = None,
-    query_slots: int | None = None,
-) -> None:
+def run(options: ServeOptions) -> None:
+    """Open (and migrate) the archive `options` name, maybe build the demo, serve it."""
     import uvicorn
 
     from brainlife.server.app import create_app
     from brainlife.server.archive import open_archive
 
-    settings = _settings(
-        data_dir,
-        database_url,
-        extensions,
-        query_timeout,
-        allow_signup,
-        max_token_days,
-        store_url,
-        s3_endpoint,
-        presign_seconds,
-        key_file,
-        _forwarded_allow_ips(forwarded_allow_ips or []),
-        query_slots,
-    )
+    settings = _settings(options)
     cost = _password_cost()
     from brainlife.server.tokens import SigningKeyError
 
-    if store_url:
+    if options.store_url:
         from brainlife.server.s3store import StoreUnavailable, parse_store_url
 
         try:
-            parse_store_url(store_url)
+            parse_store_url(options.store_url)
             archive = open_archive(settings)
         except (ValueError, StoreUnavailable) as exc:
             raise SystemExit(f"Error: {exc}") from None
@@ -240,8 +223,8 @@ def run(
             f"({PASSWORD_COST_ENV}, meant for test servers)"
         )
     say(f"bl serve: data directory {settings.data_dir}")
-    if store_url:
-        say(f"bl serve: file bytes in {store_url} (per-file downloads redirect to it)")
+    if options.store_url:
+        say(f"bl serve: file bytes in {options.store_url} (per-file downloads redirect to it)")
     if settings.signing_key is not None:
         say("bl serve: tokens signed with the key of BL_SIGNING_KEY")
     elif settings.signing_key_file is not None:
@@ -256,7 +239,7 @@ def run(
             f"WARNING: failed logins are answered after {settings.failed_login_delay:g} s "
             f"({FAILED_LOGIN_DELAY_ENV}, meant for test servers)"
         )
-    if demo:
+    if options.demo:
         from brainlife.server.demo import DEMO_ACCOUNTS, DemoIncomplete, build_demo
 
         with archive.session() as session:
@@ -269,15 +252,16 @@ def run(
             "WARNING: demo accounts, for the demo only (password = username): "
             + ", ".join(DEMO_ACCOUNTS)
         )
-    _first_admin_hint(archive, settings, database_url, say)
-    if allow_signup:
+    _first_admin_hint(archive, settings, options.database_url, say)
+    if options.allow_signup:
         say("bl serve: sign-up is on: anyone reaching this server can create an account")
+    address = f"{options.host}:{options.port}"
     ssl: dict[str, Any] = {}
     scheme = "http"
-    if tls:
+    if options.tls:
         from brainlife.server.tls import default_names, ensure_certificate
 
-        names = tls_names or default_names(host)
+        names = list(options.tls_names) or default_names(options.host)
         cert, key, replaced = ensure_certificate(settings.data_dir / "tls", names)
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         scheme = "https"
@@ -287,19 +271,19 @@ def run(
                 "the old one must be given the new one"
             )
         say(f"bl serve: TLS certificate {cert} for {', '.join(names)}")
-        say(f"  official CLI: export BLHOST={host}:{port} NODE_EXTRA_CA_CERTS={cert}")
-        say(f"  our bl:       export BLHOST=https://{host}:{port} BL_CA_BUNDLE={cert}")
+        say(f"  official CLI: export BLHOST={address} NODE_EXTRA_CA_CERTS={cert}")
+        say(f"  our bl:       export BLHOST=https://{address} BL_CA_BUNDLE={cert}")
     else:
-        say(f"  our bl:       export BLHOST=http://{host}:{port}")
-    if not extensions:
+        say(f"  our bl:       export BLHOST=http://{address}")
+    if options.no_extensions:
         say("bl serve: extension routes off (manifests, per-file downloads): brainlife.io's only")
-    say(f"bl serve: listening on {scheme}://{host}:{port} (Ctrl-C stops)")
+    say(f"bl serve: listening on {scheme}://{address} (Ctrl-C stops)")
     from brainlife.server.httpproto import BoundedHttpToolsProtocol
 
     common = {
         "http": BoundedHttpToolsProtocol,
-        "host": host,
-        "port": port,
+        "host": options.host,
+        "port": options.port,
         "log_level": "warning",
         "access_log": False,
         "timeout_keep_alive": 30,
@@ -307,31 +291,33 @@ def run(
         "proxy_headers": False,
         **ssl,
     }
-    if workers > 1:
+    if options.workers > 1:
         os.environ["BL_DATA_DIR"] = str(settings.data_dir)
-        if database_url:
-            os.environ["BL_DATABASE_URL"] = database_url
-        if not extensions:
+        if options.database_url:
+            os.environ["BL_DATABASE_URL"] = options.database_url
+        if options.no_extensions:
             os.environ["BL_NO_EXTENSIONS"] = "1"
-        if query_timeout is not None:
-            os.environ["BL_QUERY_TIMEOUT"] = str(query_timeout)
-        if allow_signup:
+        if options.query_timeout is not None:
+            os.environ["BL_QUERY_TIMEOUT"] = str(options.query_timeout)
+        if options.allow_signup:
             os.environ["BL_ALLOW_SIGNUP"] = "1"
-        if max_token_days is not None:
-            os.environ["BL_MAX_TOKEN_DAYS"] = str(max_token_days)
-        if store_url:
-            os.environ["BL_STORE"] = store_url
-        if s3_endpoint:
-            os.environ["BL_S3_ENDPOINT"] = s3_endpoint
-        if presign_seconds is not None:
-            os.environ["BL_PRESIGN_SECONDS"] = str(presign_seconds)
+        if options.max_token_days is not None:
+            os.environ["BL_MAX_TOKEN_DAYS"] = str(options.max_token_days)
+        if options.store_url:
+            os.environ["BL_STORE"] = options.store_url
+        if options.s3_endpoint:
+            os.environ["BL_S3_ENDPOINT"] = options.s3_endpoint
+        if options.presign_seconds is not None:
+            os.environ["BL_PRESIGN_SECONDS"] = str(options.presign_seconds)
         if settings.signing_key_file is not None and settings.signing_key is None:
             os.environ["BL_SIGNING_KEY_FILE"] = str(settings.signing_key_file)
         if settings.forwarded_allow_ips:
             os.environ[FORWARDED_ALLOW_IPS_ENV] = ",".join(settings.forwarded_allow_ips)
-        if query_slots is not None:
-            os.environ["BL_QUERY_SLOTS"] = str(query_slots)
+        if options.query_slots is not None:
+            os.environ["BL_QUERY_SLOTS"] = str(options.query_slots)
         archive.engine.dispose()
-        uvicorn.run("brainlife.server.serve:app_factory", factory=True, workers=workers, **common)
+        uvicorn.run(
+            "brainlife.server.serve:app_factory", factory=True, workers=options.workers, **common
+        )
     else:
         uvicorn.run(create_app(settings, archive=archive), **common)
