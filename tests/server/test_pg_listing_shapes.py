@@ -6,7 +6,8 @@ query's:
   no object of the project is visited;
 - a tag listing pinned to project, removed and datatype: the page is read from one range of
   `dataset_tag_search`, its totals counted there without reading `datasets`;
-- `meta.subject` across projects: page and totals from `(subject, removed, id)`.
+- `meta.subject` across projects: page and totals from `(subject, removed, id)`;
+- (either engine) a page's arrays are read in one statement.
 
 Against a real PostgreSQL (the `admin_url` of test_postgresql). The same finds run on both
 engines, with results compared to the plain SQL, in test_dataset_totals.
@@ -184,3 +185,42 @@ def test_a_subject_across_projects_uses_the_subject_index(pg_archive: Any) -> No
     # the page walks the subject's objects in `_id` order (the totals' plan depends on size)
     assert "Index Scan using ix_datasets_subject_removed_id" in plans[0], plans
     assert w["hidden"]
+
+
+def test_a_page_reads_its_arrays_in_one_statement(archive: Any) -> None:
+    """`dataset_documents` of a page: one round trip for the three arrays (each is a scheduler
+    wake-up on a loaded machine), with every array in its stored order, on either engine."""
+    from brainlife.server.services import datasets
+
+    with archive.session() as s:
+        mine = f.project(s, access="private", members=[MEMBER])
+        t1w = f.datatype(s, name="neuro/anat/t1w")
+        pub = f.publication(s, mine, releases=["1", "2"])
+        releases = [r.id for r in pub.releases]
+        rows = [
+            f.dataset(
+                s,
+                mine,
+                t1w,
+                tags=["z", "a", "m"][: i % 4],
+                datatype_tags=["y", "x"][: i % 3],
+                publications=releases[::-1][: i % 3],
+            )
+            for i in range(12)
+        ]
+        s.commit()
+        seen: list[str] = []
+
+        def record(_c: Any, _cur: Any, stmt: str, *_rest: Any) -> None:
+            seen.append(stmt)
+
+        event.listen(archive.engine, "before_cursor_execute", record)
+        try:
+            docs = datasets.dataset_documents(s, rows)
+        finally:
+            event.remove(archive.engine, "before_cursor_execute", record)
+    assert len(seen) == 1, seen
+    for i, doc in enumerate(docs):
+        assert doc["tags"] == ["z", "a", "m"][: i % 4]
+        assert doc["datatype_tags"] == ["y", "x"][: i % 3]
+        assert doc["publications"] == releases[::-1][: i % 3]

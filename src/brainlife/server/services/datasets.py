@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, select, union_all
 from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
@@ -161,16 +161,29 @@ NO_ARRAYS = (
 
 
 def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Document]:
-    """Documents for many data objects, with their arrays read in three indexed queries
-    (cheaper than loading an ORM object per tag)."""
+    """Documents for many data objects, with their arrays read in indexed queries (one for a
+    page, three for more; cheaper than loading an ORM object per tag)."""
     arrays = {row.id: documents.DatasetArrays() for row in rows}
     ids = list(arrays)
-    if ids:
-        for table, col, attr in (
-            (DatasetTag, DatasetTag.tag, "tags"),
-            (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
-            (DatasetPublication, DatasetPublication.release_id, "publications"),
-        ):
+    tables: tuple[tuple[Any, Any, str], ...] = (
+        (DatasetTag, DatasetTag.tag, "tags"),
+        (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
+        (DatasetPublication, DatasetPublication.release_id, "publications"),
+    )
+    if ids and len(ids) <= _ONE_QUERY:
+        # a page: the three arrays in one statement, one round trip to the database instead
+        # of three (each costs a scheduler wake-up on a loaded machine)
+        parts = [
+            select(literal(i).label("k"), t.dataset_id, col.label("v"), t.pos).where(
+                t.dataset_id.in_(ids)
+            )
+            for i, (t, col, _attr) in enumerate(tables)
+        ]
+        one = union_all(*parts).order_by(*map(literal_column, ("k", "dataset_id", "pos")))
+        for k, dataset_id, value, _pos in session.execute(one):
+            getattr(arrays[dataset_id], tables[k][2]).append(value)
+    elif ids:
+        for table, col, attr in tables:
             stmt = (
                 select(table.dataset_id, col)
                 .where(table.dataset_id.in_(ids))
@@ -179,6 +192,11 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
             for dataset_id, value in session.execute(stmt):
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
+
+
+#: up to this many objects, `dataset_documents` reads the arrays in one statement (three IN
+#: lists of this many ids stay far below either engine's limit of bound parameters)
+_ONE_QUERY = 1000
 
 
 def populate(session: Session, docs: Iterable[Document], fields: Iterable[str]) -> None:
