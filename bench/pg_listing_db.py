@@ -7,8 +7,9 @@ One database per size (`bl_listing_<rows>`) on the server of `--database-url`, b
 missing; the schema comes from the real migrations (`open_archive`), the small tables from
 `listing_db.build_small`. The big tables are loaded with `session_replication_role = replica`
 (no row triggers, no foreign-key checks: the rows come from a consistent archive), then the
-trigger-kept aggregates are filled by migration 0012's own BACKFILL statements, and the tables
-are ANALYZEd (PostgreSQL's autovacuum would do it within a minute of such a load anyway).
+trigger-kept aggregates are filled by migration 0012's own BACKFILL statements (the tag search
+index by 0017's, with the sizes), and the tables are ANALYZEd (PostgreSQL's autovacuum would do
+it within a minute of such a load anyway).
 
     .venv/bin/python bench/pg_listing_db.py postgresql+psycopg://…/postgres [--copies 10]
 """
@@ -80,9 +81,16 @@ def _build(url: str, data_dir: Path, world: listing_db.World, copies: int) -> No
     listing_db.build_small(archive, listing_db._ids(world.n_rows))
     archive.engine.dispose()
     src = sqlite3.connect(f"file:{world.data_dir / 'archive.sqlite3'}?mode=ro", uri=True)
-    backfill = importlib.import_module(
-        "brainlife.server.migrations.versions.0012_postgresql"
-    ).BACKFILL
+    versions = "brainlife.server.migrations.versions."
+    # 0012's fill of the tag search index, as 0017 made it: with each object's size
+    backfill = (
+        *(
+            statement
+            for statement in importlib.import_module(versions + "0012_postgresql").BACKFILL
+            if "INSERT INTO dataset_tag_search" not in statement
+        ),
+        *importlib.import_module(versions + "0017_pg_listing").FILL,
+    )
     with psycopg.connect(_psycopg_url(url)) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("SET TimeZone = 'UTC'")

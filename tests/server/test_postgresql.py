@@ -226,8 +226,9 @@ def _recount(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
     ).all()
     tags = conn.execute(
         text(
-            "SELECT 't', tag, d.project_id, d.removed, d.datatype_id, d.id FROM dataset_tags x"
-            " JOIN datasets d ON d.id = x.dataset_id EXCEPT SELECT * FROM dataset_tag_search"
+            "SELECT 't', tag, d.project_id, d.removed, d.datatype_id, d.id, d.size"
+            " FROM dataset_tags x JOIN datasets d ON d.id = x.dataset_id"
+            " EXCEPT SELECT * FROM dataset_tag_search"
         )
     ).all()
     return [tuple(r) for r in counts], [tuple(r) for r in kept], tags

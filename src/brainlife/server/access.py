@@ -92,15 +92,31 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
     return or_(in_readable, _published())
 
 
-def _published() -> ColumnElement[bool]:
+def readable_rows(
+    principal: Principal, project_id: Any, dataset_id: Any
+) -> ColumnElement[bool] | None:
+    """`readable_datasets` stated over another table's copy of an object's project and id
+    (e.g. `dataset_tag_search`, whose rows carry both): in a readable project, or published.
+    None for a download script's token (its list of objects needs the object row)."""
+    if principal.datasets is not None:
+        return None
+    if principal.is_admin("warehouse"):
+        return true()
+    in_readable = project_id.in_(select(Project.id).where(readable_projects(principal)))
+    return or_(in_readable, _published(dataset_id))
+
+
+def _published(dataset_id: Any = None) -> ColumnElement[bool]:
     """The object is in a release. On PostgreSQL the EXISTS has `OFFSET 0`, which keeps the
     planner from turning it into a hashed subplan: that reads every publication row of the
     archive (80,000 at 1,000,000 objects) for each statement, before the first row, where a
     probe of the primary key per candidate row is what a page of 100 needs."""
-    probe = exists().where(DatasetPublication.dataset_id == Dataset.id)
+    if dataset_id is None:
+        dataset_id = Dataset.id
+    probe = exists().where(DatasetPublication.dataset_id == dataset_id)
     fenced = exists(
         select(DatasetPublication.dataset_id)
-        .where(DatasetPublication.dataset_id == Dataset.id)
+        .where(DatasetPublication.dataset_id == dataset_id)
         .offset(0)
     )
     return per_engine(sqlite=probe, postgresql=fenced)

@@ -332,6 +332,8 @@ class DatasetTagSearch(Base):
     removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     datatype_id: Mapped[str] = mapped_column(String(24), primary_key=True)
     dataset_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    #: the object's `size` (migration 0017_pg_listing): a tag listing's `size` from the range
+    size: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, select, union_all
 from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
@@ -20,7 +20,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams, compile_find
-from brainlife.server.services import dataset_totals
+from brainlife.server.services import dataset_plans, dataset_totals
 from brainlife.server.services.listing import Listing, run_listing
 from brainlife.server.specs import DATASETS
 from brainlife.wire import Document
@@ -59,6 +59,8 @@ def list_datasets(
     correlate: frozenset[str] = frozenset()
     correlate_negations: frozenset[str] = frozenset()
     page_stmt = None
+    span: dataset_plans.TagRange | None = None
+    postgresql = session.get_bind().dialect.name == "postgresql"
     if terms is not None:
         keys = {key for key, value in terms if dataset_totals.is_pin(value)}
         if keys & _NARROWING:
@@ -70,9 +72,25 @@ def list_datasets(
             # a negated array test can only be probed: per narrowed row, not as the set of
             # every object having the value (a release's publications included)
             correlate_negations = _NEGATABLE
+        allowed = dataset_plans.pins(terms)
+        gate = dataset_plans.project_gate(principal, allowed)
+        if gate is not None:
+            access = and_(access, gate)
         pinned = dataset_totals.release_pin(terms)
         if pinned and pinned[0] and not params.sort and not keys & _SELECTIVE:
-            page_stmt = _release_page(pinned[0], pinned[1], access, correlate, correlate_negations)
+            page_stmt = _release_page(
+                pinned[0], pinned[1], access, correlate, correlate_negations, postgresql
+            )
+        if postgresql:
+            span = dataset_plans.tag_range(terms, allowed)
+        if span is not None and page_stmt is None and not params.sort:
+            where = and_(
+                access,
+                compile_find(
+                    DATASETS, find, correlate=correlate, correlate_negations=correlate_negations
+                ),
+            )
+            page_stmt = dataset_plans.tag_page(span, where)
     return run_listing(
         session,
         Dataset,
@@ -85,11 +103,13 @@ def list_datasets(
         correlate=correlate,
         correlate_negations=correlate_negations,
         page_stmt=page_stmt,
+        ids_first=postgresql,
         # the precomputed totals know projects, not a download script's list of objects
         totals=None
         if principal is not None and principal.scoped
         else lambda where: (
             dataset_totals.fast_totals(session, principal, find)
+            or (span and terms and dataset_plans.range_totals(session, principal, span, terms))
             or dataset_totals.tag_totals(session, principal, find, where)
         ),
     )
@@ -110,10 +130,12 @@ def _release_page(
     access: ColumnElement[bool],
     correlate: frozenset[str],
     correlate_negations: frozenset[str],
+    postgresql: bool = False,
 ) -> Select[Any]:
     """The page of a find that pins one release: read in `_id` order from the release's index
     (`dataset_publications (release_id, dataset_id)`), joined to each object by primary key,
-    so that the first 100 matches come without collecting the whole release."""
+    so that the first 100 matches come without collecting the whole release (on PostgreSQL
+    through `dataset_plans.driven_page`, which keeps the planner to that order)."""
     find = {"$and": [{key: value} for key, value in rest]} if rest else {}
     where = and_(
         access,
@@ -123,8 +145,11 @@ def _release_page(
     # with the object only
     pub = aliased(DatasetPublication)
     link = and_(pub.dataset_id == Dataset.id, pub.release_id == release_id)
+    if postgresql:
+        return dataset_plans.driven_page(pub, pub.dataset_id, [pub.release_id == release_id], where)
     # ORDER BY the publication's dataset_id (equal to the object's id): the index order
-    return select(Dataset).join(pub, link).where(where).order_by(pub.dataset_id)
+    stmt = select(Dataset).join(pub, link).where(where).order_by(pub.dataset_id)
+    return stmt.options(*NO_ARRAYS)
 
 
 #: Load options for listings: the arrays are fetched in bulk by `dataset_documents`.
@@ -136,16 +161,29 @@ NO_ARRAYS = (
 
 
 def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Document]:
-    """Documents for many data objects, with their arrays read in three indexed queries
-    (cheaper than loading an ORM object per tag)."""
+    """Documents for many data objects, with their arrays read in indexed queries (one for a
+    page, three for more; cheaper than loading an ORM object per tag)."""
     arrays = {row.id: documents.DatasetArrays() for row in rows}
     ids = list(arrays)
-    if ids:
-        for table, col, attr in (
-            (DatasetTag, DatasetTag.tag, "tags"),
-            (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
-            (DatasetPublication, DatasetPublication.release_id, "publications"),
-        ):
+    tables: tuple[tuple[Any, Any, str], ...] = (
+        (DatasetTag, DatasetTag.tag, "tags"),
+        (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
+        (DatasetPublication, DatasetPublication.release_id, "publications"),
+    )
+    if ids and len(ids) <= _ONE_QUERY:
+        # a page: the three arrays in one statement, one round trip to the database instead
+        # of three (each costs a scheduler wake-up on a loaded machine)
+        parts = [
+            select(literal(i).label("k"), t.dataset_id, col.label("v"), t.pos).where(
+                t.dataset_id.in_(ids)
+            )
+            for i, (t, col, _attr) in enumerate(tables)
+        ]
+        one = union_all(*parts).order_by(*map(literal_column, ("k", "dataset_id", "pos")))
+        for k, dataset_id, value, _pos in session.execute(one):
+            getattr(arrays[dataset_id], tables[k][2]).append(value)
+    elif ids:
+        for table, col, attr in tables:
             stmt = (
                 select(table.dataset_id, col)
                 .where(table.dataset_id.in_(ids))
@@ -154,6 +192,11 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
             for dataset_id, value in session.execute(stmt):
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
+
+
+#: up to this many objects, `dataset_documents` reads the arrays in one statement (three IN
+#: lists of this many ids stay far below either engine's limit of bound parameters)
+_ONE_QUERY = 1000
 
 
 def populate(session: Session, docs: Iterable[Document], fields: Iterable[str]) -> None:

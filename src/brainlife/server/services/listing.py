@@ -37,6 +37,7 @@ def run_listing(
     correlate_negations: frozenset[str] = frozenset(),
     page_stmt: Select[Any] | None = None,
     totals: Callable[[ColumnElement[bool]], tuple[int, int] | None] | None = None,
+    ids_first: bool = False,
 ) -> Listing[Any]:
     """Rows of `model` the caller may see (`access`) that match `params.find`, sorted and paged.
 
@@ -47,9 +48,12 @@ def run_listing(
     Shortcuts a caller may give (each must select exactly what the general query selects):
     `correlate` and `correlate_negations` (array keys whose tests, or negated tests only, use
     correlated EXISTS, see `compile_find`); `page_stmt`,
-    the sorted statement of the page (unpaged) to run instead of the general one; `totals`,
+    the sorted statement of the page (unpaged, with its own load options) to run instead of
+    the general one; `totals`,
     which, given the whole WHERE clause (access and find), returns (count, size) or None to
-    fall back to counting with that clause.
+    fall back to counting with that clause; `ids_first`, for a page after the first in `_id`
+    order: its ids are picked first (on PostgreSQL an index-only walk past the skipped rows)
+    and only the page's own rows are read, not every skipped one.
     """
     where = and_(
         access,
@@ -57,13 +61,18 @@ def run_listing(
             spec, params.find, correlate=correlate, correlate_negations=correlate_negations
         ),
     )
+    paged = False
     if page_stmt is not None:
         stmt = page_stmt
+    elif ids_first and params.skip and not params.sort:
+        ids = page(select(model.id).where(where).order_by(model.id), params).subquery()
+        stmt = select(model).join(ids, model.id == ids.c.id).order_by(model.id)
+        paged = True
     else:
         stmt = select(model).where(where).order_by(*order_by(spec, params.sort, model.id))
-    if options:
+    if options and page_stmt is None:
         stmt = stmt.options(*options)
-    rows = list(session.scalars(page(stmt, params)))
+    rows = list(session.scalars(stmt if paged else page(stmt, params)))
     listing: Listing[Any] = Listing(rows)
     if not count:
         return listing
