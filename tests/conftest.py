@@ -337,64 +337,35 @@ def make_token(archive, username: str, ttl_ms: float = 3600_000) -> str:
 SLOWEST_FIRST = (
     "tests/s3/test_admin_migrate.py",  # 801 s at load average ~15 (wall, summed over its tests)
     "tests/server/test_schemathesis.py",  # 440 s
-    "tests/deploy/test_replicas.py",  # 283 s (+ test_nginx 261 s: one unit, tests/deploy)
     "tests/e2e/test_empty_archive.py",  # 292 s
+    "tests/deploy/test_replicas.py",  # 283 s
+    "tests/deploy/test_nginx.py",  # 261 s
     "tests/server/test_dataset_totals.py",  # 178 s
     "tests/compat/test_official_upload.py",  # 174 s
     "tests/e2e/test_release_loop.py",  # 164 s
     "tests/compat/test_every_command.py",  # 152 s
+    "tests/s3/test_s3_postgres_demo.py",  # 144 s
     "tests/server/test_demo.py",  # 142 s
     "tests/e2e/test_new_archive_path.py",  # 131 s
+    "tests/web/test_browser.py",  # 122 s
+    "tests/compat/test_official_apps.py",  # 122 s
 )
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Scheduling under xdist (`--dist loadgroup --no-loadscope-reorder`, pyproject.toml): the
-    tests of a module that has a fixture of its own wider than a test (a module's `bl serve`, a
-    browser, a built world) stay on one worker, so that fixture is set up once (an
-    `xdist_group` named after the module); every other test is scheduled on its own, wherever a
-    worker is free. The units are handed out in this order: the slowest modules first, then the
-    other grouped ones, then the single tests, which fill the workers' ends so both finish
-    together (with `loadscope` a long module handed out last ran alone for minutes: xdist
-    orders modules by their number of tests, and the slowest have few)."""
+    """Scheduling under xdist (`--dist loadscope --no-loadscope-reorder`, pyproject.toml): a
+    module's tests stay on one worker (its own `bl serve` starts once), and the modules are
+    handed out in collection order, which this makes the slowest first (`SLOWEST_FIRST`), then
+    the others as collected: the many short modules at the end fill both workers' ends, so they
+    finish together. With xdist's default reorder (by number of tests, most first) the slowest
+    modules, which have one or two tests, were handed out last: one worker ran
+    test_schemathesis alone for its last ~15 minutes. (`--dist loadgroup` would let the modules
+    without a fixture of their own go test by test, but xdist 3.8 sets the group on
+    `item._nodeid`, which pytest 9 no longer reads: the groups are silently not formed.)"""
     slow = {path: rank for rank, path in enumerate(SLOWEST_FIRST)}
 
-    def group(item: pytest.Item) -> str | None:
-        """The unit `item` must share a worker with: its module when it uses a fixture of the
-        test tree wider than a test, the directory for a session fixture of a directory's own
-        conftest (tests/deploy's PostgreSQL), else none."""
-        path = item.nodeid.split("::")[0]
-        info = getattr(item, "_fixtureinfo", None)
-        found = None
-        for defs in info.name2fixturedefs.values() if info is not None else ():
-            for fixturedef in defs:
-                base = str(fixturedef.baseid)
-                if not base.startswith("tests"):
-                    continue  # a plugin's
-                if fixturedef.scope == "session":
-                    if base != "tests" and fixturedef.func.__module__.endswith(".conftest"):
-                        return base
-                elif fixturedef.scope in ("module", "class", "package"):
-                    found = path
-        return found
-
-    groups: dict[str, str] = {}  # module -> its unit (a directory's wins over the module's)
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        key = group(item)
-        if key is not None and groups.get(path) in (None, path):
-            groups[path] = key
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        if path in groups:
-            item.add_marker(pytest.mark.xdist_group(groups[path]))
-
-    def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int, int]:
+    def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
         index, item = indexed
-        path = item.nodeid.split("::")[0]
-        if path in slow:
-            return (0, slow[path], index)
-        return (1 if path in groups else 2, 0, index)
+        return (slow.get(item.nodeid.split("::")[0], len(slow)), index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=order)]
