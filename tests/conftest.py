@@ -329,3 +329,43 @@ def make_token(archive, username: str, ttl_ms: float = 3600_000) -> str:
 
     with archive.session() as session:
         return issue_token_for(session, archive, username, ttl_ms=ttl_ms)
+
+
+#: The modules whose tests take longest on one worker (measured: `pytest -n 2 --durations=0`,
+#: setup + call + teardown summed per module), first: see `pytest_collection_modifyitems`. Only
+#: an order: a module missing here still runs, in collection order after these.
+SLOWEST_FIRST = (
+    "tests/s3/test_admin_migrate.py",  # 801 s at load average ~15 (wall, summed over its tests)
+    "tests/server/test_schemathesis.py",  # 440 s
+    "tests/e2e/test_empty_archive.py",  # 292 s
+    "tests/deploy/test_replicas.py",  # 283 s
+    "tests/deploy/test_nginx.py",  # 261 s
+    "tests/server/test_dataset_totals.py",  # 178 s
+    "tests/compat/test_official_upload.py",  # 174 s
+    "tests/e2e/test_release_loop.py",  # 164 s
+    "tests/compat/test_every_command.py",  # 152 s
+    "tests/s3/test_s3_postgres_demo.py",  # 144 s
+    "tests/server/test_demo.py",  # 142 s
+    "tests/e2e/test_new_archive_path.py",  # 131 s
+    "tests/web/test_browser.py",  # 122 s
+    "tests/compat/test_official_apps.py",  # 122 s
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scheduling under xdist (`--dist loadscope --no-loadscope-reorder`, pyproject.toml): a
+    module's tests stay on one worker (its own `bl serve` starts once), and the modules are
+    handed out in collection order, which this makes the slowest first (`SLOWEST_FIRST`), then
+    the others as collected: the many short modules at the end fill both workers' ends, so they
+    finish together. With xdist's default reorder (by number of tests, most first) the slowest
+    modules, which have one or two tests, were handed out last: one worker ran
+    test_schemathesis alone for its last ~15 minutes. (`--dist loadgroup` would let the modules
+    without a fixture of their own go test by test, but xdist 3.8 sets the group on
+    `item._nodeid`, which pytest 9 no longer reads: the groups are silently not formed.)"""
+    slow = {path: rank for rank, path in enumerate(SLOWEST_FIRST)}
+
+    def order(indexed: tuple[int, pytest.Item]) -> tuple[int, int]:
+        index, item = indexed
+        return (slow.get(item.nodeid.split("::")[0], len(slow)), index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]
