@@ -2,8 +2,9 @@
 
 1. one 1 GiB file: `bl data upload` (a subprocess, as a user runs it: start-up, planning, sha256
    of the file, the upload, the server's sha256 and finalize) against `curl -T` of the same file
-   to nginx's WebDAV `PUT` (Debian nginx, `dav_methods PUT`), alternating, 3 runs each. Each
-   `bl` run first changes the file's first bytes, so the archive never already holds it;
+   to nginx's WebDAV `PUT` (Debian nginx, `dav_methods PUT`), alternating, 3 runs each, each
+   from the same page-cache state (`settle`). Each `bl` run first changes the file's first
+   bytes, so the archive never already holds it;
 2. resume after kill -9 at half way: `bl data upload` killed once the server has staged half
    the file, then the same upload again (in-process, so that its byte counts are exact);
 3. peak RSS of the `bl` process tree during the 1 GiB uploads, and of the server (before,
@@ -84,6 +85,30 @@ def touch_head(path: Path, run: int) -> None:
     """New content (and digest) for a run: the first 16 bytes change."""
     with open(path, "r+b") as fh:
         fh.write(f"run{run:013d}".encode())
+
+
+def settle(src: Path) -> None:
+    """The same page-cache state before each timed command: what earlier runs wrote is on disk
+    and out of memory, the source file is in memory.
+
+    Both sides keep what they received (nginx's WebDAV files stay, as the archive's objects
+    do). Without this the two were not treated alike: deleting nginx's file after its run gave
+    its memory back at once, while each object the archive kept grew the page cache into
+    memory this virtual machine had not touched yet, and writing into such memory cost the
+    writer 4 s of system time per GiB against 0.35 s (`dd` of 1 GiB, kept against deleted:
+    docs/decisions.md, "Upload speed"). Dropping the cache needs root; elsewhere the runs go
+    without it and the report says so."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        SETTLE["dropped"] = False
+    with open(src, "rb") as fh:
+        while fh.read(8 << 20):
+            pass
+
+
+SETTLE = {"dropped": True}
 
 
 def env_for(home: Path, url: str, token: str) -> dict[str, str]:
@@ -215,9 +240,10 @@ def main() -> None:
                 curl_runs: list[dict[str, float]] = []
                 for i in range(args.runs):
                     url = f"http://127.0.0.1:{port}/up/big-{i}.bin"
+                    settle(src)
                     curl_runs.append(run_curl(src, url, nginx.pid))
-                    (dav_root / "up" / f"big-{i}.bin").unlink()
                     touch_head(src, i)
+                    settle(src)
                     bl_runs.append(run_bl(src, f"bench{i}", env, server.pid))
                     curl_t, bl_t = curl_runs[-1]["seconds"], bl_runs[-1]["seconds"]
                     say(f"run {i}: curl {curl_t:.2f} s, bl {bl_t:.2f} s")
@@ -255,6 +281,7 @@ def report(r: dict, args: argparse.Namespace) -> None:
     bl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["bl"])
     client_peak = max(x["client_peak_mib"] for x in r["bl"])
     server_peak = max(x["server_peak_mib"] for x in r["bl"])
+    dropped = "dropped" if SETTLE["dropped"] else "NOT dropped (not root)"
     bl_row = "`bl data upload` (whole command: start, sha256, upload, server sha256, finalize)"
     md = f"""## Uploads (issue #10)
 
@@ -267,6 +294,10 @@ def report(r: dict, args: argparse.Namespace) -> None:
 | {bl_row} | {bl_s:.2f} s | {bl_list} | {mib / bl_s:.0f} |
 
 **Ratio (curl time / bl time): {r["ratio"]:.2f}×** (target ≥ 0.7×).
+
+Before each timed command: `sync`, the page cache {dropped},
+the source file read back into memory; nginx keeps each file it received, as the archive keeps
+each object (`settle()` in the script says why).
 
 CPU seconds per run (user + system; client / server), which the shared machine's load turns
 into wall time: curl / nginx {_cpu(r["curl"])}; bl / `bl serve` {_cpu(r["bl"])}.
