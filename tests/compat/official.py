@@ -10,6 +10,12 @@ import subprocess
 from pathlib import Path
 
 CACHE = Path(os.environ.get("BL_TEST_CACHE") or Path("~/.cache/bl-test").expanduser())
+# The environment as the test run was started, taken at import (collection) time: npm needs the
+# machine's own settings (a proxy's CA in NODE_EXTRA_CA_CERTS, its cache, HOME), which every test
+# function runs without (conftest's `_clean_environ`, a per-test HOME). A test that calls
+# install_official_cli() from its body would otherwise fail on a machine behind a TLS proxy
+# (SELF_SIGNED_CERT_IN_CHAIN), as a CI run that scheduled such a test first showed.
+_INSTALL_ENV = dict(os.environ)
 NPM_DIR = CACHE / "npm"
 OFFICIAL_BL = NPM_DIR / "node_modules" / ".bin" / "bl"
 
@@ -31,12 +37,22 @@ def install_official_cli() -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             shutil.rmtree(NPM_DIR, ignore_errors=True)  # a folder from an interrupted install
             partial.mkdir()
-            subprocess.run(
+            done = subprocess.run(
                 [npm, "install", "--no-audit", "--no-fund", "--prefix", str(partial),
                  "brainlife@1.8.2"],
-                check=True,
                 capture_output=True,
+                text=True,
                 timeout=900,
+                env=_INSTALL_ENV,
             )  # fmt: skip
+            if done.returncode != 0:
+                tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+                raise RuntimeError(
+                    f"npm install brainlife@1.8.2 failed ({done.returncode}):\n{tail}"
+                )
             partial.rename(NPM_DIR)
     return OFFICIAL_BL
+
+
+if __name__ == "__main__":  # scripts/test installs it once, before the test workers start
+    print(install_official_cli())
