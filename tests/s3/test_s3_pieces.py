@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,9 +20,8 @@ import pytest
 from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS
 from brainlife.server.demo.world import TP_PROJECT
 from tests.bulk._cli import bl_cmd, summary
-from tests.conftest import start_server, stop_server
 from tests.s3 import radosgw
-from tests.s3.test_s3_serve import Relay, World, server_bytes_written
+from tests.s3.test_s3_serve import World, s3_world, server_bytes_written
 
 s3_env = radosgw.s3_env  # the fixture
 #: four and a half pieces: more pieces than streams, and a short last one
@@ -34,35 +31,7 @@ assert SIZE >= SEGMENTED_MIN and SIZE > STREAMS * PIECE
 
 @pytest.fixture(scope="module")
 def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    bucket = f"bl-test-{secrets.token_hex(6)}"
-    relay = Relay(int(s3_env["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1]))
-    root = tmp_path_factory.mktemp("s3pieces")
-    srv = start_server(
-        root / "data",
-        extra=["--demo", "--store", f"s3://{bucket}", "--s3-endpoint", relay.url,
-               "--presign-seconds", "2"],
-        env=s3_env,
-    )  # fmt: skip
-    home = root / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BL", "AWS_"))}
-    env.update(HOME=str(home), BLHOST=srv.url)
-    login = subprocess.run(
-        bl_cmd("login", "--username", "demo", "--password-stdin"),
-        input="demo\n", env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert login.returncode == 0, login.stderr
-    big = root / "upload"
-    big.mkdir()
-    (big / "t1.nii.gz").write_bytes(os.urandom(SIZE))
-    up = subprocess.run(
-        bl_cmd("data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "s3sub",
-               "-t", "s3pieces", "-j", str(big)),
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert up.returncode == 0, up.stderr
-    yield World(srv, bucket, relay, env)
-    stop_server(srv)
+    yield from s3_world(s3_env, tmp_path_factory.mktemp("s3pieces"), SIZE, "s3pieces")
 
 
 @pytest.fixture(scope="module")

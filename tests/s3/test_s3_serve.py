@@ -160,11 +160,13 @@ def server_bytes_written(pid: int) -> int:
     return int(re.search(r"wchar: (\d+)", io).group(1))  # type: ignore[union-attr]
 
 
-@pytest.fixture(scope="module")
-def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def s3_world(s3_env: dict[str, str], root: Path, size: int, tag: str) -> Iterator[World]:
+    """`bl serve --demo --store s3://<a new bucket>` reaching radosgw through a Relay, `bl`
+    signed in as demo, and one uploaded object of `size` random bytes tagged `tag` (subject
+    s3sub); the server is stopped when the generator is closed. The module fixtures of this
+    file and test_s3_pieces."""
     bucket = f"bl-test-{secrets.token_hex(6)}"
     relay = Relay(int(s3_env["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1]))
-    root = tmp_path_factory.mktemp("s3serve")
     srv = start_server(
         root / "data",
         extra=["--demo", "--store", f"s3://{bucket}", "--s3-endpoint", relay.url,
@@ -183,15 +185,20 @@ def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     assert login.returncode == 0, login.stderr
     big = root / "upload"
     big.mkdir()
-    (big / "t1.nii.gz").write_bytes(os.urandom(BIG))
+    (big / "t1.nii.gz").write_bytes(os.urandom(size))
     up = subprocess.run(
         bl_cmd("data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "s3sub",
-               "-t", "s3big", "-j", str(big)),
+               "-t", tag, "-j", str(big)),
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert up.returncode == 0, up.stderr
     yield World(srv, bucket, relay, env)
     stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from s3_world(s3_env, tmp_path_factory.mktemp("s3serve"), BIG, "s3big")
 
 
 def big_id(world: World) -> str:
