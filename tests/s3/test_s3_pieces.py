@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS
-from brainlife.server.demo.world import TP_PROJECT
 from tests.bulk._cli import bl_cmd, summary
 from tests.s3 import radosgw
-from tests.s3.test_s3_serve import World, s3_world, server_bytes_written
+from tests.s3.test_s3_serve import World, s3_world, server_bytes_written, tagged_id
 
 s3_env = radosgw.s3_env  # the fixture
 #: four and a half pieces: more pieces than streams, and a short last one
@@ -36,14 +35,7 @@ def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def oid(world: World) -> str:
-    r = subprocess.run(
-        bl_cmd("data", "query", "-p", TP_PROJECT, "--tag", "s3pieces", "-j"),
-        env=world.env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
-    assert len(rows) == 1
-    return str(rows[0]["_id"])
+    return tagged_id(world, "s3pieces")
 
 
 def sent_bytes(world: World) -> bytes:

@@ -202,8 +202,13 @@ def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def big_id(world: World) -> str:
+    return tagged_id(world, "s3big")
+
+
+def tagged_id(world: World, tag: str) -> str:
+    """The id of the one object tagged `tag` (the one `s3_world` uploaded), as `bl` finds it."""
     r = subprocess.run(
-        bl_cmd("data", "query", "-p", TP_PROJECT, "--tag", "s3big", "-j"),
+        bl_cmd("data", "query", "-p", TP_PROJECT, "--tag", tag, "-j"),
         env=world.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
