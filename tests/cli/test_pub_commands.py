@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from brainlife.cli.main import cli
 from brainlife.client import Conflict, NotFound
 from brainlife.client._config import write_token_file
+from brainlife.client import ReleaseFilter
 from brainlife.client._queries import release_set
 from tests.fake_server import FakeServer, make_jwt
 
@@ -117,7 +118,7 @@ def test_dry_run(bl, fake: FakeServer) -> None:  # type: ignore[no-untyped-def]
     assert r.exit_code == 0, r.output
     (req,) = fake.calls(f"/api/warehouse/pub/release/{PUB}")
     body = json.loads(req.body)
-    assert body["dry_run"] is True and body["sets"] == [release_set()]
+    assert body["dry_run"] is True and body["sets"] == [release_set(ReleaseFilter())]
     assert "datatype" not in body["sets"][0]  # no --datatype: every datatype
     assert r.output.startswith("Would release 3 data objects (3.1 KB")
     assert r.output.splitlines()[-1].startswith("Nothing was changed")

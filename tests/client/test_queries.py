@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from brainlife.client import DatasetFilter
 from brainlife.client._queries import dataset_find, escape_regex, project_find, pub_find
 
 
@@ -16,11 +19,9 @@ def test_escape_regex_like_the_official() -> None:
 
 def test_dataset_find_full_command_line() -> None:
     # reference §4.3 [tested], with -i and -q in separate clauses (ANDed: our fix)
-    find = dataset_find(
+    filters = DatasetFilter(
         id="5a050ad5d76a2a002737e572",
         query="t1 (x)",
-        datatype_id="DT",
-        project_id="PID",
         tags=["a", "!b"],
         datatype_tags=["acpc", "!x"],
         subject="0008",
@@ -28,6 +29,7 @@ def test_dataset_find_full_command_line() -> None:
         run="2",
         taskid="TID",
     )
+    find = dataset_find(filters, datatype_id="DT", project_id="PID")
     assert find == {
         "removed": False,
         "$and": [
@@ -48,20 +50,48 @@ def test_dataset_find_full_command_line() -> None:
 
 
 def test_dataset_find_each_flag_alone() -> None:
-    assert dataset_find() == {"removed": False}
-    assert dataset_find(id="X") == {"removed": False, "$and": [{"$or": [{"_id": "X"}]}]}
-    assert dataset_find(query="q") == {
+    none = DatasetFilter()
+    assert dataset_find(none) == {"removed": False}
+    assert dataset_find(DatasetFilter(id="X")) == {
+        "removed": False,
+        "$and": [{"$or": [{"_id": "X"}]}],
+    }
+    assert dataset_find(DatasetFilter(query="q")) == {
         "removed": False,
         "$and": [{"$or": [{"name": rx("q")}, {"desc": rx("q")}]}],
     }
-    assert dataset_find(project_id="P") == {"removed": False, "$and": [{"project": "P"}]}
-    assert dataset_find(tags=["!b"]) == {"removed": False, "$and": [{"tags": {"$nin": ["b"]}}]}
+    assert dataset_find(none, project_id="P") == {"removed": False, "$and": [{"project": "P"}]}
+    assert dataset_find(DatasetFilter(tags=["!b"])) == {
+        "removed": False,
+        "$and": [{"tags": {"$nin": ["b"]}}],
+    }
 
 
 def test_dataset_find_pub_drops_removed_and_goes_first() -> None:
-    assert dataset_find(pub="R", subject="0001") == {
+    assert dataset_find(DatasetFilter(pub="R", subject="0001")) == {
         "$and": [{"publications": "R"}, {"meta.subject": "0001"}]
     }
+
+
+def test_dataset_filter_given_leaves_out_what_is_not_set() -> None:
+    assert DatasetFilter().given() == {}
+    assert DatasetFilter(query="", tags=(), project="P", datatype_tags=["x"]).given() == {
+        "project": "P",
+        "datatype_tags": ["x"],
+    }
+
+
+def test_client_takes_a_filter_or_keywords_not_both() -> None:
+    from brainlife.client import Client
+
+    client = Client(host="localhost:1")
+    find = client.dataset_find(DatasetFilter(subject="0001", tags=["a"]))
+    assert find == client.dataset_find(subject="0001", tags=["a"])
+    assert find == {"removed": False, "$and": [{"tags": {"$all": ["a"]}}, {"meta.subject": "0001"}]}
+    with pytest.raises(TypeError, match="not both"):
+        client.dataset_find(DatasetFilter(subject="0001"), tags=["a"])
+    with pytest.raises(TypeError):
+        client.dataset_find(subjects=["0001"])  # a typo is refused, as the keywords were
 
 
 def test_project_find_users_and_search() -> None:

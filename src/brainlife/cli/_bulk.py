@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option, json_flag, option_set
+from brainlife.cli._common import get_client, give_up_option, json_flag, option_set, packed
 from brainlife.cli.main import exit_code_of
 
 if TYPE_CHECKING:
@@ -40,13 +39,7 @@ def transfer_options(f: F) -> F:
     """--layout, --jobs, --existing, --dry-run, --ignore-expiry, --json: given to the command as
     one ``transfer`` argument (a :class:`Transfer`); and --give-up-after (given to the client)."""
     names = [field.name for field in fields(Transfer)]
-
-    @functools.wraps(f)
-    def command(*args: Any, **kwargs: Any) -> Any:
-        transfer = Transfer(**{name: kwargs.pop(name) for name in names})
-        return f(*args, transfer=transfer, **kwargs)
-
-    return _TRANSFER_OPTIONS(cast(F, command))
+    return _TRANSFER_OPTIONS(packed("transfer", Transfer, *names)(f))
 
 
 #: in the order --help lists them; the command gets them as one `Transfer`

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -103,6 +104,36 @@ def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:
         return f
 
     return decorate
+
+
+def packed(name: str, make: Callable[..., Any], *params: str, **renamed: str) -> Callable[[F], F]:
+    """Hands the command its parameters ``params`` (and ``renamed``'s, each as the keyword it
+    names) as one argument ``name``, ``make(**those)``: one typed value (a client filter, a bulk
+    run's settings) passed on whole instead of a long keyword list written in every command.
+    Goes below the options it packs; ``--help`` is unchanged."""
+    keywords = {**{param: param for param in params}, **renamed}
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            value = make(**{field: kwargs.pop(param) for param, field in keywords.items()})
+            return f(*args, **{name: value}, **kwargs)
+
+        return cast(F, command)
+
+    return decorate
+
+
+def packed_filter(kind: str, *params: str, **renamed: str) -> Callable[[F], F]:
+    """:func:`packed` into one ``filters`` argument: the `brainlife.client` filter ``kind``
+    (``DatasetFilter``, ``AppFilter``, ``ReleaseFilter``) its client method takes whole."""
+
+    def make(**fields: Any) -> Any:
+        import brainlife.client  # when the command runs: `bl --help` stays light
+
+        return getattr(brainlife.client, kind)(**fields)
+
+    return packed("filters", make, *params, **renamed)
 
 
 def option_set(*options: Callable[[F], F]) -> Callable[[F], F]:

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import json
 import random
+from typing import TYPE_CHECKING
 
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, query_options, skip_limit_options
+from brainlife.cli._common import (
+    get_client,
+    json_option,
+    packed_filter,
+    query_options,
+    skip_limit_options,
+)
+
+if TYPE_CHECKING:
+    from brainlife.client import AppFilter
 
 
 @click.group()
@@ -41,27 +51,13 @@ def app() -> None:
 )
 @skip_limit_options()
 @json_option
-def app_query(
-    id_: str | None,
-    doi: str | None,
-    query: str | None,
-    inputs: tuple[str, ...],
-    outputs: tuple[str, ...],
-    skip: int,
-    limit: int,
-    as_json: bool,
-) -> None:
+@packed_filter(
+    "AppFilter", "query", "doi", id_="id", inputs="input_datatypes", outputs="output_datatypes"
+)
+def app_query(filters: AppFilter, skip: int, limit: int, as_json: bool) -> None:
     """Query apps (e.g. --input-datatype neuro/anat/t1w)."""
     client = get_client()
-    rows = client.apps(
-        id=id_,
-        query=query,
-        doi=doi,
-        input_datatypes=inputs,
-        output_datatypes=outputs,
-        skip=skip,
-        limit=limit,
-    )
+    rows = client.apps(filters, skip=skip, limit=limit)
     if as_json:
         _output.print_json(rows)
         return

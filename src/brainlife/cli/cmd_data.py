@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,10 +20,14 @@ from brainlife.cli._common import (
     json_option,
     meta_options,
     option_set,
+    packed_filter,
     skip_limit_options,
 )
 from brainlife.cli.cmd_data_curation import data_delete, data_update
 from brainlife.cli.cmd_project_files import download_path, list_s3
+
+if TYPE_CHECKING:
+    from brainlife.client import DatasetFilter
 
 
 @click.group()
@@ -71,6 +75,11 @@ def _filter_options(*, short_datatype: bool) -> Callable[[F], F]:
     )
 
 
+#: the filter options (`_filter_options` and ``--pub``) named as `DatasetFilter`'s fields
+_FILTER_PARAMS = ("query", "datatype", "project", "pub", "subject", "session", "run", "taskid")
+_RENAMED = {"datatype_tag": "datatype_tags", "tag": "tags"}
+
+
 @data.command("query")
 @click.option("-i", "--id", "id_", help="Filter by data object id.")
 @_filter_options(short_datatype=True)
@@ -79,46 +88,18 @@ def _filter_options(*, short_datatype: bool) -> Callable[[F], F]:
 @click.option("--path", "s3_path", help="With --s3: the folder to list (default: the root).")
 @skip_limit_options()
 @json_option
+@packed_filter("DatasetFilter", *_FILTER_PARAMS, id_="id", **_RENAMED)
 def data_query(
-    id_: str | None,
-    query: str | None,
-    datatype: str | None,
-    datatype_tag: tuple[str, ...],
-    tag: tuple[str, ...],
-    project: str | None,
-    pub: str | None,
-    subject: str | None,
-    session: str | None,
-    run: str | None,
-    taskid: str | None,
-    s3: bool,
-    s3_path: str | None,
-    skip: int,
-    limit: int,
-    as_json: bool,
+    filters: DatasetFilter, s3: bool, s3_path: str | None, skip: int, limit: int, as_json: bool
 ) -> None:
     """Query data objects (or, with -p P --s3 [--path FOLDER], list the project's files)."""
     if s3 or s3_path is not None:
-        if not project:
+        if not filters.project:
             raise click.UsageError("--s3 lists a project's files: give the project with -p.")
-        list_s3(project, s3_path, as_json)
+        list_s3(filters.project, s3_path, as_json)
         return
     client = get_client()
-    page = client.query_datasets(
-        id=id_,
-        query=query,
-        datatype=datatype,
-        datatype_tags=datatype_tag,
-        tags=tag,
-        project=project,
-        pub=pub,
-        subject=subject,
-        session=session,
-        run=run,
-        taskid=taskid,
-        skip=skip,
-        limit=limit,
-    )
+    page = client.query_datasets(filters, skip=skip, limit=limit)
     rows = page.datasets
     if as_json:
         _output.print_json(rows)  # the official stdout; what it leaves out is said on stderr
@@ -179,20 +160,12 @@ def data_query(
     help="With -p: a project file (docs/a.pdf), or a folder (docs/; '' for all) to download.",
 )
 @transfer_options
+@packed_filter("DatasetFilter", *_FILTER_PARAMS, **_RENAMED)
 def data_download(
     args: tuple[str, ...],
     id_: tuple[str, ...],
     directory: str | None,
-    query: str | None,
-    datatype: str | None,
-    datatype_tag: tuple[str, ...],
-    tag: tuple[str, ...],
-    project: str | None,
-    subject: str | None,
-    session: str | None,
-    run: str | None,
-    taskid: str | None,
-    pub: str | None,
+    filters: DatasetFilter,
     ids_from: str | None,
     lock: str | None,
     limit: int,
@@ -215,27 +188,15 @@ def data_download(
     once (hard links) and writes DIR/bl-lock.json (see 'bl data verify').
     """
     if files_path is not None:
-        if not project:
+        if not filters.project:
             raise click.UsageError("--path downloads a project's files: give the project with -p.")
-        download_path(project, files_path, directory, transfer.jobs, transfer.as_json)
+        download_path(filters.project, files_path, directory, transfer.jobs, transfer.as_json)
         return
-    filters = {
-        "query": query,
-        "datatype": datatype,
-        "datatype_tags": datatype_tag,
-        "tags": tag,
-        "project": project,
-        "pub": pub,
-        "subject": subject,
-        "session": session,
-        "run": run,
-        "taskid": taskid,
-    }
-    has_filters = any(v not in (None, "", ()) for v in filters.values())
+    has_filters = bool(filters.given())
     ids, directory = _ids_and_directory(
         list(args), list(id_), directory, bool(ids_from or lock or has_filters)
     )
-    _check_release(pub)
+    _check_release(filters.pub)
     if not _is_bulk(transfer, has_filters or bool(ids_from or lock) or len(ids) > 1):
         if not ids:
             raise click.UsageError(
@@ -256,7 +217,7 @@ def data_download(
         ids=ids,
         lock=lock,
         limit=limit or None,
-        **filters,
+        **filters.given(),
     )
 
 

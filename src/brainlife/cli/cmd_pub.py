@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from brainlife.cli import _output
@@ -12,9 +14,13 @@ from brainlife.cli._common import (
     json_flag,
     json_option,
     meta_options,
+    packed_filter,
     query_options,
     skip_limit_options,
 )
+
+if TYPE_CHECKING:
+    from brainlife.client import ReleaseFilter
 
 
 @click.group()
@@ -147,17 +153,21 @@ def pub_create(
     "--dry-run", is_flag=True, help="Show exactly what would be released; change nothing."
 )
 @_doc_json_option
+@packed_filter(
+    "ReleaseFilter",
+    "datatype",
+    "ids",
+    datatype_tag="datatype_tags",
+    tag="tags",
+    subject="subjects",
+    session="sessions",
+    run="runs",
+)
 def pub_release(
     pub_id: str,
     name: str,
     desc: str | None,
-    datatype: str | None,
-    datatype_tag: tuple[str, ...],
-    tag: tuple[str, ...],
-    subject: tuple[str, ...],
-    session: tuple[str, ...],
-    run: tuple[str, ...],
-    ids: tuple[str, ...],
+    filters: ReleaseFilter,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -178,19 +188,7 @@ def pub_release(
             "publications.",
             param_hint="PUB",
         )
-    doc = get_client().release_pub(
-        pub_id,
-        name,
-        desc=desc,
-        datatype=datatype,
-        datatype_tags=datatype_tag,
-        tags=tag,
-        subjects=subject,
-        sessions=session,
-        runs=run,
-        ids=ids,
-        dry_run=dry_run,
-    )
+    doc = get_client().release_pub(pub_id, name, filters, desc=desc, dry_run=dry_run)
     if as_json:
         _output.print_json(doc)
         return

@@ -29,6 +29,7 @@ from brainlife.client._exceptions import (
     UploadRefused,
 )
 from brainlife.client._http import RetryPolicy, Transport
+from brainlife.client._queries import AppFilter, DatasetFilter, ReleaseFilter
 from brainlife.client.transfer.engine import BulkResult, Event, EventHandler
 from brainlife.client.transfer.layout import FIELDS as LAYOUT_FIELDS
 from brainlife.client.transfer.layout import LAYOUT_ALIASES, Layout, LayoutProblem, resolve_layout
@@ -50,6 +51,7 @@ __all__ = [
     "LOCK_NAME",
     "PARTIAL_SUFFIX",
     "ApiError",
+    "AppFilter",
     "AuthError",
     "BrainlifeError",
     "BulkResult",
@@ -58,6 +60,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Conflict",
+    "DatasetFilter",
     "DatasetPage",
     "DiskFullError",
     "DownloadResult",
@@ -75,6 +78,7 @@ __all__ = [
     "PlanObject",
     "Progress",
     "ProtocolError",
+    "ReleaseFilter",
     "RetryPolicy",
     "ServerUnavailable",
     "SourceChanged",

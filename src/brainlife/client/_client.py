@@ -40,9 +40,13 @@ from brainlife.client._exceptions import (
 )
 from brainlife.client._http import HttpClient, RetryPolicy, Transport
 from brainlife.client._queries import (
+    AppFilter,
+    DatasetFilter,
+    ReleaseFilter,
     app_find,
     dataset_find,
     datatype_find,
+    filter_of,
     in_list,
     profile_matches,
     project_find,
@@ -608,33 +612,26 @@ class Client:
         self,
         pub_id: str,
         name: str,
+        filters: ReleaseFilter | None = None,
         *,
         desc: str | None = None,
-        datatype: str | None = None,
-        datatype_tags: Sequence[str] = (),
-        tags: Sequence[str] = (),
-        subjects: Sequence[str] = (),
-        sessions: Sequence[str] = (),
-        runs: Sequence[str] = (),
-        ids: Sequence[str] = (),
         dry_run: bool = False,
+        **fields: Any,
     ) -> Doc:
-        """Freeze the publication's data objects that match these filters (those of
-        :meth:`dataset_find`; ``!tag`` excludes) as a new release ``name``: only ``stored``
+        """Freeze the publication's data objects that match ``filters`` (a
+        :class:`ReleaseFilter`, or its fields as keywords: ``datatype``, ``datatype_tags``,
+        ``tags``, ``subjects``, ``sessions``, ``runs``, ``ids``; ``!tag`` excludes) as a new
+        release ``name``: only ``stored``
         objects of the publication's project that are not removed. The release never changes
         afterwards. With ``dry_run``, nothing is written and the answer says exactly what
         would be released. Returns ``{dry_run, pub, release, count, size, subjects,
         sessions}`` (``release`` is the release's document, ``release["sets"]`` the count and
         size per datatype). Raises :class:`NotFound` when nothing matches, :class:`Conflict`
         when the name is taken. Needs ``bl serve`` (its ``/pub/release`` route)."""
+        filters = filter_of(ReleaseFilter, filters, fields)
+        datatype = filters.datatype
         one = release_set(
-            datatype_id=str(self.resolve_datatype(datatype)["_id"]) if datatype else None,
-            datatype_tags=datatype_tags,
-            tags=tags,
-            subjects=subjects,
-            sessions=sessions,
-            runs=runs,
-            ids=ids,
+            filters, datatype_id=str(self.resolve_datatype(datatype)["_id"]) if datatype else None
         )
         body: Doc = {"name": name, "sets": [one], "dry_run": dry_run}
         if desc is not None:
@@ -655,34 +652,15 @@ class Client:
         return doc
 
     # -- data objects ---------------------------------------------------------------------
-    def dataset_find(
-        self,
-        *,
-        id: str | None = None,
-        query: str | None = None,
-        datatype: str | None = None,
-        datatype_tags: Sequence[str] = (),
-        tags: Sequence[str] = (),
-        project: str | None = None,
-        pub: str | None = None,
-        subject: str | None = None,
-        session: str | None = None,
-        run: str | None = None,
-        taskid: str | None = None,
-    ) -> Doc:
-        """The ``find`` of ``bl data query`` (resolving a datatype name and a project name)."""
+    def dataset_find(self, filters: DatasetFilter | None = None, /, **fields: Any) -> Doc:
+        """The ``find`` of ``bl data query`` (resolving a datatype name and a project name):
+        ``filters``, or the same filters as keywords (``dataset_find(project="P")``)."""
+        filters = filter_of(DatasetFilter, filters, fields)
+        datatype, project = filters.datatype, filters.project
         return dataset_find(
-            id=id,
-            query=query,
-            datatype_tags=datatype_tags,
-            tags=tags,
-            pub=pub,
+            filters,
             datatype_id=str(self.resolve_datatype(datatype)["_id"]) if datatype else None,
             project_id=str(self.resolve_project(project)["_id"]) if project else None,
-            subject=subject,
-            session=session,
-            run=run,
-            taskid=taskid,
         )
 
     def find_datasets(
@@ -697,14 +675,28 @@ class Client:
         return DatasetPage(rows, count if isinstance(count, int) else None, skip, limit)
 
     def query_datasets(
-        self, *, skip: int = 0, limit: int = DEFAULT_LIMIT, **filters: Any
+        self,
+        filters: DatasetFilter | None = None,
+        /,
+        *,
+        skip: int = 0,
+        limit: int = DEFAULT_LIMIT,
+        **fields: Any,
     ) -> DatasetPage:
         """One page of data objects; filters as :meth:`dataset_find`."""
-        return self.find_datasets(self.dataset_find(**filters), skip=skip, limit=limit)
+        return self.find_datasets(self.dataset_find(filters, **fields), skip=skip, limit=limit)
 
-    def iter_datasets(self, *, page_size: int = DEFAULT_LIMIT, **filters: Any) -> Iterator[Doc]:
-        """Every matching data object, fetched page by page as you iterate."""
-        find = self.dataset_find(**filters)
+    def iter_datasets(
+        self,
+        filters: DatasetFilter | None = None,
+        /,
+        *,
+        page_size: int = DEFAULT_LIMIT,
+        **fields: Any,
+    ) -> Iterator[Doc]:
+        """Every matching data object, fetched page by page as you iterate; filters as
+        :meth:`dataset_find`."""
+        find = self.dataset_find(filters, **fields)
         skip = 0
         while True:
             page = self.find_datasets(find, skip=skip, limit=page_size)
@@ -842,17 +834,17 @@ class Client:
     # -- apps and resources ------------------------------------------------------------------
     def apps(
         self,
+        filters: AppFilter | None = None,
+        /,
         *,
-        id: str | None = None,
-        query: str | None = None,
-        doi: str | None = None,
-        input_datatypes: Sequence[str] = (),
-        output_datatypes: Sequence[str] = (),
         skip: int = 0,
         limit: int = DEFAULT_LIMIT,
+        **fields: Any,
     ) -> list[Doc]:
-        """``GET /api/warehouse/app`` as ``bl app query`` asks it. A datatype (name or id)
-        starting with ``!`` excludes the apps taking (giving) it."""
+        """``GET /api/warehouse/app`` as ``bl app query`` asks it: ``filters`` (an
+        :class:`AppFilter`), or its fields as keywords (``apps(query="freesurfer")``). A
+        datatype (name or id) starting with ``!`` excludes the apps taking (giving) it."""
+        filters = filter_of(AppFilter, filters, fields)
 
         def resolved(names: Sequence[str]) -> list[tuple[str, bool]]:
             out = []
@@ -863,11 +855,11 @@ class Client:
             return out
 
         find = app_find(
-            id=id,
-            query=query,
-            doi=doi,
-            inputs=resolved(input_datatypes),
-            outputs=resolved(output_datatypes),
+            id=filters.id,
+            query=filters.query,
+            doi=filters.doi,
+            inputs=resolved(filters.input_datatypes),
+            outputs=resolved(filters.output_datatypes),
         )
         params = {"find": find, "sort": "name", "skip": str(skip), "limit": str(limit)}
         return self._get_list(_urls.APPS, "apps", params)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 __all__ = [
+    "AppFilter",
+    "DatasetFilter",
+    "ReleaseFilter",
     "app_find",
     "dataset_find",
     "datatype_find",
     "escape_regex",
+    "filter_of",
     "id_search_clauses",
     "in_list",
     "profile_matches",
@@ -25,6 +30,7 @@ __all__ = [
     "sub_value",
 ]
 
+_Filter = TypeVar("_Filter")
 _SPECIAL = re.compile(r"[.*+?^${}()|\[\]\\]")
 
 
@@ -121,24 +127,39 @@ def _split_tags(tags: Iterable[str]) -> tuple[list[str], list[str]]:
     return wanted, unwanted
 
 
+@dataclass(frozen=True)
+class DatasetFilter:
+    """Which data objects: the filters of ``bl data query``, one typed value that the CLI's
+    commands hand over whole (``Client.query_datasets(DatasetFilter(project="P"))``; the same
+    names as keywords work too). ``datatype`` and ``project`` are a name or an id (the client
+    resolves them); ``tags`` and ``datatype_tags`` exclude with ``!tag``."""
+
+    id: str | None = None
+    query: str | None = None
+    datatype: str | None = None
+    datatype_tags: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    project: str | None = None
+    pub: str | None = None
+    subject: str | None = None
+    session: str | None = None
+    run: str | None = None
+    taskid: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The filters set (not None, empty text or an empty list), by name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: v for name, v in values.items() if v not in (None, "", (), [])}
+
+
 def dataset_find(
-    *,
-    id: str | None = None,
-    query: str | None = None,
-    datatype_id: str | None = None,
-    datatype_tags: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    project_id: str | None = None,
-    pub: str | None = None,
-    subject: str | None = None,
-    session: str | None = None,
-    run: str | None = None,
-    taskid: str | None = None,
+    filters: DatasetFilter, *, datatype_id: str | None = None, project_id: str | None = None
 ) -> dict[str, Any]:
+    """``bl data query``'s find, with ``filters``' datatype and project given as ids."""
     clauses: list[dict[str, Any]] = []
-    if pub:
-        clauses.append({"publications": pub})
-    for field, values in (("tags", tags), ("datatype_tags", datatype_tags)):
+    if filters.pub:
+        clauses.append({"publications": filters.pub})
+    for field, values in (("tags", filters.tags), ("datatype_tags", filters.datatype_tags)):
         wanted, unwanted = _split_tags(values)
         if wanted:
             clauses.append({field: {"$all": wanted}})
@@ -149,42 +170,76 @@ def dataset_find(
     if datatype_id:
         clauses.append({"datatype": datatype_id})
     for field, value in (
-        ("meta.subject", subject),
-        ("meta.session", session),
-        ("meta.run", run),
-        ("prov.task_id", taskid),
+        ("meta.subject", filters.subject),
+        ("meta.session", filters.session),
+        ("meta.run", filters.run),
+        ("prov.task_id", filters.taskid),
     ):
         if value:
             clauses.append({field: value})
-    clauses += id_search_clauses(id, query)
-    base: dict[str, Any] = {} if pub else {"removed": False}
+    clauses += id_search_clauses(filters.id, filters.query)
+    base: dict[str, Any] = {} if filters.pub else {"removed": False}
     return _with_and(base, clauses)
 
 
-def release_set(
-    *,
-    datatype_id: str | None = None,
-    datatype_tags: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    subjects: Sequence[str] = (),
-    sessions: Sequence[str] = (),
-    runs: Sequence[str] = (),
-    ids: Sequence[str] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReleaseFilter:
+    """Which stored data objects of the publication's project a release freezes, as ``bl pub
+    release`` takes them: ``datatype`` (a name or an id, resolved by the client; none: every
+    datatype), ``datatype_tags`` and ``tags`` (``!tag`` excludes), and any of ``subjects``,
+    ``sessions``, ``runs`` and ``ids``."""
+
+    datatype: str | None = None
+    datatype_tags: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    subjects: Sequence[str] = ()
+    sessions: Sequence[str] = ()
+    runs: Sequence[str] = ()
+    ids: Sequence[str] = ()
+
+
+def filter_of(kind: type[_Filter], given: _Filter | None, fields: dict[str, Any]) -> _Filter:
+    """A client method's filter, given whole (a ``kind``) or as keywords (its fields), not
+    both; an unknown keyword is a ``TypeError``, as it was when the methods listed them."""
+    if given is None:
+        return kind(**fields)
+    if fields:
+        raise TypeError(f"Give the filters as a {kind.__name__} or as keywords, not both.")
+    return given
+
+
+def release_set(filters: ReleaseFilter, *, datatype_id: str | None = None) -> dict[str, Any]:
     """One set of a release, as ``bl pub release`` sends it: brainlife's set keys (``datatype``,
     ``datatype_tags``, ``tags`` with ``!`` negation, ``subjects``) and ``bl serve``'s (``sessions``,
     ``runs``, ``ids``) when given. Without a datatype the set takes every datatype."""
     out: dict[str, Any] = {
-        "datatype_tags": list(datatype_tags),
-        "tags": list(tags),
-        "subjects": list(subjects),
+        "datatype_tags": list(filters.datatype_tags),
+        "tags": list(filters.tags),
+        "subjects": list(filters.subjects),
     }
     if datatype_id:
         out["datatype"] = datatype_id
-    for key, values in (("sessions", sessions), ("runs", runs), ("ids", ids)):
+    for key, values in (
+        ("sessions", filters.sessions),
+        ("runs", filters.runs),
+        ("ids", filters.ids),
+    ):
         if values:
             out[key] = list(values)
     return out
+
+
+@dataclass(frozen=True)
+class AppFilter:
+    """Which apps, as ``bl app query`` takes them: an id, text of the name or description, a
+    DOI, and datatypes (a name or an id, resolved by the client) the app takes or gives; one
+    starting with ``!`` excludes the apps taking (giving) it."""
+
+    id: str | None = None
+    query: str | None = None
+    doi: str | None = None
+    input_datatypes: Sequence[str] = ()
+    output_datatypes: Sequence[str] = ()
 
 
 def app_find(
