@@ -12,9 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
-from brainlife.client import Conflict, NotFound
+from brainlife.client import Conflict, NotFound, ReleaseFilter
 from brainlife.client._config import write_token_file
-from brainlife.client import ReleaseFilter
 from brainlife.client._queries import release_set
 from tests.fake_server import FakeServer, make_jwt
 

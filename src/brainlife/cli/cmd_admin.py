@@ -197,34 +197,64 @@ def user_list(as_json: bool) -> None:
     _table(("SUB", "USERNAME", "EMAIL", "ADMIN", "STATUS", "CREATED"), rows)
 
 
-def _user_change(name: str, change: Callable[[Any, Any], Any], said: str) -> None:
+def _user_change(name: str, change: Callable[[Any, Any, Any], Any], said: str) -> None:
+    """``change(accounts, session, account)`` (``accounts``: `services.accounts`, imported
+    only when a command runs) of the account ``name``, then ``said`` of it."""
     from brainlife.server.services import accounts
 
     with _session() as (_archive, session):
         row = accounts.find_user(session, name)
-        change(session, row)
+        change(accounts, session, row)
         username = row.username
     _output.out(said.format(username))
 
 
-@user.command("disable")
-@click.argument("name")
-def user_disable(name: str) -> None:
-    """Disable an account: it cannot log in, and its tokens are refused at once."""
-    from brainlife.server.services import accounts
-
-    _user_change(
-        name, lambda s, u: accounts.set_active(s, u, False), "Disabled {} (its tokens are refused)."
-    )
+def _demote(accounts: Any, session: Any, row: Any) -> None:
+    accounts.set_admin(session, row, False)
+    accounts.revoke_tokens(session, sub=row.sub)
 
 
-@user.command("enable")
-@click.argument("name")
-def user_enable(name: str) -> None:
-    """Enable a disabled account again."""
-    from brainlife.server.services import accounts
+#: the account changes that take only the account's name: the command, its help, the change
+#: (``services.accounts`` given first) and what is said of the account
+_USER_CHANGES: tuple[tuple[str, str, Callable[[Any, Any, Any], Any], str], ...] = (
+    (
+        "disable",
+        "Disable an account: it cannot log in, and its tokens are refused at once.",
+        lambda accounts, s, u: accounts.set_active(s, u, False),
+        "Disabled {} (its tokens are refused).",
+    ),
+    (
+        "enable",
+        "Enable a disabled account again.",
+        lambda accounts, s, u: accounts.set_active(s, u, True),
+        "Enabled {}.",
+    ),
+    (
+        "promote",
+        "Make an account an archive administrator (it logs in again to use it).",
+        lambda accounts, s, u: accounts.set_admin(s, u, True),
+        "{} is an admin (from its next login).",
+    ),
+    (
+        "demote",
+        "Take an account's administrator rights away (its tokens are revoked).",
+        _demote,
+        "{} is no longer an admin (its tokens are revoked).",
+    ),
+)
 
-    _user_change(name, lambda s, u: accounts.set_active(s, u, True), "Enabled {}.")
+
+def _user_change_command(
+    command: str, help_text: str, change: Callable[[Any, Any, Any], Any], said: str
+) -> None:
+    @user.command(command, help=help_text)
+    @click.argument("name")
+    def run(name: str) -> None:
+        _user_change(name, change, said)
+
+
+for _change in _USER_CHANGES:
+    _user_change_command(*_change)
 
 
 @user.command("passwd")
@@ -233,39 +263,11 @@ def user_enable(name: str) -> None:
 def user_passwd(name: str, password_stdin: bool) -> None:
     """Set an account's password (its tokens are revoked: it logs in again)."""
     password = _password(password_stdin)
-    from brainlife.server.services import accounts
-
     _user_change(
         name,
-        lambda s, u: accounts.set_password(s, u, password),
+        lambda accounts, s, u: accounts.set_password(s, u, password),
         "Changed the password of {} (its tokens are revoked).",
     )
-
-
-@user.command("promote")
-@click.argument("name")
-def user_promote(name: str) -> None:
-    """Make an account an archive administrator (it logs in again to use it)."""
-    from brainlife.server.services import accounts
-
-    _user_change(
-        name,
-        lambda s, u: accounts.set_admin(s, u, True),
-        "{} is an admin (from its next login).",
-    )
-
-
-@user.command("demote")
-@click.argument("name")
-def user_demote(name: str) -> None:
-    """Take an account's administrator rights away (its tokens are revoked)."""
-    from brainlife.server.services import accounts
-
-    def demote(session: Any, row: Any) -> None:
-        accounts.set_admin(session, row, False)
-        accounts.revoke_tokens(session, sub=row.sub)
-
-    _user_change(name, demote, "{} is no longer an admin (its tokens are revoked).")
 
 
 # -- groups -------------------------------------------------------------------------------

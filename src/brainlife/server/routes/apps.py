@@ -24,10 +24,11 @@ router = APIRouter()
 def list_apps(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
     params = list_params(request)
     page = apps.list_apps(session=session, principal=user, params=params)
-    docs = [documents.app_doc(row, canedit=apps.can_edit(user, row)) for row in page.rows]
-    if params.select:
-        docs = [params.select.apply(d) for d in docs]
-    return documents.page("apps", docs, count=page.count)
+
+    def app_doc(row: Any) -> Document:
+        return documents.app_doc(row, canedit=apps.can_edit(user, row))
+
+    return documents.listing("apps", page, app_doc, params.select)
 
 
 @router.post(routes.APPS.path, openapi_extra=params.APP)
