@@ -1,0 +1,45 @@
+"""`bl admin user disable|enable|promote|demote|passwd`: each changes the account it names and
+says so (the four without options are declared from one table in `cmd_admin`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from brainlife.cli.main import cli
+
+
+def admin(data: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["admin", "--data-dir", str(data), *args], input=stdin)
+    return r.exit_code, r.output
+
+
+def accounts(data: Path) -> dict[str, dict[str, object]]:
+    code, out = admin(data, "user", "list", "--json")
+    assert code == 0, out
+    return {u["username"]: u for u in json.loads(out)}
+
+
+def test_each_change_is_made_and_said(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name, extra in (("root", ["--admin"]), ("ann", [])):
+        code, out = admin(
+            data, "user", "add", name, *extra, "--password-stdin", stdin="password 1\n"
+        )
+        assert code == 0, out
+    assert accounts(data)["ann"]["admin"] is False
+    for command, said, field, value in (
+        ("promote", "ann is an admin (from its next login).", "admin", True),
+        ("demote", "ann is no longer an admin (its tokens are revoked).", "admin", False),
+        ("disable", "Disabled ann (its tokens are refused).", "active", False),
+        ("enable", "Enabled ann.", "active", True),
+    ):
+        code, out = admin(data, "user", command, "ann")
+        assert (code, out.strip()) == (0, said)
+        assert accounts(data)["ann"][field] is value, command
+    code, out = admin(data, "user", "passwd", "ann", "--password-stdin", stdin="password 2\n")
+    assert (code, out.strip()) == (0, "Changed the password of ann (its tokens are revoked).")
+    code, out = admin(data, "user", "promote", "nobody")
+    assert code == 3 and "No user 'nobody'" in out
