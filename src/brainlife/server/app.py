@@ -40,7 +40,6 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         projectfiles,
         projects,
         publishing,
-        resources,
         taskfiles,
         uploads,
         warehouse,
@@ -91,7 +90,6 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(taskfiles.router, prefix=API_AMARETTI)
     app.include_router(amaretti_upload.router, prefix=API_AMARETTI)
     app.include_router(amaretti.router, prefix=API_AMARETTI)
-    app.include_router(resources.router, prefix=API_AMARETTI)
     web.mount(app)  # the pages at /: after the API routers, none under /api
     if not archive.settings.extensions:
         app.add_middleware(_BrainlifeRoutesOnly)

@@ -1,6 +1,9 @@
-"""Routes under the /api/amaretti prefix: task listing and reading.
+"""Routes under the /api/amaretti prefix: task listing and reading, and the compute
+resources (`/resource`: none run here, see `services.apps`).
 
-Task file routes (`/task/download`, `/task/manifest`) live in `taskfiles.py`.
+Task file routes (`/task/download`, `/task/manifest`) live in `taskfiles.py`; the instances
+and `POST /task` (which take only the official CLI's upload and refuse app runs) in
+`amaretti_upload.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from brainlife.server import documents
 from brainlife.server.deps import SessionDep, User
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
-from brainlife.server.services import tasks
+from brainlife.server.services import apps, tasks
 from brainlife.wire import Document, routes
 
 router = APIRouter()
@@ -29,3 +32,10 @@ def list_tasks(request: Request, session: SessionDep, user: User) -> dict[str, A
 @router.get(routes.TASK.path)
 def get_task(task_id: str, session: SessionDep, user: User) -> Document:
     return documents.task_doc(tasks.get_task(session=session, principal=user, task_id=task_id))
+
+
+@router.get(routes.RESOURCES.path, openapi_extra=params.LIST)
+def list_resources(request: Request, session: SessionDep, user: User) -> dict[str, Any]:
+    params = list_params(request)
+    page = apps.list_resources(session=session, principal=user, params=params)
+    return documents.listing("resources", page, documents.resource_doc, params.select)

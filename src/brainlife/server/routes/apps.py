@@ -1,6 +1,6 @@
 """Routes of the apps catalogue under /api/warehouse (`/app`), and the refusal of
 `/dataset/stage` (this archive runs no apps, see `services.apps`). Resources, instances and
-`POST /task` are under /api/amaretti, in `resources.py`.
+`POST /task` are under /api/amaretti, in `amaretti.py` and `amaretti_upload.py`.
 
 Thin: parse the brainlife list parameters, call the service, render the documents."""
 
