@@ -32,6 +32,13 @@ from brainlife.server.db import Base
 OID = String(24)
 
 
+def _array(child: str) -> Any:
+    """One of brainlife's arrays inside a document (a project's roles, a data object's tags, a
+    publication's releases, …) as rows of `child`: in their `pos` order, saved and deleted with
+    the parent, and loaded with it (`selectin`: one query per page of parents, not per row)."""
+    return relationship(order_by=f"{child}.pos", cascade="all, delete-orphan", lazy="selectin")
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -114,9 +121,7 @@ class Project(Base):
     #: everything else of brainlife's project document (avatar, agreements, stats, …)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    roles: Mapped[list[ProjectRole]] = relationship(
-        order_by="ProjectRole.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
+    roles: Mapped[list[ProjectRole]] = _array("ProjectRole")
 
 
 class ProjectRole(Base):
@@ -185,15 +190,9 @@ class Dataset(Base):
     #: storage_config, archive_task_id, download_count, product, …
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    tags: Mapped[list[DatasetTag]] = relationship(
-        order_by="DatasetTag.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
-    datatype_tags: Mapped[list[DatasetDatatypeTag]] = relationship(
-        order_by="DatasetDatatypeTag.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
-    publications: Mapped[list[DatasetPublication]] = relationship(
-        order_by="DatasetPublication.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
+    tags: Mapped[list[DatasetTag]] = _array("DatasetTag")
+    datatype_tags: Mapped[list[DatasetDatatypeTag]] = _array("DatasetDatatypeTag")
+    publications: Mapped[list[DatasetPublication]] = _array("DatasetPublication")
 
     __table_args__ = (
         # listing indexes: `id` orders the page after the equalities; `size` makes the
@@ -368,9 +367,7 @@ class Publication(Base):
     #: authors, contributors, fundings, tags, readme, paper_doi, relatedPapers …
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    releases: Mapped[list[Release]] = relationship(
-        order_by="Release.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
+    releases: Mapped[list[Release]] = _array("Release")
 
 
 class Release(Base):
@@ -469,9 +466,7 @@ class App(Base):
     #: admins, tags, avatar, stats, contributors, deprecated_by, …
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    projects: Mapped[list[AppProject]] = relationship(
-        order_by="AppProject.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
+    projects: Mapped[list[AppProject]] = _array("AppProject")
 
 
 class AppProject(Base):
@@ -579,9 +574,7 @@ class Upload(Base):
     create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
-    files: Mapped[list[UploadFile]] = relationship(
-        order_by="UploadFile.pos", cascade="all, delete-orphan", lazy="selectin"
-    )
+    files: Mapped[list[UploadFile]] = _array("UploadFile")
 
     __table_args__ = (Index("ix_uploads_user", "user_id", "status"),)
 
