@@ -40,12 +40,12 @@ from sqlalchemy.orm import aliased, raiseload
 from brainlife.server.access import readable_projects, readable_rows
 from brainlife.server.models import Dataset, DatasetCount, DatasetTagSearch, Project
 from brainlife.server.principal import Principal
-from brainlife.server.query import Kind
 from brainlife.server.services import dataset_totals
 
-Term = tuple[str, Any]
+Term = dataset_totals.Term
 
-_PINNED = {"project": Kind.OID, "datatype": Kind.OID, "removed": Kind.BOOL}
+#: the fields the count tables answer, and their kinds: one rule with `dataset_totals`
+_PINNED = dataset_totals.COUNTED_KINDS
 
 
 def pins(terms: Iterable[Term]) -> dict[str, set[Any]]:

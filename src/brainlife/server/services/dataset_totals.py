@@ -36,8 +36,8 @@ from brainlife.server.query import NOMATCH, Kind, cast
 
 Term = tuple[str, Any]
 
-#: fields answered by the aggregates, and the kind their values are cast to
-_KINDS = {"project": Kind.OID, "datatype": Kind.OID, "removed": Kind.BOOL}
+#: fields answered by the aggregates (the count tables), and the kind their values are cast to
+COUNTED_KINDS = {"project": Kind.OID, "datatype": Kind.OID, "removed": Kind.BOOL}
 
 
 def conjunction(find: Any) -> list[Term] | None:
@@ -143,7 +143,7 @@ def fast_totals(session: Session, principal: Principal | None, find: Any) -> tup
         release, terms = pinned
     allowed: dict[str, set[Any]] = {}
     for key, value in terms:
-        kind = _KINDS.get(key)
+        kind = COUNTED_KINDS.get(key)
         if kind is None:
             return None
         values = _values(kind, value)
@@ -220,7 +220,7 @@ def tag_totals(
         return None
     allowed: dict[str, set[Any]] = {}
     for key, value in terms:
-        kind = _KINDS.get(key)
+        kind = COUNTED_KINDS.get(key)
         if kind is None or not is_pin(value):
             continue
         values = _values(kind, value)
