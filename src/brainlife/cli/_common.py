@@ -106,6 +106,12 @@ def skip_limit_options(default_limit: int | None = 100) -> Callable[[F], F]:
     return decorate
 
 
+def page_options(default_limit: int | None = 100) -> Callable[[F], F]:
+    """What every query command ends with: ``-l/--limit`` (``default_limit``; None: the
+    server's), ``-s/--skip`` and ``-j/--json``."""
+    return option_set(skip_limit_options(default_limit), json_option)
+
+
 def packed(name: str, make: Callable[..., Any], *params: str, **renamed: str) -> Callable[[F], F]:
     """Hands the command its parameters ``params`` (and ``renamed``'s, each as the keyword it
     names) as one argument ``name``, ``make(**those)``: one typed value (a client filter, a bulk

@@ -21,8 +21,8 @@ from brainlife.cli._common import (
     get_client,
     json_option,
     packed_filter,
+    page_options,
     query_options,
-    skip_limit_options,
 )
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ def app() -> None:
     multiple=True,
     help="An output datatype the app gives (name or id; '!name' excludes). Repeatable.",
 )
-@skip_limit_options()
-@json_option
+@page_options()
 @packed_filter(
     "AppFilter", "query", "doi", id_="id", inputs="input_datatypes", outputs="output_datatypes"
 )

@@ -17,11 +17,10 @@ from brainlife.cli._common import (
     datatype_options,
     get_client,
     json_flag,
-    json_option,
     meta_options,
     option_set,
     packed_filter,
-    skip_limit_options,
+    page_options,
 )
 from brainlife.cli.cmd_data_curation import data_delete, data_update
 from brainlife.cli.cmd_project_files import download_path, list_s3
@@ -86,8 +85,7 @@ _RENAMED = {"datatype_tag": "datatype_tags", "tag": "tags"}
 @click.option("-u", "--pub", help="Publication release id.")
 @click.option("--s3", is_flag=True, help="List the project's plain files (with -p) instead.")
 @click.option("--path", "s3_path", help="With --s3: the folder to list (default: the root).")
-@skip_limit_options()
-@json_option
+@page_options()
 @packed_filter("DatasetFilter", *_FILTER_PARAMS, id_="id", **_RENAMED)
 def data_query(
     filters: DatasetFilter, s3: bool, s3_path: str | None, skip: int, limit: int, as_json: bool

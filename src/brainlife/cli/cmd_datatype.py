@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, query_options, skip_limit_options
+from brainlife.cli._common import get_client, page_options, query_options
 
 
 @click.group()
@@ -15,8 +15,7 @@ def datatype() -> None:
 
 @datatype.command("query")
 @query_options("datatype id")
-@skip_limit_options(default_limit=None)
-@json_option
+@page_options(default_limit=None)
 def datatype_query(
     id_: str | None, query: str | None, skip: int | None, limit: int | None, as_json: bool
 ) -> None:

@@ -12,10 +12,9 @@ from brainlife.cli import _output
 from brainlife.cli._common import (
     get_client,
     json_flag,
-    json_option,
     option_set,
+    page_options,
     query_options,
-    skip_limit_options,
 )
 from brainlife.cli.cmd_project_files import files
 
@@ -35,8 +34,7 @@ def project() -> None:
 @click.option("-a", "--admin", help="Projects this user (name, username or email) administers.")
 @click.option("-m", "--member", help="Projects this user is a member of.")
 @click.option("-g", "--guest", help="Projects this user is a guest of.")
-@skip_limit_options()
-@json_option
+@page_options()
 def project_query(
     id_: str | None,
     query: str | None,

@@ -12,11 +12,10 @@ from brainlife.cli._common import (
     datatype_options,
     get_client,
     json_flag,
-    json_option,
     meta_options,
     packed_filter,
+    page_options,
     query_options,
-    skip_limit_options,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +31,7 @@ def pub() -> None:
 @query_options("publication id")
 @click.option("-a", "--author", help="Publications by this user (name, username or email).")
 @click.option("-d", "--doi", help="Text in the DOI.")
-@skip_limit_options()
-@json_option
+@page_options()
 def pub_query(
     id_: str | None,
     query: str | None,

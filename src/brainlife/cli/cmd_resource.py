@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option, query_options, skip_limit_options
+from brainlife.cli._common import get_client, page_options, query_options
 
 
 @click.group()
@@ -18,8 +18,7 @@ def resource() -> None:
 @query_options("resource id", "the resource's name or description")
 @click.option("-t", "--status", help="Filter resources by status (e.g. ok).")
 @click.option("-v", "--service", help="Resources that run this app (e.g. brainlife/app-stage).")
-@skip_limit_options()
-@json_option
+@page_options()
 def resource_query(
     id_: str | None,
     query: str | None,

@@ -20,7 +20,7 @@ from brainlife.cli._common import (
     give_up_option,
     json_option,
     option_set,
-    skip_limit_options,
+    page_options,
 )
 
 
@@ -87,8 +87,7 @@ def _filters(f: F) -> F:
 @click.option("-i", "--id", "id_", help="Filter by task id.")
 @_filters
 @click.option("--select", help="Fields to return, space separated (e.g. 'config._inputs.meta').")
-@skip_limit_options()
-@json_option
+@page_options()
 def task_query(
     id_: str | None,
     task_find: dict[str, Any],
