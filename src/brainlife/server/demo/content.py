@@ -272,6 +272,19 @@ ASEG_STRUCTURES = [
     (254, "CC_Mid_Anterior", 500), (255, "CC_Anterior", 900),
 ]  # fmt: skip
 
+#: aseg.stats' `# Measure` lines as FreeSurfer writes them, each volume (mm^3) scaled per subject
+ASEG_MEASURES = """\
+BrainSeg, BrainSegVol, Brain Segmentation Volume, 1150000
+BrainSegNotVent, BrainSegVolNotVent, Brain Segmentation Volume Without Ventricles, 1130000
+lhCortex, lhCortexVol, Left hemisphere cortical gray matter volume, 240000
+rhCortex, rhCortexVol, Right hemisphere cortical gray matter volume, 241000
+Cortex, CortexVol, Total cortical gray matter volume, 481000
+CerebralWhiteMatter, CerebralWhiteMatterVol, Total cerebral white matter volume, 470000
+SubCortGray, SubCortGrayVol, Subcortical gray matter volume, 58000
+TotalGray, TotalGrayVol, Total gray matter volume, 640000
+Mask, MaskVol, Mask Volume, 1650000
+EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, 1550000"""
+
 
 def _stats_header(title: str, program: str, cmdline: str, subject: str) -> list[str]:
     return [
@@ -300,30 +313,9 @@ def aseg_stats(seed: int, subject: str) -> str:
         subject,
     )
     lines.append("# anatomy_type volume")
-    measures = [
-        ("BrainSeg", "BrainSegVol", "Brain Segmentation Volume", 1150000.0),
-        (
-            "BrainSegNotVent",
-            "BrainSegVolNotVent",
-            "Brain Segmentation Volume Without Ventricles",
-            1130000.0,
-        ),
-        ("lhCortex", "lhCortexVol", "Left hemisphere cortical gray matter volume", 240000.0),
-        ("rhCortex", "rhCortexVol", "Right hemisphere cortical gray matter volume", 241000.0),
-        ("Cortex", "CortexVol", "Total cortical gray matter volume", 481000.0),
-        (
-            "CerebralWhiteMatter",
-            "CerebralWhiteMatterVol",
-            "Total cerebral white matter volume",
-            470000.0,
-        ),
-        ("SubCortGray", "SubCortGrayVol", "Subcortical gray matter volume", 58000.0),
-        ("TotalGray", "TotalGrayVol", "Total gray matter volume", 640000.0),
-        ("Mask", "MaskVol", "Mask Volume", 1650000.0),
-        ("EstimatedTotalIntraCranialVol", "eTIV", "Estimated Total Intracranial Volume", 1550000.0),
-    ]
-    for key, short, desc, value in measures:
-        lines.append(f"# Measure {key}, {short}, {desc}, {value * scale:.6f}, mm^3")
+    for measure in ASEG_MEASURES.splitlines():
+        *names, mm3 = measure.split(", ")
+        lines.append(f"# Measure {', '.join(names)}, {float(mm3) * scale:.6f}, mm^3")
     lines.append("# NTableCols 10")
     lines.append(
         "# ColHeaders  Index SegId NVoxels Volume_mm3 StructName normMean normStdDev "
