@@ -33,6 +33,9 @@ def test_prefix_of_a_trailing_path_route() -> None:
 def test_extensions_are_ours_only() -> None:
     assert routes.DATASET_FILE in routes.EXTENSIONS
     assert routes.DATASET_DOWNLOAD not in routes.EXTENSIONS
+    table = [r for r in vars(routes).values() if isinstance(r, routes.Route)]
+    ours = [r for r in table if not r.brainlife]
+    assert len(ours) == 19 and sorted(ours, key=str) == sorted(routes.EXTENSIONS, key=str)
 
 
 def _route_uses(path: Path) -> tuple[list[str], bool]:

@@ -70,6 +70,17 @@ class Route:
         return head.url(**values)
 
 
+_extensions: list[Route] = []
+
+
+def _ours(prefix: str, path: str) -> Route:
+    """A route of `bl serve` that brainlife.io does not have (*ours*: off under
+    `--no-extensions`), listed in `EXTENSIONS` as it is declared."""
+    route = Route(prefix, path, brainlife=False)
+    _extensions.append(route)
+    return route
+
+
 # /api/auth
 LOGIN: Final = Route(API_AUTH, "/local/auth")
 REFRESH: Final = Route(API_AUTH, "/refresh")
@@ -80,12 +91,12 @@ GROUPS: Final = Route(API_AUTH, "/groups")
 GROUP_NEW: Final = Route(API_AUTH, "/group")
 GROUP: Final = Route(API_AUTH, "/group/{group_id}")
 #: ours: an archive admin's account management (brainlife's admin UI has its own routes)
-USERS: Final = Route(API_AUTH, "/users", False)
-USER_NEW: Final = Route(API_AUTH, "/user", False)
-USER: Final = Route(API_AUTH, "/user/{sub}", False)
+USERS: Final = _ours(API_AUTH, "/users")
+USER_NEW: Final = _ours(API_AUTH, "/user")
+USER: Final = _ours(API_AUTH, "/user/{sub}")
 #: ours: the caller's tokens (an admin's: anyone's), and revoking one
-TOKENS: Final = Route(API_AUTH, "/tokens", False)
-TOKEN: Final = Route(API_AUTH, "/token/{jti}", False)
+TOKENS: Final = _ours(API_AUTH, "/tokens")
+TOKEN: Final = _ours(API_AUTH, "/token/{jti}")
 
 # /api/warehouse
 HEALTH: Final = Route(API_WAREHOUSE, "/health")
@@ -99,28 +110,28 @@ RELEASE_DATASETS: Final = Route(API_WAREHOUSE, "/pub/datasets/{release_id}")
 #: `PUT`: a publication's metadata, and new releases (brainlife's shape)
 PUB: Final = Route(API_WAREHOUSE, "/pub/{pub_id}")
 #: `POST`: one new release of a publication, or with `dry_run` what it would hold (ours)
-PUB_RELEASE: Final = Route(API_WAREHOUSE, "/pub/release/{pub_id}", False)
+PUB_RELEASE: Final = _ours(API_WAREHOUSE, "/pub/release/{pub_id}")
 #: one data object: `PUT` (curation) and `DELETE` (soft delete)
 DATASET: Final = Route(API_WAREHOUSE, "/dataset/{dataset_id}")
 #: the changes of a data object (*ours*)
-DATASET_HISTORY: Final = Route(API_WAREHOUSE, "/dataset/history/{dataset_id}", False)
+DATASET_HISTORY: Final = _ours(API_WAREHOUSE, "/dataset/history/{dataset_id}")
 #: the official CLI's upload: the object is registered from the task's upload folder
 DATASET_FINALIZE_UPLOAD: Final = Route(API_WAREHOUSE, "/dataset/finalize-upload")
 DATASET_DOWNLOAD: Final = Route(API_WAREHOUSE, "/dataset/download/{dataset_id}")
-DATASET_MANIFEST: Final = Route(API_WAREHOUSE, "/dataset/manifest/{dataset_id}", False)
-DATASET_MANIFESTS: Final = Route(API_WAREHOUSE, "/dataset/manifests", False)
-DATASET_FILE: Final = Route(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}", False)
+DATASET_MANIFEST: Final = _ours(API_WAREHOUSE, "/dataset/manifest/{dataset_id}")
+DATASET_MANIFESTS: Final = _ours(API_WAREHOUSE, "/dataset/manifests")
+DATASET_FILE: Final = _ours(API_WAREHOUSE, "/dataset/file/{dataset_id}/{path:path}")
 #: many data objects as one tar (`?ids=`, or `find`; POST: a JSON body of either)
-DATASET_TAR: Final = Route(API_WAREHOUSE, "/dataset/tar", False)
+DATASET_TAR: Final = _ours(API_WAREHOUSE, "/dataset/tar")
 APPS: Final = Route(API_WAREHOUSE, "/app")
 DATASET_STAGE: Final = Route(API_WAREHOUSE, "/dataset/stage")
 DATASET_DOWNSCRIPT: Final = Route(API_WAREHOUSE, "/dataset/downscript")
 #: resumable uploads (`brainlife.wire.uploads`)
-UPLOADS: Final = Route(API_WAREHOUSE, "/upload", False)
-UPLOAD: Final = Route(API_WAREHOUSE, "/upload/{upload_id}", False)
-UPLOAD_FILE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}", False)
-UPLOAD_FINALIZE: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/finalize", False)
-UPLOAD_FILE_SHA256: Final = Route(API_WAREHOUSE, "/upload/{upload_id}/file/{index}/sha256", False)
+UPLOADS: Final = _ours(API_WAREHOUSE, "/upload")
+UPLOAD: Final = _ours(API_WAREHOUSE, "/upload/{upload_id}")
+UPLOAD_FILE: Final = _ours(API_WAREHOUSE, "/upload/{upload_id}/file/{index}")
+UPLOAD_FINALIZE: Final = _ours(API_WAREHOUSE, "/upload/{upload_id}/finalize")
+UPLOAD_FILE_SHA256: Final = _ours(API_WAREHOUSE, "/upload/{upload_id}/file/{index}/sha256")
 #: a project's plain files (brainlife's "S3 project files", official CLI 1.8.2): the listing of
 #: its root or of a folder, one file, and folders as one tar (`?paths[]=<folder>`)
 PROJECT_FILES: Final = Route(API_WAREHOUSE, "/files/{project_id}")
@@ -128,7 +139,7 @@ PROJECT_FILES_PREFIX: Final = Route(API_WAREHOUSE, "/files/{project_id}/{prefix:
 PROJECT_FILE_DOWNLOAD: Final = Route(API_WAREHOUSE, "/files/{project_id}/download/{path:path}")
 PROJECT_FILES_TAR: Final = Route(API_WAREHOUSE, "/files/{project_id}/download-multiple")
 #: ours: `PUT` (a streamed body) stores one project file, `DELETE` removes it
-PROJECT_FILE: Final = Route(API_WAREHOUSE, "/projectfile/{project_id}/{path:path}", False)
+PROJECT_FILE: Final = _ours(API_WAREHOUSE, "/projectfile/{project_id}/{path:path}")
 
 # /api/amaretti
 TASKS: Final = Route(API_AMARETTI, "/task")
@@ -139,33 +150,9 @@ INSTANCES: Final = Route(API_AMARETTI, "/instance")
 TASK_UPLOAD: Final = Route(API_AMARETTI, "/task/upload/{task_id}")
 TASK_DOWNLOAD: Final = Route(API_AMARETTI, "/task/download/{task_id}")
 TASK_DOWNLOAD_PATH: Final = Route(API_AMARETTI, "/task/download/{task_id}/{path:path}")
-TASK_MANIFEST: Final = Route(API_AMARETTI, "/task/manifest/{task_id}", False)
+TASK_MANIFEST: Final = _ours(API_AMARETTI, "/task/manifest/{task_id}")
 #: the same, the path as a segment rather than `?p=` (as `TASK_DOWNLOAD_PATH` takes it)
-TASK_MANIFEST_PATH: Final = Route(API_AMARETTI, "/task/manifest/{task_id}/{path:path}", False)
+TASK_MANIFEST_PATH: Final = _ours(API_AMARETTI, "/task/manifest/{task_id}/{path:path}")
 
-#: the routes of `bl serve` that brainlife.io does not have
-EXTENSIONS: Final = tuple(
-    r
-    for r in (
-        DATASET_MANIFEST,
-        DATASET_MANIFESTS,
-        DATASET_FILE,
-        TASK_MANIFEST,
-        TASK_MANIFEST_PATH,
-        USERS,
-        USER_NEW,
-        USER,
-        TOKENS,
-        TOKEN,
-        PUB_RELEASE,
-        DATASET_TAR,
-        DATASET_HISTORY,
-        UPLOADS,
-        UPLOAD,
-        UPLOAD_FILE,
-        UPLOAD_FINALIZE,
-        UPLOAD_FILE_SHA256,
-        PROJECT_FILE,
-    )
-    if not r.brainlife
-)
+#: the routes of `bl serve` that brainlife.io does not have (those declared by `_ours`)
+EXTENSIONS: Final = tuple(_extensions)
