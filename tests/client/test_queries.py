@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from brainlife.client import DatasetFilter
-from brainlife.client._queries import dataset_find, escape_regex, project_find, pub_find
+from brainlife.client import DatasetFilter, ReleaseFilter
+from brainlife.client._queries import (
+    dataset_find,
+    escape_regex,
+    project_find,
+    pub_find,
+    release_set,
+)
 
 
 def rx(text: str) -> dict[str, str]:
@@ -78,6 +84,19 @@ def test_dataset_filter_given_leaves_out_what_is_not_set() -> None:
     assert DatasetFilter(query="", tags=(), project="P", datatype_tags=["x"]).given() == {
         "project": "P",
         "datatype_tags": ["x"],
+    }
+
+
+def test_release_set_sends_ours_only_when_given() -> None:
+    assert release_set(ReleaseFilter()) == {"datatype_tags": [], "tags": [], "subjects": []}
+    one = ReleaseFilter(tags=("!bad",), subjects=("01",), runs=("2",), ids=("X",))
+    assert release_set(one, datatype_id="DT") == {
+        "datatype_tags": [],
+        "tags": ["!bad"],
+        "subjects": ["01"],
+        "datatype": "DT",
+        "runs": ["2"],
+        "ids": ["X"],
     }
 
 

@@ -621,13 +621,13 @@ class Client:
         """Freeze the publication's data objects that match ``filters`` (a
         :class:`ReleaseFilter`, or its fields as keywords: ``datatype``, ``datatype_tags``,
         ``tags``, ``subjects``, ``sessions``, ``runs``, ``ids``; ``!tag`` excludes) as a new
-        release ``name``: only ``stored``
-        objects of the publication's project that are not removed. The release never changes
-        afterwards. With ``dry_run``, nothing is written and the answer says exactly what
-        would be released. Returns ``{dry_run, pub, release, count, size, subjects,
-        sessions}`` (``release`` is the release's document, ``release["sets"]`` the count and
-        size per datatype). Raises :class:`NotFound` when nothing matches, :class:`Conflict`
-        when the name is taken. Needs ``bl serve`` (its ``/pub/release`` route)."""
+        release ``name``: only ``stored`` objects of the publication's project that are not
+        removed. The release never changes afterwards. With ``dry_run``, nothing is written
+        and the answer says exactly what would be released. Returns ``{dry_run, pub, release,
+        count, size, subjects, sessions}`` (``release`` is the release's document,
+        ``release["sets"]`` the count and size per datatype). Raises :class:`NotFound` when
+        nothing matches, :class:`Conflict` when the name is taken. Needs ``bl serve`` (its
+        ``/pub/release`` route)."""
         filters = filter_of(ReleaseFilter, filters, fields)
         datatype = filters.datatype
         one = release_set(
