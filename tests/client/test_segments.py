@@ -88,27 +88,3 @@ def test_holes_are_cut_into_pieces_in_file_order() -> None:
     assert segments.prefix_of([[0, 7], [9, 12]]) == 7
     assert segments.prefix_of([[3, 7]]) == 0
     assert segments.valid_ranges([[9, 12], [0, 7], [7, 9]], 12) == [[0, 12]]
-
-
-@pytest.mark.parametrize(
-    ("cores", "load", "env", "expected"),
-    [
-        (2, 0.5, None, 1),  # a 2-core machine never has two idle cores with anything running
-        (8, 7.0, None, 1),  # busy: one stream
-        (8, 5.5, None, segments.STREAMS),  # two cores idle: pieces
-        (2, 0.5, "4", 4),  # asked for
-        (8, 0.0, "1", 1),  # asked for one stream
-        (8, 7.0, "junk", 1),  # not a number: the rule
-    ],
-)
-def test_pieces_only_while_cores_are_idle_for_them(
-    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, env: str | None, expected: int
-) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    if env is None:
-        monkeypatch.delenv(segments.STREAMS_ENV, raising=False)
-    else:
-        monkeypatch.setenv(segments.STREAMS_ENV, env)
-    assert segments.connections() == expected
-    assert segments.worth_it(segments.SEGMENTED_MIN, "0" * 64) is (expected > 1)

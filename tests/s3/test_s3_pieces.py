@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS, STREAMS_ENV
+from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS
 from tests.bulk._cli import bl_cmd, summary
 from tests.s3 import radosgw
 from tests.s3.test_s3_serve import World, s3_world, server_bytes_written, tagged_id
@@ -30,10 +30,7 @@ assert SIZE >= SEGMENTED_MIN and SIZE > STREAMS * PIECE
 
 @pytest.fixture(scope="module")
 def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    for world in s3_world(s3_env, tmp_path_factory.mktemp("s3pieces"), SIZE, "s3pieces"):
-        # pieces whatever the machine's load (by default only while two cores are idle)
-        world.env[STREAMS_ENV] = str(STREAMS)
-        yield world
+    yield from s3_world(s3_env, tmp_path_factory.mktemp("s3pieces"), SIZE, "s3pieces")
 
 
 @pytest.fixture(scope="module")

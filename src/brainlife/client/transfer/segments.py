@@ -19,13 +19,6 @@ is hashed first, as a plain part's is. A part with ``ranges`` that is continued 
 part's rule (its length is its prefix) holds again. Whatever the pieces, the size and sha256
 are checked at the end (``files.fetch_file``): a corrupt byte sends the file again from zero.
 
-Pieces cost CPU: on the 2-core VM a 1 GiB file in pieces took `bl` 2.4-3.1 CPU-s against 2.1-2.3
-in one stream (four receiving threads, and the read-back for the hash, which one stream hashes
-from the buffers it received), the store's CPU being the same (docs/decisions.md). So a file
-goes in pieces only where cores are idle for the extra connections (:func:`connections`: two
-idle cores or more, by the load average; ``BL_STREAMS`` sets the number), and in one stream
-otherwise: on a machine with no idle core what bounds the download is the CPU it takes.
-
 Each connection continues its own cut-off piece from where it stopped, at most ``attempts``
 times (``RetryPolicy``), pausing through the run-wide liveness clock; an expired presigned URL
 (the store answers 400 or 403) is replaced by a fresh one asked of our server, once for all
@@ -52,26 +45,15 @@ from brainlife.client._exceptions import (
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
 from brainlife.client.transfer.writes import disk_full_on_write, write_size
 
-__all__ = [
-    "PIECE",
-    "SEGMENTED_MIN",
-    "STREAMS",
-    "NoRanges",
-    "Segmented",
-    "connections",
-    "prefix_of",
-    "worth_it",
-]
+__all__ = ["PIECE", "SEGMENTED_MIN", "STREAMS", "NoRanges", "Segmented", "prefix_of", "worth_it"]
 
 #: files this large (and larger) are fetched in pieces; a smaller one is done before extra
 #: connections pay for themselves
 SEGMENTED_MIN = 64 << 20
 #: bytes per ranged GET (and the grain of what a kill keeps)
 PIECE = 16 << 20
-#: connections per file (while cores are idle for them: `connections`)
+#: connections per file
 STREAMS = 4
-#: the environment variable that sets the connections per file (1: never in pieces)
-STREAMS_ENV = "BL_STREAMS"
 #: bytes hashed per read of the part
 _HASH_READ = 4 << 20
 
@@ -86,34 +68,16 @@ class NoRanges(Exception):
     """The store (or our server) does not serve this file in pieces: fetch it in one stream."""
 
 
-def connections() -> int:
-    """Connections for one large file: ``BL_STREAMS`` when set to a number from 1, else
-    :data:`STREAMS` when at least two of ``os.cpu_count()`` cores are idle (the 1-minute load
-    average; where it is unknown, with four cores or more), else 1 (one stream: the CPU the
-    pieces cost more than one stream has nowhere to run; module docstring)."""
-    asked = os.environ.get(STREAMS_ENV, "").strip()
-    if asked.isdigit() and int(asked) >= 1:
-        return int(asked)
-    cores = os.cpu_count() or 1
-    try:
-        idle = cores - os.getloadavg()[0]
-    except (AttributeError, OSError):
-        idle = cores - 2
-    return STREAMS if idle >= 2 else 1
-
-
 def worth_it(size: int | None, sha256: str | None) -> bool:
     """Whether a file is fetched in pieces: a known size of at least :data:`SEGMENTED_MIN`
     and a known sha256 (which pins what the pieces add up to), where the system writes and
-    reads at an offset (``pwrite``, ``preadv``: not on Windows), and more than one connection
-    is worth it now (:func:`connections`)."""
+    reads at an offset (``pwrite``, ``preadv``: not on Windows)."""
     return (
         size is not None
         and size >= SEGMENTED_MIN
         and sha256 is not None
         and hasattr(os, "pwrite")
         and hasattr(os, "preadv")
-        and connections() > 1
     )
 
 
@@ -225,7 +189,7 @@ class Segmented:
         try:
             if self.todo and os.fstat(fd).st_size > self.size:
                 os.ftruncate(fd, self.size)
-            streams = min(connections(), len(self.todo))
+            streams = min(STREAMS, len(self.todo))
             if streams > 1:
                 _grow_pool(self.http)
             hasher = threading.Thread(target=self._hash, args=(fd,), name="bl-sha256", daemon=True)
