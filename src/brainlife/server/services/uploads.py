@@ -494,11 +494,28 @@ def _keep_hasher(path: Path, fd: int, hasher: Any) -> None:
             _HASHERS.popitem(last=False)
 
 
+#: bytes written to a staged file between two hand-overs of them to the disk (`FileWrite.write`)
+WRITE_BEHIND = 32 * 1024 * 1024
+
+
+def _write_behind(fd: int, start: int, length: int) -> None:
+    """Start writing `[start, start + length)` of `fd` to the disk now, without waiting for it
+    (`posix_fadvise` `DONTNEED`: Linux starts the writeback of the range's dirty pages, and drops
+    the ones already written from the page cache). The file is still fsynced when it is stored
+    (`store.link_in`); this only spreads that disk write over the receive: the fsync of a
+    1 GiB staged file written all at once took 0.65-0.68 s at finalize, most of which now
+    overlaps the body's arrival (docs/decisions.md, "Upload speed"). Where the call is missing
+    or refused, the fsync does all the work, as before."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+
+
 @dataclass
 class FileWrite:
     """One `PUT` of a file's bytes `[start, end)`, appended to its staged file: `open` takes the
     file's lock (one writer at a time, across worker processes) and re-hashes the staged prefix;
-    `write` appends (raw writes: every byte written is on disk in order); `finish` verifies."""
+    `write` appends (raw writes: every byte written is on disk in order), handing each
+    `WRITE_BEHIND` bytes to the disk as they come (`_write_behind`); `finish` verifies."""
 
     upload_id: str
     pos: int
@@ -511,6 +528,7 @@ class FileWrite:
     fd: int = -1
     written: int = 0
     hasher: Any = None
+    behind: int = 0  # bytes of this write already handed to the disk
 
     def open(self) -> None:
         self.fd = _lock_staged(self.path, self.name)
@@ -545,6 +563,9 @@ class FileWrite:
             self.hasher.update(view[:n])
             self.written += n
             view = view[n:]
+        if self.written - self.behind >= WRITE_BEHIND:
+            _write_behind(self.fd, self.start + self.behind, self.written - self.behind)
+            self.behind = self.written
         if extra:
             raise BadRequest(
                 f"The body is longer than its Content-Range (bytes {self.start}-{self.end - 1}); "
