@@ -571,10 +571,6 @@ class _Hasher:
         else:
             self._full.put(chunk)
 
-    def release(self, chunk: memoryview) -> None:
-        """Give back a buffer from ``buffer()`` (or a slice of one) without hashing it."""
-        self._free.put(_whole(chunk))
-
     def close(self) -> None:
         """Wait until everything submitted is hashed; stop the thread; raise its error."""
         if self._thread is not None:

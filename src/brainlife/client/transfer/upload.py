@@ -10,19 +10,10 @@ resumed from what the server holds.
   can show the caller already has); digests are kept in the state file with each file's size,
   mtime and inode, so a resumed run does not read the files again. A large file
   (``HASH_WHILE_SENDING`` bytes or more) is left unhashed when planned: :func:`run_upload`
-  declares it without a digest and sends all but its last ``TAIL`` bytes in one ``PUT``, hashing
-  the very buffers it sends (the file is read once, not once to hash and once to send: about
-  0.25 CPU-s per GiB less, and no second reader competing for the cores), then hashes the tail,
-  declares the digest (the server refuses a file's last byte before it) and sends the tail.
-  The server checks every byte against that digest, so a byte changed on the way is still
-  refused; a file changed on disk while it is sent is caught by its size, mtime and inode
-  (checked after every ``PUT``), as for any file.
-- **The digest cache** ``~/.config/<BLHOST>/uploads/digests.json`` keeps the digest of each large
-  file once its upload is finished, keyed by path, size, mtime, inode, ctime and device: an
-  upload of the same unchanged file again declares it at once, so content the archive already
-  holds is not sent (for a large file that is not in the cache, the server's "already held"
-  can only answer once the file is sent: the price of reading it once; docs/decisions.md,
-  "Upload speed").
+  declares it without a digest, hashes it in a thread while its first bytes go in growing
+  pieces, declares the digest as soon as it is known (the server may hold that content already:
+  the rest is not sent) and sends the rest: hashing overlaps sending instead of coming before
+  it (bench/RESULTS.md, "Uploads").
 - :func:`run_upload` creates (or resumes) the session, sends every file the server does not hold
   as one ``PUT`` from where the server's bytes end, and finalizes. A cut connection or a server
   restart is retried under the client's :class:`RetryPolicy` and run-wide give-up clock, each
@@ -58,7 +49,7 @@ from brainlife.client._exceptions import (
     UploadRefused,
 )
 from brainlife.client._http import RETRY_STATUSES, HttpClient, error_for_status
-from brainlife.client.transfer.files import _Hasher, hash_file, hash_thread_pays
+from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.names import atomic_write
 from brainlife.client.transfer.units import Meter
 from brainlife.wire.paths import relative_path_problem
@@ -77,11 +68,10 @@ Doc = dict[str, Any]
 SEND_CHUNK = 1024 * 1024
 #: files at least this large are hashed while they are sent rather than before (module docstring)
 HASH_WHILE_SENDING = 64 * 1024 * 1024
-#: the last bytes of a file hashed while it is sent: sent in their own `PUT`, after its digest
-TAIL = 1024 * 1024
-#: the digest cache's file name (in the state folder) and how many files it remembers
-DIGEST_CACHE = "digests.json"
-DIGEST_CACHE_FILES = 1000
+#: the first piece of a file sent while it is hashed; each next one is twice as large, up to
+#: `LAST_PIECE` (every piece is one `PUT`; the server keeps its running sha256 between them)
+FIRST_PIECE = 16 * 1024 * 1024
+LAST_PIECE = 256 * 1024 * 1024
 
 
 @dataclass
@@ -313,7 +303,6 @@ def hash_sources(
     mtime and inode; ``on_bytes(n)`` hears the bytes read. Files of ``defer_from`` bytes or more
     without a known digest are left for :func:`run_upload` to hash while it sends them."""
     known = (_read_state(state) if state else {}).get("digests") or {}
-    remembered = _read_cache(state.parent) if state else {}
     for f in sources:
         cached = known.get(str(f.path))
         if (
@@ -324,9 +313,6 @@ def hash_sources(
         ):
             f.sha256 = cached[3]
             continue
-        f.sha256 = _remembered(remembered, f)
-        if f.sha256 is not None:
-            continue
         if defer_from is not None and f.size >= defer_from:
             continue
         digest, n = hash_file(f.path)
@@ -335,48 +321,6 @@ def hash_sources(
         f.sha256 = digest.hexdigest()
         if on_bytes is not None:
             on_bytes(n)
-
-
-def _cache_key(f: UploadSource) -> list[int] | None:
-    """What the digest cache keys a file's digest by: its planned size, mtime and inode, and its
-    ctime and device now (ctime moves with any write, whatever the mtime is set back to); None
-    if the file is not as planned."""
-    try:
-        st = f.path.stat()
-    except OSError:
-        return None
-    if [st.st_size, st.st_mtime_ns, st.st_ino] != f.stat_key():
-        return None
-    return [*f.stat_key(), st.st_ctime_ns, st.st_dev]
-
-
-def _read_cache(folder: Path) -> Doc:
-    doc = _read_state(folder / DIGEST_CACHE)
-    return doc if all(isinstance(v, list) for v in doc.values()) else {}
-
-
-def _remembered(cache: Doc, f: UploadSource) -> str | None:
-    entry = cache.get(str(f.path))
-    if not entry or len(entry) != 6 or not isinstance(entry[5], str):
-        return None
-    return entry[5] if entry[:5] == _cache_key(f) else None
-
-
-def _remember(folder: Path, files: Sequence[UploadSource]) -> None:
-    """Keep the digests of the files just hashed while they were uploaded (the newest
-    `DIGEST_CACHE_FILES`): a cache, so a failure to write it, or a concurrent run's entry lost,
-    only costs a resend."""
-    if not files:
-        return
-    cache = _read_cache(folder)
-    for f in files:
-        key = _cache_key(f) if f.sha256 else None
-        if key is not None:
-            cache.pop(str(f.path), None)
-            cache[str(f.path)] = [*key, f.sha256]
-    kept = dict(list(cache.items())[-DIGEST_CACHE_FILES:])
-    with contextlib.suppress(OSError):
-        _write_state(folder / DIGEST_CACHE, kept)
 
 
 def _unchanged(f: UploadSource) -> None:
@@ -421,33 +365,25 @@ class _Sender:
                 )
 
     def _chunks(
-        self,
-        f: UploadSource,
-        start: int,
-        end: int,
-        sent: list[int],
-        digest: _Digest | None = None,
+        self, f: UploadSource, start: int, end: int, sent: list[int]
     ) -> Iterator[memoryview]:
         """The file's bytes ``[start, end)``, a megabyte at a time (counted in ``sent[0]`` and
-        the meter); with ``digest``, each buffer is hashed too, the bytes before ``start`` first
-        (read, not sent) when the digest has not reached them."""
-        own = None if digest is not None else memoryview(bytearray(SEND_CHUNK))
+        the meter)."""
+        buf = bytearray(SEND_CHUNK)
+        view = memoryview(buf)
         with open(f.path, "rb", buffering=0) as fh:
-            if digest is not None:
-                digest.read_to(fh, start)
             fh.seek(start)
-            pos = start
-            while pos < end:
+            left = end - start
+            while left > 0:
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled("Interrupted.")
-                view = own if own is not None else digest.buffer()  # type: ignore[union-attr]
-                chunk = _read_chunk(fh, view, end - pos, f, digest)
-                if digest is not None:
-                    digest.feed(chunk, pos)
-                pos += len(chunk)
-                sent[0] += len(chunk)
-                self.meter.received(len(chunk))
-                yield chunk  # sent before the next read refills a buffer: no copy
+                n = fh.readinto(view[: min(SEND_CHUNK, left)])
+                if not n:
+                    raise SourceChanged(f"{f.path} became shorter while it was being uploaded.")
+                left -= n
+                sent[0] += n
+                self.meter.received(n)
+                yield view[:n]  # sent before the next read refills the buffer: no copy
 
     def send(
         self,
@@ -458,12 +394,10 @@ class _Sender:
         *,
         end: int | None = None,
         kept: bool = True,
-        digest: _Digest | None = None,
     ) -> Doc | None:
         """Send file ``index`` from byte ``received`` until the server has all of it (or its
         first ``end`` bytes); the session as the last answer says it (None if the server stored
-        it through another path). ``kept``: count ``received`` as kept from an earlier run;
-        ``digest`` hashes the bytes as they are sent."""
+        it through another path). ``kept``: count ``received`` as kept from an earlier run."""
         failures = 0
         stop = f.size if end is None else end
         if kept:
@@ -483,7 +417,7 @@ class _Sender:
                 resp = self.http.send_once(
                     "PUT",
                     _urls.upload_file(upload_id, index),
-                    body=self._chunks(f, received, stop, sent, digest),
+                    body=self._chunks(f, received, stop, sent),
                     token=self.token,
                     headers=headers,
                 )
@@ -535,28 +469,29 @@ class _Sender:
     def send_hashing(
         self, upload_id: str, index: int, f: UploadSource, received: int, on_digest: Any
     ) -> tuple[Doc | None, int]:
-        """Send a file the server has no digest of, hashing the very buffers that are sent: all
-        but its last ``TAIL`` bytes in one ``PUT``, then the digest (the tail read and hashed;
-        ``on_digest`` hears it) declared before the last byte, as the server requires, then the
-        tail unless the server holds that content already. (the session, bytes found present
-        on the server)."""
-        digest = _Digest(f, threaded=hash_thread_pays(f.size - received))
+        """Send a file the server has no digest of: hash it in a thread while its bytes go in
+        growing pieces (never the last byte: the server needs the digest first), declare the
+        digest once known (``on_digest`` hears it), then send the rest unless the server holds
+        that content already. (the session, bytes found present on the server)."""
+        hashing = _Hashing(f, self.cancel)
+        hashing.start()
+        piece = FIRST_PIECE
         self.meter.kept(received)
         try:
-            tail = f.size - min(f.size, TAIL)
-            if received < tail:
-                doc = self.send(upload_id, index, f, received, end=tail, kept=False, digest=digest)
+            while not hashing.finished.is_set() and received + piece < f.size:
+                doc = self.send(upload_id, index, f, received, end=received + piece, kept=False)
                 if doc is None:
                     return None, 0
                 if doc["files"][index]["state"] == "stored":
                     return doc, 0
                 received = int(doc["files"][index]["received"])
-            sha256 = digest.finish()
+                piece = min(2 * piece, LAST_PIECE)
+            digest = hashing.result()
         finally:
-            digest.close()
-        f.sha256 = sha256
+            hashing.stop()
+        f.sha256 = digest
         on_digest()
-        doc = self.declare(upload_id, index, sha256)
+        doc = self.declare(upload_id, index, digest)
         state = doc["files"][index]
         if state["state"] == "stored":
             self.meter.present(f.size - received)
@@ -564,71 +499,56 @@ class _Sender:
         return self.send(upload_id, index, f, int(state["received"]), kept=False), 0
 
 
-def _read_chunk(
-    fh: Any, view: memoryview, left: int, f: UploadSource, digest: _Digest | None
-) -> memoryview:
-    """The next bytes of ``fh`` into ``view`` (at most ``left``); a buffer of ``digest`` that
-    cannot be filled goes back to it."""
-    try:
-        n = fh.readinto(view[: min(len(view), left)])
-        if not n:
-            raise SourceChanged(f"{f.path} became shorter while it was being uploaded.")
-    except BaseException:
-        if digest is not None:
-            digest.release(view)
-        raise
-    return view[:n]
+class _Hashing(threading.Thread):
+    """The sha256 of a file, computed in a thread (hashlib lets go of the GIL on large buffers,
+    so it runs beside the sending thread); a size other than the planned one is a change."""
 
-
-class _Digest:
-    """The sha256 of a file, fed in file order from the buffers that are sent (``files._Hasher``:
-    in a second thread while a core is idle, else inline); ``hashed`` is how far it reached.
-    Bytes sent again after a cut (before ``hashed``) are not hashed twice; bytes never sent
-    (those a resumed upload finds on the server, the tail) are read and hashed
-    (``read_to``)."""
-
-    def __init__(self, f: UploadSource, *, threaded: bool) -> None:
+    def __init__(self, f: UploadSource, cancel: threading.Event | None) -> None:
+        super().__init__(name=f"sha256 {f.name}", daemon=True)
         self.source = f
-        self.sha256 = hashlib.sha256()
-        self.hashed = 0
-        self._pipeline = _Hasher(self.sha256, threaded=threaded)
+        self.cancel = cancel
+        self.finished = threading.Event()
+        self._stop_now = threading.Event()
+        self._digest: str | None = None
+        self._error: BaseException | None = None
 
-    def buffer(self) -> memoryview:
-        """A buffer to read the next bytes into (waits while all are being hashed)."""
-        return self._pipeline.buffer()
+    def run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            done = 0
+            view = memoryview(bytearray(SEND_CHUNK))
+            with open(self.source.path, "rb", buffering=0) as fh:
+                while not self._stop_now.is_set():
+                    n = fh.readinto(view)
+                    if not n:
+                        break
+                    digest.update(view[:n])
+                    done += n
+            if done != self.source.size and not self._stop_now.is_set():
+                raise SourceChanged(
+                    f"{self.source.path} changed while it was read ({self.source.size} → "
+                    f"{done} bytes)."
+                )
+            self._digest = digest.hexdigest()
+        except BaseException as exc:  # handed to the sending thread by `result`
+            self._error = exc
+        finally:
+            self.finished.set()
 
-    def release(self, view: memoryview) -> None:
-        self._pipeline.release(view)
+    def result(self) -> str:
+        while not self.finished.wait(0.2):
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("Interrupted.")
+        if self._error is not None:
+            if isinstance(self._error, OSError):
+                raise SourceChanged(f"{self.source.path} can no longer be read ({self._error}).")
+            raise self._error
+        if self._stop_now.is_set() or self._digest is None:
+            raise Cancelled("Interrupted.")
+        return self._digest
 
-    def feed(self, chunk: memoryview, pos: int) -> None:
-        """``chunk`` (in a buffer from ``buffer()``) holds the file's bytes from ``pos``: hash
-        those not hashed yet, and give the buffer back once hashed."""
-        skip = self.hashed - pos
-        assert skip >= 0, "a gap in the bytes hashed"  # `read_to` runs first
-        if skip >= len(chunk):
-            self.release(chunk)
-            return
-        self._pipeline.submit(chunk[skip:])
-        self.hashed = pos + len(chunk)
-
-    def read_to(self, fh: Any, end: int) -> None:
-        """Hash the file's bytes from ``hashed`` to ``end``, read from ``fh`` (moved)."""
-        fh.seek(self.hashed)
-        while self.hashed < end:
-            view = self.buffer()
-            self.feed(_read_chunk(fh, view, end - self.hashed, self.source, self), self.hashed)
-
-    def finish(self) -> str:
-        """The file's sha256: the bytes not hashed yet read and hashed, the pipeline drained."""
-        with open(self.source.path, "rb", buffering=0) as fh:
-            self.read_to(fh, self.source.size)
-        self._pipeline.close()
-        return self.sha256.hexdigest()
-
-    def close(self) -> None:
-        """Stop the pipeline's thread (an error already raised is not raised again)."""
-        with contextlib.suppress(BaseException):
-            self._pipeline.close()
+    def stop(self) -> None:
+        self._stop_now.set()
 
 
 def run_upload(
@@ -673,7 +593,6 @@ def run_upload(
 
     save_state()
     present = 0
-    hashed_while_sent: list[UploadSource] = []
     if doc.get("status") != "finalized":
         upload_id = str(doc["_id"])
         for index, (f, st) in enumerate(zip(plan.files, doc["files"], strict=True)):
@@ -686,11 +605,9 @@ def run_upload(
             if st.get("sha256") is None:
                 _, held = sender.send_hashing(upload_id, index, f, int(st["received"]), save_state)
                 present += held
-                hashed_while_sent.append(f)
                 continue
             sender.send(upload_id, index, f, int(st["received"]))
     dataset = _finalize(http, token, str(doc["_id"]), cancel)
-    _remember(state.parent, hashed_while_sent)
     with contextlib.suppress(OSError):
         state.unlink()
     return UploadResult(dataset, plan.size, meter.transferred, meter.resumed, present)
