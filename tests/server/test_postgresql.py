@@ -209,6 +209,38 @@ def test_query_budget_stops_a_statement_on_postgresql_with_a_400(pg_archive: Any
     assert again.status_code == 200 and again.json()["count"] == 1
 
 
+def test_the_budget_is_the_connections_setting_made_once(pg_archive: Any) -> None:
+    """The budget is the connection's `statement_timeout`, set when a session with another
+    budget takes it from the pool, not a `SET LOCAL` per transaction (one round trip fewer per
+    request, issue #11); a session without a budget gets its connection back without one."""
+    from sqlalchemy import event
+
+    pg_archive.engine.pool.dispose()
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    def timeout(session: Any) -> str:
+        return str(session.execute(text("SHOW statement_timeout")).scalar())
+
+    event.listen(pg_archive.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            with pg_archive.request_session() as s:
+                assert timeout(s) == "5s"
+            with pg_archive.check_session() as s:
+                assert timeout(s) == "5s"
+        with pg_archive.session() as s:
+            assert timeout(s) == "0"
+        with pg_archive.request_session() as s:
+            assert timeout(s) == "5s"
+    finally:
+        event.remove(pg_archive.engine, "before_cursor_execute", record)
+    # the SHOWs only: the setting is made on the driver's connection, outside any transaction
+    assert seen == ["SHOW statement_timeout"] * 8
+
+
 def _recount(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
     counts = conn.execute(
         text(

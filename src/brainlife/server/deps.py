@@ -69,7 +69,7 @@ def _checked(archive: Archive, principal: Principal) -> Principal:
     (`services.auth.check_principal`)."""
     from brainlife.server.services.auth import check_principal
 
-    with archive.session() as session:
+    with archive.check_session() as session:
         check_principal(session, principal)
     return principal
 
