@@ -229,7 +229,7 @@ def test_the_budget_is_the_connections_setting_made_once(pg_archive: Any) -> Non
         for _ in range(3):
             with pg_archive.request_session() as s:
                 assert timeout(s) == "5s"
-            with pg_archive.check_session() as s:
+            with pg_archive.read_session() as s:
                 assert timeout(s) == "5s"
         with pg_archive.session() as s:
             assert timeout(s) == "0"
