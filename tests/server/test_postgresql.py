@@ -241,6 +241,26 @@ def test_the_budget_is_the_connections_setting_made_once(pg_archive: Any) -> Non
     assert seen == ["SHOW statement_timeout"] * 8
 
 
+def test_a_connection_whose_server_went_away_is_replaced(pg_archive: Any) -> None:
+    """Setting a connection's budget on a connection whose backend is gone raises SQLAlchemy's
+    error for it and invalidates the connection: the next session connects again."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    pg_archive.engine.pool.dispose()
+    with pg_archive.session() as s:  # no budget: the connection's SET is not needed
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+    url = pg_archive.engine.url.set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))  # not through the pool
+    with pytest.raises(DBAPIError) as caught, pg_archive.request_session() as s:
+        s.execute(text("SELECT 1"))
+    assert caught.value.connection_invalidated
+    with pg_archive.request_session() as s:
+        assert s.execute(text("SHOW statement_timeout")).scalar() == "5s"
+        assert s.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+
+
 def _recount(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
     counts = conn.execute(
         text(

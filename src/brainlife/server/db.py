@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from brainlife.server.errors import BadRequest, QueryTimeout
@@ -126,12 +126,19 @@ def _postgresql_budget(conn: Connection) -> None:
     if record.info.get(_PG_TIMEOUT, 0) == wanted:
         return
     raw: Any = record.dbapi_connection
-    autocommit = raw.autocommit
-    raw.autocommit = True  # psycopg: no BEGIN (the connection is idle, just checked out)
+    statement = f"SET statement_timeout = {wanted}"
+    error = conn.dialect.loaded_dbapi.Error
     try:
-        raw.execute(f"SET statement_timeout = {wanted}")
-    finally:
+        autocommit = raw.autocommit
+        raw.autocommit = True  # psycopg: no BEGIN (the connection is idle, just checked out)
+        raw.execute(statement)
         raw.autocommit = autocommit
+    except error as exc:
+        # a connection that cannot take a SET is broken (its server went away): back to the
+        # pool invalidated, so that the next checkout connects again, and the error raised as
+        # SQLAlchemy raises a driver's
+        record.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, error, connection_invalidated=True) from exc
     record.info[_PG_TIMEOUT] = wanted
 
 
