@@ -246,7 +246,7 @@ def make_sessionmaker(
     engine: Engine, *, query_timeout: float | None = None, autocommit: bool = False
 ) -> sessionmaker[Any]:
     """Sessions on `engine`; with `query_timeout`, each statement has that many seconds; with
-    `autocommit`, each statement is its own transaction (for reads of one statement only)."""
+    `autocommit`, each statement is its own transaction (for sessions that only read)."""
     options: dict[str, Any] = {}
     if query_timeout:
         options[QUERY_TIMEOUT] = query_timeout

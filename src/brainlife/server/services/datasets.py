@@ -210,7 +210,7 @@ def _among(session: Session, column: Any, ids: list[str]) -> ColumnElement[bool]
     """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter (the same one in
     each part of the page's statement). With an IN list of 100 ids in each of its three parts,
     the statement was 9.5 kB of text with 300 parameters, rendered by SQLAlchemy and parsed by
-    psycopg again on every page (psycopg caches only short statements): about 5 ms of CPU per
+    psycopg again on every page (psycopg caches only short statements): 3-5 ms of CPU per
     listing at 1,000,000 objects (issue #11); its text is now constant and short, cached by
     both and, from its fifth run on a connection, prepared by PostgreSQL."""
     if session.get_bind().dialect.name != "postgresql":
