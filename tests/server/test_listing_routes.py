@@ -278,3 +278,30 @@ def test_bad_requests(http, auth, world, path: str, params: dict) -> None:
 def test_bad_task_query(http, auth, world) -> None:
     r = http.get("/api/amaretti/task", params={"find": '{"$or": []}'}, headers=auth)
     assert r.status_code == 400 and "$or" in r.json()["message"]
+
+
+def test_the_data_object_listing_runs_outside_any_transaction(archive, http, auth, world) -> None:
+    """`GET /dataset` only reads: its session (`deps.ReadSession`) is in autocommit, so that on
+    PostgreSQL no BEGIN and ROLLBACK round trips surround the token check, the page, its arrays
+    and the totals (issue #11); each statement finds the driver's connection outside a
+    transaction, on either engine. Results: the other tests of this module."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, bool]] = []
+
+    def in_transaction(driver) -> bool:
+        if hasattr(driver, "in_transaction"):  # sqlite3
+            return bool(driver.in_transaction)
+        return driver.info.transaction_status != 0  # psycopg: 0 is IDLE
+
+    def record(conn, _cursor, statement, *_rest) -> None:
+        seen.append((statement, in_transaction(conn.connection.driver_connection)))
+
+    event.listen(archive.engine, "before_cursor_execute", record)
+    try:
+        body = get(http, auth, "/dataset", find=json.dumps({"removed": False}), limit="1")
+    finally:
+        event.remove(archive.engine, "before_cursor_execute", record)
+    assert body["count"] == 3 and len(body["datasets"]) == 1
+    assert len(seen) >= 3  # the token check, the page, its arrays (and maybe the totals)
+    assert [s for s, inside in seen if inside] == []

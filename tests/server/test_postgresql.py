@@ -209,6 +209,58 @@ def test_query_budget_stops_a_statement_on_postgresql_with_a_400(pg_archive: Any
     assert again.status_code == 200 and again.json()["count"] == 1
 
 
+def test_the_budget_is_the_connections_setting_made_once(pg_archive: Any) -> None:
+    """The budget is the connection's `statement_timeout`, set when a session with another
+    budget takes it from the pool, not a `SET LOCAL` per transaction (one round trip fewer per
+    request, issue #11); a session without a budget gets its connection back without one."""
+    from sqlalchemy import event
+
+    pg_archive.engine.pool.dispose()
+    seen: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    def timeout(session: Any) -> str:
+        return str(session.execute(text("SHOW statement_timeout")).scalar())
+
+    event.listen(pg_archive.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            with pg_archive.request_session() as s:
+                assert timeout(s) == "5s"
+            with pg_archive.read_session() as s:
+                assert timeout(s) == "5s"
+        with pg_archive.session() as s:
+            assert timeout(s) == "0"
+        with pg_archive.request_session() as s:
+            assert timeout(s) == "5s"
+    finally:
+        event.remove(pg_archive.engine, "before_cursor_execute", record)
+    # the SHOWs only: the setting is made on the driver's connection, outside any transaction
+    assert seen == ["SHOW statement_timeout"] * 8
+
+
+def test_a_connection_whose_server_went_away_is_replaced(pg_archive: Any) -> None:
+    """Setting a connection's budget on a connection whose backend is gone raises SQLAlchemy's
+    error for it and invalidates the connection: the next session connects again."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    pg_archive.engine.pool.dispose()
+    with pg_archive.session() as s:  # no budget: the connection's SET is not needed
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+    url = pg_archive.engine.url.set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))  # not through the pool
+    with pytest.raises(DBAPIError) as caught, pg_archive.request_session() as s:
+        s.execute(text("SELECT 1"))
+    assert caught.value.connection_invalidated
+    with pg_archive.request_session() as s:
+        assert s.execute(text("SHOW statement_timeout")).scalar() == "5s"
+        assert s.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+
+
 def _recount(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
     counts = conn.execute(
         text(

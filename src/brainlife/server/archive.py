@@ -101,6 +101,8 @@ class Archive:
     task_files: TaskFiles
     #: sessions whose statements have `settings.query_timeout` seconds each (see `db`)
     request_sessions: sessionmaker[Session] | None = None
+    #: the same budget, in autocommit (`read_session`)
+    read_sessions: sessionmaker[Session] | None = None
 
     def session(self) -> Session:
         """A session without a time budget (the CLI, ingest, the demo build)."""
@@ -108,11 +110,28 @@ class Archive:
 
     def request_session(self) -> Session:
         """A session for a request: each statement runs under the query time budget."""
-        if self.request_sessions is None:
-            self.request_sessions = make_sessionmaker(
-                self.engine, query_timeout=self.settings.query_timeout
+        return self._budgeted()[0]()
+
+    def read_session(self) -> Session:
+        """A session for a request that only reads (the token check, the data-object listing:
+        `deps.ReadSession`): under the query time budget, in autocommit, so that on PostgreSQL
+        no BEGIN and ROLLBACK round trips surround its statements (two of a listing's six, each
+        a wake-up of two processes on a loaded machine; issue #11). What its statements see is
+        unchanged: in a READ COMMITTED transaction (PostgreSQL's default, ours) each statement
+        takes its own snapshot anyway, and SQLite's driver starts no transaction for a SELECT.
+        Nothing may be written in it: each statement would be committed on its own."""
+        return self._budgeted()[1]()
+
+    def _budgeted(self) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
+        """Both budgeted sessionmakers, made again together (with the settings' budget of
+        now) once either was dropped."""
+        if self.request_sessions is None or self.read_sessions is None:
+            budget = self.settings.query_timeout
+            self.request_sessions = make_sessionmaker(self.engine, query_timeout=budget)
+            self.read_sessions = make_sessionmaker(
+                self.engine, query_timeout=budget, autocommit=True
             )
-        return self.request_sessions()
+        return self.request_sessions, self.read_sessions
 
 
 def open_store(settings: Settings) -> ByteStore:

@@ -9,8 +9,14 @@ precisely). Sessions without it (the CLI, migrations, the demo build) have no bu
 SQLite a progress handler, called every few thousand virtual-machine steps, checks the
 deadline set when the statement starts; an interrupted statement is rolled back by SQLite
 and the connection stays usable. The GIL is only held for those checks and for the REGEXP
-calls, which RE2 keeps linear, so other requests (`/health`) are served meanwhile. On
-PostgreSQL each transaction of such a session sets `statement_timeout`.
+calls, which RE2 keeps linear, so other requests (`/health`) are served meanwhile.
+
+On PostgreSQL the budget is the connection's `statement_timeout`, set when a connection is
+taken from the pool for a session whose budget differs from the one the connection has (none
+for a session without one), and remembered with the connection. It used to be a
+`SET LOCAL` per transaction: one more round trip to the server per request, and on a loaded
+2-core machine each round trip is a wake-up of two processes (about 1 ms; issue #11). A
+server's connections almost all serve requests, so the setting is made once per connection.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from brainlife.server.errors import BadRequest, QueryTimeout
 
@@ -57,6 +63,8 @@ def make_engine(url: str) -> Engine:
         # milliseconds of execution (0.28 s vs 0.05 s for one JSON path over the demo).
         kwargs["connect_args"] = {"options": "-c jit=off"}
     engine = create_engine(url, **kwargs)
+    if url.startswith("postgresql"):
+        event.listen(engine, "engine_connect", _postgresql_budget)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "before_cursor_execute", _start_statement)
@@ -69,6 +77,8 @@ def make_engine(url: str) -> Engine:
 
 #: execution option: the seconds one statement may run (see the module docstring)
 QUERY_TIMEOUT = "brainlife_query_timeout"
+#: the connection's `statement_timeout` in milliseconds (0: none), in its pool record's `info`
+_PG_TIMEOUT = "brainlife_statement_timeout"
 #: SQLite virtual-machine steps between two deadline checks (a few milliseconds of work). A
 #: check is a Python call, which must take the GIL: while other requests run Python code it may
 #: wait for it (up to the 5 ms switch interval), so checks are kept rare enough that such waits
@@ -100,6 +110,36 @@ class _Deadline:
 
 class _OverBudget(Exception):
     """Raised by REGEXP once the deadline has passed (see `_sqlite_connect`)."""
+
+
+def _postgresql_budget(conn: Connection) -> None:
+    """Give the connection the `statement_timeout` of the session's budget (see the module
+    docstring), outside any transaction: a session-level SET made inside one would be undone by
+    the session's ROLLBACK. The pool record's `info` is cleared when its connection is replaced,
+    and a new connection has none."""
+    budget = conn.get_execution_options().get(QUERY_TIMEOUT)
+    wanted = max(1, round(budget * 1000)) if budget else 0
+    try:
+        record = conn.connection
+    except SQLAlchemyError:
+        return
+    if record.info.get(_PG_TIMEOUT, 0) == wanted:
+        return
+    raw: Any = record.dbapi_connection
+    statement = f"SET statement_timeout = {wanted}"
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        autocommit = raw.autocommit
+        raw.autocommit = True  # psycopg: no BEGIN (the connection is idle, just checked out)
+        raw.execute(statement)
+        raw.autocommit = autocommit
+    except error as exc:
+        # a connection that cannot take a SET is broken (its server went away): back to the
+        # pool invalidated, so that the next checkout connects again, and the error raised as
+        # SQLAlchemy raises a driver's
+        record.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, error, connection_invalidated=True) from exc
+    record.info[_PG_TIMEOUT] = wanted
 
 
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
@@ -202,17 +242,15 @@ def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cur.close()
 
 
-def make_sessionmaker(engine: Engine, *, query_timeout: float | None = None) -> sessionmaker[Any]:
-    """Sessions on `engine`; with `query_timeout`, each statement has that many seconds."""
-    if not query_timeout:
-        return sessionmaker(bind=engine, expire_on_commit=False)
-    bound = engine.execution_options(**{QUERY_TIMEOUT: query_timeout})
-    sessions = sessionmaker(bind=bound, expire_on_commit=False)
-    if engine.dialect.name == "postgresql":
-        milliseconds = max(1, round(query_timeout * 1000))
-
-        def statement_timeout(_s: Session, _t: SessionTransaction, conn: Connection) -> None:
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
-
-        event.listen(sessions, "after_begin", statement_timeout)
-    return sessions
+def make_sessionmaker(
+    engine: Engine, *, query_timeout: float | None = None, autocommit: bool = False
+) -> sessionmaker[Any]:
+    """Sessions on `engine`; with `query_timeout`, each statement has that many seconds; with
+    `autocommit`, each statement is its own transaction (for sessions that only read)."""
+    options: dict[str, Any] = {}
+    if query_timeout:
+        options[QUERY_TIMEOUT] = query_timeout
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
+    bound = engine.execution_options(**options) if options else engine
+    return sessionmaker(bind=bound, expire_on_commit=False)

@@ -31,6 +31,12 @@ def get_session(archive: Annotated[Archive, Depends(get_archive)]) -> Iterator[S
         yield session
 
 
+def get_read_session(archive: Annotated[Archive, Depends(get_archive)]) -> Iterator[Session]:
+    """A read-only route's session (`Archive.read_session`: autocommit, the same budget)."""
+    with archive.read_session() as session:
+        yield session
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header:
@@ -69,7 +75,7 @@ def _checked(archive: Archive, principal: Principal) -> Principal:
     (`services.auth.check_principal`)."""
     from brainlife.server.services.auth import check_principal
 
-    with archive.session() as session:
+    with archive.read_session() as session:
         check_principal(session, principal)
     return principal
 
@@ -112,6 +118,8 @@ async def json_request_body(request: Request) -> Any:
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 SessionDep = Annotated[Session, Depends(get_session)]
+#: For a route that only reads, and reads a lot (the data-object listing): no transaction.
+ReadSession = Annotated[Session, Depends(get_read_session)]
 #: A session closed as soon as the route function returns, before a download's body streams:
 #: a long download holds no connection.
 ShortSession = Annotated[Session, Depends(get_session, scope="function")]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
-from brainlife.server.deps import MaybeUser, ObjectReader, SessionDep
+from brainlife.server.deps import MaybeUser, ObjectReader, ReadSession, SessionDep
 from brainlife.server.gate import QuerySlot
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
@@ -50,7 +50,7 @@ def list_projects(
 
 @router.get(routes.DATASETS.path, response_model=None, openapi_extra=params.DATASET_LIST)
 def list_datasets(
-    _slot: QuerySlot, request: Request, session: SessionDep, user: ObjectReader
+    _slot: QuerySlot, request: Request, session: ReadSession, user: ObjectReader
 ) -> Any:
     q = request.query_params
     params = list_params(request)

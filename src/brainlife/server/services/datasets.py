@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, select, union_all
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
@@ -175,7 +187,7 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
         # of three (each costs a scheduler wake-up on a loaded machine)
         parts = [
             select(literal(i).label("k"), t.dataset_id, col.label("v"), t.pos).where(
-                t.dataset_id.in_(ids)
+                _among(session, t.dataset_id, ids)
             )
             for i, (t, col, _attr) in enumerate(tables)
         ]
@@ -186,12 +198,24 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
         for table, col, attr in tables:
             stmt = (
                 select(table.dataset_id, col)
-                .where(table.dataset_id.in_(ids))
+                .where(_among(session, table.dataset_id, ids))
                 .order_by(table.dataset_id, table.pos)
             )
             for dataset_id, value in session.execute(stmt):
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
+
+
+def _among(session: Session, column: Any, ids: list[str]) -> ColumnElement[bool]:
+    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter (the same one in
+    each part of the page's statement). With an IN list of 100 ids in each of its three parts,
+    the statement was 9.5 kB of text with 300 parameters, rendered by SQLAlchemy and parsed by
+    psycopg again on every page (psycopg caches only short statements): 3-5 ms of CPU per
+    listing at 1,000,000 objects (issue #11); its text is now constant and short, cached by
+    both and, from its fifth run on a connection, prepared by PostgreSQL."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(ids)
+    return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
 
 
 #: up to this many objects, `dataset_documents` reads the arrays in one statement (three IN

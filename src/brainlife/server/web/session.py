@@ -85,7 +85,7 @@ def visitor(request: Request, archive: Annotated[Archive, Depends(get_archive)])
 
 
 def _checked(archive: Archive, principal: Principal) -> Principal:
-    with archive.session() as session:
+    with archive.read_session() as session:
         check_principal(session, principal)
     return principal
 
