@@ -192,7 +192,8 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
             for i, (t, col, _attr) in enumerate(tables)
         ]
         one = union_all(*parts).order_by(*map(literal_column, ("k", "dataset_id", "pos")))
-        for k, dataset_id, value, _pos in session.execute(one):
+        # fetched at once: iterating the result fetches row by row (~1 ms a page, issue #11)
+        for k, dataset_id, value, _pos in session.execute(one).all():
             getattr(arrays[dataset_id], tables[k][2]).append(value)
     elif ids:
         for table, col, attr in tables:
@@ -201,7 +202,7 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
                 .where(_among(session, table.dataset_id, ids))
                 .order_by(table.dataset_id, table.pos)
             )
-            for dataset_id, value in session.execute(stmt):
+            for dataset_id, value in session.execute(stmt).all():
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
 
