@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from brainlife.server import documents
 from brainlife.server.db import json_loads
 from brainlife.server.models import Dataset
+from brainlife.server.services import datasets
 from brainlife.wire import format_date
 from tests.server import factories as f
 
@@ -200,9 +201,12 @@ def _previous_body(
     ).encode("utf-8")
 
 
+@pytest.mark.parametrize("one_query", [1000, 3])
 def test_the_listing_body_is_the_previous_paths(
-    http, archive, varied, alice, monkeypatch: pytest.MonkeyPatch
+    http, archive, varied, alice, monkeypatch: pytest.MonkeyPatch, one_query: int
 ) -> None:
+    """(With pages over `one_query` objects, their arrays are read in three statements.)"""
+    monkeypatch.setattr(datasets, "_ONE_QUERY", one_query)
     finds: list[dict[str, Any]] = [
         {},
         {"removed": False},
