@@ -5,6 +5,7 @@ that a later edit could forget)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
@@ -25,10 +26,10 @@ from brainlife.server.models import (
 from brainlife.server.principal import Principal
 
 
-def _has_role(principal: Principal, roles: tuple[str, ...]) -> ColumnElement[bool]:
+def _has_role(sub: str, roles: tuple[str, ...]) -> ColumnElement[bool]:
     return exists().where(
         ProjectRole.project_id == Project.id,
-        ProjectRole.sub == principal.sub_str,
+        ProjectRole.sub == sub,
         ProjectRole.role.in_(roles),
     )
 
@@ -39,7 +40,17 @@ def readable_projects(principal: Principal | None) -> ColumnElement[bool]:
         return Project.access == "public"
     if principal.is_admin("warehouse"):
         return true()
-    return or_(Project.access == "public", _has_role(principal, ("admins", "members", "guests")))
+    return _readable_projects_of(principal.sub_str)
+
+
+@lru_cache(maxsize=1024)
+def _readable_projects_of(sub: str) -> ColumnElement[bool]:
+    """`readable_projects` of a user who is not an archive admin. Built once per user and
+    reused (SQL clauses are immutable): the clause names the user only, the database decides
+    at each query which projects it admits. A listing used to build it three times (its page,
+    its gate and its totals), ~0.5 ms of a 100-object page (issue #11)."""
+    roles = ("admins", "members", "guests")
+    return or_(Project.access == "public", _has_role(sub, roles))
 
 
 def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
@@ -53,7 +64,7 @@ def writable_projects(principal: Principal | None) -> ColumnElement[bool]:
     live = Project.removed.is_(False)
     if principal.is_admin("warehouse"):
         return live
-    return and_(live, _has_role(principal, ("admins", "members")))
+    return and_(live, _has_role(principal.sub_str, ("admins", "members")))
 
 
 def administered_projects(principal: Principal | None) -> ColumnElement[bool]:
@@ -64,7 +75,7 @@ def administered_projects(principal: Principal | None) -> ColumnElement[bool]:
         return false()
     if principal.is_admin("warehouse"):
         return true()
-    return _has_role(principal, ("admins",))
+    return _has_role(principal.sub_str, ("admins",))
 
 
 def listable_projects(principal: Principal | None) -> ColumnElement[bool]:
@@ -88,7 +99,14 @@ def readable_datasets(principal: Principal | None) -> ColumnElement[bool]:
         return and_(Dataset.id.in_(sorted(principal.datasets)), readable_datasets(user))
     if principal.is_admin("warehouse"):
         return true()
-    in_readable = Dataset.project_id.in_(select(Project.id).where(readable_projects(principal)))
+    return _readable_datasets_of(principal.sub_str)
+
+
+@lru_cache(maxsize=1024)
+def _readable_datasets_of(sub: str) -> ColumnElement[bool]:
+    """`readable_datasets` of a user who is neither an archive admin nor a download script
+    (built once per user, as `_readable_projects_of`)."""
+    in_readable = Dataset.project_id.in_(select(Project.id).where(_readable_projects_of(sub)))
     return or_(in_readable, _published())
 
 

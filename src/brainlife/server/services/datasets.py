@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    CompoundSelect,
     Select,
     String,
     and_,
@@ -177,45 +179,61 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
     page, three for more; cheaper than loading an ORM object per tag)."""
     arrays = {row.id: documents.DatasetArrays() for row in rows}
     ids = list(arrays)
-    tables: tuple[tuple[Any, Any, str], ...] = (
-        (DatasetTag, DatasetTag.tag, "tags"),
-        (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
-        (DatasetPublication, DatasetPublication.release_id, "publications"),
-    )
+    one, each = _array_statements(session.get_bind().dialect.name == "postgresql")
     if ids and len(ids) <= _ONE_QUERY:
         # a page: the three arrays in one statement, one round trip to the database instead
-        # of three (each costs a scheduler wake-up on a loaded machine)
-        parts = [
-            select(literal(i).label("k"), t.dataset_id, col.label("v"), t.pos).where(
-                _among(session, t.dataset_id, ids)
-            )
-            for i, (t, col, _attr) in enumerate(tables)
-        ]
-        one = union_all(*parts).order_by(*map(literal_column, ("k", "dataset_id", "pos")))
-        for k, dataset_id, value, _pos in session.execute(one):
-            getattr(arrays[dataset_id], tables[k][2]).append(value)
+        # of three (each costs a scheduler wake-up on a loaded machine); fetched at once:
+        # iterating the result fetches row by row (~1 ms a page, issue #11)
+        for k, dataset_id, value, _pos in session.execute(one, {"ids": ids}).all():
+            getattr(arrays[dataset_id], _ARRAY_TABLES[k][2]).append(value)
     elif ids:
-        for table, col, attr in tables:
-            stmt = (
-                select(table.dataset_id, col)
-                .where(_among(session, table.dataset_id, ids))
-                .order_by(table.dataset_id, table.pos)
-            )
-            for dataset_id, value in session.execute(stmt):
+        for stmt, (_table, _col, attr) in zip(each, _ARRAY_TABLES, strict=True):
+            for dataset_id, value in session.execute(stmt, {"ids": ids}).all():
                 getattr(arrays[dataset_id], attr).append(value)
     return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
 
 
-def _among(session: Session, column: Any, ids: list[str]) -> ColumnElement[bool]:
-    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter (the same one in
-    each part of the page's statement). With an IN list of 100 ids in each of its three parts,
-    the statement was 9.5 kB of text with 300 parameters, rendered by SQLAlchemy and parsed by
-    psycopg again on every page (psycopg caches only short statements): 3-5 ms of CPU per
-    listing at 1,000,000 objects (issue #11); its text is now constant and short, cached by
-    both and, from its fifth run on a connection, prepared by PostgreSQL."""
-    if session.get_bind().dialect.name != "postgresql":
-        return column.in_(ids)
-    return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
+#: the arrays of a data object: (table, value column, document key)
+_ARRAY_TABLES: tuple[tuple[Any, Any, str], ...] = (
+    (DatasetTag, DatasetTag.tag, "tags"),
+    (DatasetDatatypeTag, DatasetDatatypeTag.tag, "datatype_tags"),
+    (DatasetPublication, DatasetPublication.release_id, "publications"),
+)
+
+
+@cache
+def _array_statements(postgresql: bool) -> tuple[CompoundSelect[Any], tuple[Select[Any], ...]]:
+    """The statements `dataset_documents` runs, with the ids as the parameter `ids`: the
+    page's one statement (a UNION ALL of the three arrays, ordered by array, object and
+    position) and one per array. Built once per engine kind: building the UNION and its cache
+    key took ~0.5 ms per listing (issue #11)."""
+    parts = [
+        select(literal(i).label("k"), t.dataset_id, col.label("v"), t.pos).where(
+            _among(postgresql, t.dataset_id)
+        )
+        for i, (t, col, _attr) in enumerate(_ARRAY_TABLES)
+    ]
+    one = union_all(*parts).order_by(*map(literal_column, ("k", "dataset_id", "pos")))
+    each = tuple(
+        select(t.dataset_id, col)
+        .where(_among(postgresql, t.dataset_id))
+        .order_by(t.dataset_id, t.pos)
+        for t, col, _attr in _ARRAY_TABLES
+    )
+    return one, each
+
+
+def _among(postgresql: bool, column: Any) -> ColumnElement[bool]:
+    """`column IN :ids` (an expanding parameter: the ids' IN list, rendered per execution);
+    on PostgreSQL `column = ANY(:ids)`, one array parameter (the same one in each part of the
+    page's statement). With an IN list of 100 ids in each of its three parts, the statement was
+    9.5 kB of text with 300 parameters, rendered by SQLAlchemy and parsed by psycopg again on
+    every page (psycopg caches only short statements): 3-5 ms of CPU per listing at 1,000,000
+    objects (issue #11); its text is now constant and short, cached by both and, from its
+    fifth run on a connection, prepared by PostgreSQL."""
+    if not postgresql:
+        return column.in_(bindparam("ids", expanding=True))
+    return column == any_(bindparam("ids", type_=ARRAY(String)))
 
 
 #: up to this many objects, `dataset_documents` reads the arrays in one statement (three IN
