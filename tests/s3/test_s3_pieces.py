@@ -46,6 +46,19 @@ def download(world: World, oid: str, out: Path) -> list[str]:
     return [*bl_cmd("data", "download", "-i", oid, "-d", str(out), "--jobs", "1"), "--json"]
 
 
+def run_download(world: World, oid: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """`bl data download` of the object into ``out``, to its end."""
+    return subprocess.run(
+        download(world, oid, out), env=world.env, capture_output=True, text=True, timeout=300
+    )
+
+
+def exchanges(world: World, n: int) -> tuple[list[str], list[int]]:
+    """The store's requests since the ``n``-th, and its answers' statuses."""
+    seen = world.relay.requests[n:]
+    return seen, world.relay.answers[-len(seen) :]
+
+
 def ranges_of(requests: list[str]) -> list[tuple[int, int]]:
     """The closed ranges (`bytes=a-b`, as [a, b + 1)) the requests asked the store for."""
     out = []
@@ -61,10 +74,7 @@ def test_a_large_file_comes_in_pieces_over_several_connections(
 ) -> None:
     n = len(world.relay.requests)
     written = server_bytes_written(world.server.process.pid)
-    r = subprocess.run(
-        download(world, oid, tmp_path / "out"), env=world.env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    r = run_download(world, oid, tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
     assert server_bytes_written(world.server.process.pid) - written < SIZE // 20
@@ -117,10 +127,7 @@ def test_a_corrupted_byte_is_caught_and_the_file_fetched_again(
 ) -> None:
     n = len(world.relay.requests)
     world.relay.corrupt_next(1)
-    r = subprocess.run(
-        download(world, oid, tmp_path / "out"), env=world.env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    r = run_download(world, oid, tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
     starts = [a for a, _ in ranges_of(world.relay.requests[n:])]
@@ -134,10 +141,7 @@ def test_a_file_corrupted_every_time_fails_and_leaves_nothing_looking_complete(
     n = len(world.relay.requests)
     world.relay.corrupt_next(1000)
     try:
-        r = subprocess.run(
-            download(world, oid, tmp_path / "out"), env=world.env, capture_output=True,
-            text=True, timeout=300,
-        )  # fmt: skip
+        r = run_download(world, oid, tmp_path / "out")
     finally:
         world.relay.corrupt_next(0)
     assert r.returncode != 0
@@ -153,13 +157,9 @@ def test_a_url_expiring_mid_file_is_replaced_for_every_connection(
 ) -> None:
     n = len(world.relay.requests)
     world.relay.cut_after(PIECE // 4, stall=3.0)  # the 2 s URL expires while one piece stalls
-    r = subprocess.run(
-        download(world, oid, tmp_path / "out"), env=world.env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    r = run_download(world, oid, tmp_path / "out")
     assert r.returncode == 0, r.stderr
-    seen = world.relay.requests[n:]
-    statuses = world.relay.answers[-len(seen) :]
+    seen, statuses = exchanges(world, n)
     refused = [req for req, st in zip(seen, statuses, strict=True) if st in (400, 403)]
     assert refused, (seen, statuses)
     sig = lambda req: re.search(r"X-Amz-Signature=(\w+)", req).group(1)  # type: ignore[union-attr]  # noqa: E731
@@ -176,13 +176,9 @@ def test_a_store_that_ignores_range_is_read_in_one_stream(
 ) -> None:
     n = len(world.relay.requests)
     world.relay.ignore_range_next()  # the first piece's GET comes back whole (200)
-    r = subprocess.run(
-        download(world, oid, tmp_path / "out"), env=world.env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    r = run_download(world, oid, tmp_path / "out")
     assert r.returncode == 0, r.stderr
-    seen = world.relay.requests[n:]
-    statuses = world.relay.answers[-len(seen) :]
+    seen, statuses = exchanges(world, n)
     assert 200 in statuses, (seen, statuses)
     assert re.search(r"range=bytes=\d+-\d+$", seen[0]), seen  # it was asked for a piece
     # then one stream: an open range from what the pieces had completed (or the whole file)
