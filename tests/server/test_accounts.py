@@ -170,7 +170,8 @@ def test_a_disabled_accounts_token_is_refused(http, tokens) -> None:
 def test_the_token_check_is_one_statement_outside_any_transaction(archive, http, tokens) -> None:
     """Every request pays the check: one statement (token and account together), run in
     autocommit (on PostgreSQL no BEGIN and ROLLBACK round trips), under the request's budget;
-    `GET /api/auth/me` then reads the account in the request's own session (issue #11)."""
+    `GET /api/auth/me`, a read-only route, then reads the account in that same autocommit
+    session, on the same connection (`onecall`: the check reuses the route's read session)."""
     from sqlalchemy import event
 
     from brainlife.server.db import QUERY_TIMEOUT
@@ -180,18 +181,26 @@ def test_the_token_check_is_one_statement_outside_any_transaction(archive, http,
     def record(conn, _cursor, statement, *_rest) -> None:
         seen.append((statement, conn.get_execution_options()))
 
+    checkouts: list[object] = []
+
+    def checkout(*_args) -> None:
+        checkouts.append(_args)
+
     event.listen(archive.engine, "before_cursor_execute", record)
+    event.listen(archive.engine.pool, "checkout", checkout)
     try:
         r = http.get("/api/auth/me", headers=bearer(tokens["ann"]))
     finally:
         event.remove(archive.engine, "before_cursor_execute", record)
+        event.remove(archive.engine.pool, "checkout", checkout)
     assert r.status_code == 200 and r.json()["username"] == "ann"
     assert len(seen) == 2, [s for s, _ in seen]
     (check, check_options), (me, me_options) = seen
     assert "auth_tokens" in check and "users" in check
     assert check_options.get("isolation_level") == "AUTOCOMMIT"
     assert check_options.get(QUERY_TIMEOUT) == archive.settings.query_timeout
-    assert "auth_tokens" not in me and "isolation_level" not in me_options
+    assert "auth_tokens" not in me and me_options.get("isolation_level") == "AUTOCOMMIT"
+    assert len(checkouts) == 1  # one connection taken from the pool for both
 
 
 def test_a_token_id_the_archive_never_issued_is_refused(archive, http, people) -> None:

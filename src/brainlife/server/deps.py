@@ -10,8 +10,9 @@ pool (issue #11: `/auth/me` and a 100-row listing on PostgreSQL ~1 ms faster in 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -55,14 +56,37 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def optional_principal(
-    request: Request, archive: Annotated[Archive, Depends(get_archive)]
+class Login(enum.Enum):
+    """What a route asks of its caller's token (`login`)."""
+
+    #: a token if one was sent (`MaybeUser`); a download script's token is refused
+    OPTIONAL = "optional"
+    #: a token (`User`); a download script's token is refused
+    REQUIRED = "required"
+    #: a login or a download script's token (`ObjectReader`: `GET /dataset`, whose scope is
+    #: applied in SQL by `access.readable_datasets`)
+    READER = "reader"
+    #: as READER, the token also taken from `?at=` (brainlife's download links; `DownloadUser`)
+    DOWNLOAD = "download"
+
+
+def login(
+    kind: Login, request: Request, archive: Archive, session: Session | None = None
 ) -> Principal | None:
-    """The caller, if a token was sent. A bad token is an error even where none is needed; so
-    is a download script's token (`Principal.datasets`) anywhere but the routes that read data
-    objects (`ObjectReader`, `DownloadUser`)."""
-    principal = _any_principal(request, archive)
-    if principal is not None and principal.scoped:
+    """The caller as `kind` asks, or raise (401 no or bad token, 403 a download script's token
+    where it may not go). The token check (`services.auth.check_principal`: revoked, disabled)
+    runs in `session` when the caller has a read session open already, else in its own.
+    A bad token is an error even where none is needed."""
+    token = _bearer(request)
+    if kind is Login.DOWNLOAD:
+        token = token or request.query_params.get("at")
+    if not token:
+        if kind is Login.OPTIONAL:
+            return None
+        what = "This download needs" if kind is Login.DOWNLOAD else "This needs"
+        raise Unauthorized(f"{what} a login: no token was sent. {LOGIN_AGAIN}")
+    principal = _checked(archive, archive.signer.principal(token), session)
+    if principal.scoped and kind in (Login.OPTIONAL, Login.REQUIRED):
         raise Forbidden(SCOPED_TOKEN)
     return principal
 
@@ -73,28 +97,25 @@ SCOPED_TOKEN = (
 )
 
 
-def _any_principal(request: Request, archive: Archive) -> Principal | None:
-    token = _bearer(request)
-    return _checked(archive, archive.signer.principal(token)) if token else None
-
-
-def _checked(archive: Archive, principal: Principal) -> Principal:
-    """The principal of a verified token, unless revoked or its account disabled
-    (`services.auth.check_principal`)."""
+def _checked(archive: Archive, principal: Principal, session: Session | None) -> Principal:
+    """The principal of a verified token, unless revoked or its account disabled."""
     from brainlife.server.services.auth import check_principal
 
-    with archive.read_session() as session:
+    if session is not None:
         check_principal(session, principal)
+        return principal
+    with archive.read_session() as own:
+        check_principal(own, principal)
     return principal
 
 
-def object_reader(request: Request, archive: Annotated[Archive, Depends(get_archive)]) -> Principal:
-    """A login, or a download script's token (`GET /dataset`: its scope is applied in SQL by
-    `access.readable_datasets`)."""
-    principal = _any_principal(request, archive)
-    if principal is None:
-        raise Unauthorized(f"This needs a login: no token was sent. {LOGIN_AGAIN}")
-    return principal
+# The dependencies FastAPI resolves (`onecall` resolves the same through `login` itself).
+
+
+def optional_principal(
+    request: Request, archive: Annotated[Archive, Depends(get_archive)]
+) -> Principal | None:
+    return login(Login.OPTIONAL, request, archive)
 
 
 async def required_principal(
@@ -105,20 +126,23 @@ async def required_principal(
     return principal
 
 
+def object_reader(request: Request, archive: Annotated[Archive, Depends(get_archive)]) -> Principal:
+    return cast(Principal, login(Login.READER, request, archive))  # never None for READER
+
+
 def download_principal(
     request: Request, archive: Annotated[Archive, Depends(get_archive)]
 ) -> Principal:
-    """Download routes also take the token from `?at=` (brainlife's download links)."""
-    token = _bearer(request) or request.query_params.get("at")
-    if not token:
-        raise Unauthorized(f"This download needs a login: no token was sent. {LOGIN_AGAIN}")
-    return _checked(archive, archive.signer.principal(token))
+    return cast(Principal, login(Login.DOWNLOAD, request, archive))  # nor for DOWNLOAD
 
 
 async def json_request_body(request: Request) -> Any:
     """The request's JSON body, parsed within the limits of `limits.json_body` (FastAPI's own
     `Body()` parsing answers a body nested ~1,000 deep or holding a lone surrogate with a 500)."""
-    raw = await request.body()
+    return parse_json_request_body(await request.body())
+
+
+def parse_json_request_body(raw: bytes) -> Any:
     if not raw.strip():
         raise BadRequest("This route needs a JSON request body.")
     return json_body(raw)

@@ -11,10 +11,11 @@ from fastapi import APIRouter
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
 from brainlife.server.errors import Forbidden
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import accounts, auth
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 def _user(session: Any, user: Any) -> dict[str, Any]:

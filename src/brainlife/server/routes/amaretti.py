@@ -14,12 +14,13 @@ from fastapi import APIRouter, Request
 
 from brainlife.server import documents
 from brainlife.server.deps import SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
 from brainlife.server.services import apps, tasks
 from brainlife.wire import Document, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.get(routes.TASKS.path, openapi_extra=params.LIST)

@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
 from brainlife.server.services import instances, taskupload
 from brainlife.wire import Document, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.get(routes.INSTANCES.path, openapi_extra=params.LIST)

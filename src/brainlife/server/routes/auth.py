@@ -10,14 +10,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from brainlife.server import documents
-from brainlife.server.deps import ArchiveDep, SessionDep, User
+from brainlife.server.deps import ArchiveDep, ReadSession, SessionDep, User
 from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.services import auth, profiles
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -60,7 +61,7 @@ async def refresh(request: Request, archive: ArchiveDep, user: User) -> dict[str
 
 
 @router.get(routes.ME.path)
-def me(session: SessionDep, user: User) -> dict[str, Any]:
+def me(session: ReadSession, user: User) -> dict[str, Any]:
     """The caller's own account."""
     return documents.me_doc(auth.me(session=session, principal=user))
 

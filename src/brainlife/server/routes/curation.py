@@ -9,10 +9,11 @@ from fastapi import APIRouter
 
 from brainlife.server import documents
 from brainlife.server.deps import JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import curation, datasets
 from brainlife.wire import Document, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.put(routes.DATASET.path)

@@ -13,12 +13,13 @@ from fastapi.responses import Response
 from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, JsonBody, ShortSession
 from brainlife.server.errors import BadRequest
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.query import parse_find
 from brainlife.server.routes import download, params
 from brainlife.server.services import downloads, selection
 from brainlife.wire import Manifest, Manifests, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @download(router, routes.DATASET_DOWNLOAD)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.services import downscript
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.post(

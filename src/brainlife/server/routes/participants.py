@@ -9,10 +9,11 @@ from fastapi import APIRouter
 
 from brainlife.server import documents
 from brainlife.server.deps import JsonBody, MaybeUser, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import participants
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.get(routes.PARTICIPANTS.path)

@@ -25,12 +25,13 @@ from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession, User
 from brainlife.server.errors import BadRequest, PayloadTooLarge
 from brainlife.server.limits import body_too_large
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import download
 from brainlife.server.services import downloads, projectfiles
 from brainlife.wire import routes
 from brainlife.wire.projectfiles import SHA256_HEADER, FileEntry, FileListing
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 def _limit(request: Request) -> int:

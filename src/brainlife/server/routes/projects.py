@@ -9,10 +9,11 @@ from fastapi import APIRouter
 
 from brainlife.server import documents
 from brainlife.server.deps import JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import project_writes
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.post(routes.PROJECTS.path)

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 
 from brainlife.server import documents
 from brainlife.server.deps import JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.services import publishing
 from brainlife.wire import routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 @router.post(routes.PUBS.path, openapi_extra=params.PUB_CREATE)

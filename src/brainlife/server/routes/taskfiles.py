@@ -13,11 +13,12 @@ from fastapi.responses import Response
 
 from brainlife.server import documents, ranges
 from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import download, params
 from brainlife.server.services import taskfiles
 from brainlife.wire import TaskManifest, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 def _target(

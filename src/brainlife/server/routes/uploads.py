@@ -24,11 +24,12 @@ from starlette.requests import ClientDisconnect
 
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import datasets, uploads
 from brainlife.server.socketbody import socket_body
 from brainlife.wire import UploadSession, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 #: bytes gathered before one write (and hash update) in a worker thread
 _WRITE_BATCH = 1024 * 1024

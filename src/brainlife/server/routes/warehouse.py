@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, ObjectReader, ReadSession, SessionDep
 from brainlife.server.gate import QuerySlot
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
 from brainlife.server.services import datasets, datatypes, projects, pubs
 from brainlife.wire import routes
 from brainlife.wire.routes import Route
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 
 def _dataset_docs(request: Request, session: SessionDep, rows: Any, params: Any) -> list[Any]:

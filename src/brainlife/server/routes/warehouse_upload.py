@@ -11,10 +11,11 @@ from fastapi import APIRouter
 
 from brainlife.server import documents
 from brainlife.server.deps import ArchiveDep, Finalizer, JsonBody, SessionDep, User
+from brainlife.server.onecall import OneCallRoute
 from brainlife.server.services import datasets, finalize
 from brainlife.wire import Document, routes
 
-router = APIRouter()
+router = APIRouter(route_class=OneCallRoute)
 
 #: how long a finalize request waits for its job (a small upload is then answered `stored`,
 #: and the official CLI's first poll finds it instead of sleeping 5 s); longer ones go on
