@@ -6,6 +6,9 @@ serve` answering `GET /api/auth/me` put ~45 % of the event loop's samples in `ru
 `run_in_threadpool`. So the dependencies that only read the app's state or check a value are
 `async def` (they never block); those that touch the database or a session stay `def`, in the
 pool (issue #11: `/auth/me` and a 100-row listing on PostgreSQL ~1 ms faster in same-run A/B).
+For a `def` route, `onecall.OneCallRoute` goes further: the sessions, the login and the JSON
+body below are resolved in the route's own worker call (through `login` and the same session
+factories), so FastAPI only calls these functions for the routes and pages that are not.
 """
 
 from __future__ import annotations
@@ -150,7 +153,8 @@ def parse_json_request_body(raw: bytes) -> Any:
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 SessionDep = Annotated[Session, Depends(get_session)]
-#: For a route that only reads, and reads a lot (the data-object listing): no transaction.
+#: For a route that only reads (the listings, one object, the caller's account): no transaction,
+#: and the token check runs in it (`onecall`).
 ReadSession = Annotated[Session, Depends(get_read_session)]
 #: A session closed as soon as the route function returns, before a download's body streams:
 #: a long download holds no connection.

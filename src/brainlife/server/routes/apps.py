@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from brainlife.server import documents
-from brainlife.server.deps import JsonBody, MaybeUser, SessionDep, User
+from brainlife.server.deps import JsonBody, MaybeUser, ReadSession, SessionDep, User
 from brainlife.server.onecall import OneCallRoute
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
@@ -22,7 +22,7 @@ router = APIRouter(route_class=OneCallRoute)
 
 
 @router.get(routes.APPS.path, openapi_extra=params.LIST)
-def list_apps(request: Request, session: SessionDep, user: MaybeUser) -> dict[str, Any]:
+def list_apps(request: Request, session: ReadSession, user: MaybeUser) -> dict[str, Any]:
     params = list_params(request)
     page = apps.list_apps(session=session, principal=user, params=params)
 

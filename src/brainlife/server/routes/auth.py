@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from brainlife.server import documents
-from brainlife.server.deps import ArchiveDep, ReadSession, SessionDep, User
+from brainlife.server.deps import ArchiveDep, ReadSession, User
 from brainlife.server.errors import BadRequest
 from brainlife.server.limits import json_body
 from brainlife.server.onecall import OneCallRoute
@@ -68,7 +68,7 @@ def me(session: ReadSession, user: User) -> dict[str, Any]:
 
 @router.get(routes.PROFILES.path)
 def profile_list(
-    session: SessionDep,
+    session: ReadSession,
     find: str | None = None,
     where: str | None = None,
     limit: str | None = None,

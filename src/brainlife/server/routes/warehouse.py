@@ -42,7 +42,7 @@ def health() -> dict[str, Any]:
 
 @router.get(routes.PROJECTS.path, openapi_extra=params.LIST)
 def list_projects(
-    _slot: QuerySlot, request: Request, session: SessionDep, user: MaybeUser
+    _slot: QuerySlot, request: Request, session: ReadSession, user: MaybeUser
 ) -> dict[str, Any]:
     params = list_params(request)
     page = projects.list_projects(session=session, principal=user, params=params)
@@ -72,7 +72,7 @@ def list_datasets(
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)
 def list_release_datasets(
-    _slot: QuerySlot, release_id: str, request: Request, session: SessionDep, _user: MaybeUser
+    _slot: QuerySlot, release_id: str, request: Request, session: ReadSession, _user: MaybeUser
 ) -> dict[str, Any]:
     params = list_params(request)
     page = pubs.list_release_datasets(session=session, release_id=release_id, params=params)
@@ -85,7 +85,7 @@ def _public_listing(route: Route, key: str, service: ModuleType, to_doc: Any) ->
     `list_<key>` (looked up per request, like every route's service call), render."""
 
     def listing(
-        _slot: QuerySlot, request: Request, session: SessionDep, _user: MaybeUser
+        _slot: QuerySlot, request: Request, session: ReadSession, _user: MaybeUser
     ) -> dict[str, Any]:
         params = list_params(request)
         page = getattr(service, f"list_{key}")(session=session, params=params)
