@@ -19,6 +19,7 @@ from brainlife.server.archive import Archive, open_archive
 from brainlife.server.errors import ApiError, RangeNotSatisfiable, TooManyRequests
 from brainlife.server.gate import QueryGate
 from brainlife.server.limits import RequestLimits
+from brainlife.server.responses import JSONDocument
 from brainlife.server.settings import Settings
 from brainlife.wire import API_AMARETTI, API_AUTH, API_WAREHOUSE, ErrorBody, routes
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
+        default_response_class=JSONDocument,
     )
     app.state.archive = archive
     app.state.finalizer = finalizer

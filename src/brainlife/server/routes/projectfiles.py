@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -26,6 +26,7 @@ from brainlife.server.deps import ArchiveDep, DownloadUser, ShortSession, User
 from brainlife.server.errors import BadRequest, PayloadTooLarge
 from brainlife.server.limits import body_too_large
 from brainlife.server.onecall import OneCallRoute
+from brainlife.server.responses import JSONDocument
 from brainlife.server.routes import download
 from brainlife.server.services import downloads, projectfiles
 from brainlife.wire import routes
@@ -90,7 +91,7 @@ def list_project_files(
 ) -> Response:
     """One page (`?limit=`, at most 1000; `?continuationToken=`) of a folder of the project's
     files: its files (`objects`) and subfolders (`folders`), in name order. (A plain
-    `JSONResponse`: FastAPI's encoder would walk the 1,000 entries again, ~7x the time.)"""
+    `JSONDocument`: FastAPI's encoder would walk the 1,000 entries again, ~7x the time.)"""
     if "search" in request.query_params:  # answering the whole folder would look like a match
         raise BadRequest(
             "search: the project files listing does not filter by name; list the folder "
@@ -104,7 +105,7 @@ def list_project_files(
         limit=_limit(request),
         token=request.query_params.get("continuationToken"),
     )
-    return JSONResponse(listing)
+    return JSONDocument(listing)
 
 
 @router.put(routes.PROJECT_FILE.path, response_model=None)

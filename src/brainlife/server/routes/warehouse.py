@@ -10,12 +10,12 @@ from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from brainlife.server import documents
 from brainlife.server.deps import MaybeUser, ObjectReader, ReadSession, SessionDep
 from brainlife.server.gate import QuerySlot
 from brainlife.server.onecall import OneCallRoute
+from brainlife.server.responses import JSONDocument
 from brainlife.server.routes import params
 from brainlife.server.routes.params import list_params
 from brainlife.server.services import datasets, datatypes, projects, pubs
@@ -67,7 +67,7 @@ def list_datasets(
         return docs[0]
     # the documents are plain JSON values already: skip FastAPI's jsonable_encoder walk
     # (about 3 ms for a 100-row page)
-    return JSONResponse(documents.page("datasets", docs, count=page.count, size=page.size))
+    return JSONDocument(documents.page("datasets", docs, count=page.count, size=page.size))
 
 
 @router.get(routes.RELEASE_DATASETS.path, openapi_extra=params.RELEASE_DATASETS)

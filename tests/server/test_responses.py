@@ -1,0 +1,46 @@
+"""`responses.JSONDocument` renders what Starlette's `JSONResponse` rendered, faster (orjson),
+and falls back to the standard library for what orjson refuses."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.responses import JSONResponse
+
+from brainlife.server.responses import JSONDocument
+
+
+def stdlib(content) -> bytes:
+    return JSONResponse(content).body
+
+
+def test_a_document_renders_to_the_same_bytes() -> None:
+    doc = {
+        "datasets": [
+            {
+                "_id": "5a497a0086dc283cf0480ff9",
+                "desc": "T1 for sub-0001 — ünïcode, \"quotes\", back\\slash, tab\t, newline\n",
+                "meta": {"subject": "0001", "age": 31, "weight": 70.5, "ok": True, "x": None},
+                "tags": ["a", "b"],
+                "size": 2**40,
+                "emoji": "🧠",
+                "control": "\u0001\u001f",
+            }
+        ],
+        "count": 1,
+    }
+    assert JSONDocument(doc).body == stdlib(doc)
+
+
+def test_what_orjson_refuses_falls_back_to_the_standard_library() -> None:
+    big = {"n": 2**70}  # beyond 64 bits
+    assert JSONDocument(big).body == stdlib(big)
+    keys = {1: "one"}  # a key that is not a string
+    assert json.loads(JSONDocument(keys).body) == {"1": "one"}
+
+
+def test_the_route_answers_are_json_documents(http) -> None:
+    r = http.get("/api/warehouse/health")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.content == JSONDocument(r.json()).body
