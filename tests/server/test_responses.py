@@ -19,7 +19,7 @@ def test_a_document_renders_to_the_same_bytes() -> None:
         "datasets": [
             {
                 "_id": "5a497a0086dc283cf0480ff9",
-                "desc": "T1 for sub-0001 — ünïcode, \"quotes\", back\\slash, tab\t, newline\n",
+                "desc": 'T1 for sub-0001 — ünïcode, "quotes", back\\slash, tab\t, newline\n',
                 "meta": {"subject": "0001", "age": 31, "weight": 70.5, "ok": True, "x": None},
                 "tags": ["a", "b"],
                 "size": 2**40,
@@ -39,8 +39,18 @@ def test_what_orjson_refuses_falls_back_to_the_standard_library() -> None:
     assert json.loads(JSONDocument(keys).body) == {"1": "one"}
 
 
-def test_the_route_answers_are_json_documents(http) -> None:
+def test_the_routes_answer_with_json_documents(http, monkeypatch) -> None:
+    """The app's default response class (a route returning a dict) and the listing's own."""
+    rendered: list[object] = []
+    real = JSONDocument.render
+
+    def render(self, content):
+        rendered.append(content)
+        return real(self, content)
+
+    monkeypatch.setattr(JSONDocument, "render", render)
     r = http.get("/api/warehouse/health")
-    assert r.status_code == 200
-    assert r.headers["content-type"] == "application/json"
-    assert r.content == JSONDocument(r.json()).body
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert rendered == [r.json()]
+    r = http.get("/api/warehouse/datatype?limit=1")
+    assert r.status_code == 200 and rendered[-1] == r.json()
