@@ -4,6 +4,9 @@ and falls back to the standard library for what orjson refuses."""
 from __future__ import annotations
 
 import json
+import math
+import random
+import struct
 
 from starlette.responses import JSONResponse
 
@@ -30,6 +33,18 @@ def test_a_document_renders_to_the_same_bytes() -> None:
         "count": 1,
     }
     assert JSONDocument(doc).body == stdlib(doc)
+
+
+def test_a_float_reads_back_as_the_same_double_whatever_its_spelling() -> None:
+    rng = random.Random(11)
+    values = [0.1, 1e-07, 2.5e-05, 1e16, 1e22, 5e-324, 1.7976931348623157e308, -0.0]
+    for _ in range(20_000):
+        bits = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        values.append(bits if math.isfinite(bits) else 1.0)
+        values.append(rng.random() * 10 ** rng.randint(-30, 30))
+    body = JSONDocument(values).body
+    assert json.loads(body) == values
+    assert [math.copysign(1, v) for v in json.loads(body)] == [math.copysign(1, v) for v in values]
 
 
 def test_what_orjson_refuses_falls_back_to_the_standard_library() -> None:
