@@ -35,7 +35,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.orm import aliased, raiseload
 
 from brainlife.server.access import readable_projects, readable_rows
 from brainlife.server.models import Dataset, DatasetCount, DatasetTagSearch, Project
@@ -123,30 +122,29 @@ def tag_range(terms: list[Term], allowed: dict[str, set[Any]]) -> TagRange | Non
     )
 
 
-def tag_page(span: TagRange, where: ColumnElement[bool]) -> Select[Any]:
+def tag_page(span: TagRange, where: ColumnElement[bool], columns: tuple[Any, ...]) -> Select[Any]:
     """The sorted (unpaged) page statement: the range's rows in `dataset_id` order, each
     joined to its object by primary key and tested with the whole clause (access and find)."""
     s = DatasetTagSearch
-    return driven_page(s, s.dataset_id, span.where(s), where)
+    return driven_page(s, s.dataset_id, span.where(s), where, columns)
 
 
 def driven_page(
-    driver: Any, key: Any, narrow: list[ColumnElement[bool]], where: ColumnElement[bool]
+    driver: Any,
+    key: Any,
+    narrow: list[ColumnElement[bool]],
+    where: ColumnElement[bool],
+    columns: tuple[Any, ...],
 ) -> Select[Any]:
     """The objects whose ids `driver` lists (its rows matching `narrow`), in the order of
     `key` (the driver's copy of the id, an index order), each looked up by primary key and
-    tested with `where`. The lookup is a LATERAL subquery fenced with `OFFSET 0`: PostgreSQL
-    then runs it once per driver row, in the driver's index order, and stops at the page's
-    last row; a plain join let it merge the driver with a walk of every object in `_id`
-    order (37,000 objects read for a page of a release at 1,000,000 objects)."""
-    probe = select(Dataset).where(Dataset.id == key, where).offset(0).lateral()
-    row = aliased(Dataset, probe)
-    stmt = select(row).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
-    # the arrays are read in bulk by `datasets.dataset_documents` (its `NO_ARRAYS`)
-    return stmt.options(*(raiseload(getattr(row, name)) for name in _ARRAYS))
-
-
-_ARRAYS = ("tags", "datatype_tags", "publications")
+    tested with `where`, as plain rows of `columns` (columns of `Dataset`). The lookup is a
+    LATERAL subquery fenced with `OFFSET 0`: PostgreSQL then runs it once per driver row, in
+    the driver's index order, and stops at the page's last row; a plain join let it merge the
+    driver with a walk of every object in `_id` order (37,000 objects read for a page of a
+    release at 1,000,000 objects)."""
+    probe = select(*columns).where(Dataset.id == key, where).offset(0).lateral()
+    return select(*probe.c).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
 
 
 #: tag tests `range_totals` answers from the range: key → kind in `dataset_tag_search`

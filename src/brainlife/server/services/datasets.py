@@ -20,6 +20,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, aliased, raiseload
 
 from brainlife.server import documents
@@ -47,8 +48,10 @@ def list_datasets(
     params: ListParams,
     datatype_tags: Sequence[str] = (),
     count: bool = True,
-) -> Listing[Dataset]:
+) -> Listing[Row[Any]]:
     """Readable data objects matching `find`, with `count` and `size` over every readable match.
+    The rows are plain rows of `DATASET_COLUMNS` (attributes named as `Dataset`'s), not ORM
+    objects: what `dataset_documents` renders.
 
     Readable: in a project the caller may read (public, admin/member/guest) or published in a
     release. Unlike brainlife, unreadable rows are filtered in the query, so `count`/`size`
@@ -104,7 +107,7 @@ def list_datasets(
                     DATASETS, find, correlate=correlate, correlate_negations=correlate_negations
                 ),
             )
-            page_stmt = dataset_plans.tag_page(span, where)
+            page_stmt = dataset_plans.tag_page(span, where, DATASET_COLUMNS)
     return run_listing(
         session,
         Dataset,
@@ -113,7 +116,7 @@ def list_datasets(
         params,
         count=count,
         size_column=Dataset.size,
-        options=NO_ARRAYS,
+        columns=DATASET_COLUMNS,
         correlate=correlate,
         correlate_negations=correlate_negations,
         page_stmt=page_stmt,
@@ -160,13 +163,21 @@ def _release_page(
     pub = aliased(DatasetPublication)
     link = and_(pub.dataset_id == Dataset.id, pub.release_id == release_id)
     if postgresql:
-        return dataset_plans.driven_page(pub, pub.dataset_id, [pub.release_id == release_id], where)
+        return dataset_plans.driven_page(
+            pub, pub.dataset_id, [pub.release_id == release_id], where, DATASET_COLUMNS
+        )
     # ORDER BY the publication's dataset_id (equal to the object's id): the index order
-    stmt = select(Dataset).join(pub, link).where(where).order_by(pub.dataset_id)
-    return stmt.options(*NO_ARRAYS)
+    return select(*DATASET_COLUMNS).join(pub, link).where(where).order_by(pub.dataset_id)
 
 
-#: Load options for listings: the arrays are fetched in bulk by `dataset_documents`.
+#: What a listing reads of each data object: the columns its document is made of, in the
+#: order `documents.dataset_values_doc` takes them.
+DATASET_COLUMNS: tuple[Any, ...] = tuple(
+    getattr(Dataset, name) for name in documents.DATASET_FIELDS
+)
+
+#: Load options for listings of ORM objects (`pubs`): the arrays are fetched in bulk by
+#: `dataset_documents`.
 NO_ARRAYS = (
     raiseload(Dataset.tags),
     raiseload(Dataset.datatype_tags),
@@ -174,10 +185,13 @@ NO_ARRAYS = (
 )
 
 
-def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Document]:
-    """Documents for many data objects, with their arrays read in indexed queries (one for a
-    page, three for more; cheaper than loading an ORM object per tag)."""
-    arrays = {row.id: documents.DatasetArrays() for row in rows}
+def dataset_documents(session: Session, rows: Sequence[Dataset | Row[Any]]) -> list[Document]:
+    """Documents for many data objects (ORM objects, or rows of `DATASET_COLUMNS` as
+    `list_datasets` reads them), with their arrays read in indexed queries (one for a page,
+    three for more; cheaper than loading an ORM object per tag)."""
+    values = [row if isinstance(row, Row) else documents.dataset_fields(row) for row in rows]
+    # per object: its tags, datatype_tags and publications (the order of `_ARRAY_TABLES`)
+    arrays: dict[str, tuple[list[str], list[str], list[str]]] = {v[0]: ([], [], []) for v in values}
     ids = list(arrays)
     one, each = _array_statements(session.get_bind().dialect.name == "postgresql")
     if ids and len(ids) <= _ONE_QUERY:
@@ -185,12 +199,12 @@ def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Documen
         # of three (each costs a scheduler wake-up on a loaded machine); fetched at once:
         # iterating the result fetches row by row (~1 ms a page, issue #11)
         for k, dataset_id, value, _pos in session.execute(one, {"ids": ids}).all():
-            getattr(arrays[dataset_id], _ARRAY_TABLES[k][2]).append(value)
+            arrays[dataset_id][k].append(value)
     elif ids:
-        for stmt, (_table, _col, attr) in zip(each, _ARRAY_TABLES, strict=True):
+        for k, stmt in enumerate(each):
             for dataset_id, value in session.execute(stmt, {"ids": ids}).all():
-                getattr(arrays[dataset_id], attr).append(value)
-    return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
+                arrays[dataset_id][k].append(value)
+    return [documents.dataset_values_doc(v, *arrays[v[0]]) for v in values]
 
 
 #: the arrays of a data object: (table, value column, document key)
