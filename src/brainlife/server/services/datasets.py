@@ -36,7 +36,7 @@ from brainlife.server.models import (
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams, compile_find
 from brainlife.server.services import dataset_plans, dataset_totals
-from brainlife.server.services.listing import Listing, run_listing
+from brainlife.server.services.listing import Listing, plain_rows, run_listing
 from brainlife.server.specs import DATASETS
 from brainlife.wire import Document
 
@@ -198,11 +198,11 @@ def dataset_documents(session: Session, rows: Sequence[Dataset | Row[Any]]) -> l
         # a page: the three arrays in one statement, one round trip to the database instead
         # of three (each costs a scheduler wake-up on a loaded machine); fetched at once:
         # iterating the result fetches row by row (~1 ms a page, issue #11)
-        for k, dataset_id, value, _pos in session.execute(one, {"ids": ids}).all():
+        for k, dataset_id, value, _pos in plain_rows(session, one, {"ids": ids}):
             arrays[dataset_id][k].append(value)
     elif ids:
         for k, stmt in enumerate(each):
-            for dataset_id, value in session.execute(stmt, {"ids": ids}).all():
+            for dataset_id, value in plain_rows(session, stmt, {"ids": ids}):
                 arrays[dataset_id][k].append(value)
     return [documents.dataset_values_doc(v, *arrays[v[0]]) for v in values]
 

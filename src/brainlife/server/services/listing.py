@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Executable, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.query import Collection, ListParams, compile_find, order_by, page
@@ -21,6 +21,18 @@ class Listing(Generic[T]):
     rows: list[T]
     count: int | None = None
     size: int | None = None
+
+
+def plain_rows(
+    session: Session, stmt: Executable, params: dict[str, Any] | None = None
+) -> Sequence[Any]:
+    """The rows (SQLAlchemy `Row`s) of a statement that selects columns (no ORM entity), all
+    fetched: run on the session's connection (its execution options, its transaction), after
+    the autoflush `Session.execute` would do. `Session.execute` would also pass each row
+    through the ORM's loading machinery, ~0.5 ms for a listing's page of 100 (issue #11)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(stmt, params).all()
 
 
 def run_listing(
@@ -77,10 +89,10 @@ def run_listing(
         stmt = select(*read).where(where).order_by(*order_by(spec, params.sort, model.id))
     if options and page_stmt is None and columns is None:
         stmt = stmt.options(*options)
-    result = session.execute(stmt if paged else page(stmt, params))
+    stmt = stmt if paged else page(stmt, params)
     # fetched at once: iterating a result fetches row by row
-    rows = list(result.all() if columns is not None else result.scalars().all())
-    listing: Listing[Any] = Listing(rows)
+    rows = plain_rows(session, stmt) if columns is not None else session.scalars(stmt).all()
+    listing: Listing[Any] = Listing(list(rows))
     if not count:
         return listing
     complete = params.skip == 0 and (params.limit is None or len(rows) < params.limit)
