@@ -144,7 +144,9 @@ def driven_page(
     driver with a walk of every object in `_id` order (37,000 objects read for a page of a
     release at 1,000,000 objects)."""
     probe = select(*columns).where(Dataset.id == key, where).offset(0).lateral()
-    return select(*probe.c).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
+    # `select(probe)`, not `select(*probe.c)`: making the columns of a new subquery cost ~0.8 ms
+    # per listing (issue #11); from the statement cache its columns are never made
+    return select(probe).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
 
 
 #: tag tests `range_totals` answers from the range: key → kind in `dataset_tag_search`
