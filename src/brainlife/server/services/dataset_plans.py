@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -71,16 +72,36 @@ def project_gate(
     projects = allowed.get("project")
     if projects is None or principal is None or principal.is_admin("warehouse"):
         return None
-    wanted = sorted(projects)
+    datatypes = allowed.get("datatype")
+    removed = allowed.get("removed")
+    return _gate(
+        principal.sub,
+        tuple(sorted(projects)),
+        None if datatypes is None else tuple(sorted(datatypes)),
+        None if removed is None else tuple(sorted(removed)),
+    )
+
+
+@lru_cache(maxsize=256)
+def _gate(
+    reader: int,
+    projects: tuple[str, ...],
+    datatypes: tuple[str, ...] | None,
+    removed: tuple[bool, ...] | None,
+) -> ColumnElement[bool]:
+    """`project_gate` of a user and pins, built once and reused (SQL clauses are immutable;
+    the database decides at each query what the clause admits): a user's pages of a project,
+    and the tools listing it again, reuse it. Building it took ~0.5 ms per listing (issue
+    #11)."""
     readable = exists(
-        select(Project.id).where(Project.id.in_(wanted), readable_projects(principal))
+        select(Project.id).where(Project.id.in_(projects), readable_projects(Principal(sub=reader)))
     )
     c = DatasetCount
-    narrow = [c.project_id.in_(wanted), c.pub_count > 0]
-    if "datatype" in allowed:
-        narrow.append(c.datatype_id.in_(sorted(allowed["datatype"])))
-    if "removed" in allowed:
-        narrow.append(c.removed.in_(sorted(allowed["removed"])))
+    narrow = [c.project_id.in_(projects), c.pub_count > 0]
+    if datatypes is not None:
+        narrow.append(c.datatype_id.in_(datatypes))
+    if removed is not None:
+        narrow.append(c.removed.in_(removed))
     return or_(readable, exists(select(c.project_id).where(*narrow)))
 
 
