@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     not_,
     or_,
     select,
@@ -164,10 +165,33 @@ def driven_page(
     the driver's index order, and stops at the page's last row; a plain join let it merge the
     driver with a walk of every object in `_id` order (37,000 objects read for a page of a
     release at 1,000,000 objects)."""
-    probe = select(*columns).where(Dataset.id == key, where).offset(0).lateral()
-    # `select(probe)`, not `select(*probe.c)`: making the columns of a new subquery cost ~0.8 ms
-    # per listing (issue #11); from the statement cache its columns are never made
-    return select(probe).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
+    probe = _select(columns).where(Dataset.id == key, where).offset(0).lateral(_PROBE)
+    # the outer columns name the subquery's by text: its own column objects (`probe.c`, made
+    # afresh for each new subquery: ~0.5 ms of a listing, issue #11) are never made
+    return (
+        select(*_probe_columns(columns))
+        .select_from(driver)
+        .join(probe, true())
+        .where(*narrow)
+        .order_by(key)
+    )
+
+
+#: the name of `driven_page`'s LATERAL subquery
+_PROBE = "page_row"
+
+
+@cache
+def _select(columns: tuple[Any, ...]) -> Select[Any]:
+    """`select(*columns)`, made once (statements are immutable: `where` makes a copy)."""
+    return select(*columns)
+
+
+@cache
+def _probe_columns(columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`columns` as the columns of `driven_page`'s subquery: `page_row."<name>" AS <name>`,
+    typed as the column (its result processing unchanged)."""
+    return tuple(literal_column(f'{_PROBE}."{c.key}"', type_=c.type).label(c.key) for c in columns)
 
 
 #: tag tests `range_totals` answers from the range: key → kind in `dataset_tag_search`

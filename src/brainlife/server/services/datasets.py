@@ -161,12 +161,11 @@ def _release_page(
     # an alias, so that the access rule's own EXISTS on dataset_publications stays correlated
     # with the object only
     pub = _PUB
-    link = and_(pub.dataset_id == Dataset.id, pub.release_id == release_id)
+    in_release = pub.release_id == release_id
     if postgresql:
-        return dataset_plans.driven_page(
-            pub, pub.dataset_id, [pub.release_id == release_id], where, DATASET_COLUMNS
-        )
+        return dataset_plans.driven_page(pub, pub.dataset_id, [in_release], where, DATASET_COLUMNS)
     # ORDER BY the publication's dataset_id (equal to the object's id): the index order
+    link = and_(pub.dataset_id == Dataset.id, in_release)
     return select(*DATASET_COLUMNS).join(pub, link).where(where).order_by(pub.dataset_id)
 
 
