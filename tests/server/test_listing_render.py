@@ -11,7 +11,7 @@
   datatype_tags, publications, meta merged with the promoted columns, prov, removed, extra
   keys colliding with modelled ones, optional fields set and unset) through each of the page's
   statements (the general one, a release's, a tag range's, ids first past skipped rows); the
-  release route (`/pub/datasets/:id`, ORM objects) too. On both engines (the PostgreSQL pass
+  release route (`/pub/datasets/:id`) too. On both engines (the PostgreSQL pass
   of scripts/test runs this module too).
 """
 
@@ -285,8 +285,9 @@ def test_the_listing_body_is_the_previous_paths(
     assert pages >= 25  # the finds match objects: the comparison is not of empty pages
 
 
-def test_a_release_page_of_orm_objects_is_the_previous_paths(http, archive, varied) -> None:
-    """`/pub/datasets/:id` renders ORM objects (not plain rows) through the same documents."""
+def test_the_release_route_body_is_the_previous_paths(http, archive, varied) -> None:
+    """`/pub/datasets/:id` (its own listing: anyone may read a release) renders the same
+    documents."""
     for skip, limit in ((0, 100), (1, 2)):
         r = http.get(
             f"/api/warehouse/pub/datasets/{varied['release']}",

@@ -21,7 +21,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session, aliased, raiseload
+from sqlalchemy.orm import Session, aliased
 
 from brainlife.server import documents
 from brainlife.server.access import browsable_datasets
@@ -177,14 +177,6 @@ _PUB = aliased(DatasetPublication)
 #: order `documents.dataset_values_doc` takes them.
 DATASET_COLUMNS: tuple[Any, ...] = tuple(
     getattr(Dataset, name) for name in documents.DATASET_FIELDS
-)
-
-#: Load options for listings of ORM objects (`pubs`): the arrays are fetched in bulk by
-#: `dataset_documents`.
-NO_ARRAYS = (
-    raiseload(Dataset.tags),
-    raiseload(Dataset.datatype_tags),
-    raiseload(Dataset.publications),
 )
 
 
