@@ -42,6 +42,7 @@ from brainlife.server.access import readable_projects, readable_rows
 from brainlife.server.models import Dataset, DatasetCount, DatasetTagSearch, Project
 from brainlife.server.principal import Principal
 from brainlife.server.services import dataset_totals
+from brainlife.server.services.listing import plain_rows
 
 Term = dataset_totals.Term
 
@@ -236,7 +237,7 @@ def range_totals(
     }
     for i, (tag, _present) in enumerate(others):
         bound[f"range_tag_{i}"] = tag
-    row = session.execute(stmt, bound).one()
+    (row,) = plain_rows(session, stmt, bound)
     return int(row[0]), int(row[1] or 0)
 
 

@@ -34,6 +34,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.query import NOMATCH, Kind, cast
+from brainlife.server.services.listing import plain_rows
 
 Term = tuple[str, Any]
 
@@ -161,7 +162,7 @@ def fast_totals(session: Session, principal: Principal | None, find: Any) -> tup
     bound: dict[str, Any] = {key: sorted(allowed[key]) for key in keys}
     if release is not None:
         bound["release"] = release
-    total_count, total_size = session.execute(stmt, bound).one()
+    ((total_count, total_size),) = plain_rows(session, stmt, bound)
     return int(total_count), int(total_size)
 
 
