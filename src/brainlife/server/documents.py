@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from brainlife.server.models import (
@@ -94,6 +95,34 @@ def project_doc(row: Project) -> Document:
     return _merge(doc, row.extra)
 
 
+#: The columns a data object's document is made of, in the order `dataset_values_doc` takes
+#: them. A listing reads exactly these as plain rows (`services.datasets.DATASET_COLUMNS`):
+#: building an ORM object per row and reading its attributes back cost more than the
+#: rendering itself (issue #11).
+DATASET_FIELDS = (
+    "id",
+    "user_id",
+    "project_id",
+    "datatype_id",
+    "desc",
+    "storage",
+    "status",
+    "status_msg",
+    "removed",
+    "size",
+    "subject",
+    "session",
+    "run",
+    "create_date",
+    "update_date",
+    "meta",
+    "prov",
+    "extra",
+)
+#: a `Dataset`'s `DATASET_FIELDS` values, as a tuple
+dataset_fields = attrgetter(*DATASET_FIELDS)
+
+
 def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
     """A data object's document. `arrays` (tags, datatype_tags, publications) may be given
     when they were fetched in bulk; otherwise they are read from the row's relationships."""
@@ -103,35 +132,62 @@ def dataset_doc(row: Dataset, arrays: DatasetArrays | None = None) -> Document:
             datatype_tags=[t.tag for t in sorted(row.datatype_tags, key=lambda t: t.pos)],
             publications=[p.release_id for p in sorted(row.publications, key=lambda p: p.pos)],
         )
-    # each attribute read once, the loops unrolled: 100 documents a page (issue #11)
-    meta = dict(row.meta or {})
-    subject, session, run = row.subject, row.session, row.run
+    return dataset_values_doc(
+        dataset_fields(row), arrays.tags, arrays.datatype_tags, arrays.publications
+    )
+
+
+def dataset_values_doc(
+    values: Sequence[Any], tags: list[str], datatype_tags: list[str], publications: list[str]
+) -> Document:
+    """A data object's document from its `DATASET_FIELDS` values (a row of a listing, in that
+    order) and its arrays. Unpacked at once and the loops unrolled: 100 documents a page, where
+    each attribute read of an ORM object or a SQLAlchemy row by name cost more than a
+    tuple's unpacking (issue #11)."""
+    (
+        id_,
+        user_id,
+        project_id,
+        datatype_id,
+        desc,
+        storage,
+        status,
+        status_msg,
+        removed,
+        size,
+        subject,
+        session,
+        run,
+        create_date,
+        update_date,
+        meta,
+        prov,
+        extra,
+    ) = values
+    meta = dict(meta or {})
     if subject is not None and "subject" not in meta:
         meta["subject"] = subject
     if session is not None and "session" not in meta:
         meta["session"] = session
     if run is not None and "run" not in meta:
         meta["run"] = run
-    storage = row.storage
     doc: Document = {
-        "_id": row.id,
-        "user_id": row.user_id,
-        "project": row.project_id,
-        "datatype": row.datatype_id,
-        "datatype_tags": arrays.datatype_tags,
-        "tags": arrays.tags,
+        "_id": id_,
+        "user_id": user_id,
+        "project": project_id,
+        "datatype": datatype_id,
+        "datatype_tags": datatype_tags,
+        "tags": tags,
         "meta": meta,
-        # spelled out: the listing's hot path (100 documents a page)
-        "desc": row.desc,
+        "desc": desc,
         "storage": storage,
-        "status": row.status,
-        "removed": row.removed,
-        "size": row.size,
-        "publications": arrays.publications,
-        "create_date": format_date(row.create_date),
+        "status": status,
+        "removed": removed,
+        "size": size,
+        "publications": publications,
+        "create_date": format_date(create_date),
         "__v": 0,
     }
-    status_msg, update_date, prov, extra = row.status_msg, row.update_date, row.prov, row.extra
     if status_msg is not None:
         doc["status_msg"] = status_msg
     if update_date is not None:

@@ -21,26 +21,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     String,
+    bindparam,
     exists,
     func,
-    literal,
+    literal_column,
     not_,
     or_,
     select,
     true,
 )
-from sqlalchemy.orm import aliased, raiseload
 
 from brainlife.server.access import readable_projects, readable_rows
 from brainlife.server.models import Dataset, DatasetCount, DatasetTagSearch, Project
 from brainlife.server.principal import Principal
 from brainlife.server.services import dataset_totals
+from brainlife.server.services.listing import plain_rows
 
 Term = dataset_totals.Term
 
@@ -72,16 +74,36 @@ def project_gate(
     projects = allowed.get("project")
     if projects is None or principal is None or principal.is_admin("warehouse"):
         return None
-    wanted = sorted(projects)
+    datatypes = allowed.get("datatype")
+    removed = allowed.get("removed")
+    return _gate(
+        principal.sub,
+        tuple(sorted(projects)),
+        None if datatypes is None else tuple(sorted(datatypes)),
+        None if removed is None else tuple(sorted(removed)),
+    )
+
+
+@lru_cache(maxsize=256)
+def _gate(
+    reader: int,
+    projects: tuple[str, ...],
+    datatypes: tuple[str, ...] | None,
+    removed: tuple[bool, ...] | None,
+) -> ColumnElement[bool]:
+    """`project_gate` of a user and pins, built once and reused (SQL clauses are immutable;
+    the database decides at each query what the clause admits): a user's pages of a project,
+    and the tools listing it again, reuse it. Building it took ~0.5 ms per listing (issue
+    #11)."""
     readable = exists(
-        select(Project.id).where(Project.id.in_(wanted), readable_projects(principal))
+        select(Project.id).where(Project.id.in_(projects), readable_projects(Principal(sub=reader)))
     )
     c = DatasetCount
-    narrow = [c.project_id.in_(wanted), c.pub_count > 0]
-    if "datatype" in allowed:
-        narrow.append(c.datatype_id.in_(sorted(allowed["datatype"])))
-    if "removed" in allowed:
-        narrow.append(c.removed.in_(sorted(allowed["removed"])))
+    narrow = [c.project_id.in_(projects), c.pub_count > 0]
+    if datatypes is not None:
+        narrow.append(c.datatype_id.in_(datatypes))
+    if removed is not None:
+        narrow.append(c.removed.in_(removed))
     return or_(readable, exists(select(c.project_id).where(*narrow)))
 
 
@@ -123,30 +145,54 @@ def tag_range(terms: list[Term], allowed: dict[str, set[Any]]) -> TagRange | Non
     )
 
 
-def tag_page(span: TagRange, where: ColumnElement[bool]) -> Select[Any]:
+def tag_page(span: TagRange, where: ColumnElement[bool], columns: tuple[Any, ...]) -> Select[Any]:
     """The sorted (unpaged) page statement: the range's rows in `dataset_id` order, each
     joined to its object by primary key and tested with the whole clause (access and find)."""
     s = DatasetTagSearch
-    return driven_page(s, s.dataset_id, span.where(s), where)
+    return driven_page(s, s.dataset_id, span.where(s), where, columns)
 
 
 def driven_page(
-    driver: Any, key: Any, narrow: list[ColumnElement[bool]], where: ColumnElement[bool]
+    driver: Any,
+    key: Any,
+    narrow: list[ColumnElement[bool]],
+    where: ColumnElement[bool],
+    columns: tuple[Any, ...],
 ) -> Select[Any]:
     """The objects whose ids `driver` lists (its rows matching `narrow`), in the order of
     `key` (the driver's copy of the id, an index order), each looked up by primary key and
-    tested with `where`. The lookup is a LATERAL subquery fenced with `OFFSET 0`: PostgreSQL
-    then runs it once per driver row, in the driver's index order, and stops at the page's
-    last row; a plain join let it merge the driver with a walk of every object in `_id`
-    order (37,000 objects read for a page of a release at 1,000,000 objects)."""
-    probe = select(Dataset).where(Dataset.id == key, where).offset(0).lateral()
-    row = aliased(Dataset, probe)
-    stmt = select(row).select_from(driver).join(probe, true()).where(*narrow).order_by(key)
-    # the arrays are read in bulk by `datasets.dataset_documents` (its `NO_ARRAYS`)
-    return stmt.options(*(raiseload(getattr(row, name)) for name in _ARRAYS))
+    tested with `where`, as plain rows of `columns` (columns of `Dataset`). The lookup is a
+    LATERAL subquery fenced with `OFFSET 0`: PostgreSQL then runs it once per driver row, in
+    the driver's index order, and stops at the page's last row; a plain join let it merge the
+    driver with a walk of every object in `_id` order (37,000 objects read for a page of a
+    release at 1,000,000 objects)."""
+    probe = _select(columns).where(Dataset.id == key, where).offset(0).lateral(_PROBE)
+    # the outer columns name the subquery's by text: its own column objects (`probe.c`, made
+    # afresh for each new subquery: ~0.5 ms of a listing, issue #11) are never made
+    return (
+        select(*_probe_columns(columns))
+        .select_from(driver)
+        .join(probe, true())
+        .where(*narrow)
+        .order_by(key)
+    )
 
 
-_ARRAYS = ("tags", "datatype_tags", "publications")
+#: the name of `driven_page`'s LATERAL subquery
+_PROBE = "page_row"
+
+
+@cache
+def _select(columns: tuple[Any, ...]) -> Select[Any]:
+    """`select(*columns)`, made once (statements are immutable: `where` makes a copy)."""
+    return select(*columns)
+
+
+@cache
+def _probe_columns(columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`columns` as the columns of `driven_page`'s subquery: `page_row."<name>" AS <name>`,
+    typed as the column (its result processing unchanged)."""
+    return tuple(literal_column(f'{_PROBE}."{c.key}"', type_=c.type).label(c.key) for c in columns)
 
 
 #: tag tests `range_totals` answers from the range: key → kind in `dataset_tag_search`
@@ -162,15 +208,10 @@ def range_totals(
     size read from the range row. Access: `access.readable_rows` over the range rows' copy of
     the project and id. None when another term is present, or for a caller whose rule needs
     the object row."""
-    if principal is None:
+    if principal is None or principal.datasets is not None:
+        # a download script's token: its list of objects needs the object row
         return None
-    s = DatasetTagSearch
-    # the range's project is one value: its readability is tested once, not per row
-    project = literal(span.project_id, String())
-    access = readable_rows(principal, project, s.dataset_id)
-    if access is None:
-        return None
-    clauses: list[ColumnElement[bool]] = [*span.where(s)]
+    others: list[tuple[str, bool]] = []
     for key, value in terms:
         if key in _PINNED:
             kind = _PINNED[key]
@@ -185,22 +226,61 @@ def range_totals(
         for tag, present in tests:
             if present and tag == span.tag:
                 continue  # the range's own tag
-            other = DatasetTagSearch.__table__.alias()
-            probe = exists(
-                select(other.c.dataset_id).where(
-                    other.c.kind == span.kind,
-                    other.c.tag == tag,
-                    other.c.project_id == span.project_id,
-                    other.c.removed == span.removed,
-                    other.c.datatype_id == span.datatype_id,
-                    other.c.dataset_id == s.dataset_id,
-                )
-            )
-            clauses.append(probe if present else not_(probe))
-    clauses.append(access)
-    stmt = select(func.count(), func.coalesce(func.sum(s.size), 0)).where(*clauses)
-    row = session.execute(stmt).one()
+            others.append((tag, present))
+    reader = None if principal.is_admin("warehouse") else principal.sub
+    stmt = _range_statement(span.removed, tuple(present for _tag, present in others), reader)
+    bound: dict[str, Any] = {
+        "range_kind": span.kind,
+        "range_tag": span.tag,
+        "range_project": span.project_id,
+        "range_datatype": span.datatype_id,
+    }
+    for i, (tag, _present) in enumerate(others):
+        bound[f"range_tag_{i}"] = tag
+    (row,) = plain_rows(session, stmt, bound)
     return int(row[0]), int(row[1] or 0)
+
+
+@lru_cache(maxsize=1024)
+def _range_statement(
+    removed: bool, others: tuple[bool, ...], reader: int | None
+) -> Select[int, int | None]:
+    """`range_totals`' statement, for the range's `removed` (a constant in the SQL, as in the
+    find's own clause), its other tag tests (must each be present or absent) and the caller
+    (`reader`: a sub; None for an archive admin, who reads everything). The range's other
+    columns and the other tags are bound parameters (`range_kind`, `range_tag`,
+    `range_project`, `range_datatype`, `range_tag_<i>`): built once per shape and user, not
+    for each listing (~0.7 ms with its cache key, issue #11)."""
+    s = DatasetTagSearch
+    kind = bindparam("range_kind", type_=String())
+    project = bindparam("range_project", type_=String())
+    datatype = bindparam("range_datatype", type_=String())
+    clauses: list[ColumnElement[bool]] = [
+        s.kind == kind,
+        s.tag == bindparam("range_tag", type_=String()),
+        s.project_id == project,
+        s.removed == removed,
+        s.datatype_id == datatype,
+    ]
+    for i, present in enumerate(others):
+        other = DatasetTagSearch.__table__.alias()
+        probe = exists(
+            select(other.c.dataset_id).where(
+                other.c.kind == kind,
+                other.c.tag == bindparam(f"range_tag_{i}", type_=String()),
+                other.c.project_id == project,
+                other.c.removed == removed,
+                other.c.datatype_id == datatype,
+                other.c.dataset_id == s.dataset_id,
+            )
+        )
+        clauses.append(probe if present else not_(probe))
+    # the range's project is one value: its readability is tested once, not per row
+    if reader is not None:
+        access = readable_rows(Principal(sub=reader), project, s.dataset_id)
+        assert access is not None  # (a user's rule, not a download script's)
+        clauses.append(access)
+    return select(func.count(), func.coalesce(func.sum(s.size), 0)).where(*clauses)
 
 
 def _tag_tests(value: Any) -> list[tuple[str, bool]] | None:

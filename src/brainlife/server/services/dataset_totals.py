@@ -17,9 +17,10 @@ SQL (brainlife.server.query).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_projects
@@ -33,6 +34,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.query import NOMATCH, Kind, cast
+from brainlife.server.services.listing import plain_rows
 
 Term = tuple[str, Any]
 
@@ -153,28 +155,45 @@ def fast_totals(session: Session, principal: Principal | None, find: Any) -> tup
     if any(not values for values in allowed.values()):
         return 0, 0
 
-    table: Any = DatasetReleaseCount if release is not None else DatasetCount
-    where: list[ColumnElement[bool]] = []
+    keys = tuple(key for key in _COUNTED_ORDER if key in allowed)
+    # a released object is published, hence readable by any token holder
+    everything = release is not None or principal.is_admin("warehouse")
+    stmt = _totals_statement(release is not None, keys, None if everything else principal.sub)
+    bound: dict[str, Any] = {key: sorted(allowed[key]) for key in keys}
     if release is not None:
-        where.append(DatasetReleaseCount.release_id == release)
-    for key, column in (
-        ("project", table.project_id),
-        ("datatype", table.datatype_id),
-        ("removed", table.removed),
-    ):
-        if key in allowed:
-            where.append(column.in_(sorted(allowed[key])))
-    if release is not None or principal.is_admin("warehouse"):
-        # a released object is published, hence readable by any token holder
+        bound["release"] = release
+    ((total_count, total_size),) = plain_rows(session, stmt, bound)
+    return int(total_count), int(total_size)
+
+
+#: the pinned columns of the count tables, in the order `fast_totals` tests them
+_COUNTED_ORDER = ("project", "datatype", "removed")
+
+
+@lru_cache(maxsize=1024)
+def _totals_statement(release: bool, keys: tuple[str, ...], reader: int | None) -> Select[Any]:
+    """`fast_totals`' statement for a release or not, its pinned `keys` (each bound as an
+    expanding parameter of that name, the release as `release`) and the caller: `reader`, the
+    sub whose readable projects count in full (the others for their published objects only),
+    or None when every object counts. Built once per shape and user, and reused with the
+    request's values bound: building it and its cache key for each listing cost ~0.5 ms of a
+    page at 1,000,000 objects (issue #11); its text is the same as before."""
+    table: Any = DatasetReleaseCount if release else DatasetCount
+    where: list[ColumnElement[bool]] = []
+    if release:
+        where.append(DatasetReleaseCount.release_id == bindparam("release"))
+    columns = {"project": table.project_id, "datatype": table.datatype_id, "removed": table.removed}
+    for key in keys:
+        where.append(columns[key].in_(bindparam(key, expanding=True)))
+    if reader is None:
         count: Any = table.count
         size: Any = table.size
     else:
-        readable = table.project_id.in_(select(Project.id).where(readable_projects(principal)))
+        readable_of = readable_projects(Principal(sub=reader))
+        readable = table.project_id.in_(select(Project.id).where(readable_of))
         count = case((readable, table.count), else_=table.pub_count)
         size = case((readable, table.size), else_=table.pub_size)
-    stmt = select(func.coalesce(func.sum(count), 0), func.coalesce(func.sum(size), 0)).where(*where)
-    total_count, total_size = session.execute(stmt).one()
-    return int(total_count), int(total_size)
+    return select(func.coalesce(func.sum(count), 0), func.coalesce(func.sum(size), 0)).where(*where)
 
 
 #: array keys kept in `dataset_tag_search`, and their `kind`

@@ -20,7 +20,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session, aliased, raiseload
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session, aliased
 
 from brainlife.server import documents
 from brainlife.server.access import browsable_datasets
@@ -35,7 +36,7 @@ from brainlife.server.models import (
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams, compile_find
 from brainlife.server.services import dataset_plans, dataset_totals
-from brainlife.server.services.listing import Listing, run_listing
+from brainlife.server.services.listing import Listing, plain_rows, run_listing
 from brainlife.server.specs import DATASETS
 from brainlife.wire import Document
 
@@ -47,8 +48,10 @@ def list_datasets(
     params: ListParams,
     datatype_tags: Sequence[str] = (),
     count: bool = True,
-) -> Listing[Dataset]:
+) -> Listing[Row[Any]]:
     """Readable data objects matching `find`, with `count` and `size` over every readable match.
+    The rows are plain rows of `DATASET_COLUMNS` (attributes named as `Dataset`'s), not ORM
+    objects: what `dataset_documents` renders.
 
     Readable: in a project the caller may read (public, admin/member/guest) or published in a
     release. Unlike brainlife, unreadable rows are filtered in the query, so `count`/`size`
@@ -104,7 +107,7 @@ def list_datasets(
                     DATASETS, find, correlate=correlate, correlate_negations=correlate_negations
                 ),
             )
-            page_stmt = dataset_plans.tag_page(span, where)
+            page_stmt = dataset_plans.tag_page(span, where, DATASET_COLUMNS)
     return run_listing(
         session,
         Dataset,
@@ -113,7 +116,7 @@ def list_datasets(
         params,
         count=count,
         size_column=Dataset.size,
-        options=NO_ARRAYS,
+        columns=DATASET_COLUMNS,
         correlate=correlate,
         correlate_negations=correlate_negations,
         page_stmt=page_stmt,
@@ -124,7 +127,7 @@ def list_datasets(
         else lambda where: (
             dataset_totals.fast_totals(session, principal, find)
             or (span and terms and dataset_plans.range_totals(session, principal, span, terms))
-            or dataset_totals.tag_totals(session, principal, find, where)
+            or dataset_totals.tag_totals(session, principal, find, where())
         ),
     )
 
@@ -157,40 +160,46 @@ def _release_page(
     )
     # an alias, so that the access rule's own EXISTS on dataset_publications stays correlated
     # with the object only
-    pub = aliased(DatasetPublication)
-    link = and_(pub.dataset_id == Dataset.id, pub.release_id == release_id)
+    pub = _PUB
+    in_release = pub.release_id == release_id
     if postgresql:
-        return dataset_plans.driven_page(pub, pub.dataset_id, [pub.release_id == release_id], where)
+        return dataset_plans.driven_page(pub, pub.dataset_id, [in_release], where, DATASET_COLUMNS)
     # ORDER BY the publication's dataset_id (equal to the object's id): the index order
-    stmt = select(Dataset).join(pub, link).where(where).order_by(pub.dataset_id)
-    return stmt.options(*NO_ARRAYS)
+    link = and_(pub.dataset_id == Dataset.id, in_release)
+    return select(*DATASET_COLUMNS).join(pub, link).where(where).order_by(pub.dataset_id)
 
 
-#: Load options for listings: the arrays are fetched in bulk by `dataset_documents`.
-NO_ARRAYS = (
-    raiseload(Dataset.tags),
-    raiseload(Dataset.datatype_tags),
-    raiseload(Dataset.publications),
+#: `_release_page`'s alias of the release's rows (made once: a new alias of a mapped class
+#: costs ~0.3 ms to make and read its columns from, issue #11)
+_PUB = aliased(DatasetPublication)
+
+#: What a listing reads of each data object: the columns its document is made of, in the
+#: order `documents.dataset_values_doc` takes them.
+DATASET_COLUMNS: tuple[Any, ...] = tuple(
+    getattr(Dataset, name) for name in documents.DATASET_FIELDS
 )
 
 
-def dataset_documents(session: Session, rows: Sequence[Dataset]) -> list[Document]:
-    """Documents for many data objects, with their arrays read in indexed queries (one for a
-    page, three for more; cheaper than loading an ORM object per tag)."""
-    arrays = {row.id: documents.DatasetArrays() for row in rows}
+def dataset_documents(session: Session, rows: Sequence[Dataset | Row[Any]]) -> list[Document]:
+    """Documents for many data objects (ORM objects, or rows of `DATASET_COLUMNS` as
+    `list_datasets` reads them), with their arrays read in indexed queries (one for a page,
+    three for more; cheaper than loading an ORM object per tag)."""
+    values = [row if isinstance(row, Row) else documents.dataset_fields(row) for row in rows]
+    # per object: its tags, datatype_tags and publications (the order of `_ARRAY_TABLES`)
+    arrays: dict[str, tuple[list[str], list[str], list[str]]] = {v[0]: ([], [], []) for v in values}
     ids = list(arrays)
     one, each = _array_statements(session.get_bind().dialect.name == "postgresql")
     if ids and len(ids) <= _ONE_QUERY:
         # a page: the three arrays in one statement, one round trip to the database instead
         # of three (each costs a scheduler wake-up on a loaded machine); fetched at once:
         # iterating the result fetches row by row (~1 ms a page, issue #11)
-        for k, dataset_id, value, _pos in session.execute(one, {"ids": ids}).all():
-            getattr(arrays[dataset_id], _ARRAY_TABLES[k][2]).append(value)
+        for k, dataset_id, value, _pos in plain_rows(session, one, {"ids": ids}):
+            arrays[dataset_id][k].append(value)
     elif ids:
-        for stmt, (_table, _col, attr) in zip(each, _ARRAY_TABLES, strict=True):
-            for dataset_id, value in session.execute(stmt, {"ids": ids}).all():
-                getattr(arrays[dataset_id], attr).append(value)
-    return [documents.dataset_doc(row, arrays[row.id]) for row in rows]
+        for k, stmt in enumerate(each):
+            for dataset_id, value in plain_rows(session, stmt, {"ids": ids}):
+                arrays[dataset_id][k].append(value)
+    return [documents.dataset_values_doc(v, *arrays[v[0]]) for v in values]
 
 
 #: the arrays of a data object: (table, value column, document key)

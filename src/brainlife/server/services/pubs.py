@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import exists, true
 from sqlalchemy.orm import Session
 
 from brainlife.server.models import Dataset, DatasetPublication, Publication
 from brainlife.server.query import ListParams
-from brainlife.server.services.datasets import NO_ARRAYS
+from brainlife.server.services.datasets import DATASET_COLUMNS
 from brainlife.server.services.listing import Listing, run_listing
 from brainlife.server.specs import DATASETS, PUBLICATIONS
 from brainlife.wire import is_object_id
@@ -19,10 +21,9 @@ def list_pubs(*, session: Session, params: ListParams) -> Listing[Publication]:
     return run_listing(session, Publication, PUBLICATIONS, true(), params)
 
 
-def list_release_datasets(
-    *, session: Session, release_id: str, params: ListParams
-) -> Listing[Dataset]:
-    """Data objects of one release (`{$and: [find, {publications: releaseid}]}`), for anyone.
+def list_release_datasets(*, session: Session, release_id: str, params: ListParams) -> Listing[Any]:
+    """Data objects of one release (`{$and: [find, {publications: releaseid}]}`), for anyone,
+    as plain rows of `datasets.DATASET_COLUMNS` (what `datasets.dataset_documents` renders).
 
     Removed objects stay listed: a release keeps the objects it published.
     """
@@ -31,5 +32,11 @@ def list_release_datasets(
         DatasetPublication.dataset_id == Dataset.id, DatasetPublication.release_id == release
     )
     return run_listing(
-        session, Dataset, DATASETS, in_release, params, size_column=Dataset.size, options=NO_ARRAYS
+        session,
+        Dataset,
+        DATASETS,
+        in_release,
+        params,
+        size_column=Dataset.size,
+        columns=DATASET_COLUMNS,
     )
