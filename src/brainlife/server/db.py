@@ -62,7 +62,12 @@ def make_engine(url: str) -> Engine:
         # No JIT: the planner prices the per-row JSON subqueries of a find (query/jsonpath.py)
         # high, so a rich find over a few thousand rows spent seconds compiling LLVM code for
         # milliseconds of execution (0.28 s vs 0.05 s for one JSON path over the demo).
-        kwargs["connect_args"] = {"options": "-c jit=off"}
+        # Parallel plans only where they save more than their start: a listing page's arrays
+        # (three index scans of 100 ids, serial cost ~3,500, 2.5 ms) got a Gather Merge at
+        # 10,000,000 objects that took 10-23 ms, its workers' start-up 7-8 ms of it. At ~0.7 µs
+        # per cost unit here, that start is ~10,000 units where PostgreSQL assumes 1,000; with
+        # 10,000 a plan goes parallel only when the work saved pays for the workers.
+        kwargs["connect_args"] = {"options": "-c jit=off -c parallel_setup_cost=10000"}
     if url.startswith(("sqlite", "postgresql")):
         kwargs["json_deserializer"] = json_loads
     engine = create_engine(url, **kwargs)
