@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from brainlife.server import deps
-from brainlife.server.errors import LOGIN_AGAIN, Unauthorized
 from brainlife.server.principal import Principal
 
 #: the name under which the stand-in asks FastAPI for the request when the route does not
@@ -62,10 +61,9 @@ class _Call:
         return self.read
 
     def login(self, kind: deps.Login) -> Principal | None:
-        principal = deps.login(kind, self.request, self.archive, self.read)
-        if principal is None and kind is deps.Login.REQUIRED:
-            raise Unauthorized(f"This needs a login: no token was sent. {LOGIN_AGAIN}")
-        return principal
+        """`deps.login` (which refuses a missing token unless `kind` is OPTIONAL), its check
+        in the route's read session when one is open."""
+        return deps.login(kind, self.request, self.archive, self.read)
 
 
 Resolver = Callable[[_Call], Any]
