@@ -28,6 +28,25 @@ def _staged(server: LiveServer) -> list[Path]:
     return sorted((server.data_dir / "uploads").glob("*/*"))
 
 
+def _wait_until_released(paths: list[Path], timeout: float = 60.0) -> None:
+    """Until no request of the server holds a staged file's lock (`uploads._lock_staged`)."""
+    import fcntl
+
+    assert paths
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        with path.open("rb") as held:
+            while True:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, f"{path} is still locked"
+                    time.sleep(0.05)
+                else:
+                    fcntl.flock(held, fcntl.LOCK_UN)
+                    break
+
+
 def _query(bl, dataset_id: str) -> dict:  # type: ignore[no-untyped-def]
     r = bl("data", "query", "-i", dataset_id, "-j")
     assert r.exit_code == 0, r.output
@@ -182,6 +201,10 @@ def test_library_resume_counts_bytes(token: str, tmp_path: Path, server: LiveSer
         with pytest.raises(Exception, match="Interrupted"):
             c.upload(plan, progress=stop_half_way, cancel=cancel)
         assert c.upload_state(plan).exists()
+        # the server may still be writing what the cut request carried: a rerun's PUT before
+        # it lets go of the staged file is a 409 and is sent again (counted in `sent`), so the
+        # rerun starts once the interrupted request has released the file's lock
+        _wait_until_released(_staged(server))
         plan2 = c.plan_upload(
             project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="lib"
         )
