@@ -118,8 +118,24 @@ def data_upload(
                 "With --layout, files and subject/session/run come from the folders; drop "
                 "--<file id>, -s, -e and -r."
             )
-        _bulk(folder or ".", layout or "seed", project, datatype, tag, datatype_tag,
-              _meta(meta), desc, dry_run, jobs, as_json)  # fmt: skip
+        layout = layout or "seed"
+        bulk_meta = _meta(meta)
+        client = get_client()
+        bulk = client.plan_bulk_upload(
+            folder or ".",
+            layout=layout,
+            project=project,
+            datatype=datatype,
+            tags=tag,
+            datatype_tags=datatype_tag,
+            meta=bulk_meta,
+            desc=desc,
+        )
+        for rel in bulk.unmatched:
+            _say(
+                as_json, "refused", {"folder": rel, "refused": f"does not match --layout {layout}"}
+            )
+        report_bulk(client, bulk, dry_run=dry_run, jobs=jobs, as_json=as_json)
         return
     client = get_client()
     plan = client.plan_upload(
@@ -152,35 +168,6 @@ def data_upload(
         moved += f", {_output.human(result.present)} already in the archive"
     _output.out(f"{moved}.")
     _output.out(f"successfully uploaded. data object id: {result.dataset['_id']}")
-
-
-def _bulk(
-    root: str,
-    layout: str,
-    project: str,
-    datatype: str,
-    tags: tuple[str, ...],
-    datatype_tags: tuple[str, ...],
-    meta: dict[str, Any],
-    desc: str,
-    dry_run: bool,
-    jobs: int,
-    as_json: bool,
-) -> None:
-    client = get_client()
-    bulk = client.plan_bulk_upload(
-        root,
-        layout=layout,
-        project=project,
-        datatype=datatype,
-        tags=tags,
-        datatype_tags=datatype_tags,
-        meta=meta,
-        desc=desc,
-    )
-    for rel in bulk.unmatched:
-        _say(as_json, "refused", {"folder": rel, "refused": f"does not match --layout {layout}"})
-    report_bulk(client, bulk, dry_run=dry_run, jobs=jobs, as_json=as_json)
 
 
 def report_bulk(client: Any, bulk: Any, *, dry_run: bool, jobs: int, as_json: bool) -> None:
