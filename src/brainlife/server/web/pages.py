@@ -154,22 +154,15 @@ def project_data(project_id: str, view: ViewDep) -> Response:
     count: int | None = 0
     if not problem:
         find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
-        if after is None:
-            page = datasets.list_datasets(
-                session=view.session,
-                principal=view.visitor.principal,
-                params=ListParams(find=find, limit=PAGE_SIZE),
-            )
-            count = page.count
-        else:
-            page = datasets.list_datasets(
-                session=view.session,
-                principal=view.visitor.principal,
-                params=ListParams(find={"$and": [find, {"_id": {"$gt": after}}]}, limit=PAGE_SIZE),
-                count=False,
-            )
-            count = None
-        rows = page.rows
+        if after is not None:
+            find = {"$and": [find, {"_id": {"$gt": after}}]}
+        page = datasets.list_datasets(
+            session=view.session,
+            principal=view.visitor.principal,
+            params=ListParams(find=find, limit=PAGE_SIZE),
+            count=after is None,  # a later page shows no totals (its count is None)
+        )
+        rows, count = page.rows, page.count
     table, next_after = _object_table(view.session, rows)
     return view.render(
         "data.html",
