@@ -4,17 +4,22 @@ mid-upload, a file that changes while it is sent."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from brainlife.client import Client, SourceChanged
 from brainlife.server.demo.world import GUEST_PROJECT, TP_PROJECT
+from brainlife.wire import routes
 from tests.bulk._cli import bl_cmd, cli_env
 from tests.conftest import LiveServer, kill_and_restart
 
@@ -128,11 +133,11 @@ def test_guest_project_refused(bl, tmp_path: Path) -> None:
     assert "only its admins and members" in r.output
 
 
-def _upload_proc(server: LiveServer, token: str, home: Path, f: Path, subject: str):  # type: ignore[no-untyped-def]
+def _upload_proc(url: str, token: str, home: Path, f: Path, subject: str):  # type: ignore[no-untyped-def]
     args = ["data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", subject]
     return subprocess.Popen(
         bl_cmd(*args, "--t1", str(f)),
-        env=cli_env(server.url, token, home),
+        env=cli_env(url, token, home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -153,7 +158,7 @@ def test_client_killed_half_way_resumes(token: str, home: Path, tmp_path: Path, 
     size = 160 * 1024 * 1024
     f = tmp_path / "big.nii.gz"
     f.write_bytes(_data(size, b"kill-client"))
-    proc = _upload_proc(server, token, home, f, "kill")
+    proc = _upload_proc(server.url, token, home, f, "kill")
     _wait_staged(server, size // 2, proc)
     proc.kill()
     proc.wait()
@@ -218,22 +223,172 @@ def test_library_resume_counts_bytes(token: str, tmp_path: Path, server: LiveSer
     assert not c.upload_state(plan).exists()
 
 
+class _GatedRelay:
+    """A TCP relay from 127.0.0.1:<port> to the server's port, real sockets both ways: it passes
+    at most `limit` bytes from clients to the server (all connections together), then holds the
+    rest until `open()`. However fast the machine, a client sending through it cannot get more
+    than `limit` bytes to the server while it is closed. A connection that either end drops (the
+    server killed) is dropped at both ends; while the server is down, a new connection is
+    accepted and closed at once. `later`: the bytes passed on connections made after `mark()`."""
+
+    def __init__(self, port: int, limit: int) -> None:
+        self.port = port
+        self.limit: int | None = limit
+        self.forwarded = 0  # bytes handed to the server, all connections
+        self.later = 0
+        self._marked = False
+        self._cond = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def mark(self) -> None:
+        with self._cond:
+            self._marked = True
+
+    def open(self) -> None:
+        with self._cond:
+            self.limit = None
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.open()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _pass(
+        self, view: memoryview, server: socket.socket, dropped: threading.Event, later: bool
+    ) -> bool:
+        """`view` to the server within the limit, waiting while it is reached; False once the
+        connection is gone."""
+        while view:
+            with self._cond:
+                while self.limit is not None and self.forwarded >= self.limit:
+                    if dropped.is_set():
+                        return False
+                    self._cond.wait()
+                if dropped.is_set():
+                    return False
+                n = len(view) if self.limit is None else min(len(view), self.limit - self.forwarded)
+                self.forwarded += n
+                self.later += n if later else 0
+            try:
+                server.sendall(view[:n])
+            except OSError:
+                return False
+            view = view[n:]
+        return True
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(("127.0.0.1", self.port))
+        except OSError:
+            client.close()
+            return
+        later = self._marked
+        dropped = threading.Event()
+
+        def drop() -> None:
+            dropped.set()
+            for s in (client, server):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            with self._cond:
+                self._cond.notify_all()
+
+        def answers() -> None:
+            with contextlib.suppress(OSError):
+                while data := server.recv(1 << 18):
+                    client.sendall(data)
+            drop()
+
+        back = threading.Thread(target=answers, daemon=True)
+        back.start()
+        with contextlib.suppress(OSError):
+            while data := client.recv(1 << 18):
+                if not self._pass(memoryview(data), server, dropped, later):
+                    break
+        drop()
+        back.join()
+        client.close()
+        server.close()
+
+
+def _wait_for(condition: Callable[[], bool], proc, what: str, limit: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _upload_session(c: Client, home: Path, token: str) -> dict:  # type: ignore[type-arg]
+    """The session of the one upload the CLI with `home` is running (its id from the client's
+    state file), as the server's API says it stands."""
+    (state,) = home.glob(".config/*/uploads/*.json")
+    upload_id = json.loads(state.read_text())["upload_id"]
+    return c.http.request_json("GET", routes.UPLOAD.at(upload_id), token=token)  # type: ignore[no-any-return]
+
+
 def test_server_killed_and_restarted_mid_upload(
     token: str, home: Path, tmp_path: Path, server
 ) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL the server while `bl data upload` sends a file, once the server holds part of it
+    and cannot hold all of it: the client reaches the server through a relay that passes half
+    the file's bytes and holds the rest (so the kill never races the upload's speed), and the
+    server's API says what it holds. Restarted, the server keeps that part and shows no object;
+    the client resumes from it and the object appears once, complete."""
     size = 160 * 1024 * 1024
     f = tmp_path / "restart.nii.gz"
     f.write_bytes(_data(size, b"restart"))
-    proc = _upload_proc(server, token, home, f, "restart")
-    _wait_staged(server, size // 4, proc)
-    new = kill_and_restart(server)
-    server.process = new.process
-    out, err = proc.communicate(timeout=120)
+    relay = _GatedRelay(server.port, limit=size // 2)
+    try:
+        proc = _upload_proc(relay.url, token, home, f, "restart")
+        _wait_for(lambda: relay.forwarded >= size // 2, proc, "the upload did not start")
+        # the relay holds back the second half; the server has written a quarter at least
+        with Client(server.url, token=token) as c:
+            _wait_for(
+                lambda: _upload_session(c, home, token)["files"][0]["received"] >= size // 4,
+                proc,
+                "the server did not write what it received",
+            )
+        # connections made from now on reach the restarted server (the client opens none
+        # while its PUT is held)
+        relay.mark()
+        new = kill_and_restart(server)
+        server.process = new.process
+        with Client(server.url, token=token) as c:
+            doc = _upload_session(c, home, token)
+            held = doc["files"][0]["received"]
+            assert doc["status"] == "open" and doc["files"][0]["state"] == "partial"
+            assert size // 4 <= held < size // 2  # what the killed server wrote, no more
+            # nothing half-written looks complete
+            assert not c.query_datasets(project=TP_PROJECT, subject="restart").datasets
+        relay.open()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        relay.close()
     assert proc.returncode == 0, err
     assert b"successfully uploaded" in out
+    # resumed from what the server held: after the restart the client sent the rest of the
+    # file once (and its requests' headers), not the whole file again
+    assert size - held <= relay.later < size - held + 64 * 1024
     with Client(server.url, token=token) as c:
         rows = c.query_datasets(project=TP_PROJECT, subject="restart").datasets
-    assert len(rows) == 1 and rows[0]["status"] == "stored"
+        assert len(rows) == 1 and rows[0]["status"] == "stored"
+        manifest = c.http.request_json(
+            "GET", f"/api/warehouse/dataset/manifest/{rows[0]['_id']}", token=token
+        )
+    with f.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    assert [(m["size"], m["sha256"]) for m in manifest["files"]] == [(size, digest)]
     assert not _staged(server)
 
 
