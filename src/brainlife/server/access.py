@@ -113,14 +113,22 @@ def _readable_datasets_of(sub: str) -> ColumnElement[bool]:
 def readable_rows(
     principal: Principal, project_id: Any, dataset_id: Any
 ) -> ColumnElement[bool] | None:
-    """`readable_datasets` stated over another table's copy of an object's project and id
-    (e.g. `dataset_tag_search`, whose rows carry both): in a readable project, or published.
-    None for a download script's token (its list of objects needs the object row)."""
+    """`readable_datasets` stated over another table's copy of an object's id, for rows of one
+    project (`project_id`: one value, e.g. a bound parameter; `dataset_tag_search`'s range
+    totals): in a readable project, or published. None for a download script's token (its list
+    of objects needs the object row).
+
+    The project test is an uncorrelated EXISTS, which the database runs once per statement
+    (PostgreSQL: an InitPlan, then a parameter per row). `project_id IN (SELECT …)` was planned
+    as a hashed subplan probed for every row: ~7 ms of a 29,000-row count at 10,000,000
+    objects (issue #11)."""
     if principal.datasets is not None:
         return None
     if principal.is_admin("warehouse"):
         return true()
-    in_readable = project_id.in_(select(Project.id).where(readable_projects(principal)))
+    in_readable = exists(
+        select(Project.id).where(Project.id == project_id, readable_projects(principal))
+    )
     return or_(in_readable, _published(dataset_id))
 
 
