@@ -34,12 +34,20 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_importing_the_client_leaves_the_transfer_modules_alone() -> None:
     """A query (`bl data query`, `Client().query_datasets`) starts without the download and
-    upload machinery; the first transfer name used brings its module."""
+    upload machinery, `bl task query` (its subjects) with one small module; the first transfer
+    name used brings its module."""
     code = (
         "import sys, brainlife.client as c\n"
-        "print(sorted(m for m in sys.modules if m.startswith('brainlife.client.transfer.')))\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.startswith('brainlife.client.tr'))\n"
+        "print(loaded())\n"
+        "c.task_subject\n"
+        "print(loaded())\n"
         "c.UploadPlan\n"
         "print('brainlife.client.transfer.upload' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    assert out.stdout.splitlines() == [
+        "[]",
+        "['brainlife.client.transfer', 'brainlife.client.transfer.tasks']",
+        "True",
+    ]
