@@ -1,12 +1,17 @@
-"""Start-up time of `bl --help` and `bl data query --help` against `python -c pass`.
+"""Start-up time of `bl --help` and `bl data query --help` against `python -c pass`, and of
+`import brainlife.client` (what every command that talks to a server pays before its first request).
 
 Median of N runs of each command in a fresh process (subprocess), and the ratios to bare Python.
+Whether brainlife's own modules have cached bytecode is printed too: without it (an editable
+install run with PYTHONDONTWRITEBYTECODE=1) every start compiles them, tens of milliseconds.
 Usage: .venv/bin/python bench/bench_startup.py [-n 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +24,7 @@ COMMANDS = {
     "bl --help": [BL, "--help"],
     "bl data query --help": [BL, "data", "query", "--help"],
     "bl version": [BL, "version"],
+    "import brainlife.client": [sys.executable, "-c", "import brainlife.client"],
 }
 
 
@@ -43,6 +49,15 @@ def heavy_modules(args: list[str]) -> list[str]:
     return proc.stderr.split()
 
 
+def bytecode_cached() -> str:
+    """Whether the client's largest module has a .pyc next to it (the others follow suit)."""
+    spec = importlib.util.find_spec("brainlife.client._client")
+    assert spec is not None and spec.origin is not None
+    cached = os.path.exists(importlib.util.cache_from_source(spec.origin))
+    env = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    return f"{'cached' if cached else 'not cached'} (PYTHONDONTWRITEBYTECODE={env or 'unset'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--runs", type=int, default=20)
@@ -54,6 +69,7 @@ def main() -> None:
         print(f"{name:<24} {t * 1000:7.1f}ms {t / base:6.2f}x")
     for args in (["--help"], ["data", "query", "--help"]):
         print(f"heavy imports of bl {' '.join(args)}: {heavy_modules(args) or 'none'}")
+    print(f"bytecode of brainlife's modules: {bytecode_cached()}")
 
 
 if __name__ == "__main__":

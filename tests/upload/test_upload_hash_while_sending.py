@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from brainlife.client import Client, SourceChanged
-from brainlife.client import _client as client_module
 from brainlife.client.transfer import upload as upload_module
 from brainlife.server.demo.world import TP_PROJECT
 from tests.conftest import LiveServer
@@ -24,7 +23,7 @@ SIZE = 12 * MIB
 
 @pytest.fixture(autouse=True)
 def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "HASH_WHILE_SENDING", MIB)
+    monkeypatch.setattr(upload_module, "HASH_WHILE_SENDING", MIB)  # read by Client.plan_upload
     monkeypatch.setattr(upload_module, "FIRST_PIECE", MIB)
     monkeypatch.setattr(upload_module, "LAST_PIECE", 2 * MIB)
 

@@ -12,7 +12,6 @@ with Client() as bl:                      # BLHOST and ~/.config/<host>/.jwt, li
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import threading
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brainlife import __version__
 from brainlife.client import _jwt, _urls
@@ -55,33 +54,19 @@ from brainlife.client._queries import (
     resource_find,
     sub_value,
 )
-from brainlife.client.transfer import projectfiles
-from brainlife.client.transfer.bids import walk_bids
-from brainlife.client.transfer.bulkupload import (
-    BulkUpload,
-    BulkUploadItem,
-    find_existing,
-    plan_items,
-    run_bulk_upload,
-    scan_tree,
-)
-from brainlife.client.transfer.engine import BulkResult, EventHandler
-from brainlife.client.transfer.layout import Layout
-from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, VerifyReport, verify_tree
-from brainlife.client.transfer.plan import Plan
-from brainlife.client.transfer.single import Downloader, DownloadResult, Progress, object_mtime
-from brainlife.client.transfer.tasks import ProgressFor, TaskRun
-from brainlife.client.transfer.units import Meter
-from brainlife.client.transfer.upload import (
-    HASH_WHILE_SENDING,
-    UploadPlan,
-    UploadResult,
-    hash_sources,
-    match_files,
-    run_upload,
-)
-from brainlife.client.transfer.upload import state_dir as upload_state_dir
 from brainlife.wire import DEFAULT_LIMIT, is_object_id
+
+# The transfer modules are imported by the methods that move bytes: a query starts without them.
+if TYPE_CHECKING:
+    from brainlife.client.transfer import projectfiles
+    from brainlife.client.transfer.bulkupload import BulkUpload
+    from brainlife.client.transfer.engine import BulkResult, EventHandler
+    from brainlife.client.transfer.layout import Layout
+    from brainlife.client.transfer.lockfile import VerifyReport
+    from brainlife.client.transfer.plan import Plan
+    from brainlife.client.transfer.single import DownloadResult, Progress
+    from brainlife.client.transfer.tasks import ProgressFor, TaskRun
+    from brainlife.client.transfer.upload import UploadPlan, UploadResult
 
 __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
 
@@ -516,6 +501,8 @@ class Client:
         rows = self.find_datatypes(find, limit=1, sort=None)
         if not rows:
             names = [str(d.get("name")) for d in self.find_datatypes({}, limit=0, sort=None)]
+            import difflib  # only for this error
+
             close = difflib.get_close_matches(datatype, names, n=3, cutoff=0.6)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
             raise NotFound(
@@ -773,6 +760,8 @@ class Client:
                 f"Data object {dataset_id} cannot be downloaded: its status is "
                 f"'{status}', not 'stored'."
             )
+        from brainlife.client.transfer.single import Downloader, object_mtime
+
         target = Path(dest) if dest is not None else Path(dataset_id)
         self.http.liveness.reset()
         return Downloader(self.http, token).dataset(
@@ -783,6 +772,8 @@ class Client:
     def project_files(self, project_id: str, prefix: str = "") -> Doc:
         """One folder of a project's plain files, every page joined: ``{"prefix", "folders",
         "objects"}`` (each object: Name, Key, Size, LastModified, ETag = its sha256)."""
+        from brainlife.client.transfer import projectfiles
+
         return projectfiles.list_folder(self.http, self.token(), project_id, prefix)
 
     def download_project_files(
@@ -797,6 +788,8 @@ class Client:
         """Download a project file (``docs/a.pdf`` → ``directory/a.pdf``) or a folder (``docs/``:
         its files at their paths under ``directory``; ``""``: the whole tree), resumable, each
         file checked against its size and sha256; files already there and identical are kept."""
+        from brainlife.client.transfer import projectfiles
+
         self.http.liveness.reset()
         return projectfiles.download(
             self.http, self.token(), project_id, path, Path(directory), jobs=jobs, on_file=on_file
@@ -805,9 +798,13 @@ class Client:
     def put_project_file(self, project_id: str, local: str | os.PathLike[str], remote: str) -> Doc:
         """Store a local file as the project file ``remote`` (project admins and members);
         returns its listing entry."""
+        from brainlife.client.transfer import projectfiles
+
         return projectfiles.put(self.http, self.token(), project_id, Path(local), remote)
 
     def remove_project_file(self, project_id: str, remote: str) -> None:
+        from brainlife.client.transfer import projectfiles
+
         projectfiles.remove(self.http, self.token(), project_id, remote)
 
     # -- tasks ----------------------------------------------------------------------------
@@ -970,6 +967,8 @@ class Client:
         """Download a file or folder of a task. A folder comes as a .tar.gz: saved as is into
         ``output`` (or ``directory``/<server's file name>, made safe, never over another file
         unless ``existing="overwrite"``), or extracted into ``directory``."""
+        from brainlife.client.transfer.single import Downloader
+
         self.http.liveness.reset()
         return Downloader(self.http, self.token()).task_path(
             task_id,
@@ -993,6 +992,7 @@ class Client:
         """Save ``path`` of a task as is into ``output`` (a folder arrives as .tar.gz), resumable,
         and record it in ``bl-lock.json`` beside it; a rerun keeps an archive the server says is
         unchanged (304 to its ETag: the result's method is ``"present"``)."""
+        from brainlife.client.transfer.single import Downloader
         from brainlife.client.transfer.taskarchives import download_task_archive
 
         self.http.liveness.reset()
@@ -1156,6 +1156,13 @@ class Client:
         :class:`UploadRefused` for files that do not fit, before a byte is sent. ``subject``,
         ``session`` and ``run`` go into ``meta`` (a run also adds the tag ``run-<run>``, as the
         official CLI does)."""
+        from brainlife.client.transfer.upload import (
+            HASH_WHILE_SENDING,
+            UploadPlan,
+            hash_sources,
+            match_files,
+        )
+
         proj = self.resolve_project(project)
         dtype = self.resolve_datatype(datatype)
         sources = match_files(dtype, files or {}, folder)
@@ -1179,7 +1186,9 @@ class Client:
 
     def upload_state(self, plan: UploadPlan) -> Path:
         """The state file that lets ``plan``'s upload resume (see ``transfer.upload``)."""
-        return upload_state_dir(self.config.token_path) / f"{plan.key(self.base_url)}.json"
+        from brainlife.client.transfer.upload import state_dir
+
+        return state_dir(self.config.token_path) / f"{plan.key(self.base_url)}.json"
 
     def upload(
         self,
@@ -1190,6 +1199,9 @@ class Client:
     ) -> UploadResult:
         """Upload a planned data object, resuming an interrupted run of the same plan; the new
         object's document (``result.dataset``) once every file is stored, never a half object."""
+        from brainlife.client.transfer.units import Meter
+        from brainlife.client.transfer.upload import run_upload
+
         meter = Meter(progress, plan.size)
         return run_upload(
             self.http, self.token(), plan, meter, state=self.upload_state(plan), cancel=cancel
@@ -1210,6 +1222,13 @@ class Client:
         """Plan a tree of data objects (``transfer.bulkupload``): one per folder matching
         ``layout`` (``seed`` or a template such as ``{subject}/{session}``), each checked against
         the datatype and hashed, and those the project already holds marked ``existing``."""
+        from brainlife.client.transfer.bulkupload import (
+            BulkUpload,
+            find_existing,
+            plan_items,
+            scan_tree,
+        )
+
         base = Path(root)
         if not base.is_dir():
             raise UploadRefused(f"{base} is not a folder.")
@@ -1239,6 +1258,10 @@ class Client:
         bids-walker maps them, checked against each datatype and hashed; objects the project
         already holds marked ``existing``; images that do not fit (or whose datatype this
         archive lacks) refused with why."""
+        from brainlife.client.transfer.bids import walk_bids
+        from brainlife.client.transfer.bulkupload import BulkUpload, BulkUploadItem, find_existing
+        from brainlife.client.transfer.upload import UploadPlan, hash_sources, match_files
+
         base = Path(root)
         if not base.is_dir():
             raise UploadRefused(f"{base} is not a folder.")
@@ -1301,6 +1324,7 @@ class Client:
         on_event: Callable[[str, Doc], None] | None = None,
     ) -> Doc:
         """Upload what ``bulk`` still needs on ``jobs`` workers; the summary."""
+        from brainlife.client.transfer.bulkupload import run_bulk_upload
 
         def one(plan: UploadPlan, cancel: threading.Event) -> Doc:
             return self.upload(plan, cancel=cancel).dataset
@@ -1321,6 +1345,8 @@ def _project_body(**fields: Any) -> Doc:
 
 def verify_download(root: str | os.PathLike[str], *, fast: bool = False) -> VerifyReport:
     """Check a downloaded tree offline against its ``bl-lock.json`` (a folder, or the lockfile)."""
+    from brainlife.client.transfer.lockfile import LOCK_NAME, Lockfile, verify_tree
+
     path = Path(root)
     lock_path = path if path.is_file() else path / LOCK_NAME
     lock = Lockfile.load(lock_path)

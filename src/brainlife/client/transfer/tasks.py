@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainlife.client._exceptions import AuthError, BrainlifeError, DiskFullError
-from brainlife.client.transfer.layout import inside, safe_name
-from brainlife.client.transfer.lockfile import LOCK_NAME
-from brainlife.client.transfer.plan import Plan
-from brainlife.client.transfer.single import DownloadResult, Progress
+from brainlife.wire.paths import safe_name
 
+# `bl task query` prints `task_subject`: the download modules are imported where they are used
 if TYPE_CHECKING:
     from brainlife.client._client import Client
+    from brainlife.client.transfer.plan import Plan
+    from brainlife.client.transfer.single import DownloadResult, Progress
 
 __all__ = ["TaskRun", "download_tasks", "name_tasks", "plan_task_folders", "task_subject"]
 
@@ -45,6 +45,8 @@ def name_tasks(tasks: Iterable[Doc], name_by: str) -> list[tuple[str, str]]:
     """``(task id, name)`` of each task: its subject (``name_by="subject"``) or id made a safe
     file name (other group members choose subjects: ``../../x`` or ``/tmp/x`` must not leave the
     folder), each name used once (a repeat gets ``.<task id>``), never the lockfile's."""
+    from brainlife.client.transfer.lockfile import LOCK_NAME
+
     used: set[str] = set()
     names: list[tuple[str, str]] = []
     for t in tasks:
@@ -82,7 +84,7 @@ class TaskRun:
 
 
 #: ``progress(name)``: a context giving the progress callback of one task's download
-ProgressFor = Callable[[str], AbstractContextManager[Progress | None]]
+ProgressFor = Callable[[str], "AbstractContextManager[Progress | None]"]
 
 
 def download_tasks(
@@ -101,6 +103,8 @@ def download_tasks(
     (``extract``), else saved as ``root``/<name>.tar.gz and recorded in ``bl-lock.json``. A
     failed task is told to ``on_failed`` and the next one starts; a rejected token or a full
     disk raise (every other task would fail the same way)."""
+    from brainlife.client.transfer.layout import inside
+
     run = TaskRun()
     for tid, name in pairs:
         if on_task is not None:
