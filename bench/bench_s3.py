@@ -23,7 +23,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import OUT, PYTHON, ROOT, bl_serve, login, machine_notes, median, say, write_section
+from common import (
+    OUT,
+    PYTHON,
+    ROOT,
+    bl_serve,
+    compile_sources,
+    login,
+    machine_notes,
+    median,
+    say,
+    write_section,
+)
 
 GIB = 1024**3
 TP_PROJECT = "5b0dad8041711001e958b519"  # the demo's "2019 tractprofiles"
@@ -72,6 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    compile_sources()
     env = s3_env()
     pids = [int(p) for p in env.pop("S3_PIDS").split(",")]
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})

@@ -35,6 +35,7 @@ from bench.common import (
     PYTHON,
     RssSampler,
     bl_serve,
+    compile_sources,
     free_port,
     login,
     machine_notes,
@@ -209,6 +210,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    compile_sources()
     size = args.size_mib * 1024 * 1024
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=OUT))
