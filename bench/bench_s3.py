@@ -176,7 +176,8 @@ def main() -> None:
         f"""## One 1 GiB object from S3 (radosgw) via a presigned URL (issue #11)
 
 `.venv/bin/python bench/bench_s3.py --runs {args.runs}`: `bl data download` (follows the 307,
-fetches the 1 GiB file as 16 MiB ranged GETs over 4 connections, writes and checks the sha256)
+fetches the 1 GiB file from the store, which is on this machine, in one stream:
+`segments.streams_for`; writes and checks the sha256)
 against `curl -o` of the same presigned URL (one GET), into {dest_root}; bl then curl in each
 run, both at the same priority.
 

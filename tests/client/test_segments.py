@@ -14,6 +14,7 @@ import pytest
 
 from brainlife.client.transfer import files as _transfer
 from brainlife.client.transfer import segments
+from brainlife.client.transfer.segments import STREAMS, STREAMS_VARIABLE, streams_for
 from tests.client.test_transfer import FakeHttp
 
 PIECE = 1 << 20
@@ -88,3 +89,34 @@ def test_holes_are_cut_into_pieces_in_file_order() -> None:
     assert segments.prefix_of([[0, 7], [9, 12]]) == 7
     assert segments.prefix_of([[3, 7]]) == 0
     assert segments.valid_ranges([[9, 12], [0, 7], [7, 9]], 12) == [[0, 12]]
+
+
+@pytest.mark.parametrize(
+    ("url", "streams"),
+    [
+        ("http://127.0.0.1:7480/bucket/ab?X-Amz-Signature=s", 1),
+        ("http://127.8.9.10/bucket/ab", 1),
+        ("http://[::1]:9000/bucket/ab", 1),
+        ("http://localhost:9000/bucket/ab", 1),
+        ("http://minio.localhost/bucket/ab", 1),
+        ("https://s3.us-east-1.amazonaws.com/bucket/ab?X-Amz-Signature=s", STREAMS),
+        ("http://10.0.0.5:7480/bucket/ab", STREAMS),
+        ("http://[2001:db8::1]/bucket/ab", STREAMS),
+        ("not a url at all", STREAMS),
+    ],
+)
+def test_streams_for_a_store_on_this_machine_or_over_the_network(
+    url: str, streams: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STREAMS_VARIABLE, raising=False)
+    assert streams_for(url) == streams
+
+
+@pytest.mark.parametrize(("given", "streams"), [("1", 1), ("6", 6), ("0", None), ("x", None)])
+def test_the_variable_sets_the_streams_when_it_is_a_whole_number(
+    given: str, streams: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 or more is taken as given (1: never in pieces); anything else leaves the rule."""
+    monkeypatch.setenv(STREAMS_VARIABLE, given)
+    assert streams_for("http://127.0.0.1/b/k") == (streams or 1)
+    assert streams_for("https://s3.example.org/b/k") == (streams or STREAMS)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS
+from brainlife.client.transfer.segments import PIECE, SEGMENTED_MIN, STREAMS, STREAMS_VARIABLE
 from tests.bulk._cli import bl_cmd, summary
 from tests.s3 import radosgw
 from tests.s3.test_s3_serve import World, s3_world, server_bytes_written, tagged_id
@@ -30,7 +30,12 @@ assert SIZE >= SEGMENTED_MIN and SIZE > STREAMS * PIECE
 
 @pytest.fixture(scope="module")
 def world(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    yield from s3_world(s3_env, tmp_path_factory.mktemp("s3pieces"), SIZE, "s3pieces")
+    for w in s3_world(s3_env, tmp_path_factory.mktemp("s3pieces"), SIZE, "s3pieces"):
+        # The store is on loopback here, where `bl` fetches in one stream by default
+        # (`segments.streams_for`: a store on this machine shares its cores); a remote store
+        # gets STREAMS connections. These tests are about the pieces: they ask for them.
+        w.env[STREAMS_VARIABLE] = str(STREAMS)
+        yield w
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +190,20 @@ def test_a_store_that_ignores_range_is_read_in_one_stream(
     assert re.search(r"range=(bytes=\d+-)?$", seen[-1]), seen
     assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
     assert not list((tmp_path / "out").rglob("*.bl-part*"))
+
+
+def test_a_store_on_this_machine_is_read_in_one_stream_by_default(
+    world: World, oid: str, tmp_path: Path
+) -> None:
+    """Without the variable, the presigned URL's loopback host makes one GET of the whole file
+    (`segments.streams_for`), and the file arrives whole and verified all the same."""
+    env = {k: v for k, v in world.env.items() if k != STREAMS_VARIABLE}
+    n = len(world.relay.requests)
+    r = subprocess.run(
+        download(world, oid, tmp_path / "out"), env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / oid / "t1.nii.gz").read_bytes() == sent_bytes(world)
+    seen = world.relay.requests[n:]
+    assert len(seen) == 1 and re.search(r"range=(bytes=0-)?$", seen[0]), seen

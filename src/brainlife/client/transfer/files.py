@@ -12,8 +12,9 @@ presigned URL of the store: the bytes are fetched from there, without our token 
 credential), resumed there with ``Range`` after a cut, and when the URL has expired (the store
 answers 403, or 400) a fresh one is asked of our server. ``If-Range`` is not sent to the store
 (its ETags are not ours); the sha256 checked at the end pins the content instead. A large file
-(``segments.worth_it``) is fetched from the presigned URL in pieces over several connections
-(``segments``): its sidecar then also lists the byte ranges written.
+(``segments.worth_it``) from a store reached over the network (``segments.streams_for``) is
+fetched from the presigned URL in pieces over several connections (``segments``): its sidecar
+then also lists the byte ranges written.
 
 Retries here are only for bodies cut off after the server answered (at most ``attempts``); a
 server that does not answer is waited for inside ``HttpClient.stream``, and every pause goes
@@ -310,13 +311,18 @@ class _FileFetch:
         headers: dict[str, str] | None,
     ) -> bool:
         """Fetch the rest from the presigned URL in pieces (``segments``) when the file is
-        worth it and no other file of this process is; False: go on with one stream."""
+        worth it, the store is one more connections pay for (``segments.streams_for``; a part
+        an earlier run left in pieces is continued in pieces) and no other file of this process
+        is; False: go on with one stream."""
         if (
             self.direct is None
             or self.one_stream
             or headers
             or not segments.worth_it(self.size, self.sha256)
         ):
+            return False
+        streams = segments.streams_for(self.direct)
+        if streams < 2 and self.ranges is None:
             return False
         assert self.size is not None and self.sha256 is not None
         slot = segments.slot()
@@ -338,7 +344,7 @@ class _FileFetch:
 
             fetch = segments.Segmented(
                 self.http, self.part, self.size, ranges, self.digest, self.offset,
-                self.direct, self._fresh_url, save, got, self.policy,
+                self.direct, self._fresh_url, save, got, self.policy, streams,
             )  # fmt: skip
             try:
                 fetch.run(cancel)

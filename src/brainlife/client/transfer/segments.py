@@ -45,21 +45,32 @@ from brainlife.client._exceptions import (
 from brainlife.client._http import CHUNK_SIZE, HttpClient, RetryPolicy, content_range
 from brainlife.client.transfer.writes import disk_full_on_write, write_size
 
-__all__ = ["PIECE", "SEGMENTED_MIN", "STREAMS", "NoRanges", "Segmented", "prefix_of", "worth_it"]
+__all__ = [
+    "PIECE",
+    "SEGMENTED_MIN",
+    "STREAMS",
+    "NoRanges",
+    "Segmented",
+    "prefix_of",
+    "streams_for",
+    "worth_it",
+]
 
 #: files this large (and larger) are fetched in pieces; a smaller one is done before extra
 #: connections pay for themselves
 SEGMENTED_MIN = 64 << 20
 #: bytes per ranged GET (and the grain of what a kill keeps)
 PIECE = 16 << 20
-#: connections per file
+#: connections per file from a store reached over the network
 STREAMS = 4
+#: the environment variable that overrides :func:`streams_for` (an integer; 1: one stream)
+STREAMS_VARIABLE = "BL_DOWNLOAD_STREAMS"
 #: bytes hashed per read of the part
 _HASH_READ = 4 << 20
 
 #: one segmented file at a time per process (its connections come on top of the pool's own)
 _SLOT = threading.Lock()
-_grown: set[int] = set()
+_grown: set[tuple[int, int]] = set()
 
 Ranges = list[list[int]]
 
@@ -79,6 +90,34 @@ def worth_it(size: int | None, sha256: str | None) -> bool:
         and hasattr(os, "pwrite")
         and hasattr(os, "preadv")
     )
+
+
+def streams_for(url: str) -> int:
+    """Connections for one large file from the presigned ``url``: ``BL_DOWNLOAD_STREAMS`` when
+    set to a whole number (1: never in pieces), else :data:`STREAMS` for a store reached over
+    the network and 1 for a store on this machine (a loopback address or ``localhost``).
+
+    Several connections hide the network's latency and a store's per-request pace (what a
+    remote S3 gives one GET); a store on this machine has neither to hide, and its CPU is the
+    client's: there more streams only add work (ranged requests, reading the part back to hash
+    it) to cores they share. Measured on the 2-core VM with radosgw on loopback, idle: one
+    stream 2.65-2.87 s for 1 GiB, four 2.91-3.05 s, curl 2.23-2.44 s (docs/decisions.md)."""
+    given = os.environ.get(STREAMS_VARIABLE, "").strip()
+    if given.isdigit() and int(given) >= 1:
+        return int(given)
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return STREAMS
+    if host == "localhost" or host.endswith(".localhost"):
+        return 1
+    try:
+        return 1 if ipaddress.ip_address(host).is_loopback else STREAMS
+    except ValueError:  # a name: resolving it here would cost a lookup per file
+        return STREAMS
 
 
 def valid_ranges(value: Any, size: int | None) -> Ranges | None:
@@ -136,14 +175,14 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, size: int) -> None:
         pos += os.pwrite(fd, data[pos : pos + size], offset + pos)
 
 
-def _grow_pool(http: HttpClient) -> None:
+def _grow_pool(http: HttpClient, streams: int) -> None:
     """Room in the pool for our extra connections (so none is discarded with a warning)."""
-    if id(http) in _grown:
+    if (id(http), streams) in _grown:
         return
     kw = getattr(http.pool, "connection_pool_kw", None)
     if isinstance(kw, dict):
-        http.ensure_pool_size(int(kw.get("maxsize", 1)) + STREAMS)
-    _grown.add(id(http))
+        http.ensure_pool_size(int(kw.get("maxsize", 1)) + streams)
+    _grown.add((id(http), streams))
 
 
 class Segmented:
@@ -165,8 +204,10 @@ class Segmented:
         save: Callable[[Ranges], None],
         received: Callable[[int], None],
         policy: RetryPolicy,
+        streams: int = STREAMS,
     ) -> None:
         self.http, self.part, self.size, self.policy = http, part, size, policy
+        self.streams = streams
         self.digest, self.hashed = digest, hashed
         self.url, self.refresh, self.save, self._received = url, refresh, save, received
         self.ranges = _merged([list(r) for r in ranges])
@@ -189,9 +230,9 @@ class Segmented:
         try:
             if self.todo and os.fstat(fd).st_size > self.size:
                 os.ftruncate(fd, self.size)
-            streams = min(STREAMS, len(self.todo))
+            streams = min(self.streams, len(self.todo))
             if streams > 1:
-                _grow_pool(self.http)
+                _grow_pool(self.http, streams)
             hasher = threading.Thread(target=self._hash, args=(fd,), name="bl-sha256", daemon=True)
             hasher.start()
             failure: BaseException | None = None
