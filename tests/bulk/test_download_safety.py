@@ -175,6 +175,10 @@ def test_query_json_says_on_stderr_what_it_left_out(bl) -> None:  # type: ignore
         cli, ["data", "download", "--ids-from", "-", "--dry-run", "--json"], input=whole.stdout
     )
     assert json.loads(plan.stdout.splitlines()[-1])["objects"] == 2708
+    # a page size given is kept for the next page, and not repeated in "all of them"
+    small = runner.invoke(cli, ["data", "query", "-p", "O3D", "-l", "5", "--json"])
+    assert "All of them: 'bl data query --project O3D --limit 0 --json'" in small.stderr
+    assert "the next page: 'bl data query --project O3D --limit 5 --skip 5 --json'" in small.stderr
 
 
 def test_two_runs_saving_one_lockfile_keep_both_entries(tmp_path: Path) -> None:

@@ -51,11 +51,13 @@ _HINT_FLAGS = (
 )
 
 
-def _hint_command(params: dict[str, Any]) -> str:
+def _hint_command(params: dict[str, Any], *, limit: bool = True) -> str:
+    """The command that was run, for a hint to add flags to; ``limit=False`` leaves its
+    ``--limit`` out (the hint gives its own)."""
     words = ["bl", "data", "query"]
     for name, flag in _HINT_FLAGS:
         value = params.get(name)
-        if name == "limit" and value == 100:
+        if name == "limit" and (value == 100 or not limit):
             continue
         for item in value if isinstance(value, tuple | list) else [value]:
             if item is not None and item != "":
@@ -102,10 +104,11 @@ def data_query(
     if as_json:
         _output.print_json(rows)  # the official stdout; what it leaves out is said on stderr
         if page.count is not None and skip + len(rows) < page.count:
-            hint = _hint_command(click.get_current_context().params)
+            params = click.get_current_context().params
+            hint, unpaged = _hint_command(params), _hint_command(params, limit=False)
             _output.err(
                 f"Note: {page.count} data objects match, {len(rows)} printed (from {skip}). "
-                f"All of them: '{hint} --limit 0 --json'; the next page: '{hint} --skip "
+                f"All of them: '{unpaged} --limit 0 --json'; the next page: '{hint} --skip "
                 f"{skip + len(rows)} --json'."
             )
         return
