@@ -112,7 +112,9 @@ def test_streams_for_a_store_on_this_machine_or_over_the_network(
     assert streams_for(url) == streams
 
 
-@pytest.mark.parametrize(("given", "streams"), [("1", 1), ("6", 6), ("0", None), ("x", None)])
+@pytest.mark.parametrize(
+    ("given", "streams"), [("1", 1), ("6", 6), ("9999", 16), ("0", None), ("x", None)]
+)
 def test_the_variable_sets_the_streams_when_it_is_a_whole_number(
     given: str, streams: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

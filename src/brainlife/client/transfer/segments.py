@@ -65,6 +65,8 @@ PIECE = 16 << 20
 STREAMS = 4
 #: the environment variable that overrides :func:`streams_for` (an integer; 1: one stream)
 STREAMS_VARIABLE = "BL_DOWNLOAD_STREAMS"
+#: the most connections per file the variable may ask for (each is a thread and a socket)
+MAX_STREAMS = 16
 #: bytes hashed per read of the part
 _HASH_READ = 4 << 20
 
@@ -94,7 +96,7 @@ def worth_it(size: int | None, sha256: str | None) -> bool:
 
 def streams_for(url: str) -> int:
     """Connections for one large file from the presigned ``url``: ``BL_DOWNLOAD_STREAMS`` when
-    set to a whole number (1: never in pieces), else :data:`STREAMS` for a store reached over
+    set to a whole number (1: never in pieces; at most :data:`MAX_STREAMS`), else :data:`STREAMS` for a store reached over
     the network and 1 for a store on this machine (a loopback address or ``localhost``).
 
     Several connections hide the network's latency and a store's per-request pace (what a
@@ -104,7 +106,7 @@ def streams_for(url: str) -> int:
     stream 2.65-2.87 s for 1 GiB, four 2.91-3.05 s, curl 2.23-2.44 s (docs/decisions.md)."""
     given = os.environ.get(STREAMS_VARIABLE, "").strip()
     if given.isdigit() and int(given) >= 1:
-        return int(given)
+        return min(int(given), MAX_STREAMS)
     import ipaddress
     from urllib.parse import urlsplit
 
