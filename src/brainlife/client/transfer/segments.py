@@ -96,8 +96,9 @@ def worth_it(size: int | None, sha256: str | None) -> bool:
 
 def streams_for(url: str) -> int:
     """Connections for one large file from the presigned ``url``: ``BL_DOWNLOAD_STREAMS`` when
-    set to a whole number (1: never in pieces; at most :data:`MAX_STREAMS`), else :data:`STREAMS` for a store reached over
-    the network and 1 for a store on this machine (a loopback address or ``localhost``).
+    set to a whole number (1: never in pieces; at most :data:`MAX_STREAMS`), else
+    :data:`STREAMS` for a store reached over the network and 1 for a store on this machine (a
+    loopback address or ``localhost``).
 
     Several connections hide the network's latency and a store's per-request pace (what a
     remote S3 gives one GET); a store on this machine has neither to hide, and its CPU is the
