@@ -75,10 +75,14 @@ class FakeHttp:
         self.sent += body.pos
 
 
+#: the function itself, before the fixture below stands a fixed count in for it
+USABLE_CORES = _transfer.usable_cores
+
+
 @pytest.fixture(autouse=True)
 def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two cores and no load: the pipeline's thread is used, whatever runs beside the tests."""
-    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_transfer, "usable_cores", lambda: 2)
     monkeypatch.setattr(_transfer.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
 
 
@@ -193,7 +197,7 @@ def test_a_busy_machine_hashes_inline_an_idle_one_in_a_second_thread(
 ) -> None:
     # with no idle core the thread only adds a scheduler wake-up per buffer: the hash runs on
     # the receiving thread, and the digest and the bytes are the same either way
-    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(_transfer, "usable_cores", lambda: cores)
     monkeypatch.setattr(_transfer.os, "getloadavg", lambda: (load, load, load))
     started = _threads_started(monkeypatch)
     data = os.urandom(4 * CHUNK_SIZE + 5)
@@ -214,5 +218,23 @@ def test_unknown_load_uses_the_thread_on_two_cores(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(_transfer.os, "getloadavg", no_load)
     assert _transfer.hash_thread_pays(None) is True
     assert _transfer.hash_thread_pays(CHUNK_SIZE) is False  # one buffer: never a thread
-    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(_transfer, "usable_cores", lambda: 1)
     assert _transfer.hash_thread_pays(10 * CHUNK_SIZE) is False
+
+
+def test_the_cores_counted_are_those_the_process_may_run_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pinned to one core of a larger machine (taskset, a container's cpuset), the process has
+    # no second core for a hash thread, however many the machine has
+    monkeypatch.setattr(_transfer.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(_transfer.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(_transfer.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(_transfer, "usable_cores", USABLE_CORES)  # the real one again
+    assert _transfer.usable_cores() == 1
+    assert _transfer.hash_thread_pays(10 * CHUNK_SIZE) is False
+    monkeypatch.setattr(_transfer.os, "sched_getaffinity", lambda pid: {0, 5}, raising=False)
+    assert _transfer.usable_cores() == 2
+    assert _transfer.hash_thread_pays(10 * CHUNK_SIZE) is True
+    monkeypatch.delattr(_transfer.os, "sched_getaffinity", raising=False)  # not on every system
+    assert _transfer.usable_cores() == 8
