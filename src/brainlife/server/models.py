@@ -337,7 +337,18 @@ class DatasetTagSearch(Base):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
 
-class DatasetFile(Base):
+class _BlobFile:
+    """A file of a tree whose bytes are a blob of the content store (a data object's manifest,
+    a task's outputs in an object store, a project's files): its path in the tree, after the
+    owner's id in the primary key (as in the tables: migrations 0001, 0011, 0014), and the
+    blob's sha256 (indexed: which rows name a blob) and size."""
+
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class DatasetFile(_BlobFile, Base):
     """One file of a stored data object: the manifest. Bytes live in the content store."""
 
     __tablename__ = "dataset_files"
@@ -345,10 +356,7 @@ class DatasetFile(Base):
     dataset_id: Mapped[str] = mapped_column(
         ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
     )
-    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     pos: Mapped[int] = mapped_column(Integer, default=0)
-    size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
 
 
@@ -579,7 +587,7 @@ class Upload(Base):
     __table_args__ = (Index("ix_uploads_user", "user_id", "status"),)
 
 
-class TaskOutputFile(Base):
+class TaskOutputFile(_BlobFile, Base):
     """One file of a task's outputs when bytes live in an object store (`bl serve --store
     s3://…`, `storetaskfiles`): a path of the task folder naming a content-store blob. Folders
     are implied by the paths. With the local store, task outputs are plain folders instead."""
@@ -589,9 +597,6 @@ class TaskOutputFile(Base):
     task_id: Mapped[str] = mapped_column(
         ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
-    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
     #: the file's mtime in nanoseconds (tar headers carry whole seconds)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -625,7 +630,7 @@ class UploadFile(Base):
     stored: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class ProjectFile(Base):
+class ProjectFile(_BlobFile, Base):
     """One plain file of a project's file tree (brainlife's "S3 project files"), beside its data
     objects: a relative path naming a blob of the content store (`services.projectfiles`)."""
 
@@ -634,9 +639,6 @@ class ProjectFile(Base):
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
-    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
     mtime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: who put it (a user's sub)
     user_id: Mapped[str] = mapped_column(String(32), default="")
