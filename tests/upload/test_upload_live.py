@@ -53,6 +53,20 @@ def _wait_until_released(paths: list[Path], timeout: float = 60.0) -> None:
                     break
 
 
+def _any_locked(paths: list[Path]) -> bool:
+    """Whether a request of the server holds one of the staged files' lock right now."""
+    import fcntl
+
+    for path in paths:
+        with path.open("rb") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(held, fcntl.LOCK_UN)
+    return False
+
+
 def _query(bl, dataset_id: str) -> dict:  # type: ignore[no-untyped-def]
     r = bl("data", "query", "-i", dataset_id, "-j")
     assert r.exit_code == 0, r.output
@@ -201,15 +215,18 @@ def test_library_resume_counts_bytes(token: str, tmp_path: Path, server: LiveSer
         cancel = threading.Event()
 
         def stop_half_way(done: int, _total: int | None) -> None:
-            if done >= size // 2:
+            # past half way, and only while the server's request for these bytes runs (it
+            # holds the staged file's lock): a request still queued in a busy server would
+            # take the lock after the wait below, write what the socket held, and turn the
+            # rerun's first PUT into a 409 whose bytes are sent again (counted in `sent`)
+            if done >= size // 2 and _any_locked(_staged(server)):
                 cancel.set()
 
         with pytest.raises(Exception, match="Interrupted"):
             c.upload(plan, progress=stop_half_way, cancel=cancel)
         assert c.upload_state(plan).exists()
-        # the server may still be writing what the cut request carried: a rerun's PUT before
-        # it lets go of the staged file is a 409 and is sent again (counted in `sent`), so the
-        # rerun starts once the interrupted request has released the file's lock
+        # the server may still be writing what the cut request carried: the rerun starts once
+        # that request has released the file's lock
         _wait_until_released(_staged(server))
         plan2 = c.plan_upload(
             project=TP_PROJECT, datatype="neuro/anat/t1w", files={"t1": f}, subject="lib"
