@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from brainlife.server.archive import open_archive
 from brainlife.server.db import Base, make_engine
-from brainlife.server.models import Dataset, TaskOutputFile
+from brainlife.server.models import Dataset, DatasetFile, TaskOutputFile
 from brainlife.server.settings import Settings
 from tests import pgdb
 from tests.bulk._cli import bl_cmd
@@ -126,3 +126,46 @@ def test_targets_that_are_not_this_archives_are_refused(
     assert r.returncode == 1 and "PostgreSQL URL" in r.stderr
     r = run()
     assert r.returncode == 1 and "Name a target" in r.stderr
+
+
+def test_blobs_alone_in_parallel_a_missing_one_stops_the_run_and_a_changed_one_fails_it(
+    demo_archive_dir: Path, s3_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """`--to-store` alone (the rows stay in SQLite), with several copiers: a blob a row names
+    but the local store lacks stops the run with its name; once it is back, the run goes on and
+    ends verified; a blob changed in the bucket afterwards fails the next run's read-back."""
+    from brainlife.server.store import LocalStore
+
+    src = tmp_path / "data"
+    shutil.copytree(demo_archive_dir, src)
+    settings = Settings(data_dir=src)
+    local = LocalStore(settings.store_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+    env.update(s3_env)
+    cmd = bl_cmd("admin", "--data-dir", str(src), "migrate", "--to-store", f"s3://{bucket}",
+                 "--jobs", "4", "--json")  # fmt: skip
+    engine = make_engine(settings.db_url)
+    with engine.connect() as conn:
+        shas = sorted(set(conn.scalars(select(DatasetFile.sha256))))
+    engine.dispose()
+    gone = shas[len(shas) // 2]
+    blob = local.local_path(gone)
+    assert blob is not None
+    aside = tmp_path / "aside"
+    blob.rename(aside)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"The source store lacks blob {gone} that a row names." in r.stderr
+    assert gone not in {k.rsplit("/", 1)[-1] for k in blob_keys(s3_env, bucket)}
+    aside.rename(blob)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    keys = {k.rsplit("/", 1)[-1] for k in radosgw.keys(s3_env, bucket)}
+    assert set(shas) <= keys and report["verified_blobs"] >= len(shas)
+    client = radosgw.s3_client(s3_env)
+    changed = shas[0]
+    client.put_object(Bucket=bucket, Key=f"blobs/{changed}", Body=b"not what it was")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"Verification failed: blob {changed} reads back as another digest." in r.stderr

@@ -482,9 +482,20 @@ def datatype_add(file: Any, as_json: bool) -> None:
     help="An empty bucket (or prefix) to copy every file into, task outputs included.",
 )
 @click.option("--s3-endpoint", metavar="URL", default=None, help="Overrides AWS_ENDPOINT_URL_S3.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Files copied to the store (and read back) at once.",
+)
 @_json_option
 def migrate_cmd(
-    to_database: str | None, to_store: str | None, s3_endpoint: str | None, as_json: bool
+    to_database: str | None,
+    to_store: str | None,
+    s3_endpoint: str | None,
+    jobs: int,
+    as_json: bool,
 ) -> None:
     """Copy this embedded archive (SQLite, local files) into PostgreSQL and/or an S3 bucket and
     verify the copy (row counts, every file's sha256 read back). Interrupted, run it again: it
@@ -507,6 +518,7 @@ def migrate_cmd(
             to_store=to_store,
             s3_endpoint=s3_endpoint,
             say=lambda line: _output.err(f"bl admin migrate: {line}"),
+            jobs=jobs,
         )
     except MigrationError as exc:
         _fail(str(exc))

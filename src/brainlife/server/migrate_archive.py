@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ from brainlife.server.store import ByteStore, LocalStore
 
 #: rows per INSERT
 BATCH = 500
+#: blobs copied (and read back) at once: each is a few requests that mostly wait on the store
+JOBS = 8
 #: tables whose rows are made by the migration itself (not copied, not counted)
 OWN_TABLES = {"archive_migrations", "task_output_files"}
 
@@ -82,6 +84,7 @@ def run(
     to_store: str | None,
     s3_endpoint: str | None = None,
     say: Callable[[str], None] = lambda _: None,
+    jobs: int = JOBS,
 ) -> Report:
     if not to_database and not to_store:
         raise MigrationError("Name a target: --to-database URL and/or --to-store s3://BUCKET.")
@@ -105,9 +108,9 @@ def run(
         if to_database:
             _copy_rows(source, target, report, say)
         if store is not None:
-            _copy_blobs(source, LocalStore(settings.store_dir), store, report, say)
+            _copy_blobs(source, LocalStore(settings.store_dir), store, report, say, jobs)
             _copy_task_folders(target, store, settings.tasks_dir, report, say)
-        _verify(source, target, store, report, say)
+        _verify(source, target, store, report, say, jobs)
         if to_database:
             with make_sessionmaker(target)() as s, s.begin():
                 row = s.get(ArchiveMigration, sid)
@@ -204,7 +207,7 @@ def _copy_rows(source: Engine, target: Engine, report: Report, say: Callable[[st
             for batch in result.mappings().partitions(BATCH):
                 rows = [dict(r) for r in batch]
                 with target.begin() as dst:
-                    dst.execute(insert(t).values(rows).on_conflict_do_nothing())
+                    dst.execute(insert(t).on_conflict_do_nothing(), rows)
                 copied += len(rows)
         report.rows[t.name] = copied
         if copied:
@@ -241,21 +244,54 @@ def _copy_blobs(
     store: ByteStore,
     report: Report,
     say: Callable[[str], None],
+    jobs: int,
 ) -> None:
     from brainlife.server.store import put_file
 
     blobs = sorted(_named_blobs(source))
     report.blobs = len(blobs)
-    for n, sha in enumerate(blobs, 1):
+
+    def copy(sha: str) -> bool:
         if store.has(sha):
-            continue
+            return False
         path = local.local_path(sha)
         if path is None or not path.exists():
             raise MigrationError(f"The source store lacks blob {sha} that a row names.")
         put_file(store, path, sha256=sha)
-        report.blobs_copied += 1
+        return True
+
+    for n, copied in enumerate(_each(copy, blobs, jobs), 1):
+        report.blobs_copied += copied
         if n % 200 == 0:
             say(f"blobs: {n}/{len(blobs)}")
+
+
+def _each(work: Callable[[str], Any], items: list[str], jobs: int) -> Iterator[Any]:
+    """``work(item)`` for every item on ``jobs`` threads (the store's requests wait on the
+    network far more than they compute), yielding the results as they come; the first error
+    stops the rest (the work not yet started is dropped) and is raised."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    if jobs <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bl-migrate") as pool:
+        todo = iter(items)
+        running: set[Future[Any]] = set()
+        try:
+            while True:
+                for item in todo:
+                    running.add(pool.submit(work, item))
+                    if len(running) >= 2 * jobs:
+                        break
+                if not running:
+                    return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        finally:
+            for fut in running:
+                fut.cancel()
 
 
 def _copy_task_folders(
@@ -285,6 +321,7 @@ def _verify(
     store: ByteStore | None,
     report: Report,
     say: Callable[[str], None],
+    jobs: int,
 ) -> None:
     if target is not source:
         wrong = []
@@ -303,11 +340,14 @@ def _verify(
     names = _named_blobs(target)
     with target.connect() as conn:
         names.update(conn.scalars(select(TaskOutputFile.sha256).distinct()))
-    for sha in sorted(names):
+
+    def check(sha: str) -> None:
         digest = hashlib.sha256()
         for chunk in store.read_range(sha, 0, store.size(sha)):
             digest.update(chunk)
         if digest.hexdigest() != sha:
             raise MigrationError(f"Verification failed: blob {sha} reads back as another digest.")
+
+    for _ in _each(check, sorted(names), jobs):
         report.verified_blobs += 1
     say(f"verified: {report.verified_blobs} blobs read back from the store")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -90,6 +91,9 @@ class S3Store:
         #: sizes of blobs this process wrote or saw, so a write's follow-up `has`/`size` asks
         #: nothing (blobs are never changed, and an S3 store never removes one)
         self._known: OrderedDict[str, int] = OrderedDict()
+        # the request threads (and `bl admin migrate`'s copiers) share the store: a look-up
+        # and an eviction must not interleave
+        self._known_lock = threading.Lock()
         self.client = client or boto3.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -176,11 +180,16 @@ class S3Store:
         return self._remember(got, size)
 
     def _remember(self, sha256: str, size: int) -> tuple[str, int]:
-        self._known[sha256] = size
-        self._known.move_to_end(sha256)
-        while len(self._known) > KNOWN_MAX:
-            self._known.popitem(last=False)
+        with self._known_lock:
+            self._known[sha256] = size
+            self._known.move_to_end(sha256)
+            while len(self._known) > KNOWN_MAX:
+                self._known.popitem(last=False)
         return sha256, size
+
+    def _known_size(self, sha256: str) -> int | None:
+        with self._known_lock:
+            return self._known.get(sha256)
 
     def _hash_only(self, chunks: Iterable[bytes], sha256: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
@@ -254,7 +263,7 @@ class S3Store:
             raise
 
     def has(self, sha256: str) -> bool:
-        if sha256 in self._known:
+        if self._known_size(sha256) is not None:
             return True
         head = self._head(sha256)
         if head is not None:
@@ -262,8 +271,9 @@ class S3Store:
         return head is not None
 
     def size(self, sha256: str) -> int:
-        if sha256 in self._known:
-            return self._known[sha256]
+        known = self._known_size(sha256)
+        if known is not None:
+            return known
         head = self._head(sha256)
         if head is None:
             raise FileNotFoundError(f"blob {sha256} is not in bucket {self.bucket}")
