@@ -11,6 +11,9 @@
   var PIECE = 4 * 1024 * 1024; // read and hash this much at a time
   var CHUNK = 8 * 1024 * 1024; // bytes a PUT carries
   var RETRIES = 5;
+  // the first pause before a retry, doubled each time (0.5 + 1 + 2 + 4 + 8 s); a page may set
+  // window.blUploadRetryMs before this script runs (the browser tests do, to not wait 15 s)
+  var RETRY_MS = typeof window.blUploadRetryMs === "number" ? window.blUploadRetryMs : 500;
 
   // --- SHA-256 (FIPS 180-4), incremental -------------------------------------------------------
   var K = new Uint32Array([
@@ -181,7 +184,7 @@
           got = await fetch("/api/warehouse/upload" + path, { method: method, headers: h, body: body });
         } catch (err) {
           if (attempt >= RETRIES) throw new Error("The network failed: " + err.message);
-          await new Promise(function (r) { setTimeout(r, 500 * Math.pow(2, attempt)); });
+          await new Promise(function (r) { setTimeout(r, RETRY_MS * Math.pow(2, attempt)); });
           continue;
         }
         if (got.status === 401 && attempt === 0) { token = null; continue; }
