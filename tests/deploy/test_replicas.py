@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from brainlife.server.models import Dataset, DatasetFile, FinalizeJob
-from brainlife.server.serve import FINALIZE_PAUSE_ENV
+from brainlife.server.serve import FINALIZE_PAUSE_ENV, FINALIZE_POLL_ENV
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.server.test_official_upload import by_task, finalize, noop_task, tgz, upload
 
@@ -196,8 +196,9 @@ def test_a_finalize_job_runs_once_across_replicas_and_survives_its_replica_kille
             [ds] = by_task(http, headers, task)  # type: ignore[arg-type]
         dataset_id = ds["_id"]
         assert job_row(url, dataset_id)[:3] == ("running", 1, "storing")
-        b = replica(data_b, url, "--key-file", str(key_file))
-        time.sleep(6)  # B's runner passes at start and every 5 s: it has seen the job
+        # B's runner passes at start and then every 0.2 s (5 s on a served archive)
+        b = replica(data_b, url, "--key-file", str(key_file), env={FINALIZE_POLL_ENV: "0.2"})
+        time.sleep(1.5)  # B's runner has seen the job several times
         assert job_row(url, dataset_id)[:3] == ("running", 1, "storing")  # not run twice
         a.process.kill()  # mid-job: the claim goes with A's connection
         a.process.wait()

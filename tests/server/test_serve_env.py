@@ -134,3 +134,18 @@ def test_bl_serve_hands_every_option_to_serve_options_with_the_same_defaults(mon
     given = command.make_context("serve", ["--port", "9", "--tls-name", "a", "--no-extensions"])
     options = serve.ServeOptions(**given.params)
     assert (options.port, options.tls_names, options.no_extensions) == (9, ("a",), True)
+
+
+def test_the_finalize_runner_passes_every_5_s_unless_a_test_server_sets_it(monkeypatch, tmp_path):
+    monkeypatch.delenv(serve.FINALIZE_POLL_ENV, raising=False)
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).finalize_poll == 5.0
+    monkeypatch.setenv(serve.FINALIZE_POLL_ENV, "0.2")
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).finalize_poll == 0.2
+    monkeypatch.setenv(serve.FINALIZE_POLL_ENV, "0")  # never a busy loop
+    assert serve._settings(serve.ServeOptions(data_dir=tmp_path)).finalize_poll == 0.05
+    monkeypatch.setenv(serve.FINALIZE_POLL_ENV, "120")
+    with pytest.raises(SystemExit) as refused:
+        serve._settings(serve.ServeOptions(data_dir=tmp_path))
+    assert f"{serve.FINALIZE_POLL_ENV}='120' must be a number of seconds from 0 to 60" in str(
+        refused.value.code
+    )

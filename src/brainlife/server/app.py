@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
 
     archive = archive or open_archive(settings or Settings())
     clean_uploads(archive)  # expired upload sessions and orphaned staged bytes
-    finalizer = FinalizeRunner(archive)
+    finalizer = FinalizeRunner(archive, poll=archive.settings.finalize_poll)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -26,6 +26,10 @@ PASSWORD_COST_ENV = "BL_TEST_PASSWORD_COST"
 #: Seconds a finalize job pauses once running (`Settings.finalize_pause`), for test servers
 #: only: the restart tests kill the server while a job is running.
 FINALIZE_PAUSE_ENV = "BL_TEST_FINALIZE_PAUSE"
+#: Seconds between two passes of the finalize runner over the jobs table
+#: (`Settings.finalize_poll`, 5 by default), for test servers only: the replica tests wait for
+#: another replica's runner to take over a job.
+FINALIZE_POLL_ENV = "BL_TEST_FINALIZE_POLL"
 
 
 def _test_seconds(name: str, most: float = 600, hint: str = "") -> float | None:
@@ -122,6 +126,9 @@ def _settings(options: ServeOptions) -> Settings:
     pause = _test_seconds(FINALIZE_PAUSE_ENV)
     if pause is not None:
         kwargs["finalize_pause"] = pause
+    poll = _test_seconds(FINALIZE_POLL_ENV, most=60)
+    if poll is not None:
+        kwargs["finalize_poll"] = max(poll, 0.05)
     return Settings(**kwargs)
 
 

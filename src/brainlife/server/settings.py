@@ -83,6 +83,9 @@ class Settings:
     #: Seconds a finalize job waits, once marked running, before it stores the files: for test
     #: servers only (`BL_TEST_FINALIZE_PAUSE`), so that a test can kill the server mid-job.
     finalize_pause: float = 0.0
+    #: Seconds between two passes of the finalize runner (jobs another worker process or
+    #: replica left); test servers set it shorter (`BL_TEST_FINALIZE_POLL`).
+    finalize_poll: float = 5.0
     #: Seconds a resumable upload session (`/api/warehouse/upload`, `bl data upload`) may stay
     #: idle before it and its staged bytes are removed (at start-up:
     #: `services.uploads.clean_uploads`).
