@@ -107,8 +107,12 @@ def test_targets_that_are_not_this_archives_are_refused(
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
+    # a copy: opening the shared demo would make its -wal file appear and vanish under
+    # another worker's copy of it
+    demo = tmp_path / "demo"
+    shutil.copytree(demo_archive_dir, demo)
     run = lambda *args: subprocess.run(  # noqa: E731
-        bl_cmd("admin", "--data-dir", str(demo_archive_dir), "migrate", *args),
+        bl_cmd("admin", "--data-dir", str(demo), "migrate", *args),
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     r = run("--to-database", target)

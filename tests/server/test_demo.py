@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,10 +306,14 @@ def test_second_build_changes_nothing(built: Archive, built_fingerprint: dict[st
 
 
 def test_deterministic_across_archives(
-    built_fingerprint: dict[str, Any], demo_archive_dir: Path
+    built_fingerprint: dict[str, Any], demo_archive_dir: Path, tmp_path: Path
 ) -> None:
-    """`built` against the session's own build (another folder, often another process)."""
-    other = open_archive(Settings(data_dir=demo_archive_dir))
+    """`built` against the session's own build (another folder, often another process), read
+    from a copy: opening the shared folder itself would make its -wal file appear and vanish
+    while another worker copies it (shutil.Error: the file listed is gone)."""
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_archive_dir, copy)
+    other = open_archive(Settings(data_dir=copy))
     try:
         assert _fingerprint(other) == built_fingerprint
     finally:

@@ -66,9 +66,9 @@ def storing(archive, project) -> str:
     return make_dataset(archive, project)  # committed, status "storing"
 
 
-def ingest(archive, did: str, files) -> None:
+def ingest(archive, did: str, files, jobs: int = 1) -> None:
     with archive.session() as s:
-        store_dataset_files(s, archive, s.get(Dataset, did), files)
+        store_dataset_files(s, archive, s.get(Dataset, did), files, jobs=jobs)
 
 
 # --- the normal path -------------------------------------------------------------------------
@@ -174,13 +174,42 @@ def test_duplicate_or_conflicting_paths_are_refused(archive, storing, files):
 # --- failures in the middle ------------------------------------------------------------------
 
 
-def test_failing_chunk_iterator(archive, storing):
+def test_files_written_at_once_keep_their_order(archive, storing, tmp_path):
+    # bytes, a path and an iterable of one file's pieces, 4 written at a time: the manifest
+    # is in the order given, each path with its own bytes
+    files, data = [], []
+    for i in range(12):
+        body = os.urandom(1000 + i * 4099)
+        data.append(body)
+        if i % 3 == 0:
+            files.append((f"d/{i}.bin", body))
+        elif i % 3 == 1:
+            (tmp_path / f"{i}.bin").write_bytes(body)
+            files.append((f"d/{i}.bin", tmp_path / f"{i}.bin"))
+        else:
+            files.append((f"d/{i}.bin", iter([body[:500], body[500:]])))
+    ingest(archive, storing, files, jobs=4)
+    with archive.session() as s:
+        rows = s.scalars(
+            select(DatasetFile).where(DatasetFile.dataset_id == storing).order_by(DatasetFile.pos)
+        ).all()
+    assert [(r.path, r.size, r.sha256) for r in rows] == [
+        (path, len(body), hashlib.sha256(body).hexdigest())
+        for (path, _), body in zip(files, data, strict=True)
+    ]
+    stored = blobs(archive)
+    assert [stored[r.sha256] for r in rows] == data
+    assert_stored_objects_complete(archive)
+
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_failing_chunk_iterator(archive, storing, jobs):
     def broken():
         yield b"x" * 100_000
         raise ConnectionError("upload cut")
 
     with pytest.raises(ConnectionError):
-        ingest(archive, storing, [FILES[0], ("broken.bin", broken()), FILES[2]])
+        ingest(archive, storing, [FILES[0], ("broken.bin", broken()), FILES[2]], jobs=jobs)
     assert status_and_rows(archive, storing) == ("storing", 0)
     assert_store_consistent(archive)
     assert list((archive.settings.store_dir / "tmp").iterdir()) == []  # temp file removed

@@ -308,7 +308,7 @@ def other_objects(rng: random.Random) -> list[Obj]:
 def store_objects(session: Session, archive: Archive, objects: list[Obj]) -> None:
     """The first object of each content key goes through the ingest service (blobs, manifest,
     size); the others share its files, so their rows are written in bulk from its manifest."""
-    from brainlife.server.services.ingest import store_dataset_files
+    from brainlife.server.services.ingest import PUT_JOBS, store_dataset_files
 
     manifests: dict[tuple[str, ...], tuple[list[TarMember], int]] = {}
     rest: list[Obj] = []
@@ -325,7 +325,7 @@ def store_objects(session: Session, archive: Archive, objects: list[Obj]) -> Non
             ],
         )
         session.add(ds)
-        store_dataset_files(session, archive, ds, recipe_files(o.recipe))
+        store_dataset_files(session, archive, ds, recipe_files(o.recipe), jobs=PUT_JOBS)
         members = [
             TarMember(path=f.path, size=f.size, sha256=f.sha256, mode=f.mode)
             for f in session.scalars(

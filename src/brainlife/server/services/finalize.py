@@ -62,7 +62,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.services import objectfields
-from brainlife.server.services.ingest import store_dataset_files, storing_dataset
+from brainlife.server.services.ingest import PUT_JOBS, store_dataset_files, storing_dataset
 from brainlife.server.services.taskfiles import normalize_task_path
 from brainlife.wire import format_date, is_object_id
 
@@ -375,7 +375,11 @@ def run_job(archive: Archive, job_id: str) -> str:
             if not entries:
                 raise JobFailed("No file was uploaded: the data object would be empty.")
             store_dataset_files(
-                session, archive, dataset, [(e.rel, files.chunks(e)) for e in entries]
+                session,
+                archive,
+                dataset,
+                [(e.rel, files.chunks(e)) for e in entries],  # each file read on its own
+                jobs=PUT_JOBS,
             )
         except (JobFailed, ApiError) as exc:
             _fail(session, job_id, str(exc) if isinstance(exc, JobFailed) else exc.message)
