@@ -69,8 +69,5 @@ def test_the_documents_download_path_on_postgresql_and_s3(
         assert not [p for p in (data_dir / "tasks").rglob("*") if p.is_file()]
     finally:
         stop_server(srv)
-        client = radosgw.s3_client(s3_env)
-        for key in radosgw.keys(s3_env, bucket):
-            client.delete_object(Bucket=bucket, Key=key)
-        client.delete_bucket(Bucket=bucket)
+        radosgw.remove_bucket(s3_env, bucket)
         pgdb.drop_under(tmp_path)
