@@ -193,3 +193,48 @@ def test_bl_serve_refuses_an_unusable_store_with_a_message(tmp_path, s3_env) -> 
     )
     assert r.exit_code == 1 and "cannot reach the S3 endpoint" in str(r.exception) + r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_a_tar_of_many_small_blobs_reads_them_ahead_and_keeps_every_byte(s3_env, bucket) -> None:
+    # A tar from the bucket: its small files are read whole, several at once, ahead of the
+    # writer (one GET each); a large one streams in its place. Whole, ranged (starting and
+    # ending inside files) and non-blocking, the bytes are those of the same tar made by
+    # tarfile from the files' bytes; a tar cut short leaves no read running.
+    import io
+    import tarfile
+
+    from brainlife.server import tarstream
+    from brainlife.server.tarstream import TarLayout, TarMember
+
+    store = make_store(s3_env, bucket)
+    files = [(f"d/{i:02}.json", os.urandom(1 + i * 997)) for i in range(24)]
+    files.insert(7, ("big.nii.gz", os.urandom(tarstream.AHEAD_MAX + 12_345)))
+    files.insert(9, ("empty.txt", b""))
+    members = []
+    for path, data in files:
+        sha, size = store.put_stream([data])
+        members.append(TarMember(path, size, sha))
+    layout = TarLayout(members, 1_500_000_000)
+    got_calls = calls(store)
+    whole = b"".join(layout.iter_bytes(store, chunk_size=64 * 1024))
+    assert len(whole) == layout.size
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        assert [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()] == files  # type: ignore[union-attr]
+    assert got_calls.count("GetObject") == len([d for _, d in files if d])  # one GET a file
+    for start, end in [(700, layout.size), (5_000, 90_000), (layout.size - 2000, layout.size)]:
+        part = b"".join(
+            c for c in layout.iter_chunks(store, start, end, 64 * 1024, nonblocking=True) if c
+        )
+        assert part == whole[start:end]
+    # the small files of a range are read ahead (a local store's never: `pread` needs no
+    # thread); a tar cut short (the client went away) drops the reads not started
+    ahead = tarstream._Ahead.for_range(store, layout.segments, 0, 0, layout.size)
+    assert ahead is not None and len(ahead.todo) == len(files) - 2  # not the big, not the empty
+    first = ahead.take(ahead.todo[0][0])
+    assert first is not None and first.result() == files[0][1]
+    started = list(ahead.running.values())
+    assert len(started) == tarstream.AHEAD
+    ahead.close()
+    assert not ahead.running  # nothing left to take; a read already running ends on its own
+    assert all(r.cancelled() or r.running() or r.done() for r in started)
+    assert all(len(r.result()) > 0 for r in started if not r.cancelled())

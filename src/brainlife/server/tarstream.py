@@ -24,7 +24,9 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,45 +193,56 @@ class TarLayout:
         if start == end:
             return
         first = bisect.bisect_right(self._starts, start) - 1
+        ahead = _Ahead.for_range(store, self.segments, first, start, end)
         buf = bytearray()
         pos = start
-        for segment in self.segments[first:]:
-            if pos >= end:
-                break
-            lo = pos - segment.offset
-            hi = min(segment.length, end - segment.offset)
-            if segment.kind == "blob":
-                top_up = chunk_size - len(buf) if 0 < len(buf) < chunk_size else chunk_size
-                pieces = blob_chunks(
-                    store,
-                    segment.sha256,
-                    lo,
-                    hi,
-                    chunk_size=chunk_size,
-                    first=top_up,
-                    nonblocking=nonblocking,
-                )
-                for piece in pieces:
-                    if piece is None:
-                        yield None
-                    elif not buf and len(piece) >= chunk_size:
-                        yield piece
-                    else:
-                        buf += piece
-                        if len(buf) >= chunk_size:
-                            yield bytes(buf)
-                            buf.clear()
-            else:
-                if segment.kind == "header":
-                    buf += segment.data[lo:hi]
+        try:
+            for index in range(first, len(self.segments)):
+                segment = self.segments[index]
+                if pos >= end:
+                    break
+                lo = pos - segment.offset
+                hi = min(segment.length, end - segment.offset)
+                if segment.kind == "blob":
+                    top_up = chunk_size - len(buf) if 0 < len(buf) < chunk_size else chunk_size
+                    read = ahead.take(index) if ahead is not None else None
+                    pieces = (
+                        _read_ahead(read, nonblocking)
+                        if read is not None
+                        else blob_chunks(
+                            store,
+                            segment.sha256,
+                            lo,
+                            hi,
+                            chunk_size=chunk_size,
+                            first=top_up,
+                            nonblocking=nonblocking,
+                        )
+                    )
+                    for piece in pieces:
+                        if piece is None:
+                            yield None
+                        elif not buf and len(piece) >= chunk_size:
+                            yield piece
+                        else:
+                            buf += piece
+                            if len(buf) >= chunk_size:
+                                yield bytes(buf)
+                                buf.clear()
                 else:
-                    buf += bytes(hi - lo)
-                if len(buf) >= chunk_size:
-                    yield bytes(buf)
-                    buf.clear()
-            pos = segment.offset + hi
-        if buf:
-            yield bytes(buf)
+                    if segment.kind == "header":
+                        buf += segment.data[lo:hi]
+                    else:
+                        buf += bytes(hi - lo)
+                    if len(buf) >= chunk_size:
+                        yield bytes(buf)
+                        buf.clear()
+                pos = segment.offset + hi
+            if buf:
+                yield bytes(buf)
+        finally:
+            if ahead is not None:
+                ahead.close()
 
 
 @dataclass(frozen=True)
@@ -264,6 +277,92 @@ class NamedTar:
             return self.layout.iter_chunks(store, start, end, chunk_size, nonblocking=nonblocking)
 
         return read
+
+
+#: blobs at most this large, of a store without local files (an object store), are read whole
+#: ahead of their turn in a tar ...
+AHEAD_MAX = 1024 * 1024
+#: ... this many at once: a tar of many small files is one GET per file, each a network round
+#: trip, which one after another would bound the tar's pace (memory: at most this many blobs)
+AHEAD = 8
+#: threads reading ahead for all the tars of the process together (the S3 client's connection
+#: pool holds 32)
+AHEAD_THREADS = 16
+
+
+class _Ahead:
+    """The whole small blobs of a tar's range, from a store without local files, read
+    :data:`AHEAD` at a time in worker threads, in the tar's order, while the tar is written."""
+
+    def __init__(self, store: BlobSource, wanted: list[tuple[int, str, int]]) -> None:
+        from collections import deque
+
+        self.store = store
+        self.todo = deque(wanted)  # (segment index, sha256, size), in tar order
+        self.running: dict[int, Future[bytes]] = {}
+
+    @classmethod
+    def for_range(
+        cls, store: BlobSource, segments: list[Segment], first: int, start: int, end: int
+    ) -> _Ahead | None:
+        wanted = [
+            (i, s.sha256, s.length)
+            for i in range(first, len(segments))
+            if (s := segments[i]).kind == "blob"
+            and start <= s.offset
+            and s.offset + s.length <= end
+            and s.length <= AHEAD_MAX
+        ]
+        if len(wanted) < 2 or store.local_path(wanted[0][1]) is not None:
+            return None  # a local store: `pread` from the page cache needs no thread
+        return cls(store, wanted)
+
+    def take(self, index: int) -> Future[bytes] | None:
+        """The read of segment ``index`` when it is one of ours (the next ones started)."""
+        self._fill()
+        read = self.running.pop(index, None)
+        self._fill()
+        return read
+
+    def _fill(self) -> None:
+        while self.todo and len(self.running) < AHEAD:
+            index, sha256, size = self.todo.popleft()
+            self.running[index] = _ahead_pool().submit(_whole_blob, self.store, sha256, size)
+
+    def close(self) -> None:
+        """Drop the reads not yet started (a tar cut short: the client went away)."""
+        for read in self.running.values():
+            read.cancel()
+        self.running.clear()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _ahead_pool() -> ThreadPoolExecutor:
+    """The process's readers of blobs ahead, shared by every tar being written (so that many
+    tars at once do not make a thread per read): :data:`AHEAD_THREADS` at most."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(AHEAD_THREADS, thread_name_prefix="bl-tar-ahead")
+        return _pool
+
+
+def _whole_blob(store: BlobSource, sha256: str, size: int) -> bytes:
+    data = b"".join(store.read_range(sha256, 0, size, chunk_size=size))
+    if len(data) != size:
+        raise OSError(f"blob {sha256} is shorter than its manifest says")
+    return data
+
+
+def _read_ahead(read: Future[bytes], nonblocking: bool) -> Iterator[Chunk | None]:
+    """A blob read ahead: its bytes once read (with `nonblocking`, a `None` first while the
+    read may still wait, as `read_range` does)."""
+    if nonblocking and not read.done():
+        yield None
+    yield read.result()
 
 
 def blob_chunks(
