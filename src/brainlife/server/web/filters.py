@@ -89,8 +89,7 @@ class Filters:
             if value:
                 clauses.append({key: value})
         if self.q:
-            text = {"$regex": _SPECIAL.sub(lambda m: "\\" + m.group(0), self.q), "$options": "i"}
-            clauses.append({"$or": [{"name": text}, {"desc": text}]})
+            clauses.append(text_search(self.q))
         find: dict[str, Any] = {"removed": False}
         if clauses:
             find["$and"] = clauses
@@ -139,6 +138,14 @@ class Filters:
         )
         words += ["-d", folder or "download"]
         return " ".join(shlex.quote(w) for w in words)
+
+
+def text_search(text: str) -> dict[str, Any]:
+    """The clause finding `text` in a name or description, as typed: case-insensitive, the
+    pattern's metacharacters escaped and nothing else (the patterns run on RE2, which refuses
+    an escaped character it does not know, such as `\\—`)."""
+    pattern = {"$regex": _SPECIAL.sub(lambda m: "\\" + m.group(0), text), "$options": "i"}
+    return {"$or": [{"name": pattern}, {"desc": pattern}]}
 
 
 def after_id(q: QueryParams) -> str | None:

@@ -30,7 +30,7 @@ from brainlife.server.services import (
 )
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
-from brainlife.server.web.filters import Filters, after_id
+from brainlife.server.web.filters import Filters, after_id, text_search
 from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
@@ -72,19 +72,13 @@ ViewDep = Annotated[View, Depends(_view)]
 ShortViewDep = Annotated[View, Depends(_short_view)]
 
 
-def _text_search(q: str) -> dict[str, Any]:
-    text = {"$regex": "".join("\\" + c if not c.isalnum() and c != " " else c for c in q)}
-    text["$options"] = "i"
-    return {"$or": [{"name": text}, {"desc": text}]}
-
-
 @router.get("/")
 def home(view: ViewDep) -> Response:
     """Search projects and publications by name or description."""
     q = (view.request.query_params.get("q") or "").strip()[:200]
     find: dict[str, Any] = {"removed": False}
     if q:
-        find = {"$and": [find, _text_search(q)]}
+        find = {"$and": [find, text_search(q)]}
     found = projects.list_projects(
         session=view.session,
         principal=view.visitor.principal,
