@@ -235,11 +235,18 @@ def user_names(session: Session, subs: Iterable[str]) -> dict[str, tuple[str, st
     return {str(sub): (username, fullname) for sub, username, fullname in rows}
 
 
-def project_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+def project_names(
+    session: Session, principal: Principal | None, ids: Iterable[str]
+) -> dict[str, str]:
+    """The names of the projects among `ids` the visitor may list (`listable_projects`): a
+    publication or a published object is public, the unlisted private project it comes from
+    stays unnamed (and unlinked) to outsiders."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = session.execute(select(Project.id, Project.name).where(Project.id.in_(wanted)))
+    rows = session.execute(
+        select(Project.id, Project.name).where(Project.id.in_(wanted), listable_projects(principal))
+    )
     return {pid: name for pid, name in rows}
 
 
@@ -247,7 +254,8 @@ def project_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
 class DatasetPage:
     dataset: Dataset
     datatype: Datatype | None
-    project_name: str
+    #: the project's name, None when the visitor may not list the project (`project_names`)
+    project_name: str | None
     files: list[DatasetFile]
     #: (publication, release) of each release the object belongs to
     releases: list[tuple[Publication, Release]]
@@ -282,7 +290,7 @@ def get_dataset(*, session: Session, principal: Principal | None, dataset_id: st
     return DatasetPage(
         dataset,
         session.get(Datatype, dataset.datatype_id),
-        project_names(session, [dataset.project_id]).get(dataset.project_id, ""),
+        project_names(session, principal, [dataset.project_id]).get(dataset.project_id),
         files,
         releases,
     )

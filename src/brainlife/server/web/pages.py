@@ -220,11 +220,12 @@ def pubs_page(view: ViewDep) -> Response:
 def pub_page(pub_id: str, view: ViewDep) -> Response:
     pub = browse.get_pub(session=view.session, pub_id=pub_id)
     readme = (pub.extra or {}).get("readme") or pub.desc
+    names = browse.project_names(view.session, view.visitor.principal, [pub.project_id])
     return view.render(
         "pub.html",
         pub=pub,
         readme=readme if isinstance(readme, str) else "",
-        project_name=browse.project_names(view.session, [pub.project_id]).get(pub.project_id, ""),
+        project_name=names.get(pub.project_id),
     )
 
 
