@@ -5,9 +5,12 @@ that say what to do."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
-from tests.web.conftest import PRIVATE, PUB, sign_in
+from tests.web.conftest import O3D, PRIVATE, PUB, sign_in
+
+REMOVED_RELEASE = "5bb2437c19fdb40027307f7b"  # the O3D publication's removed release (no name)
 
 
 def test_home_search_takes_any_character(browser) -> None:  # type: ignore[no-untyped-def]
@@ -55,3 +58,39 @@ def test_private_project_name_stays_private_on_publication_and_object_pages(
     for path in (f"/pub/{pub_id}", f"/object/{obj_id}"):
         page = browser.get(path).text
         assert "Private demo" in page and f'href="/project/{PRIVATE}"' in page, path
+
+
+def test_release_counts_agree_and_removed_releases_say_so(browser) -> None:  # type: ignore[no-untyped-def]
+    """The home page counts the releases the publications page lists (not the removed one),
+    and a removed release's page says it was removed (and names it by its id when it has no
+    name, not "Release ")."""
+    listed = re.findall(r'href="/release/([0-9a-f]{24})"', browser.get(f"/pub/{PUB}").text)
+    assert REMOVED_RELEASE in listed and len(listed) == 3
+    pubs = browser.get("/pubs").text
+    assert REMOVED_RELEASE not in pubs
+    home = browser.get("/?q=O3D").text
+    assert "2 releases" in home and "3 release" not in home
+    removed = browser.get(f"/release/{REMOVED_RELEASE}")
+    assert removed.status_code == 200
+    assert "This release was removed" in removed.text
+    assert "<h1>Release </h1>" not in removed.text and REMOVED_RELEASE in removed.text
+
+
+def test_downloading_an_empty_selection_says_what_to_do(browser) -> None:  # type: ignore[no-untyped-def]
+    """The list's "Download selected" button with no box ticked sends no `ids`: the page says
+    to tick some, in the page's words rather than the query string's."""
+    page = browser.get("/download/tar")
+    assert page.status_code == 400
+    assert "No data objects were selected" in page.text and "ids=" not in page.text
+
+
+def test_a_list_too_long_for_one_tar_says_how_to_get_it(browser) -> None:  # type: ignore[no-untyped-def]
+    """Past the tar's bound the "Download all" button is gone; the page says why and what to
+    use instead (narrower filters or the `bl` command), rather than nothing."""
+    from brainlife.wire import DATASET_TAR_MAX_OBJECTS
+
+    page = browser.get(f"/project/{O3D}/data").text
+    assert "2,708 data objects match" in page and "Download all" not in page
+    assert f"at most {DATASET_TAR_MAX_OBJECTS:,}" in page and "narrow the filters" in page
+    small = browser.get(f"/project/{O3D}/data?datatype=neuro/anat/t1w").text
+    assert "Download all 21 as one tar" in small and "narrow the filters" not in small

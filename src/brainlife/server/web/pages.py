@@ -433,7 +433,10 @@ def download_tar(view: ShortViewDep) -> Response:
         find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
         ids = selection.ids_of_find(session=view.session, principal=principal, find=find)
     else:
-        raise BadRequest("Select data objects (ids=…), or give a project (project=…) or pub=….")
+        raise BadRequest(
+            "No data objects were selected: tick the ones to download in the list, then press "
+            "“Download selected as one tar” (or use “Download all”)."
+        )
     tar = selection.open_selection(session=view.session, principal=principal, ids=ids, name=name)
     return ranges.ranged_response(
         view.request,
