@@ -316,3 +316,23 @@ def test_an_interrupted_browser_upload_resumes_after_a_reload(upage: Page, tmp_p
     assert (
         page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
     )
+
+
+def test_pages_load_without_console_errors_or_failed_requests(page: Page) -> None:
+    """Every kind of page, anonymous and signed in, loads with nothing refused or missing in
+    the browser's console (a page without a declared icon made it fetch /favicon.ico: a 404)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    paths = ("/", "/pubs", f"/project/{O3D}", f"/project/{O3D}/data", f"/object/{T1}", "/signin")
+    for path in paths:
+        page.goto(path)
+        page.wait_for_load_state("load")
+        assert problems == [], (path, problems)
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")  # with the upload form and its script
+    page.wait_for_load_state("load")
+    assert problems == [], problems

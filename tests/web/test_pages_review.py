@@ -94,3 +94,10 @@ def test_a_list_too_long_for_one_tar_says_how_to_get_it(browser) -> None:  # typ
     assert f"at most {DATASET_TAR_MAX_OBJECTS:,}" in page and "narrow the filters" in page
     small = browser.get(f"/project/{O3D}/data?datatype=neuro/anat/t1w").text
     assert "Download all 21 as one tar" in small and "narrow the filters" not in small
+
+
+def test_pages_name_an_icon_so_browsers_do_not_ask_for_a_missing_one(browser) -> None:  # type: ignore[no-untyped-def]
+    """Without a declared icon every page view made the browser fetch /favicon.ico, a 404
+    logged in its console."""
+    for path in ("/", "/pubs", f"/project/{O3D}", "/no/such/page"):
+        assert re.search(r'<link rel="icon" href="data:,">', browser.get(path).text), path
