@@ -101,3 +101,17 @@ def test_pages_name_an_icon_so_browsers_do_not_ask_for_a_missing_one(browser) ->
     logged in its console."""
     for path in ("/", "/pubs", f"/project/{O3D}", "/no/such/page"):
         assert re.search(r'<link rel="icon" href="data:,">', browser.get(path).text), path
+
+
+def test_a_full_last_page_offers_no_next_page(browser) -> None:  # type: ignore[no-untyped-def]
+    """Subject 0001 has exactly one page of tracts (50): no "Next" link to an empty page."""
+    page = browser.get(f"/project/{O3D}/data?subject=0001&datatype=neuro/wmc").text
+    assert "50 data objects match" in page and len(rows_of(page)) == 50
+    assert 'rel="next"' not in page
+    # a longer list still pages, and the link promises no page size the next page may not have
+    longer = browser.get(f"/project/{O3D}/data?datatype=neuro/tractprofile").text
+    assert "524 data objects match" in longer and 'rel="next">Next page ›</a>' in longer
+
+
+def rows_of(html: str) -> list[str]:
+    return re.findall(r'name="ids" value="([0-9a-f]{24})"', html)

@@ -153,7 +153,7 @@ def project_data(project_id: str, view: ViewDep) -> Response:
         page = datasets.list_datasets(
             session=view.session,
             principal=view.visitor.principal,
-            params=ListParams(find=find, limit=PAGE_SIZE),
+            params=ListParams(find=find, limit=PAGE_SIZE + 1),  # one more: is there a next page?
             count=after is None,  # a later page shows no totals (its count is None)
         )
         rows, count = page.rows, page.count
@@ -176,15 +176,18 @@ def project_data(project_id: str, view: ViewDep) -> Response:
 
 
 def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any], str | None]:
-    """What the page of data objects `rows` shows (`macros.selection`: the rows with their
-    documents, datatype names, the tar limit), and the id the next page starts after (None on
-    the last page)."""
+    """What a page of data objects shows (`macros.selection`: the rows with their documents,
+    datatype names, the tar limit), and the id the next page starts after (None on the last
+    page). `rows` is up to `PAGE_SIZE + 1` rows: the one past the page only tells that a next
+    page exists (so a list of exactly 50 has no link to an empty page)."""
+    following = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    rows = rows[:PAGE_SIZE]
     table = {
         "rows": list(zip(rows, datasets.dataset_documents(session, rows), strict=True)),
         "names": browse.datatype_names(session, {r.datatype_id for r in rows}),
         "max_tar": selection.DATASET_TAR_MAX_OBJECTS,
     }
-    return table, rows[-1].id if len(rows) == PAGE_SIZE else None
+    return table, following
 
 
 @router.get("/object/{dataset_id}")
@@ -238,7 +241,7 @@ def release_page(release_id: str, view: ViewDep) -> Response:
     page = pubs.list_release_datasets(
         session=view.session,
         release_id=release.id,
-        params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE),
+        params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE + 1),
     )
     rows = page.rows
     table, next_after = _object_table(view.session, rows)
