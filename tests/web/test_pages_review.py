@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from tests.web.conftest import O3D, PRIVATE, PUB, sign_in
+from tests.web.conftest import O3D, PRIVATE, PUB, RELEASE, sign_in
 
 REMOVED_RELEASE = "5bb2437c19fdb40027307f7b"  # the O3D publication's removed release (no name)
 
@@ -115,3 +115,28 @@ def test_a_full_last_page_offers_no_next_page(browser) -> None:  # type: ignore[
 
 def rows_of(html: str) -> list[str]:
     return re.findall(r'name="ids" value="([0-9a-f]{24})"', html)
+
+
+def test_later_pages_say_which_rows_they_show(browser) -> None:  # type: ignore[no-untyped-def]
+    """A page after the first has no totals; it says which rows it shows ("51–100", from the
+    page number the "Next page" link carries) instead of only the id it starts after, and a
+    cursor past the end says there is nothing more rather than "No data objects match"."""
+    first = browser.get(f"/project/{O3D}/data?datatype=neuro/tractprofile").text
+    link = re.search(r'href="\?([^"]+)" rel="next"', first)
+    assert link and "page=2" in link.group(1)
+    second = browser.get(f"/project/{O3D}/data?" + link.group(1).replace("&amp;", "&")).text
+    assert "Data objects 51–100 (page 2; the total is on the first page)." in second
+    following = re.search(r'href="\?([^"]+)" rel="next"', second)
+    assert following and "page=3" in following.group(1)
+    # a hand-made cursor without a page number is labelled by the cursor; junk pages are ignored
+    after = rows_of(first)[-1]
+    for extra in ("", "&page=0", "&page=x", "&page=99999999999"):
+        page = browser.get(f"/project/{O3D}/data?datatype=neuro/tractprofile&after={after}{extra}")
+        assert page.status_code == 200 and f"Data objects after <code>{after}</code>" in page.text
+    past = browser.get(f"/project/{O3D}/data?after=ffffffffffffffffffffffff&page=9").text
+    assert "No more data objects after" in past and "First page" in past
+    release = browser.get(f"/release/{RELEASE}").text
+    onward = re.search(r'href="\?([^"]+)" rel="next"', release)
+    assert onward and "page=2" in onward.group(1)
+    more = browser.get(f"/release/{RELEASE}?" + onward.group(1).replace("&amp;", "&")).text
+    assert "Data objects 51–" in more

@@ -156,3 +156,21 @@ def after_id(q: QueryParams) -> str | None:
     if not is_object_id(value):
         raise BadRequest("'after' must be a data object id (the last one of the previous page).")
     return value
+
+
+#: the largest page number a list page's `page` is taken with (it only labels the page)
+MAX_PAGE = 1_000_000
+
+
+def page_number(q: QueryParams, after: str | None) -> int | None:
+    """The number of a list page, for its label ("data objects 51–100"): 1 without `after`;
+    otherwise `page`, which the "Next page" link carries, or None when it is missing or not a
+    number from 2 to `MAX_PAGE` (the page is then labelled by its cursor). The rows a page
+    shows come from `after` alone."""
+    if after is None:
+        return 1
+    value = (q.get("page") or "").strip()
+    if not value.isdigit() or len(value) > 7:
+        return None
+    number = int(value)
+    return number if 2 <= number <= MAX_PAGE else None

@@ -30,7 +30,7 @@ from brainlife.server.services import (
 )
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
-from brainlife.server.web.filters import Filters, after_id, text_search
+from brainlife.server.web.filters import Filters, after_id, page_number, text_search
 from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
@@ -136,6 +136,7 @@ def project_data(project_id: str, view: ViewDep) -> Response:
     )
     filters = Filters.parse(view.request.query_params)
     after = after_id(view.request.query_params)
+    number = page_number(view.request.query_params, after)
     datatype_id = None
     problem = ""
     if filters.datatype:
@@ -168,11 +169,19 @@ def project_data(project_id: str, view: ViewDep) -> Response:
         problem=problem,
         count=count,
         after=after,
-        next_query=filters.query(after=next_after) if next_after else None,
+        number=number,
+        next_query=filters.query(after=next_after, page=_next_number(number))
+        if next_after
+        else None,
         first_query=filters.query(),
         tar_query=filters.query(project=info.project.id),
         command=filters.command(project_id=info.project.id),
     )
+
+
+def _next_number(number: int | None) -> str:
+    """The `page` the "Next page" link carries ("" when this page's number is unknown)."""
+    return str(number + 1) if number else ""
 
 
 def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any], str | None]:
@@ -186,6 +195,7 @@ def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any],
         "rows": list(zip(rows, datasets.dataset_documents(session, rows), strict=True)),
         "names": browse.datatype_names(session, {r.datatype_id for r in rows}),
         "max_tar": selection.DATASET_TAR_MAX_OBJECTS,
+        "page_size": PAGE_SIZE,
     }
     return table, following
 
@@ -237,6 +247,7 @@ def release_page(release_id: str, view: ViewDep) -> Response:
     """A release's data objects (public, as on brainlife.io), `PAGE_SIZE` a page."""
     pub, release = browse.get_release(session=view.session, release_id=release_id)
     after = after_id(view.request.query_params)
+    number = page_number(view.request.query_params, after)
     find: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
     page = pubs.list_release_datasets(
         session=view.session,
@@ -252,7 +263,10 @@ def release_page(release_id: str, view: ViewDep) -> Response:
         **table,
         count=page.count if not after else None,
         after=after,
-        next_query=f"after={next_after}" if next_after else None,
+        number=number,
+        next_query=Filters().query(after=next_after, page=_next_number(number))
+        if next_after
+        else None,
         command=Filters().command(pub=release.id),
     )
 
