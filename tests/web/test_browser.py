@@ -336,3 +336,45 @@ def test_pages_load_without_console_errors_or_failed_requests(page: Page) -> Non
     page.goto(f"/project/{TP}")  # with the upload form and its script
     page.wait_for_load_state("load")
     assert problems == [], problems
+
+
+def test_long_unbroken_names_do_not_widen_the_page(chromium, writable_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    """A project, subject, tag or description of one long word (no space to wrap at) wraps
+    inside its box: the page never scrolls sideways, and on a laptop-wide screen the list's
+    table fits without scrolling either."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.models import Datatype
+    from brainlife.server.settings import Settings
+    from tests.server import factories
+
+    archive = open_archive(Settings(data_dir=writable_server.data_dir))
+    with archive.session() as session:
+        project = factories.project(session, name="Longname" * 40, desc="desc" * 200)
+        dt = session.query(Datatype).filter_by(name="neuro/anat/t1w").one()
+        obj = factories.dataset(
+            session,
+            project,
+            dt,
+            meta={"subject": "subj" * 30, "session": "ses" * 30},
+            tags=["tag" * 60],
+            datatype_tags=["dtag" * 40],
+            desc="d" * 300,
+        )
+        session.commit()
+        pid, oid = project.id, obj.id
+    archive.engine.dispose()
+    paths = ("/?q=Longname", f"/project/{pid}", f"/project/{pid}/data", f"/object/{oid}")
+    for width in (1280, 390):
+        context = new_context(
+            chromium, base_url=writable_server.url, viewport={"width": width, "height": 900}
+        )
+        page = context.new_page()
+        for path in paths:
+            page.goto(path)
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= width, (width, path, wide)
+        if width == 1280:
+            page.goto(f"/project/{pid}/data")
+            box = page.locator(".table-wrap").first
+            assert box.evaluate("b => b.scrollWidth <= b.clientWidth")
+        context.close()
