@@ -140,3 +140,11 @@ def test_later_pages_say_which_rows_they_show(browser) -> None:  # type: ignore[
     assert onward and "page=2" in onward.group(1)
     more = browser.get(f"/release/{RELEASE}?" + onward.group(1).replace("&amp;", "&")).text
     assert "Data objects 51–" in more
+
+
+def test_an_empty_list_offers_nothing_to_select_or_download(browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.get(f"/project/{O3D}/data?subject=nobody").text
+    assert "0 data objects match" in page and "No data objects match" in page
+    assert "Download selected as one tar" not in page and "select-all" not in page
+    full = browser.get(f"/project/{O3D}/data?subject=0001").text
+    assert "Download selected as one tar" in full and "select-all" in full
