@@ -378,3 +378,18 @@ def test_long_unbroken_names_do_not_widen_the_page(chromium, writable_server: Li
             box = page.locator(".table-wrap").first
             assert box.evaluate("b => b.scrollWidth <= b.clientWidth")
         context.close()
+
+
+def test_the_upload_forms_datatype_list_looks_like_its_fields(page: Page) -> None:
+    """The datatype `<select>` had the browser's small default font and padding beside the
+    form's inputs."""
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    form = page.get_by_role("region", name="Upload a data object")
+    select = form.get_by_label("Datatype").bounding_box()
+    subject = form.get_by_label("Subject").bounding_box()
+    assert select and subject and abs(select["height"] - subject["height"]) <= 2
+    size = "e => getComputedStyle(e).fontSize"
+    assert form.get_by_label("Datatype").evaluate(size) == form.get_by_label("Subject").evaluate(
+        size
+    )
