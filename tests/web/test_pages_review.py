@@ -148,3 +148,38 @@ def test_an_empty_list_offers_nothing_to_select_or_download(browser) -> None:  #
     assert "Download selected as one tar" not in page and "select-all" not in page
     full = browser.get(f"/project/{O3D}/data?subject=0001").text
     assert "Download selected as one tar" in full and "select-all" in full
+
+
+def test_long_lists_of_projects_and_publications_page_or_say_they_are_cut(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """The home page shows the first 100 projects and publications and says so (it showed
+    "Projects (105)" over 100 cards, no word of the rest); the publications page pages through
+    every publication, 100 a page (it listed them all on one page, unbounded)."""
+    from tests.server import factories
+    from tests.web.conftest import HTML
+
+    with archive.session() as session:
+        for n in range(105):
+            project = factories.project(session, name=f"study {n:03d}")
+            factories.publication(session, project, name=f"paper {n:03d}")
+        session.commit()
+    home = http.get("/", headers=HTML).text
+    assert "Projects <span" in home and "(105)" in home
+    assert home.count('href="/project/') == 100 and home.count('href="/pub/') == 100
+    assert "Showing the first 100 of 105 projects" in home
+    assert "Showing the first 100 of 105 publications" in home
+    first = http.get("/pubs", headers=HTML)
+    assert first.status_code == 200 and first.text.count('<li class="card">') == 100
+    assert "Publications 1–100 of 105" in first.text
+    nxt = re.search(r'href="(/pubs\?page=2)" rel="next"', first.text)
+    assert nxt
+    second = http.get(nxt.group(1), headers=HTML).text
+    assert second.count('<li class="card">') == 5 and 'rel="next"' not in second
+    assert "Publications 101–105 of 105" in second and 'href="/pubs" rel="prev"' in second
+    shown = set(re.findall(r'href="/pub/([0-9a-f]{24})"', first.text + second))
+    assert len(shown) == 105
+    far = http.get("/pubs?page=999999", headers=HTML)
+    assert far.status_code == 200 and "No publications on this page" in far.text
+    assert 'href="/pubs"' in far.text
+    for bad in ("x", "0", "-1", "1" * 30):
+        page = http.get(f"/pubs?page={bad}", headers=HTML)
+        assert page.status_code == 400 and "must be a number from 1 to" in page.text, bad

@@ -174,3 +174,13 @@ def page_number(q: QueryParams, after: str | None) -> int | None:
         return None
     number = int(value)
     return number if 2 <= number <= MAX_PAGE else None
+
+
+def page_param(q: QueryParams) -> int:
+    """A numbered list page's `page` (1 when absent): a number from 1 to `MAX_PAGE`."""
+    value = (q.get("page") or "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= MAX_PAGE:
+        raise BadRequest(f"'page' must be a number from 1 to {MAX_PAGE:,}.")
+    return int(value)

@@ -30,7 +30,7 @@ from brainlife.server.services import (
 )
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
-from brainlife.server.web.filters import Filters, after_id, page_number, text_search
+from brainlife.server.web.filters import Filters, after_id, page_number, page_param, text_search
 from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
@@ -39,6 +39,8 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 #: projects and publications a home page lists
 HOME_LIMIT = 100
+#: publications a page of /pubs lists
+PUBS_PAGE = 100
 #: longest form body a page takes (a sign-in)
 MAX_FORM = 8 * 1024
 
@@ -221,12 +223,25 @@ def object_page(dataset_id: str, view: ViewDep) -> Response:
 
 @router.get("/pubs")
 def pubs_page(view: ViewDep) -> Response:
-    """Every publication with its releases."""
+    """Every publication with its releases, newest first, `PUBS_PAGE` a page (`?page=`)."""
+    number = page_param(view.request.query_params)
     found = pubs.list_pubs(
         session=view.session,
-        params=ListParams(find={"removed": False}, sort=(("create_date", -1),), limit=None),
+        params=ListParams(
+            find={"removed": False},
+            sort=(("create_date", -1), ("_id", -1)),
+            skip=(number - 1) * PUBS_PAGE,
+            limit=PUBS_PAGE,
+        ),
     )
-    return view.render("pubs.html", pubs=found.rows)
+    return view.render(
+        "pubs.html",
+        pubs=found.rows,
+        count=found.count,
+        number=number,
+        first=(number - 1) * PUBS_PAGE + 1,
+        more=number * PUBS_PAGE < (found.count or 0),
+    )
 
 
 @router.get("/pub/{pub_id}")
