@@ -183,3 +183,31 @@ def test_long_lists_of_projects_and_publications_page_or_say_they_are_cut(http, 
     for bad in ("x", "0", "-1", "1" * 30):
         page = http.get(f"/pubs?page={bad}", headers=HTML)
         assert page.status_code == 400 and "must be a number from 1 to" in page.text, bad
+
+
+def test_an_object_with_many_files_lists_a_bounded_number(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A data object of thousands of files (a folder datatype) made a page of every one; the
+    page lists the first `FILES_SHOWN` in tar order and says how many there are in all."""
+    from brainlife.server.models import DatasetFile
+    from brainlife.server.services import browse
+    from tests.server import factories
+    from tests.web.conftest import HTML
+
+    n = browse.FILES_SHOWN + 7
+    with archive.session() as session:
+        project = factories.project(session, name="many files")
+        obj = factories.dataset(session, project, factories.datatype(session))
+        for i in range(n):
+            session.add(
+                DatasetFile(dataset_id=obj.id, pos=i, path=f"out/f{i:05d}", sha256="0" * 64, size=1)
+            )
+        small = factories.dataset(session, project, factories.datatype(session, name="x/y"))
+        session.add(DatasetFile(dataset_id=small.id, pos=0, path="a", sha256="0" * 64, size=1))
+        session.commit()
+        oid, small_id = obj.id, small.id
+    page = http.get(f"/object/{oid}", headers=HTML).text
+    shown = re.findall(rf'href="/download/file/{oid}/out/f(\d+)"', page)
+    assert shown == [f"{i:05d}" for i in range(browse.FILES_SHOWN)]
+    assert f"The first {browse.FILES_SHOWN:,} of {n:,} files" in page
+    few = http.get(f"/object/{small_id}", headers=HTML).text
+    assert f'href="/download/file/{small_id}/a"' in few and "The first" not in few

@@ -45,6 +45,8 @@ DATASET_NOT_FOUND = "There is no data object with this id, or you may not see it
 
 #: subjects (rows of the matrix) one project page shows; `matrix_after` pages through the rest
 MATRIX_SUBJECTS = 50
+#: files of one data object its page lists (in tar order; the object's tar has them all)
+FILES_SHOWN = 500
 
 
 @dataclass
@@ -259,6 +261,8 @@ class DatasetPage:
     files: list[DatasetFile]
     #: (publication, release) of each release the object belongs to
     releases: list[tuple[Publication, Release]]
+    #: how many files the object has (`files` holds the first `FILES_SHOWN`)
+    file_count: int = 0
 
 
 def get_dataset(*, session: Session, principal: Principal | None, dataset_id: str) -> DatasetPage:
@@ -275,8 +279,19 @@ def get_dataset(*, session: Session, principal: Principal | None, dataset_id: st
             select(DatasetFile)
             .where(DatasetFile.dataset_id == dataset.id)
             .order_by(DatasetFile.pos)
+            .limit(FILES_SHOWN)
         )
     )
+    file_count = len(files)
+    if file_count == FILES_SHOWN:
+        file_count = (
+            session.scalar(
+                select(func.count())
+                .select_from(DatasetFile)
+                .where(DatasetFile.dataset_id == dataset.id)
+            )
+            or 0
+        )
     release_ids = [p.release_id for p in dataset.publications]
     releases: list[tuple[Publication, Release]] = []
     if release_ids:
@@ -293,6 +308,7 @@ def get_dataset(*, session: Session, principal: Principal | None, dataset_id: st
         project_names(session, principal, [dataset.project_id]).get(dataset.project_id),
         files,
         releases,
+        file_count,
     )
 
 
