@@ -211,3 +211,19 @@ def test_an_object_with_many_files_lists_a_bounded_number(http, archive) -> None
     assert f"The first {browse.FILES_SHOWN:,} of {n:,} files" in page
     few = http.get(f"/object/{small_id}", headers=HTML).text
     assert f'href="/download/file/{small_id}/a"' in few and "The first" not in few
+
+
+def test_error_pages_show_who_is_signed_in(browser) -> None:  # type: ignore[no-untyped-def]
+    """An error page drew every visitor as signed out ("Sign in" in the header), so a signed-in
+    researcher meeting a 404 thought the session had ended."""
+    sign_in(browser, "demo")
+    for path in (f"/project/{PRIVATE}", "/object/nope", "/no/such/page", "/pubs?page=x"):
+        page = browser.get(path)
+        assert page.status_code in (400, 404), path
+        assert "Sign out" in page.text and ">demo</span>" in page.text, path
+        assert ">Sign in</a>" not in page.text, path
+    # signed out, the error page offers to sign in and come back
+    browser.cookies.clear()
+    page = browser.get(f"/project/{PRIVATE}")
+    assert page.status_code == 404
+    assert f'href="/signin?next=/project/{PRIVATE}"' in page.text

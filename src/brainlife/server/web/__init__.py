@@ -34,20 +34,34 @@ def wants_html(request: Request) -> bool:
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    """An error as a page (the visitor shown as anonymous: the error may be about the session)."""
+    """An error as a page, with the visitor's header (signed in or not, as on any page; shown
+    as signed out when the visitor cannot be told, e.g. the database is what failed). Blocking
+    (the session's check reads the database): run it in a worker thread."""
     from brainlife.server.web import render
+    from brainlife.server.web import session as web_session
 
     title = {404: "Not found", 403: "Not allowed", 401: "Sign in needed"}.get(status, "Error")
-    html = (
-        render.environment()
-        .get_template("error.html")
-        .render(
-            visitor=None,
-            csrf="",
-            path=request.url.path,
-            status=status,
-            title=title,
-            message=message,
+    archive = getattr(request.app.state, "archive", None)
+    visitor = None
+    if archive is not None:
+        try:
+            visitor = web_session.visitor(request, archive)
+        except Exception:  # the error page must not fail in turn
+            visitor = None
+    if visitor is None or archive is None:
+        html = (
+            render.environment()
+            .get_template("error.html")
+            .render(
+                visitor=None,
+                csrf="",
+                path=request.url.path,
+                status=status,
+                title=title,
+                message=message,
+            )
         )
+        return HTMLResponse(html, status_code=status, headers=render.SECURITY_HEADERS)
+    return render.page(
+        request, archive, visitor, "error.html", status=status, title=title, message=message
     )
-    return HTMLResponse(html, status_code=status, headers=render.SECURITY_HEADERS)
