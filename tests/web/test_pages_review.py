@@ -227,3 +227,18 @@ def test_error_pages_show_who_is_signed_in(browser) -> None:  # type: ignore[no-
     page = browser.get(f"/project/{PRIVATE}")
     assert page.status_code == 404
     assert f'href="/signin?next=/project/{PRIVATE}"' in page.text
+
+
+def test_filter_fields_stop_at_the_length_the_server_takes(browser) -> None:  # type: ignore[no-untyped-def]
+    """A filter typed past 256 characters sent the researcher to a 400 page; the fields stop
+    at the bound (the home search field already did)."""
+    from brainlife.server.web.filters import MAX_VALUE
+
+    page = browser.get(f"/project/{O3D}/data").text
+    fields = re.findall(r'<input id="f-[a-z]+"[^>]*>', page)
+    assert len(fields) == 7
+    for field in fields:
+        assert f'maxlength="{MAX_VALUE}"' in field or "f-dtag" in field or "f-tag" in field, field
+    # the tag fields hold up to 20 comma-separated tags of 256 characters each
+    tags = [f for f in fields if 'id="f-dtag"' in f or 'id="f-tag"' in f]
+    assert len(tags) == 2 and all('maxlength="5140"' in f for f in tags)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
@@ -59,6 +59,10 @@ class Filters:
             run=_one(q, "run"),
             q=_one(q, "q"),
         )
+
+    #: the form's bounds (`maxlength`): one value, and a field of comma-separated tags
+    max_value: ClassVar[int] = MAX_VALUE
+    max_tags_length: ClassVar[int] = MAX_TAGS * (MAX_VALUE + 1)
 
     @property
     def any(self) -> bool:
