@@ -242,3 +242,17 @@ def test_filter_fields_stop_at_the_length_the_server_takes(browser) -> None:  # 
     # the tag fields hold up to 20 comma-separated tags of 256 characters each
     tags = [f for f in fields if 'id="f-dtag"' in f or 'id="f-tag"' in f]
     assert len(tags) == 2 and all('maxlength="5140"' in f for f in tags)
+
+
+def test_a_url_too_long_is_a_page_for_browsers(browser) -> None:  # type: ignore[no-untyped-def]
+    """The server's URL bound (414) answered a browser with the API's JSON; a browser gets the
+    same message as a page, an API client the JSON as before."""
+    long = "/?q=" + "x" * 20_000
+    page = browser.get(long)
+    assert page.status_code == 414 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>" in page.text and "The URL is too long" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    api = browser.get(long, headers={"Accept": "application/json"})
+    assert api.status_code == 414 and api.json()["message"].startswith("The URL is too long")
+    under_api = browser.get("/api/warehouse/dataset?find=" + "x" * 20_000)
+    assert under_api.status_code == 414 and "message" in under_api.json()

@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_body_bytes=archive.settings.max_body_bytes,
         upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
         max_upload_bytes=archive.settings.max_upload_bytes,
+        page=web.refusal_page,
         streamed=re.compile(
             re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)
             + "|"
