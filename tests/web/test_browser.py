@@ -393,3 +393,41 @@ def test_the_upload_forms_datatype_list_looks_like_its_fields(page: Page) -> Non
     assert form.get_by_label("Datatype").evaluate(size) == form.get_by_label("Subject").evaluate(
         size
     )
+
+
+def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
+    upage: Page, tmp_path: Path
+) -> None:
+    """After an interruption, a researcher corrects the subject and presses Upload again with
+    the same files: the object has the corrected subject (the page resumed the interrupted
+    upload, with the subject first typed, whatever the form now said)."""
+    page = upage
+    sign_in(page, "demo")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(bytes(range(256)) * (36 * 1024 + 11))  # two PUTs
+
+    def cut(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.headers.get("content-range", "").startswith("bytes 0-"):
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    def send(subject: str) -> None:
+        form = page.get_by_role("region", name="Upload a data object")
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill(subject)
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+        form.get_by_role("button", name="Upload").click()
+
+    page.route("**/api/warehouse/upload/*/file/*", cut)
+    page.add_init_script("window.blUploadRetryMs = 5;")
+    page.goto(f"/project/{TP}")
+    send("web-typo-01")
+    expect(page.get_by_role("status").last).to_contain_text("The upload stopped", timeout=60_000)
+    page.unroute("**/api/warehouse/upload/*/file/*")
+    page.reload()
+    send("web-fixed-01")
+    expect(page.get_by_role("status").last).to_contain_text("Uploaded", timeout=60_000)
+    page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
+    expect(page.locator(".meta")).to_contain_text("web-fixed-01")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []
