@@ -316,3 +316,118 @@ def test_an_interrupted_browser_upload_resumes_after_a_reload(upage: Page, tmp_p
     assert (
         page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
     )
+
+
+def test_pages_load_without_console_errors_or_failed_requests(page: Page) -> None:
+    """Every kind of page, anonymous and signed in, loads with nothing refused or missing in
+    the browser's console (a page without a declared icon made it fetch /favicon.ico: a 404)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    paths = ("/", "/pubs", f"/project/{O3D}", f"/project/{O3D}/data", f"/object/{T1}", "/signin")
+    for path in paths:
+        page.goto(path)
+        page.wait_for_load_state("load")
+        assert problems == [], (path, problems)
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")  # with the upload form and its script
+    page.wait_for_load_state("load")
+    assert problems == [], problems
+
+
+def test_long_unbroken_names_do_not_widen_the_page(chromium, writable_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    """A project, subject, tag or description of one long word (no space to wrap at) wraps
+    inside its box: the page never scrolls sideways, and on a laptop-wide screen the list's
+    table fits without scrolling either."""
+    from brainlife.server.archive import open_archive
+    from brainlife.server.models import Datatype
+    from brainlife.server.settings import Settings
+    from tests.server import factories
+
+    archive = open_archive(Settings(data_dir=writable_server.data_dir))
+    with archive.session() as session:
+        project = factories.project(session, name="Longname" * 40, desc="desc" * 200)
+        dt = session.query(Datatype).filter_by(name="neuro/anat/t1w").one()
+        obj = factories.dataset(
+            session,
+            project,
+            dt,
+            meta={"subject": "subj" * 30, "session": "ses" * 30},
+            tags=["tag" * 60],
+            datatype_tags=["dtag" * 40],
+            desc="d" * 300,
+        )
+        session.commit()
+        pid, oid = project.id, obj.id
+    archive.engine.dispose()
+    paths = ("/?q=Longname", f"/project/{pid}", f"/project/{pid}/data", f"/object/{oid}")
+    for width in (1280, 390):
+        context = new_context(
+            chromium, base_url=writable_server.url, viewport={"width": width, "height": 900}
+        )
+        page = context.new_page()
+        for path in paths:
+            page.goto(path)
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= width, (width, path, wide)
+        if width == 1280:
+            page.goto(f"/project/{pid}/data")
+            box = page.locator(".table-wrap").first
+            assert box.evaluate("b => b.scrollWidth <= b.clientWidth")
+        context.close()
+
+
+def test_the_upload_forms_datatype_list_looks_like_its_fields(page: Page) -> None:
+    """The datatype `<select>` had the browser's small default font and padding beside the
+    form's inputs."""
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    form = page.get_by_role("region", name="Upload a data object")
+    select = form.get_by_label("Datatype").bounding_box()
+    subject = form.get_by_label("Subject").bounding_box()
+    assert select and subject and abs(select["height"] - subject["height"]) <= 2
+    size = "e => getComputedStyle(e).fontSize"
+    assert form.get_by_label("Datatype").evaluate(size) == form.get_by_label("Subject").evaluate(
+        size
+    )
+
+
+def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
+    upage: Page, tmp_path: Path
+) -> None:
+    """After an interruption, a researcher corrects the subject and presses Upload again with
+    the same files: the object has the corrected subject (the page resumed the interrupted
+    upload, with the subject first typed, whatever the form now said)."""
+    page = upage
+    sign_in(page, "demo")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(bytes(range(256)) * (36 * 1024 + 11))  # two PUTs
+
+    def cut(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.headers.get("content-range", "").startswith("bytes 0-"):
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    def send(subject: str) -> None:
+        form = page.get_by_role("region", name="Upload a data object")
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill(subject)
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+        form.get_by_role("button", name="Upload").click()
+
+    page.route("**/api/warehouse/upload/*/file/*", cut)
+    page.add_init_script("window.blUploadRetryMs = 5;")
+    page.goto(f"/project/{TP}")
+    send("web-typo-01")
+    expect(page.get_by_role("status").last).to_contain_text("The upload stopped", timeout=60_000)
+    page.unroute("**/api/warehouse/upload/*/file/*")
+    page.reload()
+    send("web-fixed-01")
+    expect(page.get_by_role("status").last).to_contain_text("Uploaded", timeout=60_000)
+    page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
+    expect(page.locator(".meta")).to_contain_text("web-fixed-01")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []

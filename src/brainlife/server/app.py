@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_body_bytes=archive.settings.max_body_bytes,
         upload_prefixes=(routes.TASK_UPLOAD.full.split("{")[0],),
         max_upload_bytes=archive.settings.max_upload_bytes,
+        page=web.refusal_page,
         streamed=re.compile(
             re.sub(r"\{\w+\}", "[^/]+", routes.UPLOAD_FILE.full)
             + "|"
@@ -191,7 +193,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if web.wants_html(request):
-            return web.error_page(request, exc.status_code, exc.message)
+            return await run_in_threadpool(web.error_page, request, exc.status_code, exc.message)
         headers: dict[str, str] = {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
@@ -212,7 +214,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404 and web.wants_html(request):
-            return web.error_page(request, 404, f"There is no page at {request.url.path}.")
+            message = f"There is no page at {request.url.path}."
+            return await run_in_threadpool(web.error_page, request, 404, message)
         if exc.status_code == 404:
             return _error(404, f"No such route: {request.method} {request.url.path}")
         if exc.status_code == 405:

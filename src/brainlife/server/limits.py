@@ -2,7 +2,8 @@
 
 Without them a client decides how much memory a request costs: a 500 MB JSON body sent to the
 login route was read in full before the 400 (RSS 172 → 1,160 MiB). Every refusal is a JSON
-`{"message": ...}` naming the limit, like any other error (see docs/api.md, "Limits"):
+`{"message": ...}` naming the limit, like any other error (a browser outside `/api` gets it as a
+page, `web.refusal_page`; see docs/api.md, "Limits"):
 
 - `RequestLimits` (ASGI middleware, in front of every route): a URL (path and query string) over
   `Settings.max_url_bytes` → 414; a declared `Content-Length` over `Settings.max_body_bytes` →
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brainlife.server.errors import BadRequest
@@ -73,8 +75,11 @@ class RequestLimits:
         upload_prefixes: tuple[str, ...] = (),
         max_upload_bytes: int = 0,
         streamed: re.Pattern[str] | None = None,
+        page: Callable[[Scope, int, str], Response | None] | None = None,
     ) -> None:
         self.app = app
+        #: a refusal as a page for a browser (`web.refusal_page`), or None: the JSON
+        self.page = page
         self.max_url_bytes = max_url_bytes
         self.max_body_bytes = max_body_bytes
         #: paths taking a file's bytes (uploads): their bound is `max_upload_bytes`
@@ -90,7 +95,7 @@ class RequestLimits:
         raw_path = scope.get("raw_path") or str(scope.get("path", "")).encode()
         url_length = len(raw_path) + len(scope.get("query_string") or b"")
         if url_length > self.max_url_bytes:
-            refusal = _refusal(414, url_too_long(url_length, self.max_url_bytes))
+            refusal = self._refusal(scope, 414, url_too_long(url_length, self.max_url_bytes))
             await refusal(scope, receive, send)
             return
         if (
@@ -113,9 +118,13 @@ class RequestLimits:
                     return
                 declared = int(value)
         if declared is not None and declared > limit:
-            await _refusal(413, body_too_large(declared, limit))(scope, receive, send)
+            await self._refusal(scope, 413, body_too_large(declared, limit))(scope, receive, send)
             return
         await self.app(scope, self._counting(receive, limit), send)
+
+    def _refusal(self, scope: Scope, status: int, message: str) -> Response:
+        page = self.page(scope, status, message) if self.page is not None else None
+        return page if page is not None else _refusal(status, message)
 
     def _counting(self, receive: Receive, limit: int) -> Receive:
         """`receive`, refusing the body (413, rendered by the app's handler) once it passes the

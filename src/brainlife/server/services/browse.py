@@ -45,6 +45,8 @@ DATASET_NOT_FOUND = "There is no data object with this id, or you may not see it
 
 #: subjects (rows of the matrix) one project page shows; `matrix_after` pages through the rest
 MATRIX_SUBJECTS = 50
+#: files of one data object its page lists (in tar order; the object's tar has them all)
+FILES_SHOWN = 500
 
 
 @dataclass
@@ -235,11 +237,18 @@ def user_names(session: Session, subs: Iterable[str]) -> dict[str, tuple[str, st
     return {str(sub): (username, fullname) for sub, username, fullname in rows}
 
 
-def project_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+def project_names(
+    session: Session, principal: Principal | None, ids: Iterable[str]
+) -> dict[str, str]:
+    """The names of the projects among `ids` the visitor may list (`listable_projects`): a
+    publication or a published object is public, the unlisted private project it comes from
+    stays unnamed (and unlinked) to outsiders."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = session.execute(select(Project.id, Project.name).where(Project.id.in_(wanted)))
+    rows = session.execute(
+        select(Project.id, Project.name).where(Project.id.in_(wanted), listable_projects(principal))
+    )
     return {pid: name for pid, name in rows}
 
 
@@ -247,10 +256,13 @@ def project_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
 class DatasetPage:
     dataset: Dataset
     datatype: Datatype | None
-    project_name: str
+    #: the project's name, None when the visitor may not list the project (`project_names`)
+    project_name: str | None
     files: list[DatasetFile]
     #: (publication, release) of each release the object belongs to
     releases: list[tuple[Publication, Release]]
+    #: how many files the object has (`files` holds the first `FILES_SHOWN`)
+    file_count: int = 0
 
 
 def get_dataset(*, session: Session, principal: Principal | None, dataset_id: str) -> DatasetPage:
@@ -267,8 +279,19 @@ def get_dataset(*, session: Session, principal: Principal | None, dataset_id: st
             select(DatasetFile)
             .where(DatasetFile.dataset_id == dataset.id)
             .order_by(DatasetFile.pos)
+            .limit(FILES_SHOWN)
         )
     )
+    file_count = len(files)
+    if file_count == FILES_SHOWN:
+        file_count = (
+            session.scalar(
+                select(func.count())
+                .select_from(DatasetFile)
+                .where(DatasetFile.dataset_id == dataset.id)
+            )
+            or 0
+        )
     release_ids = [p.release_id for p in dataset.publications]
     releases: list[tuple[Publication, Release]] = []
     if release_ids:
@@ -282,9 +305,10 @@ def get_dataset(*, session: Session, principal: Principal | None, dataset_id: st
     return DatasetPage(
         dataset,
         session.get(Datatype, dataset.datatype_id),
-        project_names(session, [dataset.project_id]).get(dataset.project_id, ""),
+        project_names(session, principal, [dataset.project_id]).get(dataset.project_id),
         files,
         releases,
+        file_count,
     )
 
 

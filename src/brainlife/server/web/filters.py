@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
@@ -60,6 +60,10 @@ class Filters:
             q=_one(q, "q"),
         )
 
+    #: the form's bounds (`maxlength`): one value, and a field of comma-separated tags
+    max_value: ClassVar[int] = MAX_VALUE
+    max_tags_length: ClassVar[int] = MAX_TAGS * (MAX_VALUE + 1)
+
     @property
     def any(self) -> bool:
         return any(
@@ -89,8 +93,7 @@ class Filters:
             if value:
                 clauses.append({key: value})
         if self.q:
-            text = {"$regex": _SPECIAL.sub(lambda m: "\\" + m.group(0), self.q), "$options": "i"}
-            clauses.append({"$or": [{"name": text}, {"desc": text}]})
+            clauses.append(text_search(self.q))
         find: dict[str, Any] = {"removed": False}
         if clauses:
             find["$and"] = clauses
@@ -141,6 +144,14 @@ class Filters:
         return " ".join(shlex.quote(w) for w in words)
 
 
+def text_search(text: str) -> dict[str, Any]:
+    """The clause finding `text` in a name or description, as typed: case-insensitive, the
+    pattern's metacharacters escaped and nothing else (the patterns run on RE2, which refuses
+    an escaped character it does not know, such as `\\—`)."""
+    pattern = {"$regex": _SPECIAL.sub(lambda m: "\\" + m.group(0), text), "$options": "i"}
+    return {"$or": [{"name": pattern}, {"desc": pattern}]}
+
+
 def after_id(q: QueryParams) -> str | None:
     """The keyset cursor of a list page: the last id of the previous page."""
     value = (q.get("after") or "").strip().lower()
@@ -149,3 +160,31 @@ def after_id(q: QueryParams) -> str | None:
     if not is_object_id(value):
         raise BadRequest("'after' must be a data object id (the last one of the previous page).")
     return value
+
+
+#: the largest page number a list page's `page` is taken with (it only labels the page)
+MAX_PAGE = 1_000_000
+
+
+def page_number(q: QueryParams, after: str | None) -> int | None:
+    """The number of a list page, for its label ("data objects 51–100"): 1 without `after`;
+    otherwise `page`, which the "Next page" link carries, or None when it is missing or not a
+    number from 2 to `MAX_PAGE` (the page is then labelled by its cursor). The rows a page
+    shows come from `after` alone."""
+    if after is None:
+        return 1
+    value = (q.get("page") or "").strip()
+    if not value.isdigit() or len(value) > 7:
+        return None
+    number = int(value)
+    return number if 2 <= number <= MAX_PAGE else None
+
+
+def page_param(q: QueryParams) -> int:
+    """A numbered list page's `page` (1 when absent): a number from 1 to `MAX_PAGE`."""
+    value = (q.get("page") or "").strip()
+    if not value:
+        return 1
+    if not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= MAX_PAGE:
+        raise BadRequest(f"'page' must be a number from 1 to {MAX_PAGE:,}.")
+    return int(value)

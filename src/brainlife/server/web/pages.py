@@ -30,7 +30,7 @@ from brainlife.server.services import (
 )
 from brainlife.server.web import render
 from brainlife.server.web import session as web_session
-from brainlife.server.web.filters import Filters, after_id
+from brainlife.server.web.filters import Filters, after_id, page_number, page_param, text_search
 from brainlife.server.web.session import Visitor, VisitorDep
 
 router = APIRouter(include_in_schema=False)
@@ -39,6 +39,8 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 #: projects and publications a home page lists
 HOME_LIMIT = 100
+#: publications a page of /pubs lists
+PUBS_PAGE = 100
 #: longest form body a page takes (a sign-in)
 MAX_FORM = 8 * 1024
 
@@ -72,19 +74,13 @@ ViewDep = Annotated[View, Depends(_view)]
 ShortViewDep = Annotated[View, Depends(_short_view)]
 
 
-def _text_search(q: str) -> dict[str, Any]:
-    text = {"$regex": "".join("\\" + c if not c.isalnum() and c != " " else c for c in q)}
-    text["$options"] = "i"
-    return {"$or": [{"name": text}, {"desc": text}]}
-
-
 @router.get("/")
 def home(view: ViewDep) -> Response:
     """Search projects and publications by name or description."""
     q = (view.request.query_params.get("q") or "").strip()[:200]
     find: dict[str, Any] = {"removed": False}
     if q:
-        find = {"$and": [find, _text_search(q)]}
+        find = {"$and": [find, text_search(q)]}
     found = projects.list_projects(
         session=view.session,
         principal=view.visitor.principal,
@@ -142,6 +138,7 @@ def project_data(project_id: str, view: ViewDep) -> Response:
     )
     filters = Filters.parse(view.request.query_params)
     after = after_id(view.request.query_params)
+    number = page_number(view.request.query_params, after)
     datatype_id = None
     problem = ""
     if filters.datatype:
@@ -159,7 +156,7 @@ def project_data(project_id: str, view: ViewDep) -> Response:
         page = datasets.list_datasets(
             session=view.session,
             principal=view.visitor.principal,
-            params=ListParams(find=find, limit=PAGE_SIZE),
+            params=ListParams(find=find, limit=PAGE_SIZE + 1),  # one more: is there a next page?
             count=after is None,  # a later page shows no totals (its count is None)
         )
         rows, count = page.rows, page.count
@@ -174,23 +171,35 @@ def project_data(project_id: str, view: ViewDep) -> Response:
         problem=problem,
         count=count,
         after=after,
-        next_query=filters.query(after=next_after) if next_after else None,
+        number=number,
+        next_query=filters.query(after=next_after, page=_next_number(number))
+        if next_after
+        else None,
         first_query=filters.query(),
         tar_query=filters.query(project=info.project.id),
         command=filters.command(project_id=info.project.id),
     )
 
 
+def _next_number(number: int | None) -> str:
+    """The `page` the "Next page" link carries ("" when this page's number is unknown)."""
+    return str(number + 1) if number else ""
+
+
 def _object_table(session: SessionDep, rows: list[Any]) -> tuple[dict[str, Any], str | None]:
-    """What the page of data objects `rows` shows (`macros.selection`: the rows with their
-    documents, datatype names, the tar limit), and the id the next page starts after (None on
-    the last page)."""
+    """What a page of data objects shows (`macros.selection`: the rows with their documents,
+    datatype names, the tar limit), and the id the next page starts after (None on the last
+    page). `rows` is up to `PAGE_SIZE + 1` rows: the one past the page only tells that a next
+    page exists (so a list of exactly 50 has no link to an empty page)."""
+    following = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    rows = rows[:PAGE_SIZE]
     table = {
         "rows": list(zip(rows, datasets.dataset_documents(session, rows), strict=True)),
         "names": browse.datatype_names(session, {r.datatype_id for r in rows}),
         "max_tar": selection.DATASET_TAR_MAX_OBJECTS,
+        "page_size": PAGE_SIZE,
     }
-    return table, rows[-1].id if len(rows) == PAGE_SIZE else None
+    return table, following
 
 
 @router.get("/object/{dataset_id}")
@@ -214,23 +223,37 @@ def object_page(dataset_id: str, view: ViewDep) -> Response:
 
 @router.get("/pubs")
 def pubs_page(view: ViewDep) -> Response:
-    """Every publication with its releases."""
+    """Every publication with its releases, newest first, `PUBS_PAGE` a page (`?page=`)."""
+    number = page_param(view.request.query_params)
     found = pubs.list_pubs(
         session=view.session,
-        params=ListParams(find={"removed": False}, sort=(("create_date", -1),), limit=None),
+        params=ListParams(
+            find={"removed": False},
+            sort=(("create_date", -1), ("_id", -1)),
+            skip=(number - 1) * PUBS_PAGE,
+            limit=PUBS_PAGE,
+        ),
     )
-    return view.render("pubs.html", pubs=found.rows)
+    return view.render(
+        "pubs.html",
+        pubs=found.rows,
+        count=found.count,
+        number=number,
+        first=(number - 1) * PUBS_PAGE + 1,
+        more=number * PUBS_PAGE < (found.count or 0),
+    )
 
 
 @router.get("/pub/{pub_id}")
 def pub_page(pub_id: str, view: ViewDep) -> Response:
     pub = browse.get_pub(session=view.session, pub_id=pub_id)
     readme = (pub.extra or {}).get("readme") or pub.desc
+    names = browse.project_names(view.session, view.visitor.principal, [pub.project_id])
     return view.render(
         "pub.html",
         pub=pub,
         readme=readme if isinstance(readme, str) else "",
-        project_name=browse.project_names(view.session, [pub.project_id]).get(pub.project_id, ""),
+        project_name=names.get(pub.project_id),
     )
 
 
@@ -239,11 +262,12 @@ def release_page(release_id: str, view: ViewDep) -> Response:
     """A release's data objects (public, as on brainlife.io), `PAGE_SIZE` a page."""
     pub, release = browse.get_release(session=view.session, release_id=release_id)
     after = after_id(view.request.query_params)
+    number = page_number(view.request.query_params, after)
     find: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
     page = pubs.list_release_datasets(
         session=view.session,
         release_id=release.id,
-        params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE),
+        params=ListParams(find=find, sort=(("_id", 1),), limit=PAGE_SIZE + 1),
     )
     rows = page.rows
     table, next_after = _object_table(view.session, rows)
@@ -254,7 +278,10 @@ def release_page(release_id: str, view: ViewDep) -> Response:
         **table,
         count=page.count if not after else None,
         after=after,
-        next_query=f"after={next_after}" if next_after else None,
+        number=number,
+        next_query=Filters().query(after=next_after, page=_next_number(number))
+        if next_after
+        else None,
         command=Filters().command(pub=release.id),
     )
 
@@ -438,7 +465,10 @@ def download_tar(view: ShortViewDep) -> Response:
         find = filters.find(project_id=info.project.id, datatype_id=datatype_id)
         ids = selection.ids_of_find(session=view.session, principal=principal, find=find)
     else:
-        raise BadRequest("Select data objects (ids=…), or give a project (project=…) or pub=….")
+        raise BadRequest(
+            "No data objects were selected: tick the ones to download in the list, then press "
+            "“Download selected as one tar” (or use “Download all”)."
+        )
     tar = selection.open_selection(session=view.session, principal=principal, ids=ids, name=name)
     return ranges.ranged_response(
         view.request,

@@ -5,7 +5,8 @@
 // below (Web Crypto's digest needs a whole file in memory). The API takes bearer tokens only:
 // the page asks `POST /upload-token` (CSRF-checked) for a short-lived one and keeps it in memory.
 // An interrupted upload resumes after a reload: localStorage keeps the session's id and the
-// files' hashes under a key made of the project, datatype and each file's name, size and mtime.
+// files' hashes under a key made of the project, datatype, each file's name, size and mtime, and
+// the form's metadata (subject, session, run, description, tags).
 "use strict";
 (function () {
   var PIECE = 4 * 1024 * 1024; // read and hash this much at a time
@@ -247,9 +248,16 @@
       go.disabled = true;
       bar.hidden = false;
       bar.value = 0;
-      var key = "bl-upload:" + project + ":" + dt.id + ":" + JSON.stringify(chosen.map(function (c) {
+      var meta = { subject: form.subject.value.trim() };
+      if (form.session.value.trim()) meta.session = form.session.value.trim();
+      if (form.run.value.trim()) meta.run = form.run.value.trim();
+      var tags = form.tags.value.split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+      // an interrupted upload resumes only with the same files *and* the same metadata: its
+      // session on the server holds the metadata first sent, so a corrected subject starts anew
+      var base = "bl-upload:" + project + ":" + dt.id + ":" + JSON.stringify(chosen.map(function (c) {
         return [c.id, c.file.name, c.file.size, c.file.lastModified];
       }));
+      var key = base + ":" + JSON.stringify([meta, form.desc.value, tags]);
       try {
         var total = chosen.reduce(function (sum, c) { return sum + c.file.size; }, 0) || 1;
         var done = 0;
@@ -266,10 +274,10 @@
           } catch (err) { upload = null; }
         }
         if (!upload) {
-          var meta = { subject: form.subject.value.trim() };
-          if (form.session.value.trim()) meta.session = form.session.value.trim();
-          if (form.run.value.trim()) meta.run = form.run.value.trim();
-          var tags = form.tags.value.split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+          // the same files sent before with other metadata: that upload is given up
+          Object.keys(localStorage).forEach(function (k) {
+            if (k.indexOf(base + ":") === 0 && k !== key) localStorage.removeItem(k);
+          });
           upload = await api("POST", "", JSON.stringify({
             project: project, datatype: dt.id, desc: form.desc.value, meta: meta, tags: tags,
             files: chosen.map(function (c) { return { id: c.id, name: c.name, size: c.file.size, sha256: c.sha256 }; }),
