@@ -262,3 +262,30 @@ def test_the_matrix_counts_are_exact_for_members_and_for_the_published_view(arch
             flat = {(s, t): n for s, by in got.items() for t, n in by.items()}
             assert flat == dict(want) and following is None
             assert list(got) == sorted(got)
+
+
+def test_task_page_lists_a_bounded_number_of_files(browser, demo_web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A task folder of many files makes a page of `PAGE_FILES` rows that says how many there
+    are (the rest are counted, not hashed)."""
+    from sqlalchemy import select
+
+    from brainlife.server.models import Task
+    from brainlife.server.services import taskfiles
+
+    with demo_web.state.archive.session() as session:
+        task = session.scalars(select(Task).where(Task.group_id == 851).limit(1)).one()
+    sign_in(browser, "demo")
+
+    def links(html: str) -> list[str]:
+        return re.findall(rf'href="/task/{task.id}/file/([^"]+)"', html)
+
+    whole = links(browser.get(f"/task/{task.id}").text)
+    assert len(whole) >= 2
+    assert "files, in the tar's order" not in browser.get(f"/task/{task.id}").text
+    monkeypatch.setattr(taskfiles, "PAGE_FILES", 1)
+    page = browser.get(f"/task/{task.id}")
+    assert page.status_code == 200
+    assert len(links(page.text)) == 1
+    assert links(page.text) == whole[:1]
+    assert f"The first 1 of {len(whole):,} files, in the tar's order" in page.text
+    assert f"bl task download {task.id}</code> gets them all" in page.text

@@ -145,3 +145,22 @@ def task_manifest(*, archive: Archive, target: TaskTarget) -> list[TaskFile]:
     store's (`TaskFiles.digest`: the local folders hash each version of a file once)."""
     files = archive.task_files
     return [TaskFile(entry.rel, *files.digest(entry)) for entry in files.files(target.path)]
+
+
+#: files of a task's outputs its web page lists (in tar order; `bl task download` gets them all)
+PAGE_FILES = 500
+
+
+def task_page_files(*, archive: Archive, target: TaskTarget) -> tuple[list[TaskFile], int]:
+    """The first `PAGE_FILES` files of :func:`task_manifest` with their digests, and how many
+    files there are in all (the others are counted, not hashed): a folder of many thousand
+    files makes a page of `PAGE_FILES` rows."""
+    limit = PAGE_FILES
+    files = archive.task_files
+    shown: list[TaskFile] = []
+    count = 0
+    for entry in files.files(target.path):
+        if count < limit:
+            shown.append(TaskFile(entry.rel, *files.digest(entry)))
+        count += 1
+    return shown, count

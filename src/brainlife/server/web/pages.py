@@ -302,8 +302,8 @@ def _task_target(
 def task_page(task_id: str, view: ViewDep) -> Response:
     """A task's output files, for the members of its group (its owner, amaretti admins)."""
     target = _task_target(view.session, view.archive, view.visitor, task_id, "")
-    files = taskfiles.task_manifest(archive=view.archive, target=target)
-    return view.render("task.html", task_id=target.task_id, files=files)
+    files, count = taskfiles.task_page_files(archive=view.archive, target=target)
+    return view.render("task.html", task_id=target.task_id, files=files, file_count=count)
 
 
 # --- sign-in ------------------------------------------------------------------------------------
