@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,42 @@ def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     r = bl("data", "download", "-i", T1, "-d", "out", "--layout", "id")
     assert r.exit_code == 8, r.output
     assert "The disk is full" in r.output and "lockfile" in r.output
+    assert re.search(r"\((\d+ B|[\d.]+ [KMGT]B) free\)", r.output), r.output  # not raw bytes
     assert not tmp.exists() and not tmp.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_full_disk_while_fetching_is_named_not_hidden_by_the_lockfile(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up while a file arrives, so the lockfile cannot be saved either: the
+    error is the file's (nothing was downloaded), not the lockfile's 'the downloaded files are
+    kept', which told the user everything had arrived."""
+    import errno
+
+    import brainlife.client.transfer.files as files
+    import brainlife.client.transfer.lockfile as lockfile
+
+    full = {"now": False}
+    real_atomic_write = lockfile.atomic_write
+
+    def write_all(*args: object, **kwargs: object) -> None:
+        full["now"] = True
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def atomic_write(path: Path, data: bytes) -> None:
+        if full["now"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_atomic_write(path, data)
+
+    monkeypatch.setattr(files, "write_all", write_all)
+    monkeypatch.setattr(lockfile, "atomic_write", atomic_write)
+    r = bl("data", "download", "-i", T1, "-d", "out", "--layout", "id")
+    assert r.exit_code == 8, r.output
+    assert "t1.nii.gz" in r.output
+    assert "The downloaded files are kept" not in r.output
 
 
 O3D_PUB = "5bab9918a918ae002702418f"

@@ -32,6 +32,7 @@ from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
 from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.names import FILE_PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
+from brainlife.client.transfer.writes import human_size
 
 __all__ = [
     "LOCK_NAME",
@@ -70,7 +71,7 @@ def _disk_full(path: Path, exc: OSError) -> DiskFullError:
         free: int | None = shutil.disk_usage(path.parent).free
     except OSError:
         free = None
-    has = f" ({free} bytes free)" if free is not None else ""
+    has = f" ({human_size(free)} free)" if free is not None else ""
     return DiskFullError(
         f"The disk is full: no space left while saving the lockfile {path}{has}. The downloaded "
         "files are kept; free some space and run the same command again to record them.",
