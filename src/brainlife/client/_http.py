@@ -37,7 +37,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import urllib3
 from urllib3.exceptions import (
@@ -432,6 +432,15 @@ class HttpClient:
             pool.clear()
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """``base_url`` + ``path`` + the query. A ``.`` or ``..`` segment (from an id or a
+        file path the user gave) is refused: HTTP clients resolve it, so the request would go
+        to another route than the one meant."""
+        dots = [s for s in path.split("/") if s in (".", "..")]
+        if dots:
+            raise ConfigError(
+                f"An id or path given has a {dots[0]!r} part ({unquote(path)}): name a file or "
+                "folder by its plain path inside the object or task, e.g. 'output/stats'."
+            )
         query = encode_query(params)
         return f"{self.base_url}{path}" + (f"?{query}" if query else "")
 
