@@ -1225,6 +1225,7 @@ class Client:
         from brainlife.client.transfer.bulkupload import (
             BulkUpload,
             find_existing,
+            layout_fields,
             plan_items,
             scan_tree,
         )
@@ -1235,6 +1236,14 @@ class Client:
         proj = self.resolve_project(project)
         dtype = self.resolve_datatype(datatype)
         found, unmatched = scan_tree(base, layout)
+        if not found and not unmatched:
+            template = layout_fields(layout)[0]
+            depth = template.count("/") + 1
+            raise UploadRefused(
+                f"Nothing to upload: {base} has no folder {depth} level(s) down, where the "
+                f"layout {template!r} puts each data object's files.",
+                hint="layout",
+            )
         bulk = BulkUpload(
             str(proj["_id"]), str(dtype["_id"]), str(dtype.get("name")), unmatched=unmatched
         )
@@ -1268,7 +1277,13 @@ class Client:
         proj = self.resolve_project(project)
         bulk = BulkUpload(str(proj["_id"]), "", "bids")
         datatypes: dict[str, Doc | None] = {}
-        for obj in walk_bids(base):
+        found = walk_bids(base)
+        if not found:
+            raise UploadRefused(
+                f"No BIDS image found in {base}: a BIDS tree holds sub-<label>/[ses-<label>/]"
+                "anat|dwi|func|fmap/ folders of images, e.g. sub-01/anat/sub-01_T1w.nii.gz."
+            )
+        for obj in found:
             item = BulkUploadItem(base / obj.source, {"datatype": obj.datatype})
             bulk.items.append(item)
             if obj.refused:
