@@ -125,3 +125,16 @@ def test_folders_that_do_not_match_the_layout_are_refused_in_the_exit_code(
     assert any(e["event"] == "refused" for e in _events(r.output))
     summary = next(e for e in _events(r.output) if e["event"] == "summary")
     assert summary["uploaded"] == 1
+
+
+def test_dry_run_of_a_single_upload_says_what_dry_run_is(bl, tmp_path: Path) -> None:
+    """`--dry-run` with `--t1 FILE` (no --layout) said 'With --layout, …' to a user who gave
+    none: the error names the flag given."""
+    (tmp_path / "t1.nii.gz").write_bytes(b"t1")
+    r = bl(
+        "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "01",
+        "--t1", str(tmp_path / "t1.nii.gz"), "--dry-run",
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "With --layout" not in r.output
+    assert "--dry-run" in r.output.split("Error:")[1], r.output
