@@ -301,6 +301,24 @@ def test_missing_password_without_terminal(fake, bl) -> None:  # type: ignore[no
     assert r.exit_code == 2 and "--password-stdin" in r.output
 
 
+@pytest.mark.parametrize("args", [["--username", "", "--password", "pw"], ["--password", "pw"]])
+def test_missing_username_without_terminal(fake, bl, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """With a password given but no username, bl asked for one on a closed stdin and said
+    only 'username: Aborted!' (exit 1)."""
+    r = bl("login", *args)
+    assert r.exit_code == 2, r.output
+    assert "--username" in r.output and "Aborted" not in r.output
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "1e308", "-1"])
+def test_a_ttl_that_is_not_a_number_of_days_is_a_usage_error(fake, bl, ttl: str) -> None:  # type: ignore[no-untyped-def]
+    for command in (["login", "--username", "a", "--password", "b"], ["refresh"]):
+        r = bl(*command, "--ttl", ttl)
+        assert r.exit_code == 2, r.output
+        assert "--ttl" in r.output and "unexpected failure" not in r.output
+    assert fake.requests == []
+
+
 def test_login_request_is_the_officials(fake: FakeServer) -> None:
     seen: list[Req] = []
 

@@ -62,6 +62,15 @@ def test_a_malformed_blhost_is_a_config_error_naming_it(blhost: str) -> None:
     assert "not a usable address" in str(info.value)
 
 
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e308, -1.0, 0.0])
+def test_a_token_lifetime_that_is_not_a_positive_number_of_days_is_refused(ttl: float) -> None:
+    client = Client("http://127.0.0.1:9", token=make_jwt(time.time() + 600))
+    with pytest.raises(ConfigError, match="days"):
+        client.login("demo", "demo", ttl_days=ttl)
+    with pytest.raises(ConfigError, match="days"):
+        client.refresh(ttl_days=ttl)
+
+
 def test_missing_ca_bundle_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BL_CA_BUNDLE", str(tmp_path / "nope.pem"))
     with pytest.raises(ConfigError, match=r"nope.pem"):
