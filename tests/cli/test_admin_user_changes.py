@@ -43,3 +43,27 @@ def test_each_change_is_made_and_said(tmp_path: Path) -> None:
     assert (code, out.strip()) == (0, "Changed the password of ann (its tokens are revoked).")
     code, out = admin(data, "user", "promote", "nobody")
     assert code == 3 and "No user 'nobody'" in out
+
+
+UNREACHABLE = "postgresql+psycopg://ann:s3cret-pw@127.0.0.1:1/archive"
+
+
+def test_a_database_url_that_cannot_be_used_is_one_line_without_its_password(
+    tmp_path: Path,
+) -> None:
+    """An unknown dialect or an unreachable PostgreSQL was an 'unexpected failure' (the
+    SQLAlchemy exception, over four lines) from `bl admin` and `bl serve` alike."""
+    for url, words, code in (
+        ("garbage://x", "garbage", 1),
+        (UNREACHABLE, "Connection refused", 5),
+    ):
+        for args in (
+            ["admin", "--data-dir", str(tmp_path), "--database-url", url, "user", "list"],
+            ["serve", "--data-dir", str(tmp_path), "--database-url", url, "--port", "9"],
+        ):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == code, (args, r.output)
+            lines = r.output.strip().splitlines()
+            assert lines[-1].startswith("Error: Cannot use the database"), r.output
+            assert words in lines[-1] and "unexpected failure" not in r.output
+            assert "s3cret-pw" not in r.output
