@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
@@ -67,3 +68,29 @@ def test_a_database_url_that_cannot_be_used_is_one_line_without_its_password(
             assert lines[-1].startswith("Error: Cannot use the database"), r.output
             assert words in lines[-1] and "unexpected failure" not in r.output
             assert "s3cret-pw" not in r.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_claiming_to_listen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bl serve --port N` with N taken printed 'listening on …', then uvicorn's 'ERROR: [Errno
+    98] …' and exited 3 (the code of 'not found')."""
+    import socket
+
+    import uvicorn
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server was started on a port in use")
+
+    monkeypatch.setattr(uvicorn, "run", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(
+            cli, ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)]
+        )
+    assert r.exit_code == 1, r.output
+    assert "listening on" not in r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Cannot listen on 127.0.0.1:{port}") and "--port" in last
