@@ -92,6 +92,36 @@ def test_old_lockfiles_still_read(tmp_path: Path) -> None:
     assert lock.ids("dataset") == ["a" * 24]
 
 
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"files": "x"}, "'files'"),
+        ({"files": [1, 2]}, "'files'"),
+        ({"files": [{"size": 1}]}, "'files'"),
+        ({"folder": "../../../tmp/elsewhere", "files": []}, "outside"),
+        ({"folder": "x", "files": [{"path": "/etc/passwd", "size": 1, "sha256": "0"}]}, "absolute"),
+    ],
+)
+def test_a_damaged_or_hostile_lockfile_is_refused_whole(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    entry: dict[str, object],
+    words: str,
+) -> None:
+    """A lockfile edited by hand (or handed over) whose entries are not the shape bl writes, or
+    whose folders and files lie outside its folder: `bl data verify` said 'unexpected failure
+    (AttributeError …)', or checked files out of the folder; `--lock` blamed the layout."""
+    out = tmp_path / "out"
+    out.mkdir()
+    doc = {"version": 1, "objects": [{"id": T1, "kind": "dataset", "status": "complete", **entry}]}
+    (out / "bl-lock.json").write_text(json.dumps(doc))
+    for args in (["data", "verify", "out"], ["data", "download", "--lock", "out/bl-lock.json"]):
+        r = bl(*args)
+        assert r.exit_code == 1, r.output
+        assert "not a usable lockfile" in r.output and words in r.output, r.output
+        assert "unexpected failure" not in r.output and "layout" not in r.output
+
+
 def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     bl,  # type: ignore[no-untyped-def]
     tmp_path: Path,
