@@ -56,6 +56,27 @@ def test_project_query_users_resolve_through_profiles(fake: FakeServer, bl) -> N
     assert lst.query == {"limit": "0", "offset": "0", "find": '{"active":true}'}
 
 
+def test_terminal_control_characters_from_the_server_are_shown_not_obeyed(fake, bl) -> None:  # type: ignore[no-untyped-def]
+    """A project name can carry escape sequences (an OSC that retitles the terminal, a CSI that
+    clears it, a carriage return that overwrites the line): plain output and errors show them
+    escaped; newlines and tabs of a description stay; --json stays exact JSON."""
+    name = "evil\x1b]0;pwned\x07 \x1b[2J\x9b31m name"
+    desc = "line one\r\n\tline two\rOVERWRITE"
+    project = {"_id": PID, "name": name, "desc": desc, "access": "public", "admins": [1]}
+    fake.json("GET", "/api/warehouse/project", {"projects": [project], "count": 1})
+    r = bl("project", "query")
+    assert r.exit_code == 0, r.output
+    for control in ("\x1b", "\x07", "\r", "\x9b"):
+        assert control not in r.output
+    assert "evil\\x1b]0;pwned\\x07" in r.output  # visible, as escapes
+    assert "line one\n\tline two\\x0dOVERWRITE" in r.output
+    r = bl("project", "query", "--json")
+    assert json.loads(r.output)[0]["name"] == name
+    fake.json("GET", "/api/warehouse/project", {"message": "no\x1b[2J way"}, status=403)
+    r = bl("project", "query")
+    assert r.exit_code == 4 and "\x1b" not in r.output and "no\\x1b[2J way" in r.output
+
+
 def dataset_world(fake: FakeServer, n: int = 2, count: int = 2) -> None:
     fake.json(
         "GET",
