@@ -340,6 +340,16 @@ def test_a_ttl_that_is_not_a_number_of_days_is_a_usage_error(fake, bl, ttl: str)
     assert fake.requests == []
 
 
+def test_give_up_after_nan_is_a_usage_error(fake, bl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """NaN passed FloatRange(min=0) and made the retries wait forever without saying so."""
+    r = bl("data", "download", DSID, "--give-up-after", "nan")
+    assert r.exit_code == 2 and "--give-up-after" in r.output, r.output
+    monkeypatch.setenv("BL_GIVE_UP_AFTER", "NaN")
+    r = bl("data", "download", DSID)
+    assert r.exit_code == 2 and "--give-up-after" in r.output, r.output
+    assert fake.requests == []
+
+
 def test_login_request_is_the_officials(fake: FakeServer) -> None:
     seen: list[Req] = []
 
