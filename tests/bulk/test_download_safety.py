@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,36 @@ def test_old_lockfiles_still_read(tmp_path: Path) -> None:
     assert lock.ids("dataset") == ["a" * 24]
 
 
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"files": "x"}, "'files'"),
+        ({"files": [1, 2]}, "'files'"),
+        ({"files": [{"size": 1}]}, "'files'"),
+        ({"folder": "../../../tmp/elsewhere", "files": []}, "outside"),
+        ({"folder": "x", "files": [{"path": "/etc/passwd", "size": 1, "sha256": "0"}]}, "absolute"),
+    ],
+)
+def test_a_damaged_or_hostile_lockfile_is_refused_whole(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    entry: dict[str, object],
+    words: str,
+) -> None:
+    """A lockfile edited by hand (or handed over) whose entries are not the shape bl writes, or
+    whose folders and files lie outside its folder: `bl data verify` said 'unexpected failure
+    (AttributeError …)', or checked files out of the folder; `--lock` blamed the layout."""
+    out = tmp_path / "out"
+    out.mkdir()
+    doc = {"version": 1, "objects": [{"id": T1, "kind": "dataset", "status": "complete", **entry}]}
+    (out / "bl-lock.json").write_text(json.dumps(doc))
+    for args in (["data", "verify", "out"], ["data", "download", "--lock", "out/bl-lock.json"]):
+        r = bl(*args)
+        assert r.exit_code == 1, r.output
+        assert "not a usable lockfile" in r.output and words in r.output, r.output
+        assert "unexpected failure" not in r.output and "layout" not in r.output
+
+
 def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     bl,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -103,8 +134,42 @@ def test_full_disk_while_saving_the_lockfile_is_exit_8_and_leaves_no_temporary(
     r = bl("data", "download", "-i", T1, "-d", "out", "--layout", "id")
     assert r.exit_code == 8, r.output
     assert "The disk is full" in r.output and "lockfile" in r.output
+    assert re.search(r"\((\d+ B|[\d.]+ [KMGT]B) free\)", r.output), r.output  # not raw bytes
     assert not tmp.exists() and not tmp.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_full_disk_while_fetching_is_named_not_hidden_by_the_lockfile(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up while a file arrives, so the lockfile cannot be saved either: the
+    error is the file's (nothing was downloaded), not the lockfile's 'the downloaded files are
+    kept', which told the user everything had arrived."""
+    import errno
+
+    import brainlife.client.transfer.files as files
+    import brainlife.client.transfer.lockfile as lockfile
+
+    full = {"now": False}
+    real_atomic_write = lockfile.atomic_write
+
+    def write_all(*args: object, **kwargs: object) -> None:
+        full["now"] = True
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def atomic_write(path: Path, data: bytes) -> None:
+        if full["now"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_atomic_write(path, data)
+
+    monkeypatch.setattr(files, "write_all", write_all)
+    monkeypatch.setattr(lockfile, "atomic_write", atomic_write)
+    r = bl("data", "download", "-i", T1, "-d", "out", "--layout", "id")
+    assert r.exit_code == 8, r.output
+    assert "t1.nii.gz" in r.output
+    assert "The downloaded files are kept" not in r.output
 
 
 O3D_PUB = "5bab9918a918ae002702418f"

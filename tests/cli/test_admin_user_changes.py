@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from brainlife.cli.main import cli
@@ -43,3 +44,53 @@ def test_each_change_is_made_and_said(tmp_path: Path) -> None:
     assert (code, out.strip()) == (0, "Changed the password of ann (its tokens are revoked).")
     code, out = admin(data, "user", "promote", "nobody")
     assert code == 3 and "No user 'nobody'" in out
+
+
+UNREACHABLE = "postgresql+psycopg://ann:s3cret-pw@127.0.0.1:1/archive"
+
+
+def test_a_database_url_that_cannot_be_used_is_one_line_without_its_password(
+    tmp_path: Path,
+) -> None:
+    """An unknown dialect or an unreachable PostgreSQL was an 'unexpected failure' (the
+    SQLAlchemy exception, over four lines) from `bl admin` and `bl serve` alike."""
+    for url, words, code in (
+        ("garbage://x", "garbage", 1),
+        (UNREACHABLE, "Connection refused", 5),
+    ):
+        for args in (
+            ["admin", "--data-dir", str(tmp_path), "--database-url", url, "user", "list"],
+            ["serve", "--data-dir", str(tmp_path), "--database-url", url, "--port", "9"],
+        ):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == code, (args, r.output)
+            lines = r.output.strip().splitlines()
+            assert lines[-1].startswith("Error: Cannot use the database"), r.output
+            assert words in lines[-1] and "unexpected failure" not in r.output
+            assert "s3cret-pw" not in r.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_claiming_to_listen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bl serve --port N` with N taken printed 'listening on …', then uvicorn's 'ERROR: [Errno
+    98] …' and exited 3 (the code of 'not found')."""
+    import socket
+
+    import uvicorn
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server was started on a port in use")
+
+    monkeypatch.setattr(uvicorn, "run", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(
+            cli, ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)]
+        )
+    assert r.exit_code == 1, r.output
+    assert "listening on" not in r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Cannot listen on 127.0.0.1:{port}") and "--port" in last

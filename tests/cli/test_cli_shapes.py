@@ -56,6 +56,27 @@ def test_project_query_users_resolve_through_profiles(fake: FakeServer, bl) -> N
     assert lst.query == {"limit": "0", "offset": "0", "find": '{"active":true}'}
 
 
+def test_terminal_control_characters_from_the_server_are_shown_not_obeyed(fake, bl) -> None:  # type: ignore[no-untyped-def]
+    """A project name can carry escape sequences (an OSC that retitles the terminal, a CSI that
+    clears it, a carriage return that overwrites the line): plain output and errors show them
+    escaped; newlines and tabs of a description stay; --json stays exact JSON."""
+    name = "evil\x1b]0;pwned\x07 \x1b[2J\x9b31m name"
+    desc = "line one\r\n\tline two\rOVERWRITE"
+    project = {"_id": PID, "name": name, "desc": desc, "access": "public", "admins": [1]}
+    fake.json("GET", "/api/warehouse/project", {"projects": [project], "count": 1})
+    r = bl("project", "query")
+    assert r.exit_code == 0, r.output
+    for control in ("\x1b", "\x07", "\r", "\x9b"):
+        assert control not in r.output
+    assert "evil\\x1b]0;pwned\\x07" in r.output  # visible, as escapes
+    assert "line one\n\tline two\\x0dOVERWRITE" in r.output
+    r = bl("project", "query", "--json")
+    assert json.loads(r.output)[0]["name"] == name
+    fake.json("GET", "/api/warehouse/project", {"message": "no\x1b[2J way"}, status=403)
+    r = bl("project", "query")
+    assert r.exit_code == 4 and "\x1b" not in r.output and "no\\x1b[2J way" in r.output
+
+
 def dataset_world(fake: FakeServer, n: int = 2, count: int = 2) -> None:
     fake.json(
         "GET",
@@ -299,6 +320,34 @@ def test_debug_shows_the_traceback(fake, bl) -> None:  # type: ignore[no-untyped
 def test_missing_password_without_terminal(fake, bl) -> None:  # type: ignore[no-untyped-def]
     r = bl("login", "--username", "alice")
     assert r.exit_code == 2 and "--password-stdin" in r.output
+
+
+@pytest.mark.parametrize("args", [["--username", "", "--password", "pw"], ["--password", "pw"]])
+def test_missing_username_without_terminal(fake, bl, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """With a password given but no username, bl asked for one on a closed stdin and said
+    only 'username: Aborted!' (exit 1)."""
+    r = bl("login", *args)
+    assert r.exit_code == 2, r.output
+    assert "--username" in r.output and "Aborted" not in r.output
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "1e308", "-1"])
+def test_a_ttl_that_is_not_a_number_of_days_is_a_usage_error(fake, bl, ttl: str) -> None:  # type: ignore[no-untyped-def]
+    for command in (["login", "--username", "a", "--password", "b"], ["refresh"]):
+        r = bl(*command, "--ttl", ttl)
+        assert r.exit_code == 2, r.output
+        assert "--ttl" in r.output and "unexpected failure" not in r.output
+    assert fake.requests == []
+
+
+def test_give_up_after_nan_is_a_usage_error(fake, bl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """NaN passed FloatRange(min=0) and made the retries wait forever without saying so."""
+    r = bl("data", "download", DSID, "--give-up-after", "nan")
+    assert r.exit_code == 2 and "--give-up-after" in r.output, r.output
+    monkeypatch.setenv("BL_GIVE_UP_AFTER", "NaN")
+    r = bl("data", "download", DSID)
+    assert r.exit_code == 2 and "--give-up-after" in r.output, r.output
+    assert fake.requests == []
 
 
 def test_login_request_is_the_officials(fake: FakeServer) -> None:

@@ -100,8 +100,10 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     assert r.exit_code == 3
     r = bl("data", "update", doc["_id"])
     assert r.exit_code == 1 and "Nothing to change" in r.output
-    r = bl("data", "update", doc["_id"], "--meta", "[1]")
-    assert r.exit_code == 2
+    for bad in ("[1]", "{bad"):
+        r = bl("data", "update", doc["_id"], "--meta", bad)
+        assert r.exit_code == 2
+        assert "Invalid value for --meta" in r.output, r.output  # names the option
     doc = _first(bl, TP, skip=9)
     r = bl("data", "update", doc["_id"], "--tag", "x" * 300)
     assert r.exit_code == 1 and "longer than 256" in r.output

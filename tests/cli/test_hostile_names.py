@@ -190,3 +190,28 @@ def test_bulk_archives_spare_files_no_download_wrote(fake: FakeServer, bl) -> No
     # now it is ours (recorded in bl-lock.json): a rerun may replace it
     r = bl(*args)
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["task", "download", TASK, "../../etc/passwd"],
+        ["task", "download", TASK, "output/../../x"],
+        ["task", "download", "..", "output"],
+        ["data", "update", "..", "--desc", "x"],
+        ["data", "delete", "."],
+    ],
+)
+def test_dot_segments_in_an_id_or_path_are_refused_before_a_request(
+    fake: FakeServer,
+    bl,  # type: ignore[no-untyped-def]
+    args: list[str],
+) -> None:
+    """HTTP clients resolve `..` in a URL (`task/download/ID/../../etc/passwd` went out as
+    `GET /api/amaretti/task/etc/passwd`, and the user read 'No such route'): such a request is
+    never sent, and the error says which part was wrong."""
+    r = bl(*args)
+    assert r.exit_code == 1, r.output
+    assert "'..'" in r.output or "'.'" in r.output
+    assert "Traceback" not in r.output and "No such route" not in r.output
+    assert fake.requests == []

@@ -43,6 +43,34 @@ def test_bad_scheme_is_a_config_error() -> None:
         resolve_config("ftp://x")
 
 
+@pytest.mark.parametrize(
+    "blhost",
+    [
+        "http://[::1",  # was ValueError: Invalid IPv6 URL, an 'unexpected failure'
+        "http://127.0.0.1:99999",  # was 'The connection … failed (Failed to parse …)', exit 5
+        "http://127.0.0.1:abc",
+        "127.0.0.1:abc",
+        "http://",  # was https://http: 'the server is down or unreachable'
+        "https:///x",
+        "http://127.0.0.1:8080?x=1",
+        "http://127.0.0.1:8080#top",
+    ],
+)
+def test_a_malformed_blhost_is_a_config_error_naming_it(blhost: str) -> None:
+    with pytest.raises(ConfigError, match="BLHOST") as info:
+        resolve_config(blhost)
+    assert "not a usable address" in str(info.value)
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), 1e308, -1.0, 0.0])
+def test_a_token_lifetime_that_is_not_a_positive_number_of_days_is_refused(ttl: float) -> None:
+    client = Client("http://127.0.0.1:9", token=make_jwt(time.time() + 600))
+    with pytest.raises(ConfigError, match="days"):
+        client.login("demo", "demo", ttl_days=ttl)
+    with pytest.raises(ConfigError, match="days"):
+        client.refresh(ttl_days=ttl)
+
+
 def test_missing_ca_bundle_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BL_CA_BUNDLE", str(tmp_path / "nope.pem"))
     with pytest.raises(ConfigError, match=r"nope.pem"):

@@ -214,6 +214,35 @@ def test_interrupt_keeps_what_arrived_and_the_rerun_completes(
     assert result.resumed + result.transferred == result.bytes
 
 
+def test_a_rerun_needs_room_only_for_what_its_partial_files_lack(
+    fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download stopped by a full disk continues once enough is freed for the rest: the bytes
+    its partial files hold already count (it used to ask for the whole size again, so a disk
+    that could hold the object refused the rerun forever)."""
+    serve_dataset(fake)
+
+    def stop(done: int, total: int | None) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client(fake).download_dataset(DSID, tmp_path / "out", progress=stop, jobs=1)
+    partial = tmp_path / "out.bl-partial"
+    held = sum(p.stat().st_size for p in partial.rglob("*.bl-part"))
+    assert held > 0
+    import shutil
+
+    import brainlife.client.transfer.single as dl
+
+    total = sum(len(b) for b in FILES.values())
+    free = total - held  # room for the rest, not for the whole
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, free))  # type: ignore[attr-defined]
+    result = client(fake).download_dataset(DSID, tmp_path / "out", jobs=1)
+    assert_complete(tmp_path / "out")
+    assert result.resumed == held
+
+
 TASK = "5c0e8f0000000000000000aa"
 
 

@@ -11,6 +11,7 @@ import pytest
 from brainlife.client import (
     ApiError,
     AuthError,
+    BrainlifeError,
     Client,
     NotFound,
     PermissionDenied,
@@ -62,6 +63,60 @@ def test_error_statuses_map_to_exceptions(
     fake.json("GET", "/api/warehouse/project", body, status=status)
     with pytest.raises(exc, match=match):
         client(fake).projects()
+
+
+def test_a_rejected_token_says_to_log_in_once(fake: FakeServer) -> None:
+    said = "Your token is not valid for this server. Please log in again (run 'bl login')."
+    fake.json("GET", "/api/warehouse/project", {"message": said}, status=401)
+    with pytest.raises(AuthError) as info:
+        client(fake).projects()
+    assert str(info.value).count("bl login") == 1, str(info.value)
+    assert "not valid for this server" in str(info.value)
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 404), ("POST", 501), ("GET", 405)])
+def test_an_html_error_page_for_an_api_route_asks_whether_blhost_is_right(
+    fake: FakeServer, method: str, status: int
+) -> None:
+    """A web server that is not brainlife's (`python3 -m http.server`, a proxy's own page)
+    answers every API route with an HTML error page: the error names the route and BLHOST, not
+    just 'Not found: an HTML page'."""
+    page = b"<html><head><title>Error response</title></head><body>nope</body></html>"
+    fake.route(
+        method, "/api/auth/local/auth", lambda r: (status, {"Content-Type": "text/html"}, page)
+    )
+    fake.route(
+        method, "/api/warehouse/project", lambda r: (status, {"Content-Type": "text/html"}, page)
+    )
+    c = client(fake)
+    with pytest.raises(BrainlifeError) as info:
+        if method == "POST":
+            c.login("demo", "demo")
+        else:
+            c.projects()
+    message = str(info.value)
+    assert "/api/" in message and fake.url in message and "BLHOST" in message, message
+    if status == 404:
+        assert isinstance(info.value, NotFound)  # still exit 3: brainlife.io's own 404s stay
+
+
+def test_a_json_404_says_what_the_server_said(fake: FakeServer) -> None:
+    fake.json("GET", "/api/warehouse/project", {"message": "no such project"}, status=404)
+    with pytest.raises(NotFound) as info:
+        client(fake).projects()
+    assert str(info.value) == "Not found: no such project"
+
+
+def test_malformed_json_is_called_so(fake: FakeServer) -> None:
+    fake.route(
+        "GET",
+        "/api/warehouse/datatype",
+        lambda r: (200, {"Content-Type": "application/json"}, b'{"datatypes": [1, 2'),
+    )
+    with pytest.raises(ProtocolError) as info:
+        client(fake).datatypes()
+    assert "application/json instead of JSON" not in str(info.value)
+    assert "malformed JSON" in str(info.value)
 
 
 def test_html_instead_of_json_is_a_protocol_error(fake: FakeServer) -> None:

@@ -127,3 +127,13 @@ def test_bids_upload(bl, tmp_path: Path) -> None:
     r = bl("bids", "upload", "-p", TP_PROJECT, "-t", "bidsrun", "-j", str(root))
     summary = next(e for e in _events(r.output) if e["event"] == "summary")
     assert summary["already_there"] == 7 and summary["uploaded"] == 0
+
+
+def test_a_folder_without_bids_images_is_refused_not_a_success(bl, tmp_path: Path) -> None:
+    """`bl bids upload -p P wrong-folder` used to print 'plan: 0 objects' and exit 0."""
+    (tmp_path / "notbids" / "docs").mkdir(parents=True)
+    (tmp_path / "notbids" / "README").write_text("not a BIDS tree")
+    for more in ((), ("--dry-run",)):
+        r = bl("bids", "upload", "-p", TP_PROJECT, str(tmp_path / "notbids"), *more)
+        assert r.exit_code == 10, r.output
+        assert "No BIDS image" in r.output and "sub-" in r.output, r.output

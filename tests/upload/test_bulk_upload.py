@@ -88,3 +88,53 @@ def test_layout_fields_refused(bl, tmp_path: Path) -> None:
         "-s", "1", ".",
     )  # fmt: skip
     assert r.exit_code == 2 and "come from the folders" in r.output
+
+
+def test_a_tree_with_nothing_to_upload_is_refused_not_a_success(bl, tmp_path: Path) -> None:
+    """The wrong folder (empty, or its objects one level too shallow for the layout) used to
+    print 'plan: 0 objects' and exit 0, as if the upload had been done."""
+    (tmp_path / "empty").mkdir()
+    shallow = tmp_path / "shallow" / "s01"
+    shallow.mkdir(parents=True)
+    (shallow / "t1.nii.gz").write_bytes(b"t1")
+    for root in ("empty", "shallow"):
+        for more in ((), ("--dry-run",)):
+            r = bl(
+                "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w",
+                "--layout", "{subject}/{session}", str(tmp_path / root), *more,
+            )  # fmt: skip
+            assert r.exit_code == 10, r.output
+            assert "Nothing to upload" in r.output and "--layout" in r.output, r.output
+            assert "Traceback" not in r.output
+
+
+def test_folders_that_do_not_match_the_layout_are_refused_in_the_exit_code(
+    bl,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "tree"
+    (root / "sub-u1" / "1").mkdir(parents=True)
+    (root / "sub-u1" / "1" / "t1.nii.gz").write_bytes(b"t1 of u1")
+    (root / "u2" / "1").mkdir(parents=True)  # not sub-<subject>
+    (root / "u2" / "1" / "t1.nii.gz").write_bytes(b"t1 of u2")
+    r = bl(
+        "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w",
+        "--layout", "sub-{subject}/{session}", str(root), "-j",
+    )  # fmt: skip
+    assert r.exit_code == 10, r.output  # the matching one went, the other is reported
+    assert any(e["event"] == "refused" for e in _events(r.output))
+    summary = next(e for e in _events(r.output) if e["event"] == "summary")
+    assert summary["uploaded"] == 1
+
+
+def test_dry_run_of_a_single_upload_says_what_dry_run_is(bl, tmp_path: Path) -> None:
+    """`--dry-run` with `--t1 FILE` (no --layout) said 'With --layout, …' to a user who gave
+    none: the error names the flag given."""
+    (tmp_path / "t1.nii.gz").write_bytes(b"t1")
+    r = bl(
+        "data", "upload", "-p", TP_PROJECT, "-d", "neuro/anat/t1w", "-s", "01",
+        "--t1", str(tmp_path / "t1.nii.gz"), "--dry-run",
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "With --layout" not in r.output
+    assert "--dry-run" in r.output.split("Error:")[1], r.output

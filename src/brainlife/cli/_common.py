@@ -52,6 +52,8 @@ def give_up_option(f: F) -> F:
     """--give-up-after SECONDS (also BL_GIVE_UP_AFTER), handed to the invocation's client."""
 
     def remember(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+        if value is not None and value != value:  # NaN passes FloatRange's comparisons
+            raise click.BadParameter("nan is not a number of seconds (inf: never give up).")
         if value is not None:
             root = ctx.find_root()
             root.obj = {**(root.obj if isinstance(root.obj, dict) else {}), "give_up_after": value}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,12 +20,24 @@ Doc = dict[str, Any]
 Block = list[tuple[str, str]]
 
 
+#: C0 controls but tab and newline, DEL and C1 controls: what a terminal obeys rather than shows
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with the terminal controls it may carry from a server (an escape sequence in a
+    project name that retitles or clears the terminal, a carriage return that overwrites the
+    line) shown as escapes (``\\x1b``) instead of obeyed; newlines (``\\r\\n`` too) and tabs
+    stay."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+
+
 def out(text: str = "") -> None:
-    click.echo(text)
+    click.echo(printable(text))
 
 
 def err(text: str) -> None:
-    click.echo(text, err=True)
+    click.echo(printable(text), err=True)
 
 
 def print_json(value: Any) -> None:

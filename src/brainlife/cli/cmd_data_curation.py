@@ -18,9 +18,13 @@ def _meta(value: str | None) -> dict[str, Any] | None:
     try:
         meta = json.loads(value)
     except ValueError:
-        raise click.BadParameter('must be a JSON object, e.g. \'{"session": "2"}\'') from None
+        raise click.BadParameter(
+            'not JSON; give a JSON object, e.g. \'{"session": "2"}\'', param_hint="--meta"
+        ) from None
     if not isinstance(meta, dict):
-        raise click.BadParameter('must be a JSON object, e.g. \'{"session": "2"}\'')
+        raise click.BadParameter(
+            'must be a JSON object, e.g. \'{"session": "2"}\'', param_hint="--meta"
+        )
     return meta
 
 

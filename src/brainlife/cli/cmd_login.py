@@ -12,13 +12,23 @@ import click
 from brainlife.cli import _output
 from brainlife.cli._common import F, get_client
 
+#: the longest --ttl (the library's MAX_TTL_DAYS; `bl --help` does not import the library)
+_MAX_TTL_DAYS = 100 * 366
+
+
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # NaN passes FloatRange's comparisons
+        raise click.BadParameter("nan is not a number of days.")
+    return value
+
 
 def _ttl_option(days: float, what: str) -> Callable[[F], F]:
     return click.option(
         "--ttl",
-        type=click.FloatRange(min=0, min_open=True),
+        type=click.FloatRange(min=0, max=_MAX_TTL_DAYS, min_open=True),
         default=days,
         show_default=True,
+        callback=_a_number,
         help=f"How long {what} stays valid, in days.",
     )
 
@@ -49,7 +59,7 @@ def login(username: str | None, password: str | None, password_stdin: bool, ttl:
         password = line
     password = password or os.environ.get("BL_PASSWORD") or None
     if not username:
-        if not interactive and password is None:
+        if not interactive:
             raise click.UsageError(
                 "No terminal to ask for a username: pass --username (or set "
                 "BL_USERNAME) and --password-stdin (or BL_PASSWORD)."

@@ -114,9 +114,17 @@ def data_upload(
     files, folder = _file_args(extra)
     if layout is not None or dry_run:
         if files or subject or session or run:
+            given = "--layout" if layout is not None else "--dry-run (a plan of --layout seed)"
             raise click.UsageError(
-                "With --layout, files and subject/session/run come from the folders; drop "
-                "--<file id>, -s, -e and -r."
+                f"With {given}, files and subject/session/run come from the folders; drop "
+                "--<file id>, -s, -e and -r"
+                + (
+                    ""
+                    if layout is not None
+                    else ", or --dry-run: a single upload checks its "
+                    "files against the datatype before a byte moves"
+                )
+                + "."
             )
         layout = layout or "seed"
         bulk_meta = _meta(meta)

@@ -138,7 +138,9 @@ class LazyGroup(click.Group):
                 raise
             error = _as_library_error(exc)
             if error is not None:
-                click.echo(f"Error: {render(error)}", err=True)
+                from brainlife.cli._output import err
+
+                err(f"Error: {render(error)}")
                 ctx.exit(exit_code(error.code))
             if isinstance(exc, OSError) and exc.strerror:
                 where = f" ({exc.filename})" if exc.filename else ""

@@ -72,6 +72,18 @@ __all__ = ["Client", "DatasetPage", "LoginResult", "verify_download"]
 
 Doc = dict[str, Any]
 DAY_MS = 24 * 60 * 60 * 1000
+#: the longest token lifetime asked for (a server caps it further: `bl serve --max-token-days`)
+MAX_TTL_DAYS = 100 * 366
+
+
+def _ttl_ms(ttl_days: float) -> int:
+    """A token lifetime in days as the milliseconds brainlife's API takes."""
+    if not (0 < ttl_days <= MAX_TTL_DAYS):  # also NaN
+        raise ConfigError(
+            f"A token lifetime must be a positive number of days, at most {MAX_TTL_DAYS} "
+            f"(got {ttl_days:g})."
+        )
+    return max(1, int(ttl_days * DAY_MS))
 
 
 @dataclass
@@ -228,7 +240,7 @@ class Client:
         self, username: str, password: str, *, ttl_days: float = 7, save: bool = True
     ) -> LoginResult:
         """``POST /api/auth/local/auth``; saves the token where both CLIs read it."""
-        body = {"username": username, "password": password, "ttl": int(ttl_days * DAY_MS)}
+        body = {"username": username, "password": password, "ttl": _ttl_ms(ttl_days)}
         try:
             doc = self.http.request_json("POST", _urls.LOGIN, json_body=body)
         except (AuthError, PermissionDenied, ApiError) as exc:
@@ -257,7 +269,7 @@ class Client:
         doc = self.http.request_json(
             "POST",
             _urls.REFRESH,
-            json_body={"ttl": int(ttl_days * DAY_MS)},
+            json_body={"ttl": _ttl_ms(ttl_days)},
             token=self.token(),
         )
         jwt = doc.get("jwt") if isinstance(doc, dict) else None
@@ -1225,6 +1237,7 @@ class Client:
         from brainlife.client.transfer.bulkupload import (
             BulkUpload,
             find_existing,
+            layout_fields,
             plan_items,
             scan_tree,
         )
@@ -1235,6 +1248,14 @@ class Client:
         proj = self.resolve_project(project)
         dtype = self.resolve_datatype(datatype)
         found, unmatched = scan_tree(base, layout)
+        if not found and not unmatched:
+            template = layout_fields(layout)[0]
+            depth = template.count("/") + 1
+            raise UploadRefused(
+                f"Nothing to upload: {base} has no folder {depth} level(s) down, where the "
+                f"layout {template!r} puts each data object's files.",
+                hint="layout",
+            )
         bulk = BulkUpload(
             str(proj["_id"]), str(dtype["_id"]), str(dtype.get("name")), unmatched=unmatched
         )
@@ -1268,7 +1289,13 @@ class Client:
         proj = self.resolve_project(project)
         bulk = BulkUpload(str(proj["_id"]), "", "bids")
         datatypes: dict[str, Doc | None] = {}
-        for obj in walk_bids(base):
+        found = walk_bids(base)
+        if not found:
+            raise UploadRefused(
+                f"No BIDS image found in {base}: a BIDS tree holds sub-<label>/[ses-<label>/]"
+                "anat|dwi|func|fmap/ folders of images, e.g. sub-01/anat/sub-01_T1w.nii.gz."
+            )
+        for obj in found:
             item = BulkUploadItem(base / obj.source, {"datatype": obj.datatype})
             bulk.items.append(item)
             if obj.refused:

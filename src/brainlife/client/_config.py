@@ -36,18 +36,22 @@ class Config:
 
 def _split_host(blhost: str) -> tuple[str, str]:
     """``(base_url, host_key)`` for a BLHOST value."""
-    value = blhost.strip().rstrip("/")
+    value = blhost.strip()
     if not value:
         raise ConfigError("BLHOST is empty: set it to a host such as 'brainlife.io' or unset it.")
-    if "://" in value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"BLHOST={blhost!r} is not a usable address: use 'host[:port]' or "
-                "'http(s)://host[:port]'."
-            )
-        return value, value.split("://", 1)[1]
-    return f"https://{value}", value
+    unusable = ConfigError(
+        f"BLHOST={blhost!r} is not a usable address: use 'host[:port]' or "
+        "'http(s)://host[:port]' (a port is a number up to 65535)."
+    )
+    base = value.rstrip("/") if "://" in value else f"https://{value.rstrip('/')}"
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not one
+    except ValueError:
+        raise unusable from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "?" in base or "#" in base:
+        raise unusable
+    return base, base.split("://", 1)[1]
 
 
 def resolve_config(

@@ -37,7 +37,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import urllib3
 from urllib3.exceptions import (
@@ -197,10 +197,20 @@ def _server_message(body: bytes, content_type: str) -> str:
     return text[:300] or "no details given"
 
 
-def error_for_status(status: int, body: bytes, content_type: str, base_url: str) -> BrainlifeError:
-    """The exception for an error answer (status >= 400)."""
+#: statuses of a route the server does not have: as an HTML page, the sign of a web server
+#: that is not brainlife's API at BLHOST
+_NO_ROUTE_STATUSES = (404, 405, 501)
+
+
+def error_for_status(
+    status: int, body: bytes, content_type: str, base_url: str, path: str | None = None
+) -> BrainlifeError:
+    """The exception for an error answer (status >= 400); ``path``: the API route asked, named
+    when an HTML page says the server has no such route (BLHOST may be wrong)."""
     message = _server_message(body, content_type)
     error = _error_for(status, message, base_url)
+    if path and status in _NO_ROUTE_STATUSES and message.startswith("an HTML page"):
+        error.message += f" for {path}; is {base_url} a brainlife server (check BLHOST)?"
     error.status = status
     error.server_message = message
     return error
@@ -211,6 +221,8 @@ def _error_for(status: int, message: str, base_url: str) -> BrainlifeError:
     if status == 401 or (status == 500 and any(h in lowered for h in _AUTH_HINTS)):
         if "expired" in lowered:
             return AuthError("Your access token has expired. Please log in again: run 'bl login'.")
+        if "bl login" in lowered:  # the server says what to do already
+            return AuthError(f"The server rejected your access token: {message}")
         return AuthError(
             f"The server rejected your access token ({message}). "
             "Please log in again: run 'bl login'."
@@ -432,6 +444,15 @@ class HttpClient:
             pool.clear()
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """``base_url`` + ``path`` + the query. A ``.`` or ``..`` segment (from an id or a
+        file path the user gave) is refused: HTTP clients resolve it, so the request would go
+        to another route than the one meant."""
+        dots = [s for s in path.split("/") if s in (".", "..")]
+        if dots:
+            raise ConfigError(
+                f"An id or path given has a {dots[0]!r} part ({unquote(path)}): name a file or "
+                "folder by its plain path inside the object or task, e.g. 'output/stats'."
+            )
         query = encode_query(params)
         return f"{self.base_url}{path}" + (f"?{query}" if query else "")
 
@@ -595,15 +616,20 @@ class HttpClient:
         data = resp.data
         content_type = resp.headers.get("Content-Type", "")
         if resp.status >= 400:
-            raise error_for_status(resp.status, data, content_type, self.base_url)
+            raise error_for_status(resp.status, data, content_type, self.base_url, path)
         if not data.strip():
             return None
         try:
             return json.loads(data)
         except ValueError:
-            kind = "an HTML page" if b"<html" in data[:512].lower() else f"{content_type or 'data'}"
+            if b"<html" in data[:512].lower():
+                what = "an HTML page instead of JSON"
+            elif "json" in content_type:
+                what = f"malformed JSON ({len(data)} bytes, cut off or not JSON)"
+            else:
+                what = f"{content_type or 'data'} instead of JSON"
             raise ProtocolError(
-                f"The server answered {kind} instead of JSON for {path}; is "
+                f"The server answered {what} for {path}; is "
                 f"{self.base_url} a brainlife server (check BLHOST)?"
             ) from None
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from brainlife.server.db import make_engine, make_sessionmaker
@@ -145,14 +146,36 @@ def open_store(settings: Settings) -> ByteStore:
     return store
 
 
+class DatabaseUnusable(Exception):
+    """The archive's database cannot be used: a URL no driver takes, or a server that does not
+    answer (``unreachable``). The message names the URL without its password."""
+
+    def __init__(self, url: str, exc: BaseException) -> None:
+        from sqlalchemy.exc import ArgumentError, OperationalError
+        from sqlalchemy.exc import NoSuchModuleError as _NoDriver
+
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "(unreadable URL)"
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if isinstance(exc, _NoDriver):
+            reason += " (e.g. postgresql+psycopg://USER@HOST/DB)"
+        super().__init__(f"Cannot use the database {shown}: {reason}")
+        self.unreachable = isinstance(exc, OperationalError) and not url.startswith("sqlite")
+
+
 def open_archive(settings: Settings) -> Archive:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # the key first: a replica given an unusable one stops before it touches the database
     keys = signing_keys(
         settings.keys_dir, pem=settings.signing_key, key_file=settings.signing_key_file
     )
-    engine = make_engine(settings.db_url)
-    migrate(engine)
+    try:
+        engine = make_engine(settings.db_url)
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseUnusable(settings.db_url, exc) from exc
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     sessions = make_sessionmaker(engine)

@@ -198,6 +198,25 @@ def _first_admin_hint(archive: Any, settings: Settings, database_url: str | None
     say("  (then 'bl login --username NAME'; run 'bl serve --demo' for a demo world instead)")
 
 
+def _check_port(host: str, port: int) -> None:
+    """Stop with one line when ``host:port`` cannot be listened on (taken by another server,
+    a privileged port, an address not of this machine), before saying it is listened on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, where = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(where)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SystemExit(
+            f"Error: Cannot listen on {host}:{port}: {reason} (another server on that port?); "
+            "choose another with --port (or --host)."
+        ) from None
+
+
 def run(options: ServeOptions) -> None:
     """Open (and migrate) the archive `options` name, maybe build the demo, serve it."""
     import uvicorn
@@ -284,6 +303,7 @@ def run(options: ServeOptions) -> None:
         say(f"  our bl:       export BLHOST=http://{address}")
     if options.no_extensions:
         say("bl serve: extension routes off (manifests, per-file downloads): brainlife.io's only")
+    _check_port(options.host, options.port)
     say(f"bl serve: listening on {scheme}://{address} (Ctrl-C stops)")
     from brainlife.server.httpproto import BoundedHttpToolsProtocol
 

@@ -392,8 +392,12 @@ class Engine:
         liveness = self.http.liveness
         liveness.reset()
         listener, liveness.listener = liveness.listener, self._on_waiting
+        interrupted = False
         try:
             self._work(units)
+        except BaseException:
+            interrupted = True
+            raise
         finally:
             liveness.listener = listener
             r.seconds = time.monotonic() - self._t0
@@ -401,7 +405,7 @@ class Engine:
             for obj in self.plan.ok_objects:
                 if self._pending.get(obj.id, 0) > 0 and obj.id not in r.failed:
                     self._record(obj, "incomplete")
-            self.lock.save()
+            self._save_lock(stopping=interrupted or self.fatal is not None)
         if isinstance(self.fatal, GaveUp):
             raise self._stopped(self.fatal)
         if self.fatal is not None:
@@ -409,6 +413,16 @@ class Engine:
         self._progress(force=True)
         self.emit("summary", **r.to_json())
         return r
+
+    def _save_lock(self, *, stopping: bool) -> None:
+        """Save the lockfile at the end of a run; when the run is stopping on an error of its
+        own (a full disk while a file arrived, Ctrl-C), a lockfile that cannot be saved either
+        does not replace that error: it is what the user must hear (the rerun saves the lock)."""
+        try:
+            self.lock.save()
+        except (DiskFullError, OSError):
+            if not stopping:
+                raise
 
     def _start_run(self) -> None:
         """The root's generated files, the unavailable objects failed, every other object

@@ -32,6 +32,8 @@ from brainlife import __version__
 from brainlife.client._exceptions import ConfigError, DiskFullError
 from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.names import FILE_PART_SUFFIX, SIDECAR_SUFFIX, atomic_write
+from brainlife.client.transfer.writes import human_size
+from brainlife.wire.tarnames import UnsafeMember, member_path
 
 __all__ = [
     "LOCK_NAME",
@@ -65,12 +67,30 @@ def entry_key(entry: dict[str, Any]) -> str:
     return str(entry.get("folder") or entry.get("id"))
 
 
+def _entry_problem(entry: dict[str, Any]) -> str | None:
+    """What makes an entry unusable: not the shape a download writes, or a folder or file that
+    lies outside the lockfile's folder (a damaged or hostile lockfile); None when it is fine."""
+    files = entry.get("files")
+    if files is not None and not (
+        isinstance(files, list)
+        and all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files)
+    ):
+        return "has a 'files' that is not a list of {path, size, sha256}"
+    folder = entry.get("folder") or ""
+    try:
+        for name in (str(folder), *(f["path"] for f in files or [])):
+            member_path(name)
+    except UnsafeMember as exc:
+        return f"names a place outside the lockfile's folder ({exc})"
+    return None
+
+
 def _disk_full(path: Path, exc: OSError) -> DiskFullError:
     try:
         free: int | None = shutil.disk_usage(path.parent).free
     except OSError:
         free = None
-    has = f" ({free} bytes free)" if free is not None else ""
+    has = f" ({human_size(free)} free)" if free is not None else ""
     return DiskFullError(
         f"The disk is full: no space left while saving the lockfile {path}{has}. The downloaded "
         "files are kept; free some space and run the same command again to record them.",
@@ -123,8 +143,14 @@ class Lockfile:
             layout=str(doc.get("layout") or ""),
             created=str(doc.get("created") or _now()),
         )
-        for obj in doc["objects"]:
+        for n, obj in enumerate(doc["objects"], 1):
             if isinstance(obj, dict) and obj.get("id"):
+                problem = _entry_problem(obj)
+                if problem:
+                    raise ConfigError(
+                        f"{path} is not a usable lockfile: its entry {n} ({obj['id']}) {problem}. "
+                        "Download again into a new folder to write a new one."
+                    )
                 lock.put(obj)
         for gen in doc.get("generated") or []:
             if isinstance(gen, dict) and gen.get("path"):

@@ -194,6 +194,17 @@ def _check_space(folder: Path, needed: int | None) -> None:
         )
 
 
+def _part_bytes(unit: FileUnit) -> int:
+    """Disk space ``unit``'s partial file from an earlier run holds already: continued or
+    discarded, its bytes need no new room."""
+    try:
+        st = part_path(unit.target).stat()
+    except OSError:
+        return 0
+    held = min(st.st_size, getattr(st, "st_blocks", st.st_size // 512 + 1) * 512)
+    return min(held, unit.size) if unit.size is not None else held
+
+
 def _verified(unit: FileUnit) -> bool:
     """Whether an earlier run left ``unit``'s file complete: its size and sha256 match."""
     target = unit.target
@@ -392,7 +403,7 @@ class Downloader:
         files = [u.target.relative_to(partial).as_posix() for u in units]
         _prune(partial, set(files))
         kept_bytes = sum(u.size or 0 for u in kept)
-        _check_space(partial, total - kept_bytes)
+        _check_space(partial, total - kept_bytes - sum(_part_bytes(u) for u in todo))
         if meter.total is None:
             meter.total = total
         meter.kept(kept_bytes)
