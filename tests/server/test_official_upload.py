@@ -207,6 +207,25 @@ def test_only_writers_create_instances_and_tasks(http: TestClient, archive: Arch
     assert f"upload.{GROUP_O3D}" in names
 
 
+@pytest.mark.parametrize("group", ["²", "١٢", 10**30, "9" * 30, -1, 2**31, 1.5, True, [53]])
+def test_an_upload_instance_of_an_odd_group_id_is_a_400(
+    http: TestClient, archive: Archive, group: Any
+) -> None:
+    """Digits `int` refuses, numbers beyond the database's INTEGER (SQLite could not bind
+    10**30, PostgreSQL holds 32 bits): a 400 naming group_id, nothing created."""
+    h = auth(archive, "hayashis")
+    count = select(func.count()).select_from(Instance)
+    with archive.session() as s:
+        before = s.scalar(count)
+    res = http.post(
+        "/api/amaretti/instance", json={"name": f"upload.{group}", "group_id": group}, headers=h
+    )
+    assert res.status_code == 400, res.text
+    assert "group_id" in res.json()["message"]
+    with archive.session() as s:
+        assert s.scalar(count) == before
+
+
 def test_no_app_but_the_upload_task(http: TestClient, archive: Archive) -> None:
     h = auth(archive, "hayashis")
     noop_task(http, h)

@@ -72,7 +72,7 @@ def t1_body(project: str, data: bytes = T1, **more) -> dict:
     }
 
 
-def put(http, h, upload_id: str, n: int, data: bytes, start: int, size: int):
+def put(http, h, upload_id: str, n: int | str, data: bytes, start: int, size: int):
     end = start + len(data) - 1
     return http.put(
         f"{URL}/{upload_id}/file/{n}",
@@ -264,6 +264,11 @@ def test_content_range_and_body_checked(archive, http, world) -> None:
     assert r.status_code == 400 and "declared" in r.json()["message"]
     r = put(http, h, uid, 1, b"abc", 0, len(T1))
     assert r.status_code == 404
+    for index in ("²", "١", "9" * 30):  # digits `int` refuses, beyond any file
+        r = put(http, h, uid, index, b"abc", 0, len(T1))
+        assert r.status_code == 404 and "has no file" in r.json()["message"], r.text
+        r = http.put(f"{URL}/{uid}/file/{index}/sha256", json={"sha256": "0" * 64}, headers=h)
+        assert r.status_code == 404, r.text
     # a body longer than its range: the range is kept, the rest refused
     r = http.put(
         f"{URL}/{uid}/file/0",

@@ -250,6 +250,13 @@ def _translate_error(context: ExceptionContext) -> None:
             "text with a NUL character (\\u0000) cannot be stored or matched by this "
             "archive's database (PostgreSQL); remove it"
         ) from original
+    if isinstance(original, OverflowError) or getattr(original, "sqlstate", None) == "22003":
+        # a number beyond the column's integer type (SQLite's 64 bits, PostgreSQL's INTEGER):
+        # it names no row and cannot be stored
+        raise BadRequest(
+            "a number in the request is out of the range this archive's database can store or "
+            f"compare (user and group ids are at most {2**31 - 1}); use a smaller one"
+        ) from original
     if any(reason in text for reason in _TOO_BIG):
         raise BadRequest(
             f"the query is too large for the database ({original}); narrow it"

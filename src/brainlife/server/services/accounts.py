@@ -31,6 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
+from brainlife.server.ids import int_id
 from brainlife.server.models import AuthToken, Group, GroupMember, Project, User
 from brainlife.server.principal import Principal
 from brainlife.server.services.auth import create_user, hash_password
@@ -53,8 +54,8 @@ ADMIN_SCOPES: dict[str, list[str]] = {
 
 
 def _is_number(text: str) -> bool:
-    """ASCII digits that fit an id (`str.isdigit` also accepts '²', which `int` refuses)."""
-    return text.isascii() and text.isdigit() and len(text) < 12
+    """ASCII digits that fit an id (`ids.int_id`: not '²', not beyond the database's INTEGER)."""
+    return int_id(text) is not None
 
 
 def is_admin(user: User) -> bool:

@@ -403,7 +403,7 @@ def delete_upload(session: Session, archive: Archive, principal: Principal, uplo
 
 
 def _upload_file(upload: Upload, index: str) -> UploadFile:
-    if not index.isdigit() or int(index) >= len(upload.files):
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(upload.files):
         raise NotFound(f"Upload session {upload.id} has no file {index[:20]!r}.")
     return upload.files[int(index)]
 
