@@ -237,6 +237,11 @@ def test_bounds(archive, http, world, monkeypatch) -> None:
     assert r.status_code == 400 and "1 to 256 characters" in r.json()["message"]
     r = http.post(URL, json=t1_body(world["private"], meta={"subject": ["a"]}), headers=h)
     assert r.status_code == 400 and "meta.subject" in r.json()["message"]
+    # meta follows the rules of every write route (`objectfields`: what PUT /dataset refuses,
+    # an upload may not store)
+    for meta in ({"a.b": 1}, {"$where": "1"}, {"": 1}, {"notes": "x" * (64 * 1024)}):
+        r = http.post(URL, json=t1_body(world["private"], meta=meta), headers=h)
+        assert r.status_code == 400 and "meta" in r.json()["message"], r.text
     archive.settings.max_upload_session_bytes = 1000
     big = {**GOOD_DWI[0], "size": 1001}
     r = http.post(URL, json=_dwi([big, *GOOD_DWI[1:]]) | {"project": world["private"]}, headers=h)

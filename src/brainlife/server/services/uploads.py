@@ -68,7 +68,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import commit_dataset_manifest, storing_dataset
-from brainlife.server.services.objectfields import ObjectFields
+from brainlife.server.services.objectfields import ObjectFields, clean_meta
 from brainlife.server.store import CHUNK, put_verified_file
 from brainlife.server.tarstream import TarMember
 from brainlife.wire import is_object_id
@@ -134,7 +134,8 @@ def _meta(value: Any) -> dict[str, Any]:
         if not v or len(v) > _MAX_META_VALUE:
             raise BadRequest(f"meta.{key} must be 1 to {_MAX_META_VALUE} characters.")
         meta[key] = v
-    return meta
+    # the rules every write route applies (keys without '.' or a leading '$', 64 KiB as JSON)
+    return clean_meta(meta)
 
 
 @dataclass(frozen=True)
