@@ -370,6 +370,20 @@ def test_hostile_paths(http: TestClient, archive: Archive) -> None:
     for p in ("../x.tar.gz", "/etc/x.tar.gz", ".hidden/x.tar.gz", "upload/x.zip"):
         res = upload(http, h, task, tgz({"a": b"x"}), p=p)
         assert res.status_code == 400, (p, res.text)
+    # names the file system refuses (a name over 255 bytes: ENAMETOOLONG) or that no data
+    # object may hold (`wire.paths`, the archive members' rule): 400 naming the bound, not 500
+    for p in ("a" * 300 + ".tar.gz", "upload/" + "é" * 130 + ".tgz", ("d/" * 600) + "x.tgz"):
+        for untar in ("true", "false"):
+            task = noop_task(http, h)
+            res = http.post(
+                f"/api/amaretti/task/upload/{task}",
+                params={"p": p, "untar": untar},
+                content=tgz({"a": b"x"}),
+                headers=h,
+            )
+            assert res.status_code == 400, (p[:40], untar, res.text)
+            assert "longer than" in res.json()["message"]
+            assert upload(http, h, task, tgz({"a": b"x"})).status_code == 200  # nothing kept
 
 
 def _pending_job(http: TestClient, archive: Archive) -> tuple[str, str]:

@@ -34,6 +34,7 @@ from brainlife.server.services.taskfiles import normalize_task_path
 from brainlife.server.taskstore import TaskUpload
 from brainlife.server.uploadtar import Unpacked, UnpackLimits
 from brainlife.wire import is_object_id
+from brainlife.wire.paths import relative_path_problem
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
@@ -96,6 +97,11 @@ def open_upload(
     rel = normalize_task_path(p)
     if not rel or any(part.startswith(".") for part in rel.split("/")):
         raise BadRequest(f"The path {p!r} is not allowed (empty, or a hidden name).")
+    # what an uploaded archive's members obey (and the file system: names of 255 bytes), so
+    # that what lands in the task folder can become a data object's file
+    problem = relative_path_problem(rel)
+    if problem is not None:
+        raise BadRequest(f"p: {problem}.")
     if untar and not rel.endswith(ARCHIVE_SUFFIXES):
         raise BadRequest(f"untar=true needs an archive name ending in .tar.gz, .tgz or .tar: {p!r}")
     settings = archive.settings
