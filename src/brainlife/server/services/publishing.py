@@ -70,6 +70,7 @@ from brainlife.server.models import (
     User,
 )
 from brainlife.server.principal import Principal
+from brainlife.server.services.releases import lock_project_objects
 from brainlife.wire import is_object_id
 
 #: limits of a publication's fields (characters, items)
@@ -485,6 +486,8 @@ def _freeze(
 ) -> ReleaseOutcome:
     name = _text(entry.get("name"), "name", RELEASE_NAME_CHARS, required=True)
     desc = _text(entry.get("desc") or "", "desc", RELEASE_DESC_CHARS)
+    if not dry_run:  # no change of the project's objects between what is read and frozen
+        lock_project_objects(session, pub.project_id)
     taken = session.scalar(select(Release.id).where(Release.pub_id == pub.id, Release.name == name))
     if taken is not None:
         raise Conflict(
