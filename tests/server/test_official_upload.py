@@ -174,6 +174,47 @@ def test_the_whole_flow_stores_the_object(http: TestClient, archive: Archive) ->
     assert len(by_task(http, h, task)) == 1
 
 
+def test_a_task_finalized_by_several_requests_at_once_makes_one_object(
+    http: TestClient, archive: Archive
+) -> None:
+    """Asking again for a task answers its object: also when the requests arrive together
+    (a client retrying a slow answer), for `finalize-upload` and for `POST /dataset` alike.
+    Before, each could register an object and a job; all but one then failed, left behind."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = auth(archive, "hayashis")
+    project = O3D_PROJECT
+    for route in ("finalize-upload", "dataset") * 2:
+        task = noop_task(http, h)
+        assert upload(http, h, task, tgz({"t1.nii.gz": b"together"})).status_code == 200
+        start = threading.Barrier(8)
+
+        def send(_i: int, task: str = task, route: str = route, start=start) -> Any:
+            start.wait(timeout=30)
+            if route == "finalize-upload":
+                return finalize(http, h, task)
+            return http.post(
+                "/api/warehouse/dataset",
+                json={"project": project, "task_id": task, "output_id": "upload"},
+                headers=h,
+            )
+
+        if route == "dataset":  # an output the task declares, as `bl bids upload`'s do
+            with archive.session() as s:
+                row = s.get(Task, task)
+                assert row is not None
+                row.config = {"_outputs": [{"id": "upload", "datatype": T1W}]}
+                s.commit()
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(send, range(8)))
+        assert [r.status_code for r in got] == [200] * 8, [r.text for r in got]
+        with archive.session() as s:
+            made = s.scalars(select(FinalizeJob.dataset_id).where(FinalizeJob.task_id == task))
+            assert len(list(made)) == 1, route
+        assert len(by_task(http, h, task)) == 1
+
+
 def test_only_writers_create_instances_and_tasks(http: TestClient, archive: Archive) -> None:
     demo = auth(archive, "demo")  # a guest of GUEST, nothing in O3D
     for group in (GROUP_O3D, GROUP_GUEST, 999999):
