@@ -374,6 +374,38 @@ def test_a_second_upload_into_the_same_task_is_refused(http: TestClient, archive
     assert (archive.settings.tasks_dir / task / "upload" / "t1.nii.gz").read_bytes() == b"one"
 
 
+def test_uploads_sent_into_one_task_at_once_leave_one_uploads_files(
+    http: TestClient, archive: Archive
+) -> None:
+    """Each upload passes the first check before any is in place: the task is claimed before
+    its bytes are put in place, so one lands and the others are 409, their bytes dropped
+    (before, all answered 200 and the folder held every archive's files)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = auth(archive, "hayashis")
+    for _round in range(3):
+        task = noop_task(http, h)
+        start = threading.Barrier(6)
+
+        def send(i: int, task: str = task, start: threading.Barrier = start) -> Any:
+            start.wait(timeout=30)
+            return upload(http, h, task, tgz({f"file{i}.nii.gz": b"x" * i}))
+
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(send, range(6)))
+        codes = sorted(r.status_code for r in got)
+        assert codes == [200] + [409] * 5, [r.text for r in got]
+        assert all("already received" in r.json()["message"] for r in got if r.status_code == 409)
+        [winner] = [i for i, r in enumerate(got) if r.status_code == 200]
+        folder = archive.settings.tasks_dir / task
+        assert sorted(p.name for p in (folder / "upload").iterdir()) == [f"file{winner}.nii.gz"]
+        assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+        with archive.session() as s:
+            row = s.get(Task, task)
+            assert row is not None and "receiving" not in (row.extra or {})
+
+
 @pytest.mark.parametrize(
     ("files", "expect"),
     [
