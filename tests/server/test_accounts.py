@@ -434,3 +434,20 @@ def test_groups_and_projects_made_at_once_get_distinct_group_ids(http, tokens) -
     assert [r.status_code for r in got] == [200] * 8, [r.text for r in got]
     ids = [r.json()["group"]["id"] if i % 2 else r.json()["group_id"] for i, r in enumerate(got)]
     assert len(set(ids)) == 8
+
+
+def test_a_groups_members_replaced_by_several_requests_at_once(http, tokens, people) -> None:
+    """`PUT /group/:id` deletes and inserts the member rows: at once, on PostgreSQL, the
+    duplicate keys were 500s; one at a time now, all succeed."""
+    ann = bearer(tokens["ann"])
+    bodies = [{"members": [people["bob"], people["root"]]}, {"members": [people["root"]]}] * 4
+    got = at_once(
+        len(bodies),
+        lambda i: http.put(f"/api/auth/group/{people['lab']}", headers=ann, json=bodies[i]),
+    )
+    assert [r.status_code for r in got] == [200] * len(bodies), [r.text for r in got]
+    [group] = [
+        g for g in http.get("/api/auth/groups", headers=ann).json() if g["id"] == people["lab"]
+    ]
+    assert group["admins"] == [people["ann"]]
+    assert group["members"] in (sorted([people["bob"], people["root"]]), [people["root"]])

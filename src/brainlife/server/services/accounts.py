@@ -273,7 +273,9 @@ def members_of(session: Session, group_id: int) -> Members:
 def set_members(
     session: Session, group: Group, *, admins: list[int] | None, members: list[int] | None
 ) -> None:
-    """Replace the group's admins and/or members (None: leave that list as it is)."""
+    """Replace the group's admins and/or members (None: leave that list as it is), one request
+    at a time per group (the rows are deleted and inserted again)."""
+    lock_writes(session, f"members of group {group.id}")
     for role, subs in (("admin", admins), ("member", members)):
         if subs is None:
             continue
@@ -310,6 +312,7 @@ def change_members(
 ) -> Members:
     """Add members, add admins, remove people (from both roles)."""
     _not_a_projects_group(session, group)
+    lock_writes(session, f"members of group {group.id}")
     current = members_of(session, group.id)
     gone = set(remove)
     admins = [s for s in current.admins if s not in gone]
