@@ -349,6 +349,40 @@ def test_delete_drops_the_session_and_its_bytes(archive, http, world) -> None:
     assert not (archive.settings.uploads_dir / uid).exists()
 
 
+def test_finalizes_and_deletes_of_one_session_at_once(archive, http, world) -> None:
+    """Finalize and delete read the session and then write: at once, a finalize whose session
+    a delete removed meanwhile failed on the vanished row (a 500), and finalizes could each
+    make an object. Under the session's lock each request sees the one before: finalizes
+    answer the one object, deletes a 204 or the 404 of a gone session, never a 500."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import select
+
+    h = auth(archive, MEMBER)
+    for mix in ("finalize", "both", "both"):
+        content = f"{mix} {os.urandom(8).hex()}".encode()
+        uid = http.post(URL, json=t1_body(world["private"], content), headers=h).json()["_id"]
+        assert put(http, h, uid, 0, content, 0, len(content)).status_code == 200
+        start = threading.Barrier(8)
+
+        def send(i: int, uid: str = uid, mix: str = mix, start: threading.Barrier = start):
+            start.wait(timeout=30)
+            if mix == "both" and i % 2:
+                return http.delete(f"{URL}/{uid}", headers=h)
+            return http.post(f"{URL}/{uid}/finalize", headers=h)
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(send, range(8)))
+        assert all(r.status_code in (200, 204, 404) for r in got), [r.text for r in got]
+        made = {r.json()["_id"] for r in got if r.status_code == 200}
+        with archive.session() as s:
+            objects = [
+                d.id for d in s.scalars(select(Dataset)) if (d.prov or {}).get("upload_id") == uid
+            ]
+        assert len(made) <= 1 and set(objects) == made, (made, objects)
+
+
 def test_expired_sessions_and_orphans_cleaned_at_start_up(archive, http, world) -> None:
     from brainlife.server.app import create_app
 
