@@ -340,9 +340,10 @@ def test_group_changes_keep_an_admin(http, tokens, people) -> None:
     assert r.status_code == 200 and r.json()["members"] == [people["root"]]
 
 
-@pytest.mark.parametrize("ref", ["²", "١٢", "9" * 40, "", "%00"])
+@pytest.mark.parametrize("ref", ["²", "١٢", "9" * 40, "99999999999", str(2**31), "", "%00"])
 def test_odd_ids_are_400_or_404_never_500(http, tokens, ref) -> None:
-    """Digits `int` refuses (superscripts, Arabic-Indic), huge numbers, empty."""
+    """Digits `int` refuses (superscripts, Arabic-Indic), huge numbers (also those beyond
+    PostgreSQL's 32-bit INTEGER, which SQLite holds), empty."""
     root = bearer(tokens["root"])
     r = http.put(f"/api/auth/group/{ref}", headers=root, json={"desc": "x"})
     assert r.status_code in (404, 405), r.text
@@ -367,3 +368,86 @@ def test_nul_in_names_is_a_400_on_every_engine(http, tokens, path, body) -> None
     r = http.post(path, headers=bearer(tokens["root"]), json=body)
     assert r.status_code == 400, r.text
     assert "NUL" in r.json()["message"] or "e-mail" in r.json()["message"], r.text
+
+
+# -- requests at the same moment ----------------------------------------------------------
+
+
+def at_once(count: int, send) -> list:
+    """`send(i)` from `count` threads released together: the responses, in order."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(count)
+
+    def run(i: int):
+        start.wait(timeout=30)
+        return send(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_accounts_made_at_once_with_one_name_make_one_account(http, tokens) -> None:
+    """The free-name check and the insert are one step (`db.lock_writes`): the others are told
+    the name (or e-mail) is taken, never a 500, and no two accounts differ only in case."""
+    root = bearer(tokens["root"])
+    names = ["twin", "Twin", "TWIN", "twin", "tWin", "twin"]
+    got = at_once(
+        len(names),
+        lambda i: http.post(
+            "/api/auth/user", headers=root, json={"username": names[i], "password": PASSWORD}
+        ),
+    )
+    assert sorted(r.status_code for r in got) == [200] + [409] * (len(names) - 1), [
+        r.text for r in got
+    ]
+    assert all("is taken" in r.json()["message"] for r in got if r.status_code == 409)
+    got = at_once(
+        len(names),
+        lambda i: http.post(
+            "/api/auth/user",
+            headers=root,
+            json={"username": f"mail{i}", "password": PASSWORD, "email": "same@lab.org"},
+        ),
+    )
+    assert sorted(r.status_code for r in got) == [200] + [409] * (len(names) - 1), [
+        r.text for r in got
+    ]
+    users = http.get("/api/auth/users", headers=root).json()["users"]
+    assert sum(u["username"].lower() == "twin" for u in users) == 1
+    assert sum(u["email"] == "same@lab.org" for u in users) == 1
+
+
+def test_groups_and_projects_made_at_once_get_distinct_group_ids(http, tokens) -> None:
+    """Each new group id is above every other (`accounts.next_group_id`), allocated one request
+    at a time: none fails on the groups' primary key."""
+    ann = bearer(tokens["ann"])
+    got = at_once(
+        8,
+        lambda i: (
+            http.post("/api/auth/group", headers=ann, json={"name": f"g{i}"})
+            if i % 2
+            else http.post("/api/warehouse/project", headers=ann, json={"name": f"p{i}"})
+        ),
+    )
+    assert [r.status_code for r in got] == [200] * 8, [r.text for r in got]
+    ids = [r.json()["group"]["id"] if i % 2 else r.json()["group_id"] for i, r in enumerate(got)]
+    assert len(set(ids)) == 8
+
+
+def test_a_groups_members_replaced_by_several_requests_at_once(http, tokens, people) -> None:
+    """`PUT /group/:id` deletes and inserts the member rows: at once, on PostgreSQL, the
+    duplicate keys were 500s; one at a time now, all succeed."""
+    ann = bearer(tokens["ann"])
+    bodies = [{"members": [people["bob"], people["root"]]}, {"members": [people["root"]]}] * 4
+    got = at_once(
+        len(bodies),
+        lambda i: http.put(f"/api/auth/group/{people['lab']}", headers=ann, json=bodies[i]),
+    )
+    assert [r.status_code for r in got] == [200] * len(bodies), [r.text for r in got]
+    [group] = [
+        g for g in http.get("/api/auth/groups", headers=ann).json() if g["id"] == people["lab"]
+    ]
+    assert group["admins"] == [people["ann"]]
+    assert group["members"] in (sorted([people["bob"], people["root"]]), [people["root"]])

@@ -245,6 +245,27 @@ def test_a_bad_app_is_refused_with_the_field_named(http, tokens, over, message):
     assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
+def test_one_service_added_by_several_requests_at_once_is_one_app(http, tokens):
+    """A second live app of one `github` is refused (no unique constraint holds it: removed
+    apps keep theirs): also when the requests arrive together."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    for n in range(3):
+        github = f"race/app-{n}"
+        start = threading.Barrier(8)
+
+        def send(_i: int, github: str = github, start: threading.Barrier = start) -> Any:
+            start.wait(timeout=30)
+            body = _new_app(github=github)
+            return http.post("/api/warehouse/app", json=body, headers=tokens["admin"])
+
+        with ThreadPoolExecutor(8) as pool:
+            got = sorted(r.status_code for r in pool.map(send, range(8)))
+        assert got == [200] + [409] * 7, got
+        assert len(apps(http, find={"github": github})) == 1
+
+
 # --- resources -----------------------------------------------------------------------------
 
 

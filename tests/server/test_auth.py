@@ -139,6 +139,44 @@ def test_refresh_gives_new_token_and_can_only_narrow(http, archive, alice):
     assert claims["exp"] - time.time() < 120
 
 
+def test_refresh_keeps_only_the_group_ids_it_was_given_never_500(http, archive, alice):
+    """`gids` entries that are not numbers (lists, objects: unhashable) are dropped like ids the
+    caller does not have, as are `true` and `851.0`."""
+    token = login(http, username="alice", password="s3cret").json()["jwt"]
+    res = http.post(
+        "/api/auth/refresh",
+        json={"gids": [[851], {"a": 1}, 851, True, 12.0, "12", None]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert res.status_code == 200, res.text
+    claims = jwt.decode(
+        res.json()["jwt"],
+        archive.signer.keys.public_pem,
+        algorithms=["RS256"],
+        options={"verify_sub": False},
+    )
+    assert claims["gids"] == [851]
+
+
+def test_a_ttl_beyond_any_float_gets_the_longest_token(http, archive, alice):
+    """An integer too large for a float (`float(10**400)` raises OverflowError) is a ttl longer
+    than allowed: the archive's maximum, as `1e400` is."""
+    huge = int("9" * 400)
+    res = login(http, username="alice", password="s3cret", ttl=huge)
+    assert res.status_code == 200, res.text
+    token = res.json()["jwt"]
+    longest = time.time() + archive.settings.max_token_ms / 1000
+    for answer in (
+        res,
+        http.post(
+            "/api/auth/refresh", json={"ttl": huge}, headers={"Authorization": f"Bearer {token}"}
+        ),
+    ):
+        assert answer.status_code == 200, answer.text
+        claims = jwt.decode(answer.json()["jwt"], options={"verify_signature": False})
+        assert abs(claims["exp"] - longest) < 60
+
+
 def test_expired_and_forged_tokens_are_401_saying_log_in_again(http, archive, alice):
     expired = archive.signer.sign({"sub": alice, "gids": [], "scopes": {}}, ttl_ms=-1000)
     res = http.post("/api/auth/refresh", headers={"Authorization": f"Bearer {expired}"})

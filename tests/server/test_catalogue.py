@@ -154,3 +154,27 @@ def test_post_datatype_access_matrix(archive, http, who: str, expected: int) -> 
         assert listed["count"] == 1
     else:
         assert r.json()["message"] and listed["count"] == 0
+
+
+def test_one_name_added_by_several_requests_at_once_is_one_datatype(archive, http) -> None:
+    """The name check and the insert are one step (`db.lock_writes`): the others get the 409
+    of an existing name, not a 500 on the unique name."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    with archive.session() as s:
+        accounts.add_user(s, username="root", password=PASSWORD, admin=True)
+        s.commit()
+    r = http.post("/api/auth/local/auth", json={"username": "root", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {r.json()['jwt']}"}
+    for n in range(4):
+        body = {"name": f"neuro/race{n}", "files": [{"id": "a", "filename": "a.nii.gz"}]}
+        start = threading.Barrier(8)
+
+        def send(_i: int, body: dict = body, start: threading.Barrier = start):
+            start.wait(timeout=30)
+            return http.post("/api/warehouse/datatype", json=body, headers=headers)
+
+        with ThreadPoolExecutor(8) as pool:
+            got = sorted(r.status_code for r in pool.map(send, range(8)))
+        assert got == [200] + [409] * 7, got

@@ -159,6 +159,58 @@ def test_released_objects_cannot_be_changed_or_removed(http: TestClient, archive
         assert row is not None and row.removed is False and row.desc != "x"
 
 
+def test_a_release_and_removals_at_once_never_leave_a_released_object_removed(
+    http: TestClient, archive: Archive
+) -> None:
+    """A removal checks "not released" and writes under the lock of the project's objects
+    (`releases.lock_project_objects`), which the release holds too: each object ends either
+    removed (200) and out of the release, or in it and unchanged (409), never both."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = auth(archive, "hayashis")  # an admin of TP
+    pub = http.post("/api/warehouse/pub", json={"project": TP_PROJECT, "name": "race"}, headers=h)
+    assert pub.status_code == 200, pub.text
+    released = exists().where(DatasetPublication.dataset_id == Dataset.id)
+    with archive.session() as s:
+        ids = list(
+            s.scalars(
+                select(Dataset.id)
+                .where(
+                    Dataset.project_id == TP_PROJECT,
+                    Dataset.status == "stored",
+                    Dataset.removed.is_(False),
+                    ~released,
+                )
+                .order_by(Dataset.id)
+                .limit(12)
+            )
+        )
+    assert len(ids) == 12
+    start = threading.Barrier(len(ids) + 1)
+
+    def send(i: int) -> Any:
+        start.wait(timeout=30)
+        if i == len(ids):
+            return http.post(
+                f"/api/warehouse/pub/release/{pub.json()['_id']}",
+                json={"name": "1", "sets": [{}]},
+                headers=h,
+            )
+        return http.delete(f"/api/warehouse/dataset/{ids[i]}", headers=h)
+
+    with ThreadPoolExecutor(len(ids) + 1) as pool:
+        *removals, release = list(pool.map(send, range(len(ids) + 1)))
+    assert release.status_code == 200, release.text
+    with archive.session() as s:
+        for ds_id, res in zip(ids, removals, strict=True):
+            row = s.get(Dataset, ds_id)
+            assert row is not None
+            in_release = bool(row.publications)
+            assert res.status_code == (409 if in_release else 200), (ds_id, res.text)
+            assert row.removed is not in_release, ds_id
+
+
 def test_remove_hides_the_object_and_an_admin_restores_it(
     http: TestClient, archive: Archive
 ) -> None:

@@ -151,6 +151,11 @@ def test_a_limit_over_the_maximum_is_cut_and_the_rest_announced(http, login):
         ({"find": "x"}, "find must be an object"),
         ({"find": {}, "limit": -1}, "limit must be a whole number"),
         ({"find": {}, "skip": True}, "skip must be a whole number"),
+        ({"find": {}, "skip": "²"}, "skip must be a whole number"),  # isdigit, but not int
+        ({"find": {}, "limit": "١٢"}, "limit must be a whole number"),
+        ({"find": {}, "skip": "9" * 40}, "skip must be a whole number"),
+        ({"find": {}, "skip": 10**30}, "skip must be at most"),  # beyond SQL's OFFSET
+        ({"find": {}, "skip": str(2**63)}, "skip must be at most"),
         ({"find": {"$where": "1"}}, "$where"),
     ],
 )

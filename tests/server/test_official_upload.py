@@ -174,6 +174,47 @@ def test_the_whole_flow_stores_the_object(http: TestClient, archive: Archive) ->
     assert len(by_task(http, h, task)) == 1
 
 
+def test_a_task_finalized_by_several_requests_at_once_makes_one_object(
+    http: TestClient, archive: Archive
+) -> None:
+    """Asking again for a task answers its object: also when the requests arrive together
+    (a client retrying a slow answer), for `finalize-upload` and for `POST /dataset` alike.
+    Before, each could register an object and a job; all but one then failed, left behind."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = auth(archive, "hayashis")
+    project = O3D_PROJECT
+    for route in ("finalize-upload", "dataset") * 2:
+        task = noop_task(http, h)
+        assert upload(http, h, task, tgz({"t1.nii.gz": b"together"})).status_code == 200
+        start = threading.Barrier(8)
+
+        def send(_i: int, task: str = task, route: str = route, start=start) -> Any:
+            start.wait(timeout=30)
+            if route == "finalize-upload":
+                return finalize(http, h, task)
+            return http.post(
+                "/api/warehouse/dataset",
+                json={"project": project, "task_id": task, "output_id": "upload"},
+                headers=h,
+            )
+
+        if route == "dataset":  # an output the task declares, as `bl bids upload`'s do
+            with archive.session() as s:
+                row = s.get(Task, task)
+                assert row is not None
+                row.config = {"_outputs": [{"id": "upload", "datatype": T1W}]}
+                s.commit()
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(send, range(8)))
+        assert [r.status_code for r in got] == [200] * 8, [r.text for r in got]
+        with archive.session() as s:
+            made = s.scalars(select(FinalizeJob.dataset_id).where(FinalizeJob.task_id == task))
+            assert len(list(made)) == 1, route
+        assert len(by_task(http, h, task)) == 1
+
+
 def test_only_writers_create_instances_and_tasks(http: TestClient, archive: Archive) -> None:
     demo = auth(archive, "demo")  # a guest of GUEST, nothing in O3D
     for group in (GROUP_O3D, GROUP_GUEST, 999999):
@@ -205,6 +246,25 @@ def test_only_writers_create_instances_and_tasks(http: TestClient, archive: Arch
         i["name"] for i in http.get("/api/amaretti/instance", headers=avesani).json()["instances"]
     ]
     assert f"upload.{GROUP_O3D}" in names
+
+
+@pytest.mark.parametrize("group", ["²", "١٢", 10**30, "9" * 30, -1, 2**31, 1.5, True, [53]])
+def test_an_upload_instance_of_an_odd_group_id_is_a_400(
+    http: TestClient, archive: Archive, group: Any
+) -> None:
+    """Digits `int` refuses, numbers beyond the database's INTEGER (SQLite could not bind
+    10**30, PostgreSQL holds 32 bits): a 400 naming group_id, nothing created."""
+    h = auth(archive, "hayashis")
+    count = select(func.count()).select_from(Instance)
+    with archive.session() as s:
+        before = s.scalar(count)
+    res = http.post(
+        "/api/amaretti/instance", json={"name": f"upload.{group}", "group_id": group}, headers=h
+    )
+    assert res.status_code == 400, res.text
+    assert "group_id" in res.json()["message"]
+    with archive.session() as s:
+        assert s.scalar(count) == before
 
 
 def test_no_app_but_the_upload_task(http: TestClient, archive: Archive) -> None:
@@ -314,6 +374,38 @@ def test_a_second_upload_into_the_same_task_is_refused(http: TestClient, archive
     assert (archive.settings.tasks_dir / task / "upload" / "t1.nii.gz").read_bytes() == b"one"
 
 
+def test_uploads_sent_into_one_task_at_once_leave_one_uploads_files(
+    http: TestClient, archive: Archive
+) -> None:
+    """Each upload passes the first check before any is in place: the task is claimed before
+    its bytes are put in place, so one lands and the others are 409, their bytes dropped
+    (before, all answered 200 and the folder held every archive's files)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = auth(archive, "hayashis")
+    for _round in range(3):
+        task = noop_task(http, h)
+        start = threading.Barrier(6)
+
+        def send(i: int, task: str = task, start: threading.Barrier = start) -> Any:
+            start.wait(timeout=30)
+            return upload(http, h, task, tgz({f"file{i}.nii.gz": b"x" * i}))
+
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(send, range(6)))
+        codes = sorted(r.status_code for r in got)
+        assert codes == [200] + [409] * 5, [r.text for r in got]
+        assert all("already received" in r.json()["message"] for r in got if r.status_code == 409)
+        [winner] = [i for i, r in enumerate(got) if r.status_code == 200]
+        folder = archive.settings.tasks_dir / task
+        assert sorted(p.name for p in (folder / "upload").iterdir()) == [f"file{winner}.nii.gz"]
+        assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+        with archive.session() as s:
+            row = s.get(Task, task)
+            assert row is not None and "receiving" not in (row.extra or {})
+
+
 @pytest.mark.parametrize(
     ("files", "expect"),
     [
@@ -351,6 +443,20 @@ def test_hostile_paths(http: TestClient, archive: Archive) -> None:
     for p in ("../x.tar.gz", "/etc/x.tar.gz", ".hidden/x.tar.gz", "upload/x.zip"):
         res = upload(http, h, task, tgz({"a": b"x"}), p=p)
         assert res.status_code == 400, (p, res.text)
+    # names the file system refuses (a name over 255 bytes: ENAMETOOLONG) or that no data
+    # object may hold (`wire.paths`, the archive members' rule): 400 naming the bound, not 500
+    for p in ("a" * 300 + ".tar.gz", "upload/" + "é" * 130 + ".tgz", ("d/" * 600) + "x.tgz"):
+        for untar in ("true", "false"):
+            task = noop_task(http, h)
+            res = http.post(
+                f"/api/amaretti/task/upload/{task}",
+                params={"p": p, "untar": untar},
+                content=tgz({"a": b"x"}),
+                headers=h,
+            )
+            assert res.status_code == 400, (p[:40], untar, res.text)
+            assert "longer than" in res.json()["message"]
+            assert upload(http, h, task, tgz({"a": b"x"})).status_code == 200  # nothing kept
 
 
 def _pending_job(http: TestClient, archive: Archive) -> tuple[str, str]:

@@ -122,6 +122,29 @@ def test_null_columns_keep_the_columns(http, world) -> None:
     assert r.json()["columns"] == {"age": {"Units": "y"}}
 
 
+def test_a_first_table_sent_at_once_by_several_requests_is_made_once(http, world) -> None:
+    """The first PUT of a project makes its row: requests at the same moment (the official
+    `bl bids upload` run twice, say) must not both insert it (a 500 on the unique project)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    adm = h(world["tokens"]["adm"])
+    for _round in range(6):  # each a new project: the race is on its first row
+        pid = http.post("/api/warehouse/project", headers=adm, json={"name": "new"}).json()["_id"]
+        start = threading.Barrier(12)
+
+        def send(i: int, pid: str = pid, start: threading.Barrier = start):
+            start.wait(timeout=30)
+            body = {"subjects": [{"subject": f"s{i}"}], "columns": {"age": {}}}
+            return http.put(f"/api/warehouse/participant/{pid}", headers=adm, json=body)
+
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(send, range(12)))
+        assert [r.status_code for r in got] == [200] * 12, [r.text for r in got]
+        doc = http.get(f"/api/warehouse/participant/{pid}", headers=adm).json()
+        assert doc["subjects"] in [[{"subject": f"s{i}"}] for i in range(12)]
+
+
 def test_a_project_without_a_table_reads_empty(http, world) -> None:
     adm = h(world["tokens"]["adm"])
     pid = http.post("/api/warehouse/project", headers=adm, json={"name": "new"}).json()["_id"]

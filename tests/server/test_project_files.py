@@ -267,6 +267,40 @@ def test_who_may_put_and_remove(http, h, archive, project, user, status) -> None
     assert res.status_code == (204 if status == 200 else status), res.text
 
 
+def test_puts_at_once_of_one_path_or_a_file_and_its_folder(http, h, archive) -> None:
+    """PUTs of one path at once: each succeeds, one row remains (on PostgreSQL the inserts
+    clashed: 500). A file `x` and a file `x/y` at once: the checks made before the bodies
+    arrive are made again under the lock of the project's files, so one of them is refused
+    and the tree never holds `x` as both a file and a folder."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = h["hayashis"]  # an admin of O3D
+    for n in range(3):
+        paths = [f"same{n}.txt"] * 6 + [f"x{n}", f"x{n}/y"] * 3
+        start = threading.Barrier(len(paths))
+
+        def send(i: int, paths: list[str] = paths, start: threading.Barrier = start) -> Any:
+            start.wait(timeout=30)
+            return put(http, user, O3D_PROJECT, paths[i], f"body {i}".encode())
+
+        with ThreadPoolExecutor(len(paths)) as pool:
+            got = list(pool.map(send, range(len(paths))))
+        assert all(r.status_code in (200, 400) for r in got), [r.text for r in got]
+        assert all(r.status_code == 200 for r in got[:6]), [r.text for r in got[:6]]
+        with archive.session() as s:
+            stored = set(
+                s.scalars(
+                    select(ProjectFile.path).where(
+                        ProjectFile.project_id == O3D_PROJECT,
+                        ProjectFile.path.in_([f"same{n}.txt", f"x{n}", f"x{n}/y"]),
+                    )
+                )
+            )
+        assert f"same{n}.txt" in stored
+        assert not {f"x{n}", f"x{n}/y"} <= stored, stored
+
+
 # -- downloads --------------------------------------------------------------------------------
 
 

@@ -217,3 +217,38 @@ def test_a_projects_group_changes_only_through_the_project(http, people, project
     for who in ("ann", "root"):
         r = http.put(path, headers=h(people["tokens"][who]), json={"members": []})
         assert r.status_code == 400 and "bl project update" in r.json()["message"], r.text
+
+
+def test_people_replaced_by_several_requests_at_once(http, people, project) -> None:
+    """Each PUT deletes the project's roles and group members and inserts the new ones: at
+    once, on PostgreSQL, all but one failed on the duplicate keys (a 500). One at a time now
+    (`db.lock_writes`): every request succeeds and the last one's people remain, the group
+    following them."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    subs, toks = people["subs"], people["tokens"]
+    path = f"/api/warehouse/project/{project['_id']}"
+    bodies = [
+        {"members": [subs["mem"], subs["out"]], "guests": [subs["gue"]]},
+        {"members": [subs["out"]], "admins": [subs["ann"], subs["root"]]},
+        {"members": [subs["mem"]], "guests": []},
+    ] * 3
+    for _round in range(2):
+        start = threading.Barrier(len(bodies))
+
+        def send(i: int, start: threading.Barrier = start):
+            start.wait(timeout=30)
+            return http.put(path, headers=h(toks["ann"]), json=bodies[i])
+
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            got = list(pool.map(send, range(len(bodies))))
+        assert [r.status_code for r in got] == [200] * len(bodies), [r.text for r in got]
+    doc = http.get(
+        "/api/warehouse/project", params={"find": f'{{"_id": "{project["_id"]}"}}'},
+        headers=h(toks["ann"]),
+    ).json()["projects"][0]  # fmt: skip
+    groups = http.get("/api/auth/groups", headers=h(toks["root"])).json()
+    [group] = [g for g in groups if g["id"] == doc["group_id"]]
+    assert group["admins"] == sorted(int(s) for s in doc["admins"])
+    assert group["members"] == sorted(int(s) for s in doc["members"] if s not in doc["admins"])

@@ -473,6 +473,9 @@ def test_bad_create_requests(archive, http, world, body, message) -> None:
     [
         ({"authors": ["nobody"]}, "authors: 'nobody' is not a user id"),
         ({"authors": ["424242"]}, "authors: no user with id 424242"),
+        # beyond PostgreSQL's INTEGER (SQLite holds it): no account has it, on either engine
+        ({"authors": ["99999999999"]}, "authors: no user with id 99999999999"),
+        ({"contributors": [2**31]}, f"contributors: no user with id {2**31}"),
         ({"authors": ["9" * 30]}, "is not a user id"),
         ({"contributors": [10**30]}, "is not a user id"),
         ({"authors": ["١٢"]}, "is not a user id"),

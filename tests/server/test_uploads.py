@@ -72,7 +72,7 @@ def t1_body(project: str, data: bytes = T1, **more) -> dict:
     }
 
 
-def put(http, h, upload_id: str, n: int, data: bytes, start: int, size: int):
+def put(http, h, upload_id: str, n: int | str, data: bytes, start: int, size: int):
     end = start + len(data) - 1
     return http.put(
         f"{URL}/{upload_id}/file/{n}",
@@ -237,6 +237,11 @@ def test_bounds(archive, http, world, monkeypatch) -> None:
     assert r.status_code == 400 and "1 to 256 characters" in r.json()["message"]
     r = http.post(URL, json=t1_body(world["private"], meta={"subject": ["a"]}), headers=h)
     assert r.status_code == 400 and "meta.subject" in r.json()["message"]
+    # meta follows the rules of every write route (`objectfields`: what PUT /dataset refuses,
+    # an upload may not store)
+    for meta in ({"a.b": 1}, {"$where": "1"}, {"": 1}, {"notes": "x" * (64 * 1024)}):
+        r = http.post(URL, json=t1_body(world["private"], meta=meta), headers=h)
+        assert r.status_code == 400 and "meta" in r.json()["message"], r.text
     archive.settings.max_upload_session_bytes = 1000
     big = {**GOOD_DWI[0], "size": 1001}
     r = http.post(URL, json=_dwi([big, *GOOD_DWI[1:]]) | {"project": world["private"]}, headers=h)
@@ -264,6 +269,11 @@ def test_content_range_and_body_checked(archive, http, world) -> None:
     assert r.status_code == 400 and "declared" in r.json()["message"]
     r = put(http, h, uid, 1, b"abc", 0, len(T1))
     assert r.status_code == 404
+    for index in ("²", "١", "9" * 30):  # digits `int` refuses, beyond any file
+        r = put(http, h, uid, index, b"abc", 0, len(T1))
+        assert r.status_code == 404 and "has no file" in r.json()["message"], r.text
+        r = http.put(f"{URL}/{uid}/file/{index}/sha256", json={"sha256": "0" * 64}, headers=h)
+        assert r.status_code == 404, r.text
     # a body longer than its range: the range is kept, the rest refused
     r = http.put(
         f"{URL}/{uid}/file/0",
@@ -337,6 +347,40 @@ def test_delete_drops_the_session_and_its_bytes(archive, http, world) -> None:
     assert http.delete(f"{URL}/{uid}", headers=h).status_code == 204
     assert http.get(f"{URL}/{uid}", headers=h).status_code == 404
     assert not (archive.settings.uploads_dir / uid).exists()
+
+
+def test_finalizes_and_deletes_of_one_session_at_once(archive, http, world) -> None:
+    """Finalize and delete read the session and then write: at once, a finalize whose session
+    a delete removed meanwhile failed on the vanished row (a 500), and finalizes could each
+    make an object. Under the session's lock each request sees the one before: finalizes
+    answer the one object, deletes a 204 or the 404 of a gone session, never a 500."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import select
+
+    h = auth(archive, MEMBER)
+    for mix in ("finalize", "both", "both"):
+        content = f"{mix} {os.urandom(8).hex()}".encode()
+        uid = http.post(URL, json=t1_body(world["private"], content), headers=h).json()["_id"]
+        assert put(http, h, uid, 0, content, 0, len(content)).status_code == 200
+        start = threading.Barrier(8)
+
+        def send(i: int, uid: str = uid, mix: str = mix, start: threading.Barrier = start):
+            start.wait(timeout=30)
+            if mix == "both" and i % 2:
+                return http.delete(f"{URL}/{uid}", headers=h)
+            return http.post(f"{URL}/{uid}/finalize", headers=h)
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(send, range(8)))
+        assert all(r.status_code in (200, 204, 404) for r in got), [r.text for r in got]
+        made = {r.json()["_id"] for r in got if r.status_code == 200}
+        with archive.session() as s:
+            objects = [
+                d.id for d in s.scalars(select(Dataset)) if (d.prov or {}).get("upload_id") == uid
+            ]
+        assert len(made) <= 1 and set(objects) == made, (made, objects)
 
 
 def test_expired_sessions_and_orphans_cleaned_at_start_up(archive, http, world) -> None:

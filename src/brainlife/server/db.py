@@ -21,14 +21,15 @@ server's connections almost all serve requests, so the setting is made once per 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from brainlife.server.errors import BadRequest, QueryTimeout
 
@@ -250,6 +251,13 @@ def _translate_error(context: ExceptionContext) -> None:
             "text with a NUL character (\\u0000) cannot be stored or matched by this "
             "archive's database (PostgreSQL); remove it"
         ) from original
+    if isinstance(original, OverflowError) or getattr(original, "sqlstate", None) == "22003":
+        # a number beyond the column's integer type (SQLite's 64 bits, PostgreSQL's INTEGER):
+        # it names no row and cannot be stored
+        raise BadRequest(
+            "a number in the request is out of the range this archive's database can store or "
+            f"compare (user and group ids are at most {2**31 - 1}); use a smaller one"
+        ) from original
     if any(reason in text for reason in _TOO_BIG):
         raise BadRequest(
             f"the query is too large for the database ({original}); narrow it"
@@ -284,3 +292,24 @@ def make_sessionmaker(
         options["isolation_level"] = "AUTOCOMMIT"
     bound = engine.execution_options(**options) if options else engine
     return sessionmaker(bind=bound, expire_on_commit=False)
+
+
+def lock_writes(session: Session, name: str) -> None:
+    """Wait for, then hold until the session's transaction ends, the lock of the writers
+    named `name` (say "accounts"): a check-then-insert made under it (a free username, the next
+    group id) cannot race another request's, which would otherwise pass the same check and
+    fail on the unique constraint (a 500) or, without one, make a duplicate.
+
+    On PostgreSQL a transaction-level advisory lock (its key a digest of `name`); each
+    statement after it sees what the previous holder committed (READ COMMITTED). On SQLite,
+    which has one writer at a time, a write statement that changes nothing: it opens the
+    transaction and takes the database's write lock (waiting up to the busy timeout), so the
+    reads that follow see the latest commit. Call it before the session's first read of what
+    it guards."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        digest = hashlib.sha256(b"brainlife writers\x00" + name.encode()).digest()
+        key = int.from_bytes(digest[:8], "big") >> 1
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        connection.execute(text("UPDATE groups SET active = active WHERE 0 = 1"))

@@ -30,7 +30,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
+from brainlife.server.ids import int_id
 from brainlife.server.models import AuthToken, Group, GroupMember, Project, User
 from brainlife.server.principal import Principal
 from brainlife.server.services.auth import create_user, hash_password
@@ -53,8 +55,8 @@ ADMIN_SCOPES: dict[str, list[str]] = {
 
 
 def _is_number(text: str) -> bool:
-    """ASCII digits that fit an id (`str.isdigit` also accepts '²', which `int` refuses)."""
-    return text.isascii() and text.isdigit() and len(text) < 12
+    """ASCII digits that fit an id (`ids.int_id`: not '²', not beyond the database's INTEGER)."""
+    return int_id(text) is not None
 
 
 def is_admin(user: User) -> bool:
@@ -114,6 +116,8 @@ def add_user(
     email = check_email(email)
     password = check_password(password)
     fullname = _text(fullname, "fullname", MAX_FULLNAME)
+    # checked under the accounts' lock, so that two requests cannot both find a name free
+    lock_writes(session, "accounts")
     if session.scalar(select(User.sub).where(func.lower(User.username) == username.lower())):
         raise Conflict(f"The username {username!r} is taken.")
     if email and session.scalar(select(User.sub).where(func.lower(User.email) == email.lower())):
@@ -158,11 +162,14 @@ def count_users(session: Session) -> int:
 
 
 def _other_active_admins(session: Session, user: User) -> int:
-    others = session.scalars(select(User).where(User.active.is_(True), User.sub != user.sub))
-    return sum(1 for u in others if is_admin(u))
+    """Columns, not entities: the rows as committed now (under `lock_writes`), not accounts this
+    session loaded before."""
+    others = session.scalars(select(User.scopes).where(User.active.is_(True), User.sub != user.sub))
+    return sum(1 for scopes in others if "admin" in ((scopes or {}).get("auth") or []))
 
 
 def set_active(session: Session, user: User, active: bool) -> User:
+    lock_writes(session, "accounts")  # two admins disabling each other leave one
     if not active and is_admin(user) and user.active and not _other_active_admins(session, user):
         raise Conflict(
             f"{user.username} is the archive's last active admin: make another admin first."
@@ -173,6 +180,7 @@ def set_active(session: Session, user: User, active: bool) -> User:
 
 
 def set_admin(session: Session, user: User, admin: bool) -> User:
+    lock_writes(session, "accounts")
     if not admin and is_admin(user) and user.active and not _other_active_admins(session, user):
         raise Conflict(
             f"{user.username} is the archive's last active admin: make another admin first."
@@ -198,7 +206,9 @@ def set_password(session: Session, user: User, password: Any, *, revoke: bool = 
 
 def next_group_id(session: Session) -> int:
     """A group id above every group's and project's (a token carrying a project's group id
-    reaches its tasks, so no new group may share it)."""
+    reaches its tasks, so no new group may share it). Two requests making groups or projects
+    at once get different ids: the allocation is serialized (held until the caller commits)."""
+    lock_writes(session, "group ids")
     top = max(
         session.scalar(select(func.max(Group.id))) or 0,
         session.scalar(select(func.max(Project.group_id))) or 0,
@@ -263,7 +273,9 @@ def members_of(session: Session, group_id: int) -> Members:
 def set_members(
     session: Session, group: Group, *, admins: list[int] | None, members: list[int] | None
 ) -> None:
-    """Replace the group's admins and/or members (None: leave that list as it is)."""
+    """Replace the group's admins and/or members (None: leave that list as it is), one request
+    at a time per group (the rows are deleted and inserted again)."""
+    lock_writes(session, f"members of group {group.id}")
     for role, subs in (("admin", admins), ("member", members)):
         if subs is None:
             continue
@@ -300,6 +312,7 @@ def change_members(
 ) -> Members:
     """Add members, add admins, remove people (from both roles)."""
     _not_a_projects_group(session, group)
+    lock_writes(session, f"members of group {group.id}")
     current = members_of(session, group.id)
     gone = set(remove)
     admins = [s for s in current.admins if s not in gone]

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_apps, readable_resources
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Conflict, Forbidden
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import App, AppProject, Datatype, Project, Resource
@@ -201,6 +202,9 @@ def create_app(*, session: Session, principal: Principal, body: Any) -> App:
     github = _text(body, "github", "", limit=201, required=True)
     if not _GITHUB.match(github):
         raise BadRequest("github must be the app's repository as 'org/repo'")
+    # no unique constraint holds this rule (removed apps keep their service): two requests at
+    # once are told apart by the lock, held until the app is committed
+    lock_writes(session, "app services")
     if session.scalar(select(App.id).where(App.github == github, App.removed.is_(False))):
         raise Conflict(f"An app for {github} already exists.")
     inputs = _ports(session, body.get("inputs"), "inputs")

@@ -125,8 +125,10 @@ def parse_ttl(value: Any, max_ms: float = MAX_TTL_MS) -> float:
         return min(DEFAULT_TTL_MS, max_ms)
     try:
         ttl = float(value)
+    except OverflowError:  # an integer beyond any float (1e400 as digits): longer than allowed
+        ttl = float("inf")
     except (TypeError, ValueError):
-        raise BadRequest(f"ttl must be a number of milliseconds, not {value!r}") from None
+        raise BadRequest(f"ttl must be a number of milliseconds, not {str(value)[:40]!r}") from None
     if not ttl > 0:
         raise BadRequest("ttl must be a positive number of milliseconds")
     return min(ttl, max_ms)
@@ -301,7 +303,11 @@ def _narrowed_token(
         }
     if isinstance(body.get("gids"), list):
         allowed = set(claims["gids"])
-        claims["gids"] = [g for g in body["gids"] if g in allowed]
+        claims["gids"] = [
+            g
+            for g in body["gids"]
+            if isinstance(g, int) and not isinstance(g, bool) and g in allowed
+        ]
     if body.get("clearProfile"):
         claims.pop("profile", None)
     return sign_recorded(session, archive, claims, ttl, "refresh")

@@ -41,6 +41,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.services import objectfields
+from brainlife.server.services.releases import lock_project_objects, released_among
 from brainlife.wire import format_date, is_object_id
 
 NOT_FOUND = "couldn't find the dataset specified"
@@ -80,11 +81,16 @@ def _load(session: Session, principal: Principal, dataset_id: str) -> tuple[Data
             if readable
             else "you don't have access to the project that the dataset belongs"
         )
-    if published:
-        releases = sorted(p.release_id for p in dataset.publications)
+    if not published:
+        # checked again, and changed, under the lock a release of the project holds while it
+        # freezes: a release committed since the read above has the object now
+        lock_project_objects(session, dataset.project_id)
+        session.refresh(dataset)
+    releases = released_among(session, [dataset.id]).get(dataset.id)
+    if releases:
         raise Conflict(
-            f"The data object {dataset.id} is in a release ({', '.join(releases)}): released "
-            "objects cannot be changed or removed."
+            f"The data object {dataset.id} is in a release ({', '.join(sorted(releases))}): "
+            "released objects cannot be changed or removed."
         )
     return dataset, bool(admin)
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brainlife.server.catalogue import datatype_extra
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Conflict, Forbidden
 from brainlife.server.models import Datatype
 from brainlife.server.principal import Principal
@@ -113,6 +114,7 @@ def add_datatype(session: Session, body: Any, *, principal: Principal | None = N
             f"Invalid datatype name {str(name)[:80]!r}: lowercase segments separated by '/', "
             "e.g. 'neuro/anat/t1w'."
         )
+    lock_writes(session, "datatype names")  # two requests for one new name: one is told so
     if session.scalar(select(Datatype.id).where(Datatype.name == name)):
         raise Conflict(f"The archive already has a datatype {name!r}.")
     validator = body.get("validator")

@@ -39,6 +39,7 @@ from brainlife.server.errors import BadRequest
 from brainlife.server.models import Datatype, Project
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams, parse_find
+from brainlife.server.query.params import MAX_SKIP
 from brainlife.server.services import datasets
 from brainlife.server.tokens import DATASETS_CLAIM
 from brainlife.wire import Document, routes
@@ -89,10 +90,13 @@ def _request(body: Any) -> tuple[dict[str, Any], int, int]:
     limits = []
     for key, default in (("limit", 100), ("skip", 0)):
         value = body.get(key, default)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        text = value.strip() if isinstance(value, str) else ""
+        if text.isascii() and text.isdigit() and len(text) <= 30:  # not '²', not 10 KB of 9s
+            value = int(text)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise BadRequest(f"{key} must be a whole number of at least 0.")
+        if key == "skip" and value > MAX_SKIP:  # SQL's OFFSET is a 64-bit integer
+            raise BadRequest(f"skip must be at most {MAX_SKIP}.")
         limits.append(value)
     limit, skip = limits
     # a larger (or no) limit gets the first MAX_OBJECTS and the script's closing line says how

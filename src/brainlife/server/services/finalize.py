@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import writable_projects
 from brainlife.server.archive import Archive
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import (
@@ -155,8 +156,17 @@ def _check_required(archive: Archive, task_id: str, folder: str, datatype: Datat
 
 
 def _existing(session: Session, task_id: str) -> Finalized | None:
+    """The object already registered from the task, if any. Read under the task's lock, held
+    until the caller commits what it registers: two requests for one task at once (a client
+    retrying, two runs of `bl data upload` finalizing) would otherwise both register an object
+    and a job, one of which then fails on the files the other moved to the store."""
+    lock_writes(session, f"finalize of task {task_id}")
     job = session.scalar(select(FinalizeJob).where(FinalizeJob.task_id == task_id))
-    return Finalized(job.dataset_id, job.id) if job is not None else None
+    if job is None:
+        return None
+    found = Finalized(job.dataset_id, job.id)
+    session.rollback()  # nothing written: the lock goes now, not after the wait for the job
+    return found
 
 
 def _register(

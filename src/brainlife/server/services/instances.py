@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_instances, writable_projects
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
-from brainlife.server.ids import new_object_id
+from brainlife.server.ids import int_id, new_object_id
 from brainlife.server.models import Instance, Project, Task
 from brainlife.server.principal import Principal
 from brainlife.server.query import ListParams
@@ -81,16 +81,14 @@ def create_instance(*, session: Session, principal: Principal, body: Any) -> Ins
     project the caller may write."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object {name, desc, config, group_id}.")
-    group_id = body.get("group_id")
-    if isinstance(group_id, str) and group_id.isdigit():
-        group_id = int(group_id)
+    group_id = int_id(body.get("group_id"))
     upload = isinstance(body.get("name"), str) and body["name"].startswith("upload.")
-    if not upload and (not isinstance(group_id, int) or isinstance(group_id, bool)):
+    if not upload and group_id is None:
         refuse_to_run()  # an app run's instance (`bl app run`): nothing is created
-    if not isinstance(group_id, int) or isinstance(group_id, bool):
+    if group_id is None:
         raise BadRequest(
-            "group_id (the project's group) is required: this archive keeps every instance "
-            "in a project."
+            "group_id (the project's group, a whole number) is required: this archive keeps "
+            "every instance in a project."
         )
     project = session.scalar(
         select(Project.id).where(Project.group_id == group_id, writable_projects(principal))

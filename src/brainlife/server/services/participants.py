@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_projects, writable_projects
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Participants, Project
 from brainlife.server.principal import Principal
@@ -124,7 +125,9 @@ def put(session: Session, principal: Principal, project_id: str, body: Any) -> T
     # participants.tsv and no participants.json
     subjects = _subjects(body["subjects"]) if body.get("subjects") is not None else None
     columns = _columns(body["columns"]) if body.get("columns") is not None else None
-    row = session.get(Participants, pid)
+    # read (and made if absent) under a lock: two first PUTs at once would both insert the row
+    lock_writes(session, f"participants of project {pid}")
+    row = session.get(Participants, pid, populate_existing=True)
     now = datetime.now(UTC)
     if row is None:
         row = Participants(project_id=pid, subjects=[], columns={}, update_date=now)

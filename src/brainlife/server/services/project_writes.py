@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import administered_projects, readable_projects
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Group, Project, ProjectRole, User
 from brainlife.server.principal import Principal
@@ -180,6 +181,10 @@ def administered(session: Session, principal: Principal, project_id: str) -> Pro
 def update_project(session: Session, principal: Principal, project_id: str, body: Any) -> Project:
     body = accounts.body_object(body)
     project = administered(session, principal, project_id)
+    # one change of a project's people at a time: two replacing the roles at once both deleted
+    # the old rows and inserted the new ones (on PostgreSQL, a 500 on the duplicate key)
+    lock_writes(session, f"people of project {project.id}")
+    session.expire(project)  # its roles as committed by the request before
     roles = _roles(session, body)
     _apply(session, project, body)
     if roles:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server import documents
 from brainlife.server.access import readable_projects, writable_projects
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Forbidden, NotFound
 from brainlife.server.models import Project, ProjectFile
 from brainlife.server.principal import Principal
@@ -259,6 +260,12 @@ def begin_put(
             "Send the file's sha256 (64 hex digits) in the X-Content-SHA256 header: the "
             "server stores the bytes only if they are the ones you meant."
         )
+    _refuse_clashes(session, pid, path)
+    return PutTarget(pid, path, digest)
+
+
+def _refuse_clashes(session: Session, pid: str, path: str) -> None:
+    """400 if `path` is a folder of the project's files, or one of its parents a file."""
     folder_clash = session.scalar(
         select(ProjectFile.path)
         .where(ProjectFile.project_id == pid)
@@ -275,7 +282,6 @@ def begin_put(
     )
     if clash is not None:
         raise BadRequest(f"{clash!r} is a file of this project's files; it cannot hold a folder.")
-    return PutTarget(pid, path, digest)
 
 
 def finish_put(
@@ -295,7 +301,12 @@ def finish_put(
             f"(sha256 {target.sha256}): nothing was stored. Send the file again."
         )
     put_verified_file(store, spooled, got_sha256)
-    row = session.get(ProjectFile, (target.project_id, target.path))
+    # checked again and written under the lock of the project's files: two PUTs of one path at
+    # once both inserted it (a 500 on PostgreSQL), and 'a' and 'a/b' sent at once could both
+    # pass the checks made before their bodies arrived
+    lock_writes(session, f"files of project {target.project_id}")
+    _refuse_clashes(session, target.project_id, target.path)
+    row = session.get(ProjectFile, (target.project_id, target.path), populate_existing=True)
     if row is None:
         row = ProjectFile(project_id=target.project_id, path=target.path)
         session.add(row)

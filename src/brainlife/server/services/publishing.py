@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session
 from brainlife.server.access import administered_projects, listable_projects
 from brainlife.server.db import QUERY_TIMEOUT
 from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
-from brainlife.server.ids import new_object_id
+from brainlife.server.ids import MAX_INT_ID, new_object_id
 from brainlife.server.models import (
     Dataset,
     DatasetDatatypeTag,
@@ -70,6 +70,7 @@ from brainlife.server.models import (
     User,
 )
 from brainlife.server.principal import Principal
+from brainlife.server.services.releases import lock_project_objects
 from brainlife.wire import is_object_id
 
 #: limits of a publication's fields (characters, items)
@@ -186,7 +187,8 @@ def _people(session: Session, value: Any, key: str, kept: Sequence[str] = ()) ->
         raise BadRequest(f"{key}: {bad[0]!r} is not a user id (a number, as 'bl profile query').")
     new = [int(s) for s in subs if str(int(s)) not in kept]
     if new:
-        known = {str(s) for s in session.scalars(select(User.sub).where(User.sub.in_(new)))}
+        asked = [s for s in new if s <= MAX_INT_ID]  # a larger one is no account's sub
+        known = {str(s) for s in session.scalars(select(User.sub).where(User.sub.in_(asked)))}
         unknown = [str(s) for s in new if str(s) not in known]
         if unknown:
             raise BadRequest(f"{key}: no user with id {', '.join(unknown[:5])}.")
@@ -484,6 +486,8 @@ def _freeze(
 ) -> ReleaseOutcome:
     name = _text(entry.get("name"), "name", RELEASE_NAME_CHARS, required=True)
     desc = _text(entry.get("desc") or "", "desc", RELEASE_DESC_CHARS)
+    if not dry_run:  # no change of the project's objects between what is read and frozen
+        lock_project_objects(session, pub.project_id)
     taken = session.scalar(select(Release.id).where(Release.pub_id == pub.id, Release.name == name))
     if taken is not None:
         raise Conflict(

@@ -16,6 +16,11 @@ Use
   the objects and the releases that hold them,
 - `released_clause()` inside a bulk statement (`UPDATE … WHERE NOT released_clause()`), so the
   rule is enforced in the same statement as the change, with no window between check and write.
+
+A change checked with the first three must hold `lock_project_objects(session, project_id)`
+from before the check until it commits, as a release does while it freezes: otherwise a release
+committed between the check and the write freezes the object, and the write still lands (a
+release and removals sent at once left released objects removed).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import Conflict
 from brainlife.server.models import Dataset, DatasetPublication, Publication, Release
 
@@ -80,3 +86,9 @@ def refuse_released(session: Session, ids: Iterable[str], action: str = "changed
         f"Released data objects cannot be {action}: {'; '.join(parts)}{more}. A release is "
         "frozen for good: its objects stay exactly as they were published."
     )
+
+
+def lock_project_objects(session: Session, project_id: str) -> None:
+    """Hold, until the session's transaction ends, the lock that a release of the project and
+    every change of its objects take before they read what they decide on (`db.lock_writes`)."""
+    lock_writes(session, f"objects of project {project_id}")

@@ -27,6 +27,7 @@ from sqlalchemy import and_, select, true
 
 from brainlife.server.access import writable_groups
 from brainlife.server.archive import Archive
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from brainlife.server.models import Task
 from brainlife.server.principal import Principal
@@ -34,6 +35,7 @@ from brainlife.server.services.taskfiles import normalize_task_path
 from brainlife.server.taskstore import TaskUpload
 from brainlife.server.uploadtar import Unpacked, UnpackLimits
 from brainlife.wire import is_object_id
+from brainlife.wire.paths import relative_path_problem
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
@@ -54,6 +56,12 @@ class UploadTarget:
     rel: str
     untar: bool
     limits: UnpackLimits
+
+
+_RECEIVED = (
+    "Task {task_id} has already received its upload (or is receiving one); submit a new task "
+    "to upload again (bl data upload does)."
+)
 
 
 def _owned(principal: Principal) -> Any:
@@ -86,16 +94,18 @@ def open_upload(
         )
     if task.status != "finished":
         raise Conflict(f"Task {task_id} is {task.status}: only a finished task takes an upload.")
-    if (task.extra or {}).get("upload"):
-        raise Conflict(
-            f"Task {task_id} has already received its upload; submit a new task to upload "
-            "again (bl data upload does)."
-        )
+    if (task.extra or {}).get("upload") or (task.extra or {}).get("receiving"):
+        raise Conflict(_RECEIVED.format(task_id=task_id))
     if not p:
         raise BadRequest("p (where the upload goes in the task folder) is required.")
     rel = normalize_task_path(p)
     if not rel or any(part.startswith(".") for part in rel.split("/")):
         raise BadRequest(f"The path {p!r} is not allowed (empty, or a hidden name).")
+    # what an uploaded archive's members obey (and the file system: names of 255 bytes), so
+    # that what lands in the task folder can become a data object's file
+    problem = relative_path_problem(rel)
+    if problem is not None:
+        raise BadRequest(f"p: {problem}.")
     if untar and not rel.endswith(ARCHIVE_SUFFIXES):
         raise BadRequest(f"untar=true needs an archive name ending in .tar.gz, .tgz or .tar: {p!r}")
     settings = archive.settings
@@ -103,21 +113,52 @@ def open_upload(
     return UploadTarget(task.id, rel, untar, limits), archive.task_files.begin_upload(task.id)
 
 
+def _claim(archive: Archive, task_id: str) -> None:
+    """Mark the task as receiving its upload (`extra.receiving`), or refuse (409) if it has
+    one or is receiving one: two uploads sent at once both pass `open_upload`'s check, and
+    without the claim both were put in place (the task folder then held the files of both)."""
+    with archive.session() as session:
+        lock_writes(session, f"upload into task {task_id}")
+        task = session.get(Task, task_id)
+        if task is None:  # removed meanwhile
+            raise NotFound(f"couldn't find the task specified: {task_id}")
+        if (task.extra or {}).get("upload") or (task.extra or {}).get("receiving"):
+            raise Conflict(_RECEIVED.format(task_id=task_id))
+        now = datetime.now(UTC)
+        task.extra = {**(task.extra or {}), "receiving": {"since": now.isoformat()}}
+        session.commit()
+
+
+def _settle(archive: Archive, task_id: str, record: dict[str, Any] | None) -> None:
+    """End the claim: with the upload's record, or without (a refused archive: the task may
+    take a good upload after)."""
+    with archive.session() as session:
+        task = session.get(Task, task_id)
+        if task is None:
+            return
+        extra = {k: v for k, v in (task.extra or {}).items() if k != "receiving"}
+        if record is not None:
+            extra["upload"] = record
+            task.update_date = datetime.now(UTC)
+        task.extra = extra
+        session.commit()
+
+
 def finish_upload(*, archive: Archive, target: UploadTarget, upload: TaskUpload) -> Received:
     """Put the received bytes in place (unpacked, with `untar`) and mark the task as having
-    received its upload. Blocking (it unpacks): run it off the event loop."""
-    unpacked = upload.finish(target.rel, untar=target.untar, limits=target.limits)
+    received its upload; one upload per task, also when several arrive at once (`_claim`).
+    Blocking (it unpacks): run it off the event loop."""
+    _claim(archive, target.task_id)
+    try:
+        unpacked = upload.finish(target.rel, untar=target.untar, limits=target.limits)
+    except BaseException:
+        _settle(archive, target.task_id, None)
+        raise
     received = Received(target.task_id, target.rel, upload.received, unpacked)
-    with archive.session() as session:
-        task = session.get(Task, target.task_id)
-        if task is None:  # removed meanwhile
-            raise NotFound(f"couldn't find the task specified: {target.task_id}")
-        record = {
-            "path": received.path,
-            "bytes": received.bytes,
-            "date": datetime.now(UTC).isoformat(),
-        }
-        task.extra = {**(task.extra or {}), "upload": record}
-        task.update_date = datetime.now(UTC)
-        session.commit()
+    record = {
+        "path": received.path,
+        "bytes": received.bytes,
+        "date": datetime.now(UTC).isoformat(),
+    }
+    _settle(archive, target.task_id, record)
     return received

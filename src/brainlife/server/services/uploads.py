@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_datasets, readable_projects, writable_projects
 from brainlife.server.archive import Archive
+from brainlife.server.db import lock_writes
 from brainlife.server.errors import (
     BadRequest,
     Conflict,
@@ -68,7 +69,7 @@ from brainlife.server.models import (
 )
 from brainlife.server.principal import Principal
 from brainlife.server.services.ingest import commit_dataset_manifest, storing_dataset
-from brainlife.server.services.objectfields import ObjectFields
+from brainlife.server.services.objectfields import ObjectFields, clean_meta
 from brainlife.server.store import CHUNK, put_verified_file
 from brainlife.server.tarstream import TarMember
 from brainlife.wire import is_object_id
@@ -134,7 +135,8 @@ def _meta(value: Any) -> dict[str, Any]:
         if not v or len(v) > _MAX_META_VALUE:
             raise BadRequest(f"meta.{key} must be 1 to {_MAX_META_VALUE} characters.")
         meta[key] = v
-    return meta
+    # the rules every write route applies (keys without '.' or a leading '$', 64 KiB as JSON)
+    return clean_meta(meta)
 
 
 @dataclass(frozen=True)
@@ -362,9 +364,18 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
 # --- the session -----------------------------------------------------------------------------
 
 
-def get_upload(session: Session, principal: Principal, upload_id: str) -> Upload:
-    """The caller's session `upload_id`; anyone else's, or an unknown id, is a 404."""
-    row = session.get(Upload, upload_id) if is_object_id(upload_id) else None
+def get_upload(
+    session: Session, principal: Principal, upload_id: str, *, lock: bool = False
+) -> Upload:
+    """The caller's session `upload_id`; anyone else's, or an unknown id, is a 404. With
+    `lock`, read (again) under the session's lock, held until the caller's transaction ends:
+    finalize and delete decide on what they read, and at once each must see the one before
+    (eight finalizes at once made seven data objects; a delete under a finalize, a 500)."""
+    if lock and is_object_id(upload_id):
+        lock_writes(session, f"upload session {upload_id}")
+    row = (
+        session.get(Upload, upload_id, populate_existing=lock) if is_object_id(upload_id) else None
+    )
     if row is None or row.user_id != principal.sub_str:
         raise NotFound(f"No upload session {upload_id} (it may have expired).")
     return row
@@ -396,14 +407,14 @@ def touch(session: Session, archive: Archive, upload: Upload) -> None:
 def delete_upload(session: Session, archive: Archive, principal: Principal, upload_id: str) -> None:
     """`DELETE /upload/<id>`: an open session and its staged bytes go (a finalized one: only the
     session; its object stays)."""
-    upload = get_upload(session, principal, upload_id)
+    upload = get_upload(session, principal, upload_id, lock=True)
     session.delete(upload)
     session.commit()
     shutil.rmtree(archive.settings.uploads_dir / upload_id, ignore_errors=True)
 
 
 def _upload_file(upload: Upload, index: str) -> UploadFile:
-    if not index.isdigit() or int(index) >= len(upload.files):
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(upload.files):
         raise NotFound(f"Upload session {upload.id} has no file {index[:20]!r}.")
     return upload.files[int(index)]
 
@@ -713,7 +724,7 @@ def finalize_upload(
 ) -> Dataset:
     """`POST /upload/<id>/finalize`: the data object, once every file is stored (409
     otherwise); the same object again for a finalized session."""
-    upload = get_upload(session, principal, upload_id)
+    upload = get_upload(session, principal, upload_id, lock=True)
     if upload.status == "finalized" and upload.dataset_id:
         ds = session.get(Dataset, upload.dataset_id)
         if ds is None:
