@@ -48,6 +48,14 @@ def cheap_hashes(monkeypatch):
     auth._dummy_hash.cache_clear()
 
 
+def verified_claims(archive, token: str) -> dict:  # type: ignore[no-untyped-def]
+    """A token's claims, its signature checked with the archive's key (brainlife's `sub` is a
+    number, which PyJWT's `sub` check refuses)."""
+    return jwt.decode(
+        token, archive.signer.keys.public_pem, algorithms=["RS256"], options={"verify_sub": False}
+    )
+
+
 def login(http, **body):
     return http.post("/api/auth/local/auth", json=body)
 
@@ -60,12 +68,7 @@ def test_login_json_returns_brainlife_shape_and_claims(http, archive, alice):
     assert body["sub"] == alice
     header = jwt.get_unverified_header(body["jwt"])
     assert header["alg"] == "RS256"
-    claims = jwt.decode(
-        body["jwt"],
-        archive.signer.keys.public_pem,
-        algorithms=["RS256"],
-        options={"verify_sub": False},
-    )
+    claims = verified_claims(archive, body["jwt"])
     assert claims["sub"] == alice and isinstance(claims["sub"], int)
     assert isinstance(claims["exp"], float)
     assert abs(claims["exp"] - (time.time() + 3600)) < 30
@@ -128,12 +131,7 @@ def test_refresh_gives_new_token_and_can_only_narrow(http, archive, alice):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert res.status_code == 200
-    claims = jwt.decode(
-        res.json()["jwt"],
-        archive.signer.keys.public_pem,
-        algorithms=["RS256"],
-        options={"verify_sub": False},
-    )
+    claims = verified_claims(archive, res.json()["jwt"])
     assert claims["gids"] == [851]
     assert "profile" not in claims
     assert claims["exp"] - time.time() < 120
@@ -149,12 +147,7 @@ def test_refresh_keeps_only_the_group_ids_it_was_given_never_500(http, archive, 
         headers={"Authorization": f"Bearer {token}"},
     )
     assert res.status_code == 200, res.text
-    claims = jwt.decode(
-        res.json()["jwt"],
-        archive.signer.keys.public_pem,
-        algorithms=["RS256"],
-        options={"verify_sub": False},
-    )
+    claims = verified_claims(archive, res.json()["jwt"])
     assert claims["gids"] == [851]
 
 
@@ -301,10 +294,5 @@ def test_the_signing_key_is_parsed_once_not_per_token(http, archive, alice, monk
     tokens.append(refreshed.json()["jwt"])
     assert len(parses) <= 1
     for token in tokens:
-        claims = jwt.decode(
-            token,
-            archive.signer.keys.public_pem,
-            algorithms=["RS256"],
-            options={"verify_sub": False},  # brainlife's sub is a number
-        )
+        claims = verified_claims(archive, token)
         assert claims["sub"] == alice
