@@ -406,6 +406,36 @@ def test_uploads_sent_into_one_task_at_once_leave_one_uploads_files(
             assert row is not None and "receiving" not in (row.extra or {})
 
 
+def test_a_claim_left_by_a_killed_server_expires(http: TestClient, archive: Archive) -> None:
+    """A server killed while it put an upload in place leaves the task's claim
+    (`extra.receiving`); while the claim is young the task refuses another upload (one may be
+    arriving through another replica), once it is older than `CLAIM_STALE` the task takes one."""
+    from datetime import UTC, datetime
+
+    from brainlife.server.services.taskupload import CLAIM_STALE
+
+    h = auth(archive, "hayashis")
+    task = noop_task(http, h)
+
+    def claim(age: Any) -> None:
+        with archive.session() as s:
+            row = s.get(Task, task)
+            assert row is not None
+            since = (datetime.now(UTC) - age).isoformat()
+            row.extra = {**(row.extra or {}), "receiving": {"since": since}}
+            s.commit()
+
+    claim(CLAIM_STALE / 2)
+    res = upload(http, h, task, tgz({"t1.nii.gz": b"one"}))
+    assert res.status_code == 409 and "receiving one" in res.json()["message"]
+    claim(CLAIM_STALE * 2)
+    assert upload(http, h, task, tgz({"t1.nii.gz": b"two"})).status_code == 200
+    assert (archive.settings.tasks_dir / task / "upload" / "t1.nii.gz").read_bytes() == b"two"
+    with archive.session() as s:
+        row = s.get(Task, task)
+        assert row is not None and "receiving" not in (row.extra or {}) and row.extra["upload"]
+
+
 @pytest.mark.parametrize(
     ("files", "expect"),
     [

@@ -20,7 +20,7 @@ upload and a refused one leaves nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, true
@@ -64,6 +64,30 @@ _RECEIVED = (
 )
 
 
+#: how long a claim (`extra.receiving`) holds: a server killed while it put an upload in place
+#: leaves its claim behind, which no restart clears (another replica may be receiving); past this
+#: age (far more than unpacking the largest upload the limits allow takes) it no longer counts
+CLAIM_STALE = timedelta(hours=1)
+
+
+def _taken(extra: dict[str, Any] | None) -> bool:
+    """Whether the task has its upload, or is receiving one now (a claim younger than
+    `CLAIM_STALE`; a claim that cannot be read counts as stale)."""
+    extra = extra or {}
+    if extra.get("upload"):
+        return True
+    claim = extra.get("receiving")
+    if not isinstance(claim, dict) or not isinstance(claim.get("since"), str):
+        return False
+    try:
+        since = datetime.fromisoformat(claim["since"])
+    except ValueError:
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return datetime.now(UTC) - since < CLAIM_STALE
+
+
 def _owned(principal: Principal) -> Any:
     if principal.is_admin("amaretti"):
         return true()
@@ -94,7 +118,7 @@ def open_upload(
         )
     if task.status != "finished":
         raise Conflict(f"Task {task_id} is {task.status}: only a finished task takes an upload.")
-    if (task.extra or {}).get("upload") or (task.extra or {}).get("receiving"):
+    if _taken(task.extra):
         raise Conflict(_RECEIVED.format(task_id=task_id))
     if not p:
         raise BadRequest("p (where the upload goes in the task folder) is required.")
@@ -122,7 +146,7 @@ def _claim(archive: Archive, task_id: str) -> None:
         task = session.get(Task, task_id)
         if task is None:  # removed meanwhile
             raise NotFound(f"couldn't find the task specified: {task_id}")
-        if (task.extra or {}).get("upload") or (task.extra or {}).get("receiving"):
+        if _taken(task.extra):
             raise Conflict(_RECEIVED.format(task_id=task_id))
         now = datetime.now(UTC)
         task.extra = {**(task.extra or {}), "receiving": {"since": now.isoformat()}}
