@@ -4,6 +4,8 @@ and the access matrix of both routes."""
 
 from __future__ import annotations
 
+import json
+
 import jwt
 import pytest
 
@@ -252,3 +254,32 @@ def test_people_replaced_by_several_requests_at_once(http, people, project) -> N
     [group] = [g for g in groups if g["id"] == doc["group_id"]]
     assert group["admins"] == sorted(int(s) for s in doc["admins"])
     assert group["members"] == sorted(int(s) for s in doc["members"] if s not in doc["admins"])
+
+
+def test_a_nul_in_any_text_of_a_body_is_400_on_every_engine(http, people, project) -> None:
+    """PostgreSQL's text cannot hold U+0000 and SQLite can: a NUL anywhere in a JSON body (a
+    project's name or description, a data object's meta, a key) is refused before any service
+    reads the body, with the same 400 on both, and nothing changes."""
+    token = h(people["tokens"]["ann"])
+    path = f"/api/warehouse/project/{project['_id']}"
+    find = {"find": json.dumps({"_id": project["_id"]})}
+
+    def current() -> dict:
+        [doc] = http.get("/api/warehouse/project", headers=token, params=find).json()["projects"]
+        return doc
+
+    before = current()
+    assert before["name"] == "Lab study"
+    for body in (
+        {"name": "a\x00b"},
+        {"desc": "a\x00"},
+        {"name": "ok", "meta": {"k": ["x", {"deep": "\x00"}]}},
+        {"name": "ok", "a\x00": 1},
+    ):
+        for method, url in (("POST", "/api/warehouse/project"), ("PUT", path)):
+            r = http.request(method, url, headers=token, json=body)
+            assert r.status_code == 400, (method, body, r.text)
+            assert "NUL character" in r.json()["message"], r.text
+    assert current() == before
+    r = http.get("/api/warehouse/project", headers=token, params={"find": '{"name": "ok"}'})
+    assert r.json()["count"] == 0

@@ -18,7 +18,8 @@ page, `web.refusal_page`; see docs/api.md, "Limits"):
 - `json_body` parses a JSON request body within `MAX_JSON_DEPTH` levels of nesting (deeper
   input made the decoder hit Python's recursion limit: a 500) and refuses strings that cannot
   be stored as UTF-8 (lone surrogates such as `"\\ud800"`, another 500 once they reached the
-  database).
+  database) or that hold a NUL (`"\\u0000"`: PostgreSQL's text cannot hold it, SQLite stored
+  it; refused alike on every engine).
 """
 
 from __future__ import annotations
@@ -166,8 +167,10 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
-def _unstorable_string(value: Any) -> bool:
-    """Whether `value` holds a string (key or value, at any depth) with a lone surrogate."""
+def _unstorable_string(value: Any) -> str | None:
+    """What makes `value` unstorable, if a string in it (key or value, at any depth) holds a
+    lone surrogate (not UTF-8) or a NUL (PostgreSQL's text cannot hold U+0000; SQLite can, so
+    it is refused here for every engine alike); else None."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -175,13 +178,15 @@ def _unstorable_string(value: Any) -> bool:
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                return True
+                return "that is not valid Unicode (a lone surrogate such as \\ud800)"
+            if "\x00" in item:
+                return "with a NUL character (\\u0000), which the archive cannot store"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return None
 
 
 def json_body(raw: bytes) -> Any:
@@ -195,9 +200,7 @@ def json_body(raw: bytes) -> Any:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("The request body must be valid JSON (UTF-8).") from None
-    if _unstorable_string(data):
-        raise BadRequest(
-            "The JSON body holds a string that is not valid Unicode (a lone surrogate such as "
-            "\\ud800)."
-        )
+    problem = _unstorable_string(data)
+    if problem is not None:
+        raise BadRequest(f"The JSON body holds a string {problem}.")
     return data
