@@ -5,6 +5,7 @@ recording local server to the real `bl`."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -215,3 +216,15 @@ def test_dot_segments_in_an_id_or_path_are_refused_before_a_request(
     assert "'..'" in r.output or "'.'" in r.output
     assert "Traceback" not in r.output and "No such route" not in r.output
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("spec", ["{subject}/../../{id}", "../{id}", "{id}/..", "./{id}"])
+def test_a_layout_with_a_dot_folder_is_refused_before_any_plan(spec: str) -> None:
+    """A literal '..' (or '.') folder in a template is refused when the layout is read, so a
+    --dry-run never lists folders outside -d that the run would then refuse."""
+    from brainlife.client._exceptions import ConfigError
+    from brainlife.client.transfer.layout import resolve_layout
+
+    with pytest.raises(ConfigError, match=re.escape("'..' or '.' folder")):
+        resolve_layout(spec)
+    assert resolve_layout("{subject}/..x/{id}").template == "{subject}/..x/{id}"

@@ -180,6 +180,13 @@ def resolve_layout(spec: str | None) -> Layout:
         )
     if template.startswith("/") or template.startswith("~"):
         raise ConfigError(f"The layout {spec!r} must be relative to the download folder.")
+    if any(part in ("..", ".") for part in template.split("/")):
+        # a field's value never makes one (`safe_name`); a literal one in the template would
+        # list folders outside the download folder in a --dry-run that the run then refuses
+        raise ConfigError(
+            f"The layout {spec!r} has a '..' or '.' folder: every object's folder must lie "
+            "under the download folder."
+        )
     name = spec if spec in PRESETS else "template"
     return Layout(name, template, lambda fields: template.format_map(dict(fields)))
 
