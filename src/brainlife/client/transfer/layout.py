@@ -153,6 +153,19 @@ class Layout:
 LAYOUT_ALIASES: dict[str, str] = {"bids": "brainlife"}
 
 
+def _check_relative(spec: str, template: str) -> None:
+    """A template's folders lie under the download folder: not absolute, and no literal '..' or
+    '.' folder (a field's value never makes one, `safe_name`; a literal one would make a
+    --dry-run list folders outside the download folder that the run then refuses)."""
+    if template.startswith("/") or template.startswith("~"):
+        raise ConfigError(f"The layout {spec!r} must be relative to the download folder.")
+    if any(part in ("..", ".") for part in template.split("/")):
+        raise ConfigError(
+            f"The layout {spec!r} has a '..' or '.' folder: every object's folder must lie "
+            "under the download folder."
+        )
+
+
 def resolve_layout(spec: str | None) -> Layout:
     """A preset name (id, seed, brainlife) or a template such as ``{project}/{subject}/{id}``.
     ``bids`` (the old name of ``brainlife``, see `LAYOUT_ALIASES`) is the same layout."""
@@ -178,15 +191,7 @@ def resolve_layout(spec: str | None) -> Layout:
             f"The layout {spec!r} is neither a preset nor a template with a {{field}}: {hint}"
             f"presets: {', '.join(PRESETS)}; templates use fields such as {{subject}}/{{id}}."
         )
-    if template.startswith("/") or template.startswith("~"):
-        raise ConfigError(f"The layout {spec!r} must be relative to the download folder.")
-    if any(part in ("..", ".") for part in template.split("/")):
-        # a field's value never makes one (`safe_name`); a literal one in the template would
-        # list folders outside the download folder in a --dry-run that the run then refuses
-        raise ConfigError(
-            f"The layout {spec!r} has a '..' or '.' folder: every object's folder must lie "
-            "under the download folder."
-        )
+    _check_relative(spec, template)
     name = spec if spec in PRESETS else "template"
     return Layout(name, template, lambda fields: template.format_map(dict(fields)))
 
