@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,3 +202,17 @@ def meta_options(*, several: bool = False) -> Callable[[F], F]:
             )
         )
     )
+
+
+def json_object(text: str, option: str, example: str) -> dict[str, Any]:
+    """A JSON object given to ``option`` (the parsed text), or a usage error that names the
+    option and shows ``example``."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"not JSON; give a JSON object, e.g. {example}", param_hint=option
+        ) from None
+    if not isinstance(doc, dict):
+        raise click.BadParameter(f"must be a JSON object, e.g. {example}", param_hint=option)
+    return doc

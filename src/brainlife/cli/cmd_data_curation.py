@@ -3,29 +3,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, json_option
+from brainlife.cli._common import get_client, json_object, json_option
 
 
 def _meta(value: str | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        meta = json.loads(value)
-    except ValueError:
-        raise click.BadParameter(
-            'not JSON; give a JSON object, e.g. \'{"session": "2"}\'', param_hint="--meta"
-        ) from None
-    if not isinstance(meta, dict):
-        raise click.BadParameter(
-            'must be a JSON object, e.g. \'{"session": "2"}\'', param_hint="--meta"
-        )
-    return meta
+    return None if value is None else json_object(value, "--meta", '\'{"session": "2"}\'')
 
 
 @click.command("update")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from brainlife.cli import _output
-from brainlife.cli._common import get_client, give_up_option, json_flag
+from brainlife.cli._common import get_client, give_up_option, json_flag, json_object
 
 #: options of the command that take a value (the rest of ``--x VALUE`` pairs are file ids)
 _EPILOG = (
@@ -31,15 +31,7 @@ def _meta(value: str | None) -> dict[str, Any]:
             text = candidate.read_text()
         except OSError as exc:
             raise click.BadParameter(f"cannot read {candidate}: {exc}", param_hint="-m") from None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        raise click.BadParameter(
-            "must be a JSON object or a JSON file (e.g. '{\"age\": 32}')", param_hint="-m"
-        ) from None
-    if not isinstance(doc, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="-m")
-    return doc
+    return json_object(text, "-m", "'{\"age\": 32}' or a JSON file")
 
 
 def _file_args(extra: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
