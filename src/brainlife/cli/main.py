@@ -124,8 +124,9 @@ class LazyGroup(click.Group):
             if _is_debug(ctx):
                 raise
             click.echo(
-                "\nInterrupted: what can be continued is kept (*.bl-partial, *.bl-part); "
-                "run the same command again to resume.",
+                "\nInterrupted: what can be continued is kept (a download's *.bl-partial and "
+                "*.bl-part files, the bytes of an upload the server received); run the same "
+                "command again to resume.",
                 err=True,
             )
             ctx.exit(EXIT_INTERRUPTED)
