@@ -451,3 +451,17 @@ def test_a_groups_members_replaced_by_several_requests_at_once(http, tokens, peo
     ]
     assert group["admins"] == [people["ann"]]
     assert group["members"] in (sorted([people["bob"], people["root"]]), [people["root"]])
+
+
+def test_the_services_check_folds_case_as_the_index_does(archive):
+    """The check compared the database's lower() of the stored address with Python's of the
+    new one: SQLite's lower() folds ASCII letters only, so 'ÉMILE@X.ORG' passed the check
+    against 'Émile@x.org' and only the index refused it (the backstop's message, naming no
+    address). Both sides now fold alike, on every engine."""
+    with archive.session() as session:
+        accounts.add_user(session, username="emile", password="a-password", email="Émile@x.org")
+        session.commit()
+    with archive.session() as session, pytest.raises(Conflict) as info:
+        accounts.add_user(session, username="e2", password="a-password", email="ÉMILE@X.ORG")
+    assert info.value.message == "The e-mail address 'ÉMILE@X.ORG' belongs to another account."
+    assert info.value.__cause__ is None  # the service's refusal, not the index's

@@ -103,6 +103,12 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value
 
 
+def _same(column: Any, value: str) -> Any:
+    """`column` equals `value` ignoring case, as the database folds it (SQLite's lower() folds
+    ASCII letters only, PostgreSQL's every letter): what its unique indexes compare."""
+    return func.lower(column) == func.lower(value)
+
+
 def add_user(
     session: Session,
     *,
@@ -118,9 +124,10 @@ def add_user(
     fullname = _text(fullname, "fullname", MAX_FULLNAME)
     # checked under the accounts' lock, so that two requests cannot both find a name free
     lock_writes(session, "accounts")
-    if session.scalar(select(User.sub).where(func.lower(User.username) == username.lower())):
+    # the database's lower() on both sides, as the unique indexes of migration 0019 compare
+    if session.scalar(select(User.sub).where(_same(User.username, username))):
         raise Conflict(f"The username {username!r} is taken.")
-    if email and session.scalar(select(User.sub).where(func.lower(User.email) == email.lower())):
+    if email and session.scalar(select(User.sub).where(_same(User.email, email))):
         raise Conflict(f"The e-mail address {email!r} belongs to another account.")
     scopes = ADMIN_SCOPES if admin else USER_SCOPES
     return create_user(
@@ -428,8 +435,9 @@ def update_user(session: Session, user: User, body: dict[str, Any]) -> User:
         user.fullname = _text(body["fullname"], "fullname", MAX_FULLNAME)
     if "email" in body:
         email = check_email(body["email"])
+        lock_writes(session, "accounts")  # as add_user: two requests cannot both find it free
         taken = email and session.scalar(
-            select(User.sub).where(func.lower(User.email) == email.lower(), User.sub != user.sub)
+            select(User.sub).where(_same(User.email, email), User.sub != user.sub)
         )
         if taken:
             raise Conflict(f"The e-mail address {email!r} belongs to another account.")
