@@ -22,6 +22,7 @@ Functions flush and leave committing to the caller (a route's session, `bl admin
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,10 +104,17 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value
 
 
+#: lower() as both databases apply it to these columns: ASCII letters only (SQLite's lower(),
+#: and PostgreSQL's under the "C" collation 0016_pg_byte_order gives every text column)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def _same(column: Any, value: str) -> Any:
-    """`column` equals `value` ignoring case, as the database folds it (SQLite's lower() folds
-    ASCII letters only, PostgreSQL's every letter): what its unique indexes compare."""
-    return func.lower(column) == func.lower(value)
+    """`column` equals `value` ignoring case as the database folds the column: what the unique
+    indexes on lower(username) and lower(email) compare (migration 0019). Not Python's lower(),
+    which folds 'É' too; nor the database's lower() of the value, which PostgreSQL applies in
+    the database's default collation (folding 'É' under C.UTF-8 or en_US.UTF-8)."""
+    return func.lower(column) == value.translate(_ASCII_LOWER)
 
 
 def add_user(
@@ -124,7 +132,7 @@ def add_user(
     fullname = _text(fullname, "fullname", MAX_FULLNAME)
     # checked under the accounts' lock, so that two requests cannot both find a name free
     lock_writes(session, "accounts")
-    # the database's lower() on both sides, as the unique indexes of migration 0019 compare
+    # compared as the unique indexes of migration 0019 compare
     if session.scalar(select(User.sub).where(_same(User.username, username))):
         raise Conflict(f"The username {username!r} is taken.")
     if email and session.scalar(select(User.sub).where(_same(User.email, email))):
@@ -151,9 +159,7 @@ def find_user(session: Session, ref: str | int) -> User:
     user = (
         None
         if "\x00" in text
-        else session.scalar(
-            select(User).where((User.username == text) | (func.lower(User.email) == text.lower()))
-        )
+        else session.scalar(select(User).where((User.username == text) | _same(User.email, text)))
     )
     if user is None:
         raise NotFound(f"No user {text[:80]!r} in this archive.")

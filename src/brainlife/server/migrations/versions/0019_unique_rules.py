@@ -10,9 +10,10 @@ what breaks them too, whoever writes:
 
 - usernames, and e-mail addresses, are unique ignoring case: `ux_users_username_lower` and
   `ux_users_email_lower`, on the database's `lower()` of the column, which is what
-  `services.accounts` compares (SQLite's folds ASCII letters only, PostgreSQL's every letter;
-  usernames are ASCII). The case-sensitive `uq_users_*` constraints of 0001 stay: implied by
-  these, harmless, and dropping one on SQLite would mean copying the table;
+  `services.accounts` compares: ASCII letters only on both engines (SQLite's lower(), and
+  PostgreSQL's under the "C" collation 0016 gave every text column; usernames are ASCII).
+  The case-sensitive `uq_users_*` constraints of 0001 stay: implied by these, harmless, and
+  dropping one on SQLite would mean copying the table;
 - one finalize job per task: `ix_finalize_jobs_task_id` (0008) becomes unique;
 - one live (not removed) app per `github` service: `ux_apps_github_live`, partial (`WHERE NOT
   removed`: a removed app keeps its service, and a new one may take it).
