@@ -451,3 +451,24 @@ def test_a_groups_members_replaced_by_several_requests_at_once(http, tokens, peo
     ]
     assert group["admins"] == [people["ann"]]
     assert group["members"] in (sorted([people["bob"], people["root"]]), [people["root"]])
+
+
+def test_the_services_check_folds_case_as_the_index_does(archive):
+    """The check compared the database's lower() of the stored address with Python's of the
+    new one: SQLite's lower() folds ASCII letters only (as PostgreSQL's does under the "C"
+    collation of every column), so 'ÉMILE@X.ORG' passed the check against 'Émile@x.org' and
+    only the index refused it (the backstop's message, naming no address). Both sides now fold
+    alike, on every engine; and `bl admin user` finds an account by such an address."""
+    with archive.session() as session:
+        accounts.add_user(session, username="emile", password="a-password", email="Émile@x.org")
+        session.commit()
+    with archive.session() as session, pytest.raises(Conflict) as info:
+        accounts.add_user(session, username="e2", password="a-password", email="ÉMILE@X.ORG")
+    assert info.value.message == "The e-mail address 'ÉMILE@X.ORG' belongs to another account."
+    assert info.value.__cause__ is None  # the service's refusal, not the index's
+    with archive.session() as session:
+        assert accounts.find_user(session, "Émile@X.org").username == "emile"
+        # 'É' and 'é' are not folded by either side, on either engine: the check and the index
+        # agree that this address is another one
+        accounts.add_user(session, username="e3", password="a-password", email="émile@x.org")
+        session.commit()

@@ -146,9 +146,15 @@ def open_store(settings: Settings) -> ByteStore:
     return store
 
 
+class UpgradeRefused(Exception):
+    """A migration found rows that break a rule it is about to make a constraint of, and
+    stopped before changing anything. The message (one line) names the rows and what to do."""
+
+
 class DatabaseUnusable(Exception):
-    """The archive's database cannot be used: a URL no driver takes, or a server that does not
-    answer (``unreachable``). The message names the URL without its password."""
+    """The archive's database cannot be used: a URL no driver takes, a server that does not
+    answer (``unreachable``), or rows an upgrade refuses (`UpgradeRefused`). The message names
+    the URL without its password."""
 
     def __init__(self, url: str, exc: BaseException) -> None:
         from sqlalchemy.exc import ArgumentError, OperationalError
@@ -174,7 +180,7 @@ def open_archive(settings: Settings) -> Archive:
     try:
         engine = make_engine(settings.db_url)
         migrate(engine)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, UpgradeRefused) as exc:
         raise DatabaseUnusable(settings.db_url, exc) from exc
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)

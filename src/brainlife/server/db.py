@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from brainlife.server.errors import BadRequest, QueryTimeout
+from brainlife.server.errors import BadRequest, Conflict, QueryTimeout
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -228,6 +228,45 @@ def _checkin(_dbapi_connection: Any, record: Any) -> None:
         deadline.at = None
 
 
+_TAKEN_NAME = "That username is taken (usernames are unique ignoring case)."
+_TAKEN_EMAIL = "That e-mail address belongs to another account (unique ignoring case)."
+_TAKEN_TASK = (
+    "The task's upload was finalized by another request at the same time: ask again to get "
+    "its data object."
+)
+_TAKEN_SERVICE = "A live app for that github service already exists."
+#: the unique constraints that back a service's rule (migration 0019), by PostgreSQL's
+#: constraint name and by what SQLite's message names ("index 'x'" or "table.column"): the
+#: service checks first under `lock_writes`, so one fires only for a writer that did not
+#: (or a difference of case the check and the index see alike), and it is the same 409
+UNIQUE_RULES = {
+    "ux_users_username_lower": _TAKEN_NAME,
+    "uq_users_username": _TAKEN_NAME,
+    "users.username": _TAKEN_NAME,
+    "ux_users_email_lower": _TAKEN_EMAIL,
+    "uq_users_email": _TAKEN_EMAIL,
+    "users.email": _TAKEN_EMAIL,
+    "ix_finalize_jobs_task_id": _TAKEN_TASK,
+    "finalize_jobs.task_id": _TAKEN_TASK,
+    "ux_apps_github_live": _TAKEN_SERVICE,
+    "apps.github": _TAKEN_SERVICE,
+}
+
+
+def _unique_rule(original: BaseException) -> str | None:
+    """The message of the `UNIQUE_RULES` constraint a unique violation names, if it is one."""
+    if getattr(original, "sqlstate", None) == "23505":
+        return UNIQUE_RULES.get(getattr(getattr(original, "diag", None), "constraint_name", ""))
+    text = str(original)
+    prefix = "UNIQUE constraint failed: "
+    if not text.startswith(prefix):
+        return None
+    name = text[len(prefix) :].strip()
+    if name.startswith("index '") and name.endswith("'"):
+        name = name[len("index '") : -1]
+    return UNIQUE_RULES.get(name)
+
+
 def _translate_error(context: ExceptionContext) -> None:
     """Database refusals caused by the request, as the 400s they are."""
     original = context.original_exception
@@ -258,6 +297,9 @@ def _translate_error(context: ExceptionContext) -> None:
             "a number in the request is out of the range this archive's database can store or "
             f"compare (user and group ids are at most {2**31 - 1}); use a smaller one"
         ) from original
+    taken = _unique_rule(original)
+    if taken is not None:
+        raise Conflict(taken) from original
     if any(reason in text for reason in _TOO_BIG):
         raise BadRequest(
             f"the query is too large for the database ({original}); narrow it"

@@ -32,7 +32,7 @@ from sqlalchemy import Table, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from brainlife.server.archive import migrate
+from brainlife.server.archive import UpgradeRefused, migrate
 from brainlife.server.db import Base, make_engine, make_sessionmaker
 from brainlife.server.models import (
     ArchiveMigration,
@@ -97,7 +97,11 @@ def run(
     sid = source_id(settings)
     report = Report(sid)
     source = make_engine(settings.db_url)
-    migrate(source)
+    try:
+        migrate(source)
+    except UpgradeRefused as exc:
+        source.dispose()
+        raise MigrationError(str(exc)) from None
     target = _open_database(to_database) if to_database else source
     try:
         store = _open_store(to_store, s3_endpoint) if to_store else None

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -52,6 +53,11 @@ class User(Base):
     scopes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {public, private}
     create_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# unique ignoring case, as `services.accounts` compares them (migration 0019)
+Index("ux_users_username_lower", func.lower(User.username), unique=True)
+Index("ux_users_email_lower", func.lower(User.email), unique=True)
 
 
 class LoginFailure(Base):
@@ -476,6 +482,17 @@ class App(Base):
 
     projects: Mapped[list[AppProject]] = _array("AppProject")
 
+    __table_args__ = (
+        # one live app per service (`services.apps.create_app`; migration 0019)
+        Index(
+            "ux_apps_github_live",
+            "github",
+            unique=True,
+            sqlite_where=text("NOT removed"),
+            postgresql_where=text("NOT removed"),
+        ),
+    )
+
 
 class AppProject(Base):
     """One entry of an app's `projects` list: an app with none is public."""
@@ -534,7 +551,8 @@ class FinalizeJob(Base):
     dataset_id: Mapped[str] = mapped_column(
         ForeignKey("datasets.id", ondelete="CASCADE"), unique=True
     )
-    task_id: Mapped[str] = mapped_column(String(24), index=True)
+    #: one job per task (a task's upload is finalized once: `services.finalize._existing`)
+    task_id: Mapped[str] = mapped_column(String(24), index=True, unique=True)
     #: the folder of the task holding the object's files ("" for the whole task folder)
     folder: Mapped[str] = mapped_column(String(1024), default="")
     #: pending | running | done | failed

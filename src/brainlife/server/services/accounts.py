@@ -22,6 +22,7 @@ Functions flush and leave committing to the caller (a route's session, `bl admin
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,6 +104,19 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value
 
 
+#: lower() as both databases apply it to these columns: ASCII letters only (SQLite's lower(),
+#: and PostgreSQL's under the "C" collation 0016_pg_byte_order gives every text column)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _same(column: Any, value: str) -> Any:
+    """`column` equals `value` ignoring case as the database folds the column: what the unique
+    indexes on lower(username) and lower(email) compare (migration 0019). Not Python's lower(),
+    which folds 'É' too; nor the database's lower() of the value, which PostgreSQL applies in
+    the database's default collation (folding 'É' under C.UTF-8 or en_US.UTF-8)."""
+    return func.lower(column) == value.translate(_ASCII_LOWER)
+
+
 def add_user(
     session: Session,
     *,
@@ -118,9 +132,10 @@ def add_user(
     fullname = _text(fullname, "fullname", MAX_FULLNAME)
     # checked under the accounts' lock, so that two requests cannot both find a name free
     lock_writes(session, "accounts")
-    if session.scalar(select(User.sub).where(func.lower(User.username) == username.lower())):
+    # compared as the unique indexes of migration 0019 compare
+    if session.scalar(select(User.sub).where(_same(User.username, username))):
         raise Conflict(f"The username {username!r} is taken.")
-    if email and session.scalar(select(User.sub).where(func.lower(User.email) == email.lower())):
+    if email and session.scalar(select(User.sub).where(_same(User.email, email))):
         raise Conflict(f"The e-mail address {email!r} belongs to another account.")
     scopes = ADMIN_SCOPES if admin else USER_SCOPES
     return create_user(
@@ -144,9 +159,7 @@ def find_user(session: Session, ref: str | int) -> User:
     user = (
         None
         if "\x00" in text
-        else session.scalar(
-            select(User).where((User.username == text) | (func.lower(User.email) == text.lower()))
-        )
+        else session.scalar(select(User).where((User.username == text) | _same(User.email, text)))
     )
     if user is None:
         raise NotFound(f"No user {text[:80]!r} in this archive.")
@@ -428,8 +441,9 @@ def update_user(session: Session, user: User, body: dict[str, Any]) -> User:
         user.fullname = _text(body["fullname"], "fullname", MAX_FULLNAME)
     if "email" in body:
         email = check_email(body["email"])
+        lock_writes(session, "accounts")  # as add_user: two requests cannot both find it free
         taken = email and session.scalar(
-            select(User.sub).where(func.lower(User.email) == email.lower(), User.sub != user.sub)
+            select(User.sub).where(_same(User.email, email), User.sub != user.sub)
         )
         if taken:
             raise Conflict(f"The e-mail address {email!r} belongs to another account.")
