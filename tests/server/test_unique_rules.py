@@ -311,7 +311,6 @@ def test_bl_admin_and_bl_serve_say_the_refusal_in_one_line(settings, monkeypatch
         assert "Traceback" not in r.output and "unexpected failure" not in r.output
 
 
-@pytest.mark.skipif(pgdb.ADMIN_URL is not None, reason="copies an embedded (SQLite) archive")
 def test_bl_admin_migrate_says_the_refusal_in_one_line(settings):
     """`bl admin migrate` brings its SQLite archive to head before copying it: the refusal is
     its one `Error:` line too, and the target is never touched."""
