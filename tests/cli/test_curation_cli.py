@@ -99,7 +99,7 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     r = bl("data", "delete", "0123456789abcdef01234567")
     assert r.exit_code == 3
     r = bl("data", "update", doc["_id"])
-    assert r.exit_code == 1 and "Nothing to change" in r.output
+    assert r.exit_code == 2 and "Nothing to change" in r.output, r.output
     for bad in ("[1]", "{bad"):
         r = bl("data", "update", doc["_id"], "--meta", bad)
         assert r.exit_code == 2
@@ -107,3 +107,20 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     doc = _first(bl, TP, skip=9)
     r = bl("data", "update", doc["_id"], "--tag", "x" * 300)
     assert r.exit_code == 1 and "longer than 256" in r.output
+
+
+def test_update_with_nothing_to_change_is_a_usage_error_naming_the_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Said before any server is asked (here none answers, and nobody is logged in)."""
+    from click.testing import CliRunner
+
+    from brainlife.cli.main import cli
+
+    monkeypatch.setenv("BLHOST", "http://127.0.0.1:9")
+    r = CliRunner().invoke(cli, ["data", "update", "0123456789abcdef01234567"])
+    assert r.exit_code == 2, r.output
+    assert "Usage: bl data update" in r.output or "Usage: cli data update" in r.output
+    (line,) = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    for option in ("--desc", "--tag", "--clear-tags", "--datatype_tag", "--meta", "--restore"):
+        assert option in line, line
