@@ -57,7 +57,7 @@ def _fail(message: str, code: int = 1) -> None:
 def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
     """The archive's session; a server rule broken becomes one `Error:` line."""
     with server_packages("bl admin"):
-        from brainlife.server.archive import DatabaseUnusable, open_archive
+        from brainlife.server.archive import open_archive
         from brainlife.server.catalogue import seed_catalogue
         from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
         from brainlife.server.settings import Settings, default_data_dir
@@ -71,10 +71,8 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
                 exit_code("not-found"),
             )
         _output.err(f"bl admin: new archive in {data_dir}")
-    try:
-        archive = open_archive(Settings(data_dir=data_dir, database_url=url))
-    except DatabaseUnusable as exc:
-        _fail(str(exc), exit_code("unavailable" if exc.unreachable else "config"))
+    # an unusable database (the server's error) is rendered with every error, in `main`
+    archive = open_archive(Settings(data_dir=data_dir, database_url=url))
     try:
         with archive.session() as session:
             seed_catalogue(session)
