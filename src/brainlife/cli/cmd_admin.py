@@ -70,6 +70,13 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
                 f"No archive in {data_dir} (pass the --data-dir given to 'bl serve').",
                 exit_code("not-found"),
             )
+        if not data_dir.is_dir():  # a mistyped --data-dir must not become a second archive
+            _fail(
+                f"No archive in {data_dir}, and no such folder: pass the --data-dir given to "
+                f"'bl serve' (to start a new archive there, run 'bl serve --data-dir {data_dir}' "
+                "once, or create the folder).",
+                exit_code("not-found"),
+            )
         _output.err(f"bl admin: new archive in {data_dir}")
     # an unusable database (the server's error) is rendered with every error, in `main`
     archive = open_archive(Settings(data_dir=data_dir, database_url=url))
