@@ -463,8 +463,15 @@ class Client:
             exact = [p for p in rows if str(p.get("name", "")).lower() == project.lower()]
             rows = exact if len(exact) == 1 else rows
         if not rows:
+            if not self.stored_token():
+                raise AuthError(
+                    f"No project matches '{project}' among those shown to anyone: you are not "
+                    f"logged in (no token in {self.config.token_path}). Run 'bl login' first."
+                )
             raise NotFound(
-                f"No project matches '{project}' (or you cannot see it). Try 'bl project query'."
+                f"No project matches '{project}' (or you cannot see it: a private project shows "
+                "only to its admins, members and guests; ask one of its admins to add you). "
+                "Try 'bl project query'."
             )
         if len(rows) > 1:
             names = ", ".join(f"{p.get('name')} ({p.get('_id')})" for p in rows[:5])
