@@ -208,6 +208,15 @@ def test_a_new_admins_mistakes_each_say_what_to_do_next(tmp_path: Path) -> None:
         for change in (["delete", obj["_id"]], ["update", obj["_id"], "--desc", "x"]):
             r = ours(server, mine, "data", *change)
             _said(r, 9, "in a release", "upload a corrected")
+        # the document's loop given the publication's id instead of its release's: told so
+        (rel,) = _json(ours(server, mine, "pub", "query", "-i", pub["_id"], "--json"))[0][
+            "releases"
+        ]
+        for fmt in ([], ["--json"]):
+            r = ours(server, mine, "data", "query", "--pub", pub["_id"], *fmt)
+            assert r.returncode == 0 and "is a publication, not a release" in r.stderr, r.stderr
+            assert f"--pub {rel['_id']}" in r.stderr
+        assert json.loads(r.stdout) == []
         # an account's sessions revoked: its next command says to log in again
         assert admin(server, "token", "revoke", "--user", "bob").returncode == 0
         r = ours(server, bob, "data", "query", "-p", pid)
