@@ -96,8 +96,12 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     doc = _first(bl, O3D, skip=7)
     r = bl("data", "update", doc["_id"], "--desc", "x", user="demo")  # not a member of O3D
     assert r.exit_code == 4 and r.output.startswith("Error: Access denied")
-    r = bl("data", "delete", "0123456789abcdef01234567")
-    assert r.exit_code == 3
+    unknown = "0123456789abcdef01234567"
+    for args in (["delete", unknown], ["update", unknown, "--desc", "x"], ["delete", "nope"]):
+        r = bl("data", *args)
+        # which id, and where to find the right one (brainlife's words alone named neither)
+        assert r.exit_code == 3 and r.output.startswith(f"Error: No data object {args[1]}")
+        assert "'bl data query'" in r.output and len(r.output.splitlines()) == 1, r.output
     r = bl("data", "update", doc["_id"])
     assert r.exit_code == 2 and "Nothing to change" in r.output, r.output
     for bad in ("[1]", "{bad"):

@@ -747,14 +747,28 @@ class Client:
             body["removed"] = False
         if not body:
             raise ConfigError("Nothing to change: give a description, tags, datatype tags or meta.")
-        doc = self._write("PUT", _urls.dataset(dataset_id), body)
+        doc = self._dataset_write("PUT", dataset_id, body)
         return dict(doc)
 
     def remove_dataset(self, dataset_id: str) -> int:
         """Remove a data object (brainlife's soft delete: ``removed: true``; the bytes stay and
         a project admin can restore it). Returns 1, or 0 if it was removed already."""
-        doc = self._write("DELETE", _urls.dataset(dataset_id), None)
+        doc = self._dataset_write("DELETE", dataset_id, None)
         return int(doc.get("removed") or 0)
+
+    def _dataset_write(self, method: str, dataset_id: str, body: Doc | None) -> Doc:
+        """A change of one data object; an unknown id says which, and where to find ids
+        (brainlife's own words, "couldn't find the dataset specified", name neither)."""
+        try:
+            return self._write(method, _urls.dataset(dataset_id), body)
+        except NotFound as exc:
+            said = exc.server_message or str(exc)
+            error = NotFound(
+                f"No data object {dataset_id} that you can see ({said}); 'bl data query' lists "
+                "them with their ids."
+            )
+            error.status, error.server_message = exc.status, exc.server_message
+            raise error from None
 
     def dataset_history(self, dataset_id: str) -> list[Doc]:
         """Who changed a data object, when and what, oldest first (our server's route)."""
