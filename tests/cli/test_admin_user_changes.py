@@ -25,6 +25,7 @@ def accounts(data: Path) -> dict[str, dict[str, object]]:
 
 def test_each_change_is_made_and_said(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    data.mkdir()
     for name, extra in (("root", ["--admin"]), ("ann", [])):
         code, out = admin(
             data, "user", "add", name, *extra, "--password-stdin", stdin="password 1\n"
@@ -44,6 +45,24 @@ def test_each_change_is_made_and_said(tmp_path: Path) -> None:
     assert (code, out.strip()) == (0, "Changed the password of ann (its tokens are revoked).")
     code, out = admin(data, "user", "promote", "nobody")
     assert code == 3 and "No user 'nobody'" in out
+
+
+def test_a_first_account_on_a_mistyped_data_dir_makes_no_new_archive(tmp_path: Path) -> None:
+    """`bl admin --data-dir <typo> user add` made a second, empty archive there and said
+    "Created admin": the admin then could not log in to the served one. A folder that does not
+    exist is refused (exit 3, nothing made); an existing empty one starts a new archive."""
+    served = tmp_path / "bl-data"
+    served.mkdir()
+    code, out = admin(served, "user", "add", "root", "--admin", "--password-stdin",
+                      stdin="password 1\n")  # fmt: skip
+    assert code == 0 and "Created admin root" in out, out
+    typo = tmp_path / "bl-dta"
+    code, out = admin(typo, "user", "add", "ann", "--password-stdin", stdin="password 1\n")
+    assert code == 3, out
+    (line,) = [x for x in out.splitlines() if x.startswith("Error:")]
+    assert f"No archive in {typo}" in line and "--data-dir given to 'bl serve'" in line, line
+    assert "Created" not in out and not typo.exists()
+    assert list(accounts(served)) == ["root"]
 
 
 UNREACHABLE = "postgresql+psycopg://ann:s3cret-pw@127.0.0.1:1/archive"

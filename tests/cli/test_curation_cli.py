@@ -96,10 +96,14 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     doc = _first(bl, O3D, skip=7)
     r = bl("data", "update", doc["_id"], "--desc", "x", user="demo")  # not a member of O3D
     assert r.exit_code == 4 and r.output.startswith("Error: Access denied")
-    r = bl("data", "delete", "0123456789abcdef01234567")
-    assert r.exit_code == 3
+    unknown = "0123456789abcdef01234567"
+    for args in (["delete", unknown], ["update", unknown, "--desc", "x"], ["delete", "nope"]):
+        r = bl("data", *args)
+        # which id, and where to find the right one (brainlife's words alone named neither)
+        assert r.exit_code == 3 and r.output.startswith(f"Error: No data object {args[1]}")
+        assert "'bl data query'" in r.output and len(r.output.splitlines()) == 1, r.output
     r = bl("data", "update", doc["_id"])
-    assert r.exit_code == 1 and "Nothing to change" in r.output
+    assert r.exit_code == 2 and "Nothing to change" in r.output, r.output
     for bad in ("[1]", "{bad"):
         r = bl("data", "update", doc["_id"], "--meta", bad)
         assert r.exit_code == 2
@@ -107,3 +111,20 @@ def test_refusals_are_one_line_with_their_exit_code(bl: Any) -> None:
     doc = _first(bl, TP, skip=9)
     r = bl("data", "update", doc["_id"], "--tag", "x" * 300)
     assert r.exit_code == 1 and "longer than 256" in r.output
+
+
+def test_update_with_nothing_to_change_is_a_usage_error_naming_the_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Said before any server is asked (here none answers, and nobody is logged in)."""
+    from click.testing import CliRunner
+
+    from brainlife.cli.main import cli
+
+    monkeypatch.setenv("BLHOST", "http://127.0.0.1:9")
+    r = CliRunner().invoke(cli, ["data", "update", "0123456789abcdef01234567"])
+    assert r.exit_code == 2, r.output
+    assert "Usage: bl data update" in r.output or "Usage: cli data update" in r.output
+    (line,) = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    for option in ("--desc", "--tag", "--clear-tags", "--datatype_tag", "--meta", "--restore"):
+        assert option in line, line

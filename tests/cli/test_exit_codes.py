@@ -99,3 +99,36 @@ def test_the_library_names_no_cli_flag() -> None:
         if (hits := [m for s in _messages(p) for m in flag.findall(s)])
     }
     assert found == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "code"), [("garbage://x", 1), ("postgresql+psycopg://u:pw@127.0.0.1:1/db", 5)]
+)
+def test_an_unusable_database_is_rendered_where_every_error_is(url: str, code: int) -> None:
+    """`DatabaseUnusable` (the server's) reaches the CLI's one renderer, from any command, as
+    one line and exit 5 (unreachable) or 1; no command maps it itself."""
+    from click.testing import CliRunner
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from brainlife.cli.main import LazyGroup
+    from brainlife.server.archive import DatabaseUnusable
+
+    try:
+        with create_engine(url).connect():
+            pass
+    except (SQLAlchemyError, ImportError) as exc:
+        cause: BaseException = exc
+    group = LazyGroup("bl")
+
+    @group.command("opens")
+    def opens() -> None:
+        raise DatabaseUnusable(url, cause)
+
+    r = CliRunner().invoke(group, ["opens"])
+    assert r.exit_code == code, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line.startswith("Error: Cannot use the database") and "pw@" not in line
+    cli_dir = Path(__file__).resolve().parents[2] / "src" / "brainlife" / "cli"
+    naming = sorted(p.name for p in cli_dir.glob("*.py") if "DatabaseUnusable" in p.read_text())
+    assert naming == ["main.py"]

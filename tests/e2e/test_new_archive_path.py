@@ -114,3 +114,112 @@ def test_a_new_archive_from_first_admin_to_a_downloaded_release(tmp_path: Path) 
         assert [p.name for p in loop.iterdir()] == [theirs_obj["_id"]]
     finally:
         stop_server(server)
+
+
+def _bl_at(host: str, home: Path, *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BL")}
+    home.mkdir(exist_ok=True)
+    env.update(HOME=str(home), BLHOST=host)
+    return subprocess.run([sys.executable, "-m", "brainlife", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def _said(r: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """A refusal with this exit code: one `Error:` line (a list may follow it) and these words."""
+    lines = [x for x in r.stderr.splitlines() if x.startswith("Error:")]
+    assert r.returncode == code and len(lines) == 1, (r.returncode, r.stdout + r.stderr)
+    assert "Traceback" not in r.stderr
+    for word in words:
+        assert word in r.stderr, (word, r.stderr)
+    return r.stderr
+
+
+def test_a_new_admins_mistakes_each_say_what_to_do_next(tmp_path: Path) -> None:
+    """The same path, each step first done wrong, as a new lab admin does: every refusal is
+    one line, its own exit code, and names the next step; nothing wrong is made."""
+    from tests.conftest import free_port
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    mine, bob, nobody, theirs = (tmp_path / n for n in ("mine", "bob", "nobody", "theirs"))
+    # logging in before the server is up
+    r = _bl_at(f"http://127.0.0.1:{free_port()}", mine, "login", "--username", "lab",
+               "--password-stdin", stdin=PW)  # fmt: skip
+    _said(r, 5, "Cannot connect", "BLHOST")
+    server = start_server(data_dir, tls=True)
+    try:
+        # logging in before there is an admin: both CLIs are told how to make one
+        r = ours(server, mine, "login", "--username", "lab", "--password-stdin", stdin=PW)
+        _said(r, 4, "Login failed", "no accounts yet", "bl admin", "user add")
+        r = official(server, theirs, "login", "--username", "lab", "--password", PW)
+        assert "no accounts yet" in r.stdout + r.stderr, r.stdout + r.stderr
+        # the first admin made on a mistyped data folder: refused, no second archive
+        typo = Path(f"{data_dir}-typo")
+        r = subprocess.run(
+            [sys.executable, "-m", "brainlife", "admin", "--data-dir", str(typo), "user", "add",
+             "lab", "--admin", "--password-stdin"],
+            input=PW + "\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        _said(r, 3, "No archive in", "--data-dir given to 'bl serve'")
+        assert not typo.exists()
+        assert admin(server, "user", "add", "lab", "--admin", "--password-stdin",
+                     stdin=PW + "\n").returncode == 0  # fmt: skip
+        assert admin(server, "user", "add", "bob", "--password-stdin",
+                     stdin="bob password 1\n").returncode == 0  # fmt: skip
+        # a wrong password: no talk of a missing admin now
+        r = ours(server, mine, "login", "--username", "lab", "--password-stdin", stdin="nope")
+        assert "no accounts" not in _said(r, 4, "Incorrect user/password")
+        assert ours(server, mine, "login", "--username", "lab", "--password-stdin",
+                    stdin=PW).returncode == 0  # fmt: skip
+        pid = _json(ours(server, mine, "project", "create", "--name", "Lab", "--json"))["_id"]
+
+        # the project, asked for by someone not logged in: told to log in
+        r = ours(server, nobody, "data", "query", "-p", pid)
+        _said(r, 4, "not logged in", "bl login")
+        # uploads done wrong: a datatype misspelt, a required file missing
+        t1 = tmp_path / "t1.nii.gz"
+        t1.write_bytes(b"t1 bytes " * 300)
+        up = ["data", "upload", "-p", pid, "-s", "01"]
+        r = ours(server, mine, *up, "-d", "neuro/anat/t1", "--t1", str(t1))
+        _said(r, 3, "neuro/anat/t1w", "bl datatype query")
+        r = ours(server, mine, *up, "-d", "neuro/dwi", "--dwi", str(t1))
+        _said(r, 10, "needs --bvecs", "--bvals")
+        # someone not in the project: told whom to ask, as a guest too
+        assert ours(server, bob, "login", "--username", "bob", "--password-stdin",
+                    stdin="bob password 1").returncode == 0  # fmt: skip
+        r = ours(server, bob, *up, "-d", "neuro/anat/t1w", "--t1", str(t1))
+        _said(r, 3, "No project matches", "ask one of its admins")
+        assert ours(server, mine, "project", "update", pid, "--guest", "bob").returncode == 0
+        r = ours(server, bob, *up, "-d", "neuro/anat/t1w", "--t1", str(t1))
+        _said(r, 4, "only its admins and members", "ask one of its admins")
+        obj = _json(ours(server, mine, *up, "-d", "neuro/anat/t1w", "--t1", str(t1), "-j"))
+
+        # a correction that changes nothing; a release that matches nothing
+        r = ours(server, mine, "data", "update", obj["_id"])
+        assert r.returncode == 2 and "--desc" in r.stderr, r.stderr
+        pub = _json(ours(server, mine, "pub", "create", "-p", pid, "-n", "Lab data", "--json"))
+        r = ours(server, mine, "pub", "release", pub["_id"], "--name", "1", "--subject", "99")
+        _said(r, 3, "Nothing to release", f"bl data query -p {pid}", "--dry-run")
+        assert _json(ours(server, mine, "pub", "query", "-i", pub["_id"], "--json"))[0][
+            "releases"
+        ] in ([], None)
+        # a released object, deleted or corrected: refused, and told what to do instead
+        assert ours(server, mine, "pub", "release", pub["_id"], "--name", "1").returncode == 0
+        for change in (["delete", obj["_id"]], ["update", obj["_id"], "--desc", "x"]):
+            r = ours(server, mine, "data", *change)
+            _said(r, 9, "in a release", "upload a corrected")
+        # the document's loop given the publication's id instead of its release's: told so
+        (rel,) = _json(ours(server, mine, "pub", "query", "-i", pub["_id"], "--json"))[0][
+            "releases"
+        ]
+        for fmt in ([], ["--json"]):
+            r = ours(server, mine, "data", "query", "--pub", pub["_id"], *fmt)
+            assert r.returncode == 0 and "is a publication, not a release" in r.stderr, r.stderr
+            assert f"--pub {rel['_id']}" in r.stderr
+        assert json.loads(r.stdout) == []
+        # an account's sessions revoked: its next command says to log in again
+        assert admin(server, "token", "revoke", "--user", "bob").returncode == 0
+        r = ours(server, bob, "data", "query", "-p", pid)
+        _said(r, 4, "revoked", "bl login")
+    finally:
+        stop_server(server)

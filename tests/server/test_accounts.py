@@ -330,6 +330,26 @@ def test_bad_user_changes_are_400(http, tokens, people, body) -> None:
     assert r.status_code == 400, r.text
 
 
+@pytest.mark.parametrize("extra", [{"role": "admin"}, {"scopes": {"auth": ["admin"]}}, {"ttl": 1}])
+def test_unknown_fields_of_a_new_user_are_400_as_for_a_change(http, tokens, extra) -> None:
+    """POST /user refuses what it does not know (it ignored it) with PUT's message shape, and
+    makes nothing; every field it documents is still taken."""
+    root = bearer(tokens["root"])
+    body = {"username": "newbie", "password": PASSWORD, **extra}
+    r = http.post("/api/auth/user", headers=root, json=body)
+    assert r.status_code == 400, r.text
+    (field,) = extra
+    known = "admin, email, fullname, password, username"
+    assert r.json()["message"] == f"Unknown field(s) {field}; use {known}."
+    put = http.put("/api/auth/user/1", headers=root, json={"role": "x"}).json()["message"]
+    assert put.startswith("Unknown field(s) role; use ")
+    users = http.get("/api/auth/users", headers=root).json()["users"]
+    assert "newbie" not in [u["username"] for u in users]
+    full = {"username": "newbie", "password": PASSWORD, "email": "n@x.org", "fullname": "N B"}
+    r = http.post("/api/auth/user", headers=root, json={**full, "admin": False})
+    assert r.status_code == 200 and r.json()["fullname"] == "N B", r.text
+
+
 def test_group_changes_keep_an_admin(http, tokens, people) -> None:
     path = f"/api/auth/group/{people['lab']}"
     r = http.put(path, headers=bearer(tokens["ann"]), json={"admins": []})

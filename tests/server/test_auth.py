@@ -93,6 +93,15 @@ def test_wrong_password_is_401_with_message(http, alice):
     assert res.json() == {"message": "Incorrect user/password"}
     res = login(http, username="nobody", password="nope")
     assert res.status_code == 401
+    assert res.json() == {"message": "Incorrect user/password"}  # no word of who exists
+
+
+def test_a_login_to_an_archive_without_accounts_says_how_to_make_the_first(http):
+    res = login(http, username="lab", password="first password")
+    assert res.status_code == 401
+    message = res.json()["message"]
+    assert message.startswith("Incorrect user/password (this archive has no accounts yet")
+    assert "bl admin --data-dir DIR user add NAME --admin" in message
 
 
 def test_missing_fields_and_bad_ttl_are_400(http, alice):

@@ -153,7 +153,9 @@ def test_released_objects_cannot_be_changed_or_removed(http: TestClient, archive
     ds_id = pick(archive, O3D_PROJECT, published=True)
     res = http.put(f"/api/warehouse/dataset/{ds_id}", json={"desc": "x"}, headers=h)
     assert res.status_code == 409 and "released objects cannot be changed" in res.json()["message"]
-    assert http.delete(f"/api/warehouse/dataset/{ds_id}", headers=h).status_code == 409
+    assert "upload a corrected copy as a new data object" in res.json()["message"]
+    res = http.delete(f"/api/warehouse/dataset/{ds_id}", headers=h)
+    assert res.status_code == 409 and "upload a corrected copy" in res.json()["message"]
     with archive.session() as s:
         row = s.get(Dataset, ds_id)
         assert row is not None and row.removed is False and row.desc != "x"

@@ -104,6 +104,33 @@ def test_write_access_matrix(http, world, access: str, who: str) -> None:
     assert after == ([{"subject": who}] if expected == 200 else TABLE)
 
 
+def test_the_docs_and_the_cli_say_who_writes_as_the_matrix_does(http, world) -> None:
+    """brainlife's rule: a project's writers are its admins and members (`bl bids upload`, run
+    by any uploader, sends the table). The matrix above holds it; what people read must too."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from brainlife.cli.main import cli
+    from brainlife.server.services import participants
+
+    assert {w for w, code in WRITE["private"].items() if code == 200} == {"mem", "adm", "root"}
+    root = Path(__file__).resolve().parents[2]
+    api = (root / "docs" / "api.md").read_text()
+    section = api.split("## Participants", 1)[1].split("\n## ", 1)[0]
+    put = " ".join(section.split("- `PUT`", 1)[1].split())
+    assert "Project admins and members, and archive admins" in put, put
+    row = next(line for line in api.splitlines() if line.startswith("| `PUT /api/warehouse/part"))
+    assert "admins and members" in row, row
+    cli_md = (root / "docs" / "cli.md").read_text()
+    line = next(x for x in cli_md.splitlines() if "bl project participants import" in x)
+    assert "import: project admins and members" in line, line
+    doc = " ".join((participants.__doc__ or "").split())
+    assert "its admins and members and archive admins write it" in doc, doc
+    r = CliRunner().invoke(cli, ["project", "participants", "import", "--help"])
+    assert "project admins and members" in " ".join(r.output.split()), r.output
+
+
 def test_put_replaces_only_what_is_sent(http, world) -> None:
     path = f"/api/warehouse/participant/{world['ids']['private']}"
     adm = h(world["tokens"]["adm"])

@@ -352,6 +352,9 @@ def test_a_release_of_no_objects_is_refused(archive, http, world) -> None:
     assert r.status_code == 404
     assert r.json()["message"].startswith("Nothing to release: no stored data object")
     assert "subjects 77" in r.json()["message"]
+    # and what to do next: look at what the project holds, try filters without releasing
+    assert f"'bl data query -p {world['project']}'" in r.json()["message"]
+    assert "'bl pub release --dry-run'" in r.json()["message"]
     assert count_rows(archive, Release) == 0 and release_rows(archive) == []
 
 

@@ -57,7 +57,7 @@ def _fail(message: str, code: int = 1) -> None:
 def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
     """The archive's session; a server rule broken becomes one `Error:` line."""
     with server_packages("bl admin"):
-        from brainlife.server.archive import DatabaseUnusable, open_archive
+        from brainlife.server.archive import open_archive
         from brainlife.server.catalogue import seed_catalogue
         from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
         from brainlife.server.settings import Settings, default_data_dir
@@ -70,11 +70,16 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
                 f"No archive in {data_dir} (pass the --data-dir given to 'bl serve').",
                 exit_code("not-found"),
             )
+        if not data_dir.is_dir():  # a mistyped --data-dir must not become a second archive
+            _fail(
+                f"No archive in {data_dir}, and no such folder: pass the --data-dir given to "
+                f"'bl serve' (to start a new archive there, run 'bl serve --data-dir {data_dir}' "
+                "once, or create the folder).",
+                exit_code("not-found"),
+            )
         _output.err(f"bl admin: new archive in {data_dir}")
-    try:
-        archive = open_archive(Settings(data_dir=data_dir, database_url=url))
-    except DatabaseUnusable as exc:
-        _fail(str(exc), exit_code("unavailable" if exc.unreachable else "config"))
+    # an unusable database (the server's error) is rendered with every error, in `main`
+    archive = open_archive(Settings(data_dir=data_dir, database_url=url))
     try:
         with archive.session() as session:
             seed_catalogue(session)

@@ -101,6 +101,8 @@ def data_query(
     client = get_client()
     page = client.query_datasets(filters, skip=skip, limit=limit)
     rows = page.datasets
+    if not rows and filters.pub:
+        _publication_not_release(client, filters.pub)
     if as_json:
         _output.print_json(rows)  # the official stdout; what it leaves out is said on stderr
         if page.count is not None and skip + len(rows) < page.count:
@@ -247,6 +249,20 @@ def _ids_and_directory(
                 f"'{oid}' is not a data object id (24 hexadecimal digits).", param_hint="ID"
             )
     return ids, directory
+
+
+def _publication_not_release(client: Any, pub: str) -> None:
+    """--pub given a publication's id (an easy slip: `bl pub create` prints that one) matches
+    nothing; say so on stderr, with the releases to use, instead of a bare "0 results"."""
+    pubs = client.pubs(id=pub, limit=1)
+    if not pubs:
+        return
+    releases = [r for r in pubs[0].get("releases") or [] if not r.get("removed")]
+    use = ", ".join(f"--pub {r.get('_id')} (release {r.get('name') or '?'})" for r in releases)
+    _output.err(
+        f"Note: {pub} is a publication, not a release: "
+        + (f"query one of its releases: {use}." if use else "it has no release yet.")
+    )
 
 
 def _check_release(pub: str | None) -> None:

@@ -41,6 +41,11 @@ def data_update(
 ) -> None:
     """Change a data object's description, tags, datatype tags or metadata (its project's
     admins and members). Objects in a release cannot be changed (exit 9)."""
+    if not (desc is not None or tags or clear_tags or datatype_tags or meta is not None or restore):
+        raise click.UsageError(
+            "Nothing to change: give --desc, --tag, --clear-tags, --datatype_tag, --meta or "
+            "--restore."
+        )
     client = get_client()
     doc = client.update_dataset(
         dataset_id,

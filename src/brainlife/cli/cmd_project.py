@@ -226,7 +226,8 @@ def participants_export(project_ref: str, output: str | None) -> None:
     help="participants.json: the columns' descriptions (BIDS).",
 )
 def participants_import(project_ref: str, tsv: Any, columns_file: Any) -> None:
-    """Replace PROJECT's participants table with a TSV file (- for stdin); project admins."""
+    """Replace PROJECT's participants table with a TSV file (- for stdin); project admins and
+    members."""
     import json
 
     from brainlife.client.participants import MAX_TSV_BYTES, parse_tsv

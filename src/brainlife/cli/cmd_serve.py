@@ -7,9 +7,7 @@ from typing import Any
 
 import click
 
-from brainlife.cli import _output
 from brainlife.cli._common import data_dir_option, server_packages
-from brainlife.cli.main import exit_code
 
 
 @click.command()
@@ -120,11 +118,7 @@ def serve(**options: Any) -> None:
     if options["s3_endpoint"] and not options["store_url"]:
         raise click.UsageError("--s3-endpoint goes with --store s3://BUCKET")
     with server_packages("bl serve"):
-        from brainlife.server.archive import DatabaseUnusable
         from brainlife.server.serve import ServeOptions, run
-    # the parameters are `ServeOptions`' fields: declared, typed and documented there
-    try:
-        run(ServeOptions(**options))
-    except DatabaseUnusable as exc:
-        _output.err(f"Error: {exc}")
-        raise SystemExit(exit_code("unavailable" if exc.unreachable else "config")) from None
+    # the parameters are `ServeOptions`' fields: declared, typed and documented there; an
+    # unusable database (the server's error) is rendered with every error, in `main`
+    run(ServeOptions(**options))

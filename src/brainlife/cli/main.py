@@ -92,6 +92,17 @@ def render(exc: BrainlifeError) -> str:
     return f"{exc} {hint}" if hint else str(exc)
 
 
+def _database_unusable(exc: BaseException) -> int | None:
+    """The exit code of the server's `DatabaseUnusable` (`bl serve`, `bl admin`: a database
+    URL no driver takes, 1, or a database that does not answer, 5), else None. Read from the
+    loaded module, never imported: the CLI does not import the server, and the error can only
+    have been raised if the module was loaded."""
+    archive = sys.modules.get("brainlife.server.archive")
+    if archive is None or not isinstance(exc, archive.DatabaseUnusable):
+        return None
+    return exit_code("unavailable" if exc.unreachable else "config")
+
+
 def _as_library_error(exc: BaseException) -> BrainlifeError | None:
     # imported here, on the error path only: `bl --help` never loads the client
     from brainlife.client import BrainlifeError
@@ -143,6 +154,10 @@ class LazyGroup(click.Group):
 
                 err(f"Error: {render(error)}")
                 ctx.exit(exit_code(error.code))
+            database = _database_unusable(exc)
+            if database is not None:
+                click.echo(f"Error: {exc}", err=True)
+                ctx.exit(database)
             if isinstance(exc, OSError) and exc.strerror:
                 where = f" ({exc.filename})" if exc.filename else ""
                 click.echo(f"Error: {exc.strerror}{where}.", err=True)

@@ -463,8 +463,15 @@ class Client:
             exact = [p for p in rows if str(p.get("name", "")).lower() == project.lower()]
             rows = exact if len(exact) == 1 else rows
         if not rows:
+            if not self.stored_token():
+                raise AuthError(
+                    f"No project matches '{project}' among those shown to anyone: you are not "
+                    f"logged in (no token in {self.config.token_path}). Run 'bl login' first."
+                )
             raise NotFound(
-                f"No project matches '{project}' (or you cannot see it). Try 'bl project query'."
+                f"No project matches '{project}' (or you cannot see it: a private project shows "
+                "only to its admins, members and guests; ask one of its admins to add you). "
+                "Try 'bl project query'."
             )
         if len(rows) > 1:
             names = ", ".join(f"{p.get('name')} ({p.get('_id')})" for p in rows[:5])
@@ -740,14 +747,28 @@ class Client:
             body["removed"] = False
         if not body:
             raise ConfigError("Nothing to change: give a description, tags, datatype tags or meta.")
-        doc = self._write("PUT", _urls.dataset(dataset_id), body)
+        doc = self._dataset_write("PUT", dataset_id, body)
         return dict(doc)
 
     def remove_dataset(self, dataset_id: str) -> int:
         """Remove a data object (brainlife's soft delete: ``removed: true``; the bytes stay and
         a project admin can restore it). Returns 1, or 0 if it was removed already."""
-        doc = self._write("DELETE", _urls.dataset(dataset_id), None)
+        doc = self._dataset_write("DELETE", dataset_id, None)
         return int(doc.get("removed") or 0)
+
+    def _dataset_write(self, method: str, dataset_id: str, body: Doc | None) -> Doc:
+        """A change of one data object; an unknown id says which, and where to find ids
+        (brainlife's own words, "couldn't find the dataset specified", name neither)."""
+        try:
+            return self._write(method, _urls.dataset(dataset_id), body)
+        except NotFound as exc:
+            said = exc.server_message or str(exc)
+            error = NotFound(
+                f"No data object {dataset_id} that you can see ({said}); 'bl data query' lists "
+                "them with their ids."
+            )
+            error.status, error.server_message = exc.status, exc.server_message
+            raise error from None
 
     def dataset_history(self, dataset_id: str) -> list[Doc]:
         """Who changed a data object, when and what, oldest first (our server's route)."""

@@ -66,9 +66,9 @@ def user_list(session: SessionDep, principal: User) -> dict[str, Any]:
 @router.post(routes.USER_NEW.path)
 def user_add(session: SessionDep, principal: User, body: JsonBody) -> dict[str, Any]:
     """Create an account (archive admins only): `username`, `password`, `email`, `fullname`,
-    `admin`."""
+    `admin` (any other field is a 400)."""
     accounts.require_archive_admin(principal)
-    body = accounts.body_object(body)
+    body = accounts.known_fields(accounts.body_object(body), accounts.NEW_USER_FIELDS)
     user = _add_user(session, body, admin=accounts.flag(body.get("admin", False), "admin"))
     session.commit()
     return _user(session, user)

@@ -429,12 +429,23 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
-def update_user(session: Session, user: User, body: dict[str, Any]) -> User:
-    """An admin's change of an account: `active`, `admin`, `password`, `fullname`, `email`."""
-    known = {"active", "admin", "password", "fullname", "email"}
+#: the fields of an admin's new account (`POST /user`) and of a change (`PUT /user/:sub`)
+NEW_USER_FIELDS = frozenset({"username", "password", "email", "fullname", "admin"})
+USER_CHANGE_FIELDS = frozenset({"active", "admin", "password", "fullname", "email"})
+
+
+def known_fields(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """`body`, refused whole (400 naming what it takes) if it has a field not in `known`: a
+    misspelt or unsupported field is never silently ignored."""
     unknown = sorted(set(body) - known)
     if unknown:
         raise BadRequest(f"Unknown field(s) {', '.join(unknown)}; use {', '.join(sorted(known))}.")
+    return body
+
+
+def update_user(session: Session, user: User, body: dict[str, Any]) -> User:
+    """An admin's change of an account: `active`, `admin`, `password`, `fullname`, `email`."""
+    known_fields(body, USER_CHANGE_FIELDS)
     if "password" in body:
         set_password(session, user, body["password"])
     if "fullname" in body:

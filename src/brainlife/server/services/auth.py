@@ -65,6 +65,11 @@ _hasher = PASSWORD_COSTS["default"]()
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_TTL_MS = 365 * 24 * 3600 * 1000
 BAD_LOGIN = "Incorrect user/password"
+#: the same refusal from an archive without any account (nobody to tell apart: it says so)
+NO_ACCOUNTS = (
+    f"{BAD_LOGIN} (this archive has no accounts yet: its administrator makes the first with "
+    "'bl admin --data-dir DIR user add NAME --admin --password-stdin' on the server)"
+)
 
 
 def use_password_cost(name: str) -> None:
@@ -266,6 +271,8 @@ def _login(
         if not verify_password(hashed, password) or not known:
             session.add(LoginFailure(username=account, client=client, at=now))
             session.commit()
+            if user is None and session.scalar(select(User.sub).limit(1)) is None:
+                raise LoginFailed(NO_ACCOUNTS)
             raise LoginFailed(BAD_LOGIN)
         assert user is not None
         if not user.active:

@@ -90,7 +90,8 @@ def _load(session: Session, principal: Principal, dataset_id: str) -> tuple[Data
     if releases:
         raise Conflict(
             f"The data object {dataset.id} is in a release ({', '.join(sorted(releases))}): "
-            "released objects cannot be changed or removed."
+            "released objects cannot be changed or removed. To correct it, upload a corrected "
+            "copy as a new data object (it can go in a later release)."
         )
     return dataset, bool(admin)
 

@@ -4,8 +4,9 @@ one object per participant (`{"subject": "01", "age": "30", …}`), and `columns
 
 Who: whoever can read the project reads it (`access.readable_projects`; brainlife only shows it
 to admins and members unless `publishParticipantsInfo`: here guests and, on a public project,
-everyone read it as they read its data objects); its admins and archive admins write it
-(`access.administered_projects`). Both checks run in the SQL that finds the project.
+everyone read it as they read its data objects); its admins and members and archive admins
+write it (`access.writable_projects`, brainlife's writers: the official `bl bids upload`, run by
+any uploader, sends the table). Both checks run in the SQL that finds the project.
 
 `PUT` replaces what it is sent (`subjects` and/or `columns`, as the official CLI's `bl project
 update --participants/--participant_columns` sends one or both). Bounds: `MAX_SUBJECTS` rows,

@@ -548,7 +548,9 @@ def _freeze(
         session.rollback()
         raise NotFound(
             f"Nothing to release: no stored data object of the project ({pub.project_id}) "
-            f"matches {_describe(sets)}. A release of no objects is refused."
+            f"matches {_describe(sets)}. A release of no objects is refused: see what it holds "
+            f"with 'bl data query -p {pub.project_id}', and try filters with 'bl pub release "
+            "--dry-run'."
         )
     if outcome.release is not None:
         outcome.release.extra = {
