@@ -164,6 +164,26 @@ def test_our_project_update_adds_and_removes_people(server, world) -> None:
     assert r.returncode == 3 and "No active user 'nobody-here'" in r.stderr
 
 
+def test_a_guest_made_a_member_is_no_longer_a_guest(server, world) -> None:
+    """Members and guests exclude each other: `--member` takes a guest out of the guests (they
+    stayed listed as both), `--guest` a member out of the members; admins are their own list."""
+    r = ours(server, world["root"], "project", "create", "--name", "roles", "--guest", "ann",
+             "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    pid = json.loads(r.stdout)["_id"]
+    ann = json.loads(r.stdout)["guests"]
+    assert len(ann) == 1
+    r = ours(server, world["root"], "project", "update", pid, "--member", "ann", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["members"] == ann and doc["guests"] == [], doc
+    r = ours(server, world["root"], "project", "update", pid, "--member", "ann", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["members"] == ann, r.stderr  # no change
+    r = ours(server, world["root"], "project", "update", pid, "--guest", "ann", "--admin", "ann",
+             "--json")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["guests"] == ann and doc["members"] == [] and ann[0] in doc["admins"], doc
+
+
 def test_revoked_and_disabled_sessions_end_at_once(server, world) -> None:
     zed = world["homes"] / "zed"
     r = admin(server, "user", "add", "zed", "--password-stdin", stdin="zed password 1\n")

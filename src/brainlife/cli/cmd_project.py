@@ -69,6 +69,9 @@ def _readme(path: str | None) -> str | None:
         raise click.BadParameter(f"{path} is not UTF-8 text.", param_hint="--readme") from None
 
 
+_MOVES = {"member": "; a guest becomes a member", "guest": "; a member becomes a guest"}
+
+
 def _role_options(f: F) -> F:
     for role in ("guest", "member", "admin"):
         f = click.option(
@@ -84,7 +87,7 @@ def _role_options(f: F) -> F:
             multiple=True,
             metavar="USER",
             help=f"Add a{'n' if role == 'admin' else ''} {role}: username, e-mail or sub "
-            "(repeatable).",
+            f"(repeatable){_MOVES.get(role, '')}.",
         )(f)
     return f
 
@@ -146,19 +149,27 @@ def project_create(name: str, as_json: bool, **options: Any) -> None:
 _ROLES = ("admins", "members", "guests")
 
 
+#: a member or a guest, not both: adding someone to one of these takes them out of the other
+#: (a guest made a member stayed listed as a guest); admins are a list of their own, as on brainlife
+_EXCLUSIVE = {"members": "guests", "guests": "members"}
+
+
 def _roles(client: Client, pid: str, options: dict[str, Any]) -> dict[str, list[str]]:
     """The role lists `--admin`, `--remove-admin`, … change (each: the project's, less the
     removed subs, then the added ones); nothing unless one is given."""
     if not any(options[r] or options[f"remove_{r}"] for r in _ROLES):
         return {}
     current = client.resolve_project(pid)
+    add = {r: [client.user_sub(u) for u in options[r]] for r in _ROLES}
+    gone = {r: {client.user_sub(u) for u in options[f"remove_{r}"]} for r in _ROLES}
+    for role, other in _EXCLUSIVE.items():
+        gone[other] |= {s for s in add[role] if s not in add[other]}
     lists: dict[str, list[str]] = {}
     for role in _ROLES:
-        add = [client.user_sub(u) for u in options[role]]
-        gone = {client.user_sub(u) for u in options[f"remove_{role}"]}
-        if add or gone:
-            now = [str(s) for s in current.get(role) or []]
-            lists[role] = [s for s in now if s not in gone] + [s for s in add if s not in now]
+        now = [str(s) for s in current.get(role) or []]
+        new = [s for s in now if s not in gone[role]] + [s for s in add[role] if s not in now]
+        if new != now or options[role] or options[f"remove_{role}"]:
+            lists[role] = new
     return lists
 
 
