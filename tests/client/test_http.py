@@ -107,6 +107,16 @@ def test_a_json_404_says_what_the_server_said(fake: FakeServer) -> None:
     assert str(info.value) == "Not found: no such project"
 
 
+def test_a_404_that_is_a_sentence_is_said_as_it_is(fake: FakeServer) -> None:
+    """Our server's 404s are whole sentences ("Nothing to release: …"): no "Not found: " before
+    them (it read "Not found: Nothing to release: …")."""
+    said = "Nothing to release: no stored data object of the project matches. Try --dry-run."
+    fake.json("GET", "/api/warehouse/project", {"message": said}, status=404)
+    with pytest.raises(NotFound) as info:
+        client(fake).projects()
+    assert str(info.value) == said
+
+
 def test_malformed_json_is_called_so(fake: FakeServer) -> None:
     fake.route(
         "GET",

@@ -230,7 +230,10 @@ def _error_for(status: int, message: str, base_url: str) -> BrainlifeError:
     if status == 403:
         return PermissionDenied(f"Access denied: {message}")
     if status == 404:
-        return NotFound(f"Not found: {message}")
+        # a sentence of its own (ours: "Nothing to release: …", "No project matches …") is said
+        # as it is; a fragment (brainlife's "couldn't find the dataset specified") is named
+        sentence = message[:1].isupper() and message.rstrip().endswith((".", "'", ")"))
+        return NotFound(message if sentence else f"Not found: {message}")
     if status in (502, 503, 504):
         return ServerUnavailable(
             f"The server at {base_url} is unavailable (HTTP {status}: {message}). Try again later."
