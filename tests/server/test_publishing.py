@@ -508,7 +508,7 @@ def test_unknown_and_removed_publications(archive, http, world) -> None:
     for pid in ("5" * 24, "not-an-id"):
         assert http.put(f"/api/warehouse/pub/{pid}", json={}, headers=h).status_code == 404
         r = http.post(f"/api/warehouse/pub/release/{pid}", json={"name": "1"}, headers=h)
-        assert r.status_code == 404
+        assert r.status_code == 404 and "'bl pub query' lists" in r.json()["message"], r.text
     assert http.put(f"/api/warehouse/pub/{world['pub']}", json={"removed": True}, headers=h).json()[
         "removed"
     ]

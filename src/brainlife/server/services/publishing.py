@@ -134,7 +134,9 @@ def _administered_pub(session: Session, principal: Principal, pub_id: str) -> Pu
         .where(Publication.id == pub_id.lower())
     ).first()
     if row is None:
-        raise NotFound(f"No publication {pub_id}.")
+        raise NotFound(
+            f"No publication {pub_id}: 'bl pub query' lists the publications you can see."
+        )
     if not row.admin:
         raise Forbidden(
             f"Only the admins of project '{row.name}' ({row.Publication.project_id}) can "
