@@ -148,19 +148,25 @@ def import_participants(
     """``participants.tsv`` (and ``participants.json`` beside it) into the project's
     participants table, as the official ``bl bids upload`` does; read and checked first, so a
     malformed table stops the upload before any object is sent."""
-    from brainlife.client.participants import MAX_TSV_BYTES, parse_tsv
+    from brainlife.client import UploadRefused
+    from brainlife.client.participants import MAX_TSV_BYTES, ParticipantsTableError, parse_tsv
 
+    # refused as any other file of the tree that cannot be uploaded (exit 10), before a byte moves
+    nothing = "Nothing was uploaded; fix it, or move it out of the tree to upload the images only."
     with open(path, "rb") as f:
-        rows = parse_tsv(f.read(MAX_TSV_BYTES + 1), str(path))
+        try:
+            rows = parse_tsv(f.read(MAX_TSV_BYTES + 1), str(path))
+        except ParticipantsTableError as exc:
+            raise UploadRefused(f"{exc} {nothing}") from None
     columns = None
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
             columns = json.loads(sidecar.read_bytes()[: MAX_TSV_BYTES + 1])
         except (ValueError, UnicodeDecodeError) as exc:
-            raise click.ClickException(f"{sidecar} is not JSON ({exc}).") from None
+            raise UploadRefused(f"{sidecar} is not JSON ({exc}). {nothing}") from None
         if not isinstance(columns, dict):
-            raise click.ClickException(f"{sidecar} must hold a JSON object.")
+            raise UploadRefused(f"{sidecar} must hold a JSON object. {nothing}")
     if not dry_run:
         client.set_participants(project, subjects=rows, columns=columns)
     if as_json:
