@@ -107,14 +107,22 @@ def _refuse_shared_accounts(conn: Any) -> None:
     )
 
 
+def _sharing(conn: Any, table: str, key: str, columns: str, where: str) -> Sequence[Any]:
+    """The rows of `table` (`where`) whose `key` more than one of them has: `key, columns`,
+    oldest first within each key (the names are this module's constants, never input)."""
+    return list(
+        conn.execute(
+            sa.text(
+                f"SELECT {key}, {columns} FROM {table} WHERE {where} AND {key} IN "
+                f"(SELECT {key} FROM {table} WHERE {where} GROUP BY {key} HAVING count(*) > 1) "
+                f"ORDER BY {key}, create_date, id"
+            )
+        ).all()
+    )
+
+
 def _one_job_per_task(conn: Any) -> None:
-    rows = conn.execute(
-        sa.text(
-            "SELECT task_id, id, dataset_id, state FROM finalize_jobs WHERE task_id IN "
-            "(SELECT task_id FROM finalize_jobs GROUP BY task_id HAVING count(*) > 1) "
-            "ORDER BY task_id, create_date, id"
-        )
-    ).all()
+    rows = _sharing(conn, "finalize_jobs", "task_id", "id, dataset_id, state", "1 = 1")
     tasks: dict[str, list[Sequence[Any]]] = {}
     for task_id, *job in rows:
         tasks.setdefault(task_id, []).append(job)
@@ -144,13 +152,7 @@ def _one_job_per_task(conn: Any) -> None:
 
 
 def _one_live_app_per_service(conn: Any) -> None:
-    rows = conn.execute(
-        sa.text(
-            "SELECT github, id FROM apps WHERE NOT removed AND github IN "
-            "(SELECT github FROM apps WHERE NOT removed GROUP BY github HAVING count(*) > 1) "
-            "ORDER BY github, create_date, id"
-        )
-    ).all()
+    rows = _sharing(conn, "apps", "github", "id", "NOT removed")
     first: dict[str, str] = {}
     for github, app_id in rows:
         if github not in first:
