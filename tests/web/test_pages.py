@@ -289,3 +289,42 @@ def test_task_page_lists_a_bounded_number_of_files(browser, demo_web, monkeypatc
     assert links(page.text) == whole[:1]
     assert f"The first 1 of {len(whole):,} files, in the tar's order" in page.text
     assert f"bl task download {task.id}</code> gets them all" in page.text
+
+
+def test_the_subject_count_is_exact_past_one_page_of_the_matrix(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A project of more subjects than the matrix's page shows their number (with thousands
+    separators), not "many"; an anonymous visitor of a private project counts the subjects of
+    its published objects; removed objects and objects without a subject count for none."""
+    from brainlife.server.models import Project
+    from brainlife.server.principal import Principal
+    from brainlife.server.services import browse
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="many subjects", listed=True)
+        pub = factories.publication(session, p, releases=["1"])
+        dt = factories.datatype(session)
+        for n in range(1_003):
+            published = [pub.releases[0].id] if n < 7 else []
+            factories.dataset(session, p, dt, meta={"subject": f"s{n:04d}"}, publications=published)
+        factories.dataset(session, p, dt, meta={"subject": "gone"}, removed=True)
+        factories.dataset(session, p, dt)  # no subject
+        session.commit()
+        pid = p.id
+        assert browse.subject_count(session, pid, readable=True) == 1_003
+        assert browse.subject_count(session, pid, readable=False) == 7
+
+    def subjects(html: str) -> str:
+        found = re.search(r"<dt>Subjects</dt><dd>([^<]*)</dd>", html)
+        assert found, "the page shows no subject count"
+        return found.group(1)
+
+    assert subjects(http.get(f"/project/{pid}", headers=HTML).text) == "1,003"
+    later = http.get(f"/project/{pid}?subjects_after=s0100", headers=HTML).text
+    assert subjects(later) == "1,003"
+    with archive.session() as session:
+        session.get(Project, pid).access = "private"
+        session.commit()
+        outsider = Principal(sub=4242, scopes={"warehouse": ["user"]})
+        info = browse.get_project(session=session, principal=outsider, project_id=pid)
+        assert not info.readable and info.subjects == 7
