@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse
 
 from brainlife.server.archive import Archive
 from brainlife.server.web import session as web_session
+from brainlife.server.web.filters import tag_link
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -101,7 +102,7 @@ def environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(markdown=markdown, size=human_size, day=day, json=pretty_json)
-    env.globals.update(matrix_rows=matrix_rows)
+    env.globals.update(matrix_rows=matrix_rows, tag_link=tag_link)
     return env
 
 
