@@ -431,3 +431,49 @@ def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
     page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
     expect(page.locator(".meta")).to_contain_text("web-fixed-01")
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []
+
+
+def test_odd_tags_typed_at_upload_are_filtered_on_by_a_click_and_by_typing(
+    upage: Page, tmp_path: Path
+) -> None:
+    """Tags with a comma, a leading `!`, a space, non-ASCII letters and the escape itself:
+    typed in the upload form with the filters' escaping rule, then found again by clicking the
+    tag in the list and by typing it in the Tags filter."""
+    import random
+
+    from brainlife.server.web.filters import split_tags
+
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    # the upload form reads typed tags as the filters do (without their "!" for "not")
+    rng = random.Random(3)
+    typed = ["a\\,b", "\\\\", "\\ x ", "x\\b", " a , b ,, "]
+    typed += ["".join(rng.choice("ab ,\\\t✓") for _ in range(8)) for _ in range(300)]
+    js = page.evaluate("(all) => all.map(window.blSplitTags)", typed)
+    assert js == [list(dict.fromkeys(t.tag for t in split_tags(one))) for one in typed]
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"odd tags " * 1000)
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("odd-tags-01")
+    form.get_by_label("Tags (comma-separated)").fill("a\\,b, \\!x, x y, héllo✓, \\\\\\,")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    page.goto(f"/project/{TP}/data?subject=odd-tags-01")
+    tags = page.locator("table.objects a.tag")
+    expect(tags).to_have_text(["a,b", "!x", "x y", "héllo✓", "\\,"])
+    for tag in ("a,b", "!x", "x y", "héllo✓", "\\,"):
+        page.goto(f"/project/{TP}/data?subject=odd-tags-01")
+        page.locator("table.objects a.tag", has_text=re.compile("^" + re.escape(tag) + "$")).click()
+        expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+        expect(page.locator("table.objects a.tag").filter(has_text=tag).first).to_be_visible()
+    for typed_tag, matches in (("a\\,b", 1), ("\\!x", 1), ("!\\!x", 0), ("x y", 1), ("\\\\\\,", 1)):
+        page.goto(f"/project/{TP}/data")
+        page.get_by_label("Subject").fill("odd-tags-01")
+        page.get_by_label("Tags", exact=True).fill(typed_tag)
+        page.get_by_role("button", name="Filter").click()
+        want = "1 data object match." if matches else "0 data objects match."
+        expect(page.get_by_role("status")).to_contain_text(want)
+        expect(page.get_by_label("Tags", exact=True)).to_have_value(typed_tag)

@@ -102,6 +102,36 @@
     return s.hex();
   };
 
+  // --- tags, typed as in the list page's filters (web/filters.py) ------------------------------
+  // commas separate tags, blanks around a tag are dropped, and a backslash makes the next ",",
+  // "!", backslash or blank part of the tag (a\,b is the tag "a,b"); a backslash before anything
+  // else is itself. A leading "!" is kept: a tag may start with one.
+  function splitTags(typed) {
+    var tags = [], chars = [];
+    function flush() {
+      var start = 0, end = chars.length;
+      while (start < end && !chars[start][1] && /\s/.test(chars[start][0])) start++;
+      while (end > start && !chars[end - 1][1] && /\s/.test(chars[end - 1][0])) end--;
+      var tag = chars.slice(start, end).map(function (c) { return c[0]; }).join("");
+      if (tag && tags.indexOf(tag) < 0) tags.push(tag);
+      chars = [];
+    }
+    for (var i = 0; i < typed.length; i++) {
+      var c = typed[i], next = typed[i + 1];
+      if (c === "\\" && next !== undefined && (",!\\".indexOf(next) >= 0 || /\s/.test(next))) {
+        chars.push([next, true]);
+        i++;
+      } else if (c === ",") {
+        flush();
+      } else {
+        chars.push([c, false]);
+      }
+    }
+    flush();
+    return tags;
+  }
+  window.blSplitTags = splitTags; // for tests
+
   // --- the form ----------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("upload-form");
@@ -251,7 +281,7 @@
       var meta = { subject: form.subject.value.trim() };
       if (form.session.value.trim()) meta.session = form.session.value.trim();
       if (form.run.value.trim()) meta.run = form.run.value.trim();
-      var tags = form.tags.value.split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+      var tags = splitTags(form.tags.value);
       // an interrupted upload resumes only with the same files *and* the same metadata: its
       // session on the server holds the metadata first sent, so a corrected subject starts anew
       var base = "bl-upload:" + project + ":" + dt.id + ":" + JSON.stringify(chosen.map(function (c) {
