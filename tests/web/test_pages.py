@@ -328,3 +328,34 @@ def test_the_subject_count_is_exact_past_one_page_of_the_matrix(http, archive) -
         outsider = Principal(sub=4242, scopes={"warehouse": ["user"]})
         info = browse.get_project(session=session, principal=outsider, project_id=pid)
         assert not info.readable and info.subjects == 7
+
+
+def test_the_matrix_row_of_objects_without_a_subject_lists_those_objects(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """The "(none)" row of the subjects × datatypes table linked to `?subject=` (no filter:
+    every object of the project); it lists the objects without a subject, and its cells those
+    of one datatype, as the counts say. The list's form keeps the filter, the tar takes it,
+    and no `bl` command is offered (`-b` cannot ask for a missing subject)."""
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="some without subject")
+        t1, dwi = factories.datatype(session), factories.datatype(session, name="neuro/dwi")
+        named = factories.dataset(session, p, t1, meta={"subject": "a"}).id
+        none_t1 = factories.dataset(session, p, t1).id
+        none_dwi = factories.dataset(session, p, dwi, meta={"session": "1"}).id
+        session.commit()
+        pid = p.id
+    page = http.get(f"/project/{pid}", headers=HTML).text
+    row = re.search(r'<th scope="row"><a href="([^"]+)">\(none\)</a></th>', page)
+    assert row, "no (none) row"
+    listed = http.get(row.group(1).replace("&amp;", "&"), headers=HTML).text
+    assert set(rows_of(listed)) == {none_t1, none_dwi}
+    assert named not in rows_of(listed)
+    cell = re.search(r'href="([^"]+)" aria-label="1 neuro/dwi of subject \(none\)"', page)
+    assert cell, "no (none) × neuro/dwi cell"
+    one = http.get(cell.group(1).replace("&amp;", "&"), headers=HTML).text
+    assert rows_of(one) == [none_dwi] and "1 data object match." in one
+    assert re.search(r'<input[^>]*name="no_subject"[^>]*checked', listed)
+    assert "bl data download -p" not in listed and "without a subject" in listed
+    tar = re.search(r'href="/download/tar\?([^"]+)"', listed)
+    assert tar and "no_subject=1" in tar.group(1)

@@ -136,6 +136,8 @@ class Filters:
     session: str = ""
     run: str = ""
     q: str = ""
+    #: only the objects without a subject (the matrix's "(none)" row; `no_subject=1`)
+    no_subject: bool = False
 
     @classmethod
     def parse(cls, q: QueryParams) -> Filters:
@@ -147,6 +149,7 @@ class Filters:
             session=_one(q, "session"),
             run=_one(q, "run"),
             q=_one(q, "q"),
+            no_subject=_one(q, "no_subject") in ("1", "on"),
         )
 
     #: the form's bounds (`maxlength`): one value, and a field of comma-separated tags
@@ -166,7 +169,7 @@ class Filters:
     def any(self) -> bool:
         return any(
             (self.datatype, self.datatype_tags, self.tags, self.subject, self.session, self.run)
-        ) or bool(self.q)
+        ) or bool(self.q or self.no_subject)
 
     def find(self, *, project_id: str | None, datatype_id: str | None) -> dict[str, Any]:
         """The `find` document `bl data query` sends for these filters (`$and` of one clause
@@ -190,6 +193,8 @@ class Filters:
         ):
             if value:
                 clauses.append({key: value})
+        if self.no_subject:  # the matrix counts a missing subject and "" together
+            clauses.append({"meta.subject": {"$in": [None, ""]}})
         if self.q:
             clauses.append(text_search(self.q))
         find: dict[str, Any] = {"removed": False}
@@ -209,23 +214,33 @@ class Filters:
         ):
             if value:
                 pairs.append((name, value))
+        if self.no_subject:
+            pairs.append(("no_subject", "1"))
         pairs += [("datatype_tag", t.typed) for t in self.datatype_tags]
         pairs += [("tag", t.typed) for t in self.tags]
         pairs += [(k, v) for k, v in extra.items() if v]
         return urlencode(pairs)
 
     @property
-    def commandable(self) -> bool:
-        """Whether `bl data download` can select this set: its `--tag` reads a leading `!` as
-        "not" and has no escape, so it cannot ask for a tag that starts with one."""
-        return not any(
-            t.tag.startswith("!") and not t.exclude for t in self.tags + self.datatype_tags
-        )
+    def uncommandable(self) -> str:
+        """Why `bl data download` cannot select this set ("" when it can): its `--tag` reads a
+        leading `!` as "not" and has no escape, and `-b` takes a subject, not its absence."""
+        if any(t.tag.startswith("!") and not t.exclude for t in self.tags + self.datatype_tags):
+            return (
+                "The command line cannot select a tag starting with “!” (bl reads a leading "
+                "“!” as “not”): download this set from this page."
+            )
+        if self.no_subject:
+            return (
+                "The command line cannot select the objects without a subject: download "
+                "this set from this page."
+            )
+        return ""
 
     def command(self, *, project_id: str | None = None, pub: str | None = None) -> str:
         """The `bl data download` command fetching the same set into a folder ("" when it
-        cannot be said: `commandable`)."""
-        if not self.commandable:
+        cannot be said: `uncommandable`)."""
+        if self.uncommandable:
             return ""
         words = ["bl", "data", "download"]
         if project_id:

@@ -71,8 +71,13 @@ def matrix_rows(
     columns = [(dt.id, text(quote(dt.name)), text(dt.name)) for dt in datatypes]
     rows = []
     for subject, counts in matrix.items():
-        link = base + text(quote(subject))
-        label = text(subject)
+        # "" is the objects without a subject: `subject=` (empty) would not filter at all
+        link = (
+            base + text(quote(subject))
+            if subject
+            else f"/project/{text(project_id)}/data?no_subject=1"
+        )
+        label = text(subject or "(none)")
         cells = []
         for datatype_id, quoted, name in columns:
             n = counts.get(datatype_id, 0)
@@ -84,7 +89,7 @@ def matrix_rows(
             else:
                 cells.append('<td class="num"></td>')
         rows.append(
-            f'      <tr><th scope="row"><a href="{link}">{text(subject or "(none)")}</a></th>\n'
+            f'      <tr><th scope="row"><a href="{link}">{label}</a></th>\n'
             f"{''.join(cells)}      </tr>"
         )
     return Markup("\n".join(rows))
