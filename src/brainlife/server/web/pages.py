@@ -312,7 +312,7 @@ def task_page(task_id: str, view: ViewDep) -> Response:
 def _next(value: str | None) -> str:
     """Where to go after signing in: a path of this site only (no `//host`, no scheme)."""
     if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value[:1000]
+        return value[: render.MAX_HERE]
     return "/"
 
 

@@ -126,13 +126,25 @@ def page(
         .render(
             visitor=visitor,
             csrf=web_session.csrf_token(archive, visitor),
-            path=request.url.path,
+            path=here(request),
             **context,
         )
     )
     response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     web_session.remember(request, response, visitor)
     return response
+
+
+#: the longest address "Sign in" brings the visitor back to (`pages._next` keeps as much)
+MAX_HERE = 1000
+
+
+def here(request: Request) -> str:
+    """This page's address on this site (path and query: a filtered list comes back filtered
+    after signing in), or its path alone when that is longer than `MAX_HERE`."""
+    path, query = request.url.path, request.url.query
+    full = f"{path}?{query}" if query else path
+    return full if len(full) <= MAX_HERE else path
 
 
 #: the pages load nothing from elsewhere and run only our own script
