@@ -89,7 +89,7 @@ def test_sign_in_search_browse_filter_open_and_download_a_file(page: Page) -> No
     expect(page.get_by_text("2,708")).to_be_visible()
     page.get_by_role("link", name="Browse the data objects").click()
     page.get_by_label("Datatype", exact=True).fill("neuro/anat/t1w")
-    page.get_by_label("Subject").fill("0001")
+    page.get_by_label("Subject", exact=True).fill("0001")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("status")).to_contain_text("1 data object match.")
     expect(page.get_by_label("bl command")).to_have_count(0)  # labelled by its <label>
@@ -155,7 +155,7 @@ def test_pages_work_without_javascript(chromium, server: LiveServer) -> None:  #
     page.keyboard.press("Enter")
     page.get_by_role("link", name="2019 tractprofiles").click()
     page.get_by_role("link", name="Browse the data objects").click()
-    page.get_by_label("Subject").fill("100206")
+    page.get_by_label("Subject", exact=True).fill("100206")
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("data objects match")
     # the command is still there to select and copy by hand; the Copy button stays hidden
@@ -471,7 +471,7 @@ def test_odd_tags_typed_at_upload_are_filtered_on_by_a_click_and_by_typing(
         expect(page.locator("table.objects a.tag").filter(has_text=tag).first).to_be_visible()
     for typed_tag, matches in (("a\\,b", 1), ("\\!x", 1), ("!\\!x", 0), ("x y", 1), ("\\\\\\,", 1)):
         page.goto(f"/project/{TP}/data")
-        page.get_by_label("Subject").fill("odd-tags-01")
+        page.get_by_label("Subject", exact=True).fill("odd-tags-01")
         page.get_by_label("Tags", exact=True).fill(typed_tag)
         page.get_by_role("button", name="Filter").click()
         want = "1 data object match." if matches else "0 data objects match."
