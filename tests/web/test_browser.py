@@ -477,3 +477,28 @@ def test_odd_tags_typed_at_upload_are_filtered_on_by_a_click_and_by_typing(
         want = "1 data object match." if matches else "0 data objects match."
         expect(page.get_by_role("status")).to_contain_text(want)
         expect(page.get_by_label("Tags", exact=True)).to_have_value(typed_tag)
+
+
+def test_pressing_upload_again_after_an_upload_makes_no_copy(upage: Page, tmp_path: Path) -> None:
+    """After an upload the form still held the files: pressing Upload again (to be sure, or
+    for the next subject before choosing its files) stored a second, identical object."""
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"once " * 2000)
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("once-01")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    file_input = form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)"))
+    assert file_input.evaluate("i => i.files.length") == 0
+    expect(form.get_by_label("Subject")).to_have_value("once-01")  # kept for the next one
+    expect(form.get_by_role("status")).to_contain_text("Choose files to upload another.")
+    form.get_by_role("button", name="Upload").click()  # the browser asks for the file first
+    assert file_input.evaluate("i => i.validity.valueMissing")
+    page.wait_for_timeout(1000)
+    page.goto(f"/project/{TP}/data?subject=once-01")
+    expect(page.get_by_role("status")).to_contain_text("1 data object match.")

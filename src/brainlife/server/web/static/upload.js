@@ -327,11 +327,15 @@
         say("Storing the data object…");
         var dataset = await api("POST", "/" + upload._id + "/finalize");
         localStorage.removeItem(key);
+        // the files are forgotten (Upload pressed again would store a second, identical
+        // object); the metadata stays, for the next subject's files
+        form.querySelectorAll("#up-files input[type=file]").forEach(function (input) { input.value = ""; });
         status.textContent = "Uploaded: ";
         var link = document.createElement("a");
         link.href = "/object/" + dataset._id;
         link.textContent = "data object " + dataset._id;
         status.appendChild(link);
+        status.appendChild(document.createTextNode(". Choose files to upload another."));
       } catch (err) {
         say("The upload stopped: " + err.message + " Press Upload to try again; what arrived is kept.");
       } finally {
