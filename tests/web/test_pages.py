@@ -359,3 +359,40 @@ def test_the_matrix_row_of_objects_without_a_subject_lists_those_objects(http, a
     assert "bl data download -p" not in listed and "without a subject" in listed
     tar = re.search(r'href="/download/tar\?([^"]+)"', listed)
     assert tar and "no_subject=1" in tar.group(1)
+
+
+def test_an_object_that_cannot_be_downloaded_offers_no_download(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A failed, still uploading or removed object's page offered "Download object" and the
+    command, which ended on an error page; it says why instead. A removed object still in a
+    release is served (its release keeps it), so its page keeps the download."""
+    from brainlife.server.models import DatasetFile
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="statuses")
+        pub = factories.publication(session, p, releases=["1"])
+        dt = factories.datatype(session)
+        made = {
+            "failed": factories.dataset(session, p, dt, status="failed"),
+            "waiting": factories.dataset(session, p, dt, status="waiting"),
+            "removed": factories.dataset(session, p, dt, removed=True),
+            "released": factories.dataset(
+                session, p, dt, removed=True, publications=[pub.releases[0].id]
+            ),
+            "stored": factories.dataset(session, p, dt),
+        }
+        for row in made.values():
+            session.add(DatasetFile(dataset_id=row.id, path="t1.nii.gz", sha256="0" * 64, size=1))
+        session.commit()
+        ids = {k: v.id for k, v in made.items()}
+    for kind, oid in ids.items():
+        page = http.get(f"/object/{oid}", headers=HTML).text
+        offered = f'href="/download/object/{oid}"' in page
+        linked = f'href="/download/file/{oid}/' in page
+        said = f"bl data download {oid}" in page
+        can = kind in ("stored", "released")
+        assert offered == linked == said == can, kind
+        if kind in ("failed", "waiting"):
+            assert f"status is not stored: {kind}" in page
+        if kind == "removed":
+            assert "was removed; a project admin can restore it" in page

@@ -218,6 +218,7 @@ def object_page(dataset_id: str, view: ViewDep) -> Response:
         doc=doc,
         task_id=task_id if isinstance(task_id, str) else None,
         command=f"bl data download {info.dataset.id}",
+        refusal=downloads.download_refusal(info.dataset),
     )
 
 
