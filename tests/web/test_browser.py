@@ -502,3 +502,94 @@ def test_pressing_upload_again_after_an_upload_makes_no_copy(upage: Page, tmp_pa
     page.wait_for_timeout(1000)
     page.goto(f"/project/{TP}/data?subject=once-01")
     expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+
+
+def _watch(page: Page) -> list[str]:
+    """What goes wrong on `page` from now on: dialogs, console errors, uncaught exceptions."""
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog {d.message}"), d.dismiss()))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+#: markup, a script, an attribute break-out, template syntax and a javascript: URL
+HOSTILE = "\"'><img src=x onerror=alert(1)><script>alert(2)</script>{{7*7}}javascript:alert(3)"
+
+
+def test_names_people_chose_stay_text_on_every_page(chromium, writable_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    """A project's name, description and readme, a person's full name, a datatype's name, an
+    object's subject, session, tags, description, metadata, file names and provenance, a
+    publication's and a release's name, DOI, licence and description, all holding markup:
+    every page shows them as text (no dialog, no element they describe, nothing the page's
+    Content-Security-Policy had to refuse), anonymous and signed in (the upload form too)."""
+    from datetime import UTC, datetime
+
+    from brainlife.server.archive import open_archive
+    from brainlife.server.models import DatasetFile, User
+    from brainlife.server.settings import Settings
+    from tests.server import factories
+
+    archive = open_archive(Settings(data_dir=writable_server.data_dir))
+    with archive.session() as session:
+        person = User(username="hostile", fullname=HOSTILE, create_date=datetime.now(UTC))
+        session.add(person)
+        session.flush()
+        project = factories.project(
+            session,
+            name=HOSTILE,
+            desc=HOSTILE,
+            readme=f"{HOSTILE} [link](javascript:alert(4)) <a href=x>y</a>",
+            admins=[4, person.sub],  # 4: demo, who may then upload (the form and its JSON)
+        )
+        dt = factories.datatype(session, name="neuro/" + HOSTILE)
+        pub = factories.publication(session, project, name=HOSTILE, releases=[HOSTILE])
+        pub.desc, pub.doi, pub.license = HOSTILE, HOSTILE, HOSTILE
+        pub.releases[0].desc = HOSTILE
+        obj = factories.dataset(
+            session,
+            project,
+            dt,
+            meta={"subject": HOSTILE, "session": HOSTILE, "run": HOSTILE, HOSTILE: HOSTILE},
+            tags=[HOSTILE, "a,b"],
+            datatype_tags=[HOSTILE],
+            desc=HOSTILE,
+            publications=[pub.releases[0].id],
+            prov={"task_id": HOSTILE},
+        )
+        session.add(DatasetFile(dataset_id=obj.id, path=f"{HOSTILE}/f", sha256="0" * 64, size=1))
+        session.commit()
+        pid, oid, pub_id, rel_id = project.id, obj.id, pub.id, pub.releases[0].id
+    archive.engine.dispose()
+    paths = (
+        "/?q=img",
+        f"/project/{pid}",
+        f"/project/{pid}/data",
+        f"/project/{pid}/data?tag={HOSTILE}&subject={HOSTILE}&datatype={HOSTILE}",
+        f"/object/{oid}",
+        "/pubs",
+        f"/pub/{pub_id}",
+        f"/release/{rel_id}",
+        f"/signin?next=/{HOSTILE}",
+    )
+    for signed_in in (False, True):
+        context = new_context(chromium, base_url=writable_server.url)
+        page = context.new_page()
+        problems = _watch(page)
+        if signed_in:
+            sign_in(page, "demo")
+        for path in paths:
+            page.goto(path)
+            page.wait_for_load_state("load")
+            injected = page.evaluate(
+                'document.querySelectorAll(\'img[src=x], a[href^="javascript:"], main'
+                ' script:not(#upload-datatypes):not([src="/static/upload.js"])\').length'
+            )
+            assert injected == 0 and problems == [], (signed_in, path, injected, problems)
+        if signed_in:
+            page.goto(f"/project/{pid}")
+            form = page.get_by_role("region", name="Upload a data object")
+            form.get_by_label("Datatype").select_option(label="neuro/" + HOSTILE)
+            expect(form.locator("#up-files label").first).to_contain_text("t1 (t1.nii.gz)")
+            assert problems == [], problems
+        context.close()
