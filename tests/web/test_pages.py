@@ -396,3 +396,17 @@ def test_an_object_that_cannot_be_downloaded_offers_no_download(http, archive) -
             assert f"status is not stored: {kind}" in page
         if kind == "removed":
             assert "was removed; a project admin can restore it" in page
+
+
+def test_a_removed_project_says_so(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A removed project's page (an old link: the lists no longer show it) looked like a live
+    one's."""
+    from tests.server import factories
+
+    with archive.session() as session:
+        gone = factories.project(session, name="gone", removed=True).id
+        live = factories.project(session, name="live").id
+        session.commit()
+    assert "This project was removed" in http.get(f"/project/{gone}", headers=HTML).text
+    assert "This project was removed" in http.get(f"/project/{gone}/data", headers=HTML).text
+    assert "This project was removed" not in http.get(f"/project/{live}", headers=HTML).text
