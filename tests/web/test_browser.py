@@ -593,3 +593,42 @@ def test_names_people_chose_stay_text_on_every_page(chromium, writable_server: L
             expect(form.locator("#up-files label").first).to_contain_text("t1 (t1.nii.gz)")
             assert problems == [], problems
         context.close()
+
+
+def test_a_file_of_the_same_name_size_and_time_as_one_sent_before_is_sent(upage: Page) -> None:
+    """The page kept each file's sha256 under its name, size and time, across uploads: another
+    subject's file of the same name, size and time (files unpacked from one archive) was
+    declared with the first file's digest, and since the server held that content (the same
+    researcher's) nothing was sent: the second subject's object silently held the first
+    subject's file. A new upload reads its files' digests every time (a resumed one needs
+    none: the server checks the bytes it receives)."""
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    form = page.get_by_role("region", name="Upload a data object")
+    status = form.get_by_role("status")
+
+    def send(byte: str, subject: str) -> None:
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill(subject)
+        # a File of a fixed time (a path given to Playwright gets the time of its reading)
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).evaluate(
+            """(input, byte) => {
+                const file = new File([byte.repeat(30000)], "t1.nii.gz",
+                                      {lastModified: 1600000000000});
+                const list = new DataTransfer();
+                list.items.add(file);
+                input.files = list.files;
+            }""",
+            byte,
+        )
+        form.get_by_role("button", name="Upload").click()
+        expect(status).to_contain_text("Uploaded", timeout=60_000)
+
+    send("1", "same-name-01")
+    send("2", "same-name-02")
+    for byte, subject in (("1", "same-name-01"), ("2", "same-name-02")):
+        page.goto(f"/project/{TP}/data?subject={subject}")
+        page.locator("table.objects a[href^='/object/']").first.click()
+        digest = hashlib.sha256(byte.encode() * 30_000).hexdigest()
+        assert page.locator("code.hash").first.inner_text() == digest, subject
