@@ -632,3 +632,41 @@ def test_a_file_of_the_same_name_size_and_time_as_one_sent_before_is_sent(upage:
         page.locator("table.objects a[href^='/object/']").first.click()
         digest = hashlib.sha256(byte.encode() * 30_000).hexdigest()
         assert page.locator("code.hash").first.inner_text() == digest, subject
+
+
+def _serving(html: str):  # type: ignore[no-untyped-def]
+    """A route handler answering every request with `html` (another site's page)."""
+    return lambda route: route.fulfill(content_type="text/html", body=html)
+
+
+def test_a_form_posted_from_another_site_changes_nothing(page: Page, server: LiveServer) -> None:
+    """Another site's page posting this site's forms in the visitor's browser (the forms
+    that change something: sign out, the upload token, sign in) is refused, and a script
+    there cannot read an upload token either."""
+    sign_in(page, "demo")
+    forms = {
+        "signout": "",
+        "upload-token": '<input name="csrf" value="0">',
+        "signin": '<input name="username" value="avesani"><input name="password" value="x">',
+    }
+    for action, fields in forms.items():
+        html = (
+            f'<form id="f" method="post" action="{server.url}/{action}">{fields}</form>'
+            '<script>document.getElementById("f").submit()</script>'
+        )
+        page.route("http://elsewhere.test/**", _serving(html))
+        with page.expect_response(f"{server.url}/{action}") as answer:
+            page.goto("http://elsewhere.test/", wait_until="commit")
+        assert answer.value.status == 403, action
+        page.unroute("http://elsewhere.test/**")
+    page.goto("/")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()  # still demo
+    page.route("http://elsewhere.test/**", _serving("<p>elsewhere</p>"))
+    page.goto("http://elsewhere.test/")
+    got = page.evaluate(
+        """url => fetch(url + "/upload-token", {method: "POST", credentials: "include",
+              headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "csrf=0"})
+           .then(r => r.text()).catch(e => "unreadable: " + e.name)""",
+        server.url,
+    )
+    assert got.startswith("unreadable"), got
