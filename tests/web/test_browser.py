@@ -89,7 +89,7 @@ def test_sign_in_search_browse_filter_open_and_download_a_file(page: Page) -> No
     expect(page.get_by_text("2,708")).to_be_visible()
     page.get_by_role("link", name="Browse the data objects").click()
     page.get_by_label("Datatype", exact=True).fill("neuro/anat/t1w")
-    page.get_by_label("Subject").fill("0001")
+    page.get_by_label("Subject", exact=True).fill("0001")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("status")).to_contain_text("1 data object match.")
     expect(page.get_by_label("bl command")).to_have_count(0)  # labelled by its <label>
@@ -155,7 +155,7 @@ def test_pages_work_without_javascript(chromium, server: LiveServer) -> None:  #
     page.keyboard.press("Enter")
     page.get_by_role("link", name="2019 tractprofiles").click()
     page.get_by_role("link", name="Browse the data objects").click()
-    page.get_by_label("Subject").fill("100206")
+    page.get_by_label("Subject", exact=True).fill("100206")
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("data objects match")
     # the command is still there to select and copy by hand; the Copy button stays hidden
@@ -431,3 +431,242 @@ def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
     page.get_by_role("link", name=re.compile(r"^data object [0-9a-f]{24}$")).click()
     expect(page.locator(".meta")).to_contain_text("web-fixed-01")
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('bl-upload:'))") == []
+
+
+def test_odd_tags_typed_at_upload_are_filtered_on_by_a_click_and_by_typing(
+    upage: Page, tmp_path: Path
+) -> None:
+    """Tags with a comma, a leading `!`, a space, non-ASCII letters and the escape itself:
+    typed in the upload form with the filters' escaping rule, then found again by clicking the
+    tag in the list and by typing it in the Tags filter."""
+    import random
+
+    from brainlife.server.web.filters import split_tags
+
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    # the upload form reads typed tags as the filters do (without their "!" for "not")
+    rng = random.Random(3)
+    typed = ["a\\,b", "\\\\", "\\ x ", "x\\b", " a , b ,, "]
+    typed += ["".join(rng.choice("ab ,\\\t✓") for _ in range(8)) for _ in range(300)]
+    js = page.evaluate("(all) => all.map(window.blSplitTags)", typed)
+    assert js == [list(dict.fromkeys(t.tag for t in split_tags(one))) for one in typed]
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"odd tags " * 1000)
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("odd-tags-01")
+    form.get_by_label("Tags (comma-separated)").fill("a\\,b, \\!x, x y, héllo✓, \\\\\\,")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    page.goto(f"/project/{TP}/data?subject=odd-tags-01")
+    tags = page.locator("table.objects a.tag")
+    expect(tags).to_have_text(["a,b", "!x", "x y", "héllo✓", "\\,"])
+    for tag in ("a,b", "!x", "x y", "héllo✓", "\\,"):
+        page.goto(f"/project/{TP}/data?subject=odd-tags-01")
+        page.locator("table.objects a.tag", has_text=re.compile("^" + re.escape(tag) + "$")).click()
+        expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+        expect(page.locator("table.objects a.tag").filter(has_text=tag).first).to_be_visible()
+    for typed_tag, matches in (("a\\,b", 1), ("\\!x", 1), ("!\\!x", 0), ("x y", 1), ("\\\\\\,", 1)):
+        page.goto(f"/project/{TP}/data")
+        page.get_by_label("Subject", exact=True).fill("odd-tags-01")
+        page.get_by_label("Tags", exact=True).fill(typed_tag)
+        page.get_by_role("button", name="Filter").click()
+        want = "1 data object match." if matches else "0 data objects match."
+        expect(page.get_by_role("status")).to_contain_text(want)
+        expect(page.get_by_label("Tags", exact=True)).to_have_value(typed_tag)
+
+
+def test_pressing_upload_again_after_an_upload_makes_no_copy(upage: Page, tmp_path: Path) -> None:
+    """After an upload the form still held the files: pressing Upload again (to be sure, or
+    for the next subject before choosing its files) stored a second, identical object."""
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    t1 = tmp_path / "t1.nii.gz"
+    t1.write_bytes(b"once " * 2000)
+    form = page.get_by_role("region", name="Upload a data object")
+    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Subject").fill("once-01")
+    form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
+    form.get_by_role("button", name="Upload").click()
+    expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
+    file_input = form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)"))
+    assert file_input.evaluate("i => i.files.length") == 0
+    expect(form.get_by_label("Subject")).to_have_value("once-01")  # kept for the next one
+    expect(form.get_by_role("status")).to_contain_text("Choose files to upload another.")
+    form.get_by_role("button", name="Upload").click()  # the browser asks for the file first
+    assert file_input.evaluate("i => i.validity.valueMissing")
+    page.wait_for_timeout(1000)
+    page.goto(f"/project/{TP}/data?subject=once-01")
+    expect(page.get_by_role("status")).to_contain_text("1 data object match.")
+
+
+def _watch(page: Page) -> list[str]:
+    """What goes wrong on `page` from now on: dialogs, console errors, uncaught exceptions."""
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog {d.message}"), d.dismiss()))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+#: markup, a script, an attribute break-out, template syntax and a javascript: URL
+HOSTILE = "\"'><img src=x onerror=alert(1)><script>alert(2)</script>{{7*7}}javascript:alert(3)"
+
+
+def test_names_people_chose_stay_text_on_every_page(chromium, writable_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    """A project's name, description and readme, a person's full name, a datatype's name, an
+    object's subject, session, tags, description, metadata, file names and provenance, a
+    publication's and a release's name, DOI, licence and description, all holding markup:
+    every page shows them as text (no dialog, no element they describe, nothing the page's
+    Content-Security-Policy had to refuse), anonymous and signed in (the upload form too)."""
+    from datetime import UTC, datetime
+
+    from brainlife.server.archive import open_archive
+    from brainlife.server.models import DatasetFile, User
+    from brainlife.server.settings import Settings
+    from tests.server import factories
+
+    archive = open_archive(Settings(data_dir=writable_server.data_dir))
+    with archive.session() as session:
+        person = User(username="hostile", fullname=HOSTILE, create_date=datetime.now(UTC))
+        session.add(person)
+        session.flush()
+        project = factories.project(
+            session,
+            name=HOSTILE,
+            desc=HOSTILE,
+            readme=f"{HOSTILE} [link](javascript:alert(4)) <a href=x>y</a>",
+            admins=[4, person.sub],  # 4: demo, who may then upload (the form and its JSON)
+        )
+        dt = factories.datatype(session, name="neuro/" + HOSTILE)
+        pub = factories.publication(session, project, name=HOSTILE, releases=[HOSTILE])
+        pub.desc, pub.doi, pub.license = HOSTILE, HOSTILE, HOSTILE
+        pub.releases[0].desc = HOSTILE
+        obj = factories.dataset(
+            session,
+            project,
+            dt,
+            meta={"subject": HOSTILE, "session": HOSTILE, "run": HOSTILE, HOSTILE: HOSTILE},
+            tags=[HOSTILE, "a,b"],
+            datatype_tags=[HOSTILE],
+            desc=HOSTILE,
+            publications=[pub.releases[0].id],
+            prov={"task_id": HOSTILE},
+        )
+        session.add(DatasetFile(dataset_id=obj.id, path=f"{HOSTILE}/f", sha256="0" * 64, size=1))
+        session.commit()
+        pid, oid, pub_id, rel_id = project.id, obj.id, pub.id, pub.releases[0].id
+    archive.engine.dispose()
+    paths = (
+        "/?q=img",
+        f"/project/{pid}",
+        f"/project/{pid}/data",
+        f"/project/{pid}/data?tag={HOSTILE}&subject={HOSTILE}&datatype={HOSTILE}",
+        f"/object/{oid}",
+        "/pubs",
+        f"/pub/{pub_id}",
+        f"/release/{rel_id}",
+        f"/signin?next=/{HOSTILE}",
+    )
+    for signed_in in (False, True):
+        context = new_context(chromium, base_url=writable_server.url)
+        page = context.new_page()
+        problems = _watch(page)
+        if signed_in:
+            sign_in(page, "demo")
+        for path in paths:
+            page.goto(path)
+            page.wait_for_load_state("load")
+            injected = page.evaluate(
+                'document.querySelectorAll(\'img[src=x], a[href^="javascript:"], main'
+                ' script:not(#upload-datatypes):not([src="/static/upload.js"])\').length'
+            )
+            assert injected == 0 and problems == [], (signed_in, path, injected, problems)
+        if signed_in:
+            page.goto(f"/project/{pid}")
+            form = page.get_by_role("region", name="Upload a data object")
+            form.get_by_label("Datatype").select_option(label="neuro/" + HOSTILE)
+            expect(form.locator("#up-files label").first).to_contain_text("t1 (t1.nii.gz)")
+            assert problems == [], problems
+        context.close()
+
+
+def test_a_file_of_the_same_name_size_and_time_as_one_sent_before_is_sent(upage: Page) -> None:
+    """The page kept each file's sha256 under its name, size and time, across uploads: another
+    subject's file of the same name, size and time (files unpacked from one archive) was
+    declared with the first file's digest, and since the server held that content (the same
+    researcher's) nothing was sent: the second subject's object silently held the first
+    subject's file. A new upload reads its files' digests every time (a resumed one needs
+    none: the server checks the bytes it receives)."""
+    page = upage
+    sign_in(page, "demo")
+    page.goto(f"/project/{TP}")
+    form = page.get_by_role("region", name="Upload a data object")
+    status = form.get_by_role("status")
+
+    def send(byte: str, subject: str) -> None:
+        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Subject").fill(subject)
+        # a File of a fixed time (a path given to Playwright gets the time of its reading)
+        form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).evaluate(
+            """(input, byte) => {
+                const file = new File([byte.repeat(30000)], "t1.nii.gz",
+                                      {lastModified: 1600000000000});
+                const list = new DataTransfer();
+                list.items.add(file);
+                input.files = list.files;
+            }""",
+            byte,
+        )
+        form.get_by_role("button", name="Upload").click()
+        expect(status).to_contain_text("Uploaded", timeout=60_000)
+
+    send("1", "same-name-01")
+    send("2", "same-name-02")
+    for byte, subject in (("1", "same-name-01"), ("2", "same-name-02")):
+        page.goto(f"/project/{TP}/data?subject={subject}")
+        page.locator("table.objects a[href^='/object/']").first.click()
+        digest = hashlib.sha256(byte.encode() * 30_000).hexdigest()
+        assert page.locator("code.hash").first.inner_text() == digest, subject
+
+
+def _serving(html: str):  # type: ignore[no-untyped-def]
+    """A route handler answering every request with `html` (another site's page)."""
+    return lambda route: route.fulfill(content_type="text/html", body=html)
+
+
+def test_a_form_posted_from_another_site_changes_nothing(page: Page, server: LiveServer) -> None:
+    """Another site's page posting this site's forms in the visitor's browser (the forms
+    that change something: sign out, the upload token, sign in) is refused, and a script
+    there cannot read an upload token either."""
+    sign_in(page, "demo")
+    forms = {
+        "signout": "",
+        "upload-token": '<input name="csrf" value="0">',
+        "signin": '<input name="username" value="avesani"><input name="password" value="x">',
+    }
+    for action, fields in forms.items():
+        html = (
+            f'<form id="f" method="post" action="{server.url}/{action}">{fields}</form>'
+            '<script>document.getElementById("f").submit()</script>'
+        )
+        page.route("http://elsewhere.test/**", _serving(html))
+        with page.expect_response(f"{server.url}/{action}") as answer:
+            page.goto("http://elsewhere.test/", wait_until="commit")
+        assert answer.value.status == 403, action
+        page.unroute("http://elsewhere.test/**")
+    page.goto("/")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()  # still demo
+    page.route("http://elsewhere.test/**", _serving("<p>elsewhere</p>"))
+    page.goto("http://elsewhere.test/")
+    got = page.evaluate(
+        """url => fetch(url + "/upload-token", {method: "POST", credentials: "include",
+              headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "csrf=0"})
+           .then(r => r.text()).catch(e => "unreadable: " + e.name)""",
+        server.url,
+    )
+    assert got.startswith("unreadable"), got

@@ -289,3 +289,124 @@ def test_task_page_lists_a_bounded_number_of_files(browser, demo_web, monkeypatc
     assert links(page.text) == whole[:1]
     assert f"The first 1 of {len(whole):,} files, in the tar's order" in page.text
     assert f"bl task download {task.id}</code> gets them all" in page.text
+
+
+def test_the_subject_count_is_exact_past_one_page_of_the_matrix(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A project of more subjects than the matrix's page shows their number (with thousands
+    separators), not "many"; an anonymous visitor of a private project counts the subjects of
+    its published objects; removed objects and objects without a subject count for none."""
+    from brainlife.server.models import Project
+    from brainlife.server.principal import Principal
+    from brainlife.server.services import browse
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="many subjects", listed=True)
+        pub = factories.publication(session, p, releases=["1"])
+        dt = factories.datatype(session)
+        for n in range(1_003):
+            published = [pub.releases[0].id] if n < 7 else []
+            factories.dataset(session, p, dt, meta={"subject": f"s{n:04d}"}, publications=published)
+        factories.dataset(session, p, dt, meta={"subject": "gone"}, removed=True)
+        factories.dataset(session, p, dt)  # no subject
+        session.commit()
+        pid = p.id
+        assert browse.subject_count(session, pid, readable=True) == 1_003
+        assert browse.subject_count(session, pid, readable=False) == 7
+
+    def subjects(html: str) -> str:
+        found = re.search(r"<dt>Subjects</dt><dd>([^<]*)</dd>", html)
+        assert found, "the page shows no subject count"
+        return found.group(1)
+
+    assert subjects(http.get(f"/project/{pid}", headers=HTML).text) == "1,003"
+    later = http.get(f"/project/{pid}?subjects_after=s0100", headers=HTML).text
+    assert subjects(later) == "1,003"
+    with archive.session() as session:
+        session.get(Project, pid).access = "private"
+        session.commit()
+        outsider = Principal(sub=4242, scopes={"warehouse": ["user"]})
+        info = browse.get_project(session=session, principal=outsider, project_id=pid)
+        assert not info.readable and info.subjects == 7
+
+
+def test_the_matrix_row_of_objects_without_a_subject_lists_those_objects(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """The "(none)" row of the subjects × datatypes table linked to `?subject=` (no filter:
+    every object of the project); it lists the objects without a subject, and its cells those
+    of one datatype, as the counts say. The list's form keeps the filter, the tar takes it,
+    and no `bl` command is offered (`-b` cannot ask for a missing subject)."""
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="some without subject")
+        t1, dwi = factories.datatype(session), factories.datatype(session, name="neuro/dwi")
+        named = factories.dataset(session, p, t1, meta={"subject": "a"}).id
+        none_t1 = factories.dataset(session, p, t1).id
+        none_dwi = factories.dataset(session, p, dwi, meta={"session": "1"}).id
+        session.commit()
+        pid = p.id
+    page = http.get(f"/project/{pid}", headers=HTML).text
+    row = re.search(r'<th scope="row"><a href="([^"]+)">\(none\)</a></th>', page)
+    assert row, "no (none) row"
+    listed = http.get(row.group(1).replace("&amp;", "&"), headers=HTML).text
+    assert set(rows_of(listed)) == {none_t1, none_dwi}
+    assert named not in rows_of(listed)
+    cell = re.search(r'href="([^"]+)" aria-label="1 neuro/dwi of subject \(none\)"', page)
+    assert cell, "no (none) × neuro/dwi cell"
+    one = http.get(cell.group(1).replace("&amp;", "&"), headers=HTML).text
+    assert rows_of(one) == [none_dwi] and "1 data object match." in one
+    assert re.search(r'<input[^>]*name="no_subject"[^>]*checked', listed)
+    assert "bl data download -p" not in listed and "without a subject" in listed
+    tar = re.search(r'href="/download/tar\?([^"]+)"', listed)
+    assert tar and "no_subject=1" in tar.group(1)
+
+
+def test_an_object_that_cannot_be_downloaded_offers_no_download(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A failed, still uploading or removed object's page offered "Download object" and the
+    command, which ended on an error page; it says why instead. A removed object still in a
+    release is served (its release keeps it), so its page keeps the download."""
+    from brainlife.server.models import DatasetFile
+    from tests.server import factories
+
+    with archive.session() as session:
+        p = factories.project(session, name="statuses")
+        pub = factories.publication(session, p, releases=["1"])
+        dt = factories.datatype(session)
+        made = {
+            "failed": factories.dataset(session, p, dt, status="failed"),
+            "waiting": factories.dataset(session, p, dt, status="waiting"),
+            "removed": factories.dataset(session, p, dt, removed=True),
+            "released": factories.dataset(
+                session, p, dt, removed=True, publications=[pub.releases[0].id]
+            ),
+            "stored": factories.dataset(session, p, dt),
+        }
+        for row in made.values():
+            session.add(DatasetFile(dataset_id=row.id, path="t1.nii.gz", sha256="0" * 64, size=1))
+        session.commit()
+        ids = {k: v.id for k, v in made.items()}
+    for kind, oid in ids.items():
+        page = http.get(f"/object/{oid}", headers=HTML).text
+        offered = f'href="/download/object/{oid}"' in page
+        linked = f'href="/download/file/{oid}/' in page
+        said = f"bl data download {oid}" in page
+        can = kind in ("stored", "released")
+        assert offered == linked == said == can, kind
+        if kind in ("failed", "waiting"):
+            assert f"status is not stored: {kind}" in page
+        if kind == "removed":
+            assert "was removed; a project admin can restore it" in page
+
+
+def test_a_removed_project_says_so(http, archive) -> None:  # type: ignore[no-untyped-def]
+    """A removed project's page (an old link: the lists no longer show it) looked like a live
+    one's."""
+    from tests.server import factories
+
+    with archive.session() as session:
+        gone = factories.project(session, name="gone", removed=True).id
+        live = factories.project(session, name="live").id
+        session.commit()
+    assert "This project was removed" in http.get(f"/project/{gone}", headers=HTML).text
+    assert "This project was removed" in http.get(f"/project/{gone}/data", headers=HTML).text
+    assert "This project was removed" not in http.get(f"/project/{live}", headers=HTML).text

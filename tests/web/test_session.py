@@ -5,6 +5,7 @@ form, and no token in a URL, a page or the log."""
 from __future__ import annotations
 
 import logging
+import re
 
 from tests.web.conftest import HTML, PRIVATE, csrf_of, sign_in
 
@@ -181,3 +182,24 @@ def test_upload_form_only_for_writers(browser) -> None:  # type: ignore[no-untyp
     assert 'id="upload-form"' in page and "neuro/anat/t1w" in page
     assert f"bl data upload -p {TP}" in page  # what to do without JavaScript
     assert "Upload a data object" not in browser.get(f"/project/{O3D}").text  # may only read
+
+
+def test_signing_in_returns_to_the_page_with_its_filters(browser) -> None:  # type: ignore[no-untyped-def]
+    """The header's "Sign in" link carried the page's path only: a researcher signing in from
+    a filtered list came back to the whole list."""
+    from urllib.parse import unquote
+
+    from tests.web.conftest import O3D
+
+    here = f"/project/{O3D}/data?datatype=neuro/anat/t1w&subject=0001&tag=a%5C%2Cb"
+    page = browser.get(here).text
+    link = re.search(r'<a href="/signin\?next=([^"]+)">Sign in</a>', page)
+    assert link, "no sign-in link"
+    nxt = unquote(link.group(1).replace("&amp;", "&"))
+    assert nxt == here
+    form = browser.get("/signin", params={"next": nxt})
+    done = browser.post(
+        "/signin",
+        data={"csrf": csrf_of(form.text), "username": "demo", "password": "demo", "next": nxt},
+    )
+    assert done.status_code == 303 and done.headers["location"] == here

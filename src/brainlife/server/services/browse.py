@@ -67,6 +67,8 @@ class ProjectPage:
     matrix_next: str | None = None
     #: whether the visitor may upload data objects into it (`access.writable_projects`)
     writable: bool = False
+    #: how many subjects (named ones: not "") the visible objects have (`subject_count`)
+    subjects: int = 0
 
 
 def get_project(
@@ -95,8 +97,10 @@ def get_project(
     count, size = _totals(session, project.id, readable)
     table: dict[str, dict[str, int]] = {}
     following = None
+    subjects = 0
     if matrix:
         table, following = _matrix(session, principal, project.id, readable, matrix_after)
+        subjects = subject_count(session, project.id, readable=readable)
     datatypes = datatype_rows(session, _datatype_ids(session, principal, project.id, readable))
     subs = [r.sub for r in project.roles]
     names = user_names(session, subs)
@@ -105,7 +109,7 @@ def get_project(
         username, fullname = names.get(role.sub, ("", ""))
         people.setdefault(role.role, []).append((role.sub, username, fullname))
     return ProjectPage(
-        project, readable, count, size, table, datatypes, people, following, writable
+        project, readable, count, size, table, datatypes, people, following, writable, subjects
     )
 
 
@@ -151,6 +155,21 @@ def _totals(session: Session, project_id: str, readable: bool) -> tuple[int, int
         .where(c.removed.is_(False))
     ).one()
     return int(row[0]), int(row[1])
+
+
+def subject_count(session: Session, project_id: str, *, readable: bool) -> int:
+    """How many distinct subjects the project's visible objects (all of them when `readable`,
+    else the published ones) have, not counting objects without a subject. One COUNT DISTINCT
+    in SQL over the trigger-kept per-subject counts (`DatasetSubjectCount`: one primary-key
+    range of subjects × datatypes rows), whatever the number of objects."""
+    c = DatasetSubjectCount
+    n = c.count if readable else c.pub_count
+    found = session.scalar(
+        select(func.count(func.distinct(c.subject))).where(
+            c.project_id == project_id, c.removed.is_(False), n > 0, c.subject != ""
+        )
+    )
+    return int(found or 0)
 
 
 def _matrix(

@@ -93,6 +93,16 @@ def _readable_dataset(session: Session, principal: Principal | None, dataset_id:
     return dataset
 
 
+def download_refusal(dataset: Dataset) -> str:
+    """Why a readable data object cannot be downloaded (rules 3 and 4: the message its
+    download would answer), or "" when it can: for a page, to not offer what would fail."""
+    if dataset.removed and not dataset.publications:
+        return _removed(dataset.id)
+    if dataset.status != "stored":
+        return _not_stored(dataset.status)
+    return ""
+
+
 # --- the tar -----------------------------------------------------------------------------------
 
 

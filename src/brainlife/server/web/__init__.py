@@ -71,7 +71,7 @@ def _anonymous_error_page(
         .render(
             visitor=None,
             csrf="",
-            path=request.url.path,
+            path=render.here(request),
             status=status,
             title=_title(status),
             message=message,

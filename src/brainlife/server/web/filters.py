@@ -1,6 +1,19 @@
 """The filters of a data-object list page, as `bl data query` / `bl data download` take them:
 parsed from the query string (bounded), turned into the `find` document the CLI sends, back into
-a query string for links, and into the exact `bl data download` command for the same set."""
+a query string for links, and into the exact `bl data download` command for the same set.
+
+Tags (`tag`, `datatype_tag`: repeatable, and each value a list) are read with one rule, which
+the page's help text states too:
+
+- a comma separates tags, and blanks around a tag are not part of it: `afq, run2` is two tags;
+- a leading `!` excludes the tag that follows: `!run2`;
+- a backslash makes the next `,`, `!`, `\\` or blank part of the tag: `a\\,b` is the tag
+  "a,b", `\\!x` the tag "!x" (and `!\\!x` excludes it), `\\\\` a backslash, `\\ x` the tag
+  " x". A backslash before any other character is itself (`a\\b` is "a\\b").
+
+So every tag an object can have can be typed (`escape_tag` writes it), and the URLs written
+before the rule keep their meaning unless a tag had a backslash before one of those four.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +28,13 @@ from starlette.datastructures import QueryParams
 from brainlife.server.errors import BadRequest
 from brainlife.wire import is_object_id
 
-#: longest value of one filter, and most values of a repeatable one
+#: longest value of one filter (and tag), and most values of a repeatable one
 MAX_VALUE = 256
 MAX_TAGS = 20
+#: longest typed list of tags (every character escaped, a separator between tags)
+MAX_TYPED = MAX_TAGS * (2 * MAX_VALUE + 2)
+#: what a backslash escapes in a typed tag (and any blank)
+_ESCAPED = ",!\\"
 
 _SPECIAL = re.compile(r"[.*+?^${}()|\[\]\\]")
 
@@ -29,24 +46,98 @@ def _one(q: QueryParams, name: str) -> str:
     return value
 
 
-def _many(q: QueryParams, name: str) -> list[str]:
-    values: list[str] = []
+@dataclass(frozen=True)
+class TagTerm:
+    """One tag of a filter: objects having it, or (`exclude`) not having it."""
+
+    tag: str
+    exclude: bool = False
+
+    @property
+    def typed(self) -> str:
+        """As it is typed in the filter's field (and sent in a URL)."""
+        return ("!" if self.exclude else "") + escape_tag(self.tag)
+
+
+def escape_tag(tag: str) -> str:
+    """`tag` as it is typed in a filter (the module's rule): a backslash before every `,` and
+    `\\`, before a leading `!`, and before a blank at either end."""
+    last = len(tag) - 1
+    out = []
+    for i, c in enumerate(tag):
+        special = c in ",\\" or (c == "!" and i == 0) or (c.isspace() and i in (0, last))
+        out.append("\\" + c if special else c)
+    return "".join(out)
+
+
+def split_tags(typed: str) -> list[TagTerm]:
+    """The tags of one typed value (the module's rule)."""
+    terms: list[TagTerm] = []
+    chars: list[tuple[str, bool]] = []  # (character, escaped)
+    i = 0
+    while i <= len(typed):
+        c = typed[i] if i < len(typed) else ","
+        following = typed[i + 1] if i + 1 < len(typed) else ""
+        if c == "\\" and following and (following in _ESCAPED or following.isspace()):
+            chars.append((following, True))
+            i += 2
+            continue
+        if i == len(typed) or c == ",":
+            term = _term(chars)
+            if term is not None:
+                terms.append(term)
+            chars = []
+        else:
+            chars.append((c, False))
+        i += 1
+    return terms
+
+
+def _term(chars: list[tuple[str, bool]]) -> TagTerm | None:
+    """One tag's characters, blanks (not escaped) around it dropped; None when it is empty."""
+    start, end = 0, len(chars)
+    while start < end and not chars[start][1] and chars[start][0].isspace():
+        start += 1
+    exclude = start < end and chars[start] == ("!", False)
+    if exclude:
+        start += 1
+        while start < end and not chars[start][1] and chars[start][0].isspace():
+            start += 1
+    while end > start and not chars[end - 1][1] and chars[end - 1][0].isspace():
+        end -= 1
+    tag = "".join(c for c, _ in chars[start:end])
+    return TagTerm(tag, exclude) if tag else None
+
+
+def tag_link(project_id: str, tag: str, *, datatype_tag: bool = False) -> str:
+    """The project's object list filtered on one tag (or datatype tag): what a shown tag
+    links to."""
+    name = "datatype_tag" if datatype_tag else "tag"
+    return f"/project/{project_id}/data?" + urlencode([(name, escape_tag(tag))])
+
+
+def _many(q: QueryParams, name: str) -> list[TagTerm]:
+    terms: list[TagTerm] = []
     for raw in q.getlist(name):
-        values += [v.strip() for v in raw.split(",") if v.strip()]
-    if len(values) > MAX_TAGS or any(len(v) > MAX_VALUE for v in values):
+        if len(raw) > MAX_TYPED:
+            raise BadRequest(f"The filter {name!r} is longer than {MAX_TYPED} characters.")
+        terms += split_tags(raw)
+    if len(terms) > MAX_TAGS or any(len(t.tag) > MAX_VALUE for t in terms):
         raise BadRequest(f"At most {MAX_TAGS} values of {name!r}, each up to {MAX_VALUE} long.")
-    return list(dict.fromkeys(values))
+    return list(dict.fromkeys(terms))
 
 
 @dataclass
 class Filters:
     datatype: str = ""
-    datatype_tags: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
+    datatype_tags: list[TagTerm] = field(default_factory=list)
+    tags: list[TagTerm] = field(default_factory=list)
     subject: str = ""
     session: str = ""
     run: str = ""
     q: str = ""
+    #: only the objects without a subject (the matrix's "(none)" row; `no_subject=1`)
+    no_subject: bool = False
 
     @classmethod
     def parse(cls, q: QueryParams) -> Filters:
@@ -58,25 +149,35 @@ class Filters:
             session=_one(q, "session"),
             run=_one(q, "run"),
             q=_one(q, "q"),
+            no_subject=_one(q, "no_subject") in ("1", "on"),
         )
 
     #: the form's bounds (`maxlength`): one value, and a field of comma-separated tags
     max_value: ClassVar[int] = MAX_VALUE
-    max_tags_length: ClassVar[int] = MAX_TAGS * (MAX_VALUE + 1)
+    max_tags_length: ClassVar[int] = MAX_TYPED
+
+    @property
+    def typed_tags(self) -> str:
+        """The tag filter as typed in its field."""
+        return ", ".join(t.typed for t in self.tags)
+
+    @property
+    def typed_datatype_tags(self) -> str:
+        return ", ".join(t.typed for t in self.datatype_tags)
 
     @property
     def any(self) -> bool:
         return any(
             (self.datatype, self.datatype_tags, self.tags, self.subject, self.session, self.run)
-        ) or bool(self.q)
+        ) or bool(self.q or self.no_subject)
 
     def find(self, *, project_id: str | None, datatype_id: str | None) -> dict[str, Any]:
         """The `find` document `bl data query` sends for these filters (`$and` of one clause
         each, so the listing's shortcuts see every pinned field)."""
         clauses: list[dict[str, Any]] = []
         for key, values in (("tags", self.tags), ("datatype_tags", self.datatype_tags)):
-            want = [v for v in values if not v.startswith("!")]
-            avoid = [v[1:] for v in values if v.startswith("!") and len(v) > 1]
+            want = [t.tag for t in values if not t.exclude]
+            avoid = [t.tag for t in values if t.exclude]
             if want:
                 clauses.append({key: {"$all": want}})
             if avoid:
@@ -92,6 +193,8 @@ class Filters:
         ):
             if value:
                 clauses.append({key: value})
+        if self.no_subject:  # the matrix counts a missing subject and "" together
+            clauses.append({"meta.subject": {"$in": [None, ""]}})
         if self.q:
             clauses.append(text_search(self.q))
         find: dict[str, Any] = {"removed": False}
@@ -111,13 +214,34 @@ class Filters:
         ):
             if value:
                 pairs.append((name, value))
-        pairs += [("datatype_tag", v) for v in self.datatype_tags]
-        pairs += [("tag", v) for v in self.tags]
+        if self.no_subject:
+            pairs.append(("no_subject", "1"))
+        pairs += [("datatype_tag", t.typed) for t in self.datatype_tags]
+        pairs += [("tag", t.typed) for t in self.tags]
         pairs += [(k, v) for k, v in extra.items() if v]
         return urlencode(pairs)
 
+    @property
+    def uncommandable(self) -> str:
+        """Why `bl data download` cannot select this set ("" when it can): its `--tag` reads a
+        leading `!` as "not" and has no escape, and `-b` takes a subject, not its absence."""
+        if any(t.tag.startswith("!") and not t.exclude for t in self.tags + self.datatype_tags):
+            return (
+                "The command line cannot select a tag starting with “!” (bl reads a leading "
+                "“!” as “not”): download this set from this page."
+            )
+        if self.no_subject:
+            return (
+                "The command line cannot select the objects without a subject: download "
+                "this set from this page."
+            )
+        return ""
+
     def command(self, *, project_id: str | None = None, pub: str | None = None) -> str:
-        """The `bl data download` command fetching the same set into a folder."""
+        """The `bl data download` command fetching the same set into a folder ("" when it
+        cannot be said: `uncommandable`)."""
+        if self.uncommandable:
+            return ""
         words = ["bl", "data", "download"]
         if project_id:
             words += ["-p", project_id]
@@ -125,10 +249,11 @@ class Filters:
             words += ["--pub", pub]
         if self.datatype:
             words += ["--datatype", self.datatype]
-        for v in self.datatype_tags:
-            words += ["--datatype_tag", v]
-        for v in self.tags:
-            words += ["--tag", v]
+        # one word a tag, `!` first to exclude it (`!!x` excludes the tag "!x")
+        for t in self.datatype_tags:
+            words += ["--datatype_tag", ("!" if t.exclude else "") + t.tag]
+        for t in self.tags:
+            words += ["--tag", ("!" if t.exclude else "") + t.tag]
         for flag, value in (
             ("-b", self.subject),
             ("--session", self.session),

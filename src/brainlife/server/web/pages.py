@@ -218,6 +218,7 @@ def object_page(dataset_id: str, view: ViewDep) -> Response:
         doc=doc,
         task_id=task_id if isinstance(task_id, str) else None,
         command=f"bl data download {info.dataset.id}",
+        refusal=downloads.download_refusal(info.dataset),
     )
 
 
@@ -312,7 +313,7 @@ def task_page(task_id: str, view: ViewDep) -> Response:
 def _next(value: str | None) -> str:
     """Where to go after signing in: a path of this site only (no `//host`, no scheme)."""
     if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value[:1000]
+        return value[: render.MAX_HERE]
     return "/"
 
 

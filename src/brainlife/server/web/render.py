@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse
 
 from brainlife.server.archive import Archive
 from brainlife.server.web import session as web_session
+from brainlife.server.web.filters import tag_link
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -70,8 +71,13 @@ def matrix_rows(
     columns = [(dt.id, text(quote(dt.name)), text(dt.name)) for dt in datatypes]
     rows = []
     for subject, counts in matrix.items():
-        link = base + text(quote(subject))
-        label = text(subject)
+        # "" is the objects without a subject: `subject=` (empty) would not filter at all
+        link = (
+            base + text(quote(subject))
+            if subject
+            else f"/project/{text(project_id)}/data?no_subject=1"
+        )
+        label = text(subject or "(none)")
         cells = []
         for datatype_id, quoted, name in columns:
             n = counts.get(datatype_id, 0)
@@ -83,7 +89,7 @@ def matrix_rows(
             else:
                 cells.append('<td class="num"></td>')
         rows.append(
-            f'      <tr><th scope="row"><a href="{link}">{text(subject or "(none)")}</a></th>\n'
+            f'      <tr><th scope="row"><a href="{link}">{label}</a></th>\n'
             f"{''.join(cells)}      </tr>"
         )
     return Markup("\n".join(rows))
@@ -101,7 +107,7 @@ def environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(markdown=markdown, size=human_size, day=day, json=pretty_json)
-    env.globals.update(matrix_rows=matrix_rows)
+    env.globals.update(matrix_rows=matrix_rows, tag_link=tag_link)
     return env
 
 
@@ -120,13 +126,25 @@ def page(
         .render(
             visitor=visitor,
             csrf=web_session.csrf_token(archive, visitor),
-            path=request.url.path,
+            path=here(request),
             **context,
         )
     )
     response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     web_session.remember(request, response, visitor)
     return response
+
+
+#: the longest address "Sign in" brings the visitor back to (`pages._next` keeps as much)
+MAX_HERE = 1000
+
+
+def here(request: Request) -> str:
+    """This page's address on this site (path and query: a filtered list comes back filtered
+    after signing in), or its path alone when that is longer than `MAX_HERE`."""
+    path, query = request.url.path, request.url.query
+    full = f"{path}?{query}" if query else path
+    return full if len(full) <= MAX_HERE else path
 
 
 #: the pages load nothing from elsewhere and run only our own script

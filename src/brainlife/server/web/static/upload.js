@@ -4,9 +4,13 @@
 // server when the file's last byte is in; it is computed here in 4 MiB pieces by the SHA-256
 // below (Web Crypto's digest needs a whole file in memory). The API takes bearer tokens only:
 // the page asks `POST /upload-token` (CSRF-checked) for a short-lived one and keeps it in memory.
-// An interrupted upload resumes after a reload: localStorage keeps the session's id and the
-// files' hashes under a key made of the project, datatype, each file's name, size and mtime, and
-// the form's metadata (subject, session, run, description, tags).
+// An interrupted upload resumes after a reload: localStorage keeps the session's id under a key
+// made of the project, datatype, each file's name, size and mtime, and the form's metadata
+// (subject, session, run, description, tags). A resumed upload reads no digest (the server holds
+// the declared ones and checks the bytes it receives); a new one reads every file's, every time:
+// a digest kept under a file's name, size and time would be another file's when two files share
+// them (one name in each subject's folder, unpacked from one archive), and the server, holding
+// that content already, would store the wrong file without a byte sent.
 "use strict";
 (function () {
   var PIECE = 4 * 1024 * 1024; // read and hash this much at a time
@@ -101,6 +105,36 @@
     s.update(bytes);
     return s.hex();
   };
+
+  // --- tags, typed as in the list page's filters (web/filters.py) ------------------------------
+  // commas separate tags, blanks around a tag are dropped, and a backslash makes the next ",",
+  // "!", backslash or blank part of the tag (a\,b is the tag "a,b"); a backslash before anything
+  // else is itself. A leading "!" is kept: a tag may start with one.
+  function splitTags(typed) {
+    var tags = [], chars = [];
+    function flush() {
+      var start = 0, end = chars.length;
+      while (start < end && !chars[start][1] && /\s/.test(chars[start][0])) start++;
+      while (end > start && !chars[end - 1][1] && /\s/.test(chars[end - 1][0])) end--;
+      var tag = chars.slice(start, end).map(function (c) { return c[0]; }).join("");
+      if (tag && tags.indexOf(tag) < 0) tags.push(tag);
+      chars = [];
+    }
+    for (var i = 0; i < typed.length; i++) {
+      var c = typed[i], next = typed[i + 1];
+      if (c === "\\" && next !== undefined && (",!\\".indexOf(next) >= 0 || /\s/.test(next))) {
+        chars.push([next, true]);
+        i++;
+      } else if (c === ",") {
+        flush();
+      } else {
+        chars.push([c, false]);
+      }
+    }
+    flush();
+    return tags;
+  }
+  window.blSplitTags = splitTags; // for tests
 
   // --- the form ----------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
@@ -199,19 +233,19 @@
       }
     }
 
+    // digests the page kept before (see the top of this file): never to be used again
+    Object.keys(localStorage).forEach(function (k) {
+      if (k.indexOf("bl-sha256:") === 0) localStorage.removeItem(k);
+    });
+
     async function hashFile(file, done, total) {
-      var key = "bl-sha256:" + file.name + ":" + file.size + ":" + file.lastModified;
-      var known = localStorage.getItem(key);
-      if (known) return known;
       var s = new Sha256();
       for (var at = 0; at < file.size; at += PIECE) {
         s.update(new Uint8Array(await file.slice(at, at + PIECE).arrayBuffer()));
         bar.value = (done + Math.min(at + PIECE, file.size)) / total;
         say("Computing checksums… " + Math.round(bar.value * 100) + " %");
       }
-      var hex = s.hex();
-      localStorage.setItem(key, hex);
-      return hex;
+      return s.hex();
     }
 
     async function send(upload, n, file, progress) {
@@ -248,10 +282,11 @@
       go.disabled = true;
       bar.hidden = false;
       bar.value = 0;
+      say("Starting the upload…"); // not the last upload's "Uploaded" while this one starts
       var meta = { subject: form.subject.value.trim() };
       if (form.session.value.trim()) meta.session = form.session.value.trim();
       if (form.run.value.trim()) meta.run = form.run.value.trim();
-      var tags = form.tags.value.split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+      var tags = splitTags(form.tags.value);
       // an interrupted upload resumes only with the same files *and* the same metadata: its
       // session on the server holds the metadata first sent, so a corrected subject starts anew
       var base = "bl-upload:" + project + ":" + dt.id + ":" + JSON.stringify(chosen.map(function (c) {
@@ -260,11 +295,6 @@
       var key = base + ":" + JSON.stringify([meta, form.desc.value, tags]);
       try {
         var total = chosen.reduce(function (sum, c) { return sum + c.file.size; }, 0) || 1;
-        var done = 0;
-        for (var i = 0; i < chosen.length; i++) {
-          chosen[i].sha256 = await hashFile(chosen[i].file, done, total);
-          done += chosen[i].file.size;
-        }
         var upload = null;
         var saved = localStorage.getItem(key);
         if (saved) {
@@ -278,6 +308,11 @@
           Object.keys(localStorage).forEach(function (k) {
             if (k.indexOf(base + ":") === 0 && k !== key) localStorage.removeItem(k);
           });
+          var done = 0;
+          for (var i = 0; i < chosen.length; i++) {
+            chosen[i].sha256 = await hashFile(chosen[i].file, done, total);
+            done += chosen[i].file.size;
+          }
           upload = await api("POST", "", JSON.stringify({
             project: project, datatype: dt.id, desc: form.desc.value, meta: meta, tags: tags,
             files: chosen.map(function (c) { return { id: c.id, name: c.name, size: c.file.size, sha256: c.sha256 }; }),
@@ -286,9 +321,9 @@
         }
         var before = 0;
         for (var n = 0; n < chosen.length; n++) {
-          var base = before;
+          var sent = before;
           upload = await send(upload, n, chosen[n].file, function (at) {
-            bar.value = (base + at) / total;
+            bar.value = (sent + at) / total;
             say("Uploading… " + Math.round(bar.value * 100) + " %");
           });
           before += chosen[n].file.size;
@@ -297,12 +332,23 @@
         say("Storing the data object…");
         var dataset = await api("POST", "/" + upload._id + "/finalize");
         localStorage.removeItem(key);
+        // the files are forgotten (Upload pressed again would store a second, identical
+        // object); the metadata stays, for the next subject's files
+        form.querySelectorAll("#up-files input[type=file]").forEach(function (input) { input.value = ""; });
         status.textContent = "Uploaded: ";
         var link = document.createElement("a");
         link.href = "/object/" + dataset._id;
         link.textContent = "data object " + dataset._id;
         status.appendChild(link);
+        status.appendChild(document.createTextNode(". Choose files to upload another."));
       } catch (err) {
+        if (err.status === 400) {
+          // refused (bytes that do not have the digest declared: another file of the same
+          // name, size and time than the interrupted upload's): the next try starts anew
+          localStorage.removeItem(key);
+          say("The upload stopped: " + err.message + " Press Upload to send it again from the start.");
+          return;
+        }
         say("The upload stopped: " + err.message + " Press Upload to try again; what arrived is kept.");
       } finally {
         go.disabled = false;
