@@ -157,20 +157,23 @@ _EXCLUSIVE = {"members": "guests", "guests": "members"}
 def _roles(client: Client, pid: str, options: dict[str, Any]) -> dict[str, list[str]]:
     """The role lists `--admin`, `--remove-admin`, … change (each: the project's, less the
     removed subs, then the added ones); nothing unless one is given."""
-    if not any(options[r] or options[f"remove_{r}"] for r in _ROLES):
+    named = [r for r in _ROLES if options[r] or options[f"remove_{r}"]]
+    if not named:
         return {}
     current = client.resolve_project(pid)
     add = {r: [client.user_sub(u) for u in options[r]] for r in _ROLES}
     gone = {r: {client.user_sub(u) for u in options[f"remove_{r}"]} for r in _ROLES}
     for role, other in _EXCLUSIVE.items():
-        gone[other] |= {s for s in add[role] if s not in add[other]}
-    lists: dict[str, list[str]] = {}
-    for role in _ROLES:
-        now = [str(s) for s in current.get(role) or []]
-        new = [s for s in now if s not in gone[role]] + [s for s in add[role] if s not in now]
-        if new != now or options[role] or options[f"remove_{role}"]:
-            lists[role] = new
-    return lists
+        gone[other] |= set(add[role]) - set(add[other])
+    lists = {r: _changed(current.get(r) or [], add[r], gone[r]) for r in _ROLES}
+    return {r: new for r, (new, changed) in lists.items() if changed or r in named}
+
+
+def _changed(current: list[Any], add: list[str], gone: set[str]) -> tuple[list[str], bool]:
+    """A role list less `gone`, then with `add`; and whether that changes it."""
+    now = [str(s) for s in current]
+    new = [s for s in now if s not in gone] + [s for s in add if s not in now]
+    return new, new != now
 
 
 @project.command("update")
