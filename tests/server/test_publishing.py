@@ -503,6 +503,29 @@ def test_bad_update_requests(archive, http, world, body, message) -> None:
         assert s.get(Publication, world["pub"]).name == "pub"
 
 
+def test_a_publication_holds_a_bounded_number_of_releases(
+    archive, http, world, monkeypatch
+) -> None:
+    """Its pages and documents list every release: past `MAX_RELEASES` a new one is a 409
+    pointing to a new publication, by either route, dry run included."""
+    from brainlife.server.services import publishing
+
+    monkeypatch.setattr(publishing, "MAX_RELEASES", 2)
+    assert release(http, archive, world, name="1").status_code == 200
+    assert release(http, archive, world, name="2").status_code == 200
+    for dry_run in (True, False):
+        r = release(http, archive, world, name="3", dry_run=dry_run)
+        assert r.status_code == 409 and "has 2 releases" in r.json()["message"], r.text
+        assert "bl pub create" in r.json()["message"]
+    r = http.put(
+        f"/api/warehouse/pub/{world['pub']}",
+        json={"releases": [{"name": "3", "sets": [{"datatype": world["t1"]}]}]},
+        headers=headers(archive, "admin"),
+    )
+    assert r.status_code == 409, r.text
+    assert count_rows(archive, Release) == 2
+
+
 def test_unknown_and_removed_publications(archive, http, world) -> None:
     h = headers(archive, "admin")
     for pid in ("5" * 24, "not-an-id"):

@@ -96,6 +96,8 @@ META_CHARS = 128
 MAX_FILTER_VALUES = 10_000
 #: new releases in one `PUT /pub/:id`
 MAX_NEW_RELEASES = 8
+#: releases of one publication in all (its pages and documents list every one)
+MAX_RELEASES = 100
 #: seconds each statement of a release may take, instead of the request budget meant for
 #: queries: a release of a whole large project writes and counts a row per object (100,000
 #: objects: 6 s in all), and only the project's admins can ask for one
@@ -490,6 +492,12 @@ def _freeze(
     desc = _text(entry.get("desc") or "", "desc", RELEASE_DESC_CHARS)
     if not dry_run:  # no change of the project's objects between what is read and frozen
         lock_project_objects(session, pub.project_id)
+    held = session.scalar(select(func.count()).where(Release.pub_id == pub.id)) or 0
+    if held >= MAX_RELEASES:
+        raise Conflict(
+            f"Publication {pub.id} has {held} releases, the most one publication holds; "
+            "publish further releases in a new publication ('bl pub create')."
+        )
     taken = session.scalar(select(Release.id).where(Release.pub_id == pub.id, Release.name == name))
     if taken is not None:
         raise Conflict(
