@@ -305,3 +305,32 @@ def test_the_signing_key_is_parsed_once_not_per_token(http, archive, alice, monk
     for token in tokens:
         claims = verified_claims(archive, token)
         assert claims["sub"] == alice
+
+
+def test_records_of_long_expired_tokens_are_purged_at_start(archive, http, alice) -> None:
+    """Every login records its token: the records of tokens expired more than a week ago are
+    deleted when the app starts; live ones, and ones expired lately, stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from brainlife.server.app import create_app
+    from brainlife.server.models import AuthToken
+    from brainlife.server.services.auth import purge_expired_tokens
+
+    for _ in range(3):
+        assert login(http, username="alice", password="s3cret").status_code == 200
+    now = datetime.now(UTC)
+    with archive.session() as s:
+        jtis = sorted(s.scalars(select(AuthToken.jti)).all())
+        assert len(jtis) >= 3
+        old, recent = s.get(AuthToken, jtis[0]), s.get(AuthToken, jtis[1])
+        assert old is not None and recent is not None
+        old.expires = now - timedelta(days=8)
+        recent.expires = now - timedelta(days=1)
+        s.commit()
+    create_app(archive=archive)
+    with archive.session() as s:
+        left = set(s.scalars(select(AuthToken.jti)).all())
+        assert jtis[0] not in left and set(jtis[1:]) <= left
+        assert purge_expired_tokens(s, now + timedelta(days=3650 * 3)) == len(left)

@@ -203,3 +203,25 @@ def test_signing_in_returns_to_the_page_with_its_filters(browser) -> None:  # ty
         data={"csrf": csrf_of(form.text), "username": "demo", "password": "demo", "next": nxt},
     )
     assert done.status_code == 303 and done.headers["location"] == here
+
+
+def test_a_session_holds_a_bounded_number_of_upload_tokens(browser, demo_web) -> None:  # type: ignore[no-untyped-def]
+    """Each `POST /upload-token` recorded a token, however many a script asked for: past
+    `MAX_UPLOAD_TOKENS` live ones a new one revokes the oldest."""
+    from fastapi.testclient import TestClient
+
+    from brainlife.server.web.session import MAX_UPLOAD_TOKENS
+
+    sign_in(browser, "demo")
+    csrf = csrf_of(browser.get("/").text)
+    tokens = []
+    for _ in range(MAX_UPLOAD_TOKENS + 3):
+        got = browser.post("/upload-token", data={"csrf": csrf})
+        assert got.status_code == 200, got.text
+        tokens.append(got.json()["token"])
+    with TestClient(demo_web) as api:
+        alive = [
+            api.get("/api/auth/me", headers={"Authorization": f"Bearer {t}"}).status_code == 200
+            for t in tokens
+        ]
+    assert alive == [False] * 3 + [True] * MAX_UPLOAD_TOKENS

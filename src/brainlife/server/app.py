@@ -47,11 +47,14 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         warehouse,
         warehouse_upload,
     )
+    from brainlife.server.services.auth import purge_expired_tokens
     from brainlife.server.services.finalize import FinalizeRunner
     from brainlife.server.services.uploads import clean_uploads
 
     archive = archive or open_archive(settings or Settings())
     clean_uploads(archive)  # expired upload sessions and orphaned staged bytes
+    with archive.session() as session:
+        purge_expired_tokens(session)  # records of tokens long expired
     finalizer = FinalizeRunner(archive, poll=archive.settings.finalize_poll)
 
     @contextlib.asynccontextmanager

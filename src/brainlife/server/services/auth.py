@@ -173,6 +173,20 @@ def sign_recorded(
     return archive.signer.sign({**claims, "jti": jti}, ttl_ms)
 
 
+#: how long the record of an expired token is kept (a token is refused by its own expiry first:
+#: the record only serves `bl token list` and revocation, which an expired token needs neither of)
+EXPIRED_KEPT = timedelta(days=7)
+
+
+def purge_expired_tokens(session: Session, now: datetime | None = None) -> int:
+    """Delete the records of tokens expired more than `EXPIRED_KEPT` ago (every login, refresh
+    and web upload records one: the table grew forever); how many went. Run at start-up."""
+    cutoff = (now or datetime.now(UTC)) - EXPIRED_KEPT
+    gone = session.execute(delete(AuthToken).where(AuthToken.expires < cutoff))
+    session.commit()
+    return int(getattr(gone, "rowcount", 0) or 0)
+
+
 REVOKED = "This token was revoked. Please log in again (run 'bl login')."
 DISABLED = "This account is disabled. Please contact the archive's administrator."
 

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from brainlife.server.archive import Archive
@@ -42,6 +44,9 @@ SESSION_TTL_MS = 12 * 3600 * 1000
 CSRF_FIELD = "csrf"
 #: lifetime of the bearer token a page's upload script gets (`upload_token`, milliseconds)
 UPLOAD_TOKEN_TTL_MS = 3600 * 1000
+#: live upload tokens of one web session: a new one revokes the oldest past this (each call
+#: recorded a token row, however many a script asked for)
+MAX_UPLOAD_TOKENS = 8
 
 
 @dataclass
@@ -148,6 +153,25 @@ def _upload_label(principal: Principal) -> str:
     return f"web upload {principal.jti}"
 
 
+def _revoke_oldest_upload_tokens(session: Session, principal: Principal) -> None:
+    """Leave room for one more: the session's live upload tokens past the newest
+    `MAX_UPLOAD_TOKENS - 1` are revoked (an upload still using one is told to sign in again)."""
+    now = datetime.now(UTC)
+    live = session.scalars(
+        select(AuthToken)
+        .where(
+            AuthToken.sub == principal.sub,
+            AuthToken.label == _upload_label(principal),
+            AuthToken.revoked.is_(None),
+            AuthToken.expires > now,
+        )
+        .order_by(AuthToken.issued.desc(), AuthToken.jti)
+        .offset(MAX_UPLOAD_TOKENS - 1)
+    ).all()
+    for row in live:
+        row.revoked = now
+
+
 def upload_token(archive: Archive, visitor: Visitor) -> str:
     """A bearer token for the page's upload script (the API's upload routes take bearer tokens
     only, so the cookie never authorises an API call): the session's claims fresh from the
@@ -168,6 +192,7 @@ def upload_token(archive: Archive, visitor: Visitor) -> str:
         ttl = min(UPLOAD_TOKEN_TTL_MS, left)
         if ttl < 60_000:
             raise Unauthorized("Your session is about to end: sign in again to upload.")
+        _revoke_oldest_upload_tokens(session, principal)
         token = sign_recorded(
             session, archive, claims_for(session, user), ttl, _upload_label(principal)
         )
