@@ -143,18 +143,20 @@ def test_a_malformed_participants_table_is_an_upload_refusal(bl, tmp_path: Path)
     """A participants.tsv or participants.json that cannot be read stops `bl bids upload` before
     any object is sent, with exit 10 as every other refused file of the tree (it was exit 1)."""
     root = tmp_path / "bids"
-    (root / "sub-01" / "anat").mkdir(parents=True)
-    (root / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"\x1f\x8b" + b"x" * 100)
-    (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\t4\n")
+    (root / "sub-malformed" / "anat").mkdir(parents=True)
+    (root / "sub-malformed" / "anat" / "sub-malformed_T1w.nii.gz").write_bytes(
+        b"\x1f\x8b" + b"x" * 100
+    )
+    (root / "participants.tsv").write_text("participant_id\tage\nsub-malformed\t3\t4\n")
     r = bl("bids", "upload", "-p", TP_PROJECT, str(root))
     assert r.exit_code == 10, r.output
     assert (
         "line 2: 3 cells where the header has 2" in r.output and "Nothing was uploaded" in r.output
     )
     assert "Traceback" not in r.output
-    (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t3\n")
+    (root / "participants.tsv").write_text("participant_id\tage\nsub-malformed\t3\n")
     (root / "participants.json").write_text("[1, 2]")
     r = bl("bids", "upload", "-p", TP_PROJECT, str(root))
     assert r.exit_code == 10 and "must hold a JSON object" in r.output, r.output
-    r = bl("data", "query", "-p", TP_PROJECT, "--subject", "01", "-j")
+    r = bl("data", "query", "-p", TP_PROJECT, "--subject", "malformed", "-j")
     assert r.exit_code == 0 and json.loads(r.output) == [], r.output  # nothing was sent
