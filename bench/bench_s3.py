@@ -17,7 +17,6 @@ are recorded around each `bl` run: it sends no byte of the file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from common import (
     login,
     machine_notes,
     median,
+    pin,
     say,
     write_section,
 )
@@ -86,14 +86,6 @@ LAYOUTS = {
     "(bl or curl) to the second (`sched_setaffinity`), as a client machine reading from a store "
     "on machines of its own; the client has one core for its receive, write and sha256.",
 }
-
-
-def pin(pids: list[int], cores: set[int]) -> None:
-    """Every thread of each process in ``pids`` on ``cores``."""
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                os.sched_setaffinity(int(task.name), cores)
 
 
 def ratio_of(rows: list[dict[str, float]]) -> float:

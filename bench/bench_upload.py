@@ -4,13 +4,15 @@
    of the file, the upload, the server's sha256 and finalize) against `curl -T` of the same file
    to nginx's WebDAV `PUT` (Debian nginx, `dav_methods PUT`), alternating, 3 runs each, each
    from the same page-cache state (`settle`). Each `bl` run first changes the file's first
-   bytes, so the archive never already holds it;
+   bytes, so the archive never already holds it. Two core layouts, alternating in each round:
+   shared (every process on both cores) and split (the servers on one core, the clients on the
+   other, as two machines would be);
 2. resume after kill -9 at half way: `bl data upload` killed once the server has staged half
    the file, then the same upload again (in-process, so that its byte counts are exact);
 3. peak RSS of the `bl` process tree during the 1 GiB uploads, and of the server (before,
    peak).
 
-    .venv/bin/python bench/bench_upload.py [--size-mib 1024] [--runs 3]
+    .venv/bin/python bench/bench_upload.py [--size-mib 1024] [--runs 3] [--layouts shared,split]
 
 Writes bench/out/upload.json and the "Uploads (issue #10)" section of bench/RESULTS.md.
 """
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +43,7 @@ from bench.common import (
     login,
     machine_notes,
     median,
+    pin,
     save_json,
     say,
     stop_process,
@@ -132,10 +136,17 @@ def _wait_cpu(proc: subprocess.Popen[bytes]) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_bl(path: Path, subject: str, env: dict[str, str], server_pid: int) -> dict[str, float]:
+def run_bl(
+    path: Path, subject: str, env: dict[str, str], server_pid: int, cores: set[int]
+) -> dict[str, float]:
     server_cpu = tree_cpu_seconds(server_pid)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(upload_cmd(path, subject), env=env, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        upload_cmd(path, subject),
+        env=env,
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
     with RssSampler(proc.pid, 0.05) as client_rss, RssSampler(server_pid, 0.1) as server_rss:
         assert proc.stdout is not None
         out = proc.stdout.read()
@@ -153,10 +164,13 @@ def run_bl(path: Path, subject: str, env: dict[str, str], server_pid: int) -> di
     }
 
 
-def run_curl(path: Path, url: str, nginx_pid: int) -> dict[str, float]:
+def run_curl(path: Path, url: str, nginx_pid: int, cores: set[int]) -> dict[str, float]:
     server_cpu = tree_cpu_seconds(nginx_pid)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(path), url])
+    proc = subprocess.Popen(
+        ["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(path), url],
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
     client_cpu = _wait_cpu(proc)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -209,6 +223,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--layouts",
+        default="shared,split",
+        help="comma-separated: shared (every process on every core), split (nginx and bl serve "
+        "on the first core, curl and bl on the second)",
+    )
     args = ap.parse_args()
     compile_sources()
     size = args.size_mib * 1024 * 1024
@@ -238,28 +258,43 @@ def main() -> None:
                 token = login(server.port, "demo", "demo")
                 env = env_for(work / "home", server.url, token)
                 server_idle = tree_rss_kib(server.pid) / 1024
-                bl_runs: list[dict[str, float]] = []
-                curl_runs: list[dict[str, float]] = []
+                everyone = os.sched_getaffinity(0)
+                layouts = [x for x in args.layouts.split(",") if x]
+                if len(everyone) < 2 and "split" in layouts:
+                    say("one core: the split layout is left out")
+                    layouts.remove("split")
+                runs: dict[str, dict[str, list[dict[str, float]]]] = {
+                    layout: {"bl": [], "curl": []} for layout in layouts
+                }
+                n = 0
                 for i in range(args.runs):
-                    url = f"http://127.0.0.1:{port}/up/big-{i}.bin"
-                    settle(src)
-                    curl_runs.append(run_curl(src, url, nginx.pid))
-                    touch_head(src, i)
-                    settle(src)
-                    bl_runs.append(run_bl(src, f"bench{i}", env, server.pid))
-                    curl_t, bl_t = curl_runs[-1]["seconds"], bl_runs[-1]["seconds"]
-                    say(f"run {i}: curl {curl_t:.2f} s, bl {bl_t:.2f} s")
+                    for layout in layouts:
+                        # split: each server (nginx, bl serve) on the first core, each client
+                        # (curl, bl) on the second, as a client machine and a server machine
+                        split = layout == "split"
+                        pin([nginx.pid, server.pid], {min(everyone)} if split else everyone)
+                        client = {max(everyone)} if split else everyone
+                        n += 1
+                        url = f"http://127.0.0.1:{port}/up/big-{n}.bin"
+                        settle(src)
+                        runs[layout]["curl"].append(run_curl(src, url, nginx.pid, client))
+                        touch_head(src, n)
+                        settle(src)
+                        runs[layout]["bl"].append(run_bl(src, f"bench{n}", env, server.pid, client))
+                        curl_t = runs[layout]["curl"][-1]["seconds"]
+                        bl_t = runs[layout]["bl"][-1]["seconds"]
+                        say(f"run {i} ({layout}): curl {curl_t:.2f} s, bl {bl_t:.2f} s")
+                pin([nginx.pid, server.pid], everyone)
                 resume = resume_after_kill(src, size, env, data_dir, server.url, token)
                 server_after = tree_rss_kib(server.pid) / 1024
         finally:
             stop_process(nginx)
-        bl_s = median([r["seconds"] for r in bl_runs])
-        curl_s = median([r["seconds"] for r in curl_runs])
         result = {
             "size": size,
-            "curl": curl_runs,
-            "bl": bl_runs,
-            "ratio": curl_s / bl_s,
+            "layouts": {
+                layout: {**r, "ratio": _median_s(r["curl"]) / _median_s(r["bl"])}
+                for layout, r in runs.items()
+            },
             "resume": resume,
             "server_idle_mib": server_idle,
             "server_after_mib": server_after,
@@ -274,36 +309,61 @@ def _cpu(runs: list[dict[str, float]]) -> str:
     return ", ".join(f"{x['client_cpu']:.2f} / {x['server_cpu']:.2f}" for x in runs)
 
 
-def report(r: dict, args: argparse.Namespace) -> None:
-    mib = r["size"] / 1024 / 1024
-    bl_s = median([x["seconds"] for x in r["bl"]])
-    curl_s = median([x["seconds"] for x in r["curl"]])
-    res = r["resume"]
+def _median_s(runs: list[dict[str, float]]) -> float:
+    return median([x["seconds"] for x in runs])
+
+
+LAYOUTS = {
+    "shared": "**Shared cores**: the servers (nginx, `bl serve`) and the clients (curl, `bl`) all "
+    "run on both cores, so each client's CPU and its server's compete.",
+    "split": "**Split cores**: nginx and `bl serve` pinned to the first core, curl and `bl` to "
+    "the second (`sched_setaffinity`), as a client machine and a server machine: each side has "
+    "one core for its part (the client: reading, sha256, sending; the server: receiving, "
+    "writing, sha256).",
+}
+
+
+def _layout_md(layout: str, r: dict[str, Any], mib: float) -> str:
+    bl_s, curl_s = _median_s(r["bl"]), _median_s(r["curl"])
     curl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["curl"])
     bl_list = ", ".join(f"{x['seconds']:.2f}" for x in r["bl"])
-    client_peak = max(x["client_peak_mib"] for x in r["bl"])
-    server_peak = max(x["server_peak_mib"] for x in r["bl"])
-    dropped = "dropped" if SETTLE["dropped"] else "NOT dropped (not root)"
     bl_row = "`bl data upload` (whole command: start, sha256, upload, server sha256, finalize)"
-    md = f"""## Uploads (issue #10)
+    n = len(r["bl"])
+    return f"""{LAYOUTS[layout]}
 
-`.venv/bin/python bench/bench_upload.py --size-mib {args.size_mib} --runs {args.runs}`
-({machine_notes()})
-
-| one {mib:.0f} MiB file | median of {args.runs} | runs (s) | MiB/s |
+| one {mib:.0f} MiB file | median of {n} | runs (s) | MiB/s |
 |---|---|---|---|
 | curl `-T` → nginx WebDAV `PUT` | {curl_s:.2f} s | {curl_list} | {mib / curl_s:.0f} |
 | {bl_row} | {bl_s:.2f} s | {bl_list} | {mib / bl_s:.0f} |
 
-**Ratio (curl time / bl time): {r["ratio"]:.2f}×** (target ≥ 0.7×).
+**Ratio (curl time / bl time), {layout} cores: {r["ratio"]:.2f}×** (target ≥ 0.7×). CPU
+seconds per run (user + system; client / server): curl / nginx {_cpu(r["curl"])}; bl / `bl
+serve` {_cpu(r["bl"])}.
+"""
 
-Before each timed command: `sync`, the page cache {dropped},
-the source file read back into memory; nginx keeps each file it received, as the archive keeps
-each object (`settle()` in the script says why).
 
-CPU seconds per run (user + system; client / server), which the shared machine's load turns
-into wall time: curl / nginx {_cpu(r["curl"])}; bl / `bl serve` {_cpu(r["bl"])}.
+def report(r: dict, args: argparse.Namespace) -> None:
+    mib = r["size"] / 1024 / 1024
+    res = r["resume"]
+    every = [x for lay in r["layouts"].values() for x in lay["bl"]]
+    client_peak = max(x["client_peak_mib"] for x in every)
+    server_peak = max(x["server_peak_mib"] for x in every)
+    dropped = "dropped" if SETTLE["dropped"] else "NOT dropped (not root)"
+    layouts = "\n".join(_layout_md(k, v, mib) for k, v in r["layouts"].items())
+    cmd = (
+        f"bench/bench_upload.py --size-mib {args.size_mib} --runs {args.runs} "
+        f"--layouts {args.layouts}"
+    )
+    md = f"""## Uploads (issue #10)
 
+`.venv/bin/python {cmd}`
+({machine_notes()})
+
+The layouts alternate within each round. Before each timed command: `sync`, the page cache
+{dropped}, the source file read back into memory; nginx keeps each file it received, as the
+archive keeps each object (`settle()` in the script says why).
+
+{layouts}
 Resume after kill -9 of `bl data upload` at half way: the server held
 {res["held_at_resume"] / 2**20:.0f} MiB ({res["staged_at_kill"] / 2**20:.0f} MiB at the kill); the
 rerun kept {res["rerun_resumed"] / 2**20:.0f} MiB and sent {res["rerun_sent"] / 2**20:.0f} MiB

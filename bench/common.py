@@ -42,6 +42,15 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def pin(pids: list[int], cores: set[int]) -> None:
+    """Every thread of each process in ``pids`` on ``cores`` (threads started later inherit
+    the process's main thread's affinity)."""
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(task.name), cores)
+
+
 def set_nice(nice: int) -> None:
     """This process (and the servers it starts) at `nice`. With the kernel's autogroups
     (`/proc/sys/kernel/sched_autogroup_enabled`), niceness only orders the processes of one
