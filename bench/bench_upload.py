@@ -233,6 +233,15 @@ def main() -> None:
     compile_sources()
     size = args.size_mib * 1024 * 1024
     OUT.mkdir(parents=True, exist_ok=True)
+    # nginx and the archive each keep every file (settle() says why), plus the source and resume
+    layouts = len([x for x in args.layouts.split(",") if x])
+    needed = size * (2 * args.runs * layouts + 3)
+    free = shutil.disk_usage(OUT).free
+    if free < needed:
+        sys.exit(
+            f"bench_upload: {needed / 2**30:.0f} GiB of free disk needed in {OUT}, "
+            f"{free / 2**30:.0f} GiB free"
+        )
     work = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=OUT))
     try:
         data_dir = work / "data"
