@@ -394,6 +394,27 @@ def revoke_labelled_tokens(session: Session, *, sub: int, label: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def revoke_oldest_labelled_tokens(session: Session, *, sub: int, label: str, keep: int) -> int:
+    """Revoke an account's live tokens issued under `label` past the newest `keep` (a web
+    session holds a bounded number of upload tokens)."""
+    now = datetime.now(UTC)
+    live = session.scalars(
+        select(AuthToken)
+        .where(
+            AuthToken.sub == sub,
+            AuthToken.label == label[:128],
+            AuthToken.revoked.is_(None),
+            AuthToken.expires > now,
+        )
+        .order_by(AuthToken.issued.desc(), AuthToken.jti)
+        .offset(keep)
+    ).all()
+    for row in live:
+        row.revoked = now
+    session.flush()
+    return len(live)
+
+
 # -- what the API adds: who may call --------------------------------------------------------
 
 

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from brainlife.server.archive import Archive
@@ -34,7 +32,11 @@ from brainlife.server.deps import get_archive
 from brainlife.server.errors import ApiError, Forbidden, Unauthorized
 from brainlife.server.models import AuthToken, User
 from brainlife.server.principal import Principal
-from brainlife.server.services.accounts import revoke_labelled_tokens, revoke_token
+from brainlife.server.services.accounts import (
+    revoke_labelled_tokens,
+    revoke_oldest_labelled_tokens,
+    revoke_token,
+)
 from brainlife.server.services.auth import check_principal, claims_for, sign_recorded
 
 SESSION_COOKIE = "bl_session"
@@ -153,25 +155,6 @@ def _upload_label(principal: Principal) -> str:
     return f"web upload {principal.jti}"
 
 
-def _revoke_oldest_upload_tokens(session: Session, principal: Principal) -> None:
-    """Leave room for one more: the session's live upload tokens past the newest
-    `MAX_UPLOAD_TOKENS - 1` are revoked (an upload still using one is told to sign in again)."""
-    now = datetime.now(UTC)
-    live = session.scalars(
-        select(AuthToken)
-        .where(
-            AuthToken.sub == principal.sub,
-            AuthToken.label == _upload_label(principal),
-            AuthToken.revoked.is_(None),
-            AuthToken.expires > now,
-        )
-        .order_by(AuthToken.issued.desc(), AuthToken.jti)
-        .offset(MAX_UPLOAD_TOKENS - 1)
-    ).all()
-    for row in live:
-        row.revoked = now
-
-
 def upload_token(archive: Archive, visitor: Visitor) -> str:
     """A bearer token for the page's upload script (the API's upload routes take bearer tokens
     only, so the cookie never authorises an API call): the session's claims fresh from the
@@ -192,7 +175,10 @@ def upload_token(archive: Archive, visitor: Visitor) -> str:
         ttl = min(UPLOAD_TOKEN_TTL_MS, left)
         if ttl < 60_000:
             raise Unauthorized("Your session is about to end: sign in again to upload.")
-        _revoke_oldest_upload_tokens(session, principal)
+        # leave room for one more: an upload still using a revoked one is told to sign in again
+        revoke_oldest_labelled_tokens(
+            session, sub=principal.sub, label=_upload_label(principal), keep=MAX_UPLOAD_TOKENS - 1
+        )
         token = sign_recorded(
             session, archive, claims_for(session, user), ttl, _upload_label(principal)
         )
