@@ -131,3 +131,39 @@ def test_pub_find() -> None:
         "removed": False,
         "$and": [{"authors": {"$in": ["1"]}}, {"doi": rx("10\\.25663/bl\\.p\\.3")}],
     }
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("a", ("a", False)),
+        ("!a", ("a", True)),
+        ("\\!a", ("!a", False)),
+        ("!!a", ("!a", True)),
+        ("!\\!a", ("!a", True)),
+        ("\\\\a", ("\\a", False)),
+        ("a\\b", ("a\\b", False)),
+        ("\\a", ("\\a", False)),
+        ("!", ("", True)),
+        ("\\!", ("!", False)),
+    ],
+)
+def test_a_tag_filter_is_read_with_one_escape(typed: str, read: tuple[str, bool]) -> None:
+    from brainlife.wire.tags import parse_tag
+
+    assert parse_tag(typed) == read
+
+
+def test_every_tag_can_be_typed_wanted_or_excluded() -> None:
+    from brainlife.wire.tags import parse_tag, typed_tag
+
+    for tag in ["a", "!a", "!!a", "\\a", "\\!a", "\\\\a", "a\\", "!", "\\", "a,b", " x "]:
+        for excluded in (False, True):
+            assert parse_tag(typed_tag(tag, excluded=excluded)) == (tag, excluded), tag
+
+
+def test_dataset_find_can_want_a_tag_starting_with_an_exclamation_mark() -> None:
+    assert dataset_find(DatasetFilter(tags=["\\!x", "!!y"])) == {
+        "removed": False,
+        "$and": [{"tags": {"$all": ["!x"]}}, {"tags": {"$nin": ["!y"]}}],
+    }

@@ -181,6 +181,25 @@ def test_release_only_by_project_admins(archive, http, world, who, dry_run) -> N
 # --- what a release freezes --------------------------------------------------------------------
 
 
+def test_a_release_set_can_want_a_tag_starting_with_an_exclamation_mark(
+    archive, http, world
+) -> None:
+    """`\\!odd` wants the tag `!odd`, `!!odd` excludes it (brainlife's sets cannot say it)."""
+    with archive.session() as s:
+        from brainlife.server.models import Datatype, Project
+
+        project, t1 = s.get(Project, world["project"]), s.get(Datatype, world["t1"])
+        odd = f.dataset(s, project, t1, meta={"subject": "09"}, tags=["!odd"]).id
+        s.commit()
+    dry = release(http, archive, world, sets=[{"tags": ["\\!odd"]}], dry_run=True)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["count"] == 1
+    r = release(http, archive, world, sets=[{"datatype": world["t1"], "tags": ["!!odd"]}])
+    assert r.status_code == 200, r.text
+    assert odd not in {d for d, _rel in release_rows(archive)}
+    assert r.json()["count"] == 3  # t1_01..03; storing and removed objects are never released
+
+
 def test_release_freezes_exactly_the_filtered_objects(archive, http, world) -> None:
     ids = world["ids"]
     sets = [

@@ -6,8 +6,10 @@ tag), while the URLs written before the rule keep their meaning."""
 from __future__ import annotations
 
 import html
+import json
 import random
 import re
+import shlex
 from urllib.parse import quote
 
 import pytest
@@ -126,13 +128,44 @@ def test_escape_then_parse_gives_back_any_tag() -> None:
         assert [(t.tag, t.exclude) for t in negated.tags] == [(t, True) for t in tags]
 
 
-def test_the_command_line_gets_the_tags_verbatim_or_is_not_offered(http, tagged) -> None:  # type: ignore[no-untyped-def]
+def test_the_command_line_gets_the_tags_verbatim(http, tagged) -> None:  # type: ignore[no-untyped-def]
     """`bl data download --tag` takes a tag as one word, `!` excluding: a comma needs no
-    escape, an excluded `!x` is `--tag '!!x'`; a wanted tag starting with `!` cannot be said,
-    and the page says so rather than offering a command that selects other objects."""
+    escape, an excluded `!x` is `--tag '!!x'`, a wanted one `--tag '\\!x'`."""
     pid, _ids = tagged
     page = http.get(f"/project/{pid}/data?tag=a\\,b,!\\!x", headers=HTML).text
     assert "--tag a,b --tag &#39;!!x&#39; -d" in page
     page = http.get(f"/project/{pid}/data?tag=\\!x", headers=HTML).text
-    assert "bl data download -p" not in page
-    assert "cannot select a tag starting with" in page
+    assert "--tag &#39;\\!x&#39; -d" in page
+    assert "cannot select a tag" not in page
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_the_offered_command_selects_what_the_page_shows(http, archive, tagged, exclude) -> None:  # type: ignore[no-untyped-def]
+    """For every odd tag, wanted and excluded: the `--tag` word of the command the page
+    offers, read as `bl` reads it and sent as its query, finds the objects the page lists."""
+    from brainlife.client import DatasetFilter
+    from brainlife.client._queries import dataset_find
+    from brainlife.server.web.filters import escape_tag
+    from tests.server._bytes_factories import auth
+
+    pid, _ids = tagged
+    headers = auth(archive, sub=1, gids=[])
+    for tag in ODD:
+        typed = ("!" if exclude else "") + escape_tag(tag)
+        page = http.get(f"/project/{pid}/data?tag={quote(typed)}", headers=HTML).text
+        shown = set(rows_of(page))
+        assert shown, (tag, typed)
+        command = re.search(r'value="(bl data download [^"]*)"', page)
+        assert command is not None, (tag, typed)
+        offered = shlex.split(html.unescape(command.group(1)))
+        words = [offered[i + 1] for i, w in enumerate(offered) if w == "--tag"]
+        assert len(words) == 1, offered
+        find = dataset_find(DatasetFilter(tags=words))
+        find["project"] = pid
+        got = http.get(
+            "/api/warehouse/dataset",
+            params={"find": json.dumps(find), "limit": "100", "select": "_id"},
+            headers=headers,
+        )
+        assert got.status_code == 200, got.text
+        assert {d["_id"] for d in got.json()["datasets"]} == shown, (tag, words)

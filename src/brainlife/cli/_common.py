@@ -179,9 +179,13 @@ def datatype_options(*, short: bool = True) -> Callable[[F], F]:
             "--datatype-tag",
             "datatype_tag",
             multiple=True,
-            help="Datatype tag (repeatable; '!tag' excludes).",
+            help="Datatype tag (repeatable; '!tag' excludes, '\\!tag' wants '!tag').",
         ),
-        click.option("--tag", multiple=True, help="Tag (repeatable; '!tag' excludes)."),
+        click.option(
+            "--tag",
+            multiple=True,
+            help="Tag (repeatable; '!tag' excludes, '\\!tag' wants '!tag').",
+        ),
     )
 
 

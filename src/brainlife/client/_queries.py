@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from brainlife.wire.tags import split_tags
+
 __all__ = [
     "AppFilter",
     "DatasetFilter",
@@ -121,12 +123,6 @@ def datatype_find(*, id: str | None = None, query: str | None = None) -> dict[st
     return _with_and({}, id_search_clauses(id, query))
 
 
-def _split_tags(tags: Iterable[str]) -> tuple[list[str], list[str]]:
-    wanted = [t for t in tags if not t.startswith("!")]
-    unwanted = [t[1:] for t in tags if t.startswith("!")]
-    return wanted, unwanted
-
-
 @dataclass(frozen=True)
 class DatasetFilter:
     """Which data objects: the filters of ``bl data query``, one typed value that the CLI's
@@ -160,7 +156,7 @@ def dataset_find(
     if filters.pub:
         clauses.append({"publications": filters.pub})
     for field, values in (("tags", filters.tags), ("datatype_tags", filters.datatype_tags)):
-        wanted, unwanted = _split_tags(values)
+        wanted, unwanted = split_tags(values)
         if wanted:
             clauses.append({field: {"$all": wanted}})
         if unwanted:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from brainlife.client.transfer.layout import inside
+from brainlife.wire.tags import split_tags
 
 Doc = dict[str, Any]
 
@@ -157,8 +158,7 @@ def bids_find(
         find["_id"] = {"$in": list(ids)}
     for key, values in (("tags", tags), ("datatype_tags", datatype_tags)):
         if values:
-            want = [t for t in values if not t.startswith("!")]
-            avoid = [t[1:] for t in values if t.startswith("!")]
+            want, avoid = split_tags(values)
             clause: Doc = {}
             if want:
                 clause["$all"] = want

@@ -39,6 +39,7 @@ from brainlife.server.services import dataset_plans, dataset_totals
 from brainlife.server.services.listing import Listing, plain_rows, run_listing
 from brainlife.server.specs import DATASETS
 from brainlife.wire import Document
+from brainlife.wire.tags import split_tags
 
 
 def list_datasets(
@@ -62,8 +63,7 @@ def list_datasets(
     """
     find = params.find
     if datatype_tags:
-        want = [t for t in datatype_tags if not t.startswith("!")]
-        avoid = [t[1:] for t in datatype_tags if t.startswith("!")]
+        want, avoid = split_tags(datatype_tags)
         extra: dict[str, Any] = {}
         if want:
             extra["$all"] = want

@@ -72,6 +72,7 @@ from brainlife.server.models import (
 from brainlife.server.principal import Principal
 from brainlife.server.services.releases import lock_project_objects
 from brainlife.wire import is_object_id
+from brainlife.wire.tags import parse_tag
 
 #: limits of a publication's fields (characters, items)
 PUB_TEXT_LIMITS = {
@@ -347,10 +348,8 @@ class ReleaseSet:
             clauses.append(Dataset.datatype_id == self.datatype.id)
         for table, values in ((DatasetDatatypeTag, self.datatype_tags), (DatasetTag, self.tags)):
             for value in values:
-                negated = value.startswith("!")
-                has = exists().where(
-                    table.dataset_id == Dataset.id, table.tag == (value[1:] if negated else value)
-                )
+                tag, negated = parse_tag(value)
+                has = exists().where(table.dataset_id == Dataset.id, table.tag == tag)
                 clauses.append(~has if negated else has)
         for column, values in (
             (Dataset.subject, self.subjects),

@@ -27,6 +27,7 @@ from starlette.datastructures import QueryParams
 
 from brainlife.server.errors import BadRequest
 from brainlife.wire import is_object_id
+from brainlife.wire.tags import typed_tag
 
 #: longest value of one filter (and tag), and most values of a repeatable one
 MAX_VALUE = 256
@@ -223,13 +224,8 @@ class Filters:
 
     @property
     def uncommandable(self) -> str:
-        """Why `bl data download` cannot select this set ("" when it can): its `--tag` reads a
-        leading `!` as "not" and has no escape, and `-b` takes a subject, not its absence."""
-        if any(t.tag.startswith("!") and not t.exclude for t in self.tags + self.datatype_tags):
-            return (
-                "The command line cannot select a tag starting with “!” (bl reads a leading "
-                "“!” as “not”): download this set from this page."
-            )
+        """Why `bl data download` cannot select this set ("" when it can): `-b` takes a
+        subject, not its absence."""
         if self.no_subject:
             return (
                 "The command line cannot select the objects without a subject: download "
@@ -249,11 +245,11 @@ class Filters:
             words += ["--pub", pub]
         if self.datatype:
             words += ["--datatype", self.datatype]
-        # one word a tag, `!` first to exclude it (`!!x` excludes the tag "!x")
+        # one word a tag, typed as bl reads it (`!` first to exclude, `\\!x` wants "!x")
         for t in self.datatype_tags:
-            words += ["--datatype_tag", ("!" if t.exclude else "") + t.tag]
+            words += ["--datatype_tag", typed_tag(t.tag, excluded=t.exclude)]
         for t in self.tags:
-            words += ["--tag", ("!" if t.exclude else "") + t.tag]
+            words += ["--tag", typed_tag(t.tag, excluded=t.exclude)]
         for flag, value in (
             ("-b", self.subject),
             ("--session", self.session),
