@@ -1,5 +1,5 @@
-"""`bl admin user disable|enable|promote|demote|passwd`: each changes the account it names and
-says so (the four without options are declared from one table in `cmd_admin`)."""
+"""`bl admin user disable|enable|promote|demote|passwd|rename`: each changes the account it
+names and says so (the four without options are declared from one table in `cmd_admin`)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,26 @@ def test_each_change_is_made_and_said(tmp_path: Path) -> None:
     assert (code, out.strip()) == (0, "Changed the password of ann (its tokens are revoked).")
     code, out = admin(data, "user", "promote", "nobody")
     assert code == 3 and "No user 'nobody'" in out
+
+
+def test_rename_gives_a_new_username_and_refuses_a_taken_one(tmp_path: Path) -> None:
+    """`bl admin user rename`: the fix for two names that differ only in case (migration 0019
+    refuses such an archive; its message names the SQL, this is the command afterwards)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("root", "ann", "bob"):
+        code, out = admin(data, "user", "add", name, "--password-stdin", stdin="password 1\n")
+        assert code == 0, out
+    code, out = admin(data, "user", "rename", "ann", "anna")
+    assert (code, out.strip()) == (0, "Renamed ann to anna (its tokens are revoked).")
+    assert sorted(accounts(data)) == ["anna", "bob", "root"]
+    code, out = admin(data, "user", "rename", "bob", "ANNA")
+    assert code == 9 and "The username 'ANNA' is taken." in out, out
+    code, out = admin(data, "user", "rename", "bob", "bad name")
+    assert code == 1 and "Invalid username 'bad name'" in out, out
+    code, out = admin(data, "user", "rename", "nobody", "x")
+    assert code == 3 and "No user 'nobody'" in out, out
+    assert sorted(accounts(data)) == ["anna", "bob", "root"]
 
 
 def test_a_first_account_on_a_mistyped_data_dir_makes_no_new_archive(tmp_path: Path) -> None:

@@ -218,11 +218,11 @@ def test_revoked_and_disabled_sessions_end_at_once(server, world) -> None:
 
 def test_admin_errors_are_one_line(server) -> None:
     r = admin(server, "user", "add", "root", "--password-stdin", stdin="another password\n")
-    assert r.returncode == 1 and r.stderr.strip() == "Error: The username 'root' is taken."
+    assert r.returncode == 9 and r.stderr.strip() == "Error: The username 'root' is taken."
     r = admin(server, "user", "disable", "nobody")
     assert r.returncode == 3 and "No user 'nobody'" in r.stderr
     r = admin(server, "user", "disable", "root")
-    assert r.returncode == 1 and "last active admin" in r.stderr
+    assert r.returncode == 9 and "last active admin" in r.stderr
     r = admin(server, "token", "revoke")
     assert r.returncode == 2
     r = subprocess.run(
@@ -259,7 +259,7 @@ def test_the_empty_archive_has_the_catalogue_and_admins_add_to_it(server, world,
     r = admin(server, "datatype", "add", str(spec))
     assert r.returncode == 0 and "Added datatype lab/eeg" in r.stdout, r.stderr
     r = admin(server, "datatype", "add", str(spec))
-    assert r.returncode == 1 and "already has a datatype 'lab/eeg'" in r.stderr
+    assert r.returncode == 9 and "already has a datatype 'lab/eeg'" in r.stderr
     spec.write_text("{not json")
     r = admin(server, "datatype", "add", str(spec))
     assert r.returncode == 2 and "not JSON" in r.stderr

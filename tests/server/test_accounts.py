@@ -315,6 +315,24 @@ def test_an_admin_disables_and_the_token_dies(http, tokens, people) -> None:
     assert http.get("/api/auth/me", headers=bearer(tokens["bob"])).status_code == 401
 
 
+def test_an_admin_renames_an_account_and_its_tokens_die(http, tokens, people) -> None:
+    """The new name logs in, the old one no longer does, the old tokens (which carry the old
+    name) are refused; a name taken ignoring case is a 409, an invalid one a 400, and an
+    account that is not an admin cannot rename anyone."""
+    root, url = bearer(tokens["root"]), f"/api/auth/user/{people['bob']}"
+    assert http.put(url, headers=root, json={"username": "ANN"}).status_code == 409
+    assert http.put(url, headers=root, json={"username": "../x"}).status_code == 400
+    assert http.put(url, headers=bearer(tokens["ann"]), json={"username": "x"}).status_code == 403
+    assert http.get("/api/auth/me", headers=bearer(tokens["bob"])).status_code == 200
+    r = http.put(url, headers=root, json={"username": "robert"})
+    assert r.status_code == 200 and r.json()["username"] == "robert", r.text
+    assert http.get("/api/auth/me", headers=bearer(tokens["bob"])).status_code == 401
+    fresh = token(http, "robert")
+    assert jwt.decode(fresh, options={"verify_signature": False})["profile"]["username"] == "robert"
+    old = http.post("/api/auth/local/auth", json={"username": "bob", "password": PASSWORD})
+    assert old.status_code == 401
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -59,7 +59,7 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
     with server_packages("bl admin"):
         from brainlife.server.archive import open_archive
         from brainlife.server.catalogue import seed_catalogue
-        from brainlife.server.errors import ApiError, Forbidden, NotFound, Unauthorized
+        from brainlife.server.errors import ApiError, Conflict, Forbidden, NotFound, Unauthorized
         from brainlife.server.settings import Settings, default_data_dir
     obj = click.get_current_context().find_root().obj or {}
     data_dir: Path = obj.get("admin_data_dir") or default_data_dir()
@@ -94,6 +94,8 @@ def _session(*, create: bool = False) -> Iterator[tuple[Archive, Session]]:
                     code = exit_code("not-found")
                 elif isinstance(exc, Forbidden | Unauthorized):
                     code = exit_code("permission")
+                elif isinstance(exc, Conflict):  # as the same refusal over the API (a 409)
+                    code = exit_code("conflict")
                 _fail(exc.message, code)
     finally:
         archive.engine.dispose()
@@ -276,6 +278,20 @@ def user_passwd(name: str, password_stdin: bool) -> None:
         lambda accounts, s, u: accounts.set_password(s, u, password),
         "Changed the password of {} (its tokens are revoked).",
     )
+
+
+@user.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+def user_rename(name: str, new_name: str) -> None:
+    """Give an account a new username (its tokens are revoked: it logs in again under it)."""
+    from brainlife.server.services import accounts
+
+    with _session() as (_archive, session):
+        row = accounts.find_user(session, name)
+        old = row.username
+        accounts.set_username(session, row, new_name)
+    _output.out(f"Renamed {old} to {new_name} (its tokens are revoked).")
 
 
 # -- groups -------------------------------------------------------------------------------

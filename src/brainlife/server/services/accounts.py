@@ -214,6 +214,25 @@ def set_password(session: Session, user: User, password: Any, *, revoke: bool = 
     return user
 
 
+def set_username(session: Session, user: User, username: Any) -> User:
+    """A new username (an admin's correction, e.g. of two names that differ only in case).
+    The account's tokens are revoked: they carry the old name, which `bl` and brainlife's
+    CLI show and send; the account logs in again under the new one."""
+    username = check_username(username)
+    if username == user.username:
+        return user
+    lock_writes(session, "accounts")  # as add_user: two requests cannot both find it free
+    taken = session.scalar(
+        select(User.sub).where(_same(User.username, username), User.sub != user.sub)
+    )
+    if taken:
+        raise Conflict(f"The username {username!r} is taken.")
+    user.username = username
+    revoke_tokens(session, sub=user.sub)
+    session.flush()
+    return user
+
+
 # -- groups -----------------------------------------------------------------------------
 
 
@@ -452,7 +471,7 @@ def flag(value: Any, what: str) -> bool:
 
 #: the fields of an admin's new account (`POST /user`) and of a change (`PUT /user/:sub`)
 NEW_USER_FIELDS = frozenset({"username", "password", "email", "fullname", "admin"})
-USER_CHANGE_FIELDS = frozenset({"active", "admin", "password", "fullname", "email"})
+USER_CHANGE_FIELDS = frozenset({"active", "admin", "password", "fullname", "email", "username"})
 
 
 def known_fields(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
@@ -465,8 +484,11 @@ def known_fields(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
 
 
 def update_user(session: Session, user: User, body: dict[str, Any]) -> User:
-    """An admin's change of an account: `active`, `admin`, `password`, `fullname`, `email`."""
+    """An admin's change of an account: `active`, `admin`, `password`, `fullname`, `email`,
+    `username`."""
     known_fields(body, USER_CHANGE_FIELDS)
+    if "username" in body:
+        set_username(session, user, body["username"])
     if "password" in body:
         set_password(session, user, body["password"])
     if "fullname" in body:
