@@ -237,10 +237,11 @@ def test_upload_a_data_object_from_the_project_page(upage: Page, tmp_path: Path)
     t1 = tmp_path / "t1.nii.gz"
     t1.write_bytes(b"web upload " * 100_000)  # 1.1 MB
     form = page.get_by_role("region", name="Upload a data object")
-    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
     form.get_by_label("Subject").fill("web-upload-01")
     form.get_by_label("Description").fill("from the browser")
-    form.get_by_label("Tags (comma-separated)").fill("web, test")
+    form.get_by_label("Tags (comma-separated)", exact=True).fill("web, test")
+    form.get_by_label("Datatype tags (comma-separated)").fill("acpc_aligned, web\\,dt")
     form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
     form.get_by_role("button", name="Upload").click()
     expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
@@ -250,6 +251,8 @@ def test_upload_a_data_object_from_the_project_page(upage: Page, tmp_path: Path)
     expect(page.get_by_role("status")).to_contain_text("1 data object match.")
     page.locator("table.objects a[href^='/object/']").first.click()
     expect(page.get_by_text("from the browser")).to_be_visible()
+    expect(page.locator("a.tag.dt")).to_have_text(["acpc_aligned", "web,dt"])
+    expect(page.locator("a.tag:not(.dt)")).to_have_text(["web", "test"])
     assert (
         page.locator("code.hash").first.inner_text() == hashlib.sha256(t1.read_bytes()).hexdigest()
     )
@@ -286,7 +289,7 @@ def test_an_interrupted_browser_upload_resumes_after_a_reload(upage: Page, tmp_p
 
     def fill_and_send() -> None:
         form = page.get_by_role("region", name="Upload a data object")
-        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
         form.get_by_label("Subject").fill("web-resume-01")
         form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
         form.get_by_role("button", name="Upload").click()
@@ -386,13 +389,13 @@ def test_the_upload_forms_datatype_list_looks_like_its_fields(page: Page) -> Non
     sign_in(page, "demo")
     page.goto(f"/project/{TP}")
     form = page.get_by_role("region", name="Upload a data object")
-    select = form.get_by_label("Datatype").bounding_box()
+    select = form.get_by_label("Datatype", exact=True).bounding_box()
     subject = form.get_by_label("Subject").bounding_box()
     assert select and subject and abs(select["height"] - subject["height"]) <= 2
     size = "e => getComputedStyle(e).fontSize"
-    assert form.get_by_label("Datatype").evaluate(size) == form.get_by_label("Subject").evaluate(
-        size
-    )
+    assert form.get_by_label("Datatype", exact=True).evaluate(size) == form.get_by_label(
+        "Subject"
+    ).evaluate(size)
 
 
 def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
@@ -414,7 +417,7 @@ def test_an_interrupted_upload_sent_again_with_other_metadata_keeps_the_new(
 
     def send(subject: str) -> None:
         form = page.get_by_role("region", name="Upload a data object")
-        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
         form.get_by_label("Subject").fill(subject)
         form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
         form.get_by_role("button", name="Upload").click()
@@ -455,9 +458,11 @@ def test_odd_tags_typed_at_upload_are_filtered_on_by_a_click_and_by_typing(
     t1 = tmp_path / "t1.nii.gz"
     t1.write_bytes(b"odd tags " * 1000)
     form = page.get_by_role("region", name="Upload a data object")
-    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
     form.get_by_label("Subject").fill("odd-tags-01")
-    form.get_by_label("Tags (comma-separated)").fill("a\\,b, \\!x, x y, héllo✓, \\\\\\,")
+    form.get_by_label("Tags (comma-separated)", exact=True).fill(
+        "a\\,b, \\!x, x y, héllo✓, \\\\\\,"
+    )
     form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
     form.get_by_role("button", name="Upload").click()
     expect(form.get_by_role("status")).to_contain_text("Uploaded", timeout=60_000)
@@ -488,7 +493,7 @@ def test_pressing_upload_again_after_an_upload_makes_no_copy(upage: Page, tmp_pa
     t1 = tmp_path / "t1.nii.gz"
     t1.write_bytes(b"once " * 2000)
     form = page.get_by_role("region", name="Upload a data object")
-    form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+    form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
     form.get_by_label("Subject").fill("once-01")
     form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).set_input_files(str(t1))
     form.get_by_role("button", name="Upload").click()
@@ -589,7 +594,7 @@ def test_names_people_chose_stay_text_on_every_page(chromium, writable_server: L
         if signed_in:
             page.goto(f"/project/{pid}")
             form = page.get_by_role("region", name="Upload a data object")
-            form.get_by_label("Datatype").select_option(label="neuro/" + HOSTILE)
+            form.get_by_label("Datatype", exact=True).select_option(label="neuro/" + HOSTILE)
             expect(form.locator("#up-files label").first).to_contain_text("t1 (t1.nii.gz)")
             assert problems == [], problems
         context.close()
@@ -609,7 +614,7 @@ def test_a_file_of_the_same_name_size_and_time_as_one_sent_before_is_sent(upage:
     status = form.get_by_role("status")
 
     def send(byte: str, subject: str) -> None:
-        form.get_by_label("Datatype").select_option(label="neuro/anat/t1w")
+        form.get_by_label("Datatype", exact=True).select_option(label="neuro/anat/t1w")
         form.get_by_label("Subject").fill(subject)
         # a File of a fixed time (a path given to Playwright gets the time of its reading)
         form.get_by_label(re.compile(r"^t1 \(t1\.nii\.gz\)")).evaluate(

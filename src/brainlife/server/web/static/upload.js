@@ -6,7 +6,7 @@
 // the page asks `POST /upload-token` (CSRF-checked) for a short-lived one and keeps it in memory.
 // An interrupted upload resumes after a reload: localStorage keeps the session's id under a key
 // made of the project, datatype, each file's name, size and mtime, and the form's metadata
-// (subject, session, run, description, tags). A resumed upload reads no digest (the server holds
+// (subject, session, run, description, tags, datatype tags). A resumed upload reads no digest (the server holds
 // the declared ones and checks the bytes it receives); a new one reads every file's, every time:
 // a digest kept under a file's name, size and time would be another file's when two files share
 // them (one name in each subject's folder, unpacked from one archive), and the server, holding
@@ -287,12 +287,13 @@
       if (form.session.value.trim()) meta.session = form.session.value.trim();
       if (form.run.value.trim()) meta.run = form.run.value.trim();
       var tags = splitTags(form.tags.value);
+      var datatypeTags = splitTags(form.datatype_tags.value);
       // an interrupted upload resumes only with the same files *and* the same metadata: its
       // session on the server holds the metadata first sent, so a corrected subject starts anew
       var base = "bl-upload:" + project + ":" + dt.id + ":" + JSON.stringify(chosen.map(function (c) {
         return [c.id, c.file.name, c.file.size, c.file.lastModified];
       }));
-      var key = base + ":" + JSON.stringify([meta, form.desc.value, tags]);
+      var key = base + ":" + JSON.stringify([meta, form.desc.value, tags, datatypeTags]);
       try {
         var total = chosen.reduce(function (sum, c) { return sum + c.file.size; }, 0) || 1;
         var upload = null;
@@ -315,6 +316,7 @@
           }
           upload = await api("POST", "", JSON.stringify({
             project: project, datatype: dt.id, desc: form.desc.value, meta: meta, tags: tags,
+            datatype_tags: datatypeTags,
             files: chosen.map(function (c) { return { id: c.id, name: c.name, size: c.file.size, sha256: c.sha256 }; }),
           }), { "Content-Type": "application/json" });
           localStorage.setItem(key, upload._id);
