@@ -9,6 +9,13 @@ object appears then, with every file, or not at all.
 A file's `sha256` may also be declared later (`PUT /upload/<id>/file/<n>/sha256`), so that a
 client can start sending a large file while it is still hashing it: the server takes every
 byte but the last before the digest is known, and checks the whole file against it.
+
+A small data object (at most `UPLOAD_INLINE_MAX` bytes in all) may travel in one request: each
+file's bytes in `data` (base64), `finalize: true`, and a session `id` the client chose, so that
+the request can be sent again after a lost answer without making a second object (the same id
+answers the same session). Its answer holds the new object's document in `object`. Such files
+are sent even when the archive holds their content already: one round trip to ask costs more
+than their bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ UPLOAD_MAX_FILES: Final = 2_000
 UPLOAD_MAX_DESC: Final = 10_000
 UPLOAD_MAX_TAGS: Final = 100
 UPLOAD_MAX_TAG: Final = 256
+#: The most bytes (decoded, all files together) a data object may send inside its `POST
+#: /upload` (`UploadFileRequest.data`): well within the server's 256 KiB body limit in base64.
+UPLOAD_INLINE_MAX: Final = 128 * 1024
 
 #: `UploadFileState.state`: `stored` (the archive has the bytes: nothing to send), `partial`
 #: (`received` bytes staged so far: send the rest from there)
@@ -38,6 +48,8 @@ class UploadFileRequest(TypedDict):
     size: int
     #: omitted: declared later with `UploadDigest` (before the file's last byte)
     sha256: NotRequired[str]
+    #: the whole file, base64 (standard alphabet, padded): no `PUT` needed (`UPLOAD_INLINE_MAX`)
+    data: NotRequired[str]
 
 
 class UploadDigest(TypedDict):
@@ -57,6 +69,11 @@ class UploadRequest(TypedDict):
     tags: NotRequired[list[str]]
     datatype_tags: NotRequired[list[str]]
     files: list[UploadFileRequest]
+    #: the session's id, chosen by the client (24 hex digits; `POST` again with it: the same
+    #: session, never a second one)
+    id: NotRequired[str]
+    #: make the data object in the same request (every file then held or sent in `data`)
+    finalize: NotRequired[bool]
 
 
 class UploadFileState(TypedDict):
@@ -82,3 +99,6 @@ class UploadSession(TypedDict):
     files: list[UploadFileState]
     #: when the session and its staged bytes are removed if nothing happens (ISO 8601)
     expires: str
+    #: the new data object's document, as `POST …/finalize` answers it: only in the answer of
+    #: a `POST /upload` with `finalize: true`
+    object: NotRequired[dict[str, object]]

@@ -29,11 +29,14 @@ changes the key: the old session is left to expire on the server.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,7 @@ from brainlife.client.transfer.files import hash_file
 from brainlife.client.transfer.names import atomic_write
 from brainlife.client.transfer.units import Meter
 from brainlife.wire.paths import relative_path_problem
+from brainlife.wire.uploads import UPLOAD_INLINE_MAX
 
 __all__ = [
     "UploadPlan",
@@ -349,6 +353,10 @@ class _Sender:
         """``GET /upload/<id>``, waited for while the give-up clock allows (a restarting server)."""
         return self._idempotent("GET", _urls.upload(upload_id))
 
+    def create(self, body: Doc) -> Doc:
+        """``POST /upload`` of a body with its ``id`` (so idempotent: sent again as a GET is)."""
+        return self._idempotent("POST", _urls.UPLOADS, body)
+
     def _idempotent(self, method: str, url: str, body: Doc | None = None) -> Doc:
         """One idempotent JSON request, sent again after each pause of the retry policy while
         the server is unreachable and the give-up clock allows."""
@@ -576,15 +584,17 @@ def run_upload(
                 raise
             doc = None  # expired or deleted on the server: start again
     if doc is None:
-        try:
-            doc = http.request_json("POST", _urls.UPLOADS, json_body=plan.request(), token=token)
-        except ApiError as exc:
-            if exc.status in (400, 413):
-                raise UploadRefused(
-                    f"The server refused the upload: {exc.server_message}"
-                ) from None
-            raise
-        assert doc is not None
+        # the id is ours and saved before the request: one sent again (a lost answer, a rerun)
+        # names the same session and never makes a second object
+        upload_id = upload_id if isinstance(upload_id, str) else new_upload_id()
+        _write_state(state, {**saved, "upload_id": upload_id, "server": http.base_url})
+        doc = _create(http, sender, plan, upload_id)
+        made = doc.get("object")
+        if isinstance(made, dict):  # a small object, sent and made in that one request
+            meter.received(plan.size)
+            with contextlib.suppress(OSError):
+                state.unlink()
+            return UploadResult(made, plan.size, meter.transferred, meter.resumed, 0)
 
     def save_state() -> None:
         assert doc is not None
@@ -611,6 +621,49 @@ def run_upload(
     with contextlib.suppress(OSError):
         state.unlink()
     return UploadResult(dataset, plan.size, meter.transferred, meter.resumed, present)
+
+
+def new_upload_id() -> str:
+    """A session id chosen here (an ObjectId's shape: the time, then random bytes)."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def _inline(plan: UploadPlan) -> list[bytes] | None:
+    """The files' bytes when the object is small enough to travel inside its `POST /upload`
+    (`UPLOAD_INLINE_MAX`), each checked against the digest the plan holds; None otherwise."""
+    if plan.size > UPLOAD_INLINE_MAX or any(f.sha256 is None for f in plan.files):
+        return None
+    out = []
+    for f in plan.files:
+        try:
+            data = f.path.read_bytes()
+        except OSError as exc:
+            raise SourceChanged(f"{f.path} can no longer be read ({exc}).") from None
+        if len(data) != f.size or hashlib.sha256(data).hexdigest() != f.sha256:
+            raise SourceChanged(f"{f.path} changed after it was hashed: run the upload again.")
+        out.append(data)
+    return out
+
+
+def _create(http: HttpClient, sender: _Sender, plan: UploadPlan, upload_id: str) -> Doc:
+    """`POST /upload` with the chosen id (sent again while the server is unreachable: the id
+    makes it idempotent); a small object's files inside it, to be made at once."""
+    body = {**plan.request(), "id": upload_id}
+    inline = _inline(plan)
+    if inline is not None:
+        body["files"] = [
+            {**entry, "data": base64.b64encode(data).decode("ascii")}
+            for entry, data in zip(body["files"], inline, strict=True)
+        ]
+        body["finalize"] = True
+    try:
+        return sender.create(body)
+    except ApiError as exc:
+        if exc.status == 413 and inline is not None:  # an archive with a smaller body limit
+            return sender.create({**plan.request(), "id": upload_id})
+        if exc.status in (400, 413):
+            raise UploadRefused(f"The server refused the upload: {exc.server_message}") from None
+        raise
 
 
 def _finalize(http: HttpClient, token: str, upload_id: str, cancel: threading.Event | None) -> Doc:

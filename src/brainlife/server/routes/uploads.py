@@ -43,8 +43,16 @@ def _state(session: Any, archive: Any, upload: Any) -> UploadSession:
 def create_upload(
     body: JsonBody, user: User, session: SessionDep, archive: ArchiveDep
 ) -> UploadSession:
-    """Declare a data object and its files; answers what each file still needs."""
+    """Declare a data object and its files; answers what each file still needs. With
+    `finalize: true` and every file in the request or already held, the data object is made
+    too, and the answer holds its document in `object` (else the answer is the session, whose
+    files are sent as usual)."""
     upload = uploads.create_upload(session, archive, user, body)
+    if uploads.finalize_at_once(body, upload):
+        dataset = uploads.finalize_upload(session, archive, user, upload.id)
+        state = _state(session, archive, uploads.get_upload(session, user, upload.id))
+        state["object"] = datasets.dataset_documents(session, [dataset])[0]
+        return state
     return _state(session, archive, upload)
 
 

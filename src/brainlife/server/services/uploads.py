@@ -29,6 +29,8 @@ every file is in the content store.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import errno
 import fcntl
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from brainlife.server.access import readable_datasets, readable_projects, writable_projects
@@ -75,6 +78,7 @@ from brainlife.server.tarstream import TarMember
 from brainlife.wire import is_object_id
 from brainlife.wire.paths import relative_path_problem
 from brainlife.wire.uploads import (
+    UPLOAD_INLINE_MAX,
     UPLOAD_MAX_DESC,
     UPLOAD_MAX_FILES,
     UPLOAD_MAX_TAG,
@@ -309,10 +313,70 @@ def _check_space(archive: Archive, needed: int) -> None:
         )
 
 
+def _session_id(session: Session, principal: Principal, value: Any) -> Upload | None:
+    """The caller's own session of the id a client chose (None: the id is free); an id another
+    account holds is a 409 that says nothing more about it."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_object_id(value):
+        raise BadRequest("'id' must be 24 lower-case hex digits (an upload session id).")
+    row = session.get(Upload, value)
+    if row is not None and row.user_id != principal.sub_str:
+        raise Conflict(f"The upload session id {value} is taken: choose another.")
+    return row
+
+
+def _inline_data(value: Any, files: Sequence[DeclaredFile]) -> dict[int, bytes]:
+    """The bytes of the files sent inside the request (`UploadFileRequest.data`), each checked
+    against its declared size and sha256 before anything is written."""
+    raw = value if isinstance(value, list) else []
+    texts = {i: f.get("data") for i, f in enumerate(raw) if isinstance(f, dict) and "data" in f}
+    if not texts:
+        return {}
+    # base64 of UPLOAD_INLINE_MAX bytes, checked before any decoding
+    budget = 4 * (UPLOAD_INLINE_MAX // 3 + 1)
+    if sum(len(t) if isinstance(t, str) else 0 for t in texts.values()) > budget:
+        raise PayloadTooLarge(
+            f"Files sent inside the request may hold {UPLOAD_INLINE_MAX} bytes in all; send "
+            "larger ones with PUT …/file/<n>."
+        )
+    out: dict[int, bytes] = {}
+    for i, text in texts.items():
+        f = files[i]
+        if not isinstance(text, str):
+            raise BadRequest(f"files[{i}] ({f.path}): 'data' must be base64 text.")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"files[{i}] ({f.path}): 'data' is not valid base64.") from None
+        if len(data) != f.size:
+            raise BadRequest(
+                f"files[{i}] ({f.path}): 'data' holds {len(data)} bytes; 'size' says {f.size}."
+            )
+        if f.sha256 == UNDECLARED:
+            raise BadRequest(f"files[{i}] ({f.path}): a file sent in 'data' needs its 'sha256'.")
+        got = hashlib.sha256(data).hexdigest()
+        if got != f.sha256:
+            raise BadRequest(
+                f"files[{i}] ({f.path}): 'data' does not have the sha256 declared "
+                f"({f.sha256[:12]}…, received {got[:12]}…): did the file change while it was "
+                "being read?"
+            )
+        out[i] = data
+    return out
+
+
 def create_upload(session: Session, archive: Archive, principal: Principal, body: Any) -> Upload:
-    """`POST /upload`: check everything, then record the session (nothing staged yet)."""
+    """`POST /upload`: check everything, then record the session. Files sent inside the
+    request (`data`) are stored with it; an id the client chose that names the caller's own
+    session answers that session, unchanged (a request sent again after a lost answer)."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object {project, datatype, files, …}.")
+    if not isinstance(body.get("finalize", False), bool):
+        raise BadRequest("'finalize' must be true or false.")
+    existing = _session_id(session, principal, body.get("id"))
+    if existing is not None:
+        return existing
     project = _writable_project(session, principal, body.get("project"))
     datatype = _datatype(session, body.get("datatype"))
     files = _declared_files(body.get("files"), archive.settings.max_upload_session_bytes)
@@ -328,15 +392,22 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
             body.get("datatype_tags"), "datatype_tags", limit=UPLOAD_MAX_TAGS
         ),
     }
+    inline = _inline_data(body.get("files"), files)
     held = _held(session, principal, [f for f in files if f.sha256 != UNDECLARED])
     for f in files:  # an empty file is stored at once: there is nothing to send
         if f.size == 0 and f.sha256 == _EMPTY_SHA256:
             archive.store.put_stream([], sha256=f.sha256)
             held.add((f.sha256, 0))
     _check_space(archive, sum(f.size for f in files if (f.sha256, f.size) not in held))
+    for i, data in inline.items():  # checked above: the store checks the digest again
+        f = files[i]
+        if (f.sha256, f.size) not in held or not archive.store.has(f.sha256):
+            _put_inline(archive, f, data)
+        held.add((f.sha256, f.size))
     now = _now()
+    chosen = body.get("id")
     upload = Upload(
-        id=new_object_id(now),
+        id=chosen if isinstance(chosen, str) else new_object_id(now),
         user_id=principal.sub_str,
         project_id=project.id,
         datatype_id=datatype.id,
@@ -351,14 +422,42 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
                 path=f.path,
                 size=f.size,
                 sha256=f.sha256,
-                stored=(f.sha256, f.size) in held and archive.store.has(f.sha256),
+                stored=i in inline or ((f.sha256, f.size) in held and archive.store.has(f.sha256)),
             )
             for i, f in enumerate(files)
         ],
     )
     session.add(upload)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same id chosen by two requests at once: the first one's
+        session.rollback()
+        again = _session_id(session, principal, chosen)
+        if again is None:
+            raise
+        return again
     return upload
+
+
+def finalize_at_once(body: Any, upload: Upload) -> bool:
+    """Whether `POST /upload` makes the data object too: `finalize: true` was asked and every
+    file is stored (a finalized session: its object again)."""
+    wanted = body.get("finalize", False) if isinstance(body, dict) else False
+    if not isinstance(wanted, bool):
+        raise BadRequest("'finalize' must be true or false.")
+    return wanted and (upload.status == "finalized" or all(f.stored for f in upload.files))
+
+
+def _put_inline(archive: Archive, f: DeclaredFile, data: bytes) -> None:
+    try:
+        archive.store.put_stream([data], sha256=f.sha256)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                f"The archive's disk is full: {f.path!r} cannot be stored; ask the archive's "
+                "administrator to free or add space."
+            ) from None
+        raise
 
 
 # --- the session -----------------------------------------------------------------------------
