@@ -123,3 +123,21 @@ def test_inline_upload_keeps_the_access_rules(archive, http, world) -> None:
     r = http.post(URL, json=inline_body(world["other"]), headers=auth(archive, MEMBER))
     assert r.status_code == 404, r.text
     assert objects(archive) == 0 and not archive.store.has(hashlib.sha256(SMALL).hexdigest())
+
+
+def test_an_open_session_sent_again_after_losing_write_access_makes_nothing(
+    archive, http, world
+) -> None:
+    """The session was made while the caller was a member; sent again with `finalize` after
+    the member was taken out of the project: refused as `POST …/finalize` would be."""
+    from brainlife.server.models import ProjectRole
+
+    h = auth(archive, MEMBER)
+    body = t1_body(world["private"], SMALL, id=ID, finalize=True)  # no data: stays open
+    assert http.post(URL, json=body, headers=h).json()["status"] == "open"
+    with archive.session() as s:
+        s.query(ProjectRole).filter_by(project_id=world["private"], sub=MEMBER).delete()
+        s.commit()
+    r = http.post(URL, json=inline_body(world["private"]), headers=h)
+    assert r.status_code == 404, r.text  # a private project the caller no longer sees
+    assert objects(archive) == 0

@@ -49,7 +49,7 @@ def create_upload(
     files are sent as usual)."""
     upload = uploads.create_upload(session, archive, user, body)
     if uploads.finalize_at_once(body, upload):
-        dataset = uploads.finalize_upload(session, archive, user, upload.id)
+        dataset = uploads.finalize_upload(session, archive, user, upload.id, access_checked=True)
         state = _state(session, archive, uploads.get_upload(session, user, upload.id))
         state["object"] = datasets.dataset_documents(session, [dataset])[0]
         return state

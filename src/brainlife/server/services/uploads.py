@@ -369,13 +369,17 @@ def _inline_data(value: Any, files: Sequence[DeclaredFile]) -> dict[int, bytes]:
 def create_upload(session: Session, archive: Archive, principal: Principal, body: Any) -> Upload:
     """`POST /upload`: check everything, then record the session. Files sent inside the
     request (`data`) are stored with it; an id the client chose that names the caller's own
-    session answers that session, unchanged (a request sent again after a lost answer)."""
+    session answers that session, unchanged (a request sent again after a lost answer), once
+    the caller's write access is checked again. Either way the caller may write there (or the
+    session is finalized) when this returns."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object {project, datatype, files, …}.")
     if not isinstance(body.get("finalize", False), bool):
         raise BadRequest("'finalize' must be true or false.")
     existing = _session_id(session, principal, body.get("id"))
     if existing is not None:
+        if existing.status == "open":  # as finalize would: the caller may still write there
+            _writable_project(session, principal, existing.project_id)
         return existing
     project = _writable_project(session, principal, body.get("project"))
     datatype = _datatype(session, body.get("datatype"))
@@ -393,7 +397,12 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
         ),
     }
     inline = _inline_data(body.get("files"), files)
-    held = _held(session, principal, [f for f in files if f.sha256 != UNDECLARED])
+    # files sent inside the request need no question about what the archive holds
+    held = _held(
+        session,
+        principal,
+        [f for i, f in enumerate(files) if f.sha256 != UNDECLARED and i not in inline],
+    )
     for f in files:  # an empty file is stored at once: there is nothing to send
         if f.size == 0 and f.sha256 == _EMPTY_SHA256:
             archive.store.put_stream([], sha256=f.sha256)
@@ -819,7 +828,12 @@ def recover_complete(session: Session, archive: Archive, upload: Upload) -> None
 
 
 def finalize_upload(
-    session: Session, archive: Archive, principal: Principal, upload_id: str
+    session: Session,
+    archive: Archive,
+    principal: Principal,
+    upload_id: str,
+    *,
+    access_checked: bool = False,
 ) -> Dataset:
     """`POST /upload/<id>/finalize`: the data object, once every file is stored (409
     otherwise); the same object again for a finalized session."""
@@ -836,7 +850,8 @@ def finalize_upload(
             f"{len(waiting)} file(s) of upload {upload_id} are not complete yet (first: "
             f"{waiting[0]!r}); send their bytes, then finalize."
         )
-    _writable_project(session, principal, upload.project_id)
+    if not access_checked:  # (by the request that created the session, a moment ago)
+        _writable_project(session, principal, upload.project_id)
     doc = upload.doc or {}
     meta = dict(doc.get("meta") or {})
     now = _now()
