@@ -141,3 +141,25 @@ def test_an_open_session_sent_again_after_losing_write_access_makes_nothing(
     r = http.post(URL, json=inline_body(world["private"]), headers=h)
     assert r.status_code == 404, r.text  # a private project the caller no longer sees
     assert objects(archive) == 0
+
+
+def test_a_full_disk_is_507_and_records_nothing(archive, http, world, monkeypatch) -> None:
+    """The store cannot write the blob (a full disk, simulated: it cannot be made here for
+    real without filling the machine's): 507, no session, no object; sent again once there is
+    room, the object is made."""
+    import errno
+
+    real = archive.store.put_stream
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive.store, "put_stream", full)
+    h = auth(archive, MEMBER)
+    r = http.post(URL, json=inline_body(world["private"]), headers=h)
+    assert r.status_code == 507 and "disk is full" in r.json()["message"], r.text
+    with archive.session() as s:
+        assert s.query(Upload).count() == 0
+    monkeypatch.setattr(archive.store, "put_stream", real)
+    r = http.post(URL, json=inline_body(world["private"]), headers=h)
+    assert r.status_code == 201 and r.json()["object"]["status"] == "stored"

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
 
 class ApiError(Exception):
     status_code = 500
@@ -82,6 +86,18 @@ class InsufficientStorage(ApiError):
     """The archive's disk is full (or would be): nothing accepted so far is lost."""
 
     status_code = 507
+
+
+@contextlib.contextmanager
+def full_disk_says(message: str) -> Iterator[None]:
+    """A full disk (or quota) met inside the block becomes an `InsufficientStorage` saying
+    `message`; any other `OSError` goes on as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(message) from None
+        raise
 
 
 LOGIN_AGAIN = "Please log in again (run 'bl login')."

@@ -60,6 +60,7 @@ from brainlife.server.errors import (
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
+    full_disk_says,
 )
 from brainlife.server.ids import new_object_id
 from brainlife.server.models import (
@@ -458,15 +459,11 @@ def finalize_at_once(body: Any, upload: Upload) -> bool:
 
 
 def _put_inline(archive: Archive, f: DeclaredFile, data: bytes) -> None:
-    try:
+    with full_disk_says(
+        f"The archive's disk is full: {f.path!r} cannot be stored; ask the archive's "
+        "administrator to free or add space."
+    ):
         archive.store.put_stream([data], sha256=f.sha256)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InsufficientStorage(
-                f"The archive's disk is full: {f.path!r} cannot be stored; ask the archive's "
-                "administrator to free or add space."
-            ) from None
-        raise
 
 
 # --- the session -----------------------------------------------------------------------------
@@ -791,15 +788,11 @@ def _store_staged(session: Session, archive: Archive, upload_id: str, pos: int) 
     f = session.get(UploadFile, (upload_id, pos))
     if f is None:  # the session was deleted meanwhile
         return
-    try:
+    with full_disk_says(
+        f"The archive's disk is full: {f.path!r} is received but cannot be stored yet; "
+        "try again once space is freed (nothing is lost)."
+    ):
         put_verified_file(archive.store, path, f.sha256)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InsufficientStorage(
-                f"The archive's disk is full: {f.path!r} is received but cannot be stored yet; "
-                "try again once space is freed (nothing is lost)."
-            ) from None
-        raise
     f.stored = True
     session.commit()
     with contextlib.suppress(FileNotFoundError):
