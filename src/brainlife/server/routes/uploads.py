@@ -50,7 +50,7 @@ def create_upload(
     upload = uploads.create_upload(session, archive, user, body)
     if uploads.finalize_at_once(body, upload):
         dataset = uploads.finalize_upload(session, archive, user, upload.id, access_checked=True)
-        state = _state(session, archive, uploads.get_upload(session, user, upload.id))
+        state = _state(session, archive, upload)
         state["object"] = datasets.dataset_documents(session, [dataset])[0]
         return state
     return _state(session, archive, upload)

@@ -411,7 +411,7 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
     _check_space(archive, sum(f.size for f in files if (f.sha256, f.size) not in held))
     for i, data in inline.items():  # checked above: the store checks the digest again
         f = files[i]
-        if (f.sha256, f.size) not in held or not archive.store.has(f.sha256):
+        if not archive.store.has(f.sha256):
             _put_inline(archive, f, data)
         held.add((f.sha256, f.size))
     now = _now()
@@ -450,12 +450,11 @@ def create_upload(session: Session, archive: Archive, principal: Principal, body
 
 
 def finalize_at_once(body: Any, upload: Upload) -> bool:
-    """Whether `POST /upload` makes the data object too: `finalize: true` was asked and every
-    file is stored (a finalized session: its object again)."""
-    wanted = body.get("finalize", False) if isinstance(body, dict) else False
-    if not isinstance(wanted, bool):
-        raise BadRequest("'finalize' must be true or false.")
-    return wanted and (upload.status == "finalized" or all(f.stored for f in upload.files))
+    """Whether `POST /upload` makes the data object too: `finalize: true` was asked (checked
+    by `create_upload`) and every file is stored (a finalized session: its object again)."""
+    return body.get("finalize") is True and (
+        upload.status == "finalized" or all(f.stored for f in upload.files)
+    )
 
 
 def _put_inline(archive: Archive, f: DeclaredFile, data: bytes) -> None:

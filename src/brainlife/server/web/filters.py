@@ -245,7 +245,7 @@ class Filters:
             words += ["--pub", pub]
         if self.datatype:
             words += ["--datatype", self.datatype]
-        # one word a tag, typed as bl reads it (`!` first to exclude, `\\!x` wants "!x")
+        # one word a tag, typed as bl reads it (`!` first to exclude, `\!x` wants "!x")
         for t in self.datatype_tags:
             words += ["--datatype_tag", typed_tag(t.tag, excluded=t.exclude)]
         for t in self.tags:
